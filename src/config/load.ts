@@ -1,0 +1,164 @@
+import { readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { LineCounter, parseDocument, isNode } from 'yaml';
+import type { ZodIssue } from 'zod';
+import { configSchema, EnvironmentConfig, RunbookConfig } from './schema';
+import { looksLikeKeyMaterial, SecretRef, secretRefProblem } from './secrets';
+
+export interface ConfigProblem {
+  /** Dotted path of the field, e.g. environments.prod.targets.rpo ('' for the whole file). */
+  path: string;
+  message: string;
+  line?: number;
+}
+
+/** Every problem found in one config file, each naming the file, the field, what was expected and found. */
+export class ConfigError extends Error {
+  constructor(
+    readonly file: string,
+    readonly problems: ConfigProblem[],
+  ) {
+    super(
+      `${file}: ${problems.length} problem${problems.length === 1 ? '' : 's'}\n` +
+        problems.map((p) => `  ${file}${p.line ? `:${p.line}` : ''}: ${p.path || '(file)'}: ${p.message}`).join('\n'),
+    );
+    this.name = 'ConfigError';
+  }
+}
+
+export interface LoadedConfig {
+  file: string;
+  /** Directory relative file: references are resolved against. */
+  baseDir: string;
+  config: RunbookConfig;
+}
+
+function describeValue(value: unknown): string {
+  if (value === undefined) return 'nothing';
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'a list';
+  if (typeof value === 'object') return 'a mapping';
+  const text = JSON.stringify(value);
+  return text.length > 60 ? `${text.slice(0, 57)}..." (${String(value).length} characters)` : text;
+}
+
+function valueAt(data: unknown, path: (string | number)[]): unknown {
+  let current: unknown = data;
+  for (const key of path) {
+    if (current === null || typeof current !== 'object') return undefined;
+    current = (current as Record<string | number, unknown>)[key];
+  }
+  return current;
+}
+
+function issueMessage(issue: ZodIssue, raw: unknown): string {
+  const found = valueAt(raw, issue.path);
+  switch (issue.code) {
+    case 'invalid_type':
+      if (issue.received === 'undefined') return `required field is missing (expected ${issue.expected})`;
+      return `expected ${issue.expected}, found ${describeValue(found)}`;
+    case 'unrecognized_keys':
+      return `unknown field${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => `'${k}'`).join(', ')} (check the spelling; see the configuration reference in README.md)`;
+    case 'invalid_enum_value':
+      return `expected one of ${issue.options.map((o) => `'${String(o)}'`).join(', ')}, found ${describeValue(found)}`;
+    case 'invalid_literal':
+      return `${issue.message}, found ${describeValue(found)}`;
+    default:
+      return issue.message.includes('found') ? issue.message : `${issue.message}, found ${describeValue(found)}`;
+  }
+}
+
+/** Parses and validates a config file's text. Never throws anything but ConfigError for bad content. */
+export function parseConfig(text: string, file: string): LoadedConfig {
+  const lineCounter = new LineCounter();
+  const doc = parseDocument(text, { lineCounter, uniqueKeys: true, prettyErrors: false });
+  if (doc.errors.length > 0) {
+    throw new ConfigError(
+      file,
+      doc.errors.map((e) => ({ path: '', line: lineCounter.linePos(e.pos[0]).line, message: `not valid YAML: ${e.message.split('\n')[0]}` })),
+    );
+  }
+  const raw: unknown = doc.toJS({ maxAliasCount: 50 });
+  const lineOf = (path: (string | number)[]): number | undefined => {
+    for (let n = path.length; n >= 0; n--) {
+      const node = doc.getIn(path.slice(0, n), true);
+      if (isNode(node) && node.range) return lineCounter.linePos(node.range[0]).line;
+    }
+    return undefined;
+  };
+
+  const problems: ConfigProblem[] = [];
+  const scan = (value: unknown, path: (string | number)[]): void => {
+    if (typeof value === 'string') {
+      if (looksLikeKeyMaterial(value)) {
+        problems.push({ path: path.join('.'), line: lineOf(path), message: 'looks like an inline key or credential; store it in a file or env var and reference it (file:/path or env:NAME)' });
+      }
+    } else if (value && typeof value === 'object') {
+      for (const [k, v] of Object.entries(value)) scan(v, [...path, Array.isArray(value) ? Number(k) : k]);
+    }
+  };
+  scan(raw, []);
+
+  const result = configSchema.safeParse(raw ?? {});
+  if (!result.success) {
+    for (const issue of result.error.issues) {
+      const path = issue.code === 'unrecognized_keys' && issue.keys.length === 1 ? [...issue.path, issue.keys[0]] : issue.path;
+      problems.push({ path: path.join('.'), line: lineOf(issue.path), message: issueMessage(issue, raw) });
+    }
+  }
+  if (problems.length > 0) throw new ConfigError(file, problems);
+  return { file, baseDir: dirname(resolve(file)), config: (result as { data: RunbookConfig }).data };
+}
+
+export function loadConfig(file: string): LoadedConfig {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new ConfigError(file, [{ path: '', message: code === 'ENOENT' ? 'file not found (pass --config FILE or set RUNBOOK_CONFIG)' : `cannot read: ${(err as Error).message}` }]);
+  }
+  return parseConfig(text, file);
+}
+
+/** Every secret reference in an environment, with its field path. */
+export function secretRefsOf(env: EnvironmentConfig, prefix: string): { path: string; ref: SecretRef }[] {
+  const refs: { path: string; ref: SecretRef }[] = [];
+  const add = (path: string, ref: SecretRef | undefined) => ref && refs.push({ path: `${prefix}.${path}`, ref });
+  add('temporal.apiKey', env.temporal.apiKey);
+  add('temporal.tls.serverCa', env.temporal.tls?.serverCa);
+  add('temporal.tls.clientCert', env.temporal.tls?.clientCert);
+  add('temporal.tls.clientKey', env.temporal.tls?.clientKey);
+  for (const [name, db] of Object.entries(env.databases)) add(`databases.${name}.password`, db.password);
+  add('backups.accessKeyId', env.backups?.accessKeyId);
+  add('backups.secretAccessKey', env.backups?.secretAccessKey);
+  add('dns.tsig.secret', env.dns?.tsig?.secret);
+  return refs;
+}
+
+/** Checks that the secret references of the named environments resolve on this machine. */
+export function checkSecretRefs(loaded: LoadedConfig, environments: string[]): void {
+  const problems: ConfigProblem[] = [];
+  for (const name of environments) {
+    const env = loaded.config.environments[name];
+    for (const { path, ref } of secretRefsOf(env, `environments.${name}`)) {
+      const problem = secretRefProblem(ref, loaded.baseDir);
+      if (problem) problems.push({ path, message: `secret reference ${ref} cannot be resolved: ${problem}` });
+    }
+  }
+  if (problems.length > 0) throw new ConfigError(loaded.file, problems);
+}
+
+/** The environment to act on: an explicit choice, then worker.environment, then defaultEnvironment, then the only one. */
+export function selectEnvironment(loaded: LoadedConfig, requested?: string): { name: string; env: EnvironmentConfig } {
+  const envs = loaded.config.environments;
+  const names = Object.keys(envs);
+  const name = requested ?? loaded.config.worker.environment ?? loaded.config.defaultEnvironment ?? (names.length === 1 ? names[0] : undefined);
+  if (name === undefined) {
+    throw new ConfigError(loaded.file, [{ path: 'defaultEnvironment', message: `several environments are defined (${names.join(', ')}); pass --env NAME or set defaultEnvironment` }]);
+  }
+  if (!(name in envs)) {
+    throw new ConfigError(loaded.file, [{ path: 'environments', message: `unknown environment '${name}'; defined: ${names.join(', ')}` }]);
+  }
+  return { name, env: envs[name] };
+}

@@ -1,0 +1,221 @@
+import { z } from 'zod';
+import { parseDuration } from './duration';
+import { isSecretRef, SecretRef } from './secrets';
+
+/** A duration written as text ("15m", "1h30m", "90d"), held in milliseconds. */
+const duration = z.string({ invalid_type_error: 'expected a duration such as "30s", "15m" or "90d"' }).transform((text, ctx) => {
+  const ms = parseDuration(text);
+  if (ms === undefined) {
+    ctx.addIssue({ code: z.ZodIssueCode.custom, message: `expected a positive duration such as "30s", "15m" or "90d", found "${text}"` });
+    return z.NEVER;
+  }
+  return ms;
+});
+
+const secretRef = z.string({ invalid_type_error: 'expected a secret reference, env:NAME or file:/path' }).refine(
+  (value): value is SecretRef => isSecretRef(value),
+  (value) => ({
+    message: `inline secret values are not allowed; write a reference instead, env:NAME or file:/path/to/secret (found a ${value.length}-character literal)`,
+  }),
+);
+
+const hostname = z
+  .string()
+  .regex(/^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$/, 'expected a host name or IPv4 address such as 127.0.0.1 or db.example.com');
+
+const port = z.number({ invalid_type_error: 'expected a port number (1-65535)' }).int().min(1).max(65535);
+
+/** host:port, as Temporal and DNS servers are addressed. */
+const address = z.string().regex(/^[A-Za-z0-9.-]+:\d{1,5}$/, 'expected host:port, such as 127.0.0.1:7233');
+
+/** Names that reach SQL, DNS or Kubernetes are held to a conservative grammar. */
+const identifier = z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/, 'expected a lower-case identifier (letters, digits, _; at most 63 characters)');
+const dnsLabel = z
+  .string()
+  .regex(/^(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))*\.?$/, 'expected a DNS name of lower-case labels, such as db or db.example.com');
+const k8sName = z.string().regex(/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/, 'expected a Kubernetes name (lower-case letters, digits, -)');
+
+export const QUEUE_KINDS = ['critical', 'standard', 'batch'] as const;
+export type QueueKind = (typeof QUEUE_KINDS)[number];
+
+const tlsSchema = z
+  .object({
+    serverCa: secretRef.optional(),
+    clientCert: secretRef.optional(),
+    clientKey: secretRef.optional(),
+    serverName: hostname.optional(),
+  })
+  .strict()
+  .refine((tls) => (tls.clientCert === undefined) === (tls.clientKey === undefined), {
+    message: 'clientCert and clientKey go together for mTLS: set both or neither',
+  });
+
+const temporalSchema = z
+  .object({
+    address: address.default('127.0.0.1:7233'),
+    namespace: z.string().min(1).default('default'),
+    apiKey: secretRef.optional(),
+    tls: tlsSchema.optional(),
+    taskQueues: z
+      .object({
+        critical: z.string().min(1).default('critical-queue'),
+        standard: z.string().min(1).default('standard-queue'),
+        batch: z.string().min(1).default('batch-queue'),
+      })
+      .strict()
+      .default({}),
+  })
+  .strict();
+
+const databaseSchema = z
+  .object({
+    host: hostname,
+    port: port.default(5432),
+    database: identifier,
+    user: identifier,
+    password: secretRef,
+    replica: z.object({ host: hostname, port: port.default(5432) }).strict().optional(),
+    /** The DNS record (a key of dns.records) clients use to reach the primary. */
+    dnsRecord: z.string().optional(),
+  })
+  .strict();
+
+const backupsSchema = z
+  .object({
+    bucket: z.string().regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'expected an S3 bucket name (3-63 lower-case letters, digits, dots, hyphens)'),
+    prefix: z.string().regex(/^[A-Za-z0-9!_.*'()/-]*$/, 'expected an S3 key prefix without spaces or special characters').default(''),
+    region: z.string().min(1).default('us-east-1'),
+    endpoint: z.string().url('expected a URL such as http://127.0.0.1:9000').optional(),
+    forcePathStyle: z.boolean().default(false),
+    accessKeyId: secretRef.optional(),
+    secretAccessKey: secretRef.optional(),
+    retention: z
+      .object({
+        keepLast: z.number().int().min(1, 'keepLast must be at least 1: the newest good backup is never deleted').optional(),
+        maxAge: duration.optional(),
+      })
+      .strict()
+      .default({}),
+  })
+  .strict()
+  .refine((b) => (b.accessKeyId === undefined) === (b.secretAccessKey === undefined), {
+    message: 'accessKeyId and secretAccessKey go together: set both, or neither to use the default AWS credential chain',
+  });
+
+const dnsSchema = z
+  .object({
+    provider: z.enum(['rfc2136', 'route53']),
+    server: address.optional(),
+    zone: dnsLabel,
+    tsig: z
+      .object({ name: dnsLabel, algorithm: z.enum(['hmac-sha256', 'hmac-sha512']).default('hmac-sha256'), secret: secretRef })
+      .strict()
+      .optional(),
+    records: z.record(dnsLabel, z.object({ name: dnsLabel, ttl: z.number().int().min(1).max(86_400).default(30) }).strict()).default({}),
+  })
+  .strict()
+  .superRefine((dns, ctx) => {
+    if (dns.provider === 'rfc2136' && !dns.server) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['server'], message: 'rfc2136 needs server: host:port of the primary name server' });
+  });
+
+const kubernetesSchema = z
+  .object({
+    kubeconfig: z.string().optional(),
+    context: z.string().optional(),
+    namespace: k8sName.default('default'),
+    deployments: z.array(k8sName).default([]),
+  })
+  .strict();
+
+const approverSchema = z.string().regex(/^[A-Za-z0-9._@+-]{1,128}$/, 'expected an approver id such as alice or alice@example.com');
+
+const environmentSchema = z
+  .object({
+    temporal: temporalSchema.default({}),
+    databases: z.record(identifier, databaseSchema).default({}),
+    backups: backupsSchema.optional(),
+    dns: dnsSchema.optional(),
+    kubernetes: kubernetesSchema.optional(),
+    targets: z.object({ rpo: duration.optional(), rto: duration.optional() }).strict().default({}),
+    /** Who may approve gates, per runbook; "default" applies to runbooks without their own list. */
+    approvers: z.record(z.string(), z.array(approverSchema).min(1, 'an approver list needs at least one person')).default({}),
+  })
+  .strict()
+  .superRefine((env, ctx) => {
+    for (const [name, db] of Object.entries(env.databases)) {
+      if (db.dnsRecord !== undefined && !(env.dns && db.dnsRecord in env.dns.records)) {
+        ctx.addIssue({
+          code: z.ZodIssueCode.custom,
+          path: ['databases', name, 'dnsRecord'],
+          message: `names DNS record '${db.dnsRecord}', which is not defined under dns.records`,
+        });
+      }
+    }
+  });
+
+const tuningSchema = z
+  .object({
+    maxConcurrentActivityTaskExecutions: z.number().int().min(1).optional(),
+    maxConcurrentLocalActivityExecutions: z.number().int().min(1).optional(),
+    maxConcurrentWorkflowTaskExecutions: z.number().int().min(2).optional(),
+    maxConcurrentWorkflowTaskPolls: z.number().int().min(1).optional(),
+    maxConcurrentActivityTaskPolls: z.number().int().min(1).optional(),
+    maxCachedWorkflows: z.number().int().min(0).optional(),
+    shutdownGraceTime: duration.optional(),
+  })
+  .strict();
+
+const workerSchema = z
+  .object({
+    environment: z.string().optional(),
+    taskQueues: z.array(z.enum(QUEUE_KINDS)).min(1).optional(),
+    http: z.object({ host: z.string().default('127.0.0.1'), port: z.number().int().min(0).max(65535).default(9464) }).strict().default({}),
+    logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error']).default('info'),
+    tuning: tuningSchema.default({}),
+  })
+  .strict();
+
+export const RUNBOOK_NAMES = ['smokeTest', 'backupDatabase', 'verifyBackup', 'drDrill', 'rollout', 'rollback', 'goLive'] as const;
+
+const scheduleSchema = z
+  .object({
+    id: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'expected a schedule id of lower-case letters, digits and -'),
+    runbook: z.enum(RUNBOOK_NAMES),
+    environment: z.string(),
+    cron: z.string().regex(/^(\S+\s+){4}\S+$/, 'expected a five-field cron expression such as "0 3 * * *"'),
+    timezone: z.string().optional(),
+    input: z.record(z.unknown()).default({}),
+    paused: z.boolean().default(false),
+  })
+  .strict();
+
+export const configSchema = z
+  .object({
+    version: z.literal(1, { errorMap: () => ({ message: 'expected version: 1' }) }),
+    defaultEnvironment: z.string().optional(),
+    environments: z.record(z.string().regex(/^[a-z][a-z0-9-]{0,30}$/, 'environment names are lower-case letters, digits and -'), environmentSchema).refine((envs) => Object.keys(envs).length > 0, {
+      message: 'define at least one environment',
+    }),
+    worker: workerSchema.default({}),
+    schedules: z.array(scheduleSchema).default([]),
+  })
+  .strict()
+  .superRefine((config, ctx) => {
+    const known = Object.keys(config.environments);
+    const unknownEnv = (name: string, path: (string | number)[]) =>
+      ctx.addIssue({ code: z.ZodIssueCode.custom, path, message: `unknown environment '${name}'; defined: ${known.join(', ')}` });
+    if (config.defaultEnvironment !== undefined && !known.includes(config.defaultEnvironment)) unknownEnv(config.defaultEnvironment, ['defaultEnvironment']);
+    if (config.worker.environment !== undefined && !known.includes(config.worker.environment)) unknownEnv(config.worker.environment, ['worker', 'environment']);
+    const ids = new Set<string>();
+    config.schedules.forEach((s, i) => {
+      if (!known.includes(s.environment)) unknownEnv(s.environment, ['schedules', i, 'environment']);
+      if (ids.has(s.id)) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['schedules', i, 'id'], message: `duplicate schedule id '${s.id}'` });
+      ids.add(s.id);
+    });
+  });
+
+export type RunbookConfig = z.output<typeof configSchema>;
+export type EnvironmentConfig = RunbookConfig['environments'][string];
+export type TemporalConfig = EnvironmentConfig['temporal'];
+export type WorkerConfig = RunbookConfig['worker'];
+export type RunbookName = (typeof RUNBOOK_NAMES)[number];

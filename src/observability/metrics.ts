@@ -1,0 +1,71 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+/** Buckets for procedures that last from seconds (a smoke test) to hours (a large restore). */
+export const STEP_DURATION_BUCKETS = [0.05, 0.25, 1, 5, 15, 60, 300, 900, 1800, 3600, 7200, 14400];
+
+export type RunOutcome = 'succeeded' | 'failed' | 'cancelled';
+
+/** The runbooks' own metrics. Labels are bounded sets (runbook, environment, step, outcome), never ids. */
+export class RunbookMetrics {
+  readonly registry = new Registry();
+  readonly runsStarted = new Counter({
+    name: 'runbook_runs_started_total',
+    help: 'Runbook runs started, by runbook and environment',
+    labelNames: ['runbook', 'environment'] as const,
+    registers: [this.registry],
+  });
+  readonly runsCompleted = new Counter({
+    name: 'runbook_runs_completed_total',
+    help: 'Runbook runs finished, by runbook, environment and outcome',
+    labelNames: ['runbook', 'environment', 'outcome'] as const,
+    registers: [this.registry],
+  });
+  readonly stepDuration = new Histogram({
+    name: 'runbook_step_duration_seconds',
+    help: 'Duration of runbook steps',
+    labelNames: ['runbook', 'step', 'outcome'] as const,
+    buckets: STEP_DURATION_BUCKETS,
+    registers: [this.registry],
+  });
+  readonly lastSuccess = new Gauge({
+    name: 'runbook_last_success_timestamp_seconds',
+    help: 'Unix time of the last successful run, by runbook and environment',
+    labelNames: ['runbook', 'environment'] as const,
+    registers: [this.registry],
+  });
+  readonly workerReady = new Gauge({
+    name: 'runbook_worker_ready',
+    help: '1 when every task queue of this worker is polling, else 0',
+    registers: [this.registry],
+  });
+
+  constructor() {
+    collectDefaultMetrics({ register: this.registry, prefix: 'runbook_process_' });
+  }
+
+  runStarted(runbook: string, environment: string): void {
+    this.runsStarted.inc({ runbook, environment });
+  }
+
+  runFinished(runbook: string, environment: string, outcome: RunOutcome, endedAtMs: number): void {
+    this.runsCompleted.inc({ runbook, environment, outcome });
+    if (outcome === 'succeeded') this.lastSuccess.set({ runbook, environment }, endedAtMs / 1000);
+  }
+
+  stepFinished(runbook: string, step: string, outcome: string, durationMs: number): void {
+    this.stepDuration.observe({ runbook, step, outcome }, durationMs / 1000);
+  }
+
+  /** Our registry plus the SDK's own worker metrics, scraped from its exporter on loopback. */
+  async exposition(sdkMetricsUrl?: string): Promise<string> {
+    const own = await this.registry.metrics();
+    if (!sdkMetricsUrl) return own;
+    try {
+      const res = await fetch(sdkMetricsUrl, { signal: AbortSignal.timeout(2_000) });
+      const sdk = await res.text();
+      return `${own}\n${sdk}`;
+    } catch (err) {
+      return `${own}\n# SDK metrics unavailable: ${(err as Error).message.replace(/\n/g, ' ')}\n`;
+    }
+  }
+}

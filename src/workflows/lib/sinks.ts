@@ -1,0 +1,13 @@
+import type { Sinks } from '@temporalio/workflow';
+
+/**
+ * How a workflow reports to the worker's metrics without breaking determinism: sink calls leave
+ * the workflow sandbox and are not repeated when history is replayed.
+ */
+export interface RunbookSinks extends Sinks {
+  runbookMetrics: {
+    runStarted(runbook: string, environment: string): void;
+    stepFinished(runbook: string, step: string, outcome: string, durationMs: number): void;
+    runFinished(runbook: string, environment: string, outcome: 'succeeded' | 'failed' | 'cancelled', endedAtMs: number): void;
+  };
+}
