@@ -127,3 +127,13 @@ export async function startPostgres(opts: PostgresClusterOptions & { dataDir: st
 export function stopPostgres(pid: number): Promise<void> {
   return stopService(pid, 'SIGINT', 20_000);
 }
+
+/** Creates a database if it does not exist, over the Unix socket (trust auth: only the cluster owner reaches it). */
+export async function ensureDatabase(info: PostgresClusterInfo, database: string): Promise<void> {
+  if (!/^[a-z_][a-z0-9_]{0,62}$/.test(database)) throw new Error(`database name '${database}' is not a plain lower-case identifier`);
+  const user = runAs();
+  const psql = (sql: string) =>
+    execFileAsync(findPgBinary('psql'), ['-h', info.socketDir, '-p', String(info.port), '-U', info.superuser, '-d', 'postgres', '-tAc', sql], { uid: user?.uid, gid: user?.gid, cwd: '/' });
+  const { stdout } = await psql(`SELECT 1 FROM pg_database WHERE datname = '${database}'`);
+  if (stdout.trim() !== '1') await psql(`CREATE DATABASE "${database}"`);
+}

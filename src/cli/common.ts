@@ -1,0 +1,77 @@
+import { existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { ConfigError, loadConfig, LoadedConfig, parseConfig, selectEnvironment } from '../config/load';
+import type { EnvironmentConfig } from '../config/schema';
+import { MissingBinaryError } from '../sandbox/process';
+import { DEFAULT_STACK_DIR } from '../sandbox/stack';
+
+/** An error the user can fix; printed as one message without a stack trace. */
+export class UsageError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'UsageError';
+  }
+}
+
+export interface GlobalOptions {
+  config?: string;
+  env?: string;
+  json?: boolean;
+}
+
+/**
+ * The config file to use: --config, then RUNBOOK_CONFIG, then ./runbook.yaml, then the one the
+ * local stack wrote. Without any, the built-in default points at a dev server on 127.0.0.1:7233.
+ */
+export function resolveConfigFile(explicit?: string): string | undefined {
+  if (explicit) return explicit;
+  if (process.env.RUNBOOK_CONFIG) return process.env.RUNBOOK_CONFIG;
+  if (existsSync('runbook.yaml')) return 'runbook.yaml';
+  const stackConfig = join(DEFAULT_STACK_DIR, 'runbook.yaml');
+  if (existsSync(stackConfig)) return stackConfig;
+  return undefined;
+}
+
+export function loadCliConfig(opts: GlobalOptions): LoadedConfig {
+  const file = resolveConfigFile(opts.config);
+  if (file) return loadConfig(file);
+  return parseConfig('version: 1\ndefaultEnvironment: local\nenvironments:\n  local: {}\n', resolve('(built-in default)'));
+}
+
+export function cliEnvironment(loaded: LoadedConfig, opts: GlobalOptions): { name: string; env: EnvironmentConfig } {
+  return selectEnvironment(loaded, opts.env ?? process.env.RUNBOOK_ENV);
+}
+
+export function printJson(value: unknown): void {
+  process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
+}
+
+/** Exit codes: 0 success, 1 the runbook or command failed, 2 bad input or config, 3 a required program is missing. */
+export function reportError(err: unknown, json: boolean): number {
+  let code = 1;
+  let kind = 'error';
+  if (err instanceof ConfigError) {
+    code = 2;
+    kind = 'config';
+  } else if (err instanceof UsageError) {
+    code = 2;
+    kind = 'usage';
+  } else if (err instanceof MissingBinaryError) {
+    code = 3;
+    kind = 'missing-program';
+  }
+  const message = err instanceof Error ? err.message : String(err);
+  if (json) {
+    printJson({ ok: false, error: { kind, message, ...(err instanceof ConfigError ? { file: err.file, problems: err.problems } : {}) } });
+  } else {
+    process.stderr.write(`runbook: ${message}\n`);
+    if (process.env.RUNBOOK_DEBUG && err instanceof Error && err.stack) process.stderr.write(`${err.stack}\n`);
+  }
+  return code;
+}
+
+export function parseSeconds(value: string, flag: string, max: number): number {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n < 0 || n > max) throw new UsageError(`${flag}: expected a number of seconds from 0 to ${max}, found "${value}"`);
+  return n;
+}

@@ -1,0 +1,85 @@
+import type { Command } from 'commander';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { loadConfig } from '../config/load';
+import { QUEUE_KINDS } from '../config/schema';
+import { createLogger } from '../observability/logger';
+import { freePort } from '../sandbox/process';
+import { DEFAULT_STACK_DIR, startStack, stopStack, StackState } from '../sandbox/stack';
+import { RunbookWorker } from '../worker';
+import { connectClient } from './client';
+import { GlobalOptions, printJson } from './common';
+import { describeSmoke, runSmokeTest, SmokeOutcome } from './smoke';
+import { describeStack } from './stack';
+
+export interface DemoRun {
+  runbook: string;
+  queue: string;
+  ok: boolean;
+  detail: SmokeOutcome;
+}
+
+/**
+ * Brings the sandbox up, runs a worker in this process, runs every runbook that exists against it,
+ * and prints what happened. Without --keep everything is stopped and removed again.
+ */
+export async function runDemo(opts: { keep: boolean; json: boolean }): Promise<number> {
+  const say = (text: string) => {
+    if (!opts.json) process.stdout.write(`${text}\n`);
+  };
+  const dir = opts.keep ? DEFAULT_STACK_DIR : mkdtempSync(join(tmpdir(), 'runbook-demo-'));
+  say('starting the local stack (Temporal dev server, PostgreSQL 15, S3 server, BIND 9)...');
+  const t0 = Date.now();
+  const stack: StackState = await startStack({ dir, uiPort: await freePort(), persist: opts.keep, detach: opts.keep });
+  const stackMs = Date.now() - t0;
+  say(describeStack(stack));
+  let worker: RunbookWorker | undefined;
+  const runs: DemoRun[] = [];
+  try {
+    const loaded = loadConfig(stack.configFile);
+    // Worker logs go to a file so the demo's own output stays readable.
+    const logFile = join(stack.dir, 'worker.log');
+    const { default: pino } = await import('pino');
+    worker = new RunbookWorker({ loaded, httpPort: 0, logger: createLogger('info', pino.destination({ dest: logFile, sync: true })) });
+    const { httpUrl } = await worker.start();
+    await worker.waitUntilReady();
+    say(`worker serving ${worker.taskQueueNames().join(', ')}; health ${httpUrl}/ready, metrics ${httpUrl}/metrics; log ${logFile}`);
+    const c = await connectClient(loaded, 'sandbox', loaded.config.environments.sandbox);
+    try {
+      for (const queue of QUEUE_KINDS) {
+        const outcome = await runSmokeTest(c, { queue, timeoutSeconds: 60 });
+        runs.push({ runbook: 'smokeTest', queue: outcome.taskQueue, ok: outcome.ok, detail: outcome });
+        say(describeSmoke(outcome));
+      }
+    } finally {
+      await c.close();
+    }
+    const passed = runs.filter((r) => r.ok).length;
+    if (opts.json) {
+      printJson({ ok: passed === runs.length, stackStartMs: stackMs, temporalUi: stack.temporal?.uiUrl, kept: opts.keep, stack, runs });
+    } else {
+      say('');
+      say(`summary: ${passed} of ${runs.length} runbook runs passed (stack up in ${stackMs} ms)`);
+      say(`Temporal UI: ${stack.temporal?.uiUrl ?? '(headless)'}${opts.keep ? '' : ' (stopped with the demo; use --keep to keep the stack)'}`);
+      if (opts.keep) say(`the stack keeps running; start a worker with 'runbook worker' and stop the stack with 'runbook stack down'`);
+    }
+    return passed === runs.length ? 0 : 1;
+  } finally {
+    await worker?.shutdown().catch(() => undefined);
+    if (!opts.keep) {
+      await stopStack(stack);
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }
+}
+
+export function registerDemo(program: Command, globals: () => GlobalOptions): void {
+  program
+    .command('demo')
+    .description('bring up the local stack, run every runbook against it with a worker, print a summary')
+    .option('--keep', 'leave the stack running afterwards (in .runbook/stack, with persistent Temporal state)', false)
+    .action(async (opts: { keep: boolean }) => {
+      process.exitCode = await runDemo({ keep: opts.keep, json: Boolean(globals().json) });
+    });
+}

@@ -1,0 +1,53 @@
+import { Command, CommanderError } from 'commander';
+import { GlobalOptions, reportError } from './common';
+import { registerConfig } from './config';
+import { registerDemo } from './demo';
+import { registerSmoke } from './smoke';
+import { registerStack } from './stack';
+import { registerWorker } from './worker';
+
+export function buildProgram(): Command {
+  const program = new Command();
+  program
+    .name('runbook')
+    .description('Production runbooks as durable Temporal workflows')
+    .option('-c, --config <file>', 'config file (default: $RUNBOOK_CONFIG, ./runbook.yaml, or the local stack\'s)')
+    .option('-e, --env <name>', 'environment from the config file (default: $RUNBOOK_ENV or defaultEnvironment)')
+    .option('--json', 'machine-readable output')
+    .exitOverride()
+    .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+  const globals = () => program.opts<GlobalOptions>();
+  registerWorker(program, globals);
+  registerStack(program, globals);
+  registerConfig(program, globals);
+  registerSmoke(program, globals);
+  registerDemo(program, globals);
+  for (const cmd of program.commands) cmd.exitOverride();
+  return program;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv);
+    return typeof process.exitCode === 'number' ? process.exitCode : 0;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      // Help and version are successes; every other parse error is bad usage.
+      return err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.exitCode === 0 ? 0 : 2;
+    }
+    return reportError(err, Boolean(program.opts<GlobalOptions>().json));
+  }
+}
+
+if (require.main === module) {
+  main(process.argv).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (err) => {
+      process.stderr.write(`runbook: ${String(err)}\n`);
+      process.exitCode = 1;
+    },
+  );
+}

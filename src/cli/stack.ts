@@ -1,0 +1,82 @@
+import type { Command } from 'commander';
+import { resolve } from 'node:path';
+import { freePort } from '../sandbox/process';
+import { ALL_COMPONENTS, DEFAULT_STACK_DIR, readStackState, StackComponent, stackStatus, startStack, stopStack, StackState } from '../sandbox/stack';
+import { GlobalOptions, printJson, UsageError } from './common';
+
+function parseComponents(list?: string): StackComponent[] | undefined {
+  if (!list) return undefined;
+  const chosen = list.split(',').map((s) => s.trim());
+  const bad = chosen.filter((c) => !(ALL_COMPONENTS as string[]).includes(c));
+  if (bad.length) throw new UsageError(`--only: unknown component ${bad.join(', ')}; expected some of ${ALL_COMPONENTS.join(', ')}`);
+  return chosen as StackComponent[];
+}
+
+export function describeStack(state: StackState): string {
+  const lines = [`local stack in ${state.dir}`];
+  if (state.temporal) lines.push(`  temporal  ${state.temporal.address}  namespace ${state.temporal.namespace}${state.temporal.uiUrl ? `  UI ${state.temporal.uiUrl}` : ''}`);
+  if (state.postgres) lines.push(`  postgres  ${state.postgres.host}:${state.postgres.port}  database ${state.postgres.database}`);
+  if (state.s3) lines.push(`  s3        ${state.s3.endpoint}  (moto)`);
+  if (state.dns) lines.push(`  dns       ${state.dns.host}:${state.dns.port}  zone ${state.dns.zone}  (BIND 9, TSIG updates)`);
+  lines.push(`  config    ${state.configFile}`);
+  return lines.join('\n');
+}
+
+export function registerStack(program: Command, globals: () => GlobalOptions): void {
+  const stack = program.command('stack').description('the local sandbox stack: Temporal dev server, PostgreSQL, S3 (moto), DNS (BIND 9)');
+
+  stack
+    .command('up')
+    .description('start the local stack in the background and write its config file')
+    .option('--dir <dir>', 'state directory', DEFAULT_STACK_DIR)
+    .option('--only <components>', `comma-separated subset of ${ALL_COMPONENTS.join(',')}`)
+    .option('--ui-port <port>', 'Temporal Web UI port (default: a free port)')
+    .option('--headless', 'no Temporal Web UI')
+    .option('--no-persist', 'keep Temporal state in memory only')
+    .action(async (opts: { dir: string; only?: string; uiPort?: string; headless?: boolean; persist: boolean }) => {
+      const g = globals();
+      let uiPort: number | undefined;
+      if (!opts.headless) {
+        uiPort = opts.uiPort !== undefined ? Number(opts.uiPort) : await freePort();
+        if (!Number.isInteger(uiPort) || uiPort < 1 || uiPort > 65535) throw new UsageError(`--ui-port: expected a port number, found "${opts.uiPort}"`);
+      }
+      const state = await startStack({ dir: opts.dir, components: parseComponents(opts.only), uiPort, persist: opts.persist, detach: true });
+      if (g.json) printJson({ ok: true, stack: state });
+      else process.stdout.write(`${describeStack(state)}\nstop it with: runbook stack down${opts.dir !== DEFAULT_STACK_DIR ? ` --dir ${opts.dir}` : ''}\n`);
+    });
+
+  stack
+    .command('down')
+    .description('stop the local stack started by stack up')
+    .option('--dir <dir>', 'state directory', DEFAULT_STACK_DIR)
+    .action(async (opts: { dir: string }) => {
+      const g = globals();
+      const state = readStackState(resolve(opts.dir));
+      if (!state) {
+        if (g.json) printJson({ ok: true, stopped: [] });
+        else process.stdout.write(`no stack is running from ${resolve(opts.dir)}\n`);
+        return;
+      }
+      await stopStack(state);
+      const stopped = [state.temporal && 'temporal', state.postgres && 'postgres', state.s3 && 's3', state.dns && 'dns'].filter(Boolean);
+      if (g.json) printJson({ ok: true, stopped });
+      else process.stdout.write(`stopped ${stopped.join(', ')}\n`);
+    });
+
+  stack
+    .command('status')
+    .description('show whether each component of the local stack is running')
+    .option('--dir <dir>', 'state directory', DEFAULT_STACK_DIR)
+    .action(async (opts: { dir: string }) => {
+      const g = globals();
+      const state = readStackState(resolve(opts.dir));
+      const components = state ? await stackStatus(state) : [];
+      const ok = components.length > 0 && components.every((c) => c.running);
+      if (g.json) printJson({ ok, dir: resolve(opts.dir), components });
+      else if (!state) process.stdout.write(`no stack is running from ${resolve(opts.dir)}; start one with: runbook stack up\n`);
+      else {
+        for (const c of components) process.stdout.write(`${c.component.padEnd(9)} ${c.running ? 'running' : 'DOWN   '}  pid ${c.pid}  ${c.endpoint}\n`);
+      }
+      process.exitCode = ok ? 0 : 1;
+    });
+}

@@ -1,0 +1,202 @@
+import { randomBytes } from 'node:crypto';
+import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { stringify } from 'yaml';
+import { startDnsServer, stopDnsServer, DnsServerInfo } from './dns';
+import { ensureDatabase, initCluster, startPostgres, stopPostgres, PostgresClusterInfo } from './postgres';
+import { disown, groupAlive } from './process';
+import { startS3Server, stopS3Server, S3ServerInfo } from './s3';
+import { startTemporalDevServer, stopTemporalDevServer, temporalAnswers, TemporalDevServerInfo } from './temporal';
+
+export const DEFAULT_STACK_DIR = '.runbook/stack';
+export const SANDBOX_ZONE = 'sandbox.test';
+export const SANDBOX_BUCKET = 'runbook-backups';
+export const SANDBOX_DATABASE = 'app';
+
+export type StackComponent = 'temporal' | 'postgres' | 's3' | 'dns';
+export const ALL_COMPONENTS: StackComponent[] = ['temporal', 'postgres', 's3', 'dns'];
+
+export interface StackState {
+  dir: string;
+  startedAt: string;
+  configFile: string;
+  temporal?: TemporalDevServerInfo;
+  postgres?: PostgresClusterInfo & { database: string };
+  s3?: S3ServerInfo;
+  dns?: DnsServerInfo;
+}
+
+export interface StartStackOptions {
+  dir: string;
+  components?: StackComponent[];
+  /** Web UI port; undefined runs the dev server headless. */
+  uiPort?: number;
+  /** Keep Temporal state in a SQLite file under dir, so a restarted server continues runs. */
+  persist?: boolean;
+  /** Leave the services running after this process exits (runbook stack up). */
+  detach?: boolean;
+  /** Address of the PostgreSQL primary; the DNS name db.<zone> points at it. */
+  postgresHost?: string;
+}
+
+function writeSecret(dir: string, name: string, value: string): string {
+  const secretsDir = join(dir, 'secrets');
+  mkdirSync(secretsDir, { recursive: true, mode: 0o700 });
+  const path = join(secretsDir, name);
+  writeFileSync(path, `${value}\n`, { mode: 0o600 });
+  return `file:secrets/${name}`;
+}
+
+/** A runbook config file describing the sandbox environment, with every secret in a file beside it. */
+export function writeStackConfig(state: StackState): void {
+  const env: Record<string, unknown> = {};
+  if (state.temporal) env.temporal = { address: state.temporal.address, namespace: state.temporal.namespace };
+  if (state.dns) {
+    env.dns = {
+      provider: 'rfc2136',
+      server: `${state.dns.host}:${state.dns.port}`,
+      zone: state.dns.zone,
+      tsig: { name: state.dns.tsigKeyName, algorithm: state.dns.tsigAlgorithm, secret: writeSecret(state.dir, 'tsig.key', state.dns.tsigSecret) },
+      records: { db: { name: 'db', ttl: 30 } },
+    };
+  }
+  if (state.postgres) {
+    env.databases = {
+      main: {
+        host: state.postgres.host,
+        port: state.postgres.port,
+        database: state.postgres.database,
+        user: state.postgres.superuser,
+        password: 'file:secrets/postgres-password',
+        ...(state.dns ? { dnsRecord: 'db' } : {}),
+      },
+    };
+  }
+  if (state.s3) {
+    env.backups = {
+      bucket: SANDBOX_BUCKET,
+      prefix: 'sandbox/',
+      region: state.s3.region,
+      endpoint: state.s3.endpoint,
+      forcePathStyle: true,
+      accessKeyId: writeSecret(state.dir, 's3-access-key-id', state.s3.accessKeyId),
+      secretAccessKey: writeSecret(state.dir, 's3-secret-access-key', state.s3.secretAccessKey),
+      retention: { keepLast: 7, maxAge: '30d' },
+    };
+  }
+  env.targets = { rpo: '15m', rto: '30m' };
+  env.approvers = { default: ['sandbox-operator'] };
+  const config = {
+    version: 1,
+    defaultEnvironment: 'sandbox',
+    environments: { sandbox: env },
+    worker: { http: { host: '127.0.0.1', port: 9464 } },
+  };
+  writeFileSync(
+    state.configFile,
+    `# Written by 'runbook stack up' for the local sandbox stack. Secrets are in secrets/ beside this file.\n${stringify(config)}`,
+  );
+}
+
+const stateFile = (dir: string) => join(dir, 'state.json');
+
+/** The state file holds pids and endpoints for stop/status; secrets stay only in secrets/. */
+function writeStateFile(state: StackState): void {
+  const redacted: StackState = {
+    ...state,
+    s3: state.s3 && { ...state.s3, accessKeyId: '(see secrets/)', secretAccessKey: '(see secrets/)' },
+    dns: state.dns && { ...state.dns, tsigSecret: '(see secrets/tsig.key)' },
+  };
+  writeFileSync(stateFile(state.dir), JSON.stringify(redacted, null, 2), { mode: 0o600 });
+}
+
+export function readStackState(dir: string): StackState | undefined {
+  const file = stateFile(dir);
+  if (!existsSync(file)) return undefined;
+  return JSON.parse(readFileSync(file, 'utf8')) as StackState;
+}
+
+/**
+ * Brings up the local stack as real processes. If any component fails to start, the ones already
+ * started are stopped again before the error is rethrown, so a failed start leaves nothing behind.
+ */
+export async function startStack(opts: StartStackOptions): Promise<StackState> {
+  const dir = resolve(opts.dir);
+  const components = opts.components ?? ALL_COMPONENTS;
+  const existing = readStackState(dir);
+  if (existing && stackPids(existing).some(groupAlive)) {
+    throw new Error(`a stack is already running from ${dir} (see 'runbook stack status'); stop it with 'runbook stack down' first`);
+  }
+  mkdirSync(dir, { recursive: true, mode: 0o755 });
+  // The PostgreSQL cluster runs as the postgres user, which must be able to enter this directory.
+  chmodSync(dir, 0o755);
+  const state: StackState = { dir, startedAt: new Date().toISOString(), configFile: join(dir, 'runbook.yaml') };
+  const pgHost = opts.postgresHost ?? '127.0.0.2';
+  try {
+    // Independent services start side by side; the machine has two cores and they mostly wait on I/O.
+    await Promise.all([
+      components.includes('temporal')
+        ? startTemporalDevServer({ dir, uiPort: opts.uiPort, dbFile: opts.persist ? join(dir, 'temporal.sqlite') : undefined }).then((t) => (state.temporal = t))
+        : undefined,
+      components.includes('s3') ? startS3Server({ dir }).then((s) => (state.s3 = s)) : undefined,
+      components.includes('dns') ? startDnsServer({ dir, zone: SANDBOX_ZONE, records: { db: pgHost } }).then((d) => (state.dns = d)) : undefined,
+      components.includes('postgres') ? startSandboxPostgres(dir, pgHost).then((p) => (state.postgres = p)) : undefined,
+    ]);
+  } catch (err) {
+    await stopStack(state).catch(() => undefined);
+    throw err;
+  }
+  writeStackConfig(state);
+  writeStateFile(state);
+  if (opts.detach) for (const pid of stackPids(state)) disown(pid);
+  return state;
+}
+
+async function startSandboxPostgres(dir: string, host: string): Promise<PostgresClusterInfo & { database: string }> {
+  const pgDir = join(dir, 'postgres-primary');
+  const passwordFile = join(dir, 'secrets', 'postgres-password');
+  let password: string;
+  if (existsSync(passwordFile)) password = readFileSync(passwordFile, 'utf8').trim();
+  else {
+    password = randomBytes(18).toString('base64url');
+    writeSecret(dir, 'postgres-password', password);
+  }
+  const { dataDir, socketDir } = await initCluster({ dir: pgDir, password });
+  const info = await startPostgres({ dir: pgDir, host, password, dataDir, socketDir });
+  await ensureDatabase(info, SANDBOX_DATABASE);
+  return { ...info, database: SANDBOX_DATABASE };
+}
+
+export function stackPids(state: StackState): number[] {
+  return [state.temporal?.pid, state.postgres?.pid, state.s3?.pid, state.dns?.pid].filter((p): p is number => p !== undefined);
+}
+
+/** Stops every component that is running; safe to call twice. */
+export async function stopStack(state: StackState): Promise<void> {
+  await Promise.all([
+    state.temporal && stopTemporalDevServer(state.temporal.pid),
+    state.postgres && stopPostgres(state.postgres.pid),
+    state.s3 && stopS3Server(state.s3.pid),
+    state.dns && stopDnsServer(state.dns.pid),
+  ]);
+  if (existsSync(stateFile(state.dir))) rmSync(stateFile(state.dir));
+}
+
+export interface ComponentStatus {
+  component: StackComponent;
+  pid: number;
+  running: boolean;
+  endpoint: string;
+}
+
+export async function stackStatus(state: StackState): Promise<ComponentStatus[]> {
+  const out: ComponentStatus[] = [];
+  if (state.temporal) {
+    const running = groupAlive(state.temporal.pid) && (await temporalAnswers(state.temporal.address));
+    out.push({ component: 'temporal', pid: state.temporal.pid, running, endpoint: state.temporal.address });
+  }
+  if (state.postgres) out.push({ component: 'postgres', pid: state.postgres.pid, running: groupAlive(state.postgres.pid), endpoint: `${state.postgres.host}:${state.postgres.port}` });
+  if (state.s3) out.push({ component: 's3', pid: state.s3.pid, running: groupAlive(state.s3.pid), endpoint: state.s3.endpoint });
+  if (state.dns) out.push({ component: 'dns', pid: state.dns.pid, running: groupAlive(state.dns.pid), endpoint: `${state.dns.host}:${state.dns.port}` });
+  return out;
+}

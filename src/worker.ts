@@ -1,0 +1,377 @@
+import { bundleWorkflowCode, InjectedSinks, NativeConnection, Runtime, Worker, WorkerOptions } from '@temporalio/worker';
+import { watchFile, unwatchFile } from 'node:fs';
+import { createServer, IncomingMessage, Server, ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { createActivities } from './activities';
+import { credentialFiles, temporalConnectionSettings, TemporalConnectionSettings } from './config/connection';
+import { parseDuration } from './config/duration';
+import { checkSecretRefs, LoadedConfig, selectEnvironment } from './config/load';
+import { QUEUE_KINDS, QueueKind, WorkerConfig } from './config/schema';
+import { AppLogger, createLogger, SdkLoggerAdapter } from './observability/logger';
+import { RunbookMetrics } from './observability/metrics';
+import { freePort, sleep } from './sandbox/process';
+import type { RunbookSinks } from './workflows/lib/sinks';
+
+/** The checklist's production worker values; each can be overridden in config (worker.tuning) or by env. */
+export const DEFAULT_TUNING = {
+  maxConcurrentActivityTaskExecutions: 100,
+  maxConcurrentLocalActivityExecutions: 100,
+  maxConcurrentWorkflowTaskExecutions: 100,
+  maxConcurrentWorkflowTaskPolls: 100,
+  maxConcurrentActivityTaskPolls: 10,
+  maxCachedWorkflows: 1000,
+  shutdownGraceTimeMs: 30_000,
+};
+export type WorkerTuning = typeof DEFAULT_TUNING;
+
+const TUNING_ENV: Record<keyof WorkerTuning, string> = {
+  maxConcurrentActivityTaskExecutions: 'RUNBOOK_MAX_CONCURRENT_ACTIVITIES',
+  maxConcurrentLocalActivityExecutions: 'RUNBOOK_MAX_CONCURRENT_LOCAL_ACTIVITIES',
+  maxConcurrentWorkflowTaskExecutions: 'RUNBOOK_MAX_CONCURRENT_WORKFLOW_TASKS',
+  maxConcurrentWorkflowTaskPolls: 'RUNBOOK_MAX_CONCURRENT_WORKFLOW_TASK_POLLS',
+  maxConcurrentActivityTaskPolls: 'RUNBOOK_MAX_CONCURRENT_ACTIVITY_TASK_POLLS',
+  maxCachedWorkflows: 'RUNBOOK_MAX_CACHED_WORKFLOWS',
+  shutdownGraceTimeMs: 'RUNBOOK_SHUTDOWN_GRACE_TIME',
+};
+
+/** Tuning from defaults, then config, then environment variables; bad env values are refused by name. */
+export function resolveTuning(config: WorkerConfig['tuning'], env: NodeJS.ProcessEnv = process.env): WorkerTuning {
+  const { shutdownGraceTime, ...counts } = config;
+  const tuning: WorkerTuning = { ...DEFAULT_TUNING, ...stripUndefined(counts) };
+  if (shutdownGraceTime !== undefined) tuning.shutdownGraceTimeMs = shutdownGraceTime;
+  for (const key of Object.keys(TUNING_ENV) as (keyof WorkerTuning)[]) {
+    const name = TUNING_ENV[key];
+    const raw = env[name];
+    if (raw === undefined || raw === '') continue;
+    if (key === 'shutdownGraceTimeMs') {
+      const ms = parseDuration(raw);
+      if (ms === undefined) throw new Error(`${name}: expected a duration such as "30s", found "${raw}"`);
+      tuning.shutdownGraceTimeMs = ms;
+    } else {
+      const n = Number(raw);
+      const min = key === 'maxCachedWorkflows' ? 0 : 1;
+      if (!Number.isInteger(n) || n < min) throw new Error(`${name}: expected a whole number >= ${min}, found "${raw}"`);
+      tuning[key] = n;
+    }
+  }
+  if (tuning.maxConcurrentWorkflowTaskPolls > tuning.maxConcurrentWorkflowTaskExecutions) {
+    throw new Error(
+      `worker tuning: maxConcurrentWorkflowTaskPolls (${tuning.maxConcurrentWorkflowTaskPolls}) cannot exceed maxConcurrentWorkflowTaskExecutions (${tuning.maxConcurrentWorkflowTaskExecutions})`,
+    );
+  }
+  return tuning;
+}
+
+function stripUndefined<T extends object>(obj: T): Partial<T> {
+  return Object.fromEntries(Object.entries(obj).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
+
+/** Which queues this process serves: explicit list, then RUNBOOK_TASK_QUEUES, then config, then all three. */
+export function resolveQueues(explicit: string[] | undefined, config: WorkerConfig): QueueKind[] {
+  const fromEnv = process.env.RUNBOOK_TASK_QUEUES?.split(',').map((q) => q.trim()).filter(Boolean);
+  const chosen = explicit ?? fromEnv ?? config.taskQueues ?? [...QUEUE_KINDS];
+  const bad = chosen.filter((q) => !(QUEUE_KINDS as readonly string[]).includes(q));
+  if (bad.length > 0) throw new Error(`task queues: unknown queue ${bad.map((b) => `'${b}'`).join(', ')}; expected some of ${QUEUE_KINDS.join(', ')}`);
+  if (chosen.length === 0) throw new Error(`task queues: at least one of ${QUEUE_KINDS.join(', ')} is needed`);
+  return [...new Set(chosen)] as QueueKind[];
+}
+
+let runtimeInstalled: { sdkMetricsUrl: string } | undefined;
+
+/** The SDK runtime is process-wide and can be installed once: logs go to our JSON logger, metrics to a loopback exporter. */
+async function installRuntime(logger: AppLogger): Promise<{ sdkMetricsUrl: string }> {
+  if (runtimeInstalled) return runtimeInstalled;
+  const port = await freePort('127.0.0.1');
+  Runtime.install({
+    logger: new SdkLoggerAdapter(logger),
+    telemetryOptions: { metrics: { prometheus: { bindAddress: `127.0.0.1:${port}` } } },
+  });
+  runtimeInstalled = { sdkMetricsUrl: `http://127.0.0.1:${port}/metrics` };
+  return runtimeInstalled;
+}
+
+export interface RunbookWorkerOptions {
+  loaded: LoadedConfig;
+  environment?: string;
+  queues?: string[];
+  /** Port of the health/ready/metrics server; 0 picks a free one. Default from config (9464). */
+  httpPort?: number;
+  httpHost?: string;
+  logger?: AppLogger;
+}
+
+interface Generation {
+  connection: NativeConnection;
+  workers: Worker[];
+  running: Promise<void>;
+}
+
+/**
+ * One worker process: a Temporal worker per task queue on one connection, an HTTP server for
+ * /health, /ready and /metrics, reconnection until the server is reachable, and a new connection
+ * when certificate files change.
+ */
+export class RunbookWorker {
+  readonly environment: string;
+  readonly queues: QueueKind[];
+  readonly tuning: WorkerTuning;
+  readonly metrics = new RunbookMetrics();
+  readonly logger: AppLogger;
+  private readonly loaded: LoadedConfig;
+  private readonly settings: () => TemporalConnectionSettings;
+  private readonly watched: string[];
+  private http?: Server;
+  private sdkMetricsUrl?: string;
+  private generation?: Generation;
+  private stopping = false;
+  private rotating: Promise<void> = Promise.resolve();
+  private finished!: Promise<void>;
+  private workflowBundle?: { code: string };
+  private readonly options: RunbookWorkerOptions;
+
+  constructor(options: RunbookWorkerOptions) {
+    this.options = options;
+    this.loaded = options.loaded;
+    const { name, env } = selectEnvironment(options.loaded, options.environment);
+    checkSecretRefs(options.loaded, [name]);
+    this.environment = name;
+    this.queues = resolveQueues(options.queues, options.loaded.config.worker);
+    this.tuning = resolveTuning(options.loaded.config.worker.tuning);
+    this.logger = options.logger ?? createLogger(options.loaded.config.worker.logLevel);
+    this.settings = () => temporalConnectionSettings(this.loaded, env.temporal);
+    this.watched = credentialFiles(this.loaded, env.temporal);
+  }
+
+  /** Starts the HTTP server at once (so /health answers while connecting), then connects and polls in the background. */
+  async start(): Promise<{ httpUrl: string }> {
+    const runtime = await installRuntime(this.logger);
+    this.sdkMetricsUrl = runtime.sdkMetricsUrl;
+    const httpUrl = await this.startHttp();
+    this.finished = this.connectAndRun();
+    for (const file of this.watched) {
+      watchFile(file, { interval: 1_000 }, (curr, prev) => {
+        if (curr.mtimeMs !== prev.mtimeMs || curr.size !== prev.size) this.rotate(file);
+      });
+    }
+    return { httpUrl };
+  }
+
+  /** Resolves when the worker has stopped; rejects if it failed for a reason a restart would not fix. */
+  get done(): Promise<void> {
+    return this.finished;
+  }
+
+  isReady(): boolean {
+    const gen = this.generation;
+    return !this.stopping && gen !== undefined && gen.workers.length === this.queues.length && gen.workers.every((w) => w.getState() === 'RUNNING');
+  }
+
+  /** Waits until every queue is polling; rejects if the worker fails or stops first. */
+  async waitUntilReady(timeoutMs = 60_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    let failed: unknown;
+    let ended = false;
+    this.finished.then(
+      () => (ended = true),
+      (err) => (failed = err),
+    );
+    while (!this.isReady()) {
+      if (failed) throw failed;
+      if (ended || this.stopping) throw new Error('worker stopped before it was ready');
+      if (Date.now() > deadline) throw new Error(`worker not polling after ${timeoutMs} ms`);
+      await sleep(50);
+    }
+  }
+
+  taskQueueNames(): string[] {
+    const { env } = selectEnvironment(this.loaded, this.environment);
+    return this.queues.map((q) => env.temporal.taskQueues[q]);
+  }
+
+  private async connectAndRun(): Promise<void> {
+    const connection = await this.connectWithRetry();
+    if (!connection) return;
+    const generation = await this.launch(connection);
+    // A shutdown requested while the workers were being created must still reach them.
+    if (this.stopping) for (const w of generation.workers) w.shutdown();
+    await generation.running;
+    // A rotation replaces the generation; wait for whichever is current when this one ends.
+    while (this.generation && this.generation !== generation && !this.stopping) await this.generation.running;
+  }
+
+  private async connectWithRetry(): Promise<NativeConnection | undefined> {
+    let delay = 500;
+    for (let attempt = 1; !this.stopping; attempt++) {
+      const settings = this.settings();
+      try {
+        const connection = await NativeConnection.connect({ address: settings.address, tls: settings.tls, apiKey: settings.apiKey });
+        this.logger.info({ address: settings.address, namespace: settings.namespace, tls: Boolean(settings.tls), attempt }, 'connected to Temporal');
+        return connection;
+      } catch (err) {
+        this.logger.warn({ address: settings.address, attempt, retryInMs: delay, err: (err as Error).message }, 'cannot reach Temporal yet; retrying');
+        await sleep(delay);
+        delay = Math.min(delay * 2, 10_000);
+      }
+    }
+    return undefined;
+  }
+
+  private async bundle(): Promise<{ code: string }> {
+    if (!this.workflowBundle) {
+      this.workflowBundle = await bundleWorkflowCode({ workflowsPath: require.resolve('./workflows'), logger: new SdkLoggerAdapter(this.logger.child({ component: 'bundler' }, { level: 'warn' })) });
+    }
+    return this.workflowBundle;
+  }
+
+  private async launch(connection: NativeConnection): Promise<Generation> {
+    const { env } = selectEnvironment(this.loaded, this.environment);
+    const activities = createActivities(this.loaded, this.environment);
+    const workflowBundle = await this.bundle();
+    const namespace = this.settings().namespace;
+    const sinks: InjectedSinks<RunbookSinks> = {
+      runbookMetrics: {
+        runStarted: { fn: (_info, runbook, environment) => this.metrics.runStarted(runbook, environment), callDuringReplay: false },
+        stepFinished: { fn: (_info, runbook, step, outcome, ms) => this.metrics.stepFinished(runbook, step, outcome, ms), callDuringReplay: false },
+        runFinished: { fn: (_info, runbook, environment, outcome, at) => this.metrics.runFinished(runbook, environment, outcome, at), callDuringReplay: false },
+      },
+    };
+    const workers: Worker[] = [];
+    try {
+      for (const kind of this.queues) {
+        const options: WorkerOptions = {
+          connection,
+          namespace,
+          taskQueue: env.temporal.taskQueues[kind],
+          workflowBundle,
+          activities,
+          sinks,
+          maxConcurrentActivityTaskExecutions: this.tuning.maxConcurrentActivityTaskExecutions,
+          maxConcurrentLocalActivityExecutions: this.tuning.maxConcurrentLocalActivityExecutions,
+          maxConcurrentWorkflowTaskExecutions: this.tuning.maxConcurrentWorkflowTaskExecutions,
+          maxConcurrentWorkflowTaskPolls: this.tuning.maxConcurrentWorkflowTaskPolls,
+          maxConcurrentActivityTaskPolls: this.tuning.maxConcurrentActivityTaskPolls,
+          maxCachedWorkflows: this.tuning.maxCachedWorkflows,
+          shutdownGraceTime: this.tuning.shutdownGraceTimeMs,
+          // Past the grace period plus a margin, give up on draining rather than hang the process.
+          shutdownForceTime: this.tuning.shutdownGraceTimeMs + 10_000,
+        };
+        workers.push(await Worker.create(options));
+      }
+    } catch (err) {
+      await connection.close().catch(() => undefined);
+      throw err;
+    }
+    const running = Promise.all(workers.map((w) => w.run())).then(() => undefined);
+    const generation: Generation = { connection, workers, running };
+    this.generation = generation;
+    this.logger.info({ environment: this.environment, namespace, taskQueues: this.taskQueueNames(), tuning: this.tuning }, 'worker polling');
+    running.finally(() => connection.close().catch(() => undefined)).catch(() => undefined);
+    return generation;
+  }
+
+  /** Certificates changed on disk: connect with the new ones, start polling, then drain the old workers. */
+  private rotate(file: string): void {
+    this.rotating = this.rotating.then(async () => {
+      const old = this.generation;
+      if (this.stopping || !old) return;
+      this.logger.info({ file }, 'credential file changed; reconnecting with the new credentials');
+      let connection: NativeConnection;
+      try {
+        const s = this.settings();
+        connection = await NativeConnection.connect({ address: s.address, tls: s.tls, apiKey: s.apiKey });
+      } catch (err) {
+        this.logger.error({ file, err: (err as Error).message }, 'new credentials do not connect; keeping the current connection');
+        return;
+      }
+      await this.launch(connection);
+      for (const w of old.workers) w.shutdown();
+      await old.running.catch((err) => this.logger.warn({ err: (err as Error).message }, 'old worker generation ended with an error'));
+      this.logger.info({ file }, 'credential rotation complete');
+    });
+  }
+
+  /** Stops polling, lets running tasks finish within the grace period, closes everything. */
+  async shutdown(): Promise<void> {
+    if (!this.stopping) {
+      this.stopping = true;
+      this.metrics.workerReady.set(0);
+      for (const file of this.watched) unwatchFile(file);
+      this.logger.info({ graceMs: this.tuning.shutdownGraceTimeMs }, 'shutting down: no new tasks; running ones get the grace period');
+      await this.rotating;
+      for (const w of this.generation?.workers ?? []) if (w.getState() === 'RUNNING') w.shutdown();
+    }
+    try {
+      await this.finished;
+    } finally {
+      await new Promise<void>((resolve) => (this.http ? this.http.close(() => resolve()) : resolve()));
+      this.logger.info('worker stopped');
+    }
+  }
+
+  private startHttp(): Promise<string> {
+    const host = this.options.httpHost ?? this.loaded.config.worker.http.host;
+    const port = this.options.httpPort ?? this.loaded.config.worker.http.port;
+    this.http = createServer((req, res) => void this.handleHttp(req, res));
+    return new Promise((resolve, reject) => {
+      this.http!.once('error', (err) => reject(new Error(`worker HTTP server cannot listen on ${host}:${port}: ${err.message} (set worker.http.port or --http-port)`)));
+      this.http!.listen(port, host, () => {
+        const addr = this.http!.address() as AddressInfo;
+        resolve(`http://${host}:${addr.port}`);
+      });
+    });
+  }
+
+  private async handleHttp(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const path = (req.url ?? '/').split('?')[0];
+    const json = (status: number, body: unknown) => {
+      res.writeHead(status, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(body));
+    };
+    if (path === '/health') return json(200, { status: 'alive' });
+    if (path === '/ready') {
+      const ready = this.isReady();
+      this.metrics.workerReady.set(ready ? 1 : 0);
+      return json(ready ? 200 : 503, {
+        status: ready ? 'ready' : this.stopping ? 'shutting down' : 'not ready',
+        environment: this.environment,
+        taskQueues: this.taskQueueNames(),
+        workers: this.generation?.workers.map((w) => ({ taskQueue: w.options.taskQueue, state: w.getState() })) ?? [],
+      });
+    }
+    if (path === '/metrics') {
+      this.metrics.workerReady.set(this.isReady() ? 1 : 0);
+      const body = await this.metrics.exposition(this.sdkMetricsUrl);
+      res.writeHead(200, { 'content-type': this.metrics.registry.contentType });
+      return void res.end(body);
+    }
+    json(404, { error: `no such endpoint ${path}; try /health, /ready or /metrics` });
+  }
+}
+
+/** `runbook worker`: runs until SIGTERM or SIGINT, then shuts down gracefully and exits 0. */
+export async function runWorkerUntilSignalled(options: RunbookWorkerOptions): Promise<number> {
+  const worker = new RunbookWorker(options);
+  const { httpUrl } = await worker.start();
+  worker.logger.info({ httpUrl, environment: worker.environment, queues: worker.queues }, 'worker started');
+  let signalled = false;
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (signalled) {
+      worker.logger.warn({ signal }, 'second signal: exiting now');
+      process.exit(130);
+    }
+    signalled = true;
+    worker.logger.info({ signal }, 'signal received');
+    worker.shutdown().catch(() => undefined);
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+  try {
+    await worker.done;
+    await worker.shutdown();
+    return 0;
+  } catch (err) {
+    worker.logger.error({ err: (err as Error).message }, 'worker failed');
+    await worker.shutdown().catch(() => undefined);
+    return 1;
+  }
+}
