@@ -1,0 +1,158 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, test } from 'node:test';
+import { freePort } from '../../src/sandbox/process';
+import { processesInGroup, runCli, startCli, waitFor, httpStatus } from '../helpers';
+
+const dir = mkdtempSync(join(tmpdir(), 'runbook-e2e-'));
+chmodSync(dir, 0o755);
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+describe('runbook config check', () => {
+  test('a good file passes with a summary; exit 0', async () => {
+    const res = await runCli(['config', 'check', 'runbook.example.yaml', '--no-secrets']);
+    assert.equal(res.code, 0, res.stderr);
+    assert.match(res.stdout, /runbook\.example\.yaml: ok \(2 environments, 2 schedules\)/);
+    assert.match(res.stdout, /staging: .*RPO 15m RTO 1h/);
+  });
+
+  test('a bad file names each field and exits 2 without a stack trace; --json carries the problems', async () => {
+    const file = join(dir, 'bad.yaml');
+    writeFileSync(file, 'version: 1\nenvironments:\n  prod:\n    targets: { rpo: soon }\n    databases:\n      main: { host: h, database: app, user: u, password: s3cret }\n');
+    const res = await runCli(['config', 'check', file]);
+    assert.equal(res.code, 2);
+    assert.match(res.stderr, /bad\.yaml:4: environments\.prod\.targets\.rpo: expected a positive duration .* found "soon"/);
+    assert.match(res.stderr, /bad\.yaml:6: environments\.prod\.databases\.main\.password: inline secret values are not allowed/);
+    assert.doesNotMatch(res.stderr, /\n\s+at /);
+    const json = await runCli(['--json', 'config', 'check', file]);
+    assert.equal(json.code, 2);
+    const body = JSON.parse(json.stdout);
+    assert.equal(body.ok, false);
+    assert.deepEqual(body.error.problems.map((p: { path: string }) => p.path).sort(), ['environments.prod.databases.main.password', 'environments.prod.targets.rpo']);
+  });
+
+  test('unresolvable secret references are reported for the environment checked', async () => {
+    const file = join(dir, 'refs.yaml');
+    writeFileSync(file, 'version: 1\nenvironments:\n  prod:\n    temporal: { apiKey: env:RUNBOOK_E2E_UNSET_KEY }\n');
+    const res = await runCli(['config', 'check', file]);
+    assert.equal(res.code, 2);
+    assert.match(res.stderr, /environments\.prod\.temporal\.apiKey: secret reference env:RUNBOOK_E2E_UNSET_KEY cannot be resolved: environment variable RUNBOOK_E2E_UNSET_KEY is not set/);
+    const ok = await runCli(['config', 'check', file], { env: { RUNBOOK_E2E_UNSET_KEY: 'x' } });
+    assert.equal(ok.code, 0, ok.stderr);
+  });
+});
+
+describe('bad command-line input is refused before anything runs', () => {
+  const cases: { args: string[]; says: RegExp }[] = [
+    { args: ['smoke', '--queue', 'urgent'], says: /--queue: expected one of critical, standard, batch, found "urgent"/ },
+    { args: ['smoke', '--hold', '-5'], says: /--hold: expected a number of seconds from 0 to 3600, found "-5"/ },
+    { args: ['smoke', '--hold', 'forever'], says: /--hold: expected a number of seconds/ },
+    { args: ['worker', '--http-port', '99999'], says: /--http-port: expected a port number/ },
+    { args: ['--config', 'runbook.example.yaml', '--env', 'prod', 'smoke'], says: /unknown environment 'prod'; defined: staging, production/ },
+    { args: ['--config', '/nonexistent/runbook.yaml', 'smoke'], says: /\/nonexistent\/runbook\.yaml: .*file not found/ },
+    { args: ['stack', 'up', '--only', 'postgres,mysql'], says: /--only: unknown component mysql/ },
+  ];
+  for (const c of cases) {
+    test(c.args.join(' '), async () => {
+      const res = await runCli(c.args);
+      assert.equal(res.code, 2, `exit code 2 (stdout ${res.stdout}, stderr ${res.stderr})`);
+      assert.match(res.stderr, c.says);
+    });
+  }
+});
+
+describe('an operator session: stack up, worker, smoke, status, stack down', () => {
+  test('the whole cycle works from the command line and leaves nothing running', async () => {
+    const stackDir = join(dir, 'stack');
+    const up = await runCli(['--json', 'stack', 'up', '--dir', stackDir, '--headless']);
+    assert.equal(up.code, 0, up.stderr);
+    const state = JSON.parse(up.stdout).stack;
+    const pids: number[] = [state.temporal.pid, state.postgres.pid, state.s3.pid, state.dns.pid];
+    const configFile = state.configFile as string;
+    let worker: ReturnType<typeof startCli> | undefined;
+    try {
+      // Starting twice from the same directory is refused, the running stack untouched.
+      const again = await runCli(['stack', 'up', '--dir', stackDir, '--headless']);
+      assert.equal(again.code, 1);
+      assert.match(again.stderr, /already running/);
+
+      const status = await runCli(['--json', 'stack', 'status', '--dir', stackDir]);
+      assert.equal(status.code, 0, status.stderr);
+      assert.deepEqual(JSON.parse(status.stdout).components.map((c: { component: string; running: boolean }) => [c.component, c.running]), [
+        ['temporal', true],
+        ['postgres', true],
+        ['s3', true],
+        ['dns', true],
+      ]);
+
+      const httpPort = await freePort();
+      worker = startCli(['--config', configFile, 'worker', '--http-port', String(httpPort), '--queues', 'standard']);
+      await waitFor('worker ready', async () => (await httpStatus(`http://127.0.0.1:${httpPort}/ready`)).status === 200, 60_000, 200);
+
+      const smoke = await runCli(['--config', configFile, 'smoke']);
+      assert.equal(smoke.code, 0, smoke.stderr);
+      assert.match(smoke.stdout, /smoke test passed on standard-queue/);
+      assert.match(smoke.stdout, /\[ok  \] execute activity round trip/);
+      const workflowId = /workflow (smokeTest-sandbox-\S+)\)/.exec(smoke.stdout)![1];
+      const timeline = await runCli(['--config', configFile, '--json', 'timeline', workflowId]);
+      assert.equal(timeline.code, 0, timeline.stderr);
+      assert.equal(JSON.parse(timeline.stdout).steps[0].outcome, 'succeeded');
+
+      // A queue no worker serves: the run is ended by the server at the timeout, and the CLI says why.
+      const unserved = await runCli(['--config', configFile, 'smoke', '--queue', 'batch', '--timeout', '3']);
+      assert.equal(unserved.code, 1);
+      assert.match(unserved.stderr, /no worker has polled task queue batch-queue/);
+      assert.match(unserved.stdout, /no worker completed the smoke test on batch-queue within 3s/);
+
+      worker.child.kill('SIGTERM');
+      assert.equal((await worker.exited).code, 0);
+    } finally {
+      if (worker && worker.child.exitCode === null) worker.child.kill('SIGKILL');
+      const down = await runCli(['stack', 'down', '--dir', stackDir]);
+      assert.equal(down.code, 0, down.stderr);
+      assert.match(down.stdout, /stopped temporal, postgres, s3, dns/);
+    }
+    for (const pid of pids) assert.deepEqual(processesInGroup(pid), [], `nothing left of process group ${pid}`);
+    const after = await runCli(['stack', 'status', '--dir', stackDir]);
+    assert.equal(after.code, 1);
+    assert.match(after.stdout, /no stack is running/);
+  });
+});
+
+describe('runbook demo', () => {
+  test('brings the stack up, runs every runbook through a worker, reports, and leaves nothing running', async () => {
+    const before = new Set(serviceProcesses());
+    const res = await runCli(['--json', 'demo'], { timeoutMs: 180_000 });
+    assert.equal(res.code, 0, res.stderr);
+    const report = JSON.parse(res.stdout);
+    assert.equal(report.ok, true);
+    assert.match(report.temporalUi, /^http:\/\/127\.0\.0\.1:\d+$/);
+    assert.deepEqual(report.runs.map((r: { runbook: string; queue: string; ok: boolean }) => [r.runbook, r.queue, r.ok]), [
+      ['smokeTest', 'critical-queue', true],
+      ['smokeTest', 'standard-queue', true],
+      ['smokeTest', 'batch-queue', true],
+    ]);
+    const leftover = serviceProcesses().filter((p) => !before.has(p));
+    assert.deepEqual(leftover, []);
+  });
+});
+
+/** Sandbox service processes on this machine (temporal, postgres, moto, named), by pid and name. */
+function serviceProcesses(): string[] {
+  const { readdirSync, readFileSync } = require('node:fs') as typeof import('node:fs');
+  const out: string[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const cmd = readFileSync(`/proc/${entry}/cmdline`, 'utf8').replace(/\0/g, ' ');
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      if (stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z')) continue;
+      if (/temporal server start-dev|bin\/postgres |moto_server|named -g/.test(cmd)) out.push(`${entry} ${cmd.slice(0, 60)}`);
+    } catch {
+      /* gone */
+    }
+  }
+  return out;
+}
