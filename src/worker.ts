@@ -125,6 +125,7 @@ export class RunbookWorker {
   private generation?: Generation;
   private stopping = false;
   private rotating: Promise<void> = Promise.resolve();
+  private rotationTimer?: NodeJS.Timeout;
   private finished!: Promise<void>;
   private workflowBundle?: { code: string };
   private readonly options: RunbookWorkerOptions;
@@ -150,7 +151,7 @@ export class RunbookWorker {
     this.finished = this.connectAndRun();
     for (const file of this.watched) {
       watchFile(file, { interval: 1_000 }, (curr, prev) => {
-        if (curr.mtimeMs !== prev.mtimeMs || curr.size !== prev.size) this.rotate(file);
+        if (curr.mtimeMs !== prev.mtimeMs || curr.size !== prev.size) this.scheduleRotation(file);
       });
     }
     return { httpUrl };
@@ -269,6 +270,12 @@ export class RunbookWorker {
     return generation;
   }
 
+  /** A certificate and its key are replaced one file after the other: act once both have settled. */
+  private scheduleRotation(file: string): void {
+    clearTimeout(this.rotationTimer);
+    this.rotationTimer = setTimeout(() => this.rotate(file), 1_000);
+  }
+
   /** Certificates changed on disk: connect with the new ones, start polling, then drain the old workers. */
   private rotate(file: string): void {
     this.rotating = this.rotating.then(async () => {
@@ -296,6 +303,7 @@ export class RunbookWorker {
       this.stopping = true;
       this.metrics.workerReady.set(0);
       for (const file of this.watched) unwatchFile(file);
+      clearTimeout(this.rotationTimer);
       this.logger.info({ graceMs: this.tuning.shutdownGraceTimeMs }, 'shutting down: no new tasks; running ones get the grace period');
       await this.rotating;
       for (const w of this.generation?.workers ?? []) if (w.getState() === 'RUNNING') w.shutdown();

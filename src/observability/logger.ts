@@ -15,6 +15,17 @@ export function createLogger(level: string = process.env.RUNBOOK_LOG_LEVEL ?? 'i
   );
 }
 
+/** Errors as JSON: JSON.stringify of an Error is {}, which hides the one thing the line is about. */
+function describeError(err: Error): Record<string, unknown> {
+  const withType = err as Error & { type?: string; cause?: unknown };
+  return {
+    name: err.name,
+    message: err.message,
+    ...(withType.type ? { type: withType.type } : {}),
+    ...(withType.cause instanceof Error ? { cause: describeError(withType.cause) } : {}),
+  };
+}
+
 const LEVELS: Record<LogLevel, 'trace' | 'debug' | 'info' | 'warn' | 'error'> = {
   TRACE: 'trace',
   DEBUG: 'debug',
@@ -36,7 +47,7 @@ export class SdkLoggerAdapter implements SdkLogger {
     const fields: Record<string, unknown> = {};
     for (const [key, value] of Object.entries(meta ?? {})) {
       if (key === 'taskToken') continue;
-      fields[key === 'workflowRunId' ? 'runId' : key] = value;
+      fields[key === 'workflowRunId' ? 'runId' : key] = value instanceof Error ? describeError(value) : value;
     }
     this.logger[LEVELS[level]](fields, message);
   }
