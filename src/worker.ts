@@ -76,17 +76,20 @@ export function resolveQueues(explicit: string[] | undefined, config: WorkerConf
   return [...new Set(chosen)] as QueueKind[];
 }
 
-let runtimeInstalled: { sdkMetricsUrl: string } | undefined;
+let runtimeInstalled: Promise<{ sdkMetricsUrl: string }> | undefined;
 
-/** The SDK runtime is process-wide and can be installed once: logs go to our JSON logger, metrics to a loopback exporter. */
-async function installRuntime(logger: AppLogger): Promise<{ sdkMetricsUrl: string }> {
-  if (runtimeInstalled) return runtimeInstalled;
-  const port = await freePort('127.0.0.1');
-  Runtime.install({
-    logger: new SdkLoggerAdapter(logger),
-    telemetryOptions: { metrics: { prometheus: { bindAddress: `127.0.0.1:${port}` } } },
+/**
+ * The SDK runtime is process-wide and can be installed once (the first worker's logger wins):
+ * logs go to our JSON logger, metrics to a loopback exporter.
+ */
+function installRuntime(logger: AppLogger): Promise<{ sdkMetricsUrl: string }> {
+  runtimeInstalled ??= freePort('127.0.0.1').then((port) => {
+    Runtime.install({
+      logger: new SdkLoggerAdapter(logger),
+      telemetryOptions: { metrics: { prometheus: { bindAddress: `127.0.0.1:${port}` } } },
+    });
+    return { sdkMetricsUrl: `http://127.0.0.1:${port}/metrics` };
   });
-  runtimeInstalled = { sdkMetricsUrl: `http://127.0.0.1:${port}/metrics` };
   return runtimeInstalled;
 }
 

@@ -129,7 +129,10 @@ export function secretRefsOf(env: EnvironmentConfig, prefix: string): { path: st
   add('temporal.tls.serverCa', env.temporal.tls?.serverCa);
   add('temporal.tls.clientCert', env.temporal.tls?.clientCert);
   add('temporal.tls.clientKey', env.temporal.tls?.clientKey);
-  for (const [name, db] of Object.entries(env.databases)) add(`databases.${name}.password`, db.password);
+  for (const [name, db] of Object.entries(env.databases)) {
+    add(`databases.${name}.password`, db.password);
+    add(`databases.${name}.restoreTest.password`, db.restoreTest.password);
+  }
   add('backups.accessKeyId', env.backups?.accessKeyId);
   add('backups.secretAccessKey', env.backups?.secretAccessKey);
   add('dns.tsig.secret', env.dns?.tsig?.secret);

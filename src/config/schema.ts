@@ -67,6 +67,35 @@ const temporalSchema = z
   })
   .strict();
 
+/** Where backups are restored for testing, and what a restored copy must satisfy. */
+const restoreTestSchema = z
+  .object({
+    /** Server for scratch databases; defaults to the database's own server and credentials. */
+    host: hostname.optional(),
+    port: port.optional(),
+    user: identifier.optional(),
+    password: secretRef.optional(),
+    /** pg_restore parallel jobs where the archive can be read with seeks (not from a stream). */
+    jobs: z.number().int().min(1).max(32).default(1),
+    /** How far back `random` recovery-point selection reaches. */
+    randomWindow: duration.default('7d'),
+    /** Each query must return a single true value on the restored copy. */
+    assertions: z
+      .array(
+        z
+          .object({
+            name: z.string().min(1).max(200),
+            sql: z.string().min(1).max(10_000).refine((q) => !/;\s*\S/.test(q), 'expected a single SQL statement (no ; between statements)'),
+          })
+          .strict(),
+      )
+      .default([]),
+    /** A restore test fails when the newest backup is older than this; defaults to targets.rpo. */
+    maxBackupAge: duration.optional(),
+  })
+  .strict()
+  .refine((r) => (r.user === undefined) === (r.password === undefined), { message: 'user and password go together: set both, or neither to use the database credentials' });
+
 const databaseSchema = z
   .object({
     host: hostname,
@@ -77,6 +106,7 @@ const databaseSchema = z
     replica: z.object({ host: hostname, port: port.default(5432) }).strict().optional(),
     /** The DNS record (a key of dns.records) clients use to reach the primary. */
     dnsRecord: z.string().optional(),
+    restoreTest: restoreTestSchema.default({}),
   })
   .strict();
 
@@ -186,6 +216,12 @@ const scheduleSchema = z
     timezone: z.string().optional(),
     input: z.record(z.unknown()).default({}),
     paused: z.boolean().default(false),
+    /** What happens when a run is still going at the next start time: skip it (default), queue one, or run both. */
+    overlap: z.enum(['skip', 'bufferOne', 'bufferAll', 'cancelOther', 'terminateOther', 'allowAll']).default('skip'),
+    /** How late a missed start (server down) may still run. */
+    catchupWindow: duration.default('1h'),
+    /** Random delay added to each start, so many schedules do not fire in the same second. */
+    jitter: duration.optional(),
   })
   .strict();
 

@@ -1,3 +1,4 @@
+import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { request } from 'node:http';
 import { join } from 'node:path';
 import { findBinary, freePort, spawnService, stopService, waitUntil } from './process';
@@ -35,7 +36,7 @@ function httpAnswers(url: string): Promise<boolean> {
   });
 }
 
-export async function startS3Server(opts: { dir: string; host?: string; port?: number }): Promise<S3ServerInfo> {
+export async function startS3Server(opts: { dir: string; host?: string; port?: number; buckets?: string[] }): Promise<S3ServerInfo> {
   const host = opts.host ?? '127.0.0.1';
   const port = opts.port ?? (await freePort(host));
   const logFile = join(opts.dir, 's3.log');
@@ -47,7 +48,16 @@ export async function startS3Server(opts: { dir: string; host?: string; port?: n
     await stopService(service.pid);
     throw err;
   }
-  return { pid: service.pid, endpoint, region: 'us-east-1', accessKeyId: 'sandbox', secretAccessKey: 'sandbox-secret', logFile };
+  const info: S3ServerInfo = { pid: service.pid, endpoint, region: 'us-east-1', accessKeyId: 'sandbox', secretAccessKey: 'sandbox-secret', logFile };
+  if (opts.buckets?.length) {
+    const s3 = new S3Client({ endpoint, region: info.region, forcePathStyle: true, credentials: { accessKeyId: info.accessKeyId, secretAccessKey: info.secretAccessKey } });
+    try {
+      for (const Bucket of opts.buckets) await s3.send(new CreateBucketCommand({ Bucket }));
+    } finally {
+      s3.destroy();
+    }
+  }
+  return info;
 }
 
 export function stopS3Server(pid: number): Promise<void> {

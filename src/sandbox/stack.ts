@@ -139,7 +139,7 @@ export async function startStack(opts: StartStackOptions): Promise<StackState> {
     components.includes('temporal')
       ? startTemporalDevServer({ dir, uiPort: opts.uiPort, dbFile: opts.persist ? join(dir, 'temporal.sqlite') : undefined }).then((t) => (state.temporal = t))
       : undefined,
-    components.includes('s3') ? startS3Server({ dir }).then((s) => (state.s3 = s)) : undefined,
+    components.includes('s3') ? startS3Server({ dir, buckets: [SANDBOX_BUCKET] }).then((s) => (state.s3 = s)) : undefined,
     components.includes('dns') ? startDnsServer({ dir, zone: SANDBOX_ZONE, records: { db: pgHost } }).then((d) => (state.dns = d)) : undefined,
     components.includes('postgres') ? startSandboxPostgres(dir, pgHost).then((p) => (state.postgres = p)) : undefined,
   ]);

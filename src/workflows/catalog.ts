@@ -5,6 +5,8 @@
  */
 export const RUNBOOK_DEFAULT_QUEUE = {
   smokeTest: 'standard',
+  backupDatabase: 'batch',
+  verifyBackup: 'batch',
 } as const satisfies Record<string, 'critical' | 'standard' | 'batch'>;
 
 export type ImplementedRunbook = keyof typeof RUNBOOK_DEFAULT_QUEUE;

@@ -1,1 +1,3 @@
 export { smokeTest } from './smokeTest';
+export { backupDatabase } from './backupDatabase';
+export { verifyBackup } from './verifyBackup';

@@ -1,0 +1,427 @@
+import { CancelledFailure, Context, log } from '@temporalio/activity';
+import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { createWriteStream, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PassThrough, Readable, Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { findPgBinary } from '../sandbox/postgres';
+import { classify, failure } from './errors';
+import { connectPg, listTables, PgServer, pgToolEnv, quoteIdent, serverVersion, tableStats, TableStats } from './pg';
+import { renderRestoreReportMarkdown, RestoreReport } from './reports';
+import type { ObjectStore } from './s3';
+
+/** One database as the backup activities see it: where it lives and where its restore tests run. */
+export interface BackupTarget {
+  server: PgServer;
+  database: string;
+  restore: {
+    server: PgServer;
+    jobs: number;
+    randomWindowMs: number;
+    assertions: { name: string; sql: string }[];
+    maxBackupAgeMs?: number;
+  };
+}
+
+export interface BackupDeps {
+  environment: string;
+  store: ObjectStore;
+  prefix: string;
+  databases: Record<string, BackupTarget>;
+  retention: { keepLast?: number; maxAgeMs?: number };
+}
+
+export interface BackupManifest {
+  formatVersion: 1;
+  backupId: string;
+  environment: string;
+  /** The config name of the database (e.g. main) and its name on the server. */
+  database: string;
+  databaseName: string;
+  server: { host: string; port: number; version: string };
+  format: 'pg_dump custom';
+  dumpKey: string;
+  startedAt: string;
+  endedAt: string;
+  bytes: number;
+  sha256: string;
+  /** Row counts and checksums from the dump's own snapshot. */
+  tables: TableStats[];
+}
+
+export interface BackupListEntry {
+  backupId: string;
+  endedAt: string;
+  bytes: number;
+  sha256: string;
+  manifestKey: string;
+  dumpKey: string;
+  tableCount: number;
+}
+
+export interface RestoreCheck {
+  name: string;
+  passed: boolean;
+  detail: string;
+}
+
+const SCRATCH_NAME = /^restore_test_[a-z0-9]{4,40}$/;
+const BACKUP_ID = /^\d{8}T\d{6}Z-[a-z0-9]{4,16}$/;
+
+/** Streams bytes through while counting them and computing their sha256. */
+class Digest extends Transform {
+  bytes = 0;
+  private readonly hash = createHash('sha256');
+  override _transform(chunk: Buffer, _enc: BufferEncoding, done: (err?: Error | null, data?: Buffer) => void): void {
+    this.bytes += chunk.length;
+    this.hash.update(chunk);
+    done(null, chunk);
+  }
+  hex(): string {
+    return this.hash.digest('hex');
+  }
+}
+
+/** Heartbeats at most every interval with the latest details; a cancelled activity learns it from the heartbeat. */
+function heartbeater(intervalMs = 2_000): { beat(details: Record<string, unknown>): void; stop(): void; signal: AbortSignal } {
+  const ctx = Context.current();
+  let latest: Record<string, unknown> = {};
+  ctx.heartbeat(latest);
+  const timer = setInterval(() => ctx.heartbeat(latest), intervalMs);
+  return {
+    beat: (details) => {
+      latest = details;
+    },
+    stop: () => clearInterval(timer),
+    signal: ctx.cancellationSignal,
+  };
+}
+
+interface ToolRun {
+  exitCode: Promise<number>;
+  stderrTail: () => string;
+}
+
+function runTool(command: string, args: string[], env: NodeJS.ProcessEnv, stdio: ['pipe' | 'ignore', 'pipe' | 'ignore'], signal: AbortSignal) {
+  const child = spawn(command, args, { env, stdio: [stdio[0], stdio[1], 'pipe'] });
+  let stderr = '';
+  child.stderr!.on('data', (d: Buffer) => {
+    stderr = (stderr + d.toString()).slice(-4_000);
+  });
+  const onAbort = () => child.kill('SIGTERM');
+  signal.addEventListener('abort', onAbort, { once: true });
+  const exitCode = new Promise<number>((resolve) => {
+    child.on('error', (err) => {
+      stderr += err.message;
+      resolve(-1);
+    });
+    child.on('close', (code) => {
+      signal.removeEventListener('abort', onAbort);
+      resolve(code ?? -1);
+    });
+  });
+  const run: ToolRun = { exitCode, stderrTail: () => stderr.trim().split('\n').slice(-8).join('\n') };
+  return { child, ...run };
+}
+
+export function createBackupActivities(deps: BackupDeps) {
+  const target = (database: string): BackupTarget => {
+    const t = deps.databases[database];
+    if (!t) {
+      const known = Object.keys(deps.databases);
+      throw failure('InvalidInput', `database '${database}' is not configured for environment ${deps.environment}; configured: ${known.join(', ') || 'none'}`);
+    }
+    return t;
+  };
+  const backupPrefix = (database: string) => `${deps.prefix}${database}/`;
+  const keysFor = (database: string, backupId: string) => {
+    if (!BACKUP_ID.test(backupId)) throw failure('InvalidInput', `backupId '${backupId}' is not a backup id (expected e.g. 20261125T030000Z-a1b2c3)`);
+    const base = `${backupPrefix(database)}${backupId}/`;
+    return { base, dump: `${base}dump.pgcustom`, manifest: `${base}manifest.json` };
+  };
+  const checkScratch = (name: string) => {
+    // Only databases this runbook created may be dropped: the name is the guard.
+    if (!SCRATCH_NAME.test(name)) throw failure('InvalidInput', `scratch database name '${name}' must match ${SCRATCH_NAME}`);
+  };
+
+  async function listBackups(input: { database: string }): Promise<BackupListEntry[]> {
+    target(input.database);
+    const objects = await deps.store.list(backupPrefix(input.database));
+    const manifests = objects.filter((o) => o.key.endsWith('/manifest.json'));
+    const entries: BackupListEntry[] = [];
+    for (const m of manifests) {
+      const manifest = await deps.store.getJson<BackupManifest>(m.key);
+      entries.push({ backupId: manifest.backupId, endedAt: manifest.endedAt, bytes: manifest.bytes, sha256: manifest.sha256, manifestKey: m.key, dumpKey: manifest.dumpKey, tableCount: manifest.tables.length });
+    }
+    return entries.sort((a, b) => (a.endedAt < b.endedAt ? 1 : a.endedAt > b.endedAt ? -1 : 0));
+  }
+
+  return {
+    /** Checks the bucket and the database's server exist and answer, before anything is written. */
+    async preflightBackupTarget(input: { database: string }): Promise<{ databaseName: string; serverVersion: string; maxBackupAgeMs?: number; randomWindowMs: number }> {
+      const t = target(input.database);
+      await deps.store.checkBucket();
+      const client = await connectPg(t.server, t.database, 'runbook-preflight');
+      try {
+        return { databaseName: t.database, serverVersion: await serverVersion(client), maxBackupAgeMs: t.restore.maxBackupAgeMs, randomWindowMs: t.restore.randomWindowMs };
+      } finally {
+        await client.end().catch(() => undefined);
+      }
+    },
+
+    /**
+     * pg_dump in custom format streamed into a multipart upload, with row counts and checksums taken
+     * from the same snapshot the dump reads. The manifest is written last: a backup without one is
+     * incomplete and never listed. Re-running with the same backupId after success is a no-op.
+     */
+    async takeBackup(input: { database: string; backupId: string }): Promise<BackupListEntry> {
+      const t = target(input.database);
+      const keys = keysFor(input.database, input.backupId);
+      if (await deps.store.exists(keys.manifest)) {
+        const m = await deps.store.getJson<BackupManifest>(keys.manifest);
+        log.info('backup already complete; nothing to do', { backupId: input.backupId });
+        return { backupId: m.backupId, endedAt: m.endedAt, bytes: m.bytes, sha256: m.sha256, manifestKey: keys.manifest, dumpKey: m.dumpKey, tableCount: m.tables.length };
+      }
+      await deps.store.checkBucket();
+      const hb = heartbeater();
+      const client = await connectPg(t.server, t.database, 'runbook-backup');
+      try {
+        // The exported snapshot is held by this open transaction until pg_dump has finished.
+        await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY');
+        const snapshot = (await client.query<{ s: string }>('SELECT pg_export_snapshot() AS s')).rows[0].s;
+        const version = await serverVersion(client);
+        const startedAt = new Date().toISOString();
+        const dump = runTool(
+          findPgBinary('pg_dump'),
+          ['-h', t.server.host, '-p', String(t.server.port), '-U', t.server.user, '-d', t.database, '-Fc', `--snapshot=${snapshot}`, '--no-password'],
+          pgToolEnv(t.server, 'runbook-backup-dump'),
+          ['ignore', 'pipe'],
+          hb.signal,
+        );
+        const digest = new Digest();
+        const body = new PassThrough();
+        dump.child.stdout!.pipe(digest).pipe(body);
+        const uploaded = deps.store.upload(keys.dump, body, 'application/octet-stream');
+        const tables: TableStats[] = [];
+        const tableList = await listTables(client);
+        const progress = setInterval(() => hb.beat({ phase: 'dump', bytes: digest.bytes, tablesChecksummed: tables.length, tables: tableList.length }), 500);
+        try {
+          for (const table of tableList) tables.push(await tableStats(client, table));
+          const [code] = await Promise.all([dump.exitCode, uploaded]);
+          if (code !== 0) {
+            await deps.store.deleteKeys([keys.dump]).catch(() => undefined);
+            throw failure('DumpFailed', `pg_dump exited with ${code}: ${dump.stderrTail()}`);
+          }
+        } catch (err) {
+          dump.child.kill('SIGTERM');
+          throw err;
+        } finally {
+          clearInterval(progress);
+        }
+        await client.query('COMMIT');
+        const manifest: BackupManifest = {
+          formatVersion: 1,
+          backupId: input.backupId,
+          environment: deps.environment,
+          database: input.database,
+          databaseName: t.database,
+          server: { host: t.server.host, port: t.server.port, version },
+          format: 'pg_dump custom',
+          dumpKey: keys.dump,
+          startedAt,
+          endedAt: new Date().toISOString(),
+          bytes: digest.bytes,
+          sha256: digest.hex(),
+          tables,
+        };
+        await deps.store.putJson(keys.manifest, manifest);
+        log.info('backup written', { backupId: input.backupId, bytes: manifest.bytes, tables: tables.length });
+        return { backupId: manifest.backupId, endedAt: manifest.endedAt, bytes: manifest.bytes, sha256: manifest.sha256, manifestKey: keys.manifest, dumpKey: keys.dump, tableCount: tables.length };
+      } catch (err) {
+        throw classify(err, `backing up ${input.database}`);
+      } finally {
+        hb.stop();
+        await client.end().catch(() => undefined);
+      }
+    },
+
+    listBackups,
+
+    /**
+     * Deletes backups outside the retention policy: kept are the newest keepLast and those younger
+     * than maxAge; the newest good backup is never deleted. The manifest goes first, so an
+     * interrupted deletion leaves an unlisted leftover, never a listed backup without its dump.
+     */
+    async applyRetention(input: { database: string; nowMs: number }): Promise<{ kept: string[]; deleted: string[] }> {
+      const backups = await listBackups({ database: input.database });
+      const { keepLast, maxAgeMs } = deps.retention;
+      if (keepLast === undefined && maxAgeMs === undefined) return { kept: backups.map((b) => b.backupId), deleted: [] };
+      const kept: string[] = [];
+      const deleted: string[] = [];
+      for (const [i, b] of backups.entries()) {
+        const young = maxAgeMs !== undefined && input.nowMs - Date.parse(b.endedAt) < maxAgeMs;
+        const recent = keepLast !== undefined && i < keepLast;
+        if (i === 0 || young || recent) {
+          kept.push(b.backupId);
+          continue;
+        }
+        const keys = keysFor(input.database, b.backupId);
+        await deps.store.deleteKeys([keys.manifest]);
+        const rest = (await deps.store.list(keys.base)).map((o) => o.key);
+        if (rest.length) await deps.store.deleteKeys(rest);
+        deleted.push(b.backupId);
+      }
+      if (deleted.length) log.info('retention applied', { kept: kept.length, deleted });
+      return { kept, deleted };
+    },
+
+    /**
+     * Creates the scratch database afresh and streams the dump from S3 into pg_restore, checking the
+     * sha256 on the way. With restore jobs > 1 the dump is spooled to a temporary file first, since
+     * pg_restore can only run in parallel on a file it can seek.
+     */
+    async restoreIntoScratchDatabase(input: { database: string; backupId: string; scratchName: string }): Promise<{ bytes: number; sha256: string; durationMs: number; mode: 'stream' | 'parallel'; jobs: number }> {
+      const t = target(input.database);
+      checkScratch(input.scratchName);
+      const keys = keysFor(input.database, input.backupId);
+      const started = Date.now();
+      const manifest = await deps.store.getJson<BackupManifest>(keys.manifest);
+      const hb = heartbeater();
+      let spoolDir: string | undefined;
+      try {
+        const admin = await connectPg(t.restore.server, 'postgres', 'runbook-restore-admin');
+        try {
+          // A retry starts from an empty database, never from a half-restored one.
+          await admin.query(`DROP DATABASE IF EXISTS ${quoteIdent(input.scratchName)} WITH (FORCE)`);
+          await admin.query(`CREATE DATABASE ${quoteIdent(input.scratchName)}`);
+        } finally {
+          await admin.end().catch(() => undefined);
+        }
+        const { body } = await deps.store.download(manifest.dumpKey);
+        const digest = new Digest();
+        const jobs = t.restore.jobs;
+        const progress = setInterval(() => hb.beat({ phase: 'restore', bytes: digest.bytes, totalBytes: manifest.bytes }), 500);
+        const baseArgs = ['-h', t.restore.server.host, '-p', String(t.restore.server.port), '-U', t.restore.server.user, '-d', input.scratchName, '--no-owner', '--no-privileges', '--exit-on-error', '--no-password'];
+        const env = pgToolEnv(t.restore.server, 'runbook-restore');
+        let exit: number;
+        let stderr: () => string;
+        try {
+          if (jobs <= 1) {
+            const restore = runTool(findPgBinary('pg_restore'), baseArgs, env, ['pipe', 'ignore'], hb.signal);
+            restore.child.stdin!.on('error', () => undefined); // pg_restore may exit early; its exit code says why
+            await pipeline(body as Readable, digest, restore.child.stdin!).catch(() => undefined);
+            exit = await restore.exitCode;
+            stderr = restore.stderrTail;
+          } else {
+            spoolDir = mkdtempSync(join(tmpdir(), 'runbook-restore-'));
+            const file = join(spoolDir, 'dump.pgcustom');
+            await pipeline(body as Readable, digest, createWriteStream(file));
+            const restore = runTool(findPgBinary('pg_restore'), [...baseArgs, '-j', String(jobs), file], env, ['ignore', 'ignore'], hb.signal);
+            exit = await restore.exitCode;
+            stderr = restore.stderrTail;
+          }
+        } finally {
+          clearInterval(progress);
+        }
+        // Report a cancellation as one, so the workflow sees the restore stopped rather than failed.
+        if (hb.signal.aborted) throw new CancelledFailure('restore cancelled; pg_restore stopped');
+        const sha256 = digest.hex();
+        if (sha256 !== manifest.sha256 || digest.bytes !== manifest.bytes) {
+          throw failure('BackupChecksumMismatch', `backup ${input.backupId} is corrupt: sha256 ${sha256} (${digest.bytes} bytes) does not match the manifest's ${manifest.sha256} (${manifest.bytes} bytes)`, {
+            expected: manifest.sha256,
+            found: sha256,
+          });
+        }
+        if (exit !== 0) throw failure('RestoreFailed', `pg_restore exited with ${exit}: ${stderr()}`);
+        return { bytes: digest.bytes, sha256, durationMs: Date.now() - started, mode: jobs <= 1 ? 'stream' : 'parallel', jobs };
+      } catch (err) {
+        throw classify(err, `restoring ${input.backupId} into ${input.scratchName}`);
+      } finally {
+        hb.stop();
+        if (spoolDir) rmSync(spoolDir, { recursive: true, force: true });
+      }
+    },
+
+    /** Compares the restored copy with the manifest, table by table, then runs the configured assertions. */
+    async validateRestoredDatabase(input: { database: string; backupId: string; scratchName: string }): Promise<RestoreCheck[]> {
+      const t = target(input.database);
+      checkScratch(input.scratchName);
+      const manifest = await deps.store.getJson<BackupManifest>(keysFor(input.database, input.backupId).manifest);
+      const client = await connectPg(t.restore.server, input.scratchName, 'runbook-restore-validate');
+      const checks: RestoreCheck[] = [];
+      try {
+        const present = new Set((await listTables(client)).map((x) => `${x.schema}.${x.name}`));
+        const missing = manifest.tables.filter((x) => !present.has(`${x.schema}.${x.name}`)).map((x) => `${x.schema}.${x.name}`);
+        checks.push({
+          name: 'schema present',
+          passed: missing.length === 0,
+          detail: missing.length === 0 ? `all ${manifest.tables.length} tables present` : `missing tables: ${missing.join(', ')}`,
+        });
+        for (const expected of manifest.tables) {
+          const qualified = `${expected.schema}.${expected.name}`;
+          if (!present.has(qualified)) continue;
+          const found = await tableStats(client, expected);
+          const passed = found.rows === expected.rows && found.checksum === expected.checksum;
+          checks.push({
+            name: `table ${qualified}`,
+            passed,
+            detail: passed
+              ? `${found.rows} rows, checksum matches`
+              : `expected ${expected.rows} rows (checksum ${expected.checksum}), found ${found.rows} rows (checksum ${found.checksum})`,
+          });
+        }
+        for (const assertion of t.restore.assertions) {
+          try {
+            await client.query('BEGIN READ ONLY');
+            await client.query("SET LOCAL statement_timeout = '60s'");
+            const res = await client.query({ text: assertion.sql, rowMode: 'array' });
+            await client.query('ROLLBACK');
+            const value = res.rows[0]?.[0];
+            checks.push({ name: `assertion: ${assertion.name}`, passed: value === true, detail: value === true ? 'returned true' : `returned ${JSON.stringify(value ?? null)}, expected true` });
+          } catch (err) {
+            await client.query('ROLLBACK').catch(() => undefined);
+            checks.push({ name: `assertion: ${assertion.name}`, passed: false, detail: `failed: ${(err as Error).message}` });
+          }
+        }
+        return checks;
+      } catch (err) {
+        throw classify(err, `validating ${input.scratchName}`);
+      } finally {
+        await client.end().catch(() => undefined);
+      }
+    },
+
+    /** Drops a scratch database; dropping one that does not exist is a no-op. */
+    async dropScratchDatabase(input: { database: string; scratchName: string }): Promise<{ dropped: boolean }> {
+      const t = target(input.database);
+      checkScratch(input.scratchName);
+      const admin = await connectPg(t.restore.server, 'postgres', 'runbook-restore-admin');
+      try {
+        const exists = await admin.query('SELECT 1 FROM pg_database WHERE datname = $1', [input.scratchName]);
+        await admin.query(`DROP DATABASE IF EXISTS ${quoteIdent(input.scratchName)} WITH (FORCE)`);
+        return { dropped: exists.rowCount === 1 };
+      } catch (err) {
+        throw classify(err, `dropping ${input.scratchName}`);
+      } finally {
+        await admin.end().catch(() => undefined);
+      }
+    },
+
+    /** The restore test's report, as JSON and Markdown, next to the backup it tested. */
+    async writeRestoreReport(input: { report: RestoreReport }): Promise<{ jsonKey: string; markdownKey: string }> {
+      const { report } = input;
+      target(report.database);
+      if (!/^[a-z0-9-]{4,64}$/.test(report.testId)) throw failure('InvalidInput', `report testId '${report.testId}' is not a test id`);
+      const dir = report.backupId ? keysFor(report.database, report.backupId).base : backupPrefix(report.database);
+      const base = `${dir}restore-tests/${report.testId}`;
+      const keys = { jsonKey: `${base}.json`, markdownKey: `${base}.md` };
+      await deps.store.putJson(keys.jsonKey, report);
+      await deps.store.putText(keys.markdownKey, renderRestoreReportMarkdown(report), 'text/markdown');
+      return keys;
+    },
+  };
+}
+
+export type BackupActivities = ReturnType<typeof createBackupActivities>;

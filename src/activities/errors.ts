@@ -1,0 +1,71 @@
+import { ApplicationFailure } from '@temporalio/common';
+
+/**
+ * Named failure types a workflow can branch on. Permanent ones are thrown non-retryable, so a retry
+ * policy does not spend an hour repeating what cannot succeed.
+ */
+export const FAILURE_TYPES = {
+  InvalidInput: { retryable: false },
+  DatabaseNotFound: { retryable: false },
+  AuthenticationFailed: { retryable: false },
+  PermissionDenied: { retryable: false },
+  BucketNotFound: { retryable: false },
+  BackupNotFound: { retryable: false },
+  BackupChecksumMismatch: { retryable: false },
+  ServerUnreachable: { retryable: true },
+  ConnectionLost: { retryable: true },
+  RestoreFailed: { retryable: true },
+  DumpFailed: { retryable: true },
+} as const;
+export type FailureType = keyof typeof FAILURE_TYPES;
+
+/** Types a workflow should list in nonRetryableErrorTypes (also thrown nonRetryable, belt and braces). */
+export const PERMANENT_FAILURES = (Object.keys(FAILURE_TYPES) as FailureType[]).filter((t) => !FAILURE_TYPES[t].retryable);
+
+export function failure(type: FailureType, message: string, details?: unknown): ApplicationFailure {
+  return ApplicationFailure.create({ type, message, nonRetryable: !FAILURE_TYPES[type].retryable, details: details === undefined ? undefined : [details] });
+}
+
+interface ErrorLike {
+  code?: string;
+  name?: string;
+  message?: string;
+  $metadata?: { httpStatusCode?: number };
+  Code?: string;
+}
+
+/**
+ * Turns raw errors (PostgreSQL SQLSTATEs, socket errors, S3 error names) into named failures; an
+ * error already classified passes through, an unknown one is rethrown as it is (retryable).
+ */
+export function classify(err: unknown, context: string): unknown {
+  if (err instanceof ApplicationFailure) return err;
+  const e = (err ?? {}) as ErrorLike;
+  const message = `${context}: ${e.message ?? String(err)}`;
+  switch (e.code) {
+    case '3D000':
+      return failure('DatabaseNotFound', message);
+    case '28P01':
+    case '28000':
+      return failure('AuthenticationFailed', message);
+    case '42501':
+      return failure('PermissionDenied', message);
+    case '57P01':
+    case '57P02':
+    case '57P03':
+    case 'ECONNRESET':
+    case 'EPIPE':
+      return failure('ConnectionLost', message);
+    case 'ECONNREFUSED':
+    case 'EHOSTUNREACH':
+    case 'ETIMEDOUT':
+    case 'ENOTFOUND':
+      return failure('ServerUnreachable', message);
+  }
+  const s3Name = e.name ?? e.Code;
+  if (s3Name === 'NoSuchBucket') return failure('BucketNotFound', message);
+  if (s3Name === 'NoSuchKey' || s3Name === 'NotFound') return failure('BackupNotFound', message);
+  if (s3Name === 'AccessDenied' || s3Name === 'InvalidAccessKeyId' || s3Name === 'SignatureDoesNotMatch') return failure('PermissionDenied', message);
+  if (/Connection terminated|terminating connection/i.test(e.message ?? '')) return failure('ConnectionLost', message);
+  return err;
+}

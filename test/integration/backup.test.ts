@@ -1,0 +1,266 @@
+import assert from 'node:assert/strict';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { WorkflowFailedError } from '@temporalio/client';
+import { ApplicationFailure } from '@temporalio/common';
+import { Client as PgClient } from 'pg';
+import type { BackupManifest } from '../../src/activities/backups';
+import type { RestoreReport } from '../../src/activities/reports';
+import { ConnectedClient, connectClient } from '../../src/cli/client';
+import { loadConfig } from '../../src/config/load';
+import { readSecret } from '../../src/config/secrets';
+import { createLogger } from '../../src/observability/logger';
+import { seedSampleDatabase } from '../../src/sandbox/seed';
+import { StackState, startStack, stopStack } from '../../src/sandbox/stack';
+import type { BackupDatabaseResult } from '../../src/workflows/backupDatabase';
+import { timelineQuery } from '../../src/workflows/lib/timeline';
+import type { VerifyBackupResult } from '../../src/workflows/verifyBackup';
+import { RunbookWorker } from '../../src/worker';
+import { waitFor } from '../helpers';
+
+const dir = mkdtempSync(join(tmpdir(), 'runbook-backup-test-'));
+chmodSync(dir, 0o755);
+let stack: StackState;
+let worker: RunbookWorker;
+let brokenWorker: RunbookWorker;
+let c: ConnectedClient;
+let s3: S3Client;
+let admin: PgClient;
+let password: string;
+
+/** The stack's own database under two keys: `main` (RPO 1h) and `strict` (RPO 1 s, for the stale-backup case). */
+function writeConfig(): string {
+  const pg = stack.postgres!;
+  const file = join(stack.dir, 'backup-test.yaml');
+  const db = (extra: string) =>
+    `{ host: ${pg.host}, port: ${pg.port}, database: app, user: postgres, password: file:secrets/postgres-password${extra} }`;
+  writeFileSync(
+    file,
+    `version: 1
+environments:
+  sandbox:
+    temporal: { address: "${stack.temporal!.address}" }
+    databases:
+      main: ${db(`, restoreTest: { assertions: [ { name: every order has a customer, sql: "SELECT NOT EXISTS (SELECT 1 FROM orders o LEFT JOIN customers c ON c.id = o.customer_id WHERE c.id IS NULL)" }, { name: invoices in 2026, sql: "SELECT min(issued_on) >= date '2026-01-01' FROM billing.invoices" } ] }`)}
+      strict: ${db(', restoreTest: { maxBackupAge: 1s }')}
+      offline: { host: 127.0.0.1, port: 1, database: app, user: postgres, password: file:secrets/postgres-password }
+    backups:
+      bucket: runbook-backups
+      prefix: test/
+      endpoint: ${stack.s3!.endpoint}
+      forcePathStyle: true
+      accessKeyId: file:secrets/s3-access-key-id
+      secretAccessKey: file:secrets/s3-secret-access-key
+      retention: { keepLast: 2 }
+    targets: { rpo: 1h }
+  broken:
+    temporal:
+      address: "${stack.temporal!.address}"
+      taskQueues: { critical: broken-critical, standard: broken-standard, batch: broken-batch }
+    databases:
+      main: ${db('')}
+    backups:
+      bucket: no-such-bucket
+      endpoint: ${stack.s3!.endpoint}
+      forcePathStyle: true
+      accessKeyId: file:secrets/s3-access-key-id
+      secretAccessKey: file:secrets/s3-secret-access-key
+`,
+  );
+  return file;
+}
+
+before(async () => {
+  stack = await startStack({ dir: join(dir, 'stack'), components: ['temporal', 'postgres', 's3'] });
+  const file = writeConfig();
+  const loaded = loadConfig(file);
+  password = readSecret(loaded.config.environments.sandbox.databases.main.password, loaded.baseDir);
+  admin = new PgClient({ host: stack.postgres!.host, port: stack.postgres!.port, user: 'postgres', password, database: 'app' });
+  await admin.connect();
+  // Padding makes the restore take long enough to interrupt it.
+  await seedSampleDatabase(admin, { rows: 100_000, padBytes: 256 });
+  const logger = createLogger('warn');
+  worker = new RunbookWorker({ loaded, environment: 'sandbox', httpPort: 0, logger });
+  brokenWorker = new RunbookWorker({ loaded, environment: 'broken', httpPort: 0, logger });
+  await Promise.all([worker.start(), brokenWorker.start()]);
+  await Promise.all([worker.waitUntilReady(), brokenWorker.waitUntilReady()]);
+  c = await connectClient(loaded, 'sandbox', loaded.config.environments.sandbox);
+  s3 = new S3Client({ endpoint: stack.s3!.endpoint, region: 'us-east-1', forcePathStyle: true, credentials: { accessKeyId: stack.s3!.accessKeyId, secretAccessKey: stack.s3!.secretAccessKey } });
+});
+
+after(async () => {
+  await c?.close();
+  await Promise.all([worker?.shutdown(), brokenWorker?.shutdown()]);
+  await admin?.end();
+  s3?.destroy();
+  await stopStack(stack);
+  rmSync(dir, { recursive: true, force: true });
+});
+
+async function scratchDatabases(): Promise<string[]> {
+  const res = await admin.query<{ datname: string }>("SELECT datname FROM pg_database WHERE datname LIKE 'restore_test_%'");
+  return res.rows.map((r) => r.datname);
+}
+
+async function getObject(key: string): Promise<Buffer> {
+  const res = await s3.send(new GetObjectCommand({ Bucket: 'runbook-backups', Key: key }));
+  return Buffer.from(await res.Body!.transformToByteArray());
+}
+
+const id = (name: string) => `${name}-${Date.now()}-${Math.floor(Math.random() * 1e6)}`;
+
+async function backup(database = 'main', environment = 'sandbox', taskQueue = 'batch-queue'): Promise<BackupDatabaseResult> {
+  return c.client.workflow.execute('backupDatabase', { taskQueue, workflowId: id('backup'), args: [{ environment, database }] });
+}
+
+async function verifyFails(args: Record<string, unknown>): Promise<{ failure: ApplicationFailure; report?: RestoreReport; workflowId: string }> {
+  const workflowId = id('verify');
+  const err = await c.client.workflow.execute('verifyBackup', { taskQueue: 'batch-queue', workflowId, args: [args] }).then(
+    () => assert.fail('the restore test passed'),
+    (e: unknown) => e,
+  );
+  assert.ok(err instanceof WorkflowFailedError, String(err));
+  assert.ok(err.cause instanceof ApplicationFailure, String(err.cause));
+  return { failure: err.cause, report: err.cause.details?.[0] as RestoreReport | undefined, workflowId };
+}
+
+describe('backups and restore tests', () => {
+  test('a backup then a restore test of the generated database passes: counts and checksums match, the report is written, the scratch database is gone', async () => {
+    const b = await backup();
+    assert.equal(b.tableCount, 4);
+    assert.ok(b.bytes > 100_000);
+    const manifest = JSON.parse((await getObject(b.manifestKey)).toString()) as BackupManifest;
+    assert.equal(manifest.tables.find((t) => t.name === 'orders')!.rows, 100_000);
+    assert.equal(manifest.tables.find((t) => t.schema === 'billing')!.rows, 2_000);
+    assert.match(manifest.server.version, /^15\./);
+    const dump = await getObject(manifest.dumpKey);
+    assert.equal(dump.length, manifest.bytes);
+    assert.equal(dump.subarray(0, 5).toString(), 'PGDMP', 'a pg_dump custom-format archive');
+
+    const result: VerifyBackupResult = await c.client.workflow.execute('verifyBackup', {
+      taskQueue: 'batch-queue',
+      workflowId: id('verify'),
+      args: [{ environment: 'sandbox', database: 'main' }],
+    });
+    assert.equal(result.passed, true, result.reasons.join('; '));
+    assert.equal(result.backupId, b.backupId);
+    assert.equal(result.rpo.met, true);
+    assert.equal(result.scratchDropped, true);
+    const names = result.checks.map((x) => x.name);
+    for (const expected of ['restore completed', 'schema present', 'table public.orders', 'table public.customers', 'table public.attachments', 'table billing.invoices', 'assertion: every order has a customer', 'assertion: invoices in 2026']) {
+      assert.ok(names.includes(expected), `check ${expected} reported`);
+    }
+    assert.ok(result.checks.every((x) => x.passed));
+    assert.equal(result.restore!.bytes, manifest.bytes);
+    const base = `test/main/${b.backupId}/restore-tests/${result.testId}`;
+    const stored = JSON.parse((await getObject(`${base}.json`)).toString()) as RestoreReport;
+    assert.equal(stored.passed, true);
+    assert.match((await getObject(`${base}.md`)).toString(), /^# Restore test PASSED: sandbox \/ main/);
+    assert.deepEqual(await scratchDatabases(), []);
+    assert.deepEqual(result.timeline.steps.map((s) => s.name), ['preflight', 'select recovery point', 'check RPO', 'restore into scratch database', 'validate restored data', 'drop scratch database', 'write report']);
+  });
+
+  test('a corrupted dump object fails the test with a checksum reason, and the scratch database is dropped', async () => {
+    const b = await backup();
+    const manifest = JSON.parse((await getObject(b.manifestKey)).toString()) as BackupManifest;
+    const dump = await getObject(manifest.dumpKey);
+    for (let i = 0; i < 64; i++) dump[Math.floor(dump.length / 2) + i] ^= 0xff;
+    await s3.send(new PutObjectCommand({ Bucket: 'runbook-backups', Key: manifest.dumpKey, Body: dump }));
+    const { failure, report } = await verifyFails({ environment: 'sandbox', database: 'main', selection: { mode: 'key', backupId: b.backupId } });
+    assert.equal(failure.type, 'RestoreTestFailed');
+    assert.match(failure.message, /is corrupt: sha256 [0-9a-f]{64} .* does not match the manifest's/);
+    assert.equal(report!.passed, false);
+    assert.equal(report!.checks.find((x) => x.name === 'restore completed')!.passed, false);
+    assert.equal(report!.scratchDropped, true);
+    assert.deepEqual(await scratchDatabases(), []);
+  });
+
+  test('a backup older than the RPO target fails the test with the RPO reason, and the restore is still run and reported', async () => {
+    await backup('strict');
+    await new Promise((r) => setTimeout(r, 1_500));
+    const { failure, report } = await verifyFails({ environment: 'sandbox', database: 'strict' });
+    assert.match(failure.message, /RPO violated: the newest backup \(\S+\) is \d+s old, the target is 1s/);
+    assert.equal(report!.rpo.met, false);
+    assert.equal(report!.checks.find((x) => x.name === 'restore completed')!.passed, true, 'the restore still ran');
+    assert.ok(report!.checks.filter((x) => x.name.startsWith('table ')).every((x) => x.passed));
+    assert.deepEqual(await scratchDatabases(), []);
+  });
+
+  test('killing the restore connection mid-restore: the activity retries or the test fails cleanly; no scratch database is left', async () => {
+    const handle = await c.client.workflow.start('verifyBackup', { taskQueue: 'batch-queue', workflowId: id('verify-kill'), args: [{ environment: 'sandbox', database: 'main' }] });
+    const killed = await waitFor(
+      'a restore connection to kill',
+      async () => {
+        const res = await admin.query("SELECT pg_terminate_backend(pid) AS ok FROM pg_stat_activity WHERE application_name = 'runbook-restore'");
+        return res.rows.some((r) => r.ok) ? true : undefined;
+      },
+      60_000,
+      20,
+    );
+    assert.equal(killed, true);
+    const outcome = await handle.result().then(
+      (r: VerifyBackupResult) => ({ passed: r.passed, attempts: 'retried' }),
+      (e: unknown) => ({ passed: false, attempts: String(e) }),
+    );
+    const timeline = await handle.query(timelineQuery);
+    const drop = timeline.steps.find((s) => s.name === 'drop scratch database');
+    assert.equal(drop?.outcome, 'succeeded', JSON.stringify(outcome));
+    if (!outcome.passed) assert.equal(timeline.steps.find((s) => s.name === 'restore into scratch database')?.outcome, 'failed');
+    assert.deepEqual(await scratchDatabases(), []);
+  });
+
+  test('cancelling a running restore test drops the scratch database', async () => {
+    const handle = await c.client.workflow.start('verifyBackup', { taskQueue: 'batch-queue', workflowId: id('verify-cancel'), args: [{ environment: 'sandbox', database: 'main' }] });
+    await waitFor('the scratch database to exist', async () => (await scratchDatabases()).length > 0, 60_000, 20);
+    await handle.cancel();
+    await assert.rejects(handle.result(), (e: unknown) => e instanceof WorkflowFailedError && /cancel/i.test(String(e.cause?.name) + e.cause?.message));
+    const timeline = await handle.query(timelineQuery);
+    assert.equal(timeline.outcome, 'cancelled');
+    assert.equal(timeline.steps.find((s) => s.name === 'drop scratch database')?.outcome, 'succeeded');
+    assert.deepEqual(await scratchDatabases(), []);
+  });
+
+  test('retention keeps the newest two backups and never the only good one', async () => {
+    const b = await backup();
+    assert.equal(b.retention.kept.length, 2);
+    assert.equal(b.retention.kept[0], b.backupId);
+    const listing = await c.client.workflow.execute('backupDatabase', { taskQueue: 'batch-queue', workflowId: id('backup'), args: [{ environment: 'sandbox', database: 'main' }] });
+    assert.equal(listing.retention.kept.length, 2);
+    assert.ok(listing.retention.deleted.includes(b.retention.kept[1]), 'the oldest kept one went next');
+  });
+
+  // A restore test that ran records its failure in a report; nothing else may change.
+  const badInputs: { name: string; run: () => Promise<unknown>; says: RegExp; reportWritten?: boolean }[] = [
+    { name: 'an unknown database key', run: () => backup('nosuch'), says: /database 'nosuch' is not configured for environment sandbox; configured: main, strict, offline/ },
+    { name: 'a missing bucket', run: () => backup('main', 'broken', 'broken-batch'), says: /bucket no-such-bucket does not exist \(check backups\.bucket/ },
+    { name: 'an unreachable database server', run: () => backup('offline'), says: /connecting to 127\.0\.0\.1:1\/app as postgres: connect ECONNREFUSED/ },
+    { name: 'a path in a backup key', run: () => verifyFails({ environment: 'sandbox', database: 'main', selection: { mode: 'key', backupId: '../../etc' } }).then((r) => { throw r.failure; }), says: /selection\.backupId: expected a backup id/ },
+    { name: 'a backup key that does not exist', run: () => verifyFails({ environment: 'sandbox', database: 'main', selection: { mode: 'key', backupId: '20200101T000000Z-abcdef' } }).then((r) => { throw r.failure; }), says: /backup 20200101T000000Z-abcdef not found/, reportWritten: true },
+    { name: 'SQL in the database key', run: () => backup('main; DROP DATABASE app'), says: /database: expected a database key/ },
+  ];
+  for (const bad of badInputs) {
+    test(`bad input is refused with a clear error and touches nothing: ${bad.name}`, async () => {
+      const objectsBefore = await countObjects();
+      const err = await bad.run().then(() => assert.fail('accepted'), (e: unknown) => e);
+      const text = `${String(err)} ${String((err as { cause?: unknown }).cause)} ${String(((err as { cause?: { cause?: unknown } }).cause)?.cause)}`;
+      assert.match(text, bad.says);
+      assert.equal(await countObjects(), objectsBefore + (bad.reportWritten ? 2 : 0), 'no backup object was written or removed');
+      assert.deepEqual(await scratchDatabases(), []);
+    });
+  }
+});
+
+async function countObjects(): Promise<number> {
+  const { ListObjectsV2Command } = await import('@aws-sdk/client-s3');
+  let n = 0;
+  let token: string | undefined;
+  do {
+    const res = await s3.send(new ListObjectsV2Command({ Bucket: 'runbook-backups', ContinuationToken: token }));
+    n += res.KeyCount ?? 0;
+    token = res.IsTruncated ? res.NextContinuationToken : undefined;
+  } while (token);
+  return n;
+}
