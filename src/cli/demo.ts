@@ -2,7 +2,11 @@ import type { Command } from 'commander';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { loadConfig } from '../config/load';
+import { Client as PgClient } from 'pg';
+import { loadConfig, LoadedConfig } from '../config/load';
+import { readSecret } from '../config/secrets';
+import { seedSampleDatabase } from '../sandbox/seed';
+import { describeBackup, describeVerify, runBackup, runVerify } from './backup';
 import { QUEUE_KINDS } from '../config/schema';
 import { createLogger } from '../observability/logger';
 import { freePort } from '../sandbox/process';
@@ -10,14 +14,27 @@ import { DEFAULT_STACK_DIR, startStack, stopStack, StackState } from '../sandbox
 import { RunbookWorker } from '../worker';
 import { connectClient } from './client';
 import { GlobalOptions, printJson } from './common';
-import { describeSmoke, runSmokeTest, SmokeOutcome } from './smoke';
+import { describeSmoke, runSmokeTest } from './smoke';
 import { describeStack } from './stack';
 
 export interface DemoRun {
   runbook: string;
   queue: string;
   ok: boolean;
-  detail: SmokeOutcome;
+  detail: unknown;
+}
+
+/** Gives the sandbox database something worth backing up, once. */
+async function seedDemoDatabase(loaded: LoadedConfig): Promise<void> {
+  const db = loaded.config.environments.sandbox.databases.main;
+  const client = new PgClient({ host: db.host, port: db.port, user: db.user, password: readSecret(db.password, loaded.baseDir), database: db.database });
+  await client.connect();
+  try {
+    const exists = await client.query("SELECT 1 FROM pg_tables WHERE tablename = 'orders'");
+    if (exists.rowCount === 0) await seedSampleDatabase(client, { rows: 50_000 });
+  } finally {
+    await client.end();
+  }
 }
 
 /**
@@ -52,6 +69,14 @@ export async function runDemo(opts: { keep: boolean; json: boolean }): Promise<n
         runs.push({ runbook: 'smokeTest', queue: outcome.taskQueue, ok: outcome.ok, detail: outcome });
         say(describeSmoke(outcome));
       }
+      say('seeding the sandbox database (4 tables, 50k orders) and taking a backup...');
+      await seedDemoDatabase(loaded);
+      const backup = await runBackup(c, 'main', !opts.json);
+      runs.push({ runbook: 'backupDatabase', queue: c.env.temporal.taskQueues.batch, ok: backup.ok, detail: backup });
+      say(describeBackup(backup));
+      const verify = await runVerify(c, 'main', { mode: 'latest' }, !opts.json);
+      runs.push({ runbook: 'verifyBackup', queue: c.env.temporal.taskQueues.batch, ok: verify.ok, detail: verify });
+      say(describeVerify(verify));
     } finally {
       await c.close();
     }

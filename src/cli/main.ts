@@ -1,7 +1,9 @@
 import { Command, CommanderError } from 'commander';
 import { GlobalOptions, reportError } from './common';
+import { registerBackup } from './backup';
 import { registerConfig } from './config';
 import { registerDemo } from './demo';
+import { registerSchedule } from './schedule';
 import { registerSmoke } from './smoke';
 import { registerStack } from './stack';
 import { registerWorker } from './worker';
@@ -21,6 +23,8 @@ export function buildProgram(): Command {
   registerStack(program, globals);
   registerConfig(program, globals);
   registerSmoke(program, globals);
+  registerBackup(program, globals);
+  registerSchedule(program, globals);
   registerDemo(program, globals);
   for (const cmd of program.commands) cmd.exitOverride();
   return program;

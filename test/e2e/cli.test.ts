@@ -133,6 +133,8 @@ describe('runbook demo', () => {
       ['smokeTest', 'critical-queue', true],
       ['smokeTest', 'standard-queue', true],
       ['smokeTest', 'batch-queue', true],
+      ['backupDatabase', 'batch-queue', true],
+      ['verifyBackup', 'batch-queue', true],
     ]);
     const leftover = serviceProcesses().filter((p) => !before.has(p));
     assert.deepEqual(leftover, []);

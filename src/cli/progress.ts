@@ -1,0 +1,59 @@
+import type { WorkflowHandle } from '@temporalio/client';
+import { defaultPayloadConverter } from '@temporalio/common';
+import { timelineQuery } from '../workflows/lib/timeline';
+
+export interface ProgressSnapshot {
+  step?: string;
+  activity?: string;
+  attempt?: number;
+  details?: Record<string, unknown>;
+}
+
+function megabytes(n: unknown): string {
+  return typeof n === 'number' ? `${(n / 1_048_576).toFixed(1)} MB` : '?';
+}
+
+/** One line for people: the running step and what its activity last reported in a heartbeat. */
+export function progressLine(p: ProgressSnapshot): string {
+  const parts = [p.step ? `[${p.step}]` : '[starting]'];
+  const d = p.details;
+  if (d && typeof d.bytes === 'number') parts.push(`${d.phase ?? ''} ${megabytes(d.bytes)}${typeof d.totalBytes === 'number' ? ` of ${megabytes(d.totalBytes)}` : ''}`.trim());
+  if (d && typeof d.tablesChecksummed === 'number') parts.push(`tables checksummed ${d.tablesChecksummed}/${d.tables}`);
+  if (p.attempt && p.attempt > 1) parts.push(`attempt ${p.attempt}`);
+  return parts.join(' ');
+}
+
+/** Reads where a run is: the timeline's running step and the pending activity's heartbeat details. */
+export async function readProgress(handle: WorkflowHandle): Promise<ProgressSnapshot> {
+  const [timeline, description] = await Promise.all([handle.query(timelineQuery).catch(() => undefined), handle.describe()]);
+  const running = timeline?.steps.filter((s) => s.outcome === 'running').pop();
+  const pending = description.raw.pendingActivities?.[0];
+  let details: Record<string, unknown> | undefined;
+  const payload = pending?.heartbeatDetails?.payloads?.[0];
+  if (payload) {
+    try {
+      details = defaultPayloadConverter.fromPayload(payload) as Record<string, unknown>;
+    } catch {
+      details = undefined;
+    }
+  }
+  return { step: running?.name, activity: pending?.activityType?.name ?? undefined, attempt: pending?.attempt ?? undefined, details };
+}
+
+/** Waits for the result, printing a progress line to stderr whenever it changes (not in --json mode). */
+export async function waitWithProgress<T>(handle: WorkflowHandle, show: boolean, intervalMs = 1_000): Promise<T> {
+  const result = handle.result() as Promise<T>;
+  if (!show) return result;
+  let last = '';
+  let done = false;
+  result.then(() => (done = true), () => (done = true));
+  while (!done) {
+    const line = await readProgress(handle).then(progressLine, () => last);
+    if (line !== last) {
+      process.stderr.write(`  ${line}\n`);
+      last = line;
+    }
+    await Promise.race([result.catch(() => undefined), new Promise((r) => setTimeout(r, intervalMs))]);
+  }
+  return result;
+}
