@@ -5,9 +5,13 @@ import type { Client } from 'pg';
  * numeric, text with quotes and newlines, NULLs, a sequence, a second schema and a foreign key.
  * `orders` holds `rows` rows (100k by default); `padBytes` grows each order for size benchmarks.
  */
-export async function seedSampleDatabase(client: Client, opts: { rows?: number; padBytes?: number } = {}): Promise<void> {
+export async function seedSampleDatabase(client: Client, opts: { rows?: number; padBytes?: number; randomPadding?: boolean } = {}): Promise<void> {
   const rows = opts.rows ?? 100_000;
   const pad = opts.padBytes ?? 0;
+  // Random padding barely compresses, so a dump of it is as large as a real database's would be.
+  const padding = opts.randomPadding
+    ? `(SELECT string_agg(md5(random()::text || g || i), '') FROM generate_series(1, ceil($2::int / 32.0)::int) i)`
+    : `repeat(md5(g::text), ceil($2::int / 32.0)::int)`;
   await client.query(`
     CREATE SCHEMA IF NOT EXISTS billing;
     CREATE TABLE IF NOT EXISTS customers (
@@ -48,7 +52,7 @@ export async function seedSampleDatabase(client: Client, opts: { rows?: number; 
     `INSERT INTO orders (customer_id, amount, placed_at, note, padding)
      SELECT 1 + (g % 1000), round((g % 10000) / 7.0, 2), timestamptz '2026-02-01 12:00:00+02' + g * interval '1 second',
             CASE WHEN g % 5 = 0 THEN NULL ELSE 'order ' || g END,
-            CASE WHEN $2::int > 0 THEN repeat(md5(g::text), ceil($2::int / 32.0)::int) ELSE NULL END
+            CASE WHEN $2::int > 0 THEN ${padding} ELSE NULL END
        FROM generate_series(1, $1::int) g`,
     [rows, pad],
   );
