@@ -282,7 +282,11 @@ export function createBackupActivities(deps: BackupDeps) {
      * sha256 on the way. With restore jobs > 1 the dump is spooled to a temporary file first, since
      * pg_restore can only run in parallel on a file it can seek.
      */
-    async restoreIntoScratchDatabase(input: { database: string; backupId: string; scratchName: string }): Promise<{ bytes: number; sha256: string; durationMs: number; mode: 'stream' | 'parallel'; jobs: number }> {
+    async restoreIntoScratchDatabase(input: {
+      database: string;
+      backupId: string;
+      scratchName: string;
+    }): Promise<{ bytes: number; sha256: string; durationMs: number; mode: 'stream' | 'parallel'; jobs: number; phasesMs: Record<string, number> }> {
       const t = target(input.database);
       checkScratch(input.scratchName);
       const keys = keysFor(input.database, input.backupId);
@@ -291,6 +295,12 @@ export function createBackupActivities(deps: BackupDeps) {
       const hb = heartbeater();
       let spoolDir: string | undefined;
       try {
+        const phasesMs: Record<string, number> = {};
+        let mark = Date.now();
+        const phase = (name: string) => {
+          phasesMs[name] = Date.now() - mark;
+          mark = Date.now();
+        };
         const admin = await connectPg(t.restore.server, 'postgres', 'runbook-restore-admin');
         try {
           // A retry starts from an empty database, never from a half-restored one.
@@ -299,6 +309,7 @@ export function createBackupActivities(deps: BackupDeps) {
         } finally {
           await admin.end().catch(() => undefined);
         }
+        phase('createDatabase');
         const { body } = await deps.store.download(manifest.dumpKey);
         const digest = new Digest();
         const jobs = t.restore.jobs;
@@ -312,14 +323,18 @@ export function createBackupActivities(deps: BackupDeps) {
             const restore = runTool(findPgBinary('pg_restore'), baseArgs, env, ['pipe', 'ignore'], hb.signal);
             restore.child.stdin!.on('error', () => undefined); // pg_restore may exit early; its exit code says why
             await pipeline(body as Readable, digest, restore.child.stdin!).catch(() => undefined);
+            phase('transfer');
             exit = await restore.exitCode;
+            phase('restoreAfterTransfer');
             stderr = restore.stderrTail;
           } else {
             spoolDir = mkdtempSync(join(tmpdir(), 'runbook-restore-'));
             const file = join(spoolDir, 'dump.pgcustom');
             await pipeline(body as Readable, digest, createWriteStream(file));
+            phase('download');
             const restore = runTool(findPgBinary('pg_restore'), [...baseArgs, '-j', String(jobs), file], env, ['ignore', 'ignore'], hb.signal);
             exit = await restore.exitCode;
+            phase('pgRestore');
             stderr = restore.stderrTail;
           }
         } finally {
@@ -335,7 +350,7 @@ export function createBackupActivities(deps: BackupDeps) {
           });
         }
         if (exit !== 0) throw failure('RestoreFailed', `pg_restore exited with ${exit}: ${stderr()}`);
-        return { bytes: digest.bytes, sha256, durationMs: Date.now() - started, mode: jobs <= 1 ? 'stream' : 'parallel', jobs };
+        return { bytes: digest.bytes, sha256, durationMs: Date.now() - started, mode: jobs <= 1 ? 'stream' : 'parallel', jobs, phasesMs };
       } catch (err) {
         throw classify(err, `restoring ${input.backupId} into ${input.scratchName}`);
       } finally {

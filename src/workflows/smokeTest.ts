@@ -1,5 +1,6 @@
 import { ApplicationFailure, proxyActivities, uuid4 } from '@temporalio/workflow';
 import type { SmokeActivities } from '../activities/smoke';
+import { describe, ENVIRONMENT_NAME, InputChecker } from './lib/input';
 import { runRunbook, TimelineSnapshot } from './lib/timeline';
 
 export interface SmokeTestInput {
@@ -21,19 +22,14 @@ export interface SmokeTestResult {
 
 /** Validation shared by the CLI (refuse before starting) and the workflow (refuse bad input from any client). */
 export function validateSmokeTestInput(input: unknown): SmokeTestInput {
-  const problems: string[] = [];
-  const value = (input ?? {}) as Record<string, unknown>;
-  if (typeof value.environment !== 'string' || !/^[a-z][a-z0-9-]{0,30}$/.test(value.environment)) {
-    problems.push('environment: expected an environment name (lower-case letters, digits, -)');
-  }
-  const hold = value.holdSeconds;
+  const check = InputChecker.of('smokeTest', input);
+  check.matches('environment', ENVIRONMENT_NAME, 'an environment name (lower-case letters, digits, -)');
+  const hold = check.value.holdSeconds;
   if (hold !== undefined && (typeof hold !== 'number' || !Number.isFinite(hold) || hold < 0 || hold > 3600)) {
-    problems.push(`holdSeconds: expected a number of seconds from 0 to 3600, found ${JSON.stringify(hold)}`);
+    check.problem(`holdSeconds: expected a number of seconds from 0 to 3600, found ${describe(hold)}`);
   }
-  if (problems.length > 0) {
-    throw ApplicationFailure.create({ type: 'InvalidInput', message: `invalid smokeTest input: ${problems.join('; ')}`, nonRetryable: true });
-  }
-  return value as unknown as SmokeTestInput;
+  check.done();
+  return check.value as unknown as SmokeTestInput;
 }
 
 // The smoke check is a short call; a held check heartbeats every second, so a lost worker is noticed in 10 s.
