@@ -86,11 +86,19 @@ export function writeStackConfig(state: StackState): void {
   }
   env.targets = { rpo: '15m', rto: '30m' };
   env.approvers = { default: ['sandbox-operator'] };
+  const schedules =
+    state.postgres && state.s3
+      ? [
+          { id: 'sandbox-nightly-backup', runbook: 'backupDatabase', environment: 'sandbox', cron: '0 1 * * *', input: { database: 'main' } },
+          { id: 'sandbox-nightly-restore-test', runbook: 'verifyBackup', environment: 'sandbox', cron: '0 3 * * *', input: { database: 'main', selection: { mode: 'random' } } },
+        ]
+      : [];
   const config = {
     version: 1,
     defaultEnvironment: 'sandbox',
     environments: { sandbox: env },
     worker: { http: { host: '127.0.0.1', port: 9464 } },
+    schedules,
   };
   writeFileSync(
     state.configFile,
