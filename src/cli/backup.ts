@@ -5,8 +5,8 @@ import { createActivities } from '../activities';
 import type { RestoreReport } from '../activities/reports';
 import type { BackupDatabaseResult } from '../workflows/backupDatabase';
 import type { RecoveryPointSelection, VerifyBackupResult } from '../workflows/verifyBackup';
-import { ConnectedClient, connectClient, failureMessage, startRunbook } from './client';
-import { cliEnvironment, GlobalOptions, loadCliConfig, printJson, UsageError } from './common';
+import { ConnectedClient, failureMessage, startRunbook } from './client';
+import { cliEnvironment, GlobalOptions, loadCliConfig, printJson, runAndReport, UsageError } from './common';
 import { waitWithProgress } from './progress';
 
 export interface RunOutcome<T> {
@@ -78,27 +78,12 @@ export function describeVerify(o: RunOutcome<RestoreReport>): string {
 export function registerBackup(program: Command, globals: () => GlobalOptions): void {
   const backup = program.command('backup').description('database backups to S3 and restore tests');
 
-  const connect = async () => {
-    const g = globals();
-    const loaded = loadCliConfig(g);
-    const { name, env } = cliEnvironment(loaded, g);
-    return { g, loaded, c: await connectClient(loaded, name, env) };
-  };
-
   backup
     .command('run')
     .description('take a backup now: pg_dump streamed to S3 with a manifest, then retention')
     .option('--database <key>', 'database key from the config', 'main')
     .action(async (opts: { database: string }) => {
-      const { g, c } = await connect();
-      try {
-        const outcome = await runBackup(c, opts.database, !g.json);
-        if (g.json) printJson(outcome);
-        else process.stdout.write(`${describeBackup(outcome)}\n`);
-        process.exitCode = outcome.ok ? 0 : 1;
-      } finally {
-        await c.close();
-      }
+      await runAndReport(globals(), (c, progress) => runBackup(c, opts.database, progress), describeBackup);
     });
 
   backup
@@ -113,15 +98,7 @@ export function registerBackup(program: Command, globals: () => GlobalOptions): 
       if (chosen > 1) throw new UsageError('choose one of --latest, --random, --key');
       if (opts.key !== undefined && !/^\d{8}T\d{6}Z-[a-z0-9]{4,16}$/.test(opts.key)) throw new UsageError(`--key: expected a backup id such as 20261125T030000Z-a1b2c3, found "${opts.key}"`);
       const selection: RecoveryPointSelection = opts.key ? { mode: 'key', backupId: opts.key } : opts.random ? { mode: 'random' } : { mode: 'latest' };
-      const { g, c } = await connect();
-      try {
-        const outcome = await runVerify(c, opts.database, selection, !g.json);
-        if (g.json) printJson(outcome);
-        else process.stdout.write(`${describeVerify(outcome)}\n`);
-        process.exitCode = outcome.ok ? 0 : 1;
-      } finally {
-        await c.close();
-      }
+      await runAndReport(globals(), (c, progress) => runVerify(c, opts.database, selection, progress), describeVerify);
     });
 
   backup

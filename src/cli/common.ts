@@ -3,6 +3,7 @@ import { join, resolve } from 'node:path';
 import { ConfigError, loadConfig, LoadedConfig, parseConfig, selectEnvironment } from '../config/load';
 import type { EnvironmentConfig } from '../config/schema';
 import { MissingBinaryError } from '../sandbox/process';
+import { ConnectedClient, connectClient } from './client';
 import { DEFAULT_STACK_DIR } from '../sandbox/stack';
 
 /** An error the user can fix; printed as one message without a stack trace. */
@@ -74,4 +75,26 @@ export function parseSeconds(value: string, flag: string, max: number): number {
   const n = Number(value);
   if (!Number.isFinite(n) || n < 0 || n > max) throw new UsageError(`${flag}: expected a number of seconds from 0 to ${max}, found "${value}"`);
   return n;
+}
+
+/**
+ * The shape of every command that runs a runbook: connect to the environment's Temporal, run,
+ * print human or JSON output, set the exit code from the outcome, and always close the connection.
+ */
+export async function runAndReport<T extends { ok: boolean }>(
+  opts: GlobalOptions,
+  run: (c: ConnectedClient, showProgress: boolean) => Promise<T>,
+  describe: (outcome: T) => string,
+): Promise<void> {
+  const loaded = loadCliConfig(opts);
+  const { name, env } = cliEnvironment(loaded, opts);
+  const c = await connectClient(loaded, name, env);
+  try {
+    const outcome = await run(c, !opts.json);
+    if (opts.json) printJson(outcome);
+    else process.stdout.write(`${describe(outcome)}\n`);
+    process.exitCode = outcome.ok ? 0 : 1;
+  } finally {
+    await c.close();
+  }
 }

@@ -4,7 +4,7 @@ import { QUEUE_KINDS, QueueKind } from '../config/schema';
 import type { SmokeTestResult } from '../workflows/smokeTest';
 import { timelineQuery } from '../workflows/lib/timeline';
 import { ConnectedClient, connectClient, failureMessage, pollerCount, startRunbook, taskQueueFor } from './client';
-import { cliEnvironment, GlobalOptions, loadCliConfig, parseSeconds, printJson, UsageError } from './common';
+import { cliEnvironment, GlobalOptions, loadCliConfig, parseSeconds, printJson, runAndReport, UsageError } from './common';
 import { renderTimeline } from './render';
 
 export interface SmokeOptions {
@@ -75,17 +75,7 @@ export function registerSmoke(program: Command, globals: () => GlobalOptions): v
       }
       const holdSeconds = opts.hold !== undefined ? parseSeconds(opts.hold, '--hold', 3600) : undefined;
       const timeoutSeconds = opts.timeout !== undefined ? parseSeconds(opts.timeout, '--timeout', 86_400) : undefined;
-      const loaded = loadCliConfig(g);
-      const { name, env } = cliEnvironment(loaded, g);
-      const c = await connectClient(loaded, name, env);
-      try {
-        const outcome = await runSmokeTest(c, { queue: opts.queue as QueueKind | undefined, holdSeconds, timeoutSeconds });
-        if (g.json) printJson(outcome);
-        else process.stdout.write(`${describeSmoke(outcome)}\n`);
-        process.exitCode = outcome.ok ? 0 : 1;
-      } finally {
-        await c.close();
-      }
+      await runAndReport(g, (c) => runSmokeTest(c, { queue: opts.queue as QueueKind | undefined, holdSeconds, timeoutSeconds }), describeSmoke);
     });
 
   program

@@ -1,26 +1,12 @@
 import { proxyActivities, uuid4 } from '@temporalio/workflow';
 import type { BackupActivities } from '../activities/backups';
+import { PREFLIGHT, QUICK, TRANSFER } from './lib/backupOptions';
 import { DATABASE_KEY, ENVIRONMENT_NAME, InputChecker, timestampId } from './lib/input';
 import { runRunbook, TimelineSnapshot } from './lib/timeline';
 
-const PERMANENT = ['InvalidInput', 'DatabaseNotFound', 'AuthenticationFailed', 'PermissionDenied', 'BucketNotFound', 'BackupNotFound', 'BackupChecksumMismatch'];
-
-// Preflight fails fast: an unreachable server or a missing bucket should stop the run before anything is changed.
-const preflight = proxyActivities<BackupActivities>({
-  startToCloseTimeout: '1 minute',
-  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumAttempts: 3, nonRetryableErrorTypes: PERMANENT },
-});
-// Short calls: listing, checks, small objects.
-const quick = proxyActivities<BackupActivities>({
-  startToCloseTimeout: '2 minutes',
-  retry: { initialInterval: '2 seconds', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 5, nonRetryableErrorTypes: PERMANENT },
-});
-// The dump: hours for a large database, heartbeating every couple of seconds with bytes written.
-const transfer = proxyActivities<BackupActivities>({
-  startToCloseTimeout: '6 hours',
-  heartbeatTimeout: '1 minute',
-  retry: { initialInterval: '10 seconds', backoffCoefficient: 2, maximumInterval: '5 minutes', maximumAttempts: 3, nonRetryableErrorTypes: PERMANENT },
-});
+const preflight = proxyActivities<BackupActivities>(PREFLIGHT);
+const quick = proxyActivities<BackupActivities>(QUICK);
+const transfer = proxyActivities<BackupActivities>(TRANSFER);
 
 export interface BackupDatabaseInput {
   environment: string;

@@ -1,34 +1,17 @@
 import { ActivityCancellationType, ActivityFailure, ApplicationFailure, CancellationScope, isCancellation, proxyActivities, uuid4, workflowInfo } from '@temporalio/workflow';
 import type { BackupActivities, BackupListEntry } from '../activities/backups';
 import type { RestoreReport } from '../activities/reports';
+import { PREFLIGHT, QUICK, TRANSFER } from './lib/backupOptions';
 import { BACKUP_ID, DATABASE_KEY, describe, ENVIRONMENT_NAME, InputChecker } from './lib/input';
 import { runRunbook, TimelineSnapshot } from './lib/timeline';
 
-const PERMANENT = ['InvalidInput', 'DatabaseNotFound', 'AuthenticationFailed', 'PermissionDenied', 'BucketNotFound', 'BackupNotFound', 'BackupChecksumMismatch'];
-
-// Preflight fails fast: an unreachable server or a missing bucket should stop the run before anything is changed.
-const preflight = proxyActivities<BackupActivities>({
-  startToCloseTimeout: '1 minute',
-  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumAttempts: 3, nonRetryableErrorTypes: PERMANENT },
-});
-// Short calls: listing, dropping, writing the report.
-const quick = proxyActivities<BackupActivities>({
-  startToCloseTimeout: '2 minutes',
-  retry: { initialInterval: '2 seconds', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 5, nonRetryableErrorTypes: PERMANENT },
-});
-// The restore streams the whole dump; a cancelled run waits until the restore has really stopped,
-// so the scratch database is dropped after the last write to it, not before.
-const transfer = proxyActivities<BackupActivities>({
-  startToCloseTimeout: '6 hours',
-  heartbeatTimeout: '1 minute',
-  cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-  retry: { initialInterval: '10 seconds', backoffCoefficient: 2, maximumInterval: '5 minutes', maximumAttempts: 3, nonRetryableErrorTypes: PERMANENT },
-});
-// Validation reads every table once: long on a large database, but no heartbeat between queries.
-const validation = proxyActivities<BackupActivities>({
-  startToCloseTimeout: '2 hours',
-  retry: { initialInterval: '10 seconds', backoffCoefficient: 2, maximumAttempts: 2, nonRetryableErrorTypes: PERMANENT },
-});
+const preflight = proxyActivities<BackupActivities>(PREFLIGHT);
+const quick = proxyActivities<BackupActivities>(QUICK);
+// A cancelled run waits until the restore has really stopped, so the scratch database is dropped
+// after the last write to it, not before.
+const transfer = proxyActivities<BackupActivities>({ ...TRANSFER, cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED });
+// Validation reads every table once: long on a large database, and no heartbeat between queries.
+const validation = proxyActivities<BackupActivities>({ ...QUICK, startToCloseTimeout: '2 hours', retry: { ...QUICK.retry, maximumAttempts: 2 } });
 
 export type RecoveryPointSelection = { mode: 'latest' } | { mode: 'random' } | { mode: 'key'; backupId: string };
 
