@@ -16,6 +16,7 @@ export function describeStack(state: StackState): string {
   const lines = [`local stack in ${state.dir}`];
   if (state.temporal) lines.push(`  temporal  ${state.temporal.address}  namespace ${state.temporal.namespace}${state.temporal.uiUrl ? `  UI ${state.temporal.uiUrl}` : ''}`);
   if (state.postgres) lines.push(`  postgres  ${state.postgres.host}:${state.postgres.port}  database ${state.postgres.database}`);
+  if (state.postgresReplica) lines.push(`  replica   ${state.postgresReplica.host}:${state.postgresReplica.port}  streaming from the primary`);
   if (state.s3) lines.push(`  s3        ${state.s3.endpoint}  (moto)`);
   if (state.dns) lines.push(`  dns       ${state.dns.host}:${state.dns.port}  zone ${state.dns.zone}  (BIND 9, TSIG updates)`);
   lines.push(`  config    ${state.configFile}`);
@@ -58,7 +59,7 @@ export function registerStack(program: Command, globals: () => GlobalOptions): v
         return;
       }
       await stopStack(state);
-      const stopped = [state.temporal && 'temporal', state.postgres && 'postgres', state.s3 && 's3', state.dns && 'dns'].filter(Boolean);
+      const stopped = [state.temporal && 'temporal', state.postgres && 'postgres', state.postgresReplica && 'replica', state.s3 && 's3', state.dns && 'dns'].filter(Boolean);
       if (g.json) printJson({ ok: true, stopped });
       else process.stdout.write(`stopped ${stopped.join(', ')}\n`);
     });

@@ -107,6 +107,19 @@ const databaseSchema = z
     /** The DNS record (a key of dns.records) clients use to reach the primary. */
     dnsRecord: z.string().optional(),
     restoreTest: restoreTestSchema.default({}),
+    /**
+     * How the drill reaches the nodes' processes. `local`: pg_ctl on the worker's machine (the sandbox);
+     * other drivers (a Kubernetes StatefulSet) slot in behind the same interface.
+     */
+    topology: z
+      .object({
+        driver: z.enum(['local']),
+        nodes: z
+          .array(z.object({ name: z.string().regex(/^[a-z0-9][a-z0-9-]{0,30}$/, 'expected a node name of lower-case letters, digits and -'), host: hostname, port: port.default(5432), dataDir: z.string().min(1) }).strict())
+          .length(2, 'a drill needs exactly two nodes: the primary and its replica'),
+      })
+      .strict()
+      .optional(),
   })
   .strict();
 

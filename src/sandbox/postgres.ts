@@ -1,9 +1,9 @@
 import { execFile, execFileSync } from 'node:child_process';
-import { chmodSync, chownSync, mkdirSync, mkdtempSync, writeFileSync, appendFileSync, existsSync } from 'node:fs';
+import { chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync, appendFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { findBinary, freePort, spawnService, stopService, systemUser, waitUntil } from './process';
+import { adopt, disown, findBinary, freePort, groupAlive, stopService, systemUser, tailFile, waitUntil } from './process';
 
 const execFileAsync = promisify(execFile);
 
@@ -102,50 +102,142 @@ export async function initCluster(opts: PostgresClusterOptions): Promise<{ dataD
   return { dataDir, socketDir };
 }
 
-/** Starts postgres in the foreground of its own process group, so stopping the group leaves nothing behind. */
+/** Settings that differ between the nodes of a pair; kept in node.conf so a base backup does not carry the primary's over. */
+function writeNodeConf(dataDir: string, host: string, port: number, socketDir: string): void {
+  writeFileSync(join(dataDir, 'node.conf'), `listen_addresses = '${host}'\nport = ${port}\nunix_socket_directories = '${socketDir}'\n`);
+  const user = runAs();
+  if (user) chownSync(join(dataDir, 'node.conf'), user.uid, user.gid);
+}
+
+const COMMON_SETTINGS = `
+# runbook sandbox
+include_if_exists = 'node.conf'
+wal_level = replica
+max_wal_senders = 10
+max_replication_slots = 10
+hot_standby = on
+wal_log_hints = on            # pg_rewind needs it to turn an old primary into a replica
+full_page_writes = on         # pg_rewind needs it too
+fsync = off                   # a sandbox on a shared machine: no durability against OS crashes needed
+synchronous_commit = on
+shared_buffers = 32MB
+max_connections = 50
+wal_keep_size = 256MB
+`;
+
+function pgCtl(args: string[], env?: NodeJS.ProcessEnv): Promise<{ stdout: string; stderr: string }> {
+  const user = runAs();
+  return execFileAsync(findPgBinary('pg_ctl'), args, { uid: user?.uid, gid: user?.gid, cwd: '/', env: env ?? process.env });
+}
+
+function postmasterPid(dataDir: string): number | undefined {
+  try {
+    const pid = Number(readFileSync(join(dataDir, 'postmaster.pid'), 'utf8').split('\n')[0]);
+    return Number.isInteger(pid) && pid > 0 ? pid : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** True when a postmaster is running for this data directory. */
+export function nodeRunning(dataDir: string): boolean {
+  const pid = postmasterPid(dataDir);
+  return pid !== undefined && groupAlive(pid);
+}
+
+/**
+ * Starts a node with pg_ctl; the postmaster runs in its own session, so it outlives the process that
+ * started it (the worker may promote and restart nodes during a drill). Registered for clean-up on
+ * an unexpected exit of this process all the same.
+ */
+export async function startNode(node: { name: string; host: string; port: number; dataDir: string; socketDir: string; logFile: string }): Promise<number> {
+  writeNodeConf(node.dataDir, node.host, node.port, node.socketDir);
+  writeFileSync(node.logFile, '', { flag: 'a' });
+  const user = runAs();
+  if (user) chownSync(node.logFile, user.uid, user.gid);
+  if (!nodeRunning(node.dataDir)) {
+    try {
+      await pgCtl(['start', '-w', '-t', '60', '-D', node.dataDir, '-l', node.logFile]);
+    } catch (err) {
+      throw new Error(`PostgreSQL ${node.name} on ${node.host}:${node.port} did not start: ${(err as { stderr?: string }).stderr ?? ''}\n${tailFile(node.logFile)}`);
+    }
+  }
+  const pid = postmasterPid(node.dataDir);
+  if (pid === undefined) throw new Error(`PostgreSQL ${node.name}: no postmaster.pid after start`);
+  adopt(pid, `postgres ${node.name}`);
+  const isready = findPgBinary('pg_isready');
+  await waitUntil(
+    `PostgreSQL ${node.name} on ${node.host}:${node.port}`,
+    async () => {
+      await execFileAsync(isready, ['-h', node.host, '-p', String(node.port), '-t', '1']);
+      return true;
+    },
+    { timeoutMs: 30_000, pid, logFile: node.logFile },
+  );
+  return pid;
+}
+
+/** Stops a node: fast (clients disconnected, clean shutdown) or immediate (as if the machine died). */
+export async function stopNode(dataDir: string, mode: 'fast' | 'immediate' = 'fast'): Promise<void> {
+  const pid = postmasterPid(dataDir);
+  if (pid === undefined || !groupAlive(pid)) return;
+  try {
+    await pgCtl(['stop', '-w', '-t', '60', '-m', mode, '-D', dataDir]);
+  } catch {
+    await stopService(pid, 'SIGQUIT', 10_000);
+  }
+  disown(pid);
+}
+
+export interface PostgresClusterInfo {
+  pid: number;
+  host: string;
+  port: number;
+  dataDir: string;
+  socketDir: string;
+  superuser: string;
+  logFile: string;
+}
+
 export async function startPostgres(opts: PostgresClusterOptions & { dataDir: string; socketDir: string }): Promise<PostgresClusterInfo> {
   const host = opts.host ?? '127.0.0.1';
   const port = opts.port ?? (await freePort(host));
+  const conf = join(opts.dataDir, 'postgresql.conf');
+  if (!readFileSync(conf, 'utf8').includes('# runbook sandbox')) appendFileSync(conf, COMMON_SETTINGS);
   const logFile = join(opts.dir, 'postgres.log');
-  const user = runAs();
-  const settings: Record<string, string> = {
-    listen_addresses: host,
-    port: String(port),
-    unix_socket_directories: opts.socketDir,
-    wal_level: 'replica',
-    max_wal_senders: '5',
-    hot_standby: 'on',
-    // A sandbox on a shared machine: durability against OS crashes buys nothing here.
-    fsync: 'off',
-    full_page_writes: 'off',
-    shared_buffers: '32MB',
-    max_connections: '50',
-  };
-  const args = ['-D', opts.dataDir, ...Object.entries(settings).flatMap(([k, v]) => ['-c', `${k}=${v}`])];
-  // The log file must be writable by the postgres user.
-  writeFileSync(logFile, '', { flag: 'a' });
-  if (user) chownSync(logFile, user.uid, user.gid);
-  const service = spawnService(`postgres ${host}:${port}`, findPgBinary('postgres'), args, logFile, { uid: user?.uid, gid: user?.gid, cwd: opts.dir });
-  const isready = findPgBinary('pg_isready');
-  try {
-    await waitUntil(
-      `PostgreSQL on ${host}:${port}`,
-      async () => {
-        await execFileAsync(isready, ['-h', host, '-p', String(port), '-U', opts.superuser ?? 'postgres', '-t', '1']);
-        return true;
-      },
-      { timeoutMs: 30_000, pid: service.pid, logFile },
-    );
-  } catch (err) {
-    await stopService(service.pid);
-    throw err;
-  }
-  return { pid: service.pid, host, port, dataDir: opts.dataDir, socketDir: opts.socketDir, superuser: opts.superuser ?? 'postgres', logFile };
+  const pid = await startNode({ name: 'primary', host, port, dataDir: opts.dataDir, socketDir: opts.socketDir, logFile });
+  return { pid, host, port, dataDir: opts.dataDir, socketDir: opts.socketDir, superuser: opts.superuser ?? 'postgres', logFile };
 }
 
-/** SIGINT is PostgreSQL's "fast" shutdown: clients are disconnected, the cluster shuts down cleanly. */
-export function stopPostgres(pid: number): Promise<void> {
-  return stopService(pid, 'SIGINT', 20_000);
+/** A streaming replica of the primary on another loopback address, made with pg_basebackup -R. */
+export async function startReplica(primary: PostgresClusterInfo, opts: { dir: string; host: string; password: string }): Promise<PostgresClusterInfo> {
+  const dataDir = join(opts.dir, 'data');
+  const socketDir = join(opts.dir, 'socket');
+  mkdirSync(opts.dir, { recursive: true, mode: 0o755 });
+  chmodSync(opts.dir, 0o755);
+  ownDir(socketDir);
+  const user = runAs();
+  if (!existsSync(join(dataDir, 'PG_VERSION'))) {
+    ownDir(dataDir);
+    try {
+      await execFileAsync(
+        findPgBinary('pg_basebackup'),
+        ['-h', primary.host, '-p', String(primary.port), '-U', primary.superuser, '-D', dataDir, '-R', '-X', 'stream', '-c', 'fast', '--no-sync'],
+        { uid: user?.uid, gid: user?.gid, cwd: '/', env: { ...process.env, PGPASSWORD: opts.password } },
+      );
+    } catch (err) {
+      throw new Error(`pg_basebackup from ${primary.host}:${primary.port} failed: ${(err as { stderr?: string }).stderr ?? (err as Error).message}`);
+    }
+  }
+  const logFile = join(opts.dir, 'postgres.log');
+  const pid = await startNode({ name: 'replica', host: opts.host, port: primary.port, dataDir, socketDir, logFile });
+  return { pid, host: opts.host, port: primary.port, dataDir, socketDir, superuser: primary.superuser, logFile };
+}
+
+/** Fast shutdown of a node, by its data directory (its postmaster may have been restarted since it was recorded). */
+export async function stopPostgres(info: { pid: number; dataDir: string }): Promise<void> {
+  await stopNode(info.dataDir, 'fast');
+  if (groupAlive(info.pid)) await stopService(info.pid, 'SIGINT', 20_000);
 }
 
 /** Creates a database if it does not exist, over the Unix socket (trust auth: only the cluster owner reaches it). */

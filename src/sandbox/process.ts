@@ -120,6 +120,12 @@ function installExitHook(): void {
   }
 }
 
+/** Registers a process started by someone else (pg_ctl's postmaster) for clean-up on an unexpected exit. */
+export function adopt(pid: number, name: string): void {
+  installExitHook();
+  owned.set(pid, name);
+}
+
 export function disown(pid: number): void {
   owned.delete(pid);
 }

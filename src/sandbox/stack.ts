@@ -3,7 +3,7 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync }
 import { basename, dirname, join, resolve } from 'node:path';
 import { stringify } from 'yaml';
 import { startDnsServer, stopDnsServer, DnsServerInfo } from './dns';
-import { ensureDatabase, initCluster, reachableClusterDir, startPostgres, stopPostgres, PostgresClusterInfo } from './postgres';
+import { ensureDatabase, initCluster, nodeRunning, reachableClusterDir, startPostgres, startReplica, stopPostgres, PostgresClusterInfo } from './postgres';
 import { disown, groupAlive } from './process';
 import { startS3Server, stopS3Server, S3ServerInfo } from './s3';
 import { startTemporalDevServer, stopTemporalDevServer, temporalAnswers, TemporalDevServerInfo } from './temporal';
@@ -13,8 +13,9 @@ export const SANDBOX_ZONE = 'sandbox.test';
 export const SANDBOX_BUCKET = 'runbook-backups';
 export const SANDBOX_DATABASE = 'app';
 
-export type StackComponent = 'temporal' | 'postgres' | 's3' | 'dns';
-export const ALL_COMPONENTS: StackComponent[] = ['temporal', 'postgres', 's3', 'dns'];
+/** `replica` is a streaming replica of the PostgreSQL primary, on the next loopback address (needs `postgres`). */
+export type StackComponent = 'temporal' | 'postgres' | 'replica' | 's3' | 'dns';
+export const ALL_COMPONENTS: StackComponent[] = ['temporal', 'postgres', 'replica', 's3', 'dns'];
 
 export interface StackState {
   dir: string;
@@ -22,6 +23,8 @@ export interface StackState {
   configFile: string;
   temporal?: TemporalDevServerInfo;
   postgres?: PostgresClusterInfo & { database: string };
+  /** The streaming replica, same port as the primary on its own address. */
+  postgresReplica?: PostgresClusterInfo;
   s3?: S3ServerInfo;
   dns?: DnsServerInfo;
 }
@@ -37,6 +40,8 @@ export interface StartStackOptions {
   detach?: boolean;
   /** Address of the PostgreSQL primary; the DNS name db.<zone> points at it. */
   postgresHost?: string;
+  /** Address of the replica (default 127.0.0.3). */
+  replicaHost?: string;
 }
 
 function writeSecret(dir: string, name: string, value: string): string {
@@ -69,6 +74,18 @@ export function writeStackConfig(state: StackState): void {
         user: state.postgres.superuser,
         password: 'file:secrets/postgres-password',
         ...(state.dns ? { dnsRecord: 'db' } : {}),
+        ...(state.postgresReplica
+          ? {
+              replica: { host: state.postgresReplica.host, port: state.postgresReplica.port },
+              topology: {
+                driver: 'local',
+                nodes: [
+                  { name: 'pg-a', host: state.postgres.host, port: state.postgres.port, dataDir: state.postgres.dataDir },
+                  { name: 'pg-b', host: state.postgresReplica.host, port: state.postgresReplica.port, dataDir: state.postgresReplica.dataDir },
+                ],
+              },
+            }
+          : {}),
       },
     };
   }
@@ -149,7 +166,15 @@ export async function startStack(opts: StartStackOptions): Promise<StackState> {
       : undefined,
     components.includes('s3') ? startS3Server({ dir, buckets: [SANDBOX_BUCKET] }).then((s) => (state.s3 = s)) : undefined,
     components.includes('dns') ? startDnsServer({ dir, zone: SANDBOX_ZONE, records: { db: pgHost } }).then((d) => (state.dns = d)) : undefined,
-    components.includes('postgres') ? startSandboxPostgres(dir, pgHost).then((p) => (state.postgres = p)) : undefined,
+    components.includes('postgres')
+      ? startSandboxPostgres(dir, pgHost).then(async (p) => {
+          state.postgres = p;
+          if (components.includes('replica')) {
+            const password = readFileSync(join(dir, 'secrets', 'postgres-password'), 'utf8').trim();
+            state.postgresReplica = await startReplica(p, { dir: join(dirname(dirname(p.dataDir)), 'postgres-replica'), host: opts.replicaHost ?? '127.0.0.3', password });
+          }
+        })
+      : undefined,
   ]);
   const failure = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
   if (failure) {
@@ -178,14 +203,15 @@ async function startSandboxPostgres(dir: string, host: string): Promise<Postgres
 }
 
 export function stackPids(state: StackState): number[] {
-  return [state.temporal?.pid, state.postgres?.pid, state.s3?.pid, state.dns?.pid].filter((p): p is number => p !== undefined);
+  return [state.temporal?.pid, state.postgres?.pid, state.postgresReplica?.pid, state.s3?.pid, state.dns?.pid].filter((p): p is number => p !== undefined);
 }
 
 /** Stops every component that is running; safe to call twice. */
 export async function stopStack(state: StackState): Promise<void> {
   await Promise.all([
     state.temporal && stopTemporalDevServer(state.temporal.pid),
-    state.postgres && stopPostgres(state.postgres.pid),
+    state.postgres && stopPostgres(state.postgres),
+    state.postgresReplica && stopPostgres(state.postgresReplica),
     state.s3 && stopS3Server(state.s3.pid),
     state.dns && stopDnsServer(state.dns.pid),
   ]);
@@ -208,7 +234,10 @@ export async function stackStatus(state: StackState): Promise<ComponentStatus[]>
     const running = groupAlive(state.temporal.pid) && (await temporalAnswers(state.temporal.address));
     out.push({ component: 'temporal', pid: state.temporal.pid, running, endpoint: state.temporal.address });
   }
-  if (state.postgres) out.push({ component: 'postgres', pid: state.postgres.pid, running: groupAlive(state.postgres.pid), endpoint: `${state.postgres.host}:${state.postgres.port}` });
+  if (state.postgres) out.push({ component: 'postgres', pid: state.postgres.pid, running: nodeRunning(state.postgres.dataDir), endpoint: `${state.postgres.host}:${state.postgres.port}` });
+  if (state.postgresReplica) {
+    out.push({ component: 'replica', pid: state.postgresReplica.pid, running: nodeRunning(state.postgresReplica.dataDir), endpoint: `${state.postgresReplica.host}:${state.postgresReplica.port}` });
+  }
   if (state.s3) out.push({ component: 's3', pid: state.s3.pid, running: groupAlive(state.s3.pid), endpoint: state.s3.endpoint });
   if (state.dns) out.push({ component: 'dns', pid: state.dns.pid, running: groupAlive(state.dns.pid), endpoint: `${state.dns.host}:${state.dns.port}` });
   return out;

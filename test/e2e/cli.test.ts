@@ -69,7 +69,7 @@ describe('an operator session: stack up, worker, smoke, status, stack down', () 
     const up = await runCli(['--json', 'stack', 'up', '--dir', stackDir, '--headless']);
     assert.equal(up.code, 0, up.stderr);
     const state = JSON.parse(up.stdout).stack;
-    const pids: number[] = [state.temporal.pid, state.postgres.pid, state.s3.pid, state.dns.pid];
+    const pids: number[] = [state.temporal.pid, state.postgres.pid, state.postgresReplica.pid, state.s3.pid, state.dns.pid];
     const configFile = state.configFile as string;
     let worker: ReturnType<typeof startCli> | undefined;
     try {
@@ -83,6 +83,7 @@ describe('an operator session: stack up, worker, smoke, status, stack down', () 
       assert.deepEqual(JSON.parse(status.stdout).components.map((c: { component: string; running: boolean }) => [c.component, c.running]), [
         ['temporal', true],
         ['postgres', true],
+        ['replica', true],
         ['s3', true],
         ['dns', true],
       ]);
@@ -112,7 +113,7 @@ describe('an operator session: stack up, worker, smoke, status, stack down', () 
       if (worker && worker.child.exitCode === null) worker.child.kill('SIGKILL');
       const down = await runCli(['stack', 'down', '--dir', stackDir]);
       assert.equal(down.code, 0, down.stderr);
-      assert.match(down.stdout, /stopped temporal, postgres, s3, dns/);
+      assert.match(down.stdout, /stopped temporal, postgres, replica, s3, dns/);
     }
     for (const pid of pids) assert.deepEqual(processesInGroup(pid), [], `nothing left of process group ${pid}`);
     const after = await runCli(['stack', 'status', '--dir', stackDir]);

@@ -13,7 +13,7 @@ import { MissingBinaryError } from '../../src/sandbox/process';
 import { findPgBinary } from '../../src/sandbox/postgres';
 import { stackPids, startStack, stopStack, StackState } from '../../src/sandbox/stack';
 import { temporalAnswers } from '../../src/sandbox/temporal';
-import { processesInGroup } from '../helpers';
+import { processesInGroup, waitFor } from '../helpers';
 
 const run = promisify(execFile);
 const root = mkdtempSync(join(tmpdir(), 'runbook-stack-test-'));
@@ -52,7 +52,7 @@ describe('the local sandbox stack', () => {
       const state = await startStack({ dir: join(root, `round-${round}`) });
       const pids = stackPids(state);
       try {
-        assert.equal(pids.length, 4);
+        assert.equal(pids.length, 5);
         assert.ok(await temporalAnswers(state.temporal!.address), 'Temporal answers');
 
         // Everything is reached through the config file the stack wrote, with its secret references.
@@ -60,6 +60,13 @@ describe('the local sandbox stack', () => {
         const env = loaded.config.environments.sandbox;
         const dbPassword = readSecret(env.databases.main.password, loaded.baseDir);
         assert.equal(await psql(state, dbPassword, 'SELECT current_database()'), 'app');
+        // The replica streams from the primary on its own loopback address and is read-only.
+        assert.equal(state.postgresReplica!.host, '127.0.0.3');
+        await waitFor('streaming replication', async () => (await psql(state, dbPassword, 'SELECT state FROM pg_stat_replication')) === 'streaming');
+        const { stdout: inRecovery } = await run(findPgBinary('psql'), ['-h', '127.0.0.3', '-p', String(state.postgresReplica!.port), '-U', 'postgres', '-d', 'app', '-tAc', 'SELECT pg_is_in_recovery()'], {
+          env: { ...process.env, PGPASSWORD: dbPassword },
+        });
+        assert.equal(inRecovery.trim(), 't');
         await assert.rejects(psql(state, 'wrong-password', 'SELECT 1'), /password authentication failed/);
 
         const backups = env.backups!;
