@@ -237,6 +237,7 @@ export class RunbookWorker {
         runStarted: { fn: (_info, runbook, environment) => this.metrics.runStarted(runbook, environment), callDuringReplay: false },
         stepFinished: { fn: (_info, runbook, step, outcome, ms) => this.metrics.stepFinished(runbook, step, outcome, ms), callDuringReplay: false },
         runFinished: { fn: (_info, runbook, environment, outcome, at) => this.metrics.runFinished(runbook, environment, outcome, at), callDuringReplay: false },
+        drillMeasured: { fn: (_info, environment, passed, rto, rpo, at) => this.metrics.drillMeasured(environment, passed, rto, rpo, at), callDuringReplay: false },
       },
     };
     const workers: Worker[] = [];

@@ -6,6 +6,10 @@ import { failure } from './errors';
 import type { PgServer } from './pg';
 import { createS3Client, ObjectStore } from './s3';
 import { createSmokeActivities } from './smoke';
+import { Route53Client } from '@aws-sdk/client-route-53';
+import type { EnvironmentConfig } from '../config/schema';
+import { DnsProvider, Rfc2136Provider, Route53Provider } from './dns';
+import { createDrillActivities, DrillTarget, localDriver, TopologyNode } from './topology';
 
 /** A server whose password is read from its reference at each use, so a rotated secret is picked up. */
 function pgServer(host: string, port: number, user: string, password: SecretRef, baseDir: string): PgServer {
@@ -53,11 +57,51 @@ function backupActivitiesFor(loaded: LoadedConfig, environment: string) {
   });
 }
 
+function dnsProviderFor(loaded: LoadedConfig, dns: NonNullable<EnvironmentConfig['dns']>): DnsProvider {
+  if (dns.provider === 'route53') {
+    const r = dns.route53 ?? { region: 'us-east-1' };
+    const credentials =
+      r.accessKeyId && r.secretAccessKey ? { accessKeyId: readSecret(r.accessKeyId, loaded.baseDir), secretAccessKey: readSecret(r.secretAccessKey, loaded.baseDir) } : undefined;
+    return new Route53Provider(new Route53Client({ region: r.region, endpoint: r.endpoint, credentials }), dns.zone.replace(/\.$/, ''), r.hostedZoneId);
+  }
+  const [host, port] = dns.server!.split(':');
+  const tsig = dns.tsig;
+  return new Rfc2136Provider({ host, port: Number(port) }, dns.zone.replace(/\.$/, ''), tsig && { name: tsig.name, algorithm: tsig.algorithm, secret: () => readSecret(tsig.secret, loaded.baseDir) });
+}
+
+function drillActivitiesFor(loaded: LoadedConfig, environment: string) {
+  const { env } = selectEnvironment(loaded, environment);
+  const targets: Record<string, DrillTarget> = {};
+  for (const [name, db] of Object.entries(env.databases)) {
+    if (!db.topology) continue;
+    const record = db.dnsRecord && env.dns ? env.dns.records[db.dnsRecord] : undefined;
+    const zone = env.dns?.zone.replace(/\.$/, '');
+    targets[name] = {
+      credentials: pgServer(db.host, db.port, db.user, db.password, loaded.baseDir),
+      database: db.database,
+      nodes: db.topology.nodes as [TopologyNode, TopologyNode],
+      serviceName: record && zone ? { fqdn: record.name.includes('.') ? record.name.replace(/\.$/, '') : `${record.name}.${zone}`, ttl: record.ttl } : undefined,
+      healthChecks: db.healthChecks,
+    };
+  }
+  return createDrillActivities({
+    environment,
+    targets,
+    dns: env.dns ? dnsProviderFor(loaded, env.dns) : undefined,
+    driver: localDriver,
+    approvers: env.approvers.drDrill ?? env.approvers.default ?? [],
+    rpoMs: env.targets.rpo,
+    rtoMs: env.targets.rto,
+    reports: env.backups ? { store: new ObjectStore(createS3Client(loaded, env.backups), env.backups.bucket), prefix: env.backups.prefix } : undefined,
+  });
+}
+
 /** All activities of one environment, built from config, each module closing over its own clients. */
 export function createActivities(loaded: LoadedConfig, environment: string) {
   return {
     ...createSmokeActivities(),
     ...backupActivitiesFor(loaded, environment),
+    ...drillActivitiesFor(loaded, environment),
   };
 }
 

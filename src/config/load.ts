@@ -136,6 +136,8 @@ export function secretRefsOf(env: EnvironmentConfig, prefix: string): { path: st
   add('backups.accessKeyId', env.backups?.accessKeyId);
   add('backups.secretAccessKey', env.backups?.secretAccessKey);
   add('dns.tsig.secret', env.dns?.tsig?.secret);
+  add('dns.route53.accessKeyId', env.dns?.route53?.accessKeyId);
+  add('dns.route53.secretAccessKey', env.dns?.route53?.secretAccessKey);
   return refs;
 }
 

@@ -107,6 +107,10 @@ const databaseSchema = z
     /** The DNS record (a key of dns.records) clients use to reach the primary. */
     dnsRecord: z.string().optional(),
     restoreTest: restoreTestSchema.default({}),
+    /** Queries that must return true on a healthy primary (the drill runs them through the service name). */
+    healthChecks: z
+      .array(z.object({ name: z.string().min(1).max(200), sql: z.string().min(1).max(10_000) }).strict())
+      .default([]),
     /**
      * How the drill reaches the nodes' processes. `local`: pg_ctl on the worker's machine (the sandbox);
      * other drivers (a Kubernetes StatefulSet) slot in behind the same interface.
@@ -155,6 +159,18 @@ const dnsSchema = z
       .strict()
       .optional(),
     records: z.record(dnsLabel, z.object({ name: dnsLabel, ttl: z.number().int().min(1).max(86_400).default(30) }).strict()).default({}),
+    route53: z
+      .object({
+        /** Looked up by zone name when omitted. */
+        hostedZoneId: z.string().regex(/^[A-Z0-9/]+$/, 'expected a hosted zone id such as Z123ABC').optional(),
+        region: z.string().min(1).default('us-east-1'),
+        /** For Route 53-compatible endpoints (the test suite's moto server). */
+        endpoint: z.string().url().optional(),
+        accessKeyId: secretRef.optional(),
+        secretAccessKey: secretRef.optional(),
+      })
+      .strict()
+      .optional(),
   })
   .strict()
   .superRefine((dns, ctx) => {

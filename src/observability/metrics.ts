@@ -39,6 +39,11 @@ export class RunbookMetrics {
     registers: [this.registry],
   });
 
+  readonly drillRto = new Gauge({ name: 'runbook_drill_rto_seconds', help: 'RTO achieved by the last DR drill', labelNames: ['environment'] as const, registers: [this.registry] });
+  readonly drillRpo = new Gauge({ name: 'runbook_drill_rpo_seconds', help: 'RPO achieved (data loss window) by the last DR drill', labelNames: ['environment'] as const, registers: [this.registry] });
+  readonly drillPassed = new Gauge({ name: 'runbook_drill_passed', help: '1 if the last DR drill met its targets, else 0', labelNames: ['environment'] as const, registers: [this.registry] });
+  readonly drillLastRun = new Gauge({ name: 'runbook_drill_last_run_timestamp_seconds', help: 'Unix time the last DR drill ended', labelNames: ['environment'] as const, registers: [this.registry] });
+
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'runbook_process_' });
   }
@@ -50,6 +55,13 @@ export class RunbookMetrics {
   runFinished(runbook: string, environment: string, outcome: RunOutcome, endedAtMs: number): void {
     this.runsCompleted.inc({ runbook, environment, outcome });
     if (outcome === 'succeeded') this.lastSuccess.set({ runbook, environment }, endedAtMs / 1000);
+  }
+
+  drillMeasured(environment: string, passed: boolean, rtoMs: number, rpoMs: number, endedAtMs: number): void {
+    this.drillRto.set({ environment }, rtoMs / 1000);
+    this.drillRpo.set({ environment }, rpoMs / 1000);
+    this.drillPassed.set({ environment }, passed ? 1 : 0);
+    this.drillLastRun.set({ environment }, endedAtMs / 1000);
   }
 
   stepFinished(runbook: string, step: string, outcome: string, durationMs: number): void {

@@ -1,7 +1,7 @@
 import { execFile, execFileSync } from 'node:child_process';
-import { chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync, appendFileSync, existsSync } from 'node:fs';
+import { chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, appendFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { adopt, disown, findBinary, freePort, groupAlive, stopService, systemUser, tailFile, waitUntil } from './process';
 
@@ -10,7 +10,7 @@ const execFileAsync = promisify(execFile);
 const PG_BIN_DIRS = ['/usr/lib/postgresql/15/bin'];
 const PG_HINT = 'Install PostgreSQL 15 (scripts/bootstrap does: apt-get install postgresql-15), or set PG_BIN to its bin directory.';
 
-export function findPgBinary(name: 'initdb' | 'postgres' | 'pg_ctl' | 'pg_isready' | 'pg_basebackup' | 'pg_dump' | 'pg_restore' | 'psql'): string {
+export function findPgBinary(name: 'initdb' | 'postgres' | 'pg_ctl' | 'pg_isready' | 'pg_basebackup' | 'pg_dump' | 'pg_restore' | 'pg_rewind' | 'psql'): string {
   const dirs = process.env.PG_BIN ? [process.env.PG_BIN, ...PG_BIN_DIRS] : PG_BIN_DIRS;
   return findBinary(name, { dirs, hint: PG_HINT });
 }
@@ -50,6 +50,8 @@ export function reachableClusterDir(preferred: string): string {
 }
 
 export interface PostgresClusterOptions {
+  /** Node name (cluster_name), as the drill topology calls it. */
+  name?: string;
   /** Directory for this cluster: data/, socket/, log and password file go under it. */
   dir: string;
   host?: string;
@@ -103,8 +105,10 @@ export async function initCluster(opts: PostgresClusterOptions): Promise<{ dataD
 }
 
 /** Settings that differ between the nodes of a pair; kept in node.conf so a base backup does not carry the primary's over. */
-function writeNodeConf(dataDir: string, host: string, port: number, socketDir: string): void {
-  writeFileSync(join(dataDir, 'node.conf'), `listen_addresses = '${host}'\nport = ${port}\nunix_socket_directories = '${socketDir}'\n`);
+function writeNodeConf(dataDir: string, name: string, host: string, port: number, socketDir: string): void {
+  // cluster_name is also the name a replica reports to its primary (pg_stat_replication.application_name):
+  // on loopback every connection comes from 127.0.0.1, so addresses cannot tell replicas apart.
+  writeFileSync(join(dataDir, 'node.conf'), `listen_addresses = '${host}'\nport = ${port}\nunix_socket_directories = '${socketDir}'\ncluster_name = '${name}'\n`);
   const user = runAs();
   if (user) chownSync(join(dataDir, 'node.conf'), user.uid, user.gid);
 }
@@ -151,7 +155,7 @@ export function nodeRunning(dataDir: string): boolean {
  * an unexpected exit of this process all the same.
  */
 export async function startNode(node: { name: string; host: string; port: number; dataDir: string; socketDir: string; logFile: string }): Promise<number> {
-  writeNodeConf(node.dataDir, node.host, node.port, node.socketDir);
+  writeNodeConf(node.dataDir, node.name, node.host, node.port, node.socketDir);
   writeFileSync(node.logFile, '', { flag: 'a' });
   const user = runAs();
   if (user) chownSync(node.logFile, user.uid, user.gid);
@@ -205,12 +209,12 @@ export async function startPostgres(opts: PostgresClusterOptions & { dataDir: st
   const conf = join(opts.dataDir, 'postgresql.conf');
   if (!readFileSync(conf, 'utf8').includes('# runbook sandbox')) appendFileSync(conf, COMMON_SETTINGS);
   const logFile = join(opts.dir, 'postgres.log');
-  const pid = await startNode({ name: 'primary', host, port, dataDir: opts.dataDir, socketDir: opts.socketDir, logFile });
+  const pid = await startNode({ name: opts.name ?? 'pg-a', host, port, dataDir: opts.dataDir, socketDir: opts.socketDir, logFile });
   return { pid, host, port, dataDir: opts.dataDir, socketDir: opts.socketDir, superuser: opts.superuser ?? 'postgres', logFile };
 }
 
 /** A streaming replica of the primary on another loopback address, made with pg_basebackup -R. */
-export async function startReplica(primary: PostgresClusterInfo, opts: { dir: string; host: string; password: string }): Promise<PostgresClusterInfo> {
+export async function startReplica(primary: PostgresClusterInfo, opts: { dir: string; host: string; password: string; name?: string }): Promise<PostgresClusterInfo> {
   const dataDir = join(opts.dir, 'data');
   const socketDir = join(opts.dir, 'socket');
   mkdirSync(opts.dir, { recursive: true, mode: 0o755 });
@@ -230,7 +234,7 @@ export async function startReplica(primary: PostgresClusterInfo, opts: { dir: st
     }
   }
   const logFile = join(opts.dir, 'postgres.log');
-  const pid = await startNode({ name: 'replica', host: opts.host, port: primary.port, dataDir, socketDir, logFile });
+  const pid = await startNode({ name: opts.name ?? 'pg-b', host: opts.host, port: primary.port, dataDir, socketDir, logFile });
   return { pid, host: opts.host, port: primary.port, dataDir, socketDir, superuser: primary.superuser, logFile };
 }
 
@@ -248,4 +252,82 @@ export async function ensureDatabase(info: PostgresClusterInfo, database: string
     execFileAsync(findPgBinary('psql'), ['-h', info.socketDir, '-p', String(info.port), '-U', info.superuser, '-d', 'postgres', '-tAc', sql], { uid: user?.uid, gid: user?.gid, cwd: '/' });
   const { stdout } = await psql(`SELECT 1 FROM pg_database WHERE datname = '${database}'`);
   if (stdout.trim() !== '1') await psql(`CREATE DATABASE "${database}"`);
+}
+
+/** The socket directory and log file the sandbox keeps beside a node's data directory. */
+export function nodeFiles(dataDir: string): { socketDir: string; logFile: string } {
+  const base = dirname(dataDir);
+  return { socketDir: join(base, 'socket'), logFile: join(base, 'postgres.log') };
+}
+
+export interface PgSource {
+  host: string;
+  port: number;
+  user: string;
+  password: string;
+}
+
+function sourceConnstr(source: PgSource): string {
+  return `host=${source.host} port=${source.port} user=${source.user} dbname=postgres`;
+}
+
+/** A libpq connection-string value, quoted. */
+const conninfoValue = (v: string) => `'${v.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
+
+/**
+ * Points a standby at its primary, with the password in postgresql.auto.conf (readable by the
+ * postgres user only) rather than on any command line.
+ */
+function writePrimaryConninfo(dataDir: string, name: string, source: PgSource): void {
+  const file = join(dataDir, 'postgresql.auto.conf');
+  const conninfo = `host=${source.host} port=${source.port} user=${source.user} password=${conninfoValue(source.password)} application_name=${name}`;
+  const kept = readFileSync(file, 'utf8')
+    .split('\n')
+    .filter((l) => !/^\s*primary_conninfo\s*=/.test(l) && l !== '');
+  // postgresql.conf strings treat backslashes as escapes and double single quotes.
+  const confString = conninfo.replace(/\\/g, '\\\\').replace(/'/g, "''");
+  writeFileSync(file, `${[...kept, `primary_conninfo = '${confString}'`].join('\n')}\n`);
+  writeFileSync(join(dataDir, 'standby.signal'), '');
+  const user = runAs();
+  if (user) {
+    chownSync(file, user.uid, user.gid);
+    chownSync(join(dataDir, 'standby.signal'), user.uid, user.gid);
+  }
+}
+
+/**
+ * Turns a stopped former primary into a replica of the source with pg_rewind (which runs crash
+ * recovery first when the node was stopped hard), then standby.signal and primary_conninfo.
+ */
+export async function rewindNode(dataDir: string, name: string, source: PgSource): Promise<void> {
+  const user = runAs();
+  try {
+    await execFileAsync(findPgBinary('pg_rewind'), ['--target-pgdata', dataDir, '--source-server', sourceConnstr(source), '--no-sync'], {
+      uid: user?.uid,
+      gid: user?.gid,
+      cwd: '/',
+      env: { ...process.env, PGPASSWORD: source.password },
+    });
+  } catch (err) {
+    throw new Error(`pg_rewind of ${dataDir} failed: ${((err as { stderr?: string }).stderr ?? (err as Error).message).trim().split('\n').slice(-3).join(' ')}`);
+  }
+  writePrimaryConninfo(dataDir, name, source);
+}
+
+/** Replaces a node's data with a fresh base backup of the source, as a replica (when rewind is impossible). */
+export async function rebuildNode(dataDir: string, name: string, source: PgSource): Promise<void> {
+  const user = runAs();
+  rmSync(dataDir, { recursive: true, force: true });
+  ownDir(dataDir);
+  try {
+    await execFileAsync(findPgBinary('pg_basebackup'), ['-h', source.host, '-p', String(source.port), '-U', source.user, '-D', dataDir, '-X', 'stream', '-c', 'fast', '--no-sync'], {
+      uid: user?.uid,
+      gid: user?.gid,
+      cwd: '/',
+      env: { ...process.env, PGPASSWORD: source.password },
+    });
+  } catch (err) {
+    throw new Error(`pg_basebackup into ${dataDir} failed: ${(err as { stderr?: string }).stderr ?? (err as Error).message}`);
+  }
+  writePrimaryConninfo(dataDir, name, source);
 }

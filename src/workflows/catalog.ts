@@ -7,6 +7,7 @@ export const RUNBOOK_DEFAULT_QUEUE = {
   smokeTest: 'standard',
   backupDatabase: 'batch',
   verifyBackup: 'batch',
+  drDrill: 'critical',
 } as const satisfies Record<string, 'critical' | 'standard' | 'batch'>;
 
 export type ImplementedRunbook = keyof typeof RUNBOOK_DEFAULT_QUEUE;

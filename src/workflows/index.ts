@@ -1,3 +1,4 @@
 export { smokeTest } from './smokeTest';
 export { backupDatabase } from './backupDatabase';
 export { verifyBackup } from './verifyBackup';
+export { drDrill } from './drDrill';

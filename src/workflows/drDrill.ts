@@ -1,0 +1,259 @@
+import { ApplicationFailure, defineQuery, proxyActivities, proxySinks, setHandler, uuid4, workflowInfo } from '@temporalio/workflow';
+import type { DrillActivities, NodeState } from '../activities/topology';
+import { DrillReport, renderDrillHtml, renderDrillMarkdown } from '../reports/drill';
+import { Compensations } from './lib/compensation';
+import { Gates } from './lib/gate';
+import { DATABASE_KEY, describe, ENVIRONMENT_NAME, InputChecker } from './lib/input';
+import type { RunbookSinks } from './lib/sinks';
+import { runRunbook, Timeline, TimelineSnapshot } from './lib/timeline';
+
+const PERMANENT = ['InvalidInput', 'AuthenticationFailed', 'PermissionDenied', 'DatabaseNotFound'];
+
+// Reads and checks: quick, retried a few times.
+const inspect = proxyActivities<DrillActivities>({
+  startToCloseTimeout: '30 seconds',
+  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumAttempts: 3, nonRetryableErrorTypes: PERMANENT },
+});
+// Changes to the topology and DNS: each checks before it acts, so a retry after a crash does not act twice.
+const act = proxyActivities<DrillActivities>({
+  startToCloseTimeout: '3 minutes',
+  retry: { initialInterval: '2 seconds', backoffCoefficient: 2, maximumInterval: '30 seconds', maximumAttempts: 5, nonRetryableErrorTypes: PERMANENT },
+});
+// Promotion: a replica that cannot be reached is not waited for long; compensation takes over.
+const promote = proxyActivities<DrillActivities>({
+  startToCloseTimeout: '2 minutes',
+  retry: { initialInterval: '2 seconds', backoffCoefficient: 2, maximumAttempts: 3, nonRetryableErrorTypes: PERMANENT },
+});
+// Waiting for replay or for a rejoined replica to stream: minutes, with heartbeats.
+const waitFor = proxyActivities<DrillActivities>({
+  startToCloseTimeout: '15 minutes',
+  heartbeatTimeout: '30 seconds',
+  retry: { initialInterval: '2 seconds', backoffCoefficient: 2, maximumAttempts: 3, nonRetryableErrorTypes: PERMANENT },
+});
+
+const sinks = proxySinks<RunbookSinks>();
+
+export interface DrDrillInput {
+  environment: string;
+  database: string;
+  /** failover: the primary is lost (stopped hard); switchover: planned, nothing may be lost. */
+  mode: 'failover' | 'switchover';
+  /** Make the old primary a replica of the new one afterwards (default true). */
+  failback?: boolean;
+  /** How long the approval gate waits before the drill ends unchanged (default 3600). */
+  approvalTimeoutSeconds?: number;
+}
+
+export type DrDrillResult = DrillReport & { runbook: 'drDrill'; reportKeys: string[]; timeline: TimelineSnapshot };
+
+/** The timeline so far, under the name operators look for during a drill. */
+export const progressQuery = defineQuery<TimelineSnapshot>('progress');
+
+export function validateDrDrillInput(input: unknown): DrDrillInput {
+  const check = InputChecker.of('drDrill', input);
+  check.matches('environment', ENVIRONMENT_NAME, 'an environment name');
+  check.matches('database', DATABASE_KEY, 'a database key from the config (e.g. main)');
+  const v = check.value;
+  if (v.mode !== 'failover' && v.mode !== 'switchover') check.problem(`mode: expected failover or switchover, found ${describe(v.mode)}`);
+  if (v.failback !== undefined && typeof v.failback !== 'boolean') check.problem(`failback: expected true or false, found ${describe(v.failback)}`);
+  const t = v.approvalTimeoutSeconds;
+  if (t !== undefined && (typeof t !== 'number' || !Number.isFinite(t) || t < 1 || t > 7 * 86_400)) check.problem(`approvalTimeoutSeconds: expected 1 to 604800, found ${describe(t)}`);
+  check.done();
+  return v as unknown as DrDrillInput;
+}
+
+/** PostgreSQL LSN text (X/Y, hex) as a number of bytes. */
+function lsnBytes(lsn: string): bigint {
+  const [hi, lo] = lsn.split('/');
+  return (BigInt(`0x${hi}`) << 32n) + BigInt(`0x${lo}`);
+}
+
+class DrillFailure extends Error {
+  constructor(
+    readonly type: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+function preflightProblems(nodes: NodeState[], dnsAnswer: string[], rpoMs: number | undefined, approvers: string[]): { problems: string[]; primary?: NodeState; replica?: NodeState } {
+  const problems: string[] = [];
+  for (const n of nodes) if (!n.reachable) problems.push(`node ${n.name} (${n.host}:${n.port}) is not reachable: ${n.error}`);
+  const primaries = nodes.filter((n) => n.role === 'primary');
+  if (primaries.length !== 1) problems.push(`expected exactly one primary, found ${primaries.length}`);
+  const primary = primaries[0];
+  const replica = nodes.find((n) => n.role === 'replica');
+  if (!replica) problems.push('no replica found');
+  const stream = primary?.replicas?.find((r) => r.name === replica?.name);
+  if (primary && replica && stream?.state !== 'streaming') problems.push(`replica ${replica.name} is not streaming from ${primary.name} (state ${stream?.state ?? 'not connected'})`);
+  if (stream && rpoMs !== undefined && stream.replayLagMs > rpoMs) problems.push(`replication lag ${stream.replayLagMs} ms exceeds the RPO target of ${rpoMs} ms`);
+  if (primary && !(dnsAnswer.length === 1 && dnsAnswer[0] === primary.host)) problems.push(`the service name answers ${JSON.stringify(dnsAnswer)}, not the primary ${primary.host}`);
+  if (approvers.length === 0) problems.push('no approvers are configured for drDrill (approvers.drDrill or approvers.default)');
+  return { problems, primary, replica };
+}
+
+/**
+ * The DR drill: preflight, approval, marker, fault, promotion, DNS switch, verification through the
+ * service name, RTO/RPO measured against the targets, failback, report. After the fault, a failure
+ * or an abort restores service (a writable primary, DNS pointing at it) before the run fails.
+ */
+export async function drDrill(rawInput: DrDrillInput): Promise<DrDrillResult> {
+  const input = validateDrDrillInput(rawInput);
+  const gates = new Gates();
+  const compensations = new Compensations();
+  return runRunbook('drDrill', input.environment, async (timeline: Timeline) => {
+    setHandler(progressQuery, () => timeline.snapshot());
+    const drillId = `drill-${uuid4().replace(/-/g, '').slice(0, 12)}`;
+    const db = input.database;
+    const report: DrillReport = {
+      drillId,
+      workflowId: workflowInfo().workflowId,
+      environment: input.environment,
+      database: db,
+      mode: input.mode,
+      passed: false,
+      reasons: [],
+      compensation: [],
+      steps: [],
+      startedAt: new Date(Date.now()).toISOString(),
+      endedAt: '',
+    };
+    const checkAbort = () => {
+      if (gates.aborted) throw new DrillFailure('DrillAborted', `aborted by ${gates.aborted.by}${gates.aborted.reason ? `: ${gates.aborted.reason}` : ''}`);
+    };
+    const finishReport = async (): Promise<string[]> => {
+      report.endedAt = new Date(Date.now()).toISOString();
+      report.steps = timeline.snapshot().steps;
+      const { keys } = await inspect.writeDrillReport({ drillId, json: report, markdown: renderDrillMarkdown(report), html: renderDrillHtml(report) });
+      return keys;
+    };
+    const failWith = async (err: unknown): Promise<never> => {
+      const type = err instanceof DrillFailure ? err.type : 'DrillFailed';
+      const cause = err instanceof Error && err.cause instanceof Error ? err.cause.message : err instanceof Error ? err.message : String(err);
+      // Name the step that failed, unless the drill's own failure already says what happened.
+      const failedStep = timeline.snapshot().steps.filter((s) => s.outcome === 'failed').pop();
+      const message = err instanceof DrillFailure || !failedStep ? cause : `step '${failedStep.name}' failed: ${cause}`;
+      report.reasons.push(message);
+      if (compensations.pending > 0) report.compensation = await compensations.run(timeline);
+      const keys = await finishReport().catch(() => []);
+      throw ApplicationFailure.create({ type, message: `drill ${drillId} failed: ${message}`, nonRetryable: true, details: [{ ...report, reportKeys: keys }] });
+    };
+
+    let target: Awaited<ReturnType<DrillActivities['describeDrillTarget']>>;
+    let primary: NodeState;
+    let replica: NodeState;
+    try {
+      ({ target, primary, replica } = await timeline.step('preflight', async (evidence) => {
+        const t = await inspect.describeDrillTarget({ database: db });
+        const [nodes, answer] = await Promise.all([inspect.inspectNodes({ database: db }), inspect.resolveServiceName({ database: db })]);
+        const { problems, primary: p, replica: r } = preflightProblems(nodes, answer, t.rpoMs, t.approvers);
+        Object.assign(evidence, { nodes: nodes.map((n) => `${n.name}=${n.role}`), serviceName: t.serviceName, answers: answer, lagBytes: p?.replicas?.[0]?.lagBytes ?? null });
+        if (problems.length) throw new DrillFailure('DrillPreflightFailed', `preflight failed, nothing was changed: ${problems.join('; ')}`);
+        return { target: t, primary: p!, replica: r! };
+      }));
+      report.primaryBefore = primary.name;
+
+      const approval = await timeline.step('approval gate', async (evidence) => {
+        const g = await gates.wait('start the drill', target.approvers, (input.approvalTimeoutSeconds ?? 3600) * 1000);
+        Object.assign(evidence, { outcome: g.outcome, by: g.by ?? null, reason: g.reason ?? null, allowed: g.allowed, ignored: g.ignored });
+        if (g.outcome !== 'approved') throw new DrillFailure('DrillNotApproved', `the drill was ${g.outcome}${g.by ? ` by ${g.by}` : ''} at the approval gate; nothing was changed`);
+        return g;
+      });
+      report.approval = approval;
+      checkAbort();
+    } catch (err) {
+      return failWith(err);
+    }
+
+    try {
+      const marker = await timeline.step('write marker', async (evidence) => {
+        const m = await act.writeDrillMarker({ database: db, node: primary.name, drillId });
+        Object.assign(evidence, { node: primary.name, lsn: m.lsn, writtenAt: m.writtenAt });
+        return m;
+      });
+      checkAbort();
+
+      // From here on, service must be restored whatever happens.
+      compensations.add('restore a writable primary and point the service name at it', async () => {
+        const p = await act.ensureWritablePrimary({ database: db, formerPrimary: primary.name });
+        const d = await act.switchServiceName({ database: db, address: p.address });
+        return { primary: p.primary, action: p.action, dnsChanged: d.changed };
+      });
+      const fault = await timeline.step(input.mode === 'failover' ? 'fault: stop the primary hard' : 'fault: stop writes and drain', async (evidence) => {
+        const s = await act.stopDatabaseNode({ database: db, node: primary.name, mode: input.mode === 'failover' ? 'immediate' : 'fast' });
+        Object.assign(evidence, { node: primary.name, mode: input.mode === 'failover' ? 'immediate' : 'fast', wasRunning: s.wasRunning, stoppedAt: s.stoppedAt });
+        if (input.mode === 'switchover') {
+          const r = await waitFor.waitForReplay({ database: db, node: replica.name, lsn: marker.lsn, timeoutMs: 120_000 });
+          evidence.replayedLsn = r.replayedLsn;
+        }
+        return s;
+      });
+      checkAbort();
+
+      const beforePromotion = await timeline.step('promote the replica', async (evidence) => {
+        // Never two writable nodes: the old primary must be down before the replica is promoted.
+        await act.confirmNodeDown({ database: db, node: primary.name });
+        const states = await inspect.inspectNodes({ database: db });
+        const r = states.find((n) => n.name === replica.name)!;
+        const p = await promote.promoteNode({ database: db, node: replica.name });
+        Object.assign(evidence, { node: replica.name, fencedFormerPrimary: primary.name, replayedLsn: r.lsn ?? null, lastReplayAt: r.lastReplayAt ?? null, promoted: p.promoted, writableAt: p.writableAt });
+        return r;
+      });
+      report.primaryAfter = replica.name;
+      checkAbort();
+
+      await timeline.step('switch DNS', async (evidence) => {
+        const d = await act.switchServiceName({ database: db, address: replica.host });
+        Object.assign(evidence, { serviceName: target.serviceName, from: d.previous, to: replica.host, changed: d.changed, answeredAt: d.answeredAt });
+      });
+      checkAbort();
+
+      const verified = await timeline.step('verify through the service name', async (evidence) => {
+        const v = await act.verifyThroughServiceName({ database: db, drillId: `${drillId}-verify`, markerDrillId: drillId });
+        Object.assign(evidence, v);
+        return v;
+      });
+
+      await timeline.step('measure RTO and RPO', async (evidence) => {
+        const rtoMs = Date.parse(verified.writeAt) - Date.parse(fault.stoppedAt);
+        const lost = beforePromotion.lsn ? lsnBytes(marker.lsn) - lsnBytes(beforePromotion.lsn) : 0n;
+        const lostBytes = Number(lost > 0n ? lost : 0n);
+        const rpoMs = verified.markerPresent ? 0 : Math.max(0, Date.parse(marker.writtenAt) - Date.parse(beforePromotion.lastReplayAt ?? marker.writtenAt));
+        report.rto = { ms: rtoMs, targetMs: target.rtoMs, met: target.rtoMs === undefined ? null : rtoMs <= target.rtoMs };
+        report.rpo = { markerPresent: verified.markerPresent, lostBytes, ms: rpoMs, targetMs: target.rpoMs, met: target.rpoMs === undefined ? null : rpoMs <= target.rpoMs };
+        if (report.rto.met === false) report.reasons.push(`RTO ${rtoMs} ms exceeds the target of ${target.rtoMs} ms`);
+        if (report.rpo.met === false) report.reasons.push(`RPO ${rpoMs} ms exceeds the target of ${target.rpoMs} ms`);
+        if (input.mode === 'switchover' && !verified.markerPresent) report.reasons.push('switchover lost the marker row: a planned switchover must lose nothing');
+        for (const c of verified.checks.filter((x) => !x.passed)) report.reasons.push(`health check ${c.name}: ${c.detail}`);
+        Object.assign(evidence, { rtoMs, rpoMs, lostBytes, markerPresent: verified.markerPresent, rtoTargetMs: target.rtoMs ?? null, rpoTargetMs: target.rpoMs ?? null });
+      });
+
+      if (input.failback === false) {
+        timeline.skip('failback', 'disabled for this drill');
+        report.failback = { skipped: 'disabled for this drill' };
+      } else {
+        await timeline.step('failback: rejoin the old primary as a replica', async (evidence) => {
+          const f = await waitFor.rejoinAsReplica({ database: db, node: primary.name, primary: replica.name });
+          Object.assign(evidence, f);
+          report.failback = f;
+        });
+      }
+    } catch (err) {
+      return failWith(err);
+    }
+
+    report.passed = report.reasons.length === 0;
+    sinks.runbookMetrics.drillMeasured(input.environment, report.passed, report.rto?.ms ?? 0, report.rpo?.ms ?? 0, Date.now());
+    const reportKeys = await timeline.step('write report', async (evidence) => {
+      report.endedAt = new Date(Date.now()).toISOString();
+      const keys = await finishReport();
+      evidence.keys = keys;
+      return keys;
+    });
+    if (!report.passed) {
+      throw ApplicationFailure.create({ type: 'DrillTargetsMissed', message: `drill ${drillId}: ${report.reasons.join('; ')}`, nonRetryable: true, details: [{ ...report, reportKeys }] });
+    }
+    return { ...report, runbook: 'drDrill' as const, reportKeys };
+  });
+}

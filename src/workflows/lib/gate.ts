@@ -1,0 +1,100 @@
+import { condition, defineQuery, defineSignal, defineUpdate, setHandler } from '@temporalio/workflow';
+
+/** What an approver sends: approve or reject, who they are, and why. */
+export interface GateDecision {
+  decision: 'approve' | 'reject';
+  by: string;
+  reason?: string;
+}
+
+export interface GateRecord {
+  name: string;
+  openedAt: string;
+  closedAt?: string;
+  outcome: 'waiting' | 'approved' | 'rejected' | 'timed out' | 'aborted';
+  by?: string;
+  reason?: string;
+  allowed: string[];
+  /** Decisions that arrived by signal from people not allowed to decide, kept as evidence. */
+  ignored: { by: string; at: string }[];
+}
+
+/** The fire-and-forget way to decide (no answer to the sender). */
+export const decideSignal = defineSignal<[GateDecision]>('decide');
+/** The way the CLI decides: the validator refuses at once who may not approve, or when no gate is open. */
+export const decideUpdate = defineUpdate<GateRecord, [GateDecision]>('decide');
+/** Abort the runbook at any step: before the fault nothing changes; after it, service is restored first. */
+export const abortSignal = defineSignal<[{ by: string; reason?: string }]>('abort');
+export const gatesQuery = defineQuery<GateRecord[]>('gates');
+
+/**
+ * Approval gates of one run. Only one gate is open at a time; each is recorded with who decided,
+ * when and why. Abort is tracked here too, since an abort at a gate is a rejection.
+ */
+export class Gates {
+  private readonly records: GateRecord[] = [];
+  private open?: GateRecord;
+  aborted?: { by: string; reason?: string; at: string };
+
+  constructor() {
+    setHandler(gatesQuery, () => this.records.map((r) => ({ ...r, ignored: [...r.ignored] })));
+    setHandler(
+      decideUpdate,
+      (d) => {
+        this.apply(d);
+        return { ...this.records[this.records.length - 1] };
+      },
+      { validator: (d) => this.validate(d) },
+    );
+    setHandler(decideSignal, (d) => {
+      try {
+        this.validate(d);
+        this.apply(d);
+      } catch {
+        this.open?.ignored.push({ by: String(d?.by ?? '?').slice(0, 128), at: new Date(Date.now()).toISOString() });
+      }
+    });
+    setHandler(abortSignal, (a) => {
+      this.aborted ??= { by: String(a?.by ?? 'unknown').slice(0, 128), reason: a?.reason?.slice(0, 500), at: new Date(Date.now()).toISOString() };
+    });
+  }
+
+  private validate(d: GateDecision): void {
+    if (!d || (d.decision !== 'approve' && d.decision !== 'reject')) throw new Error('decision must be approve or reject');
+    if (typeof d.by !== 'string' || d.by.length === 0 || d.by.length > 128) throw new Error('by: expected the approver id (1-128 characters)');
+    if (d.reason !== undefined && (typeof d.reason !== 'string' || d.reason.length > 1000)) throw new Error('reason: expected text of at most 1000 characters');
+    if (!this.open) throw new Error('no approval gate is open right now');
+    if (!this.open.allowed.includes(d.by)) throw new Error(`${d.by} may not decide gate '${this.open.name}'; allowed: ${this.open.allowed.join(', ')}`);
+  }
+
+  private apply(d: GateDecision): void {
+    const g = this.open!;
+    g.outcome = d.decision === 'approve' ? 'approved' : 'rejected';
+    g.by = d.by;
+    g.reason = d.reason;
+    g.closedAt = new Date(Date.now()).toISOString();
+    this.open = undefined;
+  }
+
+  /** Opens a gate and waits for a decision, an abort, or the timeout (which counts as a rejection). */
+  async wait(name: string, allowed: string[], timeoutMs: number): Promise<GateRecord> {
+    const gate: GateRecord = { name, openedAt: new Date(Date.now()).toISOString(), outcome: 'waiting', allowed: [...allowed], ignored: [] };
+    this.records.push(gate);
+    if (this.aborted) {
+      gate.outcome = 'aborted';
+      gate.closedAt = gate.openedAt;
+      return gate;
+    }
+    this.open = gate;
+    const decided = await condition(() => gate.outcome !== 'waiting' || this.aborted !== undefined, timeoutMs);
+    if (gate.outcome === 'waiting') {
+      gate.outcome = decided ? 'aborted' : 'timed out';
+      // Set by the abort handler while we waited (the compiler cannot see that).
+      const aborted = this.aborted as Gates['aborted'];
+      if (aborted) Object.assign(gate, { by: aborted.by, reason: aborted.reason });
+      gate.closedAt = new Date(Date.now()).toISOString();
+      this.open = undefined;
+    }
+    return gate;
+  }
+}

@@ -1,0 +1,187 @@
+import assert from 'node:assert/strict';
+import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { WorkflowFailedError, WorkflowHandle } from '@temporalio/client';
+import { ApplicationFailure } from '@temporalio/common';
+import { Client as PgClient } from 'pg';
+import { Resolver } from 'node:dns/promises';
+import { ConnectedClient, connectClient } from '../../src/cli/client';
+import { loadConfig, LoadedConfig } from '../../src/config/load';
+import { readSecret } from '../../src/config/secrets';
+import { createLogger } from '../../src/observability/logger';
+import { nodeFiles, startNode, stopNode } from '../../src/sandbox/postgres';
+import { StackState, startStack, stopStack } from '../../src/sandbox/stack';
+import type { DrillReport } from '../../src/reports/drill';
+import type { DrDrillResult } from '../../src/workflows/drDrill';
+import { abortSignal, decideUpdate, gatesQuery } from '../../src/workflows/lib/gate';
+import { RunbookWorker } from '../../src/worker';
+import { waitFor } from '../helpers';
+
+const dir = mkdtempSync(join(tmpdir(), 'runbook-drill-test-'));
+chmodSync(dir, 0o755);
+let stack: StackState;
+let loaded: LoadedConfig;
+let worker: RunbookWorker;
+let c: ConnectedClient;
+let password: string;
+
+before(async () => {
+  stack = await startStack({ dir: join(dir, 'stack') });
+  loaded = loadConfig(stack.configFile);
+  password = readSecret(loaded.config.environments.sandbox.databases.main.password, loaded.baseDir);
+  worker = new RunbookWorker({ loaded, httpPort: 0, logger: createLogger('warn') });
+  await worker.start();
+  await worker.waitUntilReady();
+  c = await connectClient(loaded, 'sandbox', loaded.config.environments.sandbox);
+});
+
+after(async () => {
+  await c?.close();
+  await worker?.shutdown();
+  await stopStack(stack);
+  if (!process.env.RUNBOOK_TEST_KEEP) rmSync(dir, { recursive: true, force: true });
+});
+
+const nodes = () => loaded.config.environments.sandbox.databases.main.topology!.nodes;
+
+async function serviceAddress(): Promise<string[]> {
+  const r = new Resolver({ timeout: 1_000, tries: 1 });
+  r.setServers([`${stack.dns!.host}:${stack.dns!.port}`]);
+  return r.resolve4('db.sandbox.test');
+}
+
+async function sql<T extends Record<string, unknown>>(host: string, text: string): Promise<T[]> {
+  const pg = new PgClient({ host, port: stack.postgres!.port, user: 'postgres', password, database: 'app', connectionTimeoutMillis: 3_000 });
+  await pg.connect();
+  try {
+    return (await pg.query<T>(text)).rows;
+  } finally {
+    await pg.end();
+  }
+}
+
+/** Which node is primary and whether the other streams from it, judged from the servers themselves. */
+async function topology(): Promise<{ primary: string; replicaStreaming: boolean }> {
+  for (const n of nodes()) {
+    const rows = await sql<{ rec: boolean }>(n.host, 'SELECT pg_is_in_recovery() AS rec').catch(() => undefined);
+    if (rows && !rows[0].rec) {
+      const other = nodes().find((x) => x.name !== n.name)!;
+      const reps = await sql<{ name: string; state: string }>(n.host, 'SELECT application_name AS name, state FROM pg_stat_replication');
+      return { primary: n.host, replicaStreaming: reps.some((r) => r.name === other.name && r.state === 'streaming') };
+    }
+  }
+  throw new Error('no primary');
+}
+
+async function markerCount(host: string, drillId: string): Promise<number> {
+  const rows = await sql<{ n: string }>(host, `SELECT count(*)::text AS n FROM pg_tables WHERE tablename = 'runbook_drill_markers'`);
+  if (rows[0].n === '0') return 0;
+  return Number((await sql<{ n: string }>(host, `SELECT count(*)::text AS n FROM runbook_drill_markers WHERE drill_id LIKE '${drillId.replace(/[^a-z0-9-]/g, '')}%'`))[0].n);
+}
+
+async function startDrill(args: Record<string, unknown> = {}): Promise<WorkflowHandle> {
+  return c.client.workflow.start('drDrill', {
+    taskQueue: 'critical-queue',
+    workflowId: `drill-test-${Date.now()}`,
+    args: [{ environment: 'sandbox', database: 'main', mode: 'failover', ...args }],
+  });
+}
+
+async function gateOpen(handle: WorkflowHandle): Promise<void> {
+  await waitFor('the approval gate to open', async () => (await handle.query(gatesQuery)).some((g) => g.outcome === 'waiting'), 30_000, 100);
+}
+
+async function drillFailure(handle: WorkflowHandle): Promise<{ failure: ApplicationFailure; report: DrillReport }> {
+  const err = await handle.result().then(() => assert.fail('the drill passed'), (e: unknown) => e);
+  assert.ok(err instanceof WorkflowFailedError && err.cause instanceof ApplicationFailure, String(err));
+  return { failure: err.cause, report: err.cause.details?.[0] as DrillReport };
+}
+
+describe('the DR drill', () => {
+  test('a drill rejected at the gate changes nothing: same primary, same DNS, no marker row', async () => {
+    const before = await topology();
+    const handle = await startDrill();
+    await gateOpen(handle);
+    const gate = await handle.executeUpdate(decideUpdate, { args: [{ decision: 'reject', by: 'sandbox-operator', reason: 'not today' }] });
+    assert.equal(gate.outcome, 'rejected');
+    const { failure, report } = await drillFailure(handle);
+    assert.equal(failure.type, 'DrillNotApproved');
+    assert.match(failure.message, /rejected by sandbox-operator at the approval gate; nothing was changed/);
+    assert.deepEqual(await topology(), before);
+    assert.deepEqual(await serviceAddress(), [before.primary]);
+    assert.equal(await markerCount(before.primary, report.drillId), 0);
+  });
+
+  test('an unauthorized approver is refused by the update validator and the drill keeps waiting; an abort then ends it unchanged; a timeout does too', async () => {
+    const before = await topology();
+    const handle = await startDrill();
+    await gateOpen(handle);
+    await assert.rejects(handle.executeUpdate(decideUpdate, { args: [{ decision: 'approve', by: 'mallory' }] }), (err: Error) =>
+      /mallory may not decide gate 'start the drill'; allowed: sandbox-operator/.test(`${err.message} ${(err.cause as Error | undefined)?.message}`),
+    );
+    assert.equal((await handle.query(gatesQuery))[0].outcome, 'waiting');
+    await handle.signal(abortSignal, { by: 'sandbox-operator', reason: 'changed my mind' });
+    const { failure } = await drillFailure(handle);
+    assert.equal(failure.type, 'DrillNotApproved');
+    assert.match(failure.message, /aborted by sandbox-operator/);
+
+    const timedOut = await startDrill({ approvalTimeoutSeconds: 2 });
+    const t = await drillFailure(timedOut);
+    assert.match(t.failure.message, /the drill was timed out at the approval gate; nothing was changed/);
+    assert.deepEqual(await topology(), before);
+    assert.deepEqual(await serviceAddress(), [before.primary]);
+  });
+
+  test('a full failover drill with failback passes with measured RTO and RPO; afterwards: primary plus streaming replica, DNS at the primary', async () => {
+    const before = await topology();
+    const handle = await startDrill();
+    await gateOpen(handle);
+    await handle.executeUpdate(decideUpdate, { args: [{ decision: 'approve', by: 'sandbox-operator', reason: 'quarterly drill' }] });
+    const result: DrDrillResult = await handle.result();
+    assert.equal(result.passed, true, result.reasons.join('; '));
+    assert.ok(result.rto!.ms > 0 && result.rto!.ms < 30 * 60_000, `RTO ${result.rto!.ms} ms`);
+    assert.equal(result.rto!.met, true);
+    assert.equal(result.rpo!.markerPresent, true);
+    assert.equal(result.rpo!.met, true);
+    assert.equal(result.approval!.by, 'sandbox-operator');
+    const after = await topology();
+    assert.notEqual(after.primary, before.primary, 'the former replica is the primary now');
+    assert.equal(after.replicaStreaming, true, 'the former primary streams from it');
+    assert.deepEqual(await serviceAddress(), [after.primary]);
+    assert.equal(await markerCount(after.primary, result.drillId), 2, 'marker and verification rows');
+    assert.equal(result.reportKeys.length, 3);
+    const s3 = new S3Client({ endpoint: stack.s3!.endpoint, region: 'us-east-1', forcePathStyle: true, credentials: { accessKeyId: stack.s3!.accessKeyId, secretAccessKey: stack.s3!.secretAccessKey } });
+    const html = await (await s3.send(new GetObjectCommand({ Bucket: 'runbook-backups', Key: result.reportKeys[2] }))).Body!.transformToString();
+    s3.destroy();
+    assert.match(html, /<svg[^>]*aria-label="drill timeline"/);
+    assert.deepEqual(
+      result.timeline.steps.map((s) => s.name),
+      ['preflight', 'approval gate', 'write marker', 'fault: stop the primary hard', 'promote the replica', 'switch DNS', 'verify through the service name', 'measure RTO and RPO', 'failback: rejoin the old primary as a replica', 'write report'],
+    );
+  });
+
+  test('a fault in the promote step (the replica is unreachable) triggers compensation: a writable primary exists and DNS points at it', async () => {
+    const before = await topology();
+    const replicaNode = nodes().find((n) => n.host !== before.primary)!;
+    const handle = await startDrill({ failback: false });
+    await gateOpen(handle);
+    await stopNode(replicaNode.dataDir, 'immediate');
+    try {
+      await handle.executeUpdate(decideUpdate, { args: [{ decision: 'approve', by: 'sandbox-operator' }] });
+      const { failure, report } = await drillFailure(handle);
+      assert.equal(failure.type, 'DrillFailed');
+      assert.match(failure.message, /step 'promote the replica' failed: connecting to 127\.0\.0\.\d:\d+\/app as postgres: connect ECONNREFUSED/);
+      assert.deepEqual(report.compensation.map((x) => x.ok), [true]);
+      const now = await topology();
+      assert.equal(now.primary, before.primary, 'the former primary was restarted as the writable primary');
+      await sql(now.primary, "INSERT INTO runbook_drill_markers (drill_id, kind) VALUES ('after-compensation', 'probe')");
+      assert.deepEqual(await serviceAddress(), [now.primary]);
+    } finally {
+      await startNode({ name: replicaNode.name, host: replicaNode.host, port: replicaNode.port, dataDir: replicaNode.dataDir, ...nodeFiles(replicaNode.dataDir) });
+    }
+    await waitFor('the replica to stream again', async () => (await topology()).replicaStreaming, 30_000, 200);
+  });
+});
