@@ -308,7 +308,7 @@ export function createDrillActivities(deps: DrillDeps) {
         return false;
       };
       const method = await deps.driver.rejoinAsReplica(n, p, t.credentials);
-      if (await streams(15)) return { method, streaming: true };
+      if (await streams(8)) return { method, streaming: true };
       // pg_rewind can judge "no rewind required" for a node whose WAL went past the fork point
       // (its last checkpoint is before it); such a node never streams. A fresh copy always does.
       log.warn('rejoined node does not stream; replacing it with a fresh base backup', { node: n.name, method });

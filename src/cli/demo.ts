@@ -7,6 +7,20 @@ import { loadConfig, LoadedConfig } from '../config/load';
 import { readSecret } from '../config/secrets';
 import { seedSampleDatabase } from '../sandbox/seed';
 import { describeBackup, describeVerify, runBackup, runVerify } from './backup';
+import { awaitDrill, decideDrill, describeDrill, startDrill } from './drill';
+import type { WorkflowHandle } from '@temporalio/client';
+import { gatesQuery } from '../workflows/lib/gate';
+import { sleep } from '../sandbox/process';
+
+async function waitForOpenGate(handle: WorkflowHandle): Promise<void> {
+  for (let i = 0; i < 600; i++) {
+    const gates = await handle.query(gatesQuery).catch(() => []);
+    if (gates.some((g) => g.outcome === 'waiting')) return;
+    const { status } = await handle.describe();
+    if (status.name !== 'RUNNING') return;
+    await sleep(100);
+  }
+}
 import { QUEUE_KINDS } from '../config/schema';
 import { createLogger } from '../observability/logger';
 import { freePort } from '../sandbox/process';
@@ -77,6 +91,14 @@ export async function runDemo(opts: { keep: boolean; json: boolean }): Promise<n
       const verify = await runVerify(c, 'main', { mode: 'latest' }, !opts.json);
       runs.push({ runbook: 'verifyBackup', queue: c.env.temporal.taskQueues.batch, ok: verify.ok, detail: verify });
       say(describeVerify(verify));
+      say('DR drill: failover of the PostgreSQL primary with DNS switch and failback (approved as sandbox-operator)...');
+      const { handle, workflowId } = await startDrill(c, { database: 'main', mode: 'failover', failback: true, approvalTimeoutSeconds: 300 });
+      const drill = awaitDrill(handle, workflowId, !opts.json);
+      await waitForOpenGate(handle);
+      await decideDrill(c, workflowId, 'approve', 'sandbox-operator', 'demo');
+      const outcome = await drill;
+      runs.push({ runbook: 'drDrill', queue: c.env.temporal.taskQueues.critical, ok: outcome.ok, detail: outcome });
+      say(describeDrill(outcome));
     } finally {
       await c.close();
     }

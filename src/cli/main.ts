@@ -3,6 +3,7 @@ import { GlobalOptions, reportError } from './common';
 import { registerBackup } from './backup';
 import { registerConfig } from './config';
 import { registerDemo } from './demo';
+import { registerDrill } from './drill';
 import { registerSchedule } from './schedule';
 import { registerSmoke } from './smoke';
 import { registerStack } from './stack';
@@ -24,6 +25,7 @@ export function buildProgram(): Command {
   registerConfig(program, globals);
   registerSmoke(program, globals);
   registerBackup(program, globals);
+  registerDrill(program, globals);
   registerSchedule(program, globals);
   registerDemo(program, globals);
   for (const cmd of program.commands) cmd.exitOverride();

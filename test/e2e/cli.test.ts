@@ -136,7 +136,11 @@ describe('runbook demo', () => {
       ['smokeTest', 'batch-queue', true],
       ['backupDatabase', 'batch-queue', true],
       ['verifyBackup', 'batch-queue', true],
+      ['drDrill', 'critical-queue', true],
     ]);
+    const drill = report.runs[5].detail.report;
+    assert.equal(drill.rpo.markerPresent, true);
+    assert.ok(drill.rto.ms > 0);
     const leftover = serviceProcesses().filter((p) => !before.has(p));
     assert.deepEqual(leftover, []);
   });

@@ -1,0 +1,161 @@
+import type { Command } from 'commander';
+import { WorkflowFailedError, WorkflowHandle } from '@temporalio/client';
+import { ApplicationFailure } from '@temporalio/common';
+import type { DrillReport } from '../reports/drill';
+import type { DrDrillResult } from '../workflows/drDrill';
+import { abortSignal, decideUpdate, GateRecord, gatesQuery } from '../workflows/lib/gate';
+import { timelineQuery } from '../workflows/lib/timeline';
+import { ConnectedClient, connectClient, failureMessage, startRunbook } from './client';
+import { cliEnvironment, GlobalOptions, loadCliConfig, printJson, UsageError } from './common';
+import { waitWithProgress } from './progress';
+import { renderTimeline } from './render';
+
+export interface DrillOutcome {
+  ok: boolean;
+  workflowId: string;
+  report?: DrillReport & { reportKeys?: string[] };
+  error?: string;
+}
+
+const secs = (ms: number | undefined) => (ms === undefined ? '-' : `${(ms / 1000).toFixed(1)} s`);
+
+export function describeDrill(o: DrillOutcome): string {
+  const r = o.report;
+  if (!r) return `drill FAILED (workflow ${o.workflowId}): ${o.error}`;
+  const lines = [
+    `DR drill ${r.passed ? 'passed' : 'FAILED'}: ${r.environment}/${r.database} ${r.mode} (workflow ${o.workflowId})`,
+    `  primary ${r.primaryBefore ?? '-'} -> ${r.primaryAfter ?? '-'}; approved by ${r.approval?.by ?? '-'}`,
+    `  RTO ${secs(r.rto?.ms)} (target ${secs(r.rto?.targetMs)}), RPO ${secs(r.rpo?.ms)} (target ${secs(r.rpo?.targetMs)}), marker ${r.rpo ? (r.rpo.markerPresent ? 'present' : 'LOST') : '-'}`,
+  ];
+  if (r.failback) lines.push(`  failback: ${'skipped' in r.failback ? `skipped (${r.failback.skipped})` : `${r.failback.method}, replica streaming`}`);
+  for (const c of r.compensation) lines.push(`  compensation: ${c.name}: ${c.ok ? 'done' : `FAILED (${c.error})`}`);
+  for (const reason of r.reasons) lines.push(`  reason: ${reason}`);
+  if (r.reportKeys?.length) lines.push(`  report: ${r.reportKeys.join(', ')}`);
+  return lines.join('\n');
+}
+
+/** Waits for a drill, turning a failure that carries the drill report into an outcome with it. */
+export async function awaitDrill(handle: WorkflowHandle, workflowId: string, showProgress: boolean): Promise<DrillOutcome> {
+  try {
+    const result = await waitWithProgress<DrDrillResult>(handle, showProgress);
+    return { ok: true, workflowId, report: result };
+  } catch (err) {
+    const cause = err instanceof WorkflowFailedError ? err.cause : undefined;
+    const report = cause instanceof ApplicationFailure ? (cause.details?.[0] as DrillReport | undefined) : undefined;
+    return { ok: false, workflowId, report, error: failureMessage(err) };
+  }
+}
+
+export async function startDrill(c: ConnectedClient, opts: { database: string; mode: 'failover' | 'switchover'; failback: boolean; approvalTimeoutSeconds?: number }) {
+  const db = c.env.databases[opts.database];
+  if (!db) throw new UsageError(`--database: '${opts.database}' is not configured for environment ${c.environment}; configured: ${Object.keys(c.env.databases).join(', ') || 'none'}`);
+  if (!db.topology) throw new UsageError(`databases.${opts.database}.topology is not configured: the drill needs the two nodes it acts on`);
+  return startRunbook(c, 'drDrill', [{ environment: c.environment, database: opts.database, mode: opts.mode, failback: opts.failback, approvalTimeoutSeconds: opts.approvalTimeoutSeconds }], {});
+}
+
+/** Decides the open gate through the update, so a refusal (not an approver, no gate open) comes back at once. */
+export async function decideDrill(c: ConnectedClient, workflowId: string, decision: 'approve' | 'reject', by: string, reason?: string): Promise<GateRecord> {
+  try {
+    return await c.client.workflow.getHandle(workflowId).executeUpdate(decideUpdate, { args: [{ decision, by, reason }] });
+  } catch (err) {
+    const cause = (err as { cause?: Error }).cause;
+    throw new UsageError(`${decision} refused: ${cause?.message ?? (err as Error).message}`);
+  }
+}
+
+function operator(explicit?: string): string {
+  const by = explicit ?? process.env.RUNBOOK_OPERATOR ?? process.env.USER;
+  if (!by) throw new UsageError('--by: who is deciding? pass --by NAME or set RUNBOOK_OPERATOR');
+  return by;
+}
+
+export function registerDrill(program: Command, globals: () => GlobalOptions): void {
+  const drill = program.command('drill').description('disaster-recovery drills: real failover, DNS switch, measured RTO/RPO, failback');
+  const withClient = async <T>(fn: (c: ConnectedClient, g: GlobalOptions) => Promise<T>): Promise<T> => {
+    const g = globals();
+    const loaded = loadCliConfig(g);
+    const { name, env } = cliEnvironment(loaded, g);
+    const c = await connectClient(loaded, name, env);
+    try {
+      return await fn(c, g);
+    } finally {
+      await c.close();
+    }
+  };
+
+  drill
+    .command('start')
+    .description('start a drill; it waits at the approval gate for an allowed approver')
+    .option('--database <key>', 'database key from the config', 'main')
+    .option('--mode <mode>', 'failover (the primary is lost) or switchover (planned)', 'failover')
+    .option('--no-failback', 'leave the former primary stopped instead of rejoining it as a replica')
+    .option('--approval-timeout <seconds>', 'end the drill unchanged if nobody decides within this time', '3600')
+    .option('--wait', 'wait for the drill to finish, showing progress (exit 0 only if it passed)')
+    .action(async (opts: { database: string; mode: string; failback: boolean; approvalTimeout: string; wait?: boolean }) => {
+      if (opts.mode !== 'failover' && opts.mode !== 'switchover') throw new UsageError(`--mode: expected failover or switchover, found "${opts.mode}"`);
+      const timeout = Number(opts.approvalTimeout);
+      if (!Number.isInteger(timeout) || timeout < 1 || timeout > 604_800) throw new UsageError(`--approval-timeout: expected seconds from 1 to 604800, found "${opts.approvalTimeout}"`);
+      await withClient(async (c, g) => {
+        const { handle, workflowId } = await startDrill(c, { database: opts.database, mode: opts.mode as 'failover' | 'switchover', failback: opts.failback, approvalTimeoutSeconds: timeout });
+        if (!g.json) process.stderr.write(`drill started: workflow ${workflowId}\napprove with: runbook drill approve ${workflowId} --by NAME\n`);
+        if (!opts.wait) return g.json ? printJson({ ok: true, workflowId }) : process.stdout.write(`${workflowId}\n`);
+        const outcome = await awaitDrill(handle, workflowId, !g.json);
+        if (g.json) printJson(outcome);
+        else process.stdout.write(`${describeDrill(outcome)}\n`);
+        process.exitCode = outcome.ok ? 0 : 1;
+      });
+    });
+
+  for (const decision of ['approve', 'reject'] as const) {
+    drill
+      .command(`${decision} <workflowId>`)
+      .description(`${decision} a drill waiting at its gate (refused at once unless you are an allowed approver)`)
+      .option('--by <name>', 'who decides (default: $RUNBOOK_OPERATOR or $USER)')
+      .option('--reason <text>', 'why, for the record')
+      .action(async (workflowId: string, opts: { by?: string; reason?: string }) => {
+        await withClient(async (c, g) => {
+          const gate = await decideDrill(c, workflowId, decision, operator(opts.by), opts.reason);
+          if (g.json) printJson({ ok: true, gate });
+          else process.stdout.write(`gate '${gate.name}' ${gate.outcome} by ${gate.by} at ${gate.closedAt}\n`);
+        });
+      });
+  }
+
+  drill
+    .command('abort <workflowId>')
+    .description('abort a drill: before the fault nothing changes; after it, service is restored before it ends')
+    .option('--by <name>', 'who aborts (default: $RUNBOOK_OPERATOR or $USER)')
+    .option('--reason <text>', 'why, for the record')
+    .action(async (workflowId: string, opts: { by?: string; reason?: string }) => {
+      await withClient(async (c, g) => {
+        await c.client.workflow.getHandle(workflowId).signal(abortSignal, { by: operator(opts.by), reason: opts.reason });
+        if (g.json) printJson({ ok: true, workflowId, aborted: true });
+        else process.stdout.write(`abort sent to ${workflowId}\n`);
+      });
+    });
+
+  drill
+    .command('status <workflowId>')
+    .description('where a drill is: its steps so far and its gate')
+    .action(async (workflowId: string) => {
+      await withClient(async (c, g) => {
+        const handle = c.client.workflow.getHandle(workflowId);
+        const [timeline, gates, description] = await Promise.all([handle.query(timelineQuery), handle.query(gatesQuery), handle.describe()]);
+        if (g.json) return printJson({ ok: true, status: description.status.name, timeline, gates });
+        process.stdout.write(`${workflowId}: ${description.status.name}\n${renderTimeline(timeline)}\n`);
+        for (const gate of gates) process.stdout.write(`  gate '${gate.name}': ${gate.outcome}${gate.by ? ` by ${gate.by}` : ''} (allowed: ${gate.allowed.join(', ')})\n`);
+      });
+    });
+
+  drill
+    .command('report <workflowId>')
+    .description('wait for a drill to finish and print its report (exit 0 only if it passed)')
+    .action(async (workflowId: string) => {
+      await withClient(async (c, g) => {
+        const outcome = await awaitDrill(c.client.workflow.getHandle(workflowId), workflowId, !g.json);
+        if (g.json) printJson(outcome);
+        else process.stdout.write(`${describeDrill(outcome)}\n`);
+        process.exitCode = outcome.ok ? 0 : 1;
+      });
+    });
+}
