@@ -1,4 +1,4 @@
-import { CancelledFailure, Context, log } from '@temporalio/activity';
+import { CancelledFailure, log } from '@temporalio/activity';
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createWriteStream, mkdtempSync, rmSync } from 'node:fs';
@@ -8,6 +8,7 @@ import { PassThrough, Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { findPgBinary } from '../sandbox/postgres';
 import { classify, failure } from './errors';
+import { heartbeater } from './heartbeat';
 import { connectPg, listTables, PgServer, pgToolEnv, quoteIdent, serverVersion, tableStats, TableStats } from './pg';
 import { renderRestoreReportMarkdown, RestoreReport } from './reports';
 import type { ObjectStore } from './s3';
@@ -82,21 +83,6 @@ class Digest extends Transform {
   hex(): string {
     return this.hash.digest('hex');
   }
-}
-
-/** Heartbeats at most every interval with the latest details; a cancelled activity learns it from the heartbeat. */
-function heartbeater(intervalMs = 2_000): { beat(details: Record<string, unknown>): void; stop(): void; signal: AbortSignal } {
-  const ctx = Context.current();
-  let latest: Record<string, unknown> = {};
-  ctx.heartbeat(latest);
-  const timer = setInterval(() => ctx.heartbeat(latest), intervalMs);
-  return {
-    beat: (details) => {
-      latest = details;
-    },
-    stop: () => clearInterval(timer),
-    signal: ctx.cancellationSignal,
-  };
 }
 
 interface ToolRun {

@@ -3,6 +3,7 @@ import type { Client } from 'pg';
 import { nodeFiles, nodeRunning, rebuildNode, rewindNode, startNode, stopNode } from '../sandbox/postgres';
 import type { DnsProvider } from './dns';
 import { classify, failure } from './errors';
+import { withHeartbeat } from './heartbeat';
 import { connectPg, PgServer } from './pg';
 import type { ObjectStore } from './s3';
 
@@ -182,12 +183,12 @@ export function createDrillActivities(deps: DrillDeps) {
     async writeDrillMarker(input: { database: string; node: string; drillId: string }): Promise<{ lsn: string; writtenAt: string }> {
       const t = target(input.database);
       try {
-        return await withNode(t, node(t, input.node), async (c) => {
+        return await withHeartbeat(() => withNode(t, node(t, input.node), async (c) => {
           await c.query(`CREATE TABLE IF NOT EXISTS ${SCRATCH_TABLE} (drill_id text PRIMARY KEY, kind text NOT NULL, written_at timestamptz NOT NULL DEFAULT clock_timestamp())`);
           await c.query(`INSERT INTO ${SCRATCH_TABLE} (drill_id, kind) VALUES ($1, 'marker') ON CONFLICT (drill_id) DO NOTHING`, [input.drillId]);
           const r = await c.query<{ lsn: string; at: Date }>(`SELECT pg_current_wal_lsn()::text AS lsn, written_at AS at FROM ${SCRATCH_TABLE} WHERE drill_id = $1`, [input.drillId]);
           return { lsn: r.rows[0].lsn, writtenAt: r.rows[0].at.toISOString() };
-        });
+        }));
       } catch (err) {
         throw classify(err, `writing the drill marker on ${input.node}`);
       }
@@ -196,7 +197,7 @@ export function createDrillActivities(deps: DrillDeps) {
     /** Stops a node (immediate = the machine died; fast = a clean shutdown). Stopping a stopped node is a no-op. */
     async stopDatabaseNode(input: { database: string; node: string; mode: 'fast' | 'immediate' }): Promise<{ wasRunning: boolean; stoppedAt: string }> {
       const t = target(input.database);
-      const r = await deps.driver.stop(node(t, input.node), input.mode);
+      const r = await withHeartbeat(() => deps.driver.stop(node(t, input.node), input.mode));
       log.info('node stopped', { node: input.node, mode: input.mode, wasRunning: r.wasRunning });
       return { ...r, stoppedAt: new Date().toISOString() };
     },
@@ -229,7 +230,7 @@ export function createDrillActivities(deps: DrillDeps) {
     async promoteNode(input: { database: string; node: string }): Promise<{ promoted: boolean; writableAt: string }> {
       const t = target(input.database);
       try {
-        return await withNode(t, node(t, input.node), async (c) => {
+        return await withHeartbeat(() => withNode(t, node(t, input.node), async (c) => {
           const rec = (await c.query<{ rec: boolean }>('SELECT pg_is_in_recovery() AS rec')).rows[0].rec;
           if (rec) {
             const ok = (await c.query<{ ok: boolean }>('SELECT pg_promote(true, 60) AS ok')).rows[0].ok;
@@ -238,7 +239,7 @@ export function createDrillActivities(deps: DrillDeps) {
           // Writable means a write commits, not only that recovery ended.
           await c.query(`CREATE TABLE IF NOT EXISTS ${SCRATCH_TABLE} (drill_id text PRIMARY KEY, kind text NOT NULL, written_at timestamptz NOT NULL DEFAULT clock_timestamp())`);
           return { promoted: rec, writableAt: new Date().toISOString() };
-        });
+        }));
       } catch (err) {
         throw classify(err, `promoting ${input.node}`);
       }
@@ -250,9 +251,11 @@ export function createDrillActivities(deps: DrillDeps) {
       const name = service(t);
       const provider = dns();
       const previous = await provider.resolveA(name.fqdn);
+      // Check before acting: after a crash and retry, a record already switched is not updated again.
       const changed = !(previous.length === 1 && previous[0] === input.address);
-      if (changed) await provider.upsertA(name.fqdn, input.address, name.ttl);
+      if (changed) await withHeartbeat(() => provider.upsertA(name.fqdn, input.address, name.ttl));
       for (let i = 0; i < 100; i++) {
+        Context.current().heartbeat({ waitingFor: input.address });
         const now = await provider.resolveA(name.fqdn);
         if (now.length === 1 && now[0] === input.address) return { changed, previous, answeredAt: new Date().toISOString() };
         await new Promise((r) => setTimeout(r, 200));
@@ -271,7 +274,7 @@ export function createDrillActivities(deps: DrillDeps) {
       const n = t.nodes.find((x) => x.host === addresses[0]);
       if (!n) throw failure('InvalidInput', `${service(t).fqdn} points at ${addresses[0]}, which is no node of the topology`);
       try {
-        return await withNode(t, n, async (c) => {
+        return await withHeartbeat(() => withNode(t, n, async (c) => {
           const marker = await c.query(`SELECT 1 FROM ${SCRATCH_TABLE} WHERE drill_id = $1`, [input.markerDrillId]);
           await c.query(`INSERT INTO ${SCRATCH_TABLE} (drill_id, kind) VALUES ($1, 'verify') ON CONFLICT (drill_id) DO NOTHING`, [input.drillId]);
           const writeAt = new Date().toISOString();
@@ -285,7 +288,7 @@ export function createDrillActivities(deps: DrillDeps) {
             }
           }
           return { address: addresses[0], node: n.name, markerPresent: marker.rowCount === 1, writeAt, checks };
-        });
+        }));
       } catch (err) {
         throw classify(err, `verifying through ${service(t).fqdn} (${addresses[0]})`);
       }
@@ -330,10 +333,10 @@ export function createDrillActivities(deps: DrillDeps) {
       const other = t.nodes.find((n) => n.name !== former.name)!;
       const otherState = states.find((s) => s.name === other.name)!;
       if (otherState.role === 'replica') {
-        await withNode(t, other, (c) => c.query('SELECT pg_promote(true, 60)'));
+        await withHeartbeat(() => withNode(t, other, (c) => c.query('SELECT pg_promote(true, 60)')));
         return { primary: other.name, address: other.host, action: `promoted ${other.name}` };
       }
-      await deps.driver.start(former);
+      await withHeartbeat(() => deps.driver.start(former));
       const s = await inspect(t, former);
       if (s.role !== 'primary') throw failure('ConnectionLost', `could not restore a writable primary: ${former.name} is ${s.role}`);
       return { primary: former.name, address: former.host, action: `restarted ${former.name}` };

@@ -15,13 +15,16 @@ const inspect = proxyActivities<DrillActivities>({
   retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumAttempts: 3, nonRetryableErrorTypes: PERMANENT },
 });
 // Changes to the topology and DNS: each checks before it acts, so a retry after a crash does not act twice.
+// They heartbeat, so an attempt lost with its worker is retried within seconds, not minutes.
 const act = proxyActivities<DrillActivities>({
   startToCloseTimeout: '3 minutes',
+  heartbeatTimeout: '10 seconds',
   retry: { initialInterval: '2 seconds', backoffCoefficient: 2, maximumInterval: '30 seconds', maximumAttempts: 5, nonRetryableErrorTypes: PERMANENT },
 });
 // Promotion: a replica that cannot be reached is not waited for long; compensation takes over.
 const promote = proxyActivities<DrillActivities>({
   startToCloseTimeout: '2 minutes',
+  heartbeatTimeout: '10 seconds',
   retry: { initialInterval: '2 seconds', backoffCoefficient: 2, maximumAttempts: 3, nonRetryableErrorTypes: PERMANENT },
 });
 // Waiting for replay or for a rejoined replica to stream: minutes, with heartbeats.
