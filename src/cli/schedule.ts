@@ -1,21 +1,46 @@
 import type { Command } from 'commander';
-import { ScheduleNotFoundError, ScheduleOptions, ScheduleOptionsStartWorkflowAction } from '@temporalio/client';
+import { CalendarSpec, DayOfWeek, Month, ScheduleNotFoundError, ScheduleOptions, ScheduleOptionsStartWorkflowAction } from '@temporalio/client';
+import type { CalendarConfig } from '../config/schema';
 import type { LoadedConfig } from '../config/load';
 import { desiredSchedules, DesiredSchedule, MANAGED_BY } from '../schedules/plan';
 import { validateBackupDatabaseInput } from '../workflows/backupDatabase';
 import { validateSmokeTestInput } from '../workflows/smokeTest';
 import { validateVerifyBackupInput } from '../workflows/verifyBackup';
+import { validateDrDrillInput } from '../workflows/drDrill';
 import { ConnectedClient, connectClient } from './client';
 import { GlobalOptions, loadCliConfig, printJson, UsageError } from './common';
 
-const VALIDATORS = { smokeTest: validateSmokeTestInput, backupDatabase: validateBackupDatabaseInput, verifyBackup: validateVerifyBackupInput };
+const VALIDATORS = { smokeTest: validateSmokeTestInput, backupDatabase: validateBackupDatabaseInput, verifyBackup: validateVerifyBackupInput, drDrill: validateDrDrillInput };
 
 export type ApplyAction = 'created' | 'updated' | 'unchanged' | 'deleted' | 'would delete';
+
+const MONTHS = ['JANUARY', 'FEBRUARY', 'MARCH', 'APRIL', 'MAY', 'JUNE', 'JULY', 'AUGUST', 'SEPTEMBER', 'OCTOBER', 'NOVEMBER', 'DECEMBER'] as const;
+const DAYS: Record<string, DayOfWeek> = { SUN: 'SUNDAY', MON: 'MONDAY', TUE: 'TUESDAY', WED: 'WEDNESDAY', THU: 'THURSDAY', FRI: 'FRIDAY', SAT: 'SATURDAY' };
+
+function ranges<T>(field: number | number[] | string | undefined, map: (n: number) => T): { start: T; end: T }[] | undefined {
+  if (field === undefined) return undefined;
+  if (typeof field === 'string') {
+    const [a, b] = field.split('-').map(Number);
+    return [{ start: map(a), end: map(b) }];
+  }
+  return (Array.isArray(field) ? field : [field]).map((n) => ({ start: map(n), end: map(n) }));
+}
+
+/** The config's calendar as Temporal's structured calendar spec (every given field must match). */
+export function calendarSpec(c: CalendarConfig): CalendarSpec {
+  const spec: CalendarSpec = { hour: ranges(c.hour, (n) => n), minute: ranges(c.minute, (n) => n) };
+  const month = ranges(c.month, (n) => MONTHS[n - 1] as Month);
+  if (month) spec.month = month;
+  const dayOfMonth = ranges(c.dayOfMonth, (n) => n);
+  if (dayOfMonth) spec.dayOfMonth = dayOfMonth;
+  if (c.dayOfWeek) spec.dayOfWeek = (Array.isArray(c.dayOfWeek) ? c.dayOfWeek : [c.dayOfWeek]).map((d) => ({ start: DAYS[d], end: DAYS[d] }));
+  return spec;
+}
 
 function scheduleOptions(d: DesiredSchedule): ScheduleOptions<ScheduleOptionsStartWorkflowAction<(input: unknown) => Promise<unknown>>> {
   return {
     scheduleId: d.scheduleId,
-    spec: { cronExpressions: [d.cron], timezone: d.timezone, jitter: d.jitterMs },
+    spec: { ...(d.cron ? { cronExpressions: [d.cron] } : { calendars: [calendarSpec(d.calendar!)] }), timezone: d.timezone, jitter: d.jitterMs },
     // The hash lives in the action's memo, which (unlike the schedule's memo) an update can change.
     action: { type: 'startWorkflow', workflowType: d.runbook, args: [d.input], taskQueue: d.taskQueue, workflowId: d.workflowIdPrefix, memo: { configHash: d.hash } },
     policies: { overlap: d.overlap, catchupWindow: d.catchupWindowMs },

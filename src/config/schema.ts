@@ -236,12 +236,40 @@ const workerSchema = z
 
 export const RUNBOOK_NAMES = ['smokeTest', 'backupDatabase', 'verifyBackup', 'drDrill', 'rollout', 'rollback', 'goLive'] as const;
 
+/** A calendar field: a number, a list, or a range written "1-7". */
+const calendarField = (min: number, max: number) =>
+  z.union([
+    z.number().int().min(min).max(max),
+    z.array(z.number().int().min(min).max(max)).min(1),
+    z
+      .string()
+      .regex(/^\d+-\d+$/, `expected a number, a list, or a range such as "${min}-${max}"`)
+      .refine((r) => {
+        const [a, b] = r.split('-').map(Number);
+        return a >= min && b <= max && a <= b;
+      }, `range must lie within ${min}-${max}`),
+  ]);
+export const WEEKDAYS = ['SUN', 'MON', 'TUE', 'WED', 'THU', 'FRI', 'SAT'] as const;
+
+/** Calendar specs say what cron cannot, e.g. "the first Tuesday of each quarter": day of month and weekday both hold. */
+const calendarSchema = z
+  .object({
+    month: calendarField(1, 12).optional(),
+    dayOfMonth: calendarField(1, 31).optional(),
+    dayOfWeek: z.union([z.enum(WEEKDAYS), z.array(z.enum(WEEKDAYS)).min(1)]).optional(),
+    hour: calendarField(0, 23).default(0),
+    minute: calendarField(0, 59).default(0),
+  })
+  .strict();
+export type CalendarConfig = z.output<typeof calendarSchema>;
+
 const scheduleSchema = z
   .object({
     id: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'expected a schedule id of lower-case letters, digits and -'),
     runbook: z.enum(RUNBOOK_NAMES),
     environment: z.string(),
-    cron: z.string().regex(/^(\S+\s+){4}\S+$/, 'expected a five-field cron expression such as "0 3 * * *"'),
+    cron: z.string().regex(/^(\S+\s+){4}\S+$/, 'expected a five-field cron expression such as "0 3 * * *"').optional(),
+    calendar: calendarSchema.optional(),
     timezone: z.string().optional(),
     input: z.record(z.unknown()).default({}),
     paused: z.boolean().default(false),
@@ -252,7 +280,8 @@ const scheduleSchema = z
     /** Random delay added to each start, so many schedules do not fire in the same second. */
     jitter: duration.optional(),
   })
-  .strict();
+  .strict()
+  .refine((s) => (s.cron === undefined) !== (s.calendar === undefined), { message: 'give either cron or calendar (exactly one)' });
 
 export const configSchema = z
   .object({

@@ -108,6 +108,18 @@ export function writeStackConfig(state: StackState): void {
       ? [
           { id: 'sandbox-nightly-backup', runbook: 'backupDatabase', environment: 'sandbox', cron: '0 1 * * *', input: { database: 'main' } },
           { id: 'sandbox-nightly-restore-test', runbook: 'verifyBackup', environment: 'sandbox', cron: '0 3 * * *', input: { database: 'main', selection: { mode: 'random' } } },
+          ...(state.postgresReplica && state.dns
+            ? [
+                {
+                  id: 'sandbox-quarterly-dr-drill',
+                  runbook: 'drDrill',
+                  environment: 'sandbox',
+                  calendar: { month: [1, 4, 7, 10], dayOfMonth: '1-7', dayOfWeek: 'TUE', hour: 10, minute: 0 },
+                  timezone: 'UTC',
+                  input: { database: 'main', mode: 'failover', approvalTimeoutSeconds: 14400 },
+                },
+              ]
+            : []),
         ]
       : [];
   const config = {

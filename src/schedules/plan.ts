@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { ConfigError, ConfigProblem, LoadedConfig } from '../config/load';
-import type { RunbookConfig } from '../config/schema';
+import type { CalendarConfig, RunbookConfig } from '../config/schema';
 import { RUNBOOK_DEFAULT_QUEUE, ImplementedRunbook } from '../workflows/catalog';
 
 /** Memo key that marks a schedule as created from a runbook config, so prune never touches others. */
@@ -22,7 +22,8 @@ export interface DesiredSchedule {
   scheduleId: string;
   environment: string;
   runbook: ImplementedRunbook;
-  cron: string;
+  cron?: string;
+  calendar?: CalendarConfig;
   timezone?: string;
   jitterMs?: number;
   overlap: OverlapPolicy;
@@ -77,6 +78,7 @@ export function desiredSchedules(
       environment: s.environment,
       runbook,
       cron: s.cron,
+      calendar: s.calendar,
       timezone: s.timezone,
       jitterMs: s.jitter,
       overlap: OVERLAP[s.overlap],

@@ -14,7 +14,7 @@ describe('runbook config check', () => {
   test('a good file passes with a summary; exit 0', async () => {
     const res = await runCli(['config', 'check', 'runbook.example.yaml', '--no-secrets']);
     assert.equal(res.code, 0, res.stderr);
-    assert.match(res.stdout, /runbook\.example\.yaml: ok \(2 environments, 2 schedules\)/);
+    assert.match(res.stdout, /runbook\.example\.yaml: ok \(2 environments, 3 schedules\)/);
     assert.match(res.stdout, /staging: .*RPO 15m RTO 1h/);
   });
 

@@ -91,14 +91,41 @@ describe('schedules from config', () => {
     const bad = config(
       BACKUP.replace('"0 1 * * *"', '"45 1 * * *"') +
         `  - { id: bad-restore, runbook: verifyBackup, environment: sandbox, cron: "0 4 * * *", input: { database: "main; DROP" } }\n` +
-        `  - { id: drill, runbook: drDrill, environment: sandbox, cron: "0 9 1 1,4,7,10 *" }\n`,
+        `  - { id: golive, runbook: goLive, environment: sandbox, cron: "0 9 1 1,4,7,10 *" }\n`,
     );
     const res = await runCli(['--config', bad, 'schedule', 'apply']);
     assert.equal(res.code, 2);
     assert.match(res.stderr, /schedules\.1\.input: bad-restore: invalid verifyBackup input: database: expected a database key/);
-    assert.match(res.stderr, /schedules\.2\.runbook: drill: runbook drDrill is not available in this version/);
+    assert.match(res.stderr, /schedules\.2\.runbook: golive: runbook goLive is not available in this version/);
     assert.match(res.stderr, /no schedule was changed/);
     assert.deepEqual((await client.schedule.getHandle('nightly-backup').describe()).spec.calendars?.[0]?.minute, [{ start: 30, end: 30, step: 1 }]);
     await assert.rejects(client.schedule.getHandle('bad-restore').describe());
+  });
+});
+
+describe('the quarterly drill schedule', () => {
+  test('first Tuesday of January, April, July and October at 10:00 in the configured time zone, as a calendar spec', async () => {
+    const file = config(
+      `  - id: quarterly-dr-drill\n    runbook: drDrill\n    environment: sandbox\n    timezone: Europe/Berlin\n` +
+        `    calendar: { month: [1, 4, 7, 10], dayOfMonth: "1-7", dayOfWeek: TUE, hour: 10, minute: 0 }\n` +
+        `    input: { database: main, mode: failover, approvalTimeoutSeconds: 86400 }\n`,
+    );
+    assert.equal((await apply(file))['quarterly-dr-drill'], 'created');
+    const d = await client.schedule.getHandle('quarterly-dr-drill').describe();
+    const cal = d.spec.calendars![0];
+    assert.deepEqual(cal.month?.map((m) => m.start), ['JANUARY', 'APRIL', 'JULY', 'OCTOBER']);
+    assert.deepEqual(cal.dayOfMonth, [{ start: 1, end: 7, step: 1 }]);
+    assert.deepEqual(cal.dayOfWeek, [{ start: 'TUESDAY', end: 'TUESDAY', step: 1 }]);
+    assert.deepEqual(cal.hour, [{ start: 10, end: 10, step: 1 }]);
+    assert.equal(d.spec.timezone, 'Europe/Berlin');
+    assert.equal(d.action.type === 'startWorkflow' && d.action.taskQueue, 'critical-queue');
+    // The next run is a Tuesday in one of those months, between the 1st and the 7th, at 10:00 Berlin time.
+    const next = d.info.nextActionTimes[0];
+    const berlin = new Intl.DateTimeFormat('en-GB', { timeZone: 'Europe/Berlin', weekday: 'short', day: 'numeric', month: 'numeric', hour: '2-digit', minute: '2-digit', hour12: false }).formatToParts(next);
+    const part = (t: string) => berlin.find((p) => p.type === t)!.value;
+    assert.equal(part('weekday'), 'Tue');
+    assert.ok(Number(part('day')) <= 7);
+    assert.ok([1, 4, 7, 10].includes(Number(part('month'))));
+    assert.equal(`${part('hour')}:${part('minute')}`, '10:00');
   });
 });

@@ -102,7 +102,7 @@ describe('a valid config', () => {
     assert.equal(staging.databases.main.port, 5432);
     assert.equal(loaded.config.environments.production.temporal.taskQueues.critical, 'critical-queue');
     assert.equal(loaded.config.worker.tuning.shutdownGraceTime, 30_000);
-    assert.deepEqual(loaded.config.schedules.map((s) => s.id), ['nightly-backup', 'nightly-restore-test']);
+    assert.deepEqual(loaded.config.schedules.map((s) => s.id), ['nightly-backup', 'nightly-restore-test', 'quarterly-dr-drill']);
   });
 
   test('environment selection: explicit, then default; an unknown name lists the defined ones', () => {

@@ -37,7 +37,7 @@ describe('schedule plan', () => {
   test('every bad entry is reported at once, naming the entry, and nothing is planned', () => {
     const loaded = config(
       '  - { id: ok, runbook: smokeTest, environment: staging, cron: "0 * * * *" }\n' +
-        '  - { id: drill, runbook: drDrill, environment: staging, cron: "0 9 1 1,4,7,10 *" }\n' +
+        '  - { id: rollout, runbook: rollout, environment: staging, cron: "0 9 * * 1" }\n' +
         '  - { id: restore, runbook: verifyBackup, environment: staging, cron: "0 3 * * *", input: { database: bad } }\n',
     );
     assert.throws(
@@ -46,7 +46,7 @@ describe('schedule plan', () => {
         err instanceof ConfigError &&
         err.problems.length === 2 &&
         err.problems[0].path === 'schedules.1.runbook' &&
-        /drill: runbook drDrill is not available in this version/.test(err.problems[0].message) &&
+        /rollout: runbook rollout is not available in this version/.test(err.problems[0].message) &&
         err.problems[1].path === 'schedules.2.input' &&
         /no schedule was changed/.test(err.problems[1].message),
     );
