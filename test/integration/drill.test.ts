@@ -157,6 +157,9 @@ describe('the DR drill', () => {
     const html = await (await s3.send(new GetObjectCommand({ Bucket: 'runbook-backups', Key: result.reportKeys[2] }))).Body!.transformToString();
     s3.destroy();
     assert.match(html, /<svg[^>]*aria-label="drill timeline"/);
+    const metrics = await worker.metrics.registry.metrics();
+    assert.match(metrics, /^runbook_drill_rto_seconds\{environment="sandbox"\} [\d.]+$/m);
+    assert.match(metrics, /^runbook_drill_passed\{environment="sandbox"\} 1$/m);
     assert.deepEqual(
       result.timeline.steps.map((s) => s.name),
       ['preflight', 'approval gate', 'write marker', 'fault: stop the primary hard', 'promote the replica', 'switch DNS', 'verify through the service name', 'measure RTO and RPO', 'failback: rejoin the old primary as a replica', 'write report'],
@@ -183,5 +186,22 @@ describe('the DR drill', () => {
       await startNode({ name: replicaNode.name, host: replicaNode.host, port: replicaNode.port, dataDir: replicaNode.dataDir, ...nodeFiles(replicaNode.dataDir) });
     }
     await waitFor('the replica to stream again', async () => (await topology()).replicaStreaming, 30_000, 200);
+  });
+
+  test('a switchover drill loses nothing: the replica replays the marker before promotion, RPO 0', async () => {
+    const before = await topology();
+    const handle = await startDrill({ mode: 'switchover' });
+    await gateOpen(handle);
+    await handle.executeUpdate(decideUpdate, { args: [{ decision: 'approve', by: 'sandbox-operator' }] });
+    const result: DrDrillResult = await handle.result();
+    assert.equal(result.passed, true, result.reasons.join('; '));
+    assert.equal(result.rpo!.markerPresent, true);
+    assert.equal(result.rpo!.lostBytes, 0);
+    assert.equal(result.rpo!.ms, 0);
+    assert.ok(result.timeline.steps.find((s) => s.name === 'fault: stop writes and drain')?.evidence.replayedLsn);
+    const after = await topology();
+    assert.notEqual(after.primary, before.primary);
+    assert.equal(after.replicaStreaming, true);
+    assert.deepEqual(await serviceAddress(), [after.primary]);
   });
 });
