@@ -35,7 +35,7 @@ export const localDriver: NodeDriver = {
     return { wasRunning };
   },
   async start(node) {
-    await startNode({ ...node, ...nodeFiles(node.dataDir) });
+    await startNode({ ...node, ...nodeFiles(node.dataDir) }, { adopt: false });
   },
   isRunning(node) {
     return nodeRunning(node.dataDir);
@@ -51,13 +51,13 @@ export const localDriver: NodeDriver = {
       await rebuildNode(node.dataDir, node.name, source);
       method = 'base backup';
     }
-    await startNode({ ...node, ...nodeFiles(node.dataDir) });
+    await startNode({ ...node, ...nodeFiles(node.dataDir) }, { adopt: false });
     return method;
   },
   async rebuildAsReplica(node, primary, credentials) {
     await stopNode(node.dataDir, 'fast');
     await rebuildNode(node.dataDir, node.name, { host: primary.host, port: primary.port, user: credentials.user, password: credentials.password });
-    await startNode({ ...node, ...nodeFiles(node.dataDir) });
+    await startNode({ ...node, ...nodeFiles(node.dataDir) }, { adopt: false });
     return 'base backup';
   },
 };

@@ -151,10 +151,13 @@ export function nodeRunning(dataDir: string): boolean {
 
 /**
  * Starts a node with pg_ctl; the postmaster runs in its own session, so it outlives the process that
- * started it (the worker may promote and restart nodes during a drill). Registered for clean-up on
- * an unexpected exit of this process all the same.
+ * started it (the worker may promote and restart nodes during a drill). Unless told otherwise it is
+ * registered for clean-up on an unexpected exit of this process.
  */
-export async function startNode(node: { name: string; host: string; port: number; dataDir: string; socketDir: string; logFile: string }): Promise<number> {
+export async function startNode(
+  node: { name: string; host: string; port: number; dataDir: string; socketDir: string; logFile: string },
+  opts: { adopt?: boolean } = {},
+): Promise<number> {
   writeNodeConf(node.dataDir, node.name, node.host, node.port, node.socketDir);
   writeFileSync(node.logFile, '', { flag: 'a' });
   const user = runAs();
@@ -168,7 +171,9 @@ export async function startNode(node: { name: string; host: string; port: number
   }
   const pid = postmasterPid(node.dataDir);
   if (pid === undefined) throw new Error(`PostgreSQL ${node.name}: no postmaster.pid after start`);
-  adopt(pid, `postgres ${node.name}`);
+  // The sandbox's own start-up adopts the node; a worker acting on the topology must not (its exit
+  // would take the database down with it).
+  if (opts.adopt !== false) adopt(pid, `postgres ${node.name}`);
   const isready = findPgBinary('pg_isready');
   await waitUntil(
     `PostgreSQL ${node.name} on ${node.host}:${node.port}`,

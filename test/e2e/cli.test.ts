@@ -89,7 +89,7 @@ describe('an operator session: stack up, worker, smoke, status, stack down', () 
       ]);
 
       const httpPort = await freePort();
-      worker = startCli(['--config', configFile, 'worker', '--http-port', String(httpPort), '--queues', 'standard']);
+      worker = startCli(['--config', configFile, 'worker', '--http-port', String(httpPort), '--queues', 'standard,critical']);
       await waitFor('worker ready', async () => (await httpStatus(`http://127.0.0.1:${httpPort}/ready`)).status === 200, 60_000, 200);
 
       const smoke = await runCli(['--config', configFile, 'smoke']);
@@ -106,6 +106,27 @@ describe('an operator session: stack up, worker, smoke, status, stack down', () 
       assert.equal(unserved.code, 1);
       assert.match(unserved.stderr, /no worker has polled task queue batch-queue/);
       assert.match(unserved.stdout, /no worker completed the smoke test on batch-queue within 3s/);
+
+      // A drill from the command line: start, a refused approver, the approval, the report.
+      const started = await runCli(['--config', configFile, 'drill', 'start', '--mode', 'switchover']);
+      assert.equal(started.code, 0, started.stderr);
+      const drillId = started.stdout.trim();
+      assert.match(drillId, /^drDrill-sandbox-/);
+      await waitFor('the drill gate', async () => {
+        const st = await runCli(['--config', configFile, '--json', 'drill', 'status', drillId]);
+        return st.code === 0 && JSON.parse(st.stdout).gates.some((g: { outcome: string }) => g.outcome === 'waiting');
+      }, 60_000, 500);
+      const refused = await runCli(['--config', configFile, 'drill', 'approve', drillId, '--by', 'mallory']);
+      assert.equal(refused.code, 2);
+      assert.match(refused.stderr, /approve refused: mallory may not decide gate 'start the drill'; allowed: sandbox-operator/);
+      const approved = await runCli(['--config', configFile, 'drill', 'approve', drillId, '--by', 'sandbox-operator', '--reason', 'e2e']);
+      assert.equal(approved.code, 0, approved.stderr);
+      assert.match(approved.stdout, /gate 'start the drill' approved by sandbox-operator/);
+      const report = await runCli(['--config', configFile, 'drill', 'report', drillId], { timeoutMs: 180_000 });
+      assert.equal(report.code, 0, report.stderr + report.stdout);
+      assert.match(report.stdout, /DR drill passed: sandbox\/main switchover/);
+      assert.match(report.stdout, /primary pg-a -> pg-b; approved by sandbox-operator/);
+      assert.match(report.stdout, /RTO [\d.]+ s \(target 1800\.0 s\), RPO 0\.0 s/);
 
       worker.child.kill('SIGTERM');
       assert.equal((await worker.exited).code, 0);
