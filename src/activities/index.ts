@@ -10,6 +10,9 @@ import { Route53Client } from '@aws-sdk/client-route-53';
 import type { EnvironmentConfig } from '../config/schema';
 import { DnsProvider, Rfc2136Provider, Route53Provider } from './dns';
 import { createDrillActivities, DrillTarget, localDriver, TopologyNode } from './topology';
+import { Client, Connection } from '@temporalio/client';
+import { temporalConnectionSettings } from '../config/connection';
+import { createVisibilityActivities } from './visibility';
 
 /** A server whose password is read from its reference at each use, so a rotated secret is picked up. */
 function pgServer(host: string, port: number, user: string, password: SecretRef, baseDir: string): PgServer {
@@ -96,12 +99,30 @@ function drillActivitiesFor(loaded: LoadedConfig, environment: string) {
   });
 }
 
+/** A Temporal client for visibility queries, connected on first use and kept. */
+function lazyClient(loaded: LoadedConfig, environment: string): () => Promise<Client> {
+  let client: Promise<Client> | undefined;
+  return () => {
+    client ??= (async () => {
+      const { env } = selectEnvironment(loaded, environment);
+      const s = temporalConnectionSettings(loaded, env.temporal);
+      const connection = await Connection.connect({ address: s.address, tls: s.tls, apiKey: s.apiKey, connectTimeout: 10_000 });
+      return new Client({ connection, namespace: s.namespace });
+    })().catch((err) => {
+      client = undefined;
+      throw err;
+    });
+    return client;
+  };
+}
+
 /** All activities of one environment, built from config, each module closing over its own clients. */
 export function createActivities(loaded: LoadedConfig, environment: string) {
   return {
     ...createSmokeActivities(),
     ...backupActivitiesFor(loaded, environment),
     ...drillActivitiesFor(loaded, environment),
+    ...createVisibilityActivities({ environment, client: lazyClient(loaded, environment) }),
   };
 }
 

@@ -17,6 +17,8 @@ export function registerWorker(program: Command, globals: () => GlobalOptions): 
       }
       const loaded = loadCliConfig(g);
       const queues = opts.queues?.split(',').map((q) => q.trim()).filter(Boolean);
-      process.exitCode = await runWorkerUntilSignalled({ loaded, environment: g.env ?? process.env.RUNBOOK_ENV, queues, httpPort });
+      const code = await runWorkerUntilSignalled({ loaded, environment: g.env ?? process.env.RUNBOOK_ENV, queues, httpPort });
+      // Everything is drained and closed; exit now rather than wait on a stray handle (a client channel).
+      process.exit(code);
     });
 }

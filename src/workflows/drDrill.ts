@@ -1,5 +1,6 @@
 import { ApplicationFailure, defineQuery, proxyActivities, proxySinks, setHandler, uuid4, workflowInfo } from '@temporalio/workflow';
 import type { DrillActivities, NodeState } from '../activities/topology';
+import type { createVisibilityActivities } from '../activities/visibility';
 import { DrillReport, renderDrillHtml, renderDrillMarkdown } from '../reports/drill';
 import { Compensations } from './lib/compensation';
 import { Gates } from './lib/gate';
@@ -10,7 +11,7 @@ import { runRunbook, Timeline, TimelineSnapshot } from './lib/timeline';
 const PERMANENT = ['InvalidInput', 'AuthenticationFailed', 'PermissionDenied', 'DatabaseNotFound'];
 
 // Reads and checks: quick, retried a few times.
-const inspect = proxyActivities<DrillActivities>({
+const inspect = proxyActivities<DrillActivities & ReturnType<typeof createVisibilityActivities>>({
   startToCloseTimeout: '30 seconds',
   retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumAttempts: 3, nonRetryableErrorTypes: PERMANENT },
 });
@@ -45,6 +46,8 @@ export interface DrDrillInput {
   failback?: boolean;
   /** How long the approval gate waits before the drill ends unchanged (default 3600). */
   approvalTimeoutSeconds?: number;
+  /** Preflight also requires a restore test (verifyBackup) that passed within this many days. */
+  requireRestoreTestWithinDays?: number;
 }
 
 export type DrDrillResult = DrillReport & { runbook: 'drDrill'; reportKeys: string[]; timeline: TimelineSnapshot };
@@ -61,6 +64,8 @@ export function validateDrDrillInput(input: unknown): DrDrillInput {
   if (v.failback !== undefined && typeof v.failback !== 'boolean') check.problem(`failback: expected true or false, found ${describe(v.failback)}`);
   const t = v.approvalTimeoutSeconds;
   if (t !== undefined && (typeof t !== 'number' || !Number.isFinite(t) || t < 1 || t > 7 * 86_400)) check.problem(`approvalTimeoutSeconds: expected 1 to 604800, found ${describe(t)}`);
+  const d = v.requireRestoreTestWithinDays;
+  if (d !== undefined && (typeof d !== 'number' || !Number.isFinite(d) || d <= 0 || d > 366)) check.problem(`requireRestoreTestWithinDays: expected a number of days from 1 to 366, found ${describe(d)}`);
   check.done();
   return v as unknown as DrDrillInput;
 }
@@ -152,6 +157,14 @@ export async function drDrill(rawInput: DrDrillInput): Promise<DrDrillResult> {
         const [nodes, answer] = await Promise.all([inspect.inspectNodes({ database: db }), inspect.resolveServiceName({ database: db })]);
         const { problems, primary: p, replica: r } = preflightProblems(nodes, answer, t.rpoMs, t.approvers);
         Object.assign(evidence, { nodes: nodes.map((n) => `${n.name}=${n.role}`), serviceName: t.serviceName, answers: answer, lagBytes: p?.replicas?.[0]?.lagBytes ?? null });
+        if (input.requireRestoreTestWithinDays !== undefined) {
+          const last = await inspect.lastSuccessfulRun({ runbook: 'verifyBackup' });
+          const ageMs = last ? Date.now() - Date.parse(last.closedAt) : undefined;
+          evidence.lastRestoreTest = last ? { ...last, ageDays: Number((ageMs! / 86_400_000).toFixed(2)) } : null;
+          if (ageMs === undefined || ageMs > input.requireRestoreTestWithinDays * 86_400_000) {
+            problems.push(`no restore test passed within ${input.requireRestoreTestWithinDays} days${last ? ` (the last one: ${last.workflowId} at ${last.closedAt})` : ''}`);
+          }
+        }
         if (problems.length) throw new DrillFailure('DrillPreflightFailed', `preflight failed, nothing was changed: ${problems.join('; ')}`);
         return { target: t, primary: p!, replica: r! };
       }));

@@ -8,7 +8,7 @@ import { WorkflowFailedError, WorkflowHandle } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import { Client as PgClient } from 'pg';
 import { Resolver } from 'node:dns/promises';
-import { ConnectedClient, connectClient } from '../../src/cli/client';
+import { ConnectedClient, connectClient, startRunbook } from '../../src/cli/client';
 import { loadConfig, LoadedConfig } from '../../src/config/load';
 import { readSecret } from '../../src/config/secrets';
 import { createLogger } from '../../src/observability/logger';
@@ -17,6 +17,7 @@ import { StackState, startStack, stopStack } from '../../src/sandbox/stack';
 import type { DrillReport } from '../../src/reports/drill';
 import type { DrDrillResult } from '../../src/workflows/drDrill';
 import { abortSignal, decideUpdate, gatesQuery } from '../../src/workflows/lib/gate';
+import { timelineQuery } from '../../src/workflows/lib/timeline';
 import { RunbookWorker } from '../../src/worker';
 import { waitFor } from '../helpers';
 
@@ -113,6 +114,29 @@ describe('the DR drill', () => {
     assert.deepEqual(await topology(), before);
     assert.deepEqual(await serviceAddress(), [before.primary]);
     assert.equal(await markerCount(before.primary, report.drillId), 0);
+  });
+
+  test('a drill that requires a recent restore test fails preflight without one, unchanged, and passes it after one', async () => {
+    const before = await topology();
+    const refused = await startDrill({ requireRestoreTestWithinDays: 7 });
+    const { failure } = await drillFailure(refused);
+    assert.equal(failure.type, 'DrillPreflightFailed');
+    assert.match(failure.message, /preflight failed, nothing was changed: no restore test passed within 7 days/);
+    assert.deepEqual(await topology(), before);
+
+    await c.client.workflow.execute('backupDatabase', { taskQueue: 'batch-queue', workflowId: `drill-test-backup-${Date.now()}`, args: [{ environment: 'sandbox', database: 'main' }] });
+    const { handle: verify } = await startRunbook(c, 'verifyBackup', [{ environment: 'sandbox', database: 'main' }], {});
+    await verify.result();
+    await waitFor('the restore test in visibility', async () => {
+      for await (const w of c.client.workflow.list({ query: `WorkflowId = '${verify.workflowId}' AND ExecutionStatus = 'Completed'` })) return w.workflowId;
+      return undefined;
+    });
+    const accepted = await startDrill({ requireRestoreTestWithinDays: 7 });
+    await gateOpen(accepted);
+    const preflight = (await accepted.query(timelineQuery)).steps.find((s) => s.name === 'preflight')!;
+    assert.equal((preflight.evidence.lastRestoreTest as { workflowId: string }).workflowId, verify.workflowId);
+    await accepted.executeUpdate(decideUpdate, { args: [{ decision: 'reject', by: 'sandbox-operator' }] });
+    await drillFailure(accepted);
   });
 
   test('an unauthorized approver is refused by the update validator and the drill keeps waiting; an abort then ends it unchanged; a timeout does too', async () => {

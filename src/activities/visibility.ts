@@ -1,0 +1,29 @@
+import type { Client } from '@temporalio/client';
+import { failure } from './errors';
+
+const RUNBOOK = /^[a-zA-Z]{1,64}$/;
+const ENVIRONMENT = /^[a-z][a-z0-9-]{0,30}$/;
+
+/**
+ * What this project's own runbooks have proved, found through Temporal visibility: the checklist's
+ * "tested" items are runs of these workflows that completed.
+ */
+export function createVisibilityActivities(deps: { environment: string; client: () => Promise<Client> }) {
+  return {
+    /** The newest completed run of a runbook in this environment, or null. */
+    async lastSuccessfulRun(input: { runbook: string }): Promise<{ workflowId: string; closedAt: string } | null> {
+      if (!RUNBOOK.test(input.runbook) || !ENVIRONMENT.test(deps.environment)) throw failure('InvalidInput', `'${input.runbook}' is not a runbook name`);
+      const client = await deps.client();
+      // Names are checked above: nothing from outside is spliced into the query unchecked.
+      const query = `WorkflowType = '${input.runbook}' AND ExecutionStatus = 'Completed' AND RunbookEnvironment = '${deps.environment}'`;
+      let newest: { workflowId: string; closedAt: string } | null = null;
+      let seen = 0;
+      for await (const w of client.workflow.list({ query })) {
+        const closedAt = w.closeTime?.toISOString();
+        if (closedAt && (!newest || closedAt > newest.closedAt)) newest = { workflowId: w.workflowId, closedAt };
+        if (++seen >= 100) break;
+      }
+      return newest;
+    },
+  };
+}
