@@ -48,12 +48,12 @@ export async function awaitDrill(handle: WorkflowHandle, workflowId: string, sho
 
 export async function startDrill(
   c: ConnectedClient,
-  opts: { database: string; mode: 'failover' | 'switchover'; failback: boolean; approvalTimeoutSeconds?: number; requireRestoreTestWithinDays?: number },
+  opts: { database: string; mode: 'failover' | 'switchover'; failback: boolean; switchBack?: boolean; approvalTimeoutSeconds?: number; requireRestoreTestWithinDays?: number },
 ) {
   const db = c.env.databases[opts.database];
   if (!db) throw new UsageError(`--database: '${opts.database}' is not configured for environment ${c.environment}; configured: ${Object.keys(c.env.databases).join(', ') || 'none'}`);
   if (!db.topology) throw new UsageError(`databases.${opts.database}.topology is not configured: the drill needs the two nodes it acts on`);
-  return startRunbook(c, 'drDrill', [{ environment: c.environment, database: opts.database, mode: opts.mode, failback: opts.failback, approvalTimeoutSeconds: opts.approvalTimeoutSeconds, requireRestoreTestWithinDays: opts.requireRestoreTestWithinDays }], {});
+  return startRunbook(c, 'drDrill', [{ environment: c.environment, database: opts.database, mode: opts.mode, failback: opts.failback, switchBack: opts.switchBack, approvalTimeoutSeconds: opts.approvalTimeoutSeconds, requireRestoreTestWithinDays: opts.requireRestoreTestWithinDays }], {});
 }
 
 /** Decides the open gate through the update, so a refusal (not an approver, no gate open) comes back at once. */
@@ -92,17 +92,19 @@ export function registerDrill(program: Command, globals: () => GlobalOptions): v
     .option('--database <key>', 'database key from the config', 'main')
     .option('--mode <mode>', 'failover (the primary is lost) or switchover (planned)', 'failover')
     .option('--no-failback', 'leave the former primary stopped instead of rejoining it as a replica')
+    .option('--switch-back', 'after failback, make the original primary lead again and point the service name back')
     .option('--approval-timeout <seconds>', 'end the drill unchanged if nobody decides within this time', '3600')
     .option('--require-restore-test-within <days>', 'preflight also requires a restore test that passed within this many days')
     .option('--wait', 'wait for the drill to finish, showing progress (exit 0 only if it passed)')
-    .action(async (opts: { database: string; mode: string; failback: boolean; approvalTimeout: string; requireRestoreTestWithin?: string; wait?: boolean }) => {
+    .action(async (opts: { database: string; mode: string; failback: boolean; switchBack?: boolean; approvalTimeout: string; requireRestoreTestWithin?: string; wait?: boolean }) => {
+      if (opts.switchBack && !opts.failback) throw new UsageError('--switch-back needs failback: drop --no-failback');
       const days = opts.requireRestoreTestWithin === undefined ? undefined : Number(opts.requireRestoreTestWithin);
       if (days !== undefined && (!Number.isFinite(days) || days <= 0 || days > 366)) throw new UsageError(`--require-restore-test-within: expected days from 1 to 366, found "${opts.requireRestoreTestWithin}"`);
       if (opts.mode !== 'failover' && opts.mode !== 'switchover') throw new UsageError(`--mode: expected failover or switchover, found "${opts.mode}"`);
       const timeout = Number(opts.approvalTimeout);
       if (!Number.isInteger(timeout) || timeout < 1 || timeout > 604_800) throw new UsageError(`--approval-timeout: expected seconds from 1 to 604800, found "${opts.approvalTimeout}"`);
       await withClient(async (c, g) => {
-        const { handle, workflowId } = await startDrill(c, { database: opts.database, mode: opts.mode as 'failover' | 'switchover', failback: opts.failback, approvalTimeoutSeconds: timeout, requireRestoreTestWithinDays: days });
+        const { handle, workflowId } = await startDrill(c, { database: opts.database, mode: opts.mode as 'failover' | 'switchover', failback: opts.failback, switchBack: opts.switchBack, approvalTimeoutSeconds: timeout, requireRestoreTestWithinDays: days });
         if (!g.json) process.stderr.write(`drill started: workflow ${workflowId}\napprove with: runbook drill approve ${workflowId} --by NAME\n`);
         if (!opts.wait) return g.json ? printJson({ ok: true, workflowId }) : process.stdout.write(`${workflowId}\n`);
         const outcome = await awaitDrill(handle, workflowId, !g.json);

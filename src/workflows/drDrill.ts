@@ -44,6 +44,8 @@ export interface DrDrillInput {
   mode: 'failover' | 'switchover';
   /** Make the old primary a replica of the new one afterwards (default true). */
   failback?: boolean;
+  /** After failback, switch roles back: the original primary leads again and the service name points at it (default false). */
+  switchBack?: boolean;
   /** How long the approval gate waits before the drill ends unchanged (default 3600). */
   approvalTimeoutSeconds?: number;
   /** Preflight also requires a restore test (verifyBackup) that passed within this many days. */
@@ -62,6 +64,8 @@ export function validateDrDrillInput(input: unknown): DrDrillInput {
   const v = check.value;
   if (v.mode !== 'failover' && v.mode !== 'switchover') check.problem(`mode: expected failover or switchover, found ${describe(v.mode)}`);
   if (v.failback !== undefined && typeof v.failback !== 'boolean') check.problem(`failback: expected true or false, found ${describe(v.failback)}`);
+  if (v.switchBack !== undefined && typeof v.switchBack !== 'boolean') check.problem(`switchBack: expected true or false, found ${describe(v.switchBack)}`);
+  if (v.switchBack === true && v.failback === false) check.problem('switchBack: needs failback (the original primary must be a replica before it can lead again)');
   const t = v.approvalTimeoutSeconds;
   if (t !== undefined && (typeof t !== 'number' || !Number.isFinite(t) || t < 1 || t > 7 * 86_400)) check.problem(`approvalTimeoutSeconds: expected 1 to 604800, found ${describe(t)}`);
   const d = v.requireRestoreTestWithinDays;
@@ -99,6 +103,30 @@ function preflightProblems(nodes: NodeState[], dnsAnswer: string[], rpoMs: numbe
   if (primary && !(dnsAnswer.length === 1 && dnsAnswer[0] === primary.host)) problems.push(`the service name answers ${JSON.stringify(dnsAnswer)}, not the primary ${primary.host}`);
   if (approvers.length === 0) problems.push('no approvers are configured for drDrill (approvers.drDrill or approvers.default)');
   return { problems, primary, replica };
+}
+
+/**
+ * A planned switchover back to the original primary: stop the current one cleanly, let the original
+ * replay everything, promote it, point the service name back, verify, and rejoin the other as replica.
+ */
+async function switchBack(timeline: Timeline, db: string, current: NodeState, original: NodeState, drillId: string): Promise<void> {
+  await timeline.step('switch back: stop writes on the current primary and drain', async (evidence) => {
+    const [state] = (await inspect.inspectNodes({ database: db })).filter((n) => n.name === current.name);
+    await act.stopDatabaseNode({ database: db, node: current.name, mode: 'fast' });
+    const r = await waitFor.waitForReplay({ database: db, node: original.name, lsn: state.lsn!, timeoutMs: 120_000 });
+    Object.assign(evidence, { stopped: current.name, lsn: state.lsn, replayedLsn: r.replayedLsn });
+  });
+  await timeline.step('switch back: promote the original primary and point DNS at it', async (evidence) => {
+    await act.confirmNodeDown({ database: db, node: current.name });
+    const p = await promote.promoteNode({ database: db, node: original.name });
+    const d = await act.switchServiceName({ database: db, address: original.host });
+    const v = await act.verifyThroughServiceName({ database: db, drillId: `${drillId}-back`, markerDrillId: drillId });
+    Object.assign(evidence, { promoted: p.promoted, dnsChanged: d.changed, verifiedOn: v.node, markerPresent: v.markerPresent });
+    if (v.node !== original.name) throw new DrillFailure('DrillFailed', `after switching back the service name reaches ${v.node}, not ${original.name}`);
+  });
+  await timeline.step('switch back: rejoin the other node as a replica', async (evidence) => {
+    Object.assign(evidence, await waitFor.rejoinAsReplica({ database: db, node: current.name, primary: original.name }));
+  });
 }
 
 /**
@@ -254,6 +282,8 @@ export async function drDrill(rawInput: DrDrillInput): Promise<DrDrillResult> {
           Object.assign(evidence, f);
           report.failback = f;
         });
+        if (input.switchBack) await switchBack(timeline, db, replica, primary, drillId);
+        report.primaryAfter = input.switchBack ? primary.name : replica.name;
       }
     } catch (err) {
       return failWith(err);

@@ -212,9 +212,9 @@ describe('the DR drill', () => {
     await waitFor('the replica to stream again', async () => (await topology()).replicaStreaming, 30_000, 200);
   });
 
-  test('a switchover drill loses nothing: the replica replays the marker before promotion, RPO 0', async () => {
+  test('a switchover drill loses nothing (RPO 0), and with switchBack the original primary leads again afterwards', async () => {
     const before = await topology();
-    const handle = await startDrill({ mode: 'switchover' });
+    const handle = await startDrill({ mode: 'switchover', switchBack: true });
     await gateOpen(handle);
     await handle.executeUpdate(decideUpdate, { args: [{ decision: 'approve', by: 'sandbox-operator' }] });
     const result: DrDrillResult = await handle.result();
@@ -223,9 +223,11 @@ describe('the DR drill', () => {
     assert.equal(result.rpo!.lostBytes, 0);
     assert.equal(result.rpo!.ms, 0);
     assert.ok(result.timeline.steps.find((s) => s.name === 'fault: stop writes and drain')?.evidence.replayedLsn);
+    assert.equal(result.primaryAfter, result.primaryBefore);
     const after = await topology();
-    assert.notEqual(after.primary, before.primary);
+    assert.equal(after.primary, before.primary, 'the original primary leads again');
     assert.equal(after.replicaStreaming, true);
-    assert.deepEqual(await serviceAddress(), [after.primary]);
+    assert.deepEqual(await serviceAddress(), [before.primary]);
+    assert.ok(result.timeline.steps.filter((s) => s.name.startsWith('switch back:')).every((s) => s.outcome === 'succeeded'));
   });
 });
