@@ -198,16 +198,6 @@ export async function stopNode(dataDir: string, mode: 'fast' | 'immediate' = 'fa
   disown(pid);
 }
 
-export interface PostgresClusterInfo {
-  pid: number;
-  host: string;
-  port: number;
-  dataDir: string;
-  socketDir: string;
-  superuser: string;
-  logFile: string;
-}
-
 export async function startPostgres(opts: PostgresClusterOptions & { dataDir: string; socketDir: string }): Promise<PostgresClusterInfo> {
   const host = opts.host ?? '127.0.0.1';
   const port = opts.port ?? (await freePort(host));
