@@ -1,0 +1,72 @@
+import assert from 'node:assert/strict';
+import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { ConnectedClient, connectClient } from '../../src/cli/client';
+import { loadConfig } from '../../src/config/load';
+import { createLogger } from '../../src/observability/logger';
+import { StackState, startStack, stopStack } from '../../src/sandbox/stack';
+import { startTemporalDevServer, stopTemporalDevServer } from '../../src/sandbox/temporal';
+import type { DrDrillResult } from '../../src/workflows/drDrill';
+import { decideUpdate, gatesQuery } from '../../src/workflows/lib/gate';
+import { timelineQuery } from '../../src/workflows/lib/timeline';
+import { RunbookWorker } from '../../src/worker';
+import { waitFor } from '../helpers';
+
+const dir = mkdtempSync(join(tmpdir(), 'runbook-server-restart-'));
+chmodSync(dir, 0o755);
+let stack: StackState;
+let worker: RunbookWorker;
+
+before(async () => {
+  // Temporal keeps its state in a SQLite file, as `runbook stack up` does by default.
+  stack = await startStack({ dir: join(dir, 'stack'), persist: true });
+  worker = new RunbookWorker({ loaded: loadConfig(stack.configFile), httpPort: 0, logger: createLogger('error') });
+  await worker.start();
+  await worker.waitUntilReady();
+});
+
+after(async () => {
+  await worker?.shutdown().catch(() => undefined);
+  await stopStack(stack);
+  rmSync(dir, { recursive: true, force: true });
+});
+
+async function client(): Promise<ConnectedClient> {
+  const loaded = loadConfig(stack.configFile);
+  return connectClient(loaded, 'sandbox', loaded.config.environments.sandbox);
+}
+
+describe('the Temporal server restarts in the middle of a drill', () => {
+  test('the drill, waiting at its gate when the server stopped, continues after the restart and finishes', async () => {
+    let c = await client();
+    const handle = await c.client.workflow.start('drDrill', {
+      taskQueue: 'critical-queue',
+      workflowId: `drill-restart-${Date.now()}`,
+      args: [{ environment: 'sandbox', database: 'main', mode: 'failover' }],
+    });
+    await waitFor('the gate', async () => (await handle.query(gatesQuery)).some((g) => g.outcome === 'waiting'), 30_000, 100);
+    await c.close();
+
+    // Stop the server with the drill in flight, start it again on the same port and the same file.
+    const [host, port] = stack.temporal!.address.split(':');
+    await stopTemporalDevServer(stack.temporal!.pid);
+    stack.temporal = await startTemporalDevServer({ dir: join(stack.dir, 'restarted'), host, port: Number(port), dbFile: stack.temporal!.dbFile });
+    await worker.waitUntilReady(60_000);
+
+    c = await client();
+    try {
+      const resumed = c.client.workflow.getHandle(handle.workflowId);
+      await waitFor('the gate after the restart', async () => (await resumed.query(gatesQuery)).some((g) => g.outcome === 'waiting'), 60_000, 200);
+      await resumed.executeUpdate(decideUpdate, { args: [{ decision: 'approve', by: 'sandbox-operator' }] });
+      const result: DrDrillResult = await resumed.result();
+      assert.equal(result.passed, true, result.reasons.join('; '));
+      const timeline = await resumed.query(timelineQuery);
+      assert.equal(timeline.outcome, 'succeeded');
+      assert.equal(timeline.steps.filter((s) => s.name === 'preflight').length, 1, 'steps done before the restart are not repeated');
+    } finally {
+      await c.close();
+    }
+  });
+});
