@@ -86,7 +86,8 @@ function installRuntime(logger: AppLogger): Promise<{ sdkMetricsUrl: string }> {
   runtimeInstalled ??= freePort('127.0.0.1').then((port) => {
     Runtime.install({
       logger: new SdkLoggerAdapter(logger),
-      telemetryOptions: { metrics: { prometheus: { bindAddress: `127.0.0.1:${port}` } } },
+      // Prometheus conventions: counters end in _total, durations are seconds and say so.
+      telemetryOptions: { metrics: { prometheus: { bindAddress: `127.0.0.1:${port}`, countersTotalSuffix: true, unitSuffix: true, useSecondsForDurations: true } } },
     });
     return { sdkMetricsUrl: `http://127.0.0.1:${port}/metrics` };
   });
@@ -143,6 +144,8 @@ export class RunbookWorker {
     this.tuning = resolveTuning(options.loaded.config.worker.tuning);
     this.logger = options.logger ?? createLogger(options.loaded.config.worker.logLevel);
     this.settings = () => temporalConnectionSettings(this.loaded, env.temporal);
+    if (env.targets.rpo !== undefined) this.metrics.rpoTarget.set({ environment: name }, env.targets.rpo / 1000);
+    if (env.targets.rto !== undefined) this.metrics.rtoTarget.set({ environment: name }, env.targets.rto / 1000);
     this.watched = credentialFiles(this.loaded, env.temporal);
   }
 
@@ -237,6 +240,8 @@ export class RunbookWorker {
         runStarted: { fn: (_info, runbook, environment) => this.metrics.runStarted(runbook, environment), callDuringReplay: false },
         stepFinished: { fn: (_info, runbook, step, outcome, ms) => this.metrics.stepFinished(runbook, step, outcome, ms), callDuringReplay: false },
         runFinished: { fn: (_info, runbook, environment, outcome, at) => this.metrics.runFinished(runbook, environment, outcome, at), callDuringReplay: false },
+        gateOpened: { fn: (_info, runbook, environment, at) => this.metrics.gateOpened(runbook, environment, at), callDuringReplay: false },
+        gateClosed: { fn: (_info, runbook, environment) => this.metrics.gateClosed(runbook, environment), callDuringReplay: false },
         drillMeasured: { fn: (_info, environment, passed, rto, rpo, at) => this.metrics.drillMeasured(environment, passed, rto, rpo, at), callDuringReplay: false },
       },
     };

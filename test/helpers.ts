@@ -93,3 +93,9 @@ export function jsonLines(text: string): Record<string, unknown>[] {
       }
     });
 }
+
+/** Metric names a rules or dashboard file refers to, without histogram suffixes. */
+export function metricNames(text: string, prefix: string): string[] {
+  const names = text.match(new RegExp(`\\b${prefix}[a-z0-9_]+`, 'g')) ?? [];
+  return [...new Set(names.map((n) => n.replace(/_(bucket|sum|count)$/, '')))].sort();
+}

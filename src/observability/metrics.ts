@@ -33,6 +33,20 @@ export class RunbookMetrics {
     labelNames: ['runbook', 'environment'] as const,
     registers: [this.registry],
   });
+  readonly lastFailure = new Gauge({
+    name: 'runbook_last_failure_timestamp_seconds',
+    help: 'Unix time of the last failed run, by runbook and environment',
+    labelNames: ['runbook', 'environment'] as const,
+    registers: [this.registry],
+  });
+  readonly gateOpenSince = new Gauge({
+    name: 'runbook_gate_open_since_timestamp_seconds',
+    help: 'Unix time an approval gate opened and is still waiting, by runbook and environment',
+    labelNames: ['runbook', 'environment'] as const,
+    registers: [this.registry],
+  });
+  readonly rpoTarget = new Gauge({ name: 'runbook_rpo_target_seconds', help: 'The environment\'s RPO target from config', labelNames: ['environment'] as const, registers: [this.registry] });
+  readonly rtoTarget = new Gauge({ name: 'runbook_rto_target_seconds', help: 'The environment\'s RTO target from config', labelNames: ['environment'] as const, registers: [this.registry] });
   readonly workerReady = new Gauge({
     name: 'runbook_worker_ready',
     help: '1 when every task queue of this worker is polling, else 0',
@@ -55,6 +69,7 @@ export class RunbookMetrics {
   runFinished(runbook: string, environment: string, outcome: RunOutcome, endedAtMs: number): void {
     this.runsCompleted.inc({ runbook, environment, outcome });
     if (outcome === 'succeeded') this.lastSuccess.set({ runbook, environment }, endedAtMs / 1000);
+    if (outcome === 'failed') this.lastFailure.set({ runbook, environment }, endedAtMs / 1000);
   }
 
   drillMeasured(environment: string, passed: boolean, rtoMs: number, rpoMs: number, endedAtMs: number): void {
@@ -62,6 +77,14 @@ export class RunbookMetrics {
     this.drillRpo.set({ environment }, rpoMs / 1000);
     this.drillPassed.set({ environment }, passed ? 1 : 0);
     this.drillLastRun.set({ environment }, endedAtMs / 1000);
+  }
+
+  gateOpened(runbook: string, environment: string, atMs: number): void {
+    this.gateOpenSince.set({ runbook, environment }, atMs / 1000);
+  }
+
+  gateClosed(runbook: string, environment: string): void {
+    this.gateOpenSince.remove({ runbook, environment });
   }
 
   stepFinished(runbook: string, step: string, outcome: string, durationMs: number): void {

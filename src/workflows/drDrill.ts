@@ -136,7 +136,7 @@ async function switchBack(timeline: Timeline, db: string, current: NodeState, or
  */
 export async function drDrill(rawInput: DrDrillInput): Promise<DrDrillResult> {
   const input = validateDrDrillInput(rawInput);
-  const gates = new Gates();
+  const gates = new Gates('drDrill', input.environment);
   const compensations = new Compensations();
   return runRunbook('drDrill', input.environment, async (timeline: Timeline) => {
     setHandler(progressQuery, () => timeline.snapshot());

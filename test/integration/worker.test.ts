@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
@@ -9,7 +9,7 @@ import { loadConfig } from '../../src/config/load';
 import { freePort } from '../../src/sandbox/process';
 import { startTemporalDevServer, stopTemporalDevServer, TemporalDevServerInfo } from '../../src/sandbox/temporal';
 import { timelineQuery } from '../../src/workflows/lib/timeline';
-import { httpStatus, jsonLines, startCli, waitFor } from '../helpers';
+import { httpStatus, jsonLines, metricNames, REPO, startCli, waitFor } from '../helpers';
 
 const dir = mkdtempSync(join(tmpdir(), 'runbook-worker-test-'));
 let temporal: TemporalDevServerInfo | undefined;
@@ -64,6 +64,17 @@ describe('the worker process', () => {
         assert.match(metrics, /^runbook_step_duration_seconds_count\{runbook="smokeTest",step="execute activity round trip",outcome="succeeded"\} 1$/m);
         assert.match(metrics, /^temporal_[a-z_]+(\{[^}]*\})? \d/m, 'an SDK worker metric (temporal_*) is exported');
         assert.match(metrics, /^runbook_worker_ready 1$/m);
+
+        // The SDK metrics the alert rules use exist under those names once a workflow has failed too.
+        await c.client.workflow
+          .start('smokeTest', { taskQueue: 'standard-queue', workflowId: `bad-${Date.now()}`, args: [{ environment: 'ci', holdSeconds: -1 }] })
+          .then((h) => h.result())
+          .catch(() => undefined);
+        const withFailure = (await httpStatus(`${base}/metrics`)).body;
+        const exported = new Set(withFailure.split('\n').filter((l) => /^[a-z]/.test(l)).map((l) => l.replace(/[{ ].*$/, '').replace(/_(bucket|sum|count)$/, '')));
+        const used = metricNames(readFileSync(join(REPO, 'deploy', 'prometheus', 'rules.yml'), 'utf8'), 'temporal_');
+        assert.ok(used.length >= 3);
+        assert.deepEqual(used.filter((n) => !exported.has(n)), [], 'SDK metrics named in the alert rules');
 
         // Log lines carry the workflow and activity context.
         const lines = jsonLines(worker.output.stdout);

@@ -1,4 +1,7 @@
-import { condition, defineQuery, defineSignal, defineUpdate, setHandler } from '@temporalio/workflow';
+import { condition, defineQuery, defineSignal, defineUpdate, proxySinks, setHandler } from '@temporalio/workflow';
+import type { RunbookSinks } from './sinks';
+
+const sinks = proxySinks<RunbookSinks>();
 
 /** What an approver sends: approve or reject, who they are, and why. */
 export interface GateDecision {
@@ -36,7 +39,10 @@ export class Gates {
   private open?: GateRecord;
   aborted?: { by: string; reason?: string; at: string };
 
-  constructor() {
+  constructor(
+    private readonly runbook: string,
+    private readonly environment: string,
+  ) {
     setHandler(gatesQuery, () => this.records.map((r) => ({ ...r, ignored: [...r.ignored] })));
     setHandler(
       decideUpdate,
@@ -86,7 +92,9 @@ export class Gates {
       return gate;
     }
     this.open = gate;
+    sinks.runbookMetrics.gateOpened(this.runbook, this.environment, Date.now());
     const decided = await condition(() => gate.outcome !== 'waiting' || this.aborted !== undefined, timeoutMs);
+    sinks.runbookMetrics.gateClosed(this.runbook, this.environment);
     if (gate.outcome === 'waiting') {
       gate.outcome = decided ? 'aborted' : 'timed out';
       // Set by the abort handler while we waited (the compiler cannot see that).

@@ -9,6 +9,8 @@ export interface RunbookSinks extends Sinks {
     runStarted(runbook: string, environment: string): void;
     stepFinished(runbook: string, step: string, outcome: string, durationMs: number): void;
     runFinished(runbook: string, environment: string, outcome: 'succeeded' | 'failed' | 'cancelled', endedAtMs: number): void;
+    gateOpened(runbook: string, environment: string, atMs: number): void;
+    gateClosed(runbook: string, environment: string): void;
     drillMeasured(environment: string, passed: boolean, rtoMs: number, rpoMs: number, endedAtMs: number): void;
   };
 }
