@@ -130,6 +130,12 @@ describe('an operator session: stack up, worker, smoke, status, stack down', () 
 
       worker.child.kill('SIGTERM');
       assert.equal((await worker.exited).code, 0);
+      // The worker used every secret of the sandbox (database, S3, TSIG) and logged none of them.
+      const { readdirSync, readFileSync } = await import('node:fs');
+      const secretsDir = join(stackDir, 'secrets');
+      const secrets = readdirSync(secretsDir).map((f) => readFileSync(join(secretsDir, f), 'utf8').trim()).filter((v) => v.length >= 8);
+      assert.ok(secrets.length >= 3);
+      for (const secret of secrets) assert.ok(!(worker.output.stdout + worker.output.stderr).includes(secret), 'a secret value appears in the worker log');
     } finally {
       if (worker && worker.child.exitCode === null) worker.child.kill('SIGKILL');
       const down = await runCli(['stack', 'down', '--dir', stackDir]);

@@ -26,10 +26,19 @@ describe('Prometheus alert rules (deploy/prometheus)', () => {
     assert.deepEqual(alerts.filter((a) => !tested.has(a)), [], 'every alert has a unit test');
   });
 
-  test("every runbook_* metric the rules use is one this project's worker exports", async () => {
+  test("every runbook_* metric the rules and the dashboard use is one this project's worker exports", async () => {
     const exported = new Set((await new RunbookMetrics().registry.getMetricsAsJSON()).map((m) => m.name));
-    const used = metricNames(readFileSync(join(dir, 'rules.yml'), 'utf8'), 'runbook_');
-    assert.ok(used.length >= 5);
-    assert.deepEqual(used.filter((n) => !exported.has(n)), []);
+    for (const file of [join(dir, 'rules.yml'), join(dir, '..', 'grafana', 'runbooks.json')]) {
+      const used = metricNames(readFileSync(file, 'utf8'), 'runbook_');
+      assert.ok(used.length >= 5, file);
+      assert.deepEqual(used.filter((n) => !exported.has(n)), [], file);
+    }
+  });
+
+  test("the dashboard has the checklist's panels and a query in every panel", () => {
+    const dashboard = JSON.parse(readFileSync(join(dir, '..', 'grafana', 'runbooks.json'), 'utf8')) as { panels: { type: string; title: string; targets?: { expr: string }[] }[] };
+    const rows = dashboard.panels.filter((p) => p.type === 'row').map((p) => p.title);
+    assert.deepEqual(rows, ['Cluster overview', 'Workflows by type', 'Activities', 'Queues and latency', 'Runbooks']);
+    for (const p of dashboard.panels.filter((x) => x.type !== 'row')) assert.ok(p.targets?.length && p.targets.every((t) => t.expr.length > 0), p.title);
   });
 });

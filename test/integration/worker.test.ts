@@ -65,16 +65,23 @@ describe('the worker process', () => {
         assert.match(metrics, /^temporal_[a-z_]+(\{[^}]*\})? \d/m, 'an SDK worker metric (temporal_*) is exported');
         assert.match(metrics, /^runbook_worker_ready 1$/m);
 
-        // The SDK metrics the alert rules use exist under those names once a workflow has failed too.
+        // The SDK metrics the alert rules and the dashboard use exist under those names once a
+        // workflow and an activity have failed too (this environment has no backups: section).
         await c.client.workflow
           .start('smokeTest', { taskQueue: 'standard-queue', workflowId: `bad-${Date.now()}`, args: [{ environment: 'ci', holdSeconds: -1 }] })
           .then((h) => h.result())
           .catch(() => undefined);
+        await c.client.workflow
+          .start('backupDatabase', { taskQueue: 'batch-queue', workflowId: `no-backups-${Date.now()}`, args: [{ environment: 'ci', database: 'main' }] })
+          .then((h) => h.result())
+          .catch(() => undefined);
         const withFailure = (await httpStatus(`${base}/metrics`)).body;
         const exported = new Set(withFailure.split('\n').filter((l) => /^[a-z]/.test(l)).map((l) => l.replace(/[{ ].*$/, '').replace(/_(bucket|sum|count)$/, '')));
-        const used = metricNames(readFileSync(join(REPO, 'deploy', 'prometheus', 'rules.yml'), 'utf8'), 'temporal_');
-        assert.ok(used.length >= 3);
-        assert.deepEqual(used.filter((n) => !exported.has(n)), [], 'SDK metrics named in the alert rules');
+        for (const file of [join('prometheus', 'rules.yml'), join('grafana', 'runbooks.json')]) {
+          const used = metricNames(readFileSync(join(REPO, 'deploy', file), 'utf8'), 'temporal_');
+          assert.ok(used.length >= 3);
+          assert.deepEqual(used.filter((n) => !exported.has(n)), [], `SDK metrics named in deploy/${file}`);
+        }
 
         // Log lines carry the workflow and activity context.
         const lines = jsonLines(worker.output.stdout);
@@ -89,6 +96,10 @@ describe('the worker process', () => {
         assert.ok(workflowLine, 'the workflow logged');
         assert.equal(workflowLine.runId, smoke.runId);
         assert.equal(workflowLine.workflowType, 'smokeTest');
+        assert.equal(workflowLine.runbook, 'smokeTest');
+        assert.equal(workflowLine.environment, 'ci');
+        assert.equal(workflowLine.step, 'execute activity round trip');
+        assert.ok(lines.some((l) => l.msg === 'step started' && l.workflowId === smoke.workflowId && l.step === 'execute activity round trip'));
 
         // A long activity is running when SIGTERM arrives.
         const held = c.client.workflow.start('smokeTest', {

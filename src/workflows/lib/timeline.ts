@@ -65,7 +65,7 @@ export class Timeline {
     const record: StepRecord = { name, startedAt: isoNow(), outcome: 'running', evidence: {} };
     this.state.steps.push(record);
     const started = Date.now();
-    log.info('step started', { step: name });
+    log.info('step started', { runbook: this.state.runbook, environment: this.state.environment, step: name });
     try {
       const result = await fn(record.evidence);
       this.end(record, started, 'succeeded');
@@ -88,7 +88,7 @@ export class Timeline {
     record.durationMs = Date.now() - startedMs;
     record.outcome = outcome;
     sinks.runbookMetrics.stepFinished(this.state.runbook, record.name, outcome, record.durationMs);
-    log.info('step finished', { step: record.name, outcome, durationMs: record.durationMs });
+    log.info('step finished', { runbook: this.state.runbook, environment: this.state.environment, step: record.name, outcome, durationMs: record.durationMs });
   }
 
   finish(outcome: Exclude<RunOutcome, 'running'>): void {
