@@ -23,7 +23,8 @@ import { findTemporalCli } from '../src/sandbox/temporal';
 import { decideUpdate, gatesQuery } from '../src/workflows/lib/gate';
 import { RunbookWorker } from '../src/worker';
 
-const out = join(__dirname, '..', 'test', 'histories');
+const repoRoot = join(__dirname, '..');
+const out = join(repoRoot, 'test', 'histories');
 
 async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'runbook-record-'));
@@ -45,7 +46,8 @@ async function main(): Promise<void> {
       await handle.result().catch(() => undefined);
       // The Temporal CLI writes the history JSON format every Temporal tool reads.
       const json = execFileSync(findTemporalCli(), ['workflow', 'show', '--address', stack.temporal!.address, '--workflow-id', handle.workflowId, '--output', 'json'], { encoding: 'utf8' });
-      writeFileSync(join(out, `${name}.json`), json);
+      // Failure stack traces carry this checkout's absolute path; keep histories machine-independent.
+      writeFileSync(join(out, `${name}.json`), json.split(repoRoot).join('.'));
       console.log(`recorded ${name}`);
     };
     const start = (type: string, queue: string, input: Record<string, unknown>) =>
