@@ -14,10 +14,10 @@ import { join } from 'node:path';
 import { connectClient } from '../src/cli/client';
 import { loadConfig } from '../src/config/load';
 import { createLogger } from '../src/observability/logger';
-import { sleep } from '../src/sandbox/process';
 import { startStack, stopStack } from '../src/sandbox/stack';
 import type { DrDrillResult } from '../src/workflows/drDrill';
-import { decideUpdate, gatesQuery } from '../src/workflows/lib/gate';
+import { decideUpdate } from '../src/workflows/lib/gate';
+import { waitForOpenGate } from '../src/cli/drill';
 import { RunbookWorker } from '../src/worker';
 
 const drills = Number(process.env.BENCH_DRILLS ?? 3);
@@ -38,7 +38,7 @@ async function main(): Promise<void> {
     const rows: { rto: number; work: number; orchestration: number }[] = [];
     for (let i = 1; i <= drills; i++) {
       const handle = await c.client.workflow.start('drDrill', { taskQueue: 'critical-queue', workflowId: `bench-drill-${Date.now()}`, args: [{ environment: 'sandbox', database: 'main', mode: 'failover' }] });
-      while (!(await handle.query(gatesQuery)).some((g) => g.outcome === 'waiting')) await sleep(50);
+      await waitForOpenGate(handle);
       await handle.executeUpdate(decideUpdate, { args: [{ decision: 'approve', by: 'sandbox-operator' }] });
       const result: DrDrillResult = await handle.result();
       const fault = result.timeline.steps.find((s) => s.name.startsWith('fault'))!;

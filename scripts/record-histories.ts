@@ -16,11 +16,11 @@ import { connectClient } from '../src/cli/client';
 import { loadConfig } from '../src/config/load';
 import { readSecret } from '../src/config/secrets';
 import { createLogger } from '../src/observability/logger';
-import { sleep } from '../src/sandbox/process';
 import { seedSampleDatabase } from '../src/sandbox/seed';
 import { startStack, stopStack } from '../src/sandbox/stack';
 import { findTemporalCli } from '../src/sandbox/temporal';
-import { decideUpdate, gatesQuery } from '../src/workflows/lib/gate';
+import { decideUpdate } from '../src/workflows/lib/gate';
+import { waitForOpenGate } from '../src/cli/drill';
 import { RunbookWorker } from '../src/worker';
 
 const repoRoot = join(__dirname, '..');
@@ -53,7 +53,7 @@ async function main(): Promise<void> {
     const start = (type: string, queue: string, input: Record<string, unknown>) =>
       c.client.workflow.start(type, { taskQueue: queue, workflowId: `record-${type}-${Date.now()}`, args: [{ environment: 'sandbox', ...input }] });
     const approve = async (h: WorkflowHandle, decision: 'approve' | 'reject') => {
-      while (!(await h.query(gatesQuery)).some((g) => g.outcome === 'waiting')) await sleep(50);
+      await waitForOpenGate(h);
       await h.executeUpdate(decideUpdate, { args: [{ decision, by: 'sandbox-operator' }] });
     };
 

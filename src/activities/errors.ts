@@ -1,26 +1,7 @@
 import { ApplicationFailure } from '@temporalio/common';
+import { FAILURE_TYPES, FailureType } from '../workflows/lib/failures';
 
-/**
- * Named failure types a workflow can branch on. Permanent ones are thrown non-retryable, so a retry
- * policy does not spend an hour repeating what cannot succeed.
- */
-export const FAILURE_TYPES = {
-  InvalidInput: { retryable: false },
-  DatabaseNotFound: { retryable: false },
-  AuthenticationFailed: { retryable: false },
-  PermissionDenied: { retryable: false },
-  BucketNotFound: { retryable: false },
-  BackupNotFound: { retryable: false },
-  BackupChecksumMismatch: { retryable: false },
-  ServerUnreachable: { retryable: true },
-  ConnectionLost: { retryable: true },
-  RestoreFailed: { retryable: true },
-  DumpFailed: { retryable: true },
-} as const;
-export type FailureType = keyof typeof FAILURE_TYPES;
-
-/** Types a workflow should list in nonRetryableErrorTypes (also thrown nonRetryable, belt and braces). */
-export const PERMANENT_FAILURES = (Object.keys(FAILURE_TYPES) as FailureType[]).filter((t) => !FAILURE_TYPES[t].retryable);
+export type { FailureType };
 
 export function failure(type: FailureType, message: string, details?: unknown): ApplicationFailure {
   return ApplicationFailure.create({ type, message, nonRetryable: !FAILURE_TYPES[type].retryable, details: details === undefined ? undefined : [details] });

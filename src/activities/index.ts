@@ -26,9 +26,9 @@ function pgServer(host: string, port: number, user: string, password: SecretRef,
   };
 }
 
-function backupActivitiesFor(loaded: LoadedConfig, environment: string) {
+function backupActivitiesFor(loaded: LoadedConfig, environment: string, store: ObjectStore | undefined) {
   const { env } = selectEnvironment(loaded, environment);
-  if (!env.backups) {
+  if (!env.backups || !store) {
     // Registered anyway, so a backup runbook started for this environment fails with a reason, not "activity not registered".
     const refuse = async (): Promise<never> => {
       throw failure('InvalidInput', `environment ${environment} has no backups: section in ${loaded.file}; add a bucket to back up to`);
@@ -53,7 +53,7 @@ function backupActivitiesFor(loaded: LoadedConfig, environment: string) {
   }
   return createBackupActivities({
     environment,
-    store: new ObjectStore(createS3Client(loaded, env.backups), env.backups.bucket),
+    store,
     prefix: env.backups.prefix,
     databases,
     retention: { keepLast: env.backups.retention.keepLast, maxAgeMs: env.backups.retention.maxAge },
@@ -72,7 +72,7 @@ function dnsProviderFor(loaded: LoadedConfig, dns: NonNullable<EnvironmentConfig
   return new Rfc2136Provider({ host, port: Number(port) }, dns.zone.replace(/\.$/, ''), tsig && { name: tsig.name, algorithm: tsig.algorithm, secret: () => readSecret(tsig.secret, loaded.baseDir) });
 }
 
-function drillActivitiesFor(loaded: LoadedConfig, environment: string) {
+function drillActivitiesFor(loaded: LoadedConfig, environment: string, store: ObjectStore | undefined) {
   const { env } = selectEnvironment(loaded, environment);
   const targets: Record<string, DrillTarget> = {};
   for (const [name, db] of Object.entries(env.databases)) {
@@ -95,7 +95,7 @@ function drillActivitiesFor(loaded: LoadedConfig, environment: string) {
     approvers: env.approvers.drDrill ?? env.approvers.default ?? [],
     rpoMs: env.targets.rpo,
     rtoMs: env.targets.rto,
-    reports: env.backups ? { store: new ObjectStore(createS3Client(loaded, env.backups), env.backups.bucket), prefix: env.backups.prefix } : undefined,
+    reports: env.backups && store ? { store, prefix: env.backups.prefix } : undefined,
   });
 }
 
@@ -118,10 +118,13 @@ function lazyClient(loaded: LoadedConfig, environment: string): () => Promise<Cl
 
 /** All activities of one environment, built from config, each module closing over its own clients. */
 export function createActivities(loaded: LoadedConfig, environment: string) {
+  // One S3 client per environment: backups and drill reports share the bucket.
+  const { env } = selectEnvironment(loaded, environment);
+  const store = env.backups ? new ObjectStore(createS3Client(loaded, env.backups), env.backups.bucket) : undefined;
   return {
     ...createSmokeActivities(),
-    ...backupActivitiesFor(loaded, environment),
-    ...drillActivitiesFor(loaded, environment),
+    ...backupActivitiesFor(loaded, environment, store),
+    ...drillActivitiesFor(loaded, environment, store),
     ...createVisibilityActivities({ environment, client: lazyClient(loaded, environment) }),
   };
 }

@@ -86,14 +86,21 @@ export async function runAndReport<T extends { ok: boolean }>(
   run: (c: ConnectedClient, showProgress: boolean) => Promise<T>,
   describe: (outcome: T) => string,
 ): Promise<void> {
-  const loaded = loadCliConfig(opts);
-  const { name, env } = cliEnvironment(loaded, opts);
-  const c = await connectClient(loaded, name, env);
-  try {
+  await withClient(opts, async (c) => {
     const outcome = await run(c, !opts.json);
     if (opts.json) printJson(outcome);
     else process.stdout.write(`${describe(outcome)}\n`);
     process.exitCode = outcome.ok ? 0 : 1;
+  });
+}
+
+/** Connects to the selected environment's Temporal, runs fn, and always closes the connection. */
+export async function withClient<T>(opts: GlobalOptions, fn: (c: ConnectedClient) => Promise<T>): Promise<T> {
+  const loaded = loadCliConfig(opts);
+  const { name, env } = cliEnvironment(loaded, opts);
+  const c = await connectClient(loaded, name, env);
+  try {
+    return await fn(c);
   } finally {
     await c.close();
   }

@@ -2,25 +2,13 @@ import type { Command } from 'commander';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import pino from 'pino';
 import { Client as PgClient } from 'pg';
 import { loadConfig, LoadedConfig } from '../config/load';
 import { readSecret } from '../config/secrets';
 import { seedSampleDatabase } from '../sandbox/seed';
 import { describeBackup, describeVerify, runBackup, runVerify } from './backup';
-import { awaitDrill, decideDrill, describeDrill, startDrill } from './drill';
-import type { WorkflowHandle } from '@temporalio/client';
-import { gatesQuery } from '../workflows/lib/gate';
-import { sleep } from '../sandbox/process';
-
-async function waitForOpenGate(handle: WorkflowHandle): Promise<void> {
-  for (let i = 0; i < 600; i++) {
-    const gates = await handle.query(gatesQuery).catch(() => []);
-    if (gates.some((g) => g.outcome === 'waiting')) return;
-    const { status } = await handle.describe();
-    if (status.name !== 'RUNNING') return;
-    await sleep(100);
-  }
-}
+import { awaitDrill, decideDrill, describeDrill, startDrill, waitForOpenGate } from './drill';
 import { QUEUE_KINDS } from '../config/schema';
 import { createLogger } from '../observability/logger';
 import { freePort } from '../sandbox/process';
@@ -71,7 +59,6 @@ export async function runDemo(opts: { keep: boolean; json: boolean }): Promise<n
     const loaded = loadConfig(stack.configFile);
     // Worker logs go to a file so the demo's own output stays readable.
     const logFile = join(stack.dir, 'worker.log');
-    const { default: pino } = await import('pino');
     worker = new RunbookWorker({ loaded, httpPort: 0, logger: createLogger('info', pino.destination({ dest: logFile, sync: true })) });
     const { httpUrl } = await worker.start();
     await worker.waitUntilReady();

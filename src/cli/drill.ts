@@ -5,8 +5,8 @@ import type { DrillReport } from '../reports/drill';
 import type { DrDrillResult } from '../workflows/drDrill';
 import { abortSignal, decideUpdate, GateRecord, gatesQuery } from '../workflows/lib/gate';
 import { timelineQuery } from '../workflows/lib/timeline';
-import { ConnectedClient, connectClient, failureMessage, startRunbook } from './client';
-import { cliEnvironment, GlobalOptions, loadCliConfig, printJson, UsageError } from './common';
+import { ConnectedClient, failureMessage, startRunbook } from './client';
+import { GlobalOptions, printJson, UsageError, withClient } from './common';
 import { waitWithProgress } from './progress';
 import { renderTimeline } from './render';
 
@@ -56,6 +56,18 @@ export async function startDrill(
   return startRunbook(c, 'drDrill', [{ environment: c.environment, database: opts.database, mode: opts.mode, failback: opts.failback, switchBack: opts.switchBack, approvalTimeoutSeconds: opts.approvalTimeoutSeconds, requireRestoreTestWithinDays: opts.requireRestoreTestWithinDays }], {});
 }
 
+/** Waits until a run's approval gate is open; returns early if the run ends first (e.g. in preflight). */
+export async function waitForOpenGate(handle: WorkflowHandle, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const gates = await handle.query(gatesQuery).catch(() => []);
+    if (gates.some((g) => g.outcome === 'waiting')) return;
+    if ((await handle.describe()).status.name !== 'RUNNING') return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`no approval gate opened in ${handle.workflowId} within ${timeoutMs} ms`);
+}
+
 /** Decides the open gate through the update, so a refusal (not an approver, no gate open) comes back at once. */
 export async function decideDrill(c: ConnectedClient, workflowId: string, decision: 'approve' | 'reject', by: string, reason?: string): Promise<GateRecord> {
   try {
@@ -74,16 +86,9 @@ function operator(explicit?: string): string {
 
 export function registerDrill(program: Command, globals: () => GlobalOptions): void {
   const drill = program.command('drill').description('disaster-recovery drills: real failover, DNS switch, measured RTO/RPO, failback');
-  const withClient = async <T>(fn: (c: ConnectedClient, g: GlobalOptions) => Promise<T>): Promise<T> => {
+  const withDrillClient = <T>(fn: (c: ConnectedClient, g: GlobalOptions) => Promise<T>): Promise<T> => {
     const g = globals();
-    const loaded = loadCliConfig(g);
-    const { name, env } = cliEnvironment(loaded, g);
-    const c = await connectClient(loaded, name, env);
-    try {
-      return await fn(c, g);
-    } finally {
-      await c.close();
-    }
+    return withClient(g, (c) => fn(c, g));
   };
 
   drill
@@ -103,7 +108,7 @@ export function registerDrill(program: Command, globals: () => GlobalOptions): v
       if (opts.mode !== 'failover' && opts.mode !== 'switchover') throw new UsageError(`--mode: expected failover or switchover, found "${opts.mode}"`);
       const timeout = Number(opts.approvalTimeout);
       if (!Number.isInteger(timeout) || timeout < 1 || timeout > 604_800) throw new UsageError(`--approval-timeout: expected seconds from 1 to 604800, found "${opts.approvalTimeout}"`);
-      await withClient(async (c, g) => {
+      await withDrillClient(async (c, g) => {
         const { handle, workflowId } = await startDrill(c, { database: opts.database, mode: opts.mode as 'failover' | 'switchover', failback: opts.failback, switchBack: opts.switchBack, approvalTimeoutSeconds: timeout, requireRestoreTestWithinDays: days });
         if (!g.json) process.stderr.write(`drill started: workflow ${workflowId}\napprove with: runbook drill approve ${workflowId} --by NAME\n`);
         if (!opts.wait) return g.json ? printJson({ ok: true, workflowId }) : process.stdout.write(`${workflowId}\n`);
@@ -121,7 +126,7 @@ export function registerDrill(program: Command, globals: () => GlobalOptions): v
       .option('--by <name>', 'who decides (default: $RUNBOOK_OPERATOR or $USER)')
       .option('--reason <text>', 'why, for the record')
       .action(async (workflowId: string, opts: { by?: string; reason?: string }) => {
-        await withClient(async (c, g) => {
+        await withDrillClient(async (c, g) => {
           const gate = await decideDrill(c, workflowId, decision, operator(opts.by), opts.reason);
           if (g.json) printJson({ ok: true, gate });
           else process.stdout.write(`gate '${gate.name}' ${gate.outcome} by ${gate.by} at ${gate.closedAt}\n`);
@@ -135,7 +140,7 @@ export function registerDrill(program: Command, globals: () => GlobalOptions): v
     .option('--by <name>', 'who aborts (default: $RUNBOOK_OPERATOR or $USER)')
     .option('--reason <text>', 'why, for the record')
     .action(async (workflowId: string, opts: { by?: string; reason?: string }) => {
-      await withClient(async (c, g) => {
+      await withDrillClient(async (c, g) => {
         await c.client.workflow.getHandle(workflowId).signal(abortSignal, { by: operator(opts.by), reason: opts.reason });
         if (g.json) printJson({ ok: true, workflowId, aborted: true });
         else process.stdout.write(`abort sent to ${workflowId}\n`);
@@ -146,7 +151,7 @@ export function registerDrill(program: Command, globals: () => GlobalOptions): v
     .command('status <workflowId>')
     .description('where a drill is: its steps so far and its gate')
     .action(async (workflowId: string) => {
-      await withClient(async (c, g) => {
+      await withDrillClient(async (c, g) => {
         const handle = c.client.workflow.getHandle(workflowId);
         const [timeline, gates, description] = await Promise.all([handle.query(timelineQuery), handle.query(gatesQuery), handle.describe()]);
         if (g.json) return printJson({ ok: true, status: description.status.name, timeline, gates });
@@ -159,7 +164,7 @@ export function registerDrill(program: Command, globals: () => GlobalOptions): v
     .command('report <workflowId>')
     .description('wait for a drill to finish and print its report (exit 0 only if it passed)')
     .action(async (workflowId: string) => {
-      await withClient(async (c, g) => {
+      await withDrillClient(async (c, g) => {
         const outcome = await awaitDrill(c.client.workflow.getHandle(workflowId), workflowId, !g.json);
         if (g.json) printJson(outcome);
         else process.stdout.write(`${describeDrill(outcome)}\n`);

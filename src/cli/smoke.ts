@@ -3,8 +3,8 @@ import { WorkflowFailedError } from '@temporalio/client';
 import { QUEUE_KINDS, QueueKind } from '../config/schema';
 import type { SmokeTestResult } from '../workflows/smokeTest';
 import { timelineQuery } from '../workflows/lib/timeline';
-import { ConnectedClient, connectClient, failureMessage, pollerCount, startRunbook, taskQueueFor } from './client';
-import { cliEnvironment, GlobalOptions, loadCliConfig, parseSeconds, printJson, runAndReport, UsageError } from './common';
+import { ConnectedClient, failureMessage, pollerCount, startRunbook, taskQueueFor } from './client';
+import { GlobalOptions, parseSeconds, printJson, runAndReport, UsageError, withClient } from './common';
 import { renderTimeline } from './render';
 
 export interface SmokeOptions {
@@ -83,15 +83,10 @@ export function registerSmoke(program: Command, globals: () => GlobalOptions): v
     .description("show a runbook run's timeline (steps, outcomes, evidence) while it runs or after")
     .action(async (workflowId: string) => {
       const g = globals();
-      const loaded = loadCliConfig(g);
-      const { name, env } = cliEnvironment(loaded, g);
-      const c = await connectClient(loaded, name, env);
-      try {
+      await withClient(g, async (c) => {
         const timeline = await c.client.workflow.getHandle(workflowId).query(timelineQuery);
         if (g.json) printJson(timeline);
         else process.stdout.write(`${renderTimeline(timeline)}\n`);
-      } finally {
-        await c.close();
-      }
+      });
     });
 }

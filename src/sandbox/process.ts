@@ -1,5 +1,5 @@
 import { spawn, execFileSync } from 'node:child_process';
-import { accessSync, constants, mkdirSync, openSync, closeSync, readFileSync, existsSync } from 'node:fs';
+import { accessSync, constants, mkdirSync, openSync, closeSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { delimiter, dirname, join } from 'node:path';
 
@@ -69,15 +69,6 @@ export function freePort(host = '127.0.0.1'): Promise<number> {
       });
     });
   });
-}
-
-export function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 export function sleep(ms: number): Promise<void> {
@@ -229,8 +220,4 @@ export function systemUser(name: string): { uid: number; gid: number } | undefin
   } catch {
     return undefined;
   }
-}
-
-export function fileExists(path: string): boolean {
-  return existsSync(path);
 }

@@ -3,36 +3,35 @@ import type { DrillActivities, NodeState } from '../activities/topology';
 import type { createVisibilityActivities } from '../activities/visibility';
 import { DrillReport, renderDrillHtml, renderDrillMarkdown } from '../reports/drill';
 import { Compensations } from './lib/compensation';
+import { PERMANENT_FAILURES } from './lib/failures';
 import { Gates } from './lib/gate';
 import { DATABASE_KEY, describe, ENVIRONMENT_NAME, InputChecker } from './lib/input';
 import type { RunbookSinks } from './lib/sinks';
 import { runRunbook, Timeline, TimelineSnapshot } from './lib/timeline';
 
-const PERMANENT = ['InvalidInput', 'AuthenticationFailed', 'PermissionDenied', 'DatabaseNotFound'];
-
 // Reads and checks: quick, retried a few times.
 const inspect = proxyActivities<DrillActivities & ReturnType<typeof createVisibilityActivities>>({
   startToCloseTimeout: '30 seconds',
-  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumAttempts: 3, nonRetryableErrorTypes: PERMANENT },
+  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumAttempts: 3, nonRetryableErrorTypes: PERMANENT_FAILURES },
 });
 // Changes to the topology and DNS: each checks before it acts, so a retry after a crash does not act twice.
 // They heartbeat, so an attempt lost with its worker is retried within seconds, not minutes.
 const act = proxyActivities<DrillActivities>({
   startToCloseTimeout: '3 minutes',
   heartbeatTimeout: '10 seconds',
-  retry: { initialInterval: '2 seconds', backoffCoefficient: 2, maximumInterval: '30 seconds', maximumAttempts: 5, nonRetryableErrorTypes: PERMANENT },
+  retry: { initialInterval: '2 seconds', backoffCoefficient: 2, maximumInterval: '30 seconds', maximumAttempts: 5, nonRetryableErrorTypes: PERMANENT_FAILURES },
 });
 // Promotion: a replica that cannot be reached is not waited for long; compensation takes over.
 const promote = proxyActivities<DrillActivities>({
   startToCloseTimeout: '2 minutes',
   heartbeatTimeout: '10 seconds',
-  retry: { initialInterval: '2 seconds', backoffCoefficient: 2, maximumAttempts: 3, nonRetryableErrorTypes: PERMANENT },
+  retry: { initialInterval: '2 seconds', backoffCoefficient: 2, maximumAttempts: 3, nonRetryableErrorTypes: PERMANENT_FAILURES },
 });
 // Waiting for replay or for a rejoined replica to stream: minutes, with heartbeats.
 const waitFor = proxyActivities<DrillActivities>({
   startToCloseTimeout: '15 minutes',
   heartbeatTimeout: '30 seconds',
-  retry: { initialInterval: '2 seconds', backoffCoefficient: 2, maximumAttempts: 3, nonRetryableErrorTypes: PERMANENT },
+  retry: { initialInterval: '2 seconds', backoffCoefficient: 2, maximumAttempts: 3, nonRetryableErrorTypes: PERMANENT_FAILURES },
 });
 
 const sinks = proxySinks<RunbookSinks>();

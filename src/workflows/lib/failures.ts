@@ -1,0 +1,20 @@
+/**
+ * The named failure types activities throw (src/activities/errors.ts) and whether a retry can fix
+ * them. Pure data, so workflows list the permanent ones as nonRetryableErrorTypes from the same source.
+ */
+export const FAILURE_TYPES = {
+  InvalidInput: { retryable: false },
+  DatabaseNotFound: { retryable: false },
+  AuthenticationFailed: { retryable: false },
+  PermissionDenied: { retryable: false },
+  BucketNotFound: { retryable: false },
+  BackupNotFound: { retryable: false },
+  BackupChecksumMismatch: { retryable: false },
+  ServerUnreachable: { retryable: true },
+  ConnectionLost: { retryable: true },
+  RestoreFailed: { retryable: true },
+  DumpFailed: { retryable: true },
+} as const;
+export type FailureType = keyof typeof FAILURE_TYPES;
+
+export const PERMANENT_FAILURES: FailureType[] = (Object.keys(FAILURE_TYPES) as FailureType[]).filter((t) => !FAILURE_TYPES[t].retryable);
