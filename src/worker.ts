@@ -1,8 +1,10 @@
 import { bundleWorkflowCode, InjectedSinks, NativeConnection, Runtime, Worker, WorkerOptions } from '@temporalio/worker';
+import type { DataConverter } from '@temporalio/common';
 import { watchFile, unwatchFile } from 'node:fs';
 import { createServer, IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createActivities } from './activities';
+import { dataConverterFor } from './codec';
 import { credentialFiles, temporalConnectionSettings, TemporalConnectionSettings } from './config/connection';
 import { parseDuration } from './config/duration';
 import { checkSecretRefs, LoadedConfig, selectEnvironment } from './config/load';
@@ -124,6 +126,8 @@ export class RunbookWorker {
   private readonly loaded: LoadedConfig;
   private readonly settings: () => TemporalConnectionSettings;
   private readonly watched: string[];
+  /** Payload encryption from temporal.encryption; keys are read once, at start. */
+  private readonly dataConverter?: DataConverter;
   private http?: Server;
   private sdkMetricsUrl?: string;
   private generation?: Generation;
@@ -147,6 +151,7 @@ export class RunbookWorker {
     if (env.targets.rpo !== undefined) this.metrics.rpoTarget.set({ environment: name }, env.targets.rpo / 1000);
     if (env.targets.rto !== undefined) this.metrics.rtoTarget.set({ environment: name }, env.targets.rto / 1000);
     this.watched = credentialFiles(this.loaded, env.temporal);
+    this.dataConverter = dataConverterFor(this.loaded, name, env.temporal);
   }
 
   /** Starts the HTTP server at once (so /health answers while connecting), then connects and polls in the background. */
@@ -255,6 +260,7 @@ export class RunbookWorker {
           workflowBundle,
           activities,
           sinks,
+          dataConverter: this.dataConverter,
           maxConcurrentActivityTaskExecutions: this.tuning.maxConcurrentActivityTaskExecutions,
           maxConcurrentLocalActivityExecutions: this.tuning.maxConcurrentLocalActivityExecutions,
           maxConcurrentWorkflowTaskExecutions: this.tuning.maxConcurrentWorkflowTaskExecutions,

@@ -11,6 +11,7 @@ import type { EnvironmentConfig } from '../config/schema';
 import { DnsProvider, Rfc2136Provider, Route53Provider } from './dns';
 import { createDrillActivities, DrillTarget, localDriver, TopologyNode } from './topology';
 import { Client, Connection } from '@temporalio/client';
+import { dataConverterFor } from '../codec';
 import { temporalConnectionSettings } from '../config/connection';
 import { createVisibilityActivities } from './visibility';
 
@@ -107,7 +108,8 @@ function lazyClient(loaded: LoadedConfig, environment: string): () => Promise<Cl
       const { env } = selectEnvironment(loaded, environment);
       const s = temporalConnectionSettings(loaded, env.temporal);
       const connection = await Connection.connect({ address: s.address, tls: s.tls, apiKey: s.apiKey, connectTimeout: 10_000 });
-      return new Client({ connection, namespace: s.namespace });
+      // Listing decodes memos (a schedule's config hash), which are encrypted like every payload.
+      return new Client({ connection, namespace: s.namespace, dataConverter: dataConverterFor(loaded, environment, env.temporal) });
     })().catch((err) => {
       client = undefined;
       throw err;

@@ -1,6 +1,7 @@
 import { Client, Connection, WorkflowFailedError } from '@temporalio/client';
 import { defineSearchAttributeKey, SearchAttributePair, SearchAttributeType } from '@temporalio/common';
 import { randomBytes } from 'node:crypto';
+import { dataConverterFor } from '../codec';
 import { temporalConnectionSettings } from '../config/connection';
 import type { LoadedConfig } from '../config/load';
 import type { EnvironmentConfig, QueueKind } from '../config/schema';
@@ -20,6 +21,8 @@ export interface ConnectedClient {
 
 export async function connectClient(loaded: LoadedConfig, environment: string, env: EnvironmentConfig): Promise<ConnectedClient> {
   const settings = temporalConnectionSettings(loaded, env.temporal);
+  // Keys are checked before connecting: a bad key is a config error, not a connection failure.
+  const dataConverter = dataConverterFor(loaded, environment, env.temporal);
   let connection: Connection;
   try {
     connection = await Connection.connect({ address: settings.address, tls: settings.tls, apiKey: settings.apiKey, connectTimeout: 5_000 });
@@ -29,7 +32,7 @@ export async function connectClient(loaded: LoadedConfig, environment: string, e
         `Is the server running? For the local sandbox: runbook stack up.`,
     );
   }
-  const client = new Client({ connection, namespace: settings.namespace });
+  const client = new Client({ connection, namespace: settings.namespace, dataConverter });
   return { client, connection, namespace: settings.namespace, env, environment, close: () => connection.close() };
 }
 

@@ -3,7 +3,8 @@ import { dirname, resolve } from 'node:path';
 import { LineCounter, parseDocument, isNode } from 'yaml';
 import type { ZodIssue } from 'zod';
 import { configSchema, EnvironmentConfig, RunbookConfig } from './schema';
-import { looksLikeKeyMaterial, SecretRef, secretRefProblem } from './secrets';
+import { decodeKeyText } from '../codec/keys';
+import { looksLikeKeyMaterial, readSecret, SecretRef, secretRefProblem } from './secrets';
 
 export interface ConfigProblem {
   /** Dotted path of the field, e.g. environments.prod.targets.rpo ('' for the whole file). */
@@ -129,6 +130,8 @@ export function secretRefsOf(env: EnvironmentConfig, prefix: string): { path: st
   add('temporal.tls.serverCa', env.temporal.tls?.serverCa);
   add('temporal.tls.clientCert', env.temporal.tls?.clientCert);
   add('temporal.tls.clientKey', env.temporal.tls?.clientKey);
+  env.temporal.encryption?.keys.forEach((k, i) => add(`temporal.encryption.keys.${i}.key`, k.key));
+  env.temporal.encryption?.codecServer?.tokens.forEach((t, i) => add(`temporal.encryption.codecServer.tokens.${i}.token`, t.token));
   for (const [name, db] of Object.entries(env.databases)) {
     add(`databases.${name}.password`, db.password);
     add(`databases.${name}.restoreTest.password`, db.restoreTest.password);
@@ -150,6 +153,11 @@ export function checkSecretRefs(loaded: LoadedConfig, environments: string[]): v
       const problem = secretRefProblem(ref, loaded.baseDir);
       if (problem) problems.push({ path, message: `secret reference ${ref} cannot be resolved: ${problem}` });
     }
+    env.temporal.encryption?.keys.forEach((k, i) => {
+      if (secretRefProblem(k.key, loaded.baseDir)) return;
+      const decoded = decodeKeyText(readSecret(k.key, loaded.baseDir));
+      if ('problem' in decoded) problems.push({ path: `environments.${name}.temporal.encryption.keys.${i}.key`, message: `key '${k.id}' (${k.key}): ${decoded.problem}` });
+    });
   }
   if (problems.length > 0) throw new ConfigError(loaded.file, problems);
 }

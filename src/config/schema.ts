@@ -50,12 +50,52 @@ const tlsSchema = z
     message: 'clientCert and clientKey go together for mTLS: set both or neither',
   });
 
+const keyId = z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'expected a key id of letters, digits, ., _ and - (at most 64), such as 2026-01');
+const webOrigin = z.string().regex(/^https?:\/\/[^/\s]+$/, 'expected a web origin without a path, such as https://temporal-ui.example.com or http://localhost:8233');
+
+/**
+ * Payload encryption: every key listed can decrypt; only the active one encrypts. Each key is a secret
+ * reference to 32 bytes written as hex or base64 (checked where the reference is resolved).
+ */
+const encryptionSchema = z
+  .object({
+    activeKey: keyId,
+    keys: z.array(z.object({ id: keyId, key: secretRef }).strict()).min(1, 'list at least one key: [{ id, key: env:NAME or file:/path }]'),
+    /** Who may ask `runbook codec-server` to decode (or encode) this environment's payloads, and from which web origins. */
+    codecServer: z
+      .object({
+        tokens: z
+          .array(z.object({ name: z.string().regex(/^[A-Za-z0-9._@+-]{1,128}$/, 'expected a name such as alice or temporal-ui'), token: secretRef }).strict())
+          .min(1, 'list at least one bearer token: [{ name, token: env:NAME or file:/path }]'),
+        allowedOrigins: z.array(webOrigin).default(['http://localhost:8233', 'http://127.0.0.1:8233']),
+      })
+      .strict()
+      .optional(),
+  })
+  .strict()
+  .superRefine((enc, ctx) => {
+    const seen = new Set<string>();
+    enc.keys.forEach((k, i) => {
+      if (seen.has(k.id)) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['keys', i, 'id'], message: `duplicate key id '${k.id}': each id names one key for good` });
+      seen.add(k.id);
+    });
+    if (!seen.has(enc.activeKey)) {
+      ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['activeKey'], message: `names key '${enc.activeKey}', which is not listed under keys (listed: ${[...seen].join(', ')})` });
+    }
+    const names = new Set<string>();
+    enc.codecServer?.tokens.forEach((t, i) => {
+      if (names.has(t.name)) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['codecServer', 'tokens', i, 'name'], message: `duplicate token name '${t.name}'` });
+      names.add(t.name);
+    });
+  });
+
 const temporalSchema = z
   .object({
     address: address.default('127.0.0.1:7233'),
     namespace: z.string().min(1).default('default'),
     apiKey: secretRef.optional(),
     tls: tlsSchema.optional(),
+    encryption: encryptionSchema.optional(),
     taskQueues: z
       .object({
         critical: z.string().min(1).default('critical-queue'),
@@ -311,5 +351,6 @@ export const configSchema = z
 export type RunbookConfig = z.output<typeof configSchema>;
 export type EnvironmentConfig = RunbookConfig['environments'][string];
 export type TemporalConfig = EnvironmentConfig['temporal'];
+export type EncryptionConfig = NonNullable<TemporalConfig['encryption']>;
 export type WorkerConfig = RunbookConfig['worker'];
 export type RunbookName = (typeof RUNBOOK_NAMES)[number];

@@ -1,0 +1,105 @@
+import { METADATA_ENCODING_KEY, Payload, PayloadCodec } from '@temporalio/common';
+import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import { Field, MapField, Root, Type } from 'protobufjs';
+import { KEY_BYTES } from './keys';
+
+export const ENCRYPTED_ENCODING = 'binary/encrypted';
+export const KEY_ID_METADATA = 'encryption-key-id';
+
+const IV_BYTES = 12;
+const TAG_BYTES = 16;
+
+/**
+ * The wire form of temporal.api.common.v1.Payload (metadata map and data), so the encrypted bytes are
+ * the original payload exactly as any Temporal SDK would serialise it.
+ */
+const PayloadMessage = new Type('Payload').add(new MapField('metadata', 1, 'string', 'bytes')).add(new Field('data', 2, 'bytes'));
+new Root().define('temporal.api.common.v1').add(PayloadMessage);
+
+/** A payload this process cannot decrypt: unknown key id, altered ciphertext, malformed metadata. */
+export class PayloadDecryptionError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'PayloadDecryptionError';
+  }
+}
+
+/** The key id authenticates with the ciphertext: moving a payload under another id's name fails. */
+function aad(keyId: string): Buffer {
+  return Buffer.from(`runbook-payload-v1:${keyId}`);
+}
+
+/**
+ * AES-256-GCM over whole payloads (metadata included, so even the encoding of a value is hidden).
+ * Encrypts with the active key; decrypts with any key it holds, found by the id in each payload's
+ * metadata, so keys can rotate while older histories stay readable. Payloads that are not encrypted
+ * pass through decode untouched (histories from before encryption was turned on).
+ */
+export class EncryptionCodec implements PayloadCodec {
+  private readonly keys: ReadonlyMap<string, Buffer>;
+
+  constructor(
+    keys: ReadonlyMap<string, Buffer>,
+    readonly activeKeyId: string,
+  ) {
+    for (const [id, key] of keys) {
+      if (key.length !== KEY_BYTES) throw new Error(`encryption key '${id}' has ${key.length} bytes; AES-256 needs ${KEY_BYTES}`);
+    }
+    if (!keys.has(activeKeyId)) throw new Error(`active encryption key '${activeKeyId}' is not among the keys (${[...keys.keys()].join(', ')})`);
+    this.keys = new Map(keys);
+  }
+
+  get keyIds(): string[] {
+    return [...this.keys.keys()];
+  }
+
+  async encode(payloads: Payload[]): Promise<Payload[]> {
+    const key = this.keys.get(this.activeKeyId)!;
+    return payloads.map((payload) => {
+      const plain = PayloadMessage.encode(PayloadMessage.fromObject({ metadata: payload.metadata ?? {}, data: payload.data ?? new Uint8Array() })).finish();
+      const iv = randomBytes(IV_BYTES);
+      const cipher = createCipheriv('aes-256-gcm', key, iv);
+      cipher.setAAD(aad(this.activeKeyId));
+      const sealed = Buffer.concat([iv, cipher.update(plain), cipher.final(), cipher.getAuthTag()]);
+      return {
+        metadata: { [METADATA_ENCODING_KEY]: Buffer.from(ENCRYPTED_ENCODING), [KEY_ID_METADATA]: Buffer.from(this.activeKeyId) },
+        data: sealed,
+      };
+    });
+  }
+
+  async decode(payloads: Payload[]): Promise<Payload[]> {
+    return payloads.map((payload) => this.decodeOne(payload));
+  }
+
+  private decodeOne(payload: Payload): Payload {
+    const encoding = payload.metadata?.[METADATA_ENCODING_KEY];
+    if (!encoding || Buffer.from(encoding).toString() !== ENCRYPTED_ENCODING) return payload;
+    const idBytes = payload.metadata?.[KEY_ID_METADATA];
+    if (!idBytes) throw new PayloadDecryptionError(`encrypted payload has no ${KEY_ID_METADATA} metadata; cannot tell which key to decrypt it with`);
+    const keyId = Buffer.from(idBytes).toString();
+    const key = this.keys.get(keyId);
+    if (!key) {
+      throw new PayloadDecryptionError(
+        `payload was encrypted with key '${keyId}', which is not among this environment's keys (${this.keyIds.join(', ')}); ` +
+          `add it to temporal.encryption.keys to read this history`,
+      );
+    }
+    const sealed = Buffer.from(payload.data ?? []);
+    if (sealed.length < IV_BYTES + TAG_BYTES) throw new PayloadDecryptionError(`payload encrypted with key '${keyId}' is truncated (${sealed.length} bytes)`);
+    const decipher = createDecipheriv('aes-256-gcm', key, sealed.subarray(0, IV_BYTES));
+    decipher.setAAD(aad(keyId));
+    decipher.setAuthTag(sealed.subarray(sealed.length - TAG_BYTES));
+    let plain: Buffer;
+    try {
+      plain = Buffer.concat([decipher.update(sealed.subarray(IV_BYTES, sealed.length - TAG_BYTES)), decipher.final()]);
+    } catch {
+      throw new PayloadDecryptionError(`payload encrypted with key '${keyId}' failed authentication: it was altered, or key '${keyId}' here is not the key it was encrypted with`);
+    }
+    const decoded = PayloadMessage.toObject(PayloadMessage.decode(plain), { bytes: Buffer as unknown as ArrayConstructor }) as {
+      metadata?: Record<string, Buffer>;
+      data?: Buffer;
+    };
+    return { metadata: decoded.metadata ?? {}, data: decoded.data ?? Buffer.alloc(0) };
+  }
+}
