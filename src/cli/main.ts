@@ -1,6 +1,7 @@
 import { Command, CommanderError } from 'commander';
 import { GlobalOptions, reportError } from './common';
 import { registerBackup } from './backup';
+import { registerCodecServer } from './codecServer';
 import { registerConfig } from './config';
 import { registerDemo } from './demo';
 import { registerDrill } from './drill';
@@ -28,6 +29,7 @@ export function buildProgram(): Command {
   registerDrill(program, globals);
   registerSchedule(program, globals);
   registerDemo(program, globals);
+  registerCodecServer(program, globals);
   for (const cmd of program.commands) cmd.exitOverride();
   return program;
 }

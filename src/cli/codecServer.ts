@@ -1,0 +1,60 @@
+/**
+ * `runbook codec-server`: decodes (and encodes) one environment's encrypted payloads for the Temporal
+ * Web UI and CLI.
+ *
+ * It is a process of its own rather than a path on the worker's HTTP server: that server answers
+ * probes and Prometheus scrapes, is reachable by whatever scrapes it, and lives and scales with the
+ * workers, while this one hands out plaintext to browsers and belongs next to the Web UI, behind its
+ * own address, tokens and TLS terminator, running only while operators need it. Keeping them apart
+ * means /metrics never sits beside a decryption endpoint.
+ */
+import type { Command } from 'commander';
+import { encryptionCodecFor } from '../codec';
+import { startCodecServer } from '../codec/server';
+import { checkSecretRefs, ConfigError } from '../config/load';
+import { readSecret } from '../config/secrets';
+import { temporalConnectionSettings } from '../config/connection';
+import { createLogger } from '../observability/logger';
+import { cliEnvironment, GlobalOptions, loadCliConfig, UsageError } from './common';
+
+const MIN_TOKEN_CHARS = 16;
+
+export function registerCodecServer(program: Command, globals: () => GlobalOptions): void {
+  program
+    .command('codec-server')
+    .description("serve Temporal's codec-server protocol (POST /encode, /decode) for the environment's encrypted payloads, to holders of a configured bearer token")
+    .option('--port <port>', 'port to listen on', '8888')
+    .option('--host <host>', 'address to listen on (put TLS in front for anything beyond this machine)', '127.0.0.1')
+    .action(async (opts: { port: string; host: string }) => {
+      const g = globals();
+      const port = Number(opts.port);
+      if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`--port: expected a port number 0-65535, found "${opts.port}"`);
+      const loaded = loadCliConfig(g);
+      const { name, env } = cliEnvironment(loaded, g);
+      const enc = env.temporal.encryption;
+      if (!enc) throw new UsageError(`environment ${name} does not encrypt payloads: there is no temporal.encryption block to serve`);
+      if (!enc.codecServer) throw new UsageError(`environment ${name}: temporal.encryption.codecServer.tokens lists nobody allowed to use the codec server`);
+      checkSecretRefs(loaded, [name]);
+      const codec = encryptionCodecFor(loaded, name, env.temporal)!;
+      const tokens = enc.codecServer.tokens.map((t, i) => {
+        const token = readSecret(t.token, loaded.baseDir);
+        if (token.trim().length < MIN_TOKEN_CHARS || /\s/.test(token.trim())) {
+          throw new ConfigError(loaded.file, [
+            { path: `environments.${name}.temporal.encryption.codecServer.tokens.${i}.token`, message: `token '${t.name}' (${t.token}) must be at least ${MIN_TOKEN_CHARS} characters without spaces (make one with: openssl rand -hex 32)` },
+          ]);
+        }
+        return { name: t.name, token: token.trim() };
+      });
+      const logger = createLogger(loaded.config.worker.logLevel);
+      const namespace = temporalConnectionSettings(loaded, env.temporal).namespace;
+      const server = await startCodecServer({ codec, namespace, tokens, allowedOrigins: enc.codecServer.allowedOrigins, host: opts.host, port, logger });
+      logger.info({ url: server.url, environment: name, namespace, keys: codec.keyIds, activeKey: codec.activeKeyId, allowedOrigins: enc.codecServer.allowedOrigins }, 'codec server listening');
+      await new Promise<void>((resolve) => {
+        process.once('SIGTERM', () => resolve());
+        process.once('SIGINT', () => resolve());
+      });
+      await server.close();
+      logger.info('codec server stopped');
+      process.exit(0);
+    });
+}
