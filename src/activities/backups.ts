@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { PassThrough, Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { findPgBinary } from '../sandbox/postgres';
-import { classify, failure } from './errors';
+import { checkServedEnvironment, classify, failure } from './errors';
 import { heartbeater } from './heartbeat';
 import { connectPg, listTables, PgServer, pgToolEnv, quoteIdent, serverVersion, tableStats, TableStats } from './pg';
 import { renderRestoreReportMarkdown, RestoreReport } from './reports';
@@ -146,7 +146,8 @@ export function createBackupActivities(deps: BackupDeps) {
 
   return {
     /** Checks the bucket and the database's server exist and answer, before anything is written. */
-    async preflightBackupTarget(input: { database: string }): Promise<{ databaseName: string; serverVersion: string; maxBackupAgeMs?: number; randomWindowMs: number }> {
+    async preflightBackupTarget(input: { database: string; environment?: string }): Promise<{ databaseName: string; serverVersion: string; maxBackupAgeMs?: number; randomWindowMs: number }> {
+      checkServedEnvironment(input.environment, deps.environment);
       const t = target(input.database);
       await deps.store.checkBucket();
       const client = await connectPg(t.server, t.database, 'runbook-preflight');

@@ -24,7 +24,7 @@ const IPV4 = /^(25[0-5]|2[0-4]\d|1?\d?\d)(\.(25[0-5]|2[0-4]\d|1?\d?\d)){3}$/;
 
 /** Names and addresses go into nsupdate scripts and API calls: hold them to their grammars first. */
 export function checkRecord(fqdn: string, address?: string): void {
-  if (!FQDN.test(fqdn)) throw failure('InvalidInput', `DNS name '${fqdn}' is not a valid host name`);
+  if (fqdn.length > 253 || !FQDN.test(fqdn)) throw failure('InvalidInput', `DNS name '${fqdn.slice(0, 300)}' is not a valid host name (RFC 1123 labels, at most 253 characters)`);
   if (address !== undefined && !IPV4.test(address)) throw failure('InvalidInput', `'${address}' is not an IPv4 address`);
 }
 
@@ -51,13 +51,16 @@ export class Rfc2136Provider implements DnsProvider {
 
   async upsertA(fqdn: string, address: string, ttl: number): Promise<void> {
     checkRecord(fqdn, address);
+    // The secret is read from a file or variable: only base64 may reach the key file's syntax.
+    const secret = this.tsig?.secret().trim();
+    if (secret !== undefined && !/^[A-Za-z0-9+/]+={0,2}$/.test(secret)) throw failure('InvalidInput', 'dns.tsig.secret: expected a base64 TSIG secret (as tsig-keygen writes)');
     // The key goes in a private file, never on a command line where ps would show it.
     const dir = mkdtempSync(join(tmpdir(), 'runbook-nsupdate-'));
     try {
       const args: string[] = [];
       if (this.tsig) {
         const keyFile = join(dir, 'tsig.key');
-        writeFileSync(keyFile, `key "${this.tsig.name}" {\n  algorithm ${this.tsig.algorithm};\n  secret "${this.tsig.secret()}";\n};\n`, { mode: 0o600 });
+        writeFileSync(keyFile, `key "${this.tsig.name}" {\n  algorithm ${this.tsig.algorithm};\n  secret "${secret}";\n};\n`, { mode: 0o600 });
         args.push('-k', keyFile);
       }
       const script = `server ${this.server.host} ${this.server.port}\nzone ${this.zone}\nupdate delete ${fqdn}. A\nupdate add ${fqdn}. ${ttl} A ${address}\nsend\n`;

@@ -7,6 +7,16 @@ export function failure(type: FailureType, message: string, details?: unknown): 
   return ApplicationFailure.create({ type, message, nonRetryable: !FAILURE_TYPES[type].retryable, details: details === undefined ? undefined : [details] });
 }
 
+/**
+ * Task queue names may be shared between environments, so a runbook's first activity checks that the
+ * environment the run names is the one this worker acts on, before anything is read or changed.
+ */
+export function checkServedEnvironment(requested: string | undefined, served: string): void {
+  if (requested !== undefined && requested !== served) {
+    throw failure('InvalidInput', `environment: this worker acts on environment '${served}', not '${requested}'; start it on a worker for that environment (runbook --env ${requested} worker)`);
+  }
+}
+
 interface ErrorLike {
   code?: string;
   name?: string;

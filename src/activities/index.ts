@@ -124,7 +124,7 @@ export function createActivities(loaded: LoadedConfig, environment: string) {
   const { env } = selectEnvironment(loaded, environment);
   const store = env.backups ? new ObjectStore(createS3Client(loaded, env.backups), env.backups.bucket) : undefined;
   return {
-    ...createSmokeActivities(),
+    ...createSmokeActivities(environment),
     ...backupActivitiesFor(loaded, environment, store),
     ...drillActivitiesFor(loaded, environment, store),
     ...createVisibilityActivities({ environment, client: lazyClient(loaded, environment) }),

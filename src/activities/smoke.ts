@@ -1,10 +1,13 @@
 import { Context, log, sleep } from '@temporalio/activity';
 import { hostname } from 'node:os';
+import { checkServedEnvironment } from './errors';
 
 export interface SmokeCheckInput {
   nonce: string;
   /** Keep the activity running (heartbeating every second) this long: proves heartbeats, cancellation and graceful shutdown. */
   holdSeconds?: number;
+  /** The environment the run names; refused unless it is the one this worker serves. */
+  environment?: string;
 }
 
 export interface SmokeCheckResult {
@@ -18,10 +21,11 @@ export interface SmokeCheckResult {
   heartbeats: number;
 }
 
-export function createSmokeActivities() {
+export function createSmokeActivities(environment?: string) {
   return {
     /** The smoke test's one activity: proves a worker picks up work on the queue and answers. */
     async smokeCheck(input: SmokeCheckInput): Promise<SmokeCheckResult> {
+      if (environment !== undefined) checkServedEnvironment(input.environment, environment);
       const ctx = Context.current();
       const info = ctx.info;
       const scheduleToStartMs = Math.max(0, Date.now() - info.currentAttemptScheduledTimestampMs);

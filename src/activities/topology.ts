@@ -2,7 +2,7 @@ import { Context, log } from '@temporalio/activity';
 import type { Client } from 'pg';
 import { nodeFiles, nodeRunning, rebuildNode, rewindNode, startNode, stopNode } from '../sandbox/postgres';
 import type { DnsProvider } from './dns';
-import { classify, failure } from './errors';
+import { checkServedEnvironment, classify, failure } from './errors';
 import { withHeartbeat } from './heartbeat';
 import { connectPg, PgServer } from './pg';
 import type { ObjectStore } from './s3';
@@ -157,7 +157,8 @@ export function createDrillActivities(deps: DrillDeps) {
   };
 
   return {
-    async describeDrillTarget(input: { database: string }) {
+    async describeDrillTarget(input: { database: string; environment?: string }) {
+      checkServedEnvironment(input.environment, deps.environment);
       const t = target(input.database);
       return {
         nodes: t.nodes.map((n) => ({ name: n.name, host: n.host, port: n.port })),

@@ -6,7 +6,7 @@ import type { RestoreReport } from '../activities/reports';
 import type { BackupDatabaseResult } from '../workflows/backupDatabase';
 import type { RecoveryPointSelection, VerifyBackupResult } from '../workflows/verifyBackup';
 import { ConnectedClient, failureMessage, startRunbook } from './client';
-import { cliEnvironment, GlobalOptions, loadCliConfig, printJson, runAndReport, UsageError } from './common';
+import { cliEnvironment, GlobalOptions, loadCliConfig, printJson, runAndReport, shown, UsageError } from './common';
 import { waitWithProgress } from './progress';
 
 export interface RunOutcome<T> {
@@ -18,7 +18,7 @@ export interface RunOutcome<T> {
 
 function checkDatabase(c: ConnectedClient, database: string): void {
   if (!(database in c.env.databases)) {
-    throw new UsageError(`--database: '${database}' is not configured for environment ${c.environment}; configured: ${Object.keys(c.env.databases).join(', ') || 'none'}`);
+    throw new UsageError(`--database: ${shown(database)} is not configured for environment ${c.environment}; configured: ${Object.keys(c.env.databases).join(', ') || 'none'}`);
   }
   if (!c.env.backups) throw new UsageError(`environment ${c.environment} has no backups: section; add the bucket to back up to`);
 }
@@ -96,7 +96,7 @@ export function registerBackup(program: Command, globals: () => GlobalOptions): 
     .action(async (opts: { database: string; latest?: boolean; random?: boolean; key?: string }) => {
       const chosen = [opts.latest, opts.random, opts.key !== undefined].filter(Boolean).length;
       if (chosen > 1) throw new UsageError('choose one of --latest, --random, --key');
-      if (opts.key !== undefined && !/^\d{8}T\d{6}Z-[a-z0-9]{4,16}$/.test(opts.key)) throw new UsageError(`--key: expected a backup id such as 20261125T030000Z-a1b2c3, found "${opts.key}"`);
+      if (opts.key !== undefined && !/^\d{8}T\d{6}Z-[a-z0-9]{4,16}$/.test(opts.key)) throw new UsageError(`--key: expected a backup id such as 20261125T030000Z-a1b2c3, found ${shown(opts.key)}`);
       const selection: RecoveryPointSelection = opts.key ? { mode: 'key', backupId: opts.key } : opts.random ? { mode: 'random' } : { mode: 'latest' };
       await runAndReport(globals(), (c, progress) => runVerify(c, opts.database, selection, progress), describeVerify);
     });
@@ -110,7 +110,7 @@ export function registerBackup(program: Command, globals: () => GlobalOptions): 
       const loaded = loadCliConfig(g);
       const { name, env } = cliEnvironment(loaded, g);
       if (!env.backups) throw new UsageError(`environment ${name} has no backups: section`);
-      if (!(opts.database in env.databases)) throw new UsageError(`--database: '${opts.database}' is not configured for environment ${name}; configured: ${Object.keys(env.databases).join(', ')}`);
+      if (!(opts.database in env.databases)) throw new UsageError(`--database: ${shown(opts.database)} is not configured for environment ${name}; configured: ${Object.keys(env.databases).join(', ')}`);
       const backups = await createActivities(loaded, name).listBackups({ database: opts.database });
       if (g.json) return printJson({ ok: true, environment: name, database: opts.database, backups });
       if (backups.length === 0) return void process.stdout.write(`no backups of ${opts.database} in ${name}\n`);

@@ -73,8 +73,30 @@ export function reportError(err: unknown, json: boolean): number {
 
 export function parseSeconds(value: string, flag: string, max: number): number {
   const n = Number(value);
-  if (!Number.isFinite(n) || n < 0 || n > max) throw new UsageError(`${flag}: expected a number of seconds from 0 to ${max}, found "${value}"`);
+  if (!Number.isFinite(n) || n < 0 || n > max) throw new UsageError(`${flag}: expected a number of seconds from 0 to ${max}, found ${shown(value)}`);
   return n;
+}
+
+const CONTROL = /[\x00-\x1f\x7f]/;
+
+/** A value the user gave, quoted for an error message and cut short, so a huge argument cannot flood the terminal. */
+export function shown(value: string): string {
+  return value.length > 60 ? `${JSON.stringify(value.slice(0, 57))}... (${value.length} characters)` : JSON.stringify(value);
+}
+
+/** A WORKFLOW_ID argument: what Temporal accepts (at most 1000 characters) and nothing that could forge output lines. */
+export function parseWorkflowId(value: string): string {
+  if (value.length === 0 || value.length > 1000 || CONTROL.test(value)) {
+    throw new UsageError(`WORKFLOW_ID: expected a workflow id of 1-1000 characters without control characters, such as drDrill-sandbox-20260101T000000Z-a1b2c3, found ${shown(value)}`);
+  }
+  return value;
+}
+
+/** Who acts (--by) and why (--reason), held to what the runbooks' gates accept. */
+export function parseActor(by: string, reason: string | undefined): { by: string; reason?: string } {
+  if (by.length === 0 || by.length > 128 || CONTROL.test(by)) throw new UsageError(`--by: expected who is acting, 1-128 characters without control characters, found ${shown(by)}`);
+  if (reason !== undefined && reason.length > 1000) throw new UsageError(`--reason: expected text of at most 1000 characters, found ${reason.length} characters`);
+  return { by, reason };
 }
 
 /**

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { checkSecretRefs, loadConfig } from '../config/load';
 import { formatDuration } from '../config/duration';
-import { GlobalOptions, printJson } from './common';
+import { GlobalOptions, printJson, shown, UsageError } from './common';
 
 export function registerConfig(program: Command, globals: () => GlobalOptions): void {
   const config = program.command('config').description('configuration files');
@@ -15,7 +15,7 @@ export function registerConfig(program: Command, globals: () => GlobalOptions): 
       const names = g.env ? [g.env] : Object.keys(loaded.config.environments);
       for (const name of names) {
         if (!(name in loaded.config.environments)) {
-          throw new Error(`--env: unknown environment '${name}'; defined: ${Object.keys(loaded.config.environments).join(', ')}`);
+          throw new UsageError(`--env: unknown environment ${shown(name)}; defined: ${Object.keys(loaded.config.environments).join(', ')}`);
         }
       }
       if (opts.secrets) checkSecretRefs(loaded, names);

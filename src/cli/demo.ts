@@ -13,7 +13,7 @@ import { QUEUE_KINDS } from '../config/schema';
 import { createLogger } from '../observability/logger';
 import { freePort } from '../sandbox/process';
 import { DEFAULT_STACK_DIR, startStack, stopStack, StackState } from '../sandbox/stack';
-import { RunbookWorker } from '../worker';
+import type { RunbookWorker } from '../worker';
 import { connectClient } from './client';
 import { GlobalOptions, printJson } from './common';
 import { describeSmoke, runSmokeTest } from './smoke';
@@ -59,6 +59,8 @@ export async function runDemo(opts: { keep: boolean; json: boolean }): Promise<n
     const loaded = loadConfig(stack.configFile);
     // Worker logs go to a file so the demo's own output stays readable.
     const logFile = join(stack.dir, 'worker.log');
+    // Loaded here, not at the top: the worker SDK takes a second to load, which no other command needs.
+    const { RunbookWorker } = await import('../worker');
     worker = new RunbookWorker({ loaded, httpPort: 0, logger: createLogger('info', pino.destination({ dest: logFile, sync: true })) });
     const { httpUrl } = await worker.start();
     await worker.waitUntilReady();

@@ -6,7 +6,7 @@ import type { DrDrillResult } from '../workflows/drDrill';
 import { abortSignal, decideUpdate, GateRecord, gatesQuery } from '../workflows/lib/gate';
 import { timelineQuery } from '../workflows/lib/timeline';
 import { ConnectedClient, failureMessage, startRunbook } from './client';
-import { GlobalOptions, printJson, UsageError, withClient } from './common';
+import { GlobalOptions, parseActor, parseWorkflowId, printJson, shown, UsageError, withClient } from './common';
 import { waitWithProgress } from './progress';
 import { renderTimeline } from './render';
 
@@ -51,7 +51,7 @@ export async function startDrill(
   opts: { database: string; mode: 'failover' | 'switchover'; failback: boolean; switchBack?: boolean; approvalTimeoutSeconds?: number; requireRestoreTestWithinDays?: number },
 ) {
   const db = c.env.databases[opts.database];
-  if (!db) throw new UsageError(`--database: '${opts.database}' is not configured for environment ${c.environment}; configured: ${Object.keys(c.env.databases).join(', ') || 'none'}`);
+  if (!db) throw new UsageError(`--database: ${shown(opts.database)} is not configured for environment ${c.environment}; configured: ${Object.keys(c.env.databases).join(', ') || 'none'}`);
   if (!db.topology) throw new UsageError(`databases.${opts.database}.topology is not configured: the drill needs the two nodes it acts on`);
   return startRunbook(c, 'drDrill', [{ environment: c.environment, database: opts.database, mode: opts.mode, failback: opts.failback, switchBack: opts.switchBack, approvalTimeoutSeconds: opts.approvalTimeoutSeconds, requireRestoreTestWithinDays: opts.requireRestoreTestWithinDays }], {});
 }
@@ -78,10 +78,10 @@ export async function decideDrill(c: ConnectedClient, workflowId: string, decisi
   }
 }
 
-function operator(explicit?: string): string {
+function operator(explicit: string | undefined, reason: string | undefined): { by: string; reason?: string } {
   const by = explicit ?? process.env.RUNBOOK_OPERATOR ?? process.env.USER;
-  if (!by) throw new UsageError('--by: who is deciding? pass --by NAME or set RUNBOOK_OPERATOR');
-  return by;
+  if (by === undefined) throw new UsageError('--by: who is deciding? pass --by NAME or set RUNBOOK_OPERATOR');
+  return parseActor(by, reason);
 }
 
 export function registerDrill(program: Command, globals: () => GlobalOptions): void {
@@ -104,10 +104,10 @@ export function registerDrill(program: Command, globals: () => GlobalOptions): v
     .action(async (opts: { database: string; mode: string; failback: boolean; switchBack?: boolean; approvalTimeout: string; requireRestoreTestWithin?: string; wait?: boolean }) => {
       if (opts.switchBack && !opts.failback) throw new UsageError('--switch-back needs failback: drop --no-failback');
       const days = opts.requireRestoreTestWithin === undefined ? undefined : Number(opts.requireRestoreTestWithin);
-      if (days !== undefined && (!Number.isFinite(days) || days <= 0 || days > 366)) throw new UsageError(`--require-restore-test-within: expected days from 1 to 366, found "${opts.requireRestoreTestWithin}"`);
-      if (opts.mode !== 'failover' && opts.mode !== 'switchover') throw new UsageError(`--mode: expected failover or switchover, found "${opts.mode}"`);
+      if (days !== undefined && (!Number.isFinite(days) || days <= 0 || days > 366)) throw new UsageError(`--require-restore-test-within: expected days from 1 to 366, found ${shown(opts.requireRestoreTestWithin!)}`);
+      if (opts.mode !== 'failover' && opts.mode !== 'switchover') throw new UsageError(`--mode: expected failover or switchover, found ${shown(opts.mode)}`);
       const timeout = Number(opts.approvalTimeout);
-      if (!Number.isInteger(timeout) || timeout < 1 || timeout > 604_800) throw new UsageError(`--approval-timeout: expected seconds from 1 to 604800, found "${opts.approvalTimeout}"`);
+      if (!Number.isInteger(timeout) || timeout < 1 || timeout > 604_800) throw new UsageError(`--approval-timeout: expected seconds from 1 to 604800, found ${shown(opts.approvalTimeout)}`);
       await withDrillClient(async (c, g) => {
         const { handle, workflowId } = await startDrill(c, { database: opts.database, mode: opts.mode as 'failover' | 'switchover', failback: opts.failback, switchBack: opts.switchBack, approvalTimeoutSeconds: timeout, requireRestoreTestWithinDays: days });
         if (!g.json) process.stderr.write(`drill started: workflow ${workflowId}\napprove with: runbook drill approve ${workflowId} --by NAME\n`);
@@ -125,9 +125,11 @@ export function registerDrill(program: Command, globals: () => GlobalOptions): v
       .description(`${decision} a drill waiting at its gate (refused at once unless you are an allowed approver)`)
       .option('--by <name>', 'who decides (default: $RUNBOOK_OPERATOR or $USER)')
       .option('--reason <text>', 'why, for the record')
-      .action(async (workflowId: string, opts: { by?: string; reason?: string }) => {
+      .action(async (id: string, opts: { by?: string; reason?: string }) => {
+        const workflowId = parseWorkflowId(id);
+        const actor = operator(opts.by, opts.reason);
         await withDrillClient(async (c, g) => {
-          const gate = await decideDrill(c, workflowId, decision, operator(opts.by), opts.reason);
+          const gate = await decideDrill(c, workflowId, decision, actor.by, actor.reason);
           if (g.json) printJson({ ok: true, gate });
           else process.stdout.write(`gate '${gate.name}' ${gate.outcome} by ${gate.by} at ${gate.closedAt}\n`);
         });
@@ -139,9 +141,12 @@ export function registerDrill(program: Command, globals: () => GlobalOptions): v
     .description('abort a drill: before the fault nothing changes; after it, service is restored before it ends')
     .option('--by <name>', 'who aborts (default: $RUNBOOK_OPERATOR or $USER)')
     .option('--reason <text>', 'why, for the record')
-    .action(async (workflowId: string, opts: { by?: string; reason?: string }) => {
+    .action(async (id: string, opts: { by?: string; reason?: string }) => {
+      const workflowId = parseWorkflowId(id);
+      // Checked here: the workflow ignores a malformed abort signal, and a signal cannot say so.
+      const actor = operator(opts.by, opts.reason);
       await withDrillClient(async (c, g) => {
-        await c.client.workflow.getHandle(workflowId).signal(abortSignal, { by: operator(opts.by), reason: opts.reason });
+        await c.client.workflow.getHandle(workflowId).signal(abortSignal, actor);
         if (g.json) printJson({ ok: true, workflowId, aborted: true });
         else process.stdout.write(`abort sent to ${workflowId}\n`);
       });
@@ -150,7 +155,8 @@ export function registerDrill(program: Command, globals: () => GlobalOptions): v
   drill
     .command('status <workflowId>')
     .description('where a drill is: its steps so far and its gate')
-    .action(async (workflowId: string) => {
+    .action(async (id: string) => {
+      const workflowId = parseWorkflowId(id);
       await withDrillClient(async (c, g) => {
         const handle = c.client.workflow.getHandle(workflowId);
         const [timeline, gates, description] = await Promise.all([handle.query(timelineQuery), handle.query(gatesQuery), handle.describe()]);
@@ -163,7 +169,8 @@ export function registerDrill(program: Command, globals: () => GlobalOptions): v
   drill
     .command('report <workflowId>')
     .description('wait for a drill to finish and print its report (exit 0 only if it passed)')
-    .action(async (workflowId: string) => {
+    .action(async (id: string) => {
+      const workflowId = parseWorkflowId(id);
       await withDrillClient(async (c, g) => {
         const outcome = await awaitDrill(c.client.workflow.getHandle(workflowId), workflowId, !g.json);
         if (g.json) printJson(outcome);

@@ -4,7 +4,7 @@ import { QUEUE_KINDS, QueueKind } from '../config/schema';
 import type { SmokeTestResult } from '../workflows/smokeTest';
 import { timelineQuery } from '../workflows/lib/timeline';
 import { ConnectedClient, failureMessage, pollerCount, startRunbook, taskQueueFor } from './client';
-import { GlobalOptions, parseSeconds, printJson, runAndReport, UsageError, withClient } from './common';
+import { GlobalOptions, parseSeconds, parseWorkflowId, printJson, runAndReport, shown, UsageError, withClient } from './common';
 import { renderTimeline } from './render';
 
 export interface SmokeOptions {
@@ -71,7 +71,7 @@ export function registerSmoke(program: Command, globals: () => GlobalOptions): v
     .action(async (opts: { queue?: string; hold?: string; timeout?: string }) => {
       const g = globals();
       if (opts.queue !== undefined && !(QUEUE_KINDS as readonly string[]).includes(opts.queue)) {
-        throw new UsageError(`--queue: expected one of ${QUEUE_KINDS.join(', ')}, found "${opts.queue}"`);
+        throw new UsageError(`--queue: expected one of ${QUEUE_KINDS.join(', ')}, found ${shown(opts.queue)}`);
       }
       const holdSeconds = opts.hold !== undefined ? parseSeconds(opts.hold, '--hold', 3600) : undefined;
       const timeoutSeconds = opts.timeout !== undefined ? parseSeconds(opts.timeout, '--timeout', 86_400) : undefined;
@@ -83,6 +83,7 @@ export function registerSmoke(program: Command, globals: () => GlobalOptions): v
     .description("show a runbook run's timeline (steps, outcomes, evidence) while it runs or after")
     .action(async (workflowId: string) => {
       const g = globals();
+      parseWorkflowId(workflowId);
       await withClient(g, async (c) => {
         const timeline = await c.client.workflow.getHandle(workflowId).query(timelineQuery);
         if (g.json) printJson(timeline);

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
-import { runWorkerUntilSignalled } from '../worker';
-import { GlobalOptions, loadCliConfig, UsageError } from './common';
+import { QUEUE_KINDS } from '../config/schema';
+import { GlobalOptions, loadCliConfig, shown, UsageError } from './common';
 
 export function registerWorker(program: Command, globals: () => GlobalOptions): void {
   program
@@ -17,6 +17,12 @@ export function registerWorker(program: Command, globals: () => GlobalOptions): 
       }
       const loaded = loadCliConfig(g);
       const queues = opts.queues?.split(',').map((q) => q.trim()).filter(Boolean);
+      const unknown = queues?.filter((q) => !(QUEUE_KINDS as readonly string[]).includes(q)) ?? [];
+      if (queues && (queues.length === 0 || unknown.length > 0)) {
+        throw new UsageError(`--queues: expected a comma-separated list of ${QUEUE_KINDS.join(', ')}, found ${shown(opts.queues!)}${unknown.length ? ` (unknown: ${unknown.map((q) => shown(q)).join(', ')})` : ''}`);
+      }
+      // Loaded here, not at the top: the worker SDK takes a second to load, which no other command needs.
+      const { runWorkerUntilSignalled } = await import('../worker');
       const code = await runWorkerUntilSignalled({ loaded, environment: g.env ?? process.env.RUNBOOK_ENV, queues, httpPort });
       // Everything is drained and closed; exit now rather than wait on a stray handle (a client channel).
       process.exit(code);

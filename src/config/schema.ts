@@ -30,10 +30,24 @@ const address = z.string().regex(/^[A-Za-z0-9.-]+:\d{1,5}$/, 'expected host:port
 
 /** Names that reach SQL, DNS or Kubernetes are held to a conservative grammar. */
 const identifier = z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/, 'expected a lower-case identifier (letters, digits, _; at most 63 characters)');
+/** RFC 1123 host names: labels of 1-63 letters, digits and inner hyphens; at most 253 characters in all. */
 const dnsLabel = z
   .string()
-  .regex(/^(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))*\.?$/, 'expected a DNS name of lower-case labels, such as db or db.example.com');
+  .max(253, 'expected a DNS name of at most 253 characters')
+  .regex(/^(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))*\.?$/, 'expected a DNS name of lower-case labels (each 1-63 letters, digits, inner -), such as db or db.example.com');
+/** One SQL statement: the runbook runs it as it is, so a second statement could change data. */
+const singleStatement = z
+  .string()
+  .min(1)
+  .max(10_000)
+  .refine((q) => !/;\s*\S/.test(q), 'expected a single SQL statement (no ; between statements)');
 const k8sName = z.string().regex(/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/, 'expected a Kubernetes name (lower-case letters, digits, -)');
+/** A data directory the local topology driver hands to pg_ctl: absolute, so it never depends on the worker's cwd. */
+const dataDir = z
+  .string()
+  .min(1)
+  .max(1024)
+  .refine((d) => d.startsWith('/') && !d.split('/').includes('..') && !/[\x00-\x1f\x7f]/.test(d), 'expected an absolute directory path without .. segments or control characters');
 
 export const QUEUE_KINDS = ['critical', 'standard', 'batch'] as const;
 export type QueueKind = (typeof QUEUE_KINDS)[number];
@@ -125,7 +139,7 @@ const restoreTestSchema = z
         z
           .object({
             name: z.string().min(1).max(200),
-            sql: z.string().min(1).max(10_000).refine((q) => !/;\s*\S/.test(q), 'expected a single SQL statement (no ; between statements)'),
+            sql: singleStatement,
           })
           .strict(),
       )
@@ -149,7 +163,7 @@ const databaseSchema = z
     restoreTest: restoreTestSchema.default({}),
     /** Queries that must return true on a healthy primary (the drill runs them through the service name). */
     healthChecks: z
-      .array(z.object({ name: z.string().min(1).max(200), sql: z.string().min(1).max(10_000) }).strict())
+      .array(z.object({ name: z.string().min(1).max(200), sql: singleStatement }).strict())
       .default([]),
     /**
      * How the drill reaches the nodes' processes. `local`: pg_ctl on the worker's machine (the sandbox);
@@ -159,7 +173,7 @@ const databaseSchema = z
       .object({
         driver: z.enum(['local']),
         nodes: z
-          .array(z.object({ name: z.string().regex(/^[a-z0-9][a-z0-9-]{0,30}$/, 'expected a node name of lower-case letters, digits and -'), host: hostname, port: port.default(5432), dataDir: z.string().min(1) }).strict())
+          .array(z.object({ name: z.string().regex(/^[a-z0-9][a-z0-9-]{0,30}$/, 'expected a node name of lower-case letters, digits and -'), host: hostname, port: port.default(5432), dataDir }).strict())
           .length(2, 'a drill needs exactly two nodes: the primary and its replica'),
       })
       .strict()
@@ -170,7 +184,13 @@ const databaseSchema = z
 const backupsSchema = z
   .object({
     bucket: z.string().regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'expected an S3 bucket name (3-63 lower-case letters, digits, dots, hyphens)'),
-    prefix: z.string().regex(/^[A-Za-z0-9!_.*'()/-]*$/, 'expected an S3 key prefix without spaces or special characters').default(''),
+    prefix: z
+      .string()
+      .max(512)
+      .regex(/^[A-Za-z0-9!_.*'()/-]*$/, 'expected an S3 key prefix without spaces or special characters')
+      // Some S3-compatible servers and proxies resolve dot segments, which would put keys outside the prefix.
+      .refine((p) => !p.startsWith('/') && !p.includes('//') && !p.split('/').some((s) => s === '.' || s === '..'), 'expected a relative S3 key prefix such as backups/ (no leading /, no empty, . or .. segments)')
+      .default(''),
     region: z.string().min(1).default('us-east-1'),
     endpoint: z.string().url('expected a URL such as http://127.0.0.1:9000').optional(),
     forcePathStyle: z.boolean().default(false),
@@ -215,6 +235,17 @@ const dnsSchema = z
   .strict()
   .superRefine((dns, ctx) => {
     if (dns.provider === 'rfc2136' && !dns.server) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['server'], message: 'rfc2136 needs server: host:port of the primary name server' });
+    // A name with a dot is taken as fully qualified: it must lie inside the zone the updates are sent to.
+    const zone = dns.zone.replace(/\.$/, '');
+    for (const [key, record] of Object.entries(dns.records)) {
+      const absolute = record.name.includes('.');
+      const fqdn = absolute ? record.name.replace(/\.$/, '') : `${record.name}.${zone}`;
+      if (absolute && fqdn !== zone && !fqdn.endsWith(`.${zone}`)) {
+        ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['records', key, 'name'], message: `'${record.name}' is outside the zone ${zone}; write a name relative to the zone (e.g. db) or one ending in .${zone}` });
+      } else if (fqdn.length > 253 && zone.length <= 253) {
+        ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['records', key, 'name'], message: `'${fqdn}' is longer than the 253 characters a DNS name may have` });
+      }
+    }
   });
 
 const kubernetesSchema = z
@@ -237,7 +268,12 @@ const environmentSchema = z
     kubernetes: kubernetesSchema.optional(),
     targets: z.object({ rpo: duration.optional(), rto: duration.optional() }).strict().default({}),
     /** Who may approve gates, per runbook; "default" applies to runbooks without their own list. */
-    approvers: z.record(z.string(), z.array(approverSchema).min(1, 'an approver list needs at least one person')).default({}),
+    approvers: z
+      .record(
+        z.string().refine((k) => k === 'default' || (RUNBOOK_NAMES as readonly string[]).includes(k), (k) => ({ message: `unknown runbook '${k}'; expected default or one of ${RUNBOOK_NAMES.join(', ')}` })),
+        z.array(approverSchema).min(1, 'an approver list needs at least one person'),
+      )
+      .default({}),
   })
   .strict()
   .superRefine((env, ctx) => {

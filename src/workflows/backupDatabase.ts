@@ -41,7 +41,7 @@ export async function backupDatabase(rawInput: BackupDatabaseInput): Promise<Bac
   return runRunbook('backupDatabase', input.environment, async (timeline) => {
     const backupId = timestampId(Date.now(), uuid4().replace(/-/g, '').slice(0, 6));
     await timeline.step('preflight', async (evidence) => {
-      const p = await preflight.preflightBackupTarget({ database: input.database });
+      const p = await preflight.preflightBackupTarget({ database: input.database, environment: input.environment });
       Object.assign(evidence, { databaseName: p.databaseName, serverVersion: p.serverVersion });
     });
     const backup = await timeline.step('dump to S3', async (evidence) => {

@@ -1,4 +1,4 @@
-import { ApplicationFailure, defineQuery, proxyActivities, proxySinks, setHandler, uuid4, workflowInfo } from '@temporalio/workflow';
+import { ActivityFailure, ApplicationFailure, defineQuery, proxyActivities, proxySinks, setHandler, uuid4, workflowInfo } from '@temporalio/workflow';
 import type { DrillActivities, NodeState } from '../activities/topology';
 import type { createVisibilityActivities } from '../activities/visibility';
 import { DrillReport, renderDrillHtml, renderDrillMarkdown } from '../reports/drill';
@@ -180,7 +180,7 @@ export async function drDrill(rawInput: DrDrillInput): Promise<DrDrillResult> {
     let replica: NodeState;
     try {
       ({ target, primary, replica } = await timeline.step('preflight', async (evidence) => {
-        const t = await inspect.describeDrillTarget({ database: db });
+        const t = await inspect.describeDrillTarget({ database: db, environment: input.environment });
         const [nodes, answer] = await Promise.all([inspect.inspectNodes({ database: db }), inspect.resolveServiceName({ database: db })]);
         const { problems, primary: p, replica: r } = preflightProblems(nodes, answer, t.rpoMs, t.approvers);
         Object.assign(evidence, { nodes: nodes.map((n) => `${n.name}=${n.role}`), serviceName: t.serviceName, answers: answer, lagBytes: p?.replicas?.[0]?.lagBytes ?? null });
@@ -206,6 +206,10 @@ export async function drDrill(rawInput: DrDrillInput): Promise<DrDrillResult> {
       report.approval = approval;
       checkAbort();
     } catch (err) {
+      // Input the worker refuses (an environment it does not serve, a database without a topology) is not a drill: no report is left behind.
+      if (err instanceof ActivityFailure && err.cause instanceof ApplicationFailure && err.cause.type === 'InvalidInput') {
+        throw ApplicationFailure.create({ type: 'InvalidInput', message: `invalid drDrill input: ${err.cause.message}`, nonRetryable: true });
+      }
       return failWith(err);
     }
 

@@ -49,7 +49,7 @@ export async function smokeTest(rawInput: SmokeTestInput): Promise<SmokeTestResu
     const nonce = uuid4();
     const check = await timeline.step('execute activity round trip', async (evidence) => {
       const started = Date.now();
-      const result = await smokeCheck({ nonce, holdSeconds: input.holdSeconds });
+      const result = await smokeCheck({ nonce, holdSeconds: input.holdSeconds, environment: input.environment });
       const roundTripMs = Date.now() - started;
       Object.assign(evidence, { roundTripMs, scheduleToStartMs: result.scheduleToStartMs, taskQueue: result.taskQueue, host: result.host, attempt: result.attempt });
       if (result.echo !== nonce) {

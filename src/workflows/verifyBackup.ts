@@ -79,7 +79,7 @@ export async function verifyBackup(rawInput: VerifyBackupInput): Promise<VerifyB
     };
 
     const target = await timeline.step('preflight', async (evidence) => {
-      const p = await preflight.preflightBackupTarget({ database: input.database });
+      const p = await preflight.preflightBackupTarget({ database: input.database, environment: input.environment });
       Object.assign(evidence, { databaseName: p.databaseName, serverVersion: p.serverVersion, rpoMs: p.maxBackupAgeMs ?? null });
       return p;
     });

@@ -1,4 +1,5 @@
-import { condition, defineQuery, defineSignal, defineUpdate, proxySinks, setHandler } from '@temporalio/workflow';
+import { condition, defineQuery, defineSignal, defineUpdate, log, proxySinks, setHandler } from '@temporalio/workflow';
+import { describe } from './input';
 import type { RunbookSinks } from './sinks';
 
 const sinks = proxySinks<RunbookSinks>();
@@ -18,8 +19,8 @@ export interface GateRecord {
   by?: string;
   reason?: string;
   allowed: string[];
-  /** Decisions that arrived by signal from people not allowed to decide, kept as evidence. */
-  ignored: { by: string; at: string }[];
+  /** Signals refused while the gate was open (a decision from someone not allowed, a malformed payload), kept as evidence. */
+  ignored: { by: string; at: string; signal?: 'decide' | 'abort'; problem?: string }[];
 }
 
 /** The fire-and-forget way to decide (no answer to the sender). */
@@ -56,19 +57,28 @@ export class Gates {
       try {
         this.validate(d);
         this.apply(d);
-      } catch {
-        this.open?.ignored.push({ by: String(d?.by ?? '?').slice(0, 128), at: new Date(Date.now()).toISOString() });
+      } catch (err) {
+        this.ignore('decide', d, (err as Error).message);
       }
     });
+    // A signal has no answer to refuse with: a malformed abort is recorded and ignored, never half-applied.
     setHandler(abortSignal, (a) => {
-      this.aborted ??= { by: String(a?.by ?? 'unknown').slice(0, 128), reason: a?.reason?.slice(0, 500), at: new Date(Date.now()).toISOString() };
+      const problem = actorProblem(a);
+      if (problem) return this.ignore('abort', a, problem);
+      this.aborted ??= { by: a.by, reason: a.reason, at: new Date(Date.now()).toISOString() };
     });
   }
 
+  private ignore(signal: 'decide' | 'abort', payload: unknown, problem: string): void {
+    const by = String((payload as { by?: unknown } | null)?.by ?? '?').slice(0, 128);
+    log.warn('signal ignored', { signal, problem: problem.slice(0, 300) });
+    this.open?.ignored.push({ by, at: new Date(Date.now()).toISOString(), signal, problem: problem.slice(0, 300) });
+  }
+
   private validate(d: GateDecision): void {
-    if (!d || (d.decision !== 'approve' && d.decision !== 'reject')) throw new Error('decision must be approve or reject');
-    if (typeof d.by !== 'string' || d.by.length === 0 || d.by.length > 128) throw new Error('by: expected the approver id (1-128 characters)');
-    if (d.reason !== undefined && (typeof d.reason !== 'string' || d.reason.length > 1000)) throw new Error('reason: expected text of at most 1000 characters');
+    if (!d || (d.decision !== 'approve' && d.decision !== 'reject')) throw new Error(`decision: expected approve or reject, found ${describe((d as unknown as { decision?: unknown } | null)?.decision)}`);
+    const problem = actorProblem(d);
+    if (problem) throw new Error(problem);
     if (!this.open) throw new Error('no approval gate is open right now');
     if (!this.open.allowed.includes(d.by)) throw new Error(`${d.by} may not decide gate '${this.open.name}'; allowed: ${this.open.allowed.join(', ')}`);
   }
@@ -105,4 +115,13 @@ export class Gates {
     }
     return gate;
   }
+}
+
+/** Who acts and why, as every decision and abort must say: by 1-128 characters, reason at most 1000. */
+function actorProblem(p: unknown): string | undefined {
+  const v = p as { by?: unknown; reason?: unknown } | null;
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) return `expected { by, reason? }, found ${describe(p)}`;
+  if (typeof v.by !== 'string' || v.by.length === 0 || v.by.length > 128) return `by: expected the approver id (1-128 characters), found ${describe(v.by)}`;
+  if (v.reason !== undefined && (typeof v.reason !== 'string' || v.reason.length > 1000)) return `reason: expected text of at most 1000 characters, found ${describe(v.reason)}`;
+  return undefined;
 }
