@@ -1,15 +1,19 @@
 import type { Command } from 'commander';
 import { resolve } from 'node:path';
 import { freePort } from '../sandbox/process';
-import { ALL_COMPONENTS, DEFAULT_STACK_DIR, readStackState, StackComponent, stackStatus, startStack, stopStack, StackState } from '../sandbox/stack';
+import { ALL_COMPONENTS, DEFAULT_COMPONENTS, DEFAULT_STACK_DIR, readStackState, StackComponent, stackStatus, startStack, stopStack, StackState } from '../sandbox/stack';
 import { GlobalOptions, printJson, UsageError } from './common';
 
-function parseComponents(list?: string): StackComponent[] | undefined {
-  if (!list) return undefined;
-  const chosen = list.split(',').map((s) => s.trim());
-  const bad = chosen.filter((c) => !(ALL_COMPONENTS as string[]).includes(c));
-  if (bad.length) throw new UsageError(`--only: unknown component ${bad.join(', ')}; expected some of ${ALL_COMPONENTS.join(', ')}`);
-  return chosen as StackComponent[];
+function parseComponents(list: string | undefined, withKubernetes: boolean): StackComponent[] {
+  let chosen: StackComponent[] = [...DEFAULT_COMPONENTS];
+  if (list) {
+    const names = list.split(',').map((s) => s.trim());
+    const bad = names.filter((c) => !(ALL_COMPONENTS as string[]).includes(c));
+    if (bad.length) throw new UsageError(`--only: unknown component ${bad.join(', ')}; expected some of ${ALL_COMPONENTS.join(', ')}`);
+    chosen = names as StackComponent[];
+  }
+  if (withKubernetes && !chosen.includes('kubernetes')) chosen.push('kubernetes');
+  return chosen;
 }
 
 export function describeStack(state: StackState): string {
@@ -19,6 +23,10 @@ export function describeStack(state: StackState): string {
   if (state.postgresReplica) lines.push(`  replica   ${state.postgresReplica.host}:${state.postgresReplica.port}  streaming from the primary`);
   if (state.s3) lines.push(`  s3        ${state.s3.endpoint}  (moto)`);
   if (state.dns) lines.push(`  dns       ${state.dns.host}:${state.dns.port}  zone ${state.dns.zone}  (BIND 9, TSIG updates)`);
+  if (state.kubernetes) {
+    lines.push(`  k8s       ${state.kubernetes.server}  ${state.kubernetes.nodes.length} kwok nodes  kubernetes ${state.kubernetes.versions.kubernetes ?? '?'}`);
+    lines.push(`  kubeconfig ${state.kubernetes.kubeconfig}`);
+  }
   lines.push(`  config    ${state.configFile}`);
   return lines.join('\n');
 }
@@ -34,14 +42,15 @@ export function registerStack(program: Command, globals: () => GlobalOptions): v
     .option('--ui-port <port>', 'Temporal Web UI port (default: a free port)')
     .option('--headless', 'no Temporal Web UI')
     .option('--no-persist', 'keep Temporal state in memory only')
-    .action(async (opts: { dir: string; only?: string; uiPort?: string; headless?: boolean; persist: boolean }) => {
+    .option('--with-kubernetes', 'also start the Kubernetes test control plane (built once by scripts/k8s/build)')
+    .action(async (opts: { dir: string; only?: string; uiPort?: string; headless?: boolean; persist: boolean; withKubernetes?: boolean }) => {
       const g = globals();
       let uiPort: number | undefined;
       if (!opts.headless) {
         uiPort = opts.uiPort !== undefined ? Number(opts.uiPort) : await freePort();
         if (!Number.isInteger(uiPort) || uiPort < 1 || uiPort > 65535) throw new UsageError(`--ui-port: expected a port number, found "${opts.uiPort}"`);
       }
-      const state = await startStack({ dir: opts.dir, components: parseComponents(opts.only), uiPort, persist: opts.persist, detach: true });
+      const state = await startStack({ dir: opts.dir, components: parseComponents(opts.only, opts.withKubernetes === true), uiPort, persist: opts.persist, detach: true });
       if (g.json) printJson({ ok: true, stack: state });
       else process.stdout.write(`${describeStack(state)}\nstop it with: runbook stack down${opts.dir !== DEFAULT_STACK_DIR ? ` --dir ${opts.dir}` : ''}\n`);
     });
@@ -59,7 +68,7 @@ export function registerStack(program: Command, globals: () => GlobalOptions): v
         return;
       }
       await stopStack(state);
-      const stopped = [state.temporal && 'temporal', state.postgres && 'postgres', state.postgresReplica && 'replica', state.s3 && 's3', state.dns && 'dns'].filter(Boolean);
+      const stopped = [state.temporal && 'temporal', state.postgres && 'postgres', state.postgresReplica && 'replica', state.s3 && 's3', state.dns && 'dns', state.kubernetes && 'kubernetes'].filter(Boolean);
       if (g.json) printJson({ ok: true, stopped });
       else process.stdout.write(`stopped ${stopped.join(', ')}\n`);
     });

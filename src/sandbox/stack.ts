@@ -4,6 +4,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { stringify } from 'yaml';
 import { startDnsServer, stopDnsServer, DnsServerInfo } from './dns';
 import { ensureDatabase, initCluster, nodeRunning, reachableClusterDir, startPostgres, startReplica, stopPostgres, PostgresClusterInfo } from './postgres';
+import { kubernetesAnswers, kubernetesPids, startKubernetes, stopKubernetes, KubernetesInfo } from './kubernetes';
 import { disown, groupAlive } from './process';
 import { startS3Server, stopS3Server, S3ServerInfo } from './s3';
 import { startTemporalDevServer, stopTemporalDevServer, temporalAnswers, TemporalDevServerInfo } from './temporal';
@@ -13,9 +14,14 @@ export const SANDBOX_ZONE = 'sandbox.test';
 export const SANDBOX_BUCKET = 'runbook-backups';
 export const SANDBOX_DATABASE = 'app';
 
-/** `replica` is a streaming replica of the PostgreSQL primary, on the next loopback address (needs `postgres`). */
-export type StackComponent = 'temporal' | 'postgres' | 'replica' | 's3' | 'dns';
-export const ALL_COMPONENTS: StackComponent[] = ['temporal', 'postgres', 'replica', 's3', 'dns'];
+/**
+ * `replica` is a streaming replica of the PostgreSQL primary, on the next loopback address (needs `postgres`).
+ * `kubernetes` is the test control plane (etcd, API server, controllers, scheduler, kwok nodes); it is
+ * not part of the default stack because it is built once from Go modules (scripts/k8s/build).
+ */
+export type StackComponent = 'temporal' | 'postgres' | 'replica' | 's3' | 'dns' | 'kubernetes';
+export const DEFAULT_COMPONENTS: StackComponent[] = ['temporal', 'postgres', 'replica', 's3', 'dns'];
+export const ALL_COMPONENTS: StackComponent[] = [...DEFAULT_COMPONENTS, 'kubernetes'];
 
 export interface StackState {
   dir: string;
@@ -27,6 +33,7 @@ export interface StackState {
   postgresReplica?: PostgresClusterInfo;
   s3?: S3ServerInfo;
   dns?: DnsServerInfo;
+  kubernetes?: KubernetesInfo;
 }
 
 export interface StartStackOptions {
@@ -101,6 +108,7 @@ export function writeStackConfig(state: StackState): void {
       retention: { keepLast: 7, maxAge: '30d' },
     };
   }
+  if (state.kubernetes) env.kubernetes = { kubeconfig: state.kubernetes.kubeconfig, context: 'sandbox', namespace: 'default', deployments: [] };
   env.targets = { rpo: '15m', rto: '30m' };
   env.approvers = { default: ['sandbox-operator'] };
   const schedules =
@@ -159,7 +167,7 @@ export function readStackState(dir: string): StackState | undefined {
  */
 export async function startStack(opts: StartStackOptions): Promise<StackState> {
   const dir = resolve(opts.dir);
-  const components = opts.components ?? ALL_COMPONENTS;
+  const components = opts.components ?? DEFAULT_COMPONENTS;
   const existing = readStackState(dir);
   if (existing && stackPids(existing).some(groupAlive)) {
     throw new Error(`a stack is already running from ${dir} (see 'runbook stack status'); stop it with 'runbook stack down' first`);
@@ -177,6 +185,7 @@ export async function startStack(opts: StartStackOptions): Promise<StackState> {
       ? startTemporalDevServer({ dir, uiPort: opts.uiPort, dbFile: opts.persist ? join(dir, 'temporal.sqlite') : undefined }).then((t) => (state.temporal = t))
       : undefined,
     components.includes('s3') ? startS3Server({ dir, buckets: [SANDBOX_BUCKET] }).then((s) => (state.s3 = s)) : undefined,
+    components.includes('kubernetes') ? startKubernetes({ dir }).then((k) => (state.kubernetes = k)) : undefined,
     components.includes('dns') ? startDnsServer({ dir, zone: SANDBOX_ZONE, records: { db: pgHost } }).then((d) => (state.dns = d)) : undefined,
     components.includes('postgres')
       ? startSandboxPostgres(dir, pgHost).then(async (p) => {
@@ -215,7 +224,9 @@ async function startSandboxPostgres(dir: string, host: string): Promise<Postgres
 }
 
 export function stackPids(state: StackState): number[] {
-  return [state.temporal?.pid, state.postgres?.pid, state.postgresReplica?.pid, state.s3?.pid, state.dns?.pid].filter((p): p is number => p !== undefined);
+  return [state.temporal?.pid, state.postgres?.pid, state.postgresReplica?.pid, state.s3?.pid, state.dns?.pid, ...(state.kubernetes ? kubernetesPids(state.kubernetes) : [])].filter(
+    (p): p is number => p !== undefined,
+  );
 }
 
 /** Stops every component that is running; safe to call twice. */
@@ -226,6 +237,7 @@ export async function stopStack(state: StackState): Promise<void> {
     state.postgresReplica && stopPostgres(state.postgresReplica),
     state.s3 && stopS3Server(state.s3.pid),
     state.dns && stopDnsServer(state.dns.pid),
+    state.kubernetes && stopKubernetes(state.kubernetes),
   ]);
   if (existsSync(stateFile(state.dir))) rmSync(stateFile(state.dir));
   // A cluster placed outside the stack directory (see reachableClusterDir) is removed with the stack.
@@ -252,5 +264,9 @@ export async function stackStatus(state: StackState): Promise<ComponentStatus[]>
   }
   if (state.s3) out.push({ component: 's3', pid: state.s3.pid, running: groupAlive(state.s3.pid), endpoint: state.s3.endpoint });
   if (state.dns) out.push({ component: 'dns', pid: state.dns.pid, running: groupAlive(state.dns.pid), endpoint: `${state.dns.host}:${state.dns.port}` });
+  if (state.kubernetes) {
+    const k = state.kubernetes;
+    out.push({ component: 'kubernetes', pid: k.pids.apiserver, running: kubernetesPids(k).every(groupAlive) && (await kubernetesAnswers(k)), endpoint: k.server });
+  }
   return out;
 }

@@ -37,7 +37,7 @@ export async function issueCert(
   dir: string,
   ca: CertFiles,
   name: string,
-  opts: { usage: 'server' | 'client'; dnsNames?: string[]; ips?: string[] },
+  opts: { usage: 'server' | 'client'; dnsNames?: string[]; ips?: string[]; commonName?: string; organization?: string },
 ): Promise<CertFiles> {
   mkdirSync(dir, { recursive: true });
   const files = { cert: join(dir, `${name}.pem`), key: join(dir, `${name}.key`) };
@@ -53,7 +53,7 @@ export async function issueCert(
       ...(san.length ? [`subjectAltName=${san.join(',')}`] : []),
     ].join('\n'),
   );
-  await run(openssl(), ['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', files.key, '-out', csr, '-subj', `/CN=${name}`]);
+  await run(openssl(), ['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', files.key, '-out', csr, '-subj', `${opts.organization ? `/O=${opts.organization}` : ''}/CN=${opts.commonName ?? name}`]);
   await run(openssl(), ['x509', '-req', '-in', csr, '-CA', ca.cert, '-CAkey', ca.key, '-CAcreateserial', '-out', files.cert, '-days', '2', '-extfile', ext]);
   return files;
 }
