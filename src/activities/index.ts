@@ -14,6 +14,8 @@ import { Client, Connection } from '@temporalio/client';
 import { dataConverterFor } from '../codec';
 import { temporalConnectionSettings } from '../config/connection';
 import { createVisibilityActivities } from './visibility';
+import { createKubernetesActivities, KubernetesTarget } from './kubernetes';
+import { isAbsolute, join } from 'node:path';
 
 /** A server whose password is read from its reference at each use, so a rotated secret is picked up. */
 function pgServer(host: string, port: number, user: string, password: SecretRef, baseDir: string): PgServer {
@@ -100,6 +102,19 @@ function drillActivitiesFor(loaded: LoadedConfig, environment: string, store: Ob
   });
 }
 
+function kubernetesTargetFor(loaded: LoadedConfig, env: EnvironmentConfig): KubernetesTarget | undefined {
+  const k = env.kubernetes;
+  if (!k) return undefined;
+  return {
+    kubeconfig: k.kubeconfig && (isAbsolute(k.kubeconfig) ? k.kubeconfig : join(loaded.baseDir, k.kubeconfig)),
+    context: k.context,
+    namespace: k.namespace,
+    deployments: k.deployments,
+    approvers: env.approvers.rollout ?? env.approvers.default ?? [],
+    gate: { timeoutMs: k.rollout.gateTimeout, onTimeout: k.rollout.onGateTimeout, remindEveryMs: k.rollout.remindEvery },
+  };
+}
+
 /** A Temporal client for visibility queries, connected on first use and kept. */
 function lazyClient(loaded: LoadedConfig, environment: string): () => Promise<Client> {
   let client: Promise<Client> | undefined;
@@ -128,6 +143,7 @@ export function createActivities(loaded: LoadedConfig, environment: string) {
     ...backupActivitiesFor(loaded, environment, store),
     ...drillActivitiesFor(loaded, environment, store),
     ...createVisibilityActivities({ environment, client: lazyClient(loaded, environment) }),
+    ...createKubernetesActivities({ environment, target: kubernetesTargetFor(loaded, env) }),
   };
 }
 

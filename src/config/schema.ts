@@ -253,7 +253,17 @@ const kubernetesSchema = z
     kubeconfig: z.string().optional(),
     context: z.string().optional(),
     namespace: k8sName.default('default'),
+    /** When not empty, the only Deployments the rollout and rollback runbooks may change. */
     deployments: z.array(k8sName).default([]),
+    /** What an approval gate of a rollout does when nobody decides in time. */
+    rollout: z
+      .object({
+        gateTimeout: duration.default('4h'),
+        onGateTimeout: z.enum(['rollback', 'remind'], { errorMap: () => ({ message: 'expected rollback (undo the rollout) or remind (keep waiting, reminding every remindEvery)' }) }).default('remind'),
+        remindEvery: duration.default('30m'),
+      })
+      .strict()
+      .default({}),
   })
   .strict();
 

@@ -58,6 +58,19 @@ export class RunbookMetrics {
   readonly drillPassed = new Gauge({ name: 'runbook_drill_passed', help: '1 if the last DR drill met its targets, else 0', labelNames: ['environment'] as const, registers: [this.registry] });
   readonly drillLastRun = new Gauge({ name: 'runbook_drill_last_run_timestamp_seconds', help: 'Unix time the last DR drill ended', labelNames: ['environment'] as const, registers: [this.registry] });
 
+  readonly gateReminders = new Counter({
+    name: 'runbook_gate_reminders_total',
+    help: 'Reminders sent because an approval gate was still waiting, by runbook and environment',
+    labelNames: ['runbook', 'environment'] as const,
+    registers: [this.registry],
+  });
+  readonly rollouts = new Counter({
+    name: 'runbook_rollouts_total',
+    help: 'Rollouts finished, by environment and outcome (promoted, rolled back, aborted, unchanged)',
+    labelNames: ['environment', 'outcome'] as const,
+    registers: [this.registry],
+  });
+
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'runbook_process_' });
   }
@@ -81,6 +94,14 @@ export class RunbookMetrics {
 
   gateOpened(runbook: string, environment: string, atMs: number): void {
     this.gateOpenSince.set({ runbook, environment }, atMs / 1000);
+  }
+
+  gateReminder(runbook: string, environment: string): void {
+    this.gateReminders.inc({ runbook, environment });
+  }
+
+  rolloutFinished(environment: string, outcome: string): void {
+    this.rollouts.inc({ environment, outcome });
   }
 
   gateClosed(runbook: string, environment: string): void {

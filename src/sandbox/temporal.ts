@@ -6,6 +6,8 @@ import { findBinary, freePort, spawnService, stopService, waitUntil } from './pr
 export const SEARCH_ATTRIBUTES = {
   RunbookName: 'Keyword',
   RunbookEnvironment: 'Keyword',
+  /** What a run acts on, e.g. the Deployment of a rollout, so runs can be listed by it. */
+  RunbookTarget: 'Keyword',
 } as const;
 
 export function findTemporalCli(): string {

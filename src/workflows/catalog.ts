@@ -8,6 +8,8 @@ export const RUNBOOK_DEFAULT_QUEUE = {
   backupDatabase: 'batch',
   verifyBackup: 'batch',
   drDrill: 'critical',
+  rollout: 'critical',
+  rollback: 'critical',
 } as const satisfies Record<string, 'critical' | 'standard' | 'batch'>;
 
 export type ImplementedRunbook = keyof typeof RUNBOOK_DEFAULT_QUEUE;

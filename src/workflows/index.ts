@@ -2,3 +2,5 @@ export { smokeTest } from './smokeTest';
 export { backupDatabase } from './backupDatabase';
 export { verifyBackup } from './verifyBackup';
 export { drDrill } from './drDrill';
+export { rollout } from './rollout';
+export { rollback } from './rollback';

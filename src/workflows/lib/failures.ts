@@ -14,6 +14,13 @@ export const FAILURE_TYPES = {
   ConnectionLost: { retryable: true },
   RestoreFailed: { retryable: true },
   DumpFailed: { retryable: true },
+  /** A Kubernetes object that does not exist (404). */
+  NotFound: { retryable: false },
+  /** A Kubernetes write that lost a race (409): read again and retry. */
+  Conflict: { retryable: true },
+  /** A rollout that cannot become healthy: progress deadline exceeded, pods crash-looping, or too slow. */
+  RolloutFailed: { retryable: false },
+  RevisionNotFound: { retryable: false },
 } as const;
 export type FailureType = keyof typeof FAILURE_TYPES;
 

@@ -21,6 +21,8 @@ export interface GateRecord {
   allowed: string[];
   /** Signals refused while the gate was open (a decision from someone not allowed, a malformed payload), kept as evidence. */
   ignored: { by: string; at: string; signal?: 'decide' | 'abort'; problem?: string }[];
+  /** Reminders sent while the gate waited past its timeout (policy "remind"). */
+  reminders?: number;
 }
 
 /** The fire-and-forget way to decide (no answer to the sender). */
@@ -39,6 +41,15 @@ export class Gates {
   private readonly records: GateRecord[] = [];
   private open?: GateRecord;
   aborted?: { by: string; reason?: string; at: string };
+  /** Every gate of the run so far, copied. */
+  list(): GateRecord[] {
+    return this.records.map((r) => ({ ...r, ignored: [...r.ignored] }));
+  }
+
+  /** The gate waiting for a decision, if any. */
+  get current(): GateRecord | undefined {
+    return this.open;
+  }
 
   constructor(
     private readonly runbook: string,
@@ -75,7 +86,8 @@ export class Gates {
     this.open?.ignored.push({ by, at: new Date(Date.now()).toISOString(), signal, problem: problem.slice(0, 300) });
   }
 
-  private validate(d: GateDecision): void {
+  /** Throws when the decision may not be taken now (no open gate, a person not allowed, a malformed payload). */
+  validate(d: GateDecision): void {
     if (!d || (d.decision !== 'approve' && d.decision !== 'reject')) throw new Error(`decision: expected approve or reject, found ${describe((d as unknown as { decision?: unknown } | null)?.decision)}`);
     const problem = actorProblem(d);
     if (problem) throw new Error(problem);
@@ -83,7 +95,7 @@ export class Gates {
     if (!this.open.allowed.includes(d.by)) throw new Error(`${d.by} may not decide gate '${this.open.name}'; allowed: ${this.open.allowed.join(', ')}`);
   }
 
-  private apply(d: GateDecision): void {
+  apply(d: GateDecision): void {
     const g = this.open!;
     g.outcome = d.decision === 'approve' ? 'approved' : 'rejected';
     g.by = d.by;
@@ -93,7 +105,7 @@ export class Gates {
   }
 
   /** Opens a gate and waits for a decision, an abort, or the timeout (which counts as a rejection). */
-  async wait(name: string, allowed: string[], timeoutMs: number): Promise<GateRecord> {
+  async wait(name: string, allowed: string[], timeoutMs: number, remind?: { everyMs: number }): Promise<GateRecord> {
     const gate: GateRecord = { name, openedAt: new Date(Date.now()).toISOString(), outcome: 'waiting', allowed: [...allowed], ignored: [] };
     this.records.push(gate);
     if (this.aborted) {
@@ -103,7 +115,36 @@ export class Gates {
     }
     this.open = gate;
     sinks.runbookMetrics.gateOpened(this.runbook, this.environment, Date.now());
-    const decided = await condition(() => gate.outcome !== 'waiting' || this.aborted !== undefined, timeoutMs);
+    const settled = () => gate.outcome !== 'waiting' || this.aborted !== undefined;
+    let decided = false;
+    try {
+      if (remind) {
+        // Keep waiting past the timeout, reminding every interval, until someone decides or aborts.
+        const opened = Date.now();
+        let next = timeoutMs;
+        for (;;) {
+          decided = await condition(settled, next);
+          if (decided) break;
+          gate.reminders = (gate.reminders ?? 0) + 1;
+          log.warn('approval gate still waiting', { runbook: this.runbook, environment: this.environment, gate: name, waitingMs: Date.now() - opened, allowed: gate.allowed.join(', ') });
+          sinks.runbookMetrics.gateReminder(this.runbook, this.environment);
+          next = remind.everyMs;
+        }
+      } else {
+        decided = await condition(settled, timeoutMs);
+      }
+    } catch (err) {
+      // The run's scope was cancelled (an abort): close the gate rather than leave it open.
+      sinks.runbookMetrics.gateClosed(this.runbook, this.environment);
+      if (gate.outcome === 'waiting') {
+        gate.outcome = 'aborted';
+        const aborted = this.aborted as Gates['aborted'];
+        if (aborted) Object.assign(gate, { by: aborted.by, reason: aborted.reason });
+        gate.closedAt = new Date(Date.now()).toISOString();
+        this.open = undefined;
+      }
+      throw err;
+    }
     sinks.runbookMetrics.gateClosed(this.runbook, this.environment);
     if (gate.outcome === 'waiting') {
       gate.outcome = decided ? 'aborted' : 'timed out';

@@ -1,0 +1,614 @@
+import * as k8s from '@kubernetes/client-node';
+import { Context } from '@temporalio/activity';
+import { checkServedEnvironment, failure } from './errors';
+import { heartbeater } from './heartbeat';
+
+/** Annotations this project writes on every object it touches: which run and which step. */
+export const ANNOTATION_WORKFLOW = 'runbook.dev/workflow-id';
+export const ANNOTATION_STEP = 'runbook.dev/step';
+export const ANNOTATION_STABLE_REPLICAS = 'runbook.dev/stable-replicas';
+const LABEL_TRACK = 'runbook.dev/track';
+const REVISION = 'deployment.kubernetes.io/revision';
+
+export interface KubernetesTarget {
+  kubeconfig?: string;
+  context?: string;
+  namespace: string;
+  /** When not empty, the only Deployments runbooks may change. */
+  deployments: string[];
+  approvers: string[];
+  gate: { timeoutMs: number; onTimeout: 'rollback' | 'remind'; remindEveryMs: number };
+}
+
+export interface ContainerImage {
+  name: string;
+  image: string;
+}
+
+export interface DeploymentState {
+  name: string;
+  namespace: string;
+  exists: boolean;
+  generation: number;
+  observedGeneration: number;
+  revision: number;
+  replicas: number;
+  updated: number;
+  ready: number;
+  available: number;
+  unavailable: number;
+  total: number;
+  containers: ContainerImage[];
+  progressing?: { status: string; reason?: string; message?: string };
+  paused: boolean;
+  /** Labels that select this Deployment's pods (a Service uses the same). */
+  selector: Record<string, string>;
+  annotations: Record<string, string>;
+}
+
+export interface ReplicaSetState {
+  name: string;
+  revision: number;
+  replicas: number;
+  ready: number;
+  containers: ContainerImage[];
+}
+
+export interface PodState {
+  name: string;
+  phase: string;
+  ready: boolean;
+  restarts: number;
+  images: string[];
+  node?: string;
+  deployment: string;
+}
+
+/** Who changes an object: recorded on it as annotations. */
+export interface ChangeContext {
+  workflowId: string;
+  step: string;
+}
+
+interface HttpishError {
+  code?: number | string;
+  body?: unknown;
+  message?: string;
+}
+
+function statusMessage(err: HttpishError): string {
+  const body = typeof err.body === 'string' ? safeJson(err.body) : err.body;
+  const msg = (body as { message?: string } | undefined)?.message;
+  return msg ?? err.message ?? String(err);
+}
+
+function safeJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return { message: text.slice(0, 300) };
+  }
+}
+
+/** Kubernetes API errors as named failures: what a retry cannot fix is not retried. */
+export function classifyKubernetes(err: unknown, context: string): unknown {
+  const e = (err ?? {}) as HttpishError & { cause?: { code?: string } };
+  const code = typeof e.code === 'number' ? e.code : undefined;
+  const message = `${context}: ${statusMessage(e)}`;
+  if (code === 404) return failure('NotFound', message);
+  if (code === 401) return failure('AuthenticationFailed', message);
+  if (code === 403) return failure('PermissionDenied', message);
+  if (code === 422 || code === 400) return failure('InvalidInput', message);
+  if (code === 409) return failure('Conflict', message);
+  const sys = typeof e.code === 'string' ? e.code : e.cause?.code;
+  if (sys === 'ECONNREFUSED' || sys === 'EHOSTUNREACH' || sys === 'ETIMEDOUT' || sys === 'ENOTFOUND') return failure('ServerUnreachable', message);
+  if (sys === 'ECONNRESET' || sys === 'EPIPE') return failure('ConnectionLost', message);
+  return err;
+}
+
+function revisionOf(o: { metadata?: k8s.V1ObjectMeta }): number {
+  return Number(o.metadata?.annotations?.[REVISION] ?? 0);
+}
+
+function imagesOf(spec: k8s.V1PodSpec | undefined): ContainerImage[] {
+  return (spec?.containers ?? []).map((c) => ({ name: c.name, image: c.image ?? '' }));
+}
+
+function stateOf(d: k8s.V1Deployment): DeploymentState {
+  const s = d.status ?? {};
+  const p = d.status?.conditions?.find((c) => c.type === 'Progressing');
+  return {
+    name: d.metadata!.name!,
+    namespace: d.metadata!.namespace!,
+    exists: true,
+    generation: d.metadata?.generation ?? 0,
+    observedGeneration: s.observedGeneration ?? 0,
+    revision: revisionOf(d),
+    replicas: d.spec?.replicas ?? 1,
+    updated: s.updatedReplicas ?? 0,
+    ready: s.readyReplicas ?? 0,
+    available: s.availableReplicas ?? 0,
+    unavailable: s.unavailableReplicas ?? 0,
+    total: s.replicas ?? 0,
+    containers: imagesOf(d.spec?.template.spec),
+    progressing: p && { status: p.status, reason: p.reason, message: p.message },
+    paused: d.spec?.paused === true,
+    selector: { ...(d.spec?.selector.matchLabels ?? {}) },
+    annotations: { ...(d.metadata?.annotations ?? {}) },
+  };
+}
+
+/** Key-sorted JSON, so two templates the server defaulted the same way compare equal. */
+function canonical(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(canonical).join(',')}]`;
+  if (v && typeof v === 'object') {
+    return `{${Object.keys(v as object)
+      .filter((k) => (v as Record<string, unknown>)[k] !== undefined)
+      .sort()
+      .map((k) => `${JSON.stringify(k)}:${canonical((v as Record<string, unknown>)[k])}`)
+      .join(',')}}`;
+  }
+  return JSON.stringify(v);
+}
+
+function withoutHash(t: k8s.V1PodTemplateSpec): k8s.V1PodTemplateSpec {
+  const copy = JSON.parse(JSON.stringify(t)) as k8s.V1PodTemplateSpec;
+  if (copy.metadata?.labels) delete copy.metadata.labels['pod-template-hash'];
+  return copy;
+}
+
+const strategicMerge = k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.StrategicMergePatch);
+const jsonPatch = k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.JsonPatch);
+
+function changeAnnotations(by: ChangeContext): Record<string, string> {
+  return { [ANNOTATION_WORKFLOW]: by.workflowId, [ANNOTATION_STEP]: by.step.slice(0, 200) };
+}
+
+/** What an analysis measures once: HTTP checks, Prometheus instant queries, pod health. */
+export interface AnalysisChecks {
+  http?: { name?: string; url: string; expectStatus?: number; maxLatencyMs?: number; timeoutMs?: number }[];
+  prometheus?: { name?: string; address: string; query: string; successCondition: string }[];
+  pods?: { deployments: string[]; maxRestarts?: number; minReadyRatio?: number };
+}
+
+export interface MeasurementResult {
+  name: string;
+  kind: 'http' | 'prometheus' | 'pods';
+  /** passed: condition held; failed: condition broken; error: could not measure. */
+  phase: 'passed' | 'failed' | 'error';
+  value?: number;
+  detail: string;
+}
+
+const CONDITION = /^\s*(?:result\s*)?(<=|>=|==|!=|<|>)\s*(-?\d+(?:\.\d+)?(?:e-?\d+)?)\s*$/i;
+
+/** "< 0.05" or "result >= 200": the comparison a measured value must satisfy. */
+export function parseCondition(text: string): { op: string; value: number } | undefined {
+  const m = CONDITION.exec(text);
+  return m ? { op: m[1], value: Number(m[2]) } : undefined;
+}
+
+export function conditionHolds(value: number, text: string): boolean {
+  const c = parseCondition(text);
+  if (!c) return false;
+  switch (c.op) {
+    case '<':
+      return value < c.value;
+    case '<=':
+      return value <= c.value;
+    case '>':
+      return value > c.value;
+    case '>=':
+      return value >= c.value;
+    case '==':
+      return value === c.value;
+    default:
+      return value !== c.value;
+  }
+}
+
+export function createKubernetesActivities(opts: { environment: string; target: KubernetesTarget | undefined }) {
+  const { environment, target } = opts;
+  let clients: { apps: k8s.AppsV1Api; core: k8s.CoreV1Api } | undefined;
+  const api = () => {
+    if (!target) throw failure('InvalidInput', `environment ${environment} has no kubernetes: section in the config; add the kubeconfig, namespace and deployments`);
+    if (!clients) {
+      const kc = new k8s.KubeConfig();
+      if (target.kubeconfig) kc.loadFromFile(target.kubeconfig);
+      else kc.loadFromDefault();
+      if (target.context) kc.setCurrentContext(target.context);
+      clients = { apps: kc.makeApiClient(k8s.AppsV1Api), core: kc.makeApiClient(k8s.CoreV1Api) };
+    }
+    return clients;
+  };
+  const ns = () => target!.namespace;
+
+  const allowed = (name: string) => {
+    if (!target) api();
+    const base = name.endsWith('-canary') ? name.slice(0, -'-canary'.length) : name;
+    if (target!.deployments.length > 0 && !target!.deployments.includes(base)) {
+      throw failure('InvalidInput', `deployment: ${name} is not one of the Deployments this environment may change (kubernetes.deployments: ${target!.deployments.join(', ')})`);
+    }
+  };
+
+  async function call<T>(what: string, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      throw classifyKubernetes(err, what);
+    }
+  }
+
+  async function read(name: string): Promise<k8s.V1Deployment | undefined> {
+    try {
+      return await api().apps.readNamespacedDeployment({ name, namespace: ns() });
+    } catch (err) {
+      if ((err as HttpishError).code === 404) return undefined;
+      throw classifyKubernetes(err, `reading deployment ${ns()}/${name}`);
+    }
+  }
+
+  async function mustRead(name: string): Promise<k8s.V1Deployment> {
+    const d = await read(name);
+    if (!d) throw failure('NotFound', `deployment ${ns()}/${name} does not exist`);
+    return d;
+  }
+
+  async function replicaSets(d: k8s.V1Deployment): Promise<k8s.V1ReplicaSet[]> {
+    const selector = Object.entries(d.spec?.selector.matchLabels ?? {})
+      .map(([k, v]) => `${k}=${v}`)
+      .join(',');
+    const list = await call(`listing replica sets of ${d.metadata?.name}`, () => api().apps.listNamespacedReplicaSet({ namespace: ns(), labelSelector: selector }));
+    return list.items.filter((rs) => rs.metadata?.ownerReferences?.some((o) => o.uid === d.metadata?.uid)).sort((a, b) => revisionOf(a) - revisionOf(b));
+  }
+
+  async function pods(name: string): Promise<PodState[]> {
+    const d = await mustRead(name);
+    const selector = Object.entries(d.spec?.selector.matchLabels ?? {})
+      .map(([k, v]) => `${k}=${v}`)
+      .join(',');
+    const list = await call(`listing pods of ${name}`, () => api().core.listNamespacedPod({ namespace: ns(), labelSelector: selector }));
+    // A stable Deployment's selector also matches its canary's pods; keep only pods of this Deployment's ReplicaSets.
+    const sets = new Set((await replicaSets(d)).map((rs) => rs.metadata?.uid));
+    return list.items
+      .filter((p) => p.metadata?.ownerReferences?.some((o) => sets.has(o.uid)))
+      .map((p) => ({
+        name: p.metadata!.name!,
+        phase: p.status?.phase ?? 'Unknown',
+        ready: p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false,
+        restarts: (p.status?.containerStatuses ?? []).reduce((n, c) => n + (c.restartCount ?? 0), 0),
+        images: (p.spec?.containers ?? []).map((c) => c.image ?? ''),
+        node: p.spec?.nodeName,
+        deployment: name,
+      }));
+  }
+
+  async function setImages(name: string, images: ContainerImage[], by: ChangeContext, resume = false): Promise<{ changed: boolean; state: DeploymentState }> {
+    allowed(name);
+    const d = await mustRead(name);
+    const current = imagesOf(d.spec?.template.spec);
+    for (const c of images) {
+      if (!current.some((x) => x.name === c.name)) {
+        throw failure('InvalidInput', `container: deployment ${name} has no container ${c.name}; it has ${current.map((x) => x.name).join(', ')}`);
+      }
+    }
+    const paused = d.spec?.paused === true && resume;
+    if (!paused && images.every((c) => current.find((x) => x.name === c.name)?.image === c.image)) return { changed: false, state: stateOf(d) };
+    const patched = await call(`patching deployment ${name}`, () =>
+      api().apps.patchNamespacedDeployment(
+        {
+          name,
+          namespace: ns(),
+          body: {
+            metadata: { annotations: changeAnnotations(by) },
+            spec: { ...(resume ? { paused: false } : {}), template: { spec: { containers: images.map((c) => ({ name: c.name, image: c.image })) } } },
+          },
+        },
+        strategicMerge,
+      ),
+    );
+    return { changed: true, state: stateOf(patched) };
+  }
+
+  async function scale(name: string, replicas: number, by: ChangeContext): Promise<{ changed: boolean; previous: number }> {
+    allowed(name);
+    const d = await mustRead(name);
+    const previous = d.spec?.replicas ?? 1;
+    if (previous === replicas) return { changed: false, previous };
+    await call(`scaling deployment ${name}`, () =>
+      api().apps.patchNamespacedDeployment({ name, namespace: ns(), body: { metadata: { annotations: changeAnnotations(by) }, spec: { replicas } } }, strategicMerge),
+    );
+    return { changed: true, previous };
+  }
+
+  return {
+    /** What the rollout runbooks need from config, checked against this worker's environment. */
+    async describeRolloutTarget(input: { environment?: string; deployment: string }): Promise<{ namespace: string; approvers: string[]; gate: KubernetesTarget['gate'] }> {
+      checkServedEnvironment(input.environment, environment);
+      api();
+      allowed(input.deployment);
+      return { namespace: target!.namespace, approvers: target!.approvers, gate: target!.gate };
+    },
+
+    async readDeployment(input: { deployment: string }): Promise<DeploymentState> {
+      const d = await read(input.deployment);
+      if (!d) return { ...emptyState(input.deployment, ns()) };
+      return stateOf(d);
+    },
+
+    async listReplicaSets(input: { deployment: string }): Promise<ReplicaSetState[]> {
+      const d = await mustRead(input.deployment);
+      return (await replicaSets(d)).map((rs) => ({
+        name: rs.metadata!.name!,
+        revision: revisionOf(rs),
+        replicas: rs.status?.replicas ?? 0,
+        ready: rs.status?.readyReplicas ?? 0,
+        containers: imagesOf(rs.spec?.template?.spec),
+      }));
+    },
+
+    async listPods(input: { deployment: string }): Promise<PodState[]> {
+      return pods(input.deployment);
+    },
+
+    /** Sets container images (a strategic merge on the pod template); a no-op when they are already set. */
+    async setDeploymentImage(input: { deployment: string; images: ContainerImage[]; by: ChangeContext }): Promise<{ changed: boolean; revision: number }> {
+      const r = await setImages(input.deployment, input.images, input.by);
+      return { changed: r.changed, revision: r.state.revision };
+    },
+
+    async scaleDeployment(input: { deployment: string; replicas: number; by: ChangeContext }): Promise<{ changed: boolean; previous: number }> {
+      return scale(input.deployment, input.replicas, input.by);
+    },
+
+    /**
+     * Creates or updates `<name>-canary`: a copy of the stable Deployment with the new images, whose pods
+     * carry the stable pod labels (so the same Service sends them traffic) plus a track label that keeps
+     * the two Deployments' selectors apart.
+     */
+    async ensureCanary(input: { deployment: string; images: ContainerImage[]; replicas: number; by: ChangeContext }): Promise<{ name: string; created: boolean; changed: boolean }> {
+      allowed(input.deployment);
+      const stable = await mustRead(input.deployment);
+      const name = `${input.deployment}-canary`;
+      const existing = await read(name);
+      if (existing) {
+        const imagesChanged = (await setImages(name, input.images, input.by)).changed;
+        const scaled = (await scale(name, input.replicas, input.by)).changed;
+        return { name, created: false, changed: imagesChanged || scaled };
+      }
+      const template = withoutHash(stable.spec!.template);
+      template.metadata = { ...template.metadata, labels: { ...(template.metadata?.labels ?? {}), [LABEL_TRACK]: 'canary' } };
+      for (const c of template.spec?.containers ?? []) {
+        const img = input.images.find((i) => i.name === c.name);
+        if (img) c.image = img.image;
+      }
+      const body: k8s.V1Deployment = {
+        metadata: {
+          name,
+          namespace: ns(),
+          labels: { ...(stable.metadata?.labels ?? {}), [LABEL_TRACK]: 'canary' },
+          annotations: { ...changeAnnotations(input.by), 'runbook.dev/canary-of': input.deployment, [ANNOTATION_STABLE_REPLICAS]: String(stable.spec?.replicas ?? 1) },
+        },
+        spec: {
+          replicas: input.replicas,
+          selector: { matchLabels: { ...(stable.spec?.selector.matchLabels ?? {}), [LABEL_TRACK]: 'canary' } },
+          strategy: stable.spec?.strategy,
+          minReadySeconds: stable.spec?.minReadySeconds,
+          progressDeadlineSeconds: stable.spec?.progressDeadlineSeconds,
+          template,
+        },
+      };
+      try {
+        await api().apps.createNamespacedDeployment({ namespace: ns(), body });
+      } catch (err) {
+        // Created by an attempt whose answer was lost: the next attempt finds it and updates it.
+        if ((err as HttpishError).code === 409) throw failure('Conflict', `deployment ${name} appeared while it was being created; retrying`);
+        throw classifyKubernetes(err, `creating deployment ${name}`);
+      }
+      return { name, created: true, changed: true };
+    },
+
+    async deleteCanary(input: { deployment: string }): Promise<{ deleted: boolean }> {
+      allowed(input.deployment);
+      const name = `${input.deployment}-canary`;
+      try {
+        await api().apps.deleteNamespacedDeployment({ name, namespace: ns(), propagationPolicy: 'Foreground' });
+        return { deleted: true };
+      } catch (err) {
+        if ((err as HttpishError).code === 404) return { deleted: false };
+        throw classifyKubernetes(err, `deleting deployment ${name}`);
+      }
+    },
+
+    /**
+     * Undo the way `kubectl rollout undo` does: the pod template of an earlier ReplicaSet revision (the
+     * previous one by default) replaces the Deployment's; or, with an image, the containers are set to it.
+     * A no-op when the Deployment already runs that template.
+     */
+    async undoDeployment(input: { deployment: string; toRevision?: number; toImages?: ContainerImage[]; by: ChangeContext }): Promise<{ changed: boolean; fromRevision: number; toRevision?: number; images: ContainerImage[] }> {
+      allowed(input.deployment);
+      const d = await mustRead(input.deployment);
+      const fromRevision = revisionOf(d);
+      if (input.toImages) {
+        const r = await setImages(input.deployment, input.toImages, input.by, true);
+        return { changed: r.changed, fromRevision, images: r.state.containers };
+      }
+      const sets = await replicaSets(d);
+      const current = canonical(withoutHash(d.spec!.template));
+      const target = input.toRevision !== undefined ? sets.find((rs) => revisionOf(rs) === input.toRevision) : [...sets].reverse().find((rs) => revisionOf(rs) < fromRevision);
+      if (!target) {
+        const known = sets.map((rs) => revisionOf(rs)).join(', ') || 'none';
+        throw failure('RevisionNotFound', input.toRevision !== undefined ? `deployment ${input.deployment} has no revision ${input.toRevision} (revisions: ${known})` : `deployment ${input.deployment} has no revision before ${fromRevision} to go back to`);
+      }
+      const template = withoutHash(target.spec!.template!);
+      if (canonical(template) === current && d.spec?.paused !== true) return { changed: false, fromRevision, toRevision: revisionOf(target), images: imagesOf(template.spec) };
+      await call(`rolling back deployment ${input.deployment}`, () =>
+        api().apps.patchNamespacedDeployment(
+          {
+            name: input.deployment,
+            namespace: ns(),
+            body: [
+              { op: 'replace', path: '/spec/template', value: template },
+              { op: 'add', path: '/spec/paused', value: false },
+              { op: 'add', path: '/metadata/annotations', value: { ...(d.metadata?.annotations ?? {}), ...changeAnnotations(input.by) } },
+            ],
+          },
+          jsonPatch,
+        ),
+      );
+      return { changed: true, fromRevision, toRevision: revisionOf(target), images: imagesOf(template.spec) };
+    },
+
+    /**
+     * Waits until the rollout is complete the way `kubectl rollout status` judges it. Fails with
+     * RolloutFailed on ProgressDeadlineExceeded or when new pods keep restarting; heartbeats the counts.
+     */
+    async waitForRolloutHealthy(input: { deployment: string; timeoutMs: number; maxRestarts?: number }): Promise<DeploymentState & { waitedMs: number }> {
+      const hb = heartbeater();
+      const started = Date.now();
+      const maxRestarts = input.maxRestarts ?? 3;
+      try {
+        for (;;) {
+          const d = await mustRead(input.deployment);
+          const s = stateOf(d);
+          hb.beat({ deployment: s.name, replicas: s.replicas, updated: s.updated, ready: s.ready, available: s.available, revision: s.revision });
+          if (s.progressing?.reason === 'ProgressDeadlineExceeded') {
+            throw failure('RolloutFailed', `deployment ${s.name} exceeded its progress deadline: ${s.progressing.message ?? ''} (${s.updated}/${s.replicas} updated, ${s.available} available)`, s);
+          }
+          const done = s.observedGeneration >= s.generation && s.updated === s.replicas && s.total === s.replicas && s.available === s.replicas;
+          if (done) return { ...s, waitedMs: Date.now() - started };
+          if (s.observedGeneration >= s.generation) {
+            const current = (await pods(input.deployment)).filter((p) => p.images.every((img) => s.containers.some((c) => c.image === img)));
+            const crashing = current.filter((p) => !p.ready && p.restarts >= maxRestarts);
+            if (crashing.length > 0) {
+              throw failure('RolloutFailed', `deployment ${s.name}: new pods are not becoming ready and keep restarting (${crashing.map((p) => `${p.name}: ${p.restarts} restarts`).join(', ')})`, s);
+            }
+          }
+          if (Date.now() - started > input.timeoutMs) {
+            throw failure('RolloutFailed', `deployment ${s.name} was not healthy within ${Math.round(input.timeoutMs / 1000)} s (${s.updated}/${s.replicas} updated, ${s.available} available)`, s);
+          }
+          await new Promise((r) => setTimeout(r, 500));
+          if (hb.signal.aborted) throw Context.current().cancellationSignal.reason ?? new Error('cancelled');
+        }
+      } finally {
+        hb.stop();
+      }
+    },
+
+    /**
+     * One batch of a rolling update: sets the images (resuming the Deployment if a batch paused it), waits
+     * until at least `untilUpdated` pods of the new revision are ready, then pauses the Deployment there
+     * unless that is all of them. The controller may have started one more pod by the time it pauses.
+     */
+    async rollForward(input: { deployment: string; images: ContainerImage[]; untilUpdated: number; timeoutMs: number; maxRestarts?: number; by: ChangeContext }): Promise<{ updated: number; ready: number; replicas: number; paused: boolean }> {
+      const hb = heartbeater();
+      const started = Date.now();
+      try {
+        await setImages(input.deployment, input.images, input.by, true);
+        for (;;) {
+          const d = await mustRead(input.deployment);
+          const s = stateOf(d);
+          const sets = await replicaSets(d);
+          const newest = sets[sets.length - 1];
+          const newReady = newest && revisionOf(newest) === s.revision ? (newest.status?.readyReplicas ?? 0) : 0;
+          hb.beat({ deployment: s.name, replicas: s.replicas, updated: s.updated, newReady, target: input.untilUpdated });
+          if (s.progressing?.reason === 'ProgressDeadlineExceeded') throw failure('RolloutFailed', `deployment ${s.name} exceeded its progress deadline (${s.updated}/${s.replicas} updated, ${newReady} ready)`, s);
+          if (s.observedGeneration >= s.generation && newReady >= Math.min(input.untilUpdated, s.replicas)) {
+            const pause = input.untilUpdated < s.replicas;
+            if (pause) {
+              await call(`pausing deployment ${s.name}`, () =>
+                api().apps.patchNamespacedDeployment({ name: s.name, namespace: ns(), body: { metadata: { annotations: changeAnnotations(input.by) }, spec: { paused: true } } }, strategicMerge),
+              );
+            }
+            return { updated: s.updated, ready: newReady, replicas: s.replicas, paused: pause };
+          }
+          const crashing = (await pods(input.deployment)).filter((p) => !p.ready && p.restarts >= (input.maxRestarts ?? 3) && p.images.every((img) => s.containers.some((c) => c.image === img)));
+          if (crashing.length > 0) throw failure('RolloutFailed', `deployment ${s.name}: new pods keep restarting (${crashing.map((p) => `${p.name}: ${p.restarts} restarts`).join(', ')})`, s);
+          if (Date.now() - started > input.timeoutMs) throw failure('RolloutFailed', `deployment ${s.name}: ${newReady} of the ${input.untilUpdated} new pods ready after ${Math.round(input.timeoutMs / 1000)} s`, s);
+          await new Promise((r) => setTimeout(r, 500));
+          if (hb.signal.aborted) throw Context.current().cancellationSignal.reason ?? new Error('cancelled');
+        }
+      } finally {
+        hb.stop();
+      }
+    },
+
+    /** One measurement of every check of an analysis. */
+    async measureAnalysis(input: { checks: AnalysisChecks }): Promise<MeasurementResult[]> {
+      const results: MeasurementResult[] = [];
+      for (const h of input.checks.http ?? []) {
+        const name = h.name ?? `http ${h.url}`;
+        const started = performance.now();
+        try {
+          const res = await fetch(h.url, { signal: AbortSignal.timeout(h.timeoutMs ?? 5_000), redirect: 'manual' });
+          await res.arrayBuffer();
+          const latency = Math.round(performance.now() - started);
+          const statusOk = res.status === (h.expectStatus ?? 200);
+          const latencyOk = h.maxLatencyMs === undefined || latency <= h.maxLatencyMs;
+          results.push({ name, kind: 'http', phase: statusOk && latencyOk ? 'passed' : 'failed', value: latency, detail: `HTTP ${res.status} in ${latency} ms${statusOk ? '' : ` (expected ${h.expectStatus ?? 200})`}${latencyOk ? '' : ` (over ${h.maxLatencyMs} ms)`}` });
+        } catch (err) {
+          results.push({ name, kind: 'http', phase: 'failed', detail: `no answer: ${(err as Error).message}` });
+        }
+      }
+      for (const q of input.checks.prometheus ?? []) {
+        const name = q.name ?? q.query;
+        try {
+          const url = `${q.address.replace(/\/$/, '')}/api/v1/query?query=${encodeURIComponent(q.query)}`;
+          const res = await fetch(url, { signal: AbortSignal.timeout(5_000) });
+          const body = (await res.json()) as { status: string; error?: string; data?: { resultType: string; result: unknown } };
+          if (body.status !== 'success') throw new Error(body.error ?? `HTTP ${res.status}`);
+          const r = body.data?.result;
+          const sample = body.data?.resultType === 'scalar' ? (r as [number, string]) : (r as { value: [number, string] }[])?.[0]?.value;
+          if (!sample) {
+            results.push({ name, kind: 'prometheus', phase: 'error', detail: 'the query returned no sample' });
+            continue;
+          }
+          const value = Number(sample[1]);
+          const ok = Number.isFinite(value) && conditionHolds(value, q.successCondition);
+          results.push({ name, kind: 'prometheus', phase: ok ? 'passed' : 'failed', value, detail: `${value} ${ok ? 'meets' : 'breaks'} "${q.successCondition}"` });
+        } catch (err) {
+          results.push({ name, kind: 'prometheus', phase: 'error', detail: `query failed: ${(err as Error).message}` });
+        }
+      }
+      if (input.checks.pods) {
+        const p = input.checks.pods;
+        for (const dep of p.deployments) {
+          try {
+            const list = await pods(dep);
+            const ready = list.filter((x) => x.ready).length;
+            const restarts = list.reduce((n, x) => n + x.restarts, 0);
+            const ratio = list.length ? ready / list.length : 0;
+            const ok = restarts <= (p.maxRestarts ?? 0) && ratio >= (p.minReadyRatio ?? 1);
+            results.push({ name: `pods of ${dep}`, kind: 'pods', phase: ok ? 'passed' : 'failed', value: ratio, detail: `${ready}/${list.length} ready, ${restarts} restarts` });
+          } catch (err) {
+            results.push({ name: `pods of ${dep}`, kind: 'pods', phase: 'error', detail: (err as Error).message });
+          }
+        }
+      }
+      return results;
+    },
+  };
+}
+
+function emptyState(name: string, namespace: string): DeploymentState {
+  return {
+    name,
+    namespace,
+    exists: false,
+    generation: 0,
+    observedGeneration: 0,
+    revision: 0,
+    replicas: 0,
+    updated: 0,
+    ready: 0,
+    available: 0,
+    unavailable: 0,
+    total: 0,
+    containers: [],
+    paused: false,
+    selector: {},
+    annotations: {},
+  };
+}
+
+export type KubernetesActivities = ReturnType<typeof createKubernetesActivities>;

@@ -1,0 +1,464 @@
+import {
+  ActivityCancellationType,
+  ApplicationFailure,
+  CancellationScope,
+  condition,
+  defineQuery,
+  defineUpdate,
+  isCancellation,
+  log,
+  proxyActivities,
+  proxySinks,
+  setHandler,
+  workflowInfo,
+} from '@temporalio/workflow';
+import type { ContainerImage, DeploymentState, KubernetesActivities } from '../activities/kubernetes';
+import { AnalysisRun, AnalysisSpec, analysisProblems, hasChecks, runAnalysis } from './lib/analysis';
+import { PERMANENT_FAILURES } from './lib/failures';
+import { GateRecord, Gates } from './lib/gate';
+import { describe, ENVIRONMENT_NAME, InputChecker } from './lib/input';
+import type { RunbookSinks } from './lib/sinks';
+import { runRunbook, Timeline, TimelineSnapshot } from './lib/timeline';
+
+// Reads: quick, retried a few times.
+const read = proxyActivities<KubernetesActivities>({
+  startToCloseTimeout: '30 seconds',
+  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumAttempts: 5, nonRetryableErrorTypes: PERMANENT_FAILURES },
+});
+// Changes: each compares before it patches, so a retry after a lost answer is a no-op. A cancelled change
+// is waited for, so a rollback never races a patch still in flight.
+const change = proxyActivities<KubernetesActivities>({
+  startToCloseTimeout: '1 minute',
+  cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '20 seconds', maximumAttempts: 8, nonRetryableErrorTypes: PERMANENT_FAILURES },
+});
+// Waiting for a rollout to become healthy: minutes, heartbeating the replica counts.
+const wait = proxyActivities<KubernetesActivities>({
+  startToCloseTimeout: '2 hours',
+  heartbeatTimeout: '20 seconds',
+  cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+  retry: { initialInterval: '2 seconds', backoffCoefficient: 2, maximumAttempts: 5, nonRetryableErrorTypes: PERMANENT_FAILURES },
+});
+// One measurement of an analysis: a few HTTP calls and queries.
+const measure = proxyActivities<KubernetesActivities>({
+  startToCloseTimeout: '1 minute',
+  retry: { initialInterval: '1 second', maximumAttempts: 2, nonRetryableErrorTypes: PERMANENT_FAILURES },
+});
+
+const sinks = proxySinks<RunbookSinks>();
+
+export type RolloutStep = { setWeight: number } | { pause: { durationSeconds?: number } } | { analysis: AnalysisSpec | Record<string, never> };
+
+export interface RolloutInput {
+  environment: string;
+  deployment: string;
+  /** The new image of the container (the first one unless `container` says which). */
+  image: string;
+  container?: string;
+  /** canary: a <name>-canary Deployment stepped through weights; rolling: the Deployment's own rolling update in batches. */
+  strategy?: 'canary' | 'rolling';
+  /** Default: canary [25%, pause, 50%, pause]; rolling [pause]. */
+  steps?: RolloutStep[];
+  /** The analysis `{ analysis: {} }` steps run, and the check after a rollback. */
+  analysis?: AnalysisSpec;
+  /** How long each change may take to become healthy (default 300). */
+  healthTimeoutSeconds?: number;
+  /** Who started it, for the record. */
+  requestedBy?: string;
+  /** Override the environment's gate policy (kubernetes.rollout in config) for this run. */
+  gateTimeoutSeconds?: number;
+  onGateTimeout?: 'rollback' | 'remind';
+  remindEverySeconds?: number;
+}
+
+export type RolloutOutcome = 'promoted' | 'rolled back' | 'aborted' | 'unchanged';
+
+export interface RolloutStatus {
+  deployment: string;
+  strategy: 'canary' | 'rolling';
+  image: string;
+  previousImages: ContainerImage[];
+  phase: 'preflight' | 'progressing' | 'paused' | 'analysis' | 'promoting' | 'rolling back' | 'done';
+  currentStep?: number;
+  steps: RolloutStep[];
+  /** Share of replicas on the new version (canary replicas over all), in percent. */
+  weight: number;
+  replicas: { stable: number; canary: number; total: number };
+  waitingFor?: string;
+  analyses: AnalysisRun[];
+  approvals: GateRecord[];
+  promotedFull?: { by: string; at: string };
+  outcome?: RolloutOutcome;
+  reason?: string;
+}
+
+export interface RolloutResult {
+  runbook: 'rollout';
+  outcome: RolloutOutcome;
+  reason?: string;
+  deployment: string;
+  image: string;
+  previousImages: ContainerImage[];
+  finalImages: ContainerImage[];
+  revision: number;
+  status: RolloutStatus;
+  timeline: TimelineSnapshot;
+}
+
+export interface OperatorAction {
+  by: string;
+  reason?: string;
+}
+
+export const rolloutStatusQuery = defineQuery<RolloutStatus>('status');
+/** Approve the pause the rollout waits at; with full, also skip every remaining step. Refused for people not in the approvers list. */
+export const promoteUpdate = defineUpdate<RolloutStatus, [OperatorAction & { full?: boolean }]>('promote');
+/** Abort now: the rollout is rolled back and ends as aborted. Refused for people not in the approvers list. */
+export const abortUpdate = defineUpdate<RolloutStatus, [OperatorAction]>('abort');
+
+const IMAGE = /^[a-z0-9][a-z0-9._\-/:@]{0,254}$/i;
+export const K8S_NAME = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+const CONTAINER = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+
+export function validateRolloutInput(input: unknown): RolloutInput {
+  const check = InputChecker.of('rollout', input);
+  const v = check.value;
+  check.matches('environment', ENVIRONMENT_NAME, 'an environment name');
+  check.matches('deployment', K8S_NAME, 'a Deployment name (lower-case letters, digits and -, at most 63; the -canary suffix is added by the rollout)');
+  if (typeof v.deployment === 'string' && v.deployment.length > 56) check.problem(`deployment: at most 56 characters, so that <name>-canary is a valid name; found ${v.deployment.length}`);
+  if (typeof v.image !== 'string' || !IMAGE.test(v.image) || !/[:@]/.test(v.image)) check.problem(`image: expected an image reference with a tag or digest (registry/app:1.2.3), found ${describe(v.image)}`);
+  check.matches('container', CONTAINER, 'a container name', true);
+  if (v.strategy !== undefined && v.strategy !== 'canary' && v.strategy !== 'rolling') check.problem(`strategy: expected canary or rolling, found ${describe(v.strategy)}`);
+  const h = v.healthTimeoutSeconds;
+  if (h !== undefined && !(typeof h === 'number' && Number.isInteger(h) && h >= 5 && h <= 86_400)) check.problem(`healthTimeoutSeconds: expected 5 to 86400, found ${describe(h)}`);
+  if (v.requestedBy !== undefined && !(typeof v.requestedBy === 'string' && /^[A-Za-z0-9._@+-]{1,128}$/.test(v.requestedBy))) check.problem(`requestedBy: expected a person's id, found ${describe(v.requestedBy)}`);
+  for (const p of analysisProblems(v.analysis, 'analysis')) check.problem(p);
+  for (const f of ['gateTimeoutSeconds', 'remindEverySeconds'] as const) {
+    const t = v[f];
+    if (t !== undefined && !(typeof t === 'number' && Number.isInteger(t) && t >= 1 && t <= 30 * 86_400)) check.problem(`${f}: expected 1 to 2592000 seconds, found ${describe(t)}`);
+  }
+  if (v.onGateTimeout !== undefined && v.onGateTimeout !== 'rollback' && v.onGateTimeout !== 'remind') check.problem(`onGateTimeout: expected rollback or remind, found ${describe(v.onGateTimeout)}`);
+  if (v.steps !== undefined) {
+    if (!Array.isArray(v.steps) || v.steps.length === 0 || v.steps.length > 50) check.problem(`steps: expected a list of 1 to 50 steps, found ${describe(v.steps)}`);
+    else {
+      let lastWeight = 0;
+      v.steps.forEach((s: unknown, i: number) => {
+        const step = (s ?? {}) as Record<string, unknown>;
+        const keys = Object.keys(step);
+        if (s === null || typeof s !== 'object' || keys.length !== 1) return check.problem(`steps[${i}]: expected one of { setWeight }, { pause }, { analysis }, found ${describe(s)}`);
+        if ('setWeight' in step) {
+          const w = step.setWeight;
+          if (!(typeof w === 'number' && Number.isInteger(w) && w >= 1 && w <= 100)) return check.problem(`steps[${i}].setWeight: expected a percentage from 1 to 100, found ${describe(w)}`);
+          if (w < lastWeight) check.problem(`steps[${i}].setWeight: weights only grow (${w} after ${lastWeight}); abort to go back`);
+          lastWeight = w;
+        } else if ('pause' in step) {
+          const p = (step.pause ?? {}) as Record<string, unknown>;
+          if (typeof p !== 'object' || Object.keys(p).some((k) => k !== 'durationSeconds')) return check.problem(`steps[${i}].pause: expected {} (wait for a person) or { durationSeconds }, found ${describe(step.pause)}`);
+          const d = p.durationSeconds;
+          if (d !== undefined && !(typeof d === 'number' && Number.isInteger(d) && d >= 1 && d <= 7 * 86_400)) check.problem(`steps[${i}].pause.durationSeconds: expected 1 to 604800, found ${describe(d)}`);
+        } else if ('analysis' in step) {
+          const a = step.analysis;
+          if (a !== null && typeof a === 'object' && Object.keys(a).length === 0) {
+            if (!v.analysis) check.problem(`steps[${i}].analysis: an empty analysis uses the rollout's analysis, but none is given`);
+          } else for (const p of analysisProblems(a, `steps[${i}].analysis`)) check.problem(p);
+        } else check.problem(`steps[${i}]: unknown step ${describe(keys[0])}; expected setWeight, pause or analysis`);
+      });
+    }
+  }
+  check.done();
+  return v as unknown as RolloutInput;
+}
+
+export function defaultSteps(strategy: 'canary' | 'rolling'): RolloutStep[] {
+  return strategy === 'canary' ? [{ setWeight: 25 }, { pause: {} }, { setWeight: 50 }, { pause: {} }] : [{ pause: {} }];
+}
+
+export function describeStep(s: RolloutStep): string {
+  if ('setWeight' in s) return `set weight ${s.setWeight}%`;
+  if ('pause' in s) return s.pause.durationSeconds ? `bake for ${s.pause.durationSeconds} s` : 'pause for approval';
+  return 'analysis';
+}
+
+/** Canary and stable replica counts for a weight, keeping at least one stable pod until 100%. */
+export function splitReplicas(total: number, weight: number): { canary: number; stable: number } {
+  if (weight >= 100) return { canary: total, stable: 0 };
+  const canary = Math.min(Math.max(1, Math.ceil((total * weight) / 100)), Math.max(total - 1, 1));
+  return { canary, stable: Math.max(total - canary, 1) };
+}
+
+class RolloutStop extends Error {
+  constructor(
+    readonly outcome: 'rolled back' | 'aborted',
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/**
+ * A progressive rollout of one Deployment: steps (weights, pauses a person approves, bake times,
+ * analyses) as data, each on the timeline; a failed health wait or analysis rolls back on its own;
+ * abort at any moment rolls back and ends the run as aborted, with the reason.
+ */
+export async function rollout(rawInput: RolloutInput): Promise<RolloutResult> {
+  const input = validateRolloutInput(rawInput);
+  const strategy = input.strategy ?? 'canary';
+  const steps = input.steps ?? defaultSteps(strategy);
+  const healthMs = (input.healthTimeoutSeconds ?? 300) * 1000;
+  const gates = new Gates('rollout', input.environment);
+  const workflowId = workflowInfo().workflowId;
+  const status: RolloutStatus = {
+    deployment: input.deployment,
+    strategy,
+    image: input.image,
+    previousImages: [],
+    phase: 'preflight',
+    steps,
+    weight: 0,
+    replicas: { stable: 0, canary: 0, total: 0 },
+    analyses: [],
+    approvals: [],
+  };
+  let approvers: string[] = [];
+  let gateSettings = { timeoutMs: 4 * 3_600_000, onTimeout: 'remind' as 'rollback' | 'remind', remindEveryMs: 1_800_000 };
+  let promoteFull = false;
+  const snapshot = (): RolloutStatus => ({ ...status, approvals: gates.list(), analyses: status.analyses.map((a) => ({ ...a })) });
+  setHandler(rolloutStatusQuery, snapshot);
+
+  const actorProblem = (a: OperatorAction | undefined): string | undefined => {
+    if (!a || typeof a !== 'object' || typeof a.by !== 'string' || a.by.length === 0 || a.by.length > 128) return `by: expected the approver id, found ${describe(a?.by)}`;
+    if (a.reason !== undefined && (typeof a.reason !== 'string' || a.reason.length > 1000)) return `reason: expected text of at most 1000 characters, found ${describe(a.reason)}`;
+    if (status.phase === 'done') return 'the rollout has already ended';
+    if (approvers.length === 0) return 'the rollout is still in preflight; try again in a moment';
+    if (!approvers.includes(a.by)) return `${a.by} may not act on this rollout; allowed: ${approvers.join(', ')}`;
+    return undefined;
+  };
+  setHandler(
+    promoteUpdate,
+    (p) => {
+      if (p.full) {
+        promoteFull = true;
+        status.promotedFull = { by: p.by, at: new Date(Date.now()).toISOString() };
+      }
+      if (gates.current) gates.apply({ decision: 'approve', by: p.by, reason: p.reason ?? (p.full ? 'promote --full' : undefined) });
+      return snapshot();
+    },
+    {
+      validator: (p) => {
+        const problem = actorProblem(p);
+        if (problem) throw new Error(problem);
+        if (p.full !== undefined && typeof p.full !== 'boolean') throw new Error(`full: expected true or false, found ${describe(p.full)}`);
+        if (!p.full && !gates.current) throw new Error('the rollout is not waiting at a pause; use --full to skip the remaining steps');
+      },
+    },
+  );
+  setHandler(
+    abortUpdate,
+    (a) => {
+      gates.aborted ??= { by: a.by, reason: a.reason, at: new Date(Date.now()).toISOString() };
+      return snapshot();
+    },
+    {
+      validator: (a) => {
+        const problem = actorProblem(a);
+        if (problem) throw new Error(problem);
+        if (status.phase === 'rolling back') throw new Error('the rollout is already rolling back');
+      },
+    },
+  );
+
+  return runRunbook('rollout', input.environment, async (timeline: Timeline) => {
+    const by = (step: string) => ({ workflowId, step });
+    let stable!: DeploymentState;
+    let images: ContainerImage[] = [];
+    let total = 0;
+    let canaryCreated = false;
+    let stableChanged = false;
+
+    await timeline.step('preflight', async (evidence) => {
+      const target = await read.describeRolloutTarget({ environment: input.environment, deployment: input.deployment });
+      stable = await read.readDeployment({ deployment: input.deployment });
+      if (!stable.exists) throw ApplicationFailure.create({ type: 'InvalidInput', message: `deployment: ${target.namespace}/${input.deployment} does not exist`, nonRetryable: true });
+      const container = input.container ?? stable.containers[0]?.name;
+      if (!stable.containers.some((c) => c.name === container)) {
+        throw ApplicationFailure.create({ type: 'InvalidInput', message: `container: ${input.deployment} has no container ${container}; it has ${stable.containers.map((c) => c.name).join(', ')}`, nonRetryable: true });
+      }
+      if (target.approvers.length === 0) throw ApplicationFailure.create({ type: 'InvalidInput', message: 'approvers: no approvers are configured for rollout (approvers.rollout or approvers.default)', nonRetryable: true });
+      const healthy = stable.observedGeneration >= stable.generation && stable.available === stable.replicas && stable.updated === stable.replicas && !stable.paused;
+      if (!healthy) throw ApplicationFailure.create({ type: 'RolloutFailed', message: `deployment ${input.deployment} is not healthy before the rollout (${stable.updated}/${stable.replicas} updated, ${stable.available} available${stable.paused ? ', paused' : ''}); nothing was changed`, nonRetryable: true });
+      const canary = await read.readDeployment({ deployment: `${input.deployment}-canary` });
+      if (canary.exists) throw ApplicationFailure.create({ type: 'RolloutFailed', message: `${input.deployment}-canary already exists: another rollout is in progress or was left behind; roll it back first (runbook rollback ${input.deployment})`, nonRetryable: true });
+      approvers = target.approvers;
+      images = [{ name: container!, image: input.image }];
+      total = stable.replicas;
+      status.previousImages = stable.containers;
+      status.replicas = { stable: total, canary: 0, total };
+      Object.assign(evidence, { namespace: target.namespace, replicas: total, revision: stable.revision, images: stable.containers.map((c) => `${c.name}=${c.image}`), newImage: input.image, approvers });
+      gateSettings = {
+        timeoutMs: input.gateTimeoutSeconds !== undefined ? input.gateTimeoutSeconds * 1000 : target.gate.timeoutMs,
+        onTimeout: input.onGateTimeout ?? target.gate.onTimeout,
+        remindEveryMs: input.remindEverySeconds !== undefined ? input.remindEverySeconds * 1000 : target.gate.remindEveryMs,
+      };
+      evidence.gate = gateSettings;
+    });
+    if (stable.containers.find((c) => c.name === images[0].name)?.image === input.image) {
+      status.phase = 'done';
+      status.outcome = 'unchanged';
+      timeline.skip('rollout', `${input.deployment} already runs ${input.image}`);
+      sinks.runbookMetrics.rolloutFinished(input.environment, 'unchanged');
+      return result('unchanged', `${input.deployment} already runs ${input.image}`);
+    }
+
+    // Everything forward runs in a scope that an abort cancels; the rollback runs outside it.
+    const forward = new CancellationScope();
+    void condition(() => gates.aborted !== undefined && status.phase !== 'done').then(() => forward.cancel());
+    let stop: RolloutStop | undefined;
+    try {
+      await forward.run(async () => {
+        for (const [i, step] of steps.entries()) {
+          if (promoteFull) {
+            timeline.skip(`step ${i + 1}: ${describeStep(step)}`, `promoted in full by ${status.promotedFull?.by}`);
+            continue;
+          }
+          status.currentStep = i;
+          await timeline.step(`step ${i + 1}: ${describeStep(step)}`, async (evidence) => {
+            if ('setWeight' in step) {
+              status.phase = 'progressing';
+              if (strategy === 'canary') {
+                const split = splitReplicas(total, step.setWeight);
+                status.waitingFor = `${input.deployment}-canary to have ${split.canary} ready pod(s)`;
+                const c = await change.ensureCanary({ deployment: input.deployment, images, replicas: split.canary, by: by(`step ${i + 1}`) });
+                canaryCreated = true;
+                const h = await wait.waitForRolloutHealthy({ deployment: c.name, timeoutMs: healthMs });
+                // Capacity first: the stable Deployment shrinks only once the canary pods are ready.
+                await change.scaleDeployment({ deployment: input.deployment, replicas: split.stable, by: by(`step ${i + 1}`) });
+                status.replicas = { stable: split.stable, canary: split.canary, total };
+                status.weight = Math.round((100 * split.canary) / (split.canary + split.stable));
+                Object.assign(evidence, { canary: split.canary, stable: split.stable, weight: status.weight, canaryReady: h.ready, waitedMs: h.waitedMs });
+              } else {
+                const target = Math.max(1, Math.ceil((total * step.setWeight) / 100));
+                status.waitingFor = `${target} of ${total} pods on ${input.image}`;
+                stableChanged = true;
+                const r = await wait.rollForward({ deployment: input.deployment, images, untilUpdated: target, timeoutMs: healthMs, by: by(`step ${i + 1}`) });
+                status.weight = Math.round((100 * Math.min(r.ready, total)) / total);
+                Object.assign(evidence, { updated: r.updated, ready: r.ready, replicas: r.replicas, paused: r.paused, weight: status.weight });
+              }
+            } else if ('pause' in step) {
+              status.phase = 'paused';
+              if (step.pause.durationSeconds) {
+                status.waitingFor = `bake time of ${step.pause.durationSeconds} s (or promote --full)`;
+                const early = await condition(() => promoteFull, step.pause.durationSeconds * 1000);
+                Object.assign(evidence, { bakedSeconds: step.pause.durationSeconds, endedEarly: early });
+              } else {
+                status.waitingFor = `approval by one of ${approvers.join(', ')}`;
+                const g = await gates.wait(`step ${i + 1}: continue the rollout at ${status.weight}%`, approvers, gateSettings.timeoutMs, gateSettings.onTimeout === 'remind' ? { everyMs: gateSettings.remindEveryMs } : undefined);
+                Object.assign(evidence, { outcome: g.outcome, by: g.by ?? null, comment: g.reason ?? null, at: g.closedAt ?? null, reminders: g.reminders ?? 0, ignored: g.ignored });
+                if (g.outcome === 'rejected') throw new RolloutStop('rolled back', `rejected by ${g.by}${g.reason ? `: ${g.reason}` : ''} at step ${i + 1}`);
+                if (g.outcome === 'timed out') throw new RolloutStop('rolled back', `nobody approved step ${i + 1} within ${Math.round(gateSettings.timeoutMs / 1000)} s (policy: roll back)`);
+                if (g.outcome === 'aborted') throw new RolloutStop('aborted', abortReason());
+              }
+            } else {
+              status.phase = 'analysis';
+              const spec = Object.keys(step.analysis).length ? (step.analysis as AnalysisSpec) : input.analysis!;
+              const targets = strategy === 'canary' && canaryCreated ? [`${input.deployment}-canary`] : [input.deployment];
+              status.waitingFor = `analysis of ${targets.join(', ')}`;
+              const run = await analyse(`step ${i + 1}`, spec, targets);
+              Object.assign(evidence, { passed: run.passed, measurements: run.measurements.length, failures: run.failures, errors: run.errors, reason: run.reason ?? null });
+              if (!run.passed) throw new RolloutStop('rolled back', run.reason!);
+            }
+            status.waitingFor = undefined;
+          });
+        }
+        status.currentStep = undefined;
+        status.phase = 'promoting';
+        await timeline.step('promote: the stable Deployment takes the new image', async (evidence) => {
+          status.waitingFor = `${input.deployment} to run ${input.image} on all ${total} pods`;
+          stableChanged = true;
+          if (strategy === 'canary') {
+            await change.setDeploymentImage({ deployment: input.deployment, images, by: by('promote') });
+            await change.scaleDeployment({ deployment: input.deployment, replicas: total, by: by('promote') });
+            const h = await wait.waitForRolloutHealthy({ deployment: input.deployment, timeoutMs: healthMs });
+            const d = await change.deleteCanary({ deployment: input.deployment });
+            status.replicas = { stable: total, canary: 0, total };
+            Object.assign(evidence, { revision: h.revision, ready: h.ready, canaryDeleted: d.deleted });
+          } else {
+            const r = await wait.rollForward({ deployment: input.deployment, images, untilUpdated: total, timeoutMs: healthMs, by: by('promote') });
+            const h = await wait.waitForRolloutHealthy({ deployment: input.deployment, timeoutMs: healthMs });
+            Object.assign(evidence, { revision: h.revision, ready: r.ready });
+          }
+          status.weight = 100;
+          status.waitingFor = undefined;
+        });
+      });
+    } catch (err) {
+      if (err instanceof RolloutStop) stop = err;
+      else if (isCancellation(err) && gates.aborted) stop = new RolloutStop('aborted', abortReason());
+      else if (err instanceof Error) {
+        const cause = (err as Error & { cause?: Error }).cause;
+        stop = new RolloutStop('rolled back', cause?.message ?? err.message);
+      } else throw err;
+    }
+
+    if (stop) {
+      status.phase = 'rolling back';
+      status.reason = stop.message;
+      status.waitingFor = `${input.deployment} back on ${status.previousImages.map((c) => c.image).join(', ')}`;
+      log.warn('rolling back', { deployment: input.deployment, reason: stop.message });
+      await CancellationScope.nonCancellable(() =>
+        timeline.step('roll back', async (evidence) => {
+          if (stableChanged) {
+            const u = await change.undoDeployment({ deployment: input.deployment, toImages: status.previousImages, by: by('roll back') });
+            evidence.undone = u.changed;
+          }
+          await change.scaleDeployment({ deployment: input.deployment, replicas: total, by: by('roll back') });
+          const h = await wait.waitForRolloutHealthy({ deployment: input.deployment, timeoutMs: healthMs });
+          const d = await change.deleteCanary({ deployment: input.deployment });
+          status.replicas = { stable: total, canary: 0, total };
+          status.weight = 0;
+          Object.assign(evidence, { reason: stop!.message, canaryDeleted: d.deleted, revision: h.revision, ready: h.ready, images: h.containers.map((c) => `${c.name}=${c.image}`) });
+        }),
+      );
+      if (hasChecks(input.analysis)) {
+        await CancellationScope.nonCancellable(() =>
+          timeline.step('verify the rollback', async (evidence) => {
+            const run = await analyse('after rollback', input.analysis!, [input.deployment], { settle: true, maxCount: 3 });
+            Object.assign(evidence, { passed: run.passed, failures: run.failures, reason: run.reason ?? null });
+          }),
+        );
+      }
+      status.waitingFor = undefined;
+      status.phase = 'done';
+      status.outcome = stop.outcome;
+      sinks.runbookMetrics.rolloutFinished(input.environment, stop.outcome);
+      return result(stop.outcome, stop.message);
+    }
+    status.phase = 'done';
+    status.outcome = 'promoted';
+    sinks.runbookMetrics.rolloutFinished(input.environment, 'promoted');
+    return result('promoted');
+
+    async function analyse(name: string, spec: AnalysisSpec, deployments: string[], opts?: { settle?: boolean; maxCount?: number }): Promise<AnalysisRun> {
+      const index = status.analyses.length;
+      return runAnalysis(
+        name,
+        spec,
+        deployments,
+        (checks) => measure.measureAnalysis({ checks }),
+        (run) => {
+          status.analyses[index] = { ...run, measurements: run.measurements.slice(-5) };
+        },
+        opts,
+      );
+    }
+
+    async function result(outcome: RolloutOutcome, reason?: string): Promise<Omit<RolloutResult, 'timeline'>> {
+      const final = await CancellationScope.nonCancellable(() => read.readDeployment({ deployment: input.deployment }));
+      return { runbook: 'rollout', outcome, reason, deployment: input.deployment, image: input.image, previousImages: status.previousImages, finalImages: final.containers, revision: final.revision, status: snapshot() };
+    }
+  });
+
+  function abortReason(): string {
+    const a = gates.aborted!;
+    return `aborted by ${a.by}${a.reason ? `: ${a.reason}` : ''}`;
+  }
+}
