@@ -188,7 +188,7 @@ describe('the deploy manifests on a real control plane', () => {
       for (const d of rest.filter((x) => x.kind === 'Deployment') as unknown as k8s.V1Deployment[]) {
         for (const e of d.spec!.template.spec!.containers[0].env ?? []) {
           const ref = e.valueFrom?.secretKeyRef;
-          if (ref) keys.set(ref.name, (keys.get(ref.name) ?? new Set()).add(ref.key));
+          if (ref?.name) keys.set(ref.name, (keys.get(ref.name) ?? new Set<string>()).add(ref.key));
         }
         for (const v of d.spec!.template.spec!.volumes ?? []) if (v.secret) keys.set(v.secret.secretName!, new Set(['tls.crt', 'tls.key', 'ca.crt']));
       }
