@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
@@ -236,6 +236,29 @@ for (const overlay of OVERLAYS) {
     });
   });
 }
+
+describe('the Role and the Kubernetes activities', () => {
+  const VERBS: Record<string, string> = { read: 'get', list: 'list', create: 'create', patch: 'patch', replace: 'update', delete: 'delete', deleteCollection: 'deletecollection' };
+  const RESOURCES: Record<string, string> = { Deployment: 'apps/deployments', ReplicaSet: 'apps/replicasets', Pod: '/pods', StatefulSet: 'apps/statefulsets', Service: '/services', Secret: '/secrets', ConfigMap: '/configmaps', Event: '/events' };
+
+  test('every Kubernetes API call in src/activities/kubernetes.ts is one the Role grants', () => {
+    const file = join(REPO, 'src', 'activities', 'kubernetes.ts');
+    const source = existsSync(file) ? readFileSync(file, 'utf8') : '';
+    const granted = new Set(NEEDED.flatMap(([g, res, verbs]) => verbs.map((v) => `${g}/${res}:${v}`)));
+    const calls = [...source.matchAll(/\b(?:apps|core)\.(\w+)\(/g)].map((m) => m[1]);
+    for (const method of calls) {
+      const m = /^(read|list|create|patch|replace|delete|deleteCollection)Namespaced([A-Z][A-Za-z]*?)(Scale|Status)?$/.exec(method);
+      assert.ok(m && RESOURCES[m[2]], `${method}: a call this test cannot map to a resource and verb; add it here and to the Role if it is needed`);
+      const call = `${RESOURCES[m[2]]}${m[3] ? `/${m[3].toLowerCase()}` : ''}:${VERBS[m[1]]}`;
+      assert.ok(granted.has(call), `${method} needs ${call}, which deploy/kubernetes/base/rbac/role.yaml does not grant`);
+    }
+    // Watches name their resource in a path: /apis/apps/v1/namespaces/<ns>/deployments
+    for (const w of source.matchAll(/\/(?:api\/v1|apis\/apps\/v1)\/namespaces\/[^/'"`]+\/([a-z]+)/g)) {
+      const group = w[0].startsWith('/apis/apps') ? 'apps' : '';
+      assert.ok(granted.has(`${group}/${w[1]}:watch`) || granted.has(`${group}/${w[1]}:get`), `${w[0]} is not granted`);
+    }
+  });
+});
 
 describe('the manifest renderer', () => {
   test('gives ConfigMaps the name suffix kustomize gives them', () => {
