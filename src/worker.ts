@@ -248,6 +248,7 @@ export class RunbookWorker {
         gateOpened: { fn: (_info, runbook, environment, at) => this.metrics.gateOpened(runbook, environment, at), callDuringReplay: false },
         gateClosed: { fn: (_info, runbook, environment) => this.metrics.gateClosed(runbook, environment), callDuringReplay: false },
         drillMeasured: { fn: (_info, environment, passed, rto, rpo, at) => this.metrics.drillMeasured(environment, passed, rto, rpo, at), callDuringReplay: false },
+        readinessScored: { fn: (_info, environment, section, score) => this.metrics.readinessScored(environment, section, score), callDuringReplay: false },
         gateReminder: { fn: (_info, runbook, environment) => this.metrics.gateReminder(runbook, environment), callDuringReplay: false },
         rolloutFinished: { fn: (_info, environment, outcome) => this.metrics.rolloutFinished(environment, outcome), callDuringReplay: false },
       },

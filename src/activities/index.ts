@@ -14,6 +14,8 @@ import { Client, Connection } from '@temporalio/client';
 import { dataConverterFor } from '../codec';
 import { temporalConnectionSettings } from '../config/connection';
 import { createVisibilityActivities } from './visibility';
+import { createAuditActivities } from './audit';
+import { createCheckActivities } from './checks';
 import { createKubernetesActivities, KubernetesTarget } from './kubernetes';
 import { isAbsolute, join } from 'node:path';
 
@@ -138,11 +140,19 @@ export function createActivities(loaded: LoadedConfig, environment: string) {
   // One S3 client per environment: backups and drill reports share the bucket.
   const { env } = selectEnvironment(loaded, environment);
   const store = env.backups ? new ObjectStore(createS3Client(loaded, env.backups), env.backups.bucket) : undefined;
+  const temporal = lazyClient(loaded, environment);
   return {
     ...createSmokeActivities(environment),
     ...backupActivitiesFor(loaded, environment, store),
     ...drillActivitiesFor(loaded, environment, store),
-    ...createVisibilityActivities({ environment, client: lazyClient(loaded, environment) }),
+    ...createVisibilityActivities({ environment, client: temporal }),
+    ...createCheckActivities({ environment, env, baseDir: loaded.baseDir, temporal, temporalSettings: () => temporalConnectionSettings(loaded, env.temporal), store }),
+    ...createAuditActivities({
+      environment,
+      approvers: env.approvers.readinessAudit ?? env.approvers.default ?? [],
+      rpoMs: env.targets.rpo,
+      reports: env.backups && store ? { store, prefix: env.backups.prefix } : undefined,
+    }),
     ...createKubernetesActivities({ environment, target: kubernetesTargetFor(loaded, env) }),
   };
 }

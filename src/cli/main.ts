@@ -1,5 +1,6 @@
 import { Command, CommanderError } from 'commander';
 import { GlobalOptions, reportError } from './common';
+import { registerAudit } from './audit';
 import { registerBackup } from './backup';
 import { registerCodecServer } from './codecServer';
 import { registerConfig } from './config';
@@ -30,6 +31,7 @@ export function buildProgram(): Command {
   registerSchedule(program, globals);
   registerDemo(program, globals);
   registerCodecServer(program, globals);
+  registerAudit(program, globals);
   for (const cmd of program.commands) cmd.exitOverride();
   return program;
 }

@@ -267,6 +267,17 @@ const kubernetesSchema = z
   })
   .strict();
 
+/** Where the readiness audit looks for monitoring: a Prometheus server and the workers' health endpoints. */
+const monitoringSchema = z
+  .object({
+    prometheusUrl: z.string().url('expected a URL such as http://prometheus.example.com:9090').optional(),
+    /** Base URLs of workers whose /health and /ready must answer 200, e.g. http://worker-0:9464. */
+    workerUrls: z.array(z.string().url('expected a URL such as http://127.0.0.1:9464')).default([]),
+    /** Prometheus must keep metrics at least this long for trending. */
+    minRetention: duration.default('30d'),
+  })
+  .strict();
+
 const approverSchema = z.string().regex(/^[A-Za-z0-9._@+-]{1,128}$/, 'expected an approver id such as alice or alice@example.com');
 
 const environmentSchema = z
@@ -276,6 +287,7 @@ const environmentSchema = z
     backups: backupsSchema.optional(),
     dns: dnsSchema.optional(),
     kubernetes: kubernetesSchema.optional(),
+    monitoring: monitoringSchema.optional(),
     targets: z.object({ rpo: duration.optional(), rto: duration.optional() }).strict().default({}),
     /** Who may approve gates, per runbook; "default" applies to runbooks without their own list. */
     approvers: z
@@ -320,7 +332,7 @@ const workerSchema = z
   })
   .strict();
 
-export const RUNBOOK_NAMES = ['smokeTest', 'backupDatabase', 'verifyBackup', 'drDrill', 'rollout', 'rollback', 'goLive'] as const;
+export const RUNBOOK_NAMES = ['smokeTest', 'backupDatabase', 'verifyBackup', 'drDrill', 'rollout', 'rollback', 'goLive', 'readinessAudit'] as const;
 
 /** A calendar field: a number, a list, or a range written "1-7". */
 const calendarField = (min: number, max: number) =>

@@ -57,6 +57,12 @@ export class RunbookMetrics {
   readonly drillRpo = new Gauge({ name: 'runbook_drill_rpo_seconds', help: 'RPO achieved (data loss window) by the last DR drill', labelNames: ['environment'] as const, registers: [this.registry] });
   readonly drillPassed = new Gauge({ name: 'runbook_drill_passed', help: '1 if the last DR drill met its targets, else 0', labelNames: ['environment'] as const, registers: [this.registry] });
   readonly drillLastRun = new Gauge({ name: 'runbook_drill_last_run_timestamp_seconds', help: 'Unix time the last DR drill ended', labelNames: ['environment'] as const, registers: [this.registry] });
+  readonly readinessScore = new Gauge({
+    name: 'runbook_readiness_score',
+    help: 'Share of checklist items that pass or are attested in the last readiness audit, by section (and overall) and environment',
+    labelNames: ['section', 'environment'] as const,
+    registers: [this.registry],
+  });
 
   readonly gateReminders = new Counter({
     name: 'runbook_gate_reminders_total',
@@ -90,6 +96,10 @@ export class RunbookMetrics {
     this.drillRpo.set({ environment }, rpoMs / 1000);
     this.drillPassed.set({ environment }, passed ? 1 : 0);
     this.drillLastRun.set({ environment }, endedAtMs / 1000);
+  }
+
+  readinessScored(environment: string, section: string, score: number): void {
+    this.readinessScore.set({ section, environment }, score);
   }
 
   gateOpened(runbook: string, environment: string, atMs: number): void {

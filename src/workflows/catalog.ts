@@ -8,6 +8,7 @@ export const RUNBOOK_DEFAULT_QUEUE = {
   backupDatabase: 'batch',
   verifyBackup: 'batch',
   drDrill: 'critical',
+  readinessAudit: 'standard',
   rollout: 'critical',
   rollback: 'critical',
 } as const satisfies Record<string, 'critical' | 'standard' | 'batch'>;

@@ -12,6 +12,7 @@ export interface RunbookSinks extends Sinks {
     gateOpened(runbook: string, environment: string, atMs: number): void;
     gateClosed(runbook: string, environment: string): void;
     drillMeasured(environment: string, passed: boolean, rtoMs: number, rpoMs: number, endedAtMs: number): void;
+    readinessScored(environment: string, section: string, score: number): void;
     gateReminder(runbook: string, environment: string): void;
     rolloutFinished(environment: string, outcome: string): void;
   };

@@ -1,0 +1,50 @@
+import { Attestation, ITEM_ID } from '../checklist/attestation';
+import { checkServedEnvironment, failure } from './errors';
+import type { ObjectStore } from './s3';
+
+/**
+ * What the readiness audit reads and writes besides the checks: who may attest, the attestations
+ * kept in the backup bucket (so they outlive one audit and expire on their own), and the report.
+ */
+export function createAuditActivities(deps: { environment: string; approvers: string[]; rpoMs?: number; reports?: { store: ObjectStore; prefix: string } }) {
+  const attestationPrefix = () => `${deps.reports!.prefix}attestations/`;
+  return {
+    async describeAuditTarget(input: { environment: string }): Promise<{ approvers: string[]; rpoMs?: number; attestationsKept: boolean }> {
+      checkServedEnvironment(input.environment, deps.environment);
+      return { approvers: deps.approvers, rpoMs: deps.rpoMs, attestationsKept: deps.reports !== undefined };
+    },
+
+    /** The newest attestation of each item, expired or not; the workflow decides what still counts. */
+    async loadAttestations(): Promise<Attestation[]> {
+      if (!deps.reports) return [];
+      const objects = (await deps.reports.store.list(attestationPrefix())).filter((o) => o.key.endsWith('.json'));
+      const out: Attestation[] = [];
+      for (const o of objects) {
+        const a = await deps.reports.store.getJson<Attestation>(o.key).catch(() => undefined);
+        if (a && typeof a.item === 'string' && typeof a.by === 'string' && typeof a.expiresAt === 'string') out.push(a);
+      }
+      return out;
+    },
+
+    /** Keeps the attestation as the item's current one (overwriting the previous). */
+    async saveAttestation(a: Attestation): Promise<{ key: string | null }> {
+      if (!ITEM_ID.test(a.item)) throw failure('InvalidInput', `'${a.item}' is not a checklist item id`);
+      if (!deps.reports) return { key: null };
+      const key = `${attestationPrefix()}${a.item}.json`;
+      await deps.reports.store.putJson(key, a);
+      return { key };
+    },
+
+    async writeAuditReport(input: { auditId: string; json: unknown; markdown: string; html: string }): Promise<{ keys: string[] }> {
+      if (!deps.reports) return { keys: [] };
+      if (!/^[a-z0-9-]{4,80}$/.test(input.auditId)) throw failure('InvalidInput', `audit id '${input.auditId}' is not a plain id`);
+      const base = `${deps.reports.prefix}audits/${input.auditId}/report`;
+      await deps.reports.store.putJson(`${base}.json`, input.json);
+      await deps.reports.store.putText(`${base}.md`, input.markdown, 'text/markdown');
+      await deps.reports.store.putText(`${base}.html`, input.html, 'text/html');
+      return { keys: [`${base}.json`, `${base}.md`, `${base}.html`] };
+    },
+  };
+}
+
+export type AuditActivities = ReturnType<typeof createAuditActivities>;

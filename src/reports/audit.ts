@@ -1,0 +1,120 @@
+import type { Attestation } from '../checklist/attestation';
+import type { ItemStatus, Severity } from '../checklist/catalog';
+
+/** One checklist item as the audit found it. */
+export interface AuditItemResult {
+  id: string;
+  section: string;
+  subsection: string;
+  title: string;
+  text: string;
+  severity: Severity;
+  proof: 'automated' | 'runbook' | 'attested';
+  status: ItemStatus;
+  summary: string;
+  evidence: Record<string, unknown>;
+}
+
+export type StatusCounts = Record<ItemStatus, number>;
+
+export interface AuditSection {
+  name: string;
+  /** Items that pass or are attested, as a fraction of the section's items. */
+  score: number;
+  counts: StatusCounts;
+  items: AuditItemResult[];
+}
+
+/** Everything a readiness audit found; rendered as JSON, Markdown and an HTML page. */
+export interface ReadinessReport {
+  auditId: string;
+  workflowId: string;
+  environment: string;
+  startedAt: string;
+  endedAt: string;
+  score: number;
+  counts: StatusCounts;
+  /** Every critical item passes or is attested. */
+  ready: boolean;
+  /** Critical items that neither pass nor are attested. */
+  blocking: { id: string; status: ItemStatus; summary: string }[];
+  sections: AuditSection[];
+  /** Attestations that count in this audit (recorded now or earlier and not expired). */
+  attestations: Attestation[];
+  /** Attestations sent as signals and refused, with the reason. */
+  refusedAttestations: { by: string; item: string; at: string; problem: string }[];
+}
+
+export const emptyCounts = (): StatusCounts => ({ pass: 0, fail: 0, attested: 0, unknown: 0 });
+
+export function scoreOf(items: { status: ItemStatus }[]): { score: number; counts: StatusCounts } {
+  const counts = emptyCounts();
+  for (const i of items) counts[i.status]++;
+  return { counts, score: items.length ? Number(((counts.pass + counts.attested) / items.length).toFixed(4)) : 0 };
+}
+
+const pct = (x: number) => `${Math.round(x * 100)}%`;
+const cell = (s: string) => s.replace(/\|/g, '\\|').replace(/\n/g, ' ');
+const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
+const STATUS_TEXT: Record<ItemStatus, string> = { pass: 'pass', fail: '**FAIL**', attested: 'attested', unknown: 'unknown' };
+const countsText = (c: StatusCounts) => `pass ${c.pass}, fail ${c.fail}, attested ${c.attested}, unknown ${c.unknown}`;
+
+export function renderAuditMarkdown(r: ReadinessReport): string {
+  const lines = [
+    `# Readiness audit: ${r.environment} ${r.ready ? 'READY' : 'NOT READY'} (score ${pct(r.score)})`,
+    '',
+    `- Audit \`${r.auditId}\` (workflow \`${r.workflowId}\`), ${r.startedAt} to ${r.endedAt}`,
+    `- Items: ${countsText(r.counts)}`,
+  ];
+  if (r.blocking.length) lines.push('', '## Critical items not proved', '', ...r.blocking.map((b) => `- \`${b.id}\` (${b.status}): ${b.summary}`));
+  lines.push('', '## Sections', '', '| section | score | pass | fail | attested | unknown |', '| --- | --- | --- | --- | --- | --- |');
+  for (const s of r.sections) lines.push(`| ${cell(s.name)} | ${pct(s.score)} | ${s.counts.pass} | ${s.counts.fail} | ${s.counts.attested} | ${s.counts.unknown} |`);
+  for (const s of r.sections) {
+    lines.push('', `## ${s.name} (${pct(s.score)})`, '', '| item | subsection | severity | proof | status | finding |', '| --- | --- | --- | --- | --- | --- |');
+    for (const i of s.items) lines.push(`| ${cell(i.title)} \`${i.id}\` | ${cell(i.subsection)} | ${i.severity} | ${i.proof} | ${STATUS_TEXT[i.status]} | ${cell(i.summary)} |`);
+  }
+  if (r.attestations.length) {
+    lines.push('', '## Attestations', '', '| item | by | at | expires | comment |', '| --- | --- | --- | --- | --- |');
+    for (const a of r.attestations) lines.push(`| \`${a.item}\` | ${cell(a.by)} | ${a.at} | ${a.expiresAt} | ${cell(a.comment)} |`);
+  }
+  if (r.refusedAttestations.length) lines.push('', '## Refused attestations', '', ...r.refusedAttestations.map((x) => `- ${cell(x.by)} for \`${cell(x.item)}\` at ${x.at}: ${cell(x.problem)}`));
+  return `${lines.join('\n')}\n`;
+}
+
+const COLORS: Record<ItemStatus, string> = { pass: '#2e7d32', attested: '#1565c0', fail: '#c62828', unknown: '#9e9e9e' };
+
+export function renderAuditHtml(r: ReadinessReport): string {
+  const bar = (s: AuditSection) => {
+    const total = s.items.length || 1;
+    let x = 0;
+    const parts = (['pass', 'attested', 'fail', 'unknown'] as ItemStatus[]).map((k) => {
+      const w = (s.counts[k] / total) * 300;
+      const rect = `<rect x="${x.toFixed(1)}" y="0" width="${w.toFixed(1)}" height="14" fill="${COLORS[k]}"><title>${k}: ${s.counts[k]}</title></rect>`;
+      x += w;
+      return rect;
+    });
+    return `<svg xmlns="http://www.w3.org/2000/svg" width="300" height="14" role="img" aria-label="${esc(`${s.name}: ${countsText(s.counts)}`)}">${parts.join('')}</svg>`;
+  };
+  const rows = r.sections
+    .map((s) => {
+      const items = s.items
+        .map(
+          (i) =>
+            `<tr><td>${esc(i.title)}<br><code>${esc(i.id)}</code></td><td>${esc(i.subsection)}</td><td>${i.severity}</td><td>${i.proof}</td>` +
+            `<td style="color:${COLORS[i.status]};font-weight:bold">${i.status}</td><td>${esc(i.summary)}<details><summary>evidence</summary><pre>${esc(JSON.stringify(i.evidence, null, 2))}</pre></details></td></tr>`,
+        )
+        .join('\n');
+      return `<h2>${esc(s.name)} — ${pct(s.score)}</h2>${bar(s)}<table><tr><th>item</th><th>subsection</th><th>severity</th><th>proof</th><th>status</th><th>finding</th></tr>\n${items}</table>`;
+    })
+    .join('\n');
+  const blocking = r.blocking.length ? `<h2>Critical items not proved</h2><ul>${r.blocking.map((b) => `<li><code>${esc(b.id)}</code> (${b.status}): ${esc(b.summary)}</li>`).join('')}</ul>` : '';
+  return `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Readiness audit ${esc(r.environment)} ${esc(r.auditId)}</title>
+<style>body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse;width:100%}td,th{border:1px solid #ddd;padding:4px;vertical-align:top;text-align:left}pre{white-space:pre-wrap;font-size:11px}</style></head>
+<body><h1>Readiness audit: ${esc(r.environment)} ${r.ready ? 'READY' : 'NOT READY'} — ${pct(r.score)}</h1>
+<p>Audit <code>${esc(r.auditId)}</code> (workflow <code>${esc(r.workflowId)}</code>), ${esc(r.startedAt)} to ${esc(r.endedAt)}. ${esc(countsText(r.counts))}.</p>
+${blocking}
+${rows}
+</body></html>
+`;
+}

@@ -1,0 +1,289 @@
+import { allHandlersFinished, condition, defineQuery, defineSignal, defineUpdate, log, proxyActivities, proxySinks, setHandler, uuid4, workflowInfo } from '@temporalio/workflow';
+import type { AuditActivities } from '../activities/audit';
+import type { CheckActivities } from '../activities/checks';
+import type { createVisibilityActivities } from '../activities/visibility';
+import { Attestation, AttestationRequest, attestationProblem, recordAttestation } from '../checklist/attestation';
+import { CHECKLIST, CheckId, CheckInput, CheckResult, ChecklistItem, checksInUse, combineChecks, DEFAULT_RPO_WINDOW_MS, ItemStatus, SECTIONS } from '../checklist/catalog';
+import { AuditItemResult, ReadinessReport, renderAuditHtml, renderAuditMarkdown, scoreOf } from '../reports/audit';
+import { PERMANENT_FAILURES } from './lib/failures';
+import { describe, ENVIRONMENT_NAME, InputChecker } from './lib/input';
+import type { RunbookSinks } from './lib/sinks';
+import { runRunbook, Timeline, TimelineSnapshot } from './lib/timeline';
+
+// Reads of config, visibility and the bucket: quick, retried a few times.
+const inspect = proxyActivities<AuditActivities & ReturnType<typeof createVisibilityActivities>>({
+  startToCloseTimeout: '30 seconds',
+  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumAttempts: 3, nonRetryableErrorTypes: PERMANENT_FAILURES },
+});
+// Writing an attestation or the report: idempotent puts of the same key.
+const write = proxyActivities<AuditActivities>({
+  startToCloseTimeout: '1 minute',
+  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumAttempts: 5, nonRetryableErrorTypes: PERMANENT_FAILURES },
+});
+
+const sinks = proxySinks<RunbookSinks>();
+
+export interface ReadinessAuditInput {
+  environment: string;
+  /** Wait up to this long for attestations of items nobody has vouched for yet (default 0: report at once). */
+  waitForAttestationsSeconds?: number;
+  /** Each check reports unknown after this long (default 10). */
+  checkTimeoutSeconds?: number;
+  /** Checks run at the same time (default 4). */
+  concurrency?: number;
+  /** A serving certificate expiring within this many days fails (default 30). */
+  certificateMinDays?: number;
+}
+
+export type ReadinessAuditResult = ReadinessReport & { runbook: 'readinessAudit'; reportKeys: string[]; timeline: TimelineSnapshot };
+
+export interface AuditStatus {
+  phase: 'loading' | 'checking' | 'waiting for attestations' | 'reporting' | 'done';
+  /** Set once the audit has read who may attest; attestations are refused before that. */
+  approvers?: string[];
+  /** Attestable items without an attestation that counts. */
+  pending: string[];
+  attestations: Attestation[];
+  waitUntil?: string;
+}
+
+/** Vouch for an item: refused at once unless the item is attestable and the person an approver. */
+export const attestUpdate = defineUpdate<Attestation, [AttestationRequest]>('attest');
+/** Fire-and-forget form; a refused one is kept in the report with the reason. */
+export const attestSignal = defineSignal<[AttestationRequest]>('attest');
+/** Stop waiting for attestations and report now. */
+export const closeAttestationsSignal = defineSignal<[{ by?: string }]>('closeAttestations');
+export const auditStatusQuery = defineQuery<AuditStatus>('auditStatus');
+
+export function validateReadinessAuditInput(input: unknown): ReadinessAuditInput {
+  const check = InputChecker.of('readinessAudit', input);
+  check.matches('environment', ENVIRONMENT_NAME, 'an environment name');
+  const v = check.value;
+  const range = (field: string, min: number, max: number) => {
+    const x = v[field];
+    if (x !== undefined && (typeof x !== 'number' || !Number.isFinite(x) || x < min || x > max)) check.problem(`${field}: expected a number from ${min} to ${max}, found ${describe(x)}`);
+  };
+  range('waitForAttestationsSeconds', 0, 7 * 86_400);
+  range('checkTimeoutSeconds', 1, 120);
+  range('concurrency', 1, 16);
+  range('certificateMinDays', 0, 365);
+  if (v.concurrency !== undefined && !Number.isInteger(v.concurrency)) check.problem(`concurrency: expected a whole number, found ${describe(v.concurrency)}`);
+  check.done();
+  return v as unknown as ReadinessAuditInput;
+}
+
+/** Runs fn over items, at most limit at a time, keeping the order of results. */
+async function bounded<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const results: R[] = new Array(items.length);
+  let next = 0;
+  const lane = async () => {
+    while (next < items.length) {
+      const i = next++;
+      results[i] = await fn(items[i]);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, lane));
+  return results;
+}
+
+const daysText = (ms: number) => `${(ms / 86_400_000).toFixed(ms < 86_400_000 ? 2 : 1)} days`;
+
+/**
+ * The readiness audit: every checklist item proved by an automated check, by a recent run of one of
+ * this project's runbooks, or by a person's attestation; a report grouped by the checklist's sections
+ * with a score per section, written next to the backups and exported as a metric.
+ */
+export async function readinessAudit(rawInput: ReadinessAuditInput): Promise<ReadinessAuditResult> {
+  const input = validateReadinessAuditInput(rawInput);
+  const { workflowId } = workflowInfo();
+  const status: AuditStatus = { phase: 'loading', pending: [], attestations: [] };
+  const current = new Map<string, Attestation>();
+  const expired = new Map<string, Attestation>();
+  const refused: ReadinessReport['refusedAttestations'] = [];
+  let closed = false;
+  let writes: Promise<unknown> = Promise.resolve();
+  const attestable = CHECKLIST.filter((i) => i.proof.kind === 'attested').map((i) => i.id);
+  const refresh = () => {
+    status.pending = attestable.filter((id) => !current.has(id));
+    status.attestations = [...current.values()];
+  };
+
+  const problem = (r: AttestationRequest): string | undefined => {
+    if (!status.approvers) return 'the audit has not read its configuration yet; try again in a moment';
+    if (status.phase === 'reporting' || status.phase === 'done') return 'the audit is writing its report; attestations are closed';
+    return attestationProblem(r, status.approvers);
+  };
+  const accept = async (r: AttestationRequest): Promise<Attestation> => {
+    const a = recordAttestation(r, Date.now(), workflowId);
+    current.set(a.item, a);
+    expired.delete(a.item);
+    refresh();
+    // One write at a time, in the order accepted, so the newest attestation of an item is the one kept.
+    const saved = writes.then(() => write.saveAttestation(a));
+    writes = saved.catch(() => undefined);
+    await saved;
+    return a;
+  };
+  setHandler(auditStatusQuery, () => ({ ...status, pending: [...status.pending], attestations: [...status.attestations] }));
+  setHandler(attestUpdate, accept, {
+    validator: (r) => {
+      const p = problem(r);
+      if (p) throw new Error(p);
+    },
+  });
+  setHandler(attestSignal, async (r) => {
+    const p = problem(r);
+    if (p) {
+      const v = (r ?? {}) as Partial<AttestationRequest>;
+      log.warn('attestation refused', { problem: p.slice(0, 300) });
+      refused.push({ by: String(v.by ?? '?').slice(0, 128), item: String(v.item ?? '?').slice(0, 64), at: new Date(Date.now()).toISOString(), problem: p.slice(0, 300) });
+      return;
+    }
+    await accept(r).catch((err) => log.warn('attestation not saved', { error: String(err) }));
+  });
+  setHandler(closeAttestationsSignal, () => {
+    closed = true;
+  });
+
+  return runRunbook('readinessAudit', input.environment, async (timeline: Timeline) => {
+    const auditId = `audit-${uuid4().replace(/-/g, '').slice(0, 12)}`;
+    const startedAt = new Date(Date.now()).toISOString();
+
+    const target = await timeline.step('load configuration and attestations', async (evidence) => {
+      const t = await inspect.describeAuditTarget({ environment: input.environment });
+      const stored = await inspect.loadAttestations();
+      const now = Date.now();
+      for (const a of stored) {
+        if (current.has(a.item)) continue;
+        if (Date.parse(a.expiresAt) > now) current.set(a.item, a);
+        else expired.set(a.item, a);
+      }
+      status.approvers = t.approvers;
+      refresh();
+      Object.assign(evidence, { approvers: t.approvers, attestationsKept: t.attestationsKept, storedAttestations: stored.length, expired: [...expired.keys()] });
+      return t;
+    });
+
+    status.phase = 'checking';
+    const checkIds = checksInUse();
+    const timeoutMs = (input.checkTimeoutSeconds ?? 10) * 1000;
+    const checks = proxyActivities<CheckActivities>({
+      // The check itself gives up at timeoutMs with `unknown`; this is the backstop for a lost worker.
+      startToCloseTimeout: timeoutMs + 15_000,
+      retry: { initialInterval: '1 second', maximumAttempts: 2, nonRetryableErrorTypes: PERMANENT_FAILURES },
+    });
+    const checkInput: CheckInput = { timeoutMs, certificateMinDays: input.certificateMinDays };
+    const results = new Map<CheckId, CheckResult>();
+    await timeline.step('automated checks', async (evidence) => {
+      const found = await bounded(checkIds, input.concurrency ?? 4, async (id): Promise<CheckResult> => {
+        try {
+          return await checks[id](checkInput);
+        } catch (err) {
+          const cause = err instanceof Error && err.cause instanceof Error ? err.cause.message : String(err);
+          return { check: id, status: 'unknown', summary: `the check did not complete: ${cause}`, evidence: { error: cause }, durationMs: 0 };
+        }
+      });
+      for (const r of found) results.set(r.check, r);
+      const count = (st: CheckResult['status']) => found.filter((r) => r.status === st).length;
+      Object.assign(evidence, { checks: found.length, pass: count('pass'), fail: count('fail'), unknown: count('unknown') });
+    });
+
+    const runs = new Map<string, { workflowId: string; closedAt: string } | null | { error: string }>();
+    await timeline.step('runbook evidence', async (evidence) => {
+      const names = [...new Set(CHECKLIST.flatMap((i) => (i.proof.kind === 'runbook' ? [i.proof.runbook] : [])))];
+      for (const name of names) {
+        runs.set(name, await inspect.lastSuccessfulRun({ runbook: name }).catch((err: unknown) => ({ error: err instanceof Error && err.cause instanceof Error ? err.cause.message : String(err) })));
+      }
+      Object.assign(evidence, Object.fromEntries(runs));
+    });
+
+    const waitMs = (input.waitForAttestationsSeconds ?? 0) * 1000;
+    if (waitMs > 0 && status.pending.length > 0 && !closed) {
+      await timeline.step('wait for attestations', async (evidence) => {
+        status.phase = 'waiting for attestations';
+        status.waitUntil = new Date(Date.now() + waitMs).toISOString();
+        const before = current.size;
+        const allIn = await condition(() => closed || status.pending.length === 0, waitMs);
+        Object.assign(evidence, { received: current.size - before, stillPending: status.pending.length, ended: allIn ? (closed ? 'closed' : 'all attested') : 'deadline' });
+      });
+    } else {
+      timeline.skip('wait for attestations', waitMs > 0 ? 'nothing pending' : 'not asked to wait');
+    }
+    status.phase = 'reporting';
+    await writes;
+
+    const now = Date.now();
+    const rpoWindowMs = target.rpoMs ?? DEFAULT_RPO_WINDOW_MS;
+    const judge = (item: ChecklistItem): Pick<AuditItemResult, 'status' | 'summary' | 'evidence'> => {
+      const p = item.proof;
+      if (p.kind === 'automated') {
+        const found = p.checks.map((c) => results.get(c));
+        const st = combineChecks(found);
+        const shown = found.filter((r): r is CheckResult => r !== undefined);
+        const notes = st === 'pass' ? shown.map((r) => r.summary) : shown.filter((r) => r.status !== 'pass').map((r) => r.summary);
+        return { status: st, summary: notes.join('; '), evidence: Object.fromEntries(shown.map((r) => [r.check, { status: r.status, summary: r.summary, ...r.evidence }])) };
+      }
+      if (p.kind === 'runbook') {
+        const windowMs = p.within === 'rpo' ? rpoWindowMs : p.within.days * 86_400_000;
+        const window = p.within === 'rpo' ? `the RPO window (${daysText(windowMs)})` : `${p.within.days} days`;
+        const run = runs.get(p.runbook);
+        if (run && 'error' in run) return { status: 'unknown', summary: `cannot search Temporal visibility: ${run.error}`, evidence: { runbook: p.runbook, error: run.error } };
+        if (!run) return { status: 'fail', summary: `no completed ${p.runbook} run found`, evidence: { runbook: p.runbook, windowDays: windowMs / 86_400_000, lastRun: null } };
+        const ageMs = now - Date.parse(run.closedAt);
+        const evidence = { runbook: p.runbook, windowDays: Number((windowMs / 86_400_000).toFixed(4)), lastRun: run, ageDays: Number((ageMs / 86_400_000).toFixed(4)) };
+        return ageMs <= windowMs
+          ? { status: 'pass', summary: `${p.runbook} ${run.workflowId} completed ${daysText(ageMs)} ago (within ${window})`, evidence }
+          : { status: 'fail', summary: `the last completed ${p.runbook} run is ${daysText(ageMs)} old, older than ${window}`, evidence };
+      }
+      const a = current.get(item.id);
+      if (a) return { status: 'attested', summary: `attested by ${a.by} at ${a.at} until ${a.expiresAt}: ${a.comment}`, evidence: { ...a } };
+      const old = expired.get(item.id);
+      if (old) return { status: 'unknown', summary: `the attestation by ${old.by} expired at ${old.expiresAt}`, evidence: { expired: { ...old } } };
+      return { status: 'unknown', summary: 'nobody has attested this item', evidence: { validForDays: p.validForDays } };
+    };
+
+    const items: AuditItemResult[] = CHECKLIST.map((item) => ({
+      id: item.id,
+      section: item.section,
+      subsection: item.subsection,
+      title: item.title,
+      text: item.text,
+      severity: item.severity,
+      proof: item.proof.kind,
+      ...judge(item),
+    }));
+    const sections = SECTIONS.map((name) => {
+      const its = items.filter((i) => i.section === name);
+      return { name, items: its, ...scoreOf(its) };
+    });
+    const overall = scoreOf(items);
+    const proved = (s: ItemStatus) => s === 'pass' || s === 'attested';
+    const report: ReadinessReport = {
+      auditId,
+      workflowId,
+      environment: input.environment,
+      startedAt,
+      endedAt: '',
+      score: overall.score,
+      counts: overall.counts,
+      ready: items.every((i) => i.severity !== 'critical' || proved(i.status)),
+      blocking: items.filter((i) => i.severity === 'critical' && !proved(i.status)).map((i) => ({ id: i.id, status: i.status, summary: i.summary })),
+      sections,
+      attestations: [...current.values()],
+      refusedAttestations: refused,
+    };
+    for (const s of sections) sinks.runbookMetrics.readinessScored(input.environment, s.name, s.score);
+    sinks.runbookMetrics.readinessScored(input.environment, 'overall', overall.score);
+
+    const reportKeys = await timeline.step('write report', async (evidence) => {
+      report.endedAt = new Date(Date.now()).toISOString();
+      const { keys } = await write.writeAuditReport({ auditId, json: report, markdown: renderAuditMarkdown(report), html: renderAuditHtml(report) });
+      Object.assign(evidence, { keys, score: report.score, ready: report.ready, ...report.counts });
+      return keys;
+    });
+    status.phase = 'done';
+    // Attestations still being saved finish before the run completes.
+    await condition(allHandlersFinished);
+    return { ...report, runbook: 'readinessAudit' as const, reportKeys };
+  });
+}
