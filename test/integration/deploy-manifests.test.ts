@@ -7,19 +7,15 @@ import * as k8s from '@kubernetes/client-node';
 import { K8sObject, renderKustomization } from '../../scripts/render-manifests';
 import { startKubernetes, stopKubernetes, KubernetesInfo } from '../../src/sandbox/kubernetes';
 import { httpStatus, startCli, waitFor } from '../helpers';
+import { kubernetesActivityRules, ruleKey } from '../activity-rbac';
 
 const REPO = join(__dirname, '..', '..');
 const root = mkdtempSync(join(tmpdir(), 'runbook-deploy-test-'));
 const FIELD_MANAGER = 'runbook-deploy-test';
 const QUEUES = ['critical', 'standard', 'batch'];
 
-/** What the Kubernetes activities call: the worker's ServiceAccount must be allowed these and nothing else. */
-const NEEDED: { group: string; resource: string; subresource?: string; verbs: string[] }[] = [
-  { group: 'apps', resource: 'deployments', verbs: ['get', 'list', 'watch', 'create', 'patch', 'update', 'delete'] },
-  { group: 'apps', resource: 'deployments', subresource: 'scale', verbs: ['get', 'patch', 'update'] },
-  { group: 'apps', resource: 'replicasets', verbs: ['get', 'list', 'watch'] },
-  { group: '', resource: 'pods', verbs: ['get', 'list', 'watch'] },
-];
+/** What the Kubernetes activities call (read from their source): the worker's ServiceAccount must be allowed these and nothing else. */
+const NEEDED = kubernetesActivityRules();
 
 interface Overlay {
   name: string;
@@ -135,17 +131,6 @@ async function rulesIn(as: k8s.KubeConfig, namespace: string): Promise<Set<strin
     for (const g of r.apiGroups ?? []) for (const res of r.resources ?? []) for (const v of r.verbs) out.add(`${g}/${res}:${v}${r.resourceNames?.length ? `[${r.resourceNames.join(',')}]` : ''}`);
   }
   return out;
-}
-
-/** Read-modify-write, again if the controllers changed the object in between (409), as any client must. */
-async function onConflictRetry(update: () => Promise<void>): Promise<void> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await update();
-    } catch (err) {
-      if (statusCode(err) !== 409 || attempt === 5) throw err;
-    }
-  }
 }
 
 function statusCode(err: unknown): number | undefined {
@@ -273,13 +258,12 @@ describe('the deploy manifests on a real control plane', () => {
   test('impersonating the worker\'s ServiceAccount: allowed every call the activities make in the managed namespace, refused everything else asked', async () => {
     for (const o of overlays) {
       const auth = impersonating(o.workerNs, 'runbook-worker').makeApiClient(k8s.AuthorizationV1Api);
+      assert.ok(NEEDED.length > 0);
       for (const n of NEEDED) {
-        for (const verb of n.verbs) {
-          assert.equal(await canI(auth, { namespace: o.managedNs, group: n.group, resource: n.resource, subresource: n.subresource, verb }), true, `${o.name}: ${verb} ${n.resource}${n.subresource ? `/${n.subresource}` : ''} in ${o.managedNs}`);
-          // The same call in the worker's own namespace, or another overlay's, is refused.
-          for (const elsewhere of [o.workerNs, ...overlays.filter((x) => x !== o).map((x) => x.managedNs), 'default']) {
-            assert.equal(await canI(auth, { namespace: elsewhere, group: n.group, resource: n.resource, subresource: n.subresource, verb }), false, `${o.name}: ${verb} ${n.resource} in ${elsewhere}`);
-          }
+        assert.equal(await canI(auth, { namespace: o.managedNs, group: n.group, resource: n.resource, subresource: n.subresource, verb: n.verb }), true, `${o.name}: ${ruleKey(n)} in ${o.managedNs}`);
+        // The same call in the worker's own namespace, or another overlay's, is refused.
+        for (const elsewhere of [o.workerNs, ...overlays.filter((x) => x !== o).map((x) => x.managedNs), 'default']) {
+          assert.equal(await canI(auth, { namespace: elsewhere, group: n.group, resource: n.resource, subresource: n.subresource, verb: n.verb }), false, `${o.name}: ${ruleKey(n)} in ${elsewhere}`);
         }
       }
       const refused: k8s.V1ResourceAttributes[] = [
@@ -313,7 +297,7 @@ describe('the deploy manifests on a real control plane', () => {
   });
 
   test('nothing more: the worker\'s rules in each namespace, minus what any ServiceAccount has, are exactly the activities\' needs', async () => {
-    const needed = new Set(NEEDED.flatMap((n) => n.verbs.map((v) => `${n.group}/${n.resource}${n.subresource ? `/${n.subresource}` : ''}:${v}`)));
+    const needed = new Set(NEEDED.map(ruleKey));
     for (const o of overlays) {
       // An account with no bindings of its own, in the same namespace: the cluster's defaults for every account.
       await core.createNamespacedServiceAccount({ namespace: o.workerNs, body: { metadata: { name: 'baseline' } } });
@@ -327,12 +311,13 @@ describe('the deploy manifests on a real control plane', () => {
     }
   });
 
-  test('with its own token the worker\'s ServiceAccount runs a canary\'s life cycle in the managed namespace and is refused secrets and other namespaces', async () => {
+  test('with its own token the worker\'s ServiceAccount makes the activities\' calls on a canary in the managed namespace and is refused the rest', async () => {
     const o = overlays[0];
     const as = await withToken(o.workerNs, 'runbook-worker');
     const saApps = as.makeApiClient(k8s.AppsV1Api);
     const saCore = as.makeApiClient(k8s.CoreV1Api);
     const namespace = o.managedNs;
+    const strategicMerge = k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.StrategicMergePatch);
     const canary: k8s.V1Deployment = {
       metadata: { name: 'web-canary', labels: { app: 'web', track: 'canary' } },
       spec: {
@@ -341,46 +326,30 @@ describe('the deploy manifests on a real control plane', () => {
         template: { metadata: { labels: { app: 'web', track: 'canary' } }, spec: { containers: [{ name: 'app', image: 'registry.sandbox.test/web:1.1' }] } },
       },
     };
+    // Each call the activities make: create the canary, read it, patch its image and replicas, list its
+    // ReplicaSets and pods, delete it.
     await saApps.createNamespacedDeployment({ namespace, body: canary });
     const read = await saApps.readNamespacedDeployment({ name: 'web-canary', namespace });
     assert.equal(read.spec?.template.spec?.containers[0].image, 'registry.sandbox.test/web:1.1');
-    assert.ok((await saApps.listNamespacedDeployment({ namespace })).items.some((d) => d.metadata?.name === 'web-canary'));
-    // A watch, as a rollout-status wait would open it (it ends after a second).
-    const watched: string[] = [];
-    await new Promise<void>((resolve, reject) => {
-      new k8s.Watch(as)
-        .watch(`/apis/apps/v1/namespaces/${namespace}/deployments`, { timeoutSeconds: 1 }, (type, obj: k8s.V1Deployment) => watched.push(`${type} ${obj.metadata?.name}`), (err) => (err ? reject(err) : resolve()))
-        .catch(reject);
-    });
-    assert.ok(watched.includes('ADDED web-canary'), watched.join(', '));
-    await saApps.patchNamespacedDeployment({ name: 'web-canary', namespace, body: { metadata: { annotations: { 'runbook.dev/step': 'canary' } } } }, k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.StrategicMergePatch));
-    await onConflictRetry(async () => {
-      const cur = await saApps.readNamespacedDeployment({ name: 'web-canary', namespace });
-      cur.metadata!.labels = { ...cur.metadata!.labels, updated: 'yes' };
-      await saApps.replaceNamespacedDeployment({ name: 'web-canary', namespace, body: cur });
-    });
-    const scale = await saApps.readNamespacedDeploymentScale({ name: 'web-canary', namespace });
-    assert.equal(scale.spec?.replicas, 1);
-    await saApps.patchNamespacedDeploymentScale({ name: 'web-canary', namespace, body: { spec: { replicas: 2 } } }, k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch));
-    await onConflictRetry(async () => {
-      const cur = await saApps.readNamespacedDeploymentScale({ name: 'web-canary', namespace });
-      await saApps.replaceNamespacedDeploymentScale({ name: 'web-canary', namespace, body: { ...cur, spec: { replicas: 1 } } });
-    });
-    await waitFor('canary pod', async () => (await saCore.listNamespacedPod({ namespace, labelSelector: 'track=canary' })).items.length > 0, 30_000, 250);
+    await saApps.patchNamespacedDeployment({ name: 'web-canary', namespace, body: { metadata: { annotations: { 'runbook.dev/step': 'canary' } }, spec: { replicas: 2, template: { spec: { containers: [{ name: 'app', image: 'registry.sandbox.test/web:1.2' }] } } } } }, strategicMerge);
+    const pods = await waitFor('two canary pods', async () => {
+      const list = await saCore.listNamespacedPod({ namespace, labelSelector: 'track=canary' });
+      return list.items.filter((p) => p.spec?.containers[0].image?.endsWith(':1.2')).length === 2 && list.items;
+    }, 30_000, 250);
     const sets = await saApps.listNamespacedReplicaSet({ namespace, labelSelector: 'track=canary' });
-    assert.equal(sets.items.length, 1);
-    await saApps.readNamespacedReplicaSet({ name: sets.items[0].metadata!.name!, namespace });
-    const pod = (await saCore.listNamespacedPod({ namespace, labelSelector: 'track=canary' })).items[0];
-    await saCore.readNamespacedPod({ name: pod.metadata!.name!, namespace });
+    assert.equal(sets.items.length, 2, 'one ReplicaSet per image');
     await saApps.deleteNamespacedDeployment({ name: 'web-canary', namespace, propagationPolicy: 'Foreground' });
+    const pod = pods[0];
 
     const forbidden: [string, () => Promise<unknown>][] = [
-      ['get a secret in the managed namespace', () => saCore.listNamespacedSecret({ namespace })],
+      ['list the secrets of the managed namespace', () => saCore.listNamespacedSecret({ namespace })],
       ['read its own secrets', () => saCore.readNamespacedSecret({ name: 'runbook-secrets', namespace: o.workerNs })],
       ['list Deployments in its own namespace', () => saApps.listNamespacedDeployment({ namespace: o.workerNs })],
       ['delete a pod', () => saCore.deleteNamespacedPod({ name: pod.metadata!.name!, namespace })],
       ['list nodes', () => saCore.listNode()],
       ['change a ConfigMap', () => saCore.createNamespacedConfigMap({ namespace, body: { metadata: { name: 'x' }, data: {} } })],
+      ['list ReplicaSets in another namespace', () => saApps.listNamespacedReplicaSet({ namespace: 'default' })],
+      ['delete a ReplicaSet', () => saApps.deleteNamespacedReplicaSet({ name: sets.items[0].metadata!.name!, namespace })],
     ];
     for (const [what, call] of forbidden) {
       await assert.rejects(call(), (err: unknown) => statusCode(err) === 403, `refused to ${what}`);
