@@ -9,6 +9,7 @@ import { RUNBOOK_DEFAULT_QUEUE, ImplementedRunbook } from '../workflows/catalog'
 
 export const RUNBOOK_NAME_KEY = defineSearchAttributeKey('RunbookName', SearchAttributeType.KEYWORD);
 export const RUNBOOK_ENVIRONMENT_KEY = defineSearchAttributeKey('RunbookEnvironment', SearchAttributeType.KEYWORD);
+export const RUNBOOK_TARGET_KEY = defineSearchAttributeKey('RunbookTarget', SearchAttributeType.KEYWORD);
 
 export interface ConnectedClient {
   client: Client;
@@ -37,13 +38,14 @@ export async function connectClient(loaded: LoadedConfig, environment: string, e
 }
 
 /** Search attributes are set only where the namespace defines them (the sandbox does; a cluster may not yet). */
-async function searchAttributesFor(c: ConnectedClient, runbook: string): Promise<SearchAttributePair[]> {
+async function searchAttributesFor(c: ConnectedClient, runbook: string, target?: string): Promise<SearchAttributePair[]> {
   try {
     const res = await c.connection.operatorService.listSearchAttributes({ namespace: c.namespace });
     const defined = res.customAttributes ?? {};
     const pairs: SearchAttributePair[] = [];
     if ('RunbookName' in defined) pairs.push({ key: RUNBOOK_NAME_KEY, value: runbook });
     if ('RunbookEnvironment' in defined) pairs.push({ key: RUNBOOK_ENVIRONMENT_KEY, value: c.environment });
+    if (target !== undefined && 'RunbookTarget' in defined) pairs.push({ key: RUNBOOK_TARGET_KEY, value: target });
     return pairs;
   } catch {
     return [];
@@ -69,7 +71,7 @@ export async function startRunbook<A extends unknown[]>(
   c: ConnectedClient,
   runbook: ImplementedRunbook,
   args: A,
-  opts: { queue?: QueueKind; timeoutMs?: number; workflowId?: string },
+  opts: { queue?: QueueKind; timeoutMs?: number; workflowId?: string; target?: string },
 ) {
   const taskQueue = taskQueueFor(c.env, runbook, opts.queue);
   const workflowId = opts.workflowId ?? newWorkflowId(runbook, c.environment);
@@ -78,7 +80,7 @@ export async function startRunbook<A extends unknown[]>(
     workflowId,
     args,
     workflowExecutionTimeout: opts.timeoutMs,
-    typedSearchAttributes: await searchAttributesFor(c, runbook),
+    typedSearchAttributes: await searchAttributesFor(c, runbook, opts.target),
   });
   return { handle, taskQueue, workflowId };
 }

@@ -6,6 +6,7 @@ import { registerCodecServer } from './codecServer';
 import { registerConfig } from './config';
 import { registerDemo } from './demo';
 import { registerDrill } from './drill';
+import { registerRollout } from './rollout';
 import { registerSchedule } from './schedule';
 import { registerSmoke } from './smoke';
 import { registerStack } from './stack';
@@ -28,6 +29,7 @@ export function buildProgram(): Command {
   registerSmoke(program, globals);
   registerBackup(program, globals);
   registerDrill(program, globals);
+  registerRollout(program, globals);
   registerSchedule(program, globals);
   registerDemo(program, globals);
   registerCodecServer(program, globals);

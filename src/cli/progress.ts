@@ -19,6 +19,9 @@ export function progressLine(p: ProgressSnapshot): string {
   const d = p.details;
   if (d && typeof d.bytes === 'number') parts.push(`${d.phase ?? ''} ${megabytes(d.bytes)}${typeof d.totalBytes === 'number' ? ` of ${megabytes(d.totalBytes)}` : ''}`.trim());
   if (d && typeof d.tablesChecksummed === 'number') parts.push(`tables checksummed ${d.tablesChecksummed}/${d.tables}`);
+  if (d && typeof d.deployment === 'string' && typeof d.replicas === 'number') {
+    parts.push(`${d.deployment}: ${d.ready ?? d.newReady ?? 0}/${d.replicas} ready, ${d.updated ?? 0} updated`);
+  }
   if (p.attempt && p.attempt > 1) parts.push(`attempt ${p.attempt}`);
   return parts.join(' ');
 }
