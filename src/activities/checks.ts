@@ -1,4 +1,4 @@
-import type { Client } from '@temporalio/client';
+import { Client, Connection } from '@temporalio/client';
 import * as k8s from '@kubernetes/client-node';
 import { Resolver } from 'node:dns/promises';
 import { isIP } from 'node:net';
@@ -453,7 +453,6 @@ export function createCheckActivities(deps: CheckDeps) {
       const s = deps.temporalSettings();
       if (s.apiKey) {
         // The same call as the audit's own client, without the key: it must be refused.
-        const { Connection } = await import('@temporalio/client');
         const anonymous = await Connection.connect({ address: s.address, tls: s.tls, connectTimeout: timeoutMs });
         try {
           await anonymous.withDeadline(Date.now() + timeoutMs, () => anonymous.workflowService.describeNamespace({ namespace: s.namespace }));

@@ -17,11 +17,12 @@ import { loadConfig, LoadedConfig } from '../../src/config/load';
 import { createLogger } from '../../src/observability/logger';
 import type { AuditItemResult } from '../../src/reports/audit';
 import { freePort } from '../../src/sandbox/process';
+import { startPrometheus, stopPrometheus } from '../../src/sandbox/prometheus';
 import { StackState, startStack, stopStack } from '../../src/sandbox/stack';
 import { CertFiles, createCa, issueCert, TlsFront } from '../../src/sandbox/tls';
 import { attestSignal, attestUpdate, auditStatusQuery, closeAttestationsSignal, ReadinessAuditResult } from '../../src/workflows/readinessAudit';
 import { RunbookWorker } from '../../src/worker';
-import { runCli, waitFor } from '../helpers';
+import { REPO, runCli, waitFor } from '../helpers';
 
 const dir = mkdtempSync(join(tmpdir(), 'runbook-audit-test-'));
 chmodSync(dir, 0o755);
@@ -35,6 +36,7 @@ let loaded: LoadedConfig;
 let worker: RunbookWorker;
 let c: ConnectedClient;
 let store: ObjectStore;
+let workerPort: number;
 const closers: (() => Promise<unknown>)[] = [];
 
 function deployment(name: string, opts: { replicas: number; compliant: boolean }): k8s.V1Deployment {
@@ -94,7 +96,7 @@ before(async () => {
     body: { metadata: { name: 'web-good' }, spec: { podSelector: { matchLabels: { app: 'web-good' } }, policyTypes: ['Ingress'], ingress: [{ _from: [{ podSelector: { matchLabels: { role: 'frontend' } } }] }] } },
   });
 
-  const workerPort = await freePort();
+  workerPort = await freePort();
   auditConfig = writeConfig(join(stack.dir, 'audit.yaml'), (env) => {
     env.temporal = {
       address: `127.0.0.1:${tlsAddress.port}`,
@@ -338,6 +340,23 @@ describe('the readiness audit', () => {
     assert.equal(slow.status, 'unknown');
     assert.equal(slow.summary, 'no answer within 500 ms');
     const refusedPort = await closedPort();
+
+    // A real Prometheus scraping the worker with the project's alert rules.
+    const prom = await startPrometheus({ dir: join(dir, 'prometheus'), targets: [`127.0.0.1:${workerPort}`], ruleFiles: [join(REPO, 'deploy', 'prometheus', 'rules.yml')] });
+    closers.push(() => stopPrometheus(prom.pid));
+    const monitored = await checksFor((env) => (env.monitoring = { prometheusUrl: prom.url }), 'prometheus');
+    await waitFor('Prometheus to scrape the worker', async () => (await monitored.checkPrometheusTargets({})).status === 'pass', 30_000, 500);
+    const targets = await monitored.checkPrometheusTargets({});
+    assert.deepEqual((targets.evidence.targets as { job: string; health: string }[]).map((t) => [t.job, t.health]), [['runbook-worker', 'up']]);
+    for (const id of ['checkAlertServiceDown', 'checkAlertFailureRate', 'checkAlertLatency'] as const) {
+      const alerts = await monitored[id]({});
+      assert.equal(alerts.status, 'pass', `${id}: ${alerts.summary}`);
+    }
+    const serviceDown = await monitored.checkAlertServiceDown({});
+    assert.deepEqual(Object.keys(serviceDown.evidence.loaded as object).sort(), ['RunbookWorkerNotReady', 'TemporalFrontendDown']);
+    const retentionCheck = await monitored.checkPrometheusRetention({});
+    assert.equal(retentionCheck.status, 'fail', 'Prometheus keeps 15 days by default, less than the 30 asked for');
+    assert.equal(retentionCheck.evidence.retentionDays, 15);
     const unreachable = await (await checksFor((env) => (env.monitoring = { prometheusUrl: `http://127.0.0.1:${refusedPort}` }), 'no-prometheus')).checkPrometheusRetention({});
     assert.equal(unreachable.status, 'unknown');
   });
