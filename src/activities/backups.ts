@@ -4,11 +4,11 @@ import { createHash } from 'node:crypto';
 import { createWriteStream, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PassThrough, Readable, Transform } from 'node:stream';
+import { PassThrough, Readable, Transform, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { findPgBinary } from '../sandbox/postgres';
 import { checkServedEnvironment, classify, failure } from './errors';
-import { heartbeater } from './heartbeat';
+import { heartbeater, withHeartbeat } from './heartbeat';
 import { connectPg, listTables, PgServer, pgToolEnv, quoteIdent, serverVersion, tableStats, TableStats } from './pg';
 import { renderRestoreReportMarkdown, RestoreReport } from './reports';
 import type { ObjectStore } from './s3';
@@ -85,6 +85,40 @@ class Digest extends Transform {
   }
 }
 
+/**
+ * Feeds a tool's stdin; once the tool has exited (pg_restore on an error) the rest of the stream is
+ * read and discarded, so the checksum still covers the whole object and a restore that died (a
+ * terminated connection) is not mistaken for a corrupt backup.
+ */
+function feedOrDiscard(stdin: Writable): Writable {
+  let gone = false;
+  let waiting: (() => void) | undefined;
+  const release = () => {
+    gone = true;
+    const w = waiting;
+    waiting = undefined;
+    w?.();
+  };
+  stdin.on('error', release);
+  stdin.on('close', release);
+  return new Writable({
+    write(chunk: Buffer, _enc, done) {
+      if (gone || stdin.write(chunk)) return done();
+      waiting = done;
+      stdin.once('drain', () => {
+        if (waiting === done) {
+          waiting = undefined;
+          done();
+        }
+      });
+    },
+    final(done) {
+      if (!gone) stdin.end();
+      done();
+    },
+  });
+}
+
 interface ToolRun {
   exitCode: Promise<number>;
   stderrTail: () => string;
@@ -144,18 +178,92 @@ export function createBackupActivities(deps: BackupDeps) {
     return entries.sort((a, b) => (a.endedAt < b.endedAt ? 1 : a.endedAt > b.endedAt ? -1 : 0));
   }
 
+  async function applyRetention(input: { database: string; nowMs: number }): Promise<{ kept: string[]; deleted: string[] }> {
+    const backups = await listBackups({ database: input.database });
+    const { keepLast, maxAgeMs } = deps.retention;
+    if (keepLast === undefined && maxAgeMs === undefined) return { kept: backups.map((b) => b.backupId), deleted: [] };
+    const kept: string[] = [];
+    const deleted: string[] = [];
+    for (const [i, b] of backups.entries()) {
+      const young = maxAgeMs !== undefined && input.nowMs - Date.parse(b.endedAt) < maxAgeMs;
+      const recent = keepLast !== undefined && i < keepLast;
+      if (i === 0 || young || recent) {
+        kept.push(b.backupId);
+        continue;
+      }
+      const keys = keysFor(input.database, b.backupId);
+      await deps.store.deleteKeys([keys.manifest]);
+      const rest = (await deps.store.list(keys.base)).map((o) => o.key);
+      if (rest.length) await deps.store.deleteKeys(rest);
+      deleted.push(b.backupId);
+    }
+    if (deleted.length) log.info('retention applied', { kept: kept.length, deleted });
+    return { kept, deleted };
+  }
+
+  /** Compares the restored copy with the manifest, table by table, then runs the configured assertions. */
+  async function validateRestoredDatabase(input: { database: string; backupId: string; scratchName: string }): Promise<RestoreCheck[]> {
+    const t = target(input.database);
+    checkScratch(input.scratchName);
+    const manifest = await deps.store.getJson<BackupManifest>(keysFor(input.database, input.backupId).manifest);
+    const client = await connectPg(t.restore.server, input.scratchName, 'runbook-restore-validate');
+    const checks: RestoreCheck[] = [];
+    try {
+      const present = new Set((await listTables(client)).map((x) => `${x.schema}.${x.name}`));
+      const missing = manifest.tables.filter((x) => !present.has(`${x.schema}.${x.name}`)).map((x) => `${x.schema}.${x.name}`);
+      checks.push({
+        name: 'schema present',
+        passed: missing.length === 0,
+        detail: missing.length === 0 ? `all ${manifest.tables.length} tables present` : `missing tables: ${missing.join(', ')}`,
+      });
+      for (const expected of manifest.tables) {
+        const qualified = `${expected.schema}.${expected.name}`;
+        if (!present.has(qualified)) continue;
+        const found = await tableStats(client, expected);
+        const passed = found.rows === expected.rows && found.checksum === expected.checksum;
+        checks.push({
+          name: `table ${qualified}`,
+          passed,
+          detail: passed
+            ? `${found.rows} rows, checksum matches`
+            : `expected ${expected.rows} rows (checksum ${expected.checksum}), found ${found.rows} rows (checksum ${found.checksum})`,
+        });
+      }
+      for (const assertion of t.restore.assertions) {
+        try {
+          await client.query('BEGIN READ ONLY');
+          await client.query("SET LOCAL statement_timeout = '60s'");
+          const res = await client.query({ text: assertion.sql, rowMode: 'array' });
+          await client.query('ROLLBACK');
+          const value = res.rows[0]?.[0];
+          checks.push({ name: `assertion: ${assertion.name}`, passed: value === true, detail: value === true ? 'returned true' : `returned ${JSON.stringify(value ?? null)}, expected true` });
+        } catch (err) {
+          await client.query('ROLLBACK').catch(() => undefined);
+          checks.push({ name: `assertion: ${assertion.name}`, passed: false, detail: `failed: ${(err as Error).message}` });
+        }
+      }
+      return checks;
+    } catch (err) {
+      throw classify(err, `validating ${input.scratchName}`);
+    } finally {
+      await client.end().catch(() => undefined);
+    }
+  }
+
   return {
     /** Checks the bucket and the database's server exist and answer, before anything is written. */
     async preflightBackupTarget(input: { database: string; environment?: string }): Promise<{ databaseName: string; serverVersion: string; maxBackupAgeMs?: number; randomWindowMs: number }> {
       checkServedEnvironment(input.environment, deps.environment);
       const t = target(input.database);
-      await deps.store.checkBucket();
-      const client = await connectPg(t.server, t.database, 'runbook-preflight');
-      try {
-        return { databaseName: t.database, serverVersion: await serverVersion(client), maxBackupAgeMs: t.restore.maxBackupAgeMs, randomWindowMs: t.restore.randomWindowMs };
-      } finally {
-        await client.end().catch(() => undefined);
-      }
+      return withHeartbeat(async () => {
+        await deps.store.checkBucket();
+        const client = await connectPg(t.server, t.database, 'runbook-preflight');
+        try {
+          return { databaseName: t.database, serverVersion: await serverVersion(client), maxBackupAgeMs: t.restore.maxBackupAgeMs, randomWindowMs: t.restore.randomWindowMs };
+        } finally {
+          await client.end().catch(() => undefined);
+        }
+      });
     },
 
     /**
@@ -172,6 +280,9 @@ export function createBackupActivities(deps: BackupDeps) {
         return { backupId: m.backupId, endedAt: m.endedAt, bytes: m.bytes, sha256: m.sha256, manifestKey: keys.manifest, dumpKey: m.dumpKey, tableCount: m.tables.length };
       }
       await deps.store.checkBucket();
+      // A previous attempt that died mid-upload (its worker killed) left its parts behind.
+      const aborted = await deps.store.abortIncompleteUploads(keys.dump);
+      if (aborted) log.info('aborted unfinished uploads of an earlier attempt', { backupId: input.backupId, aborted });
       const hb = heartbeater();
       const client = await connectPg(t.server, t.database, 'runbook-backup');
       try {
@@ -191,6 +302,8 @@ export function createBackupActivities(deps: BackupDeps) {
         const body = new PassThrough();
         dump.child.stdout!.pipe(digest).pipe(body);
         const uploaded = deps.store.upload(keys.dump, body, 'application/octet-stream');
+        // Awaited below, after the checksums; an upload failing before then must not be an unhandled rejection (it would end the worker).
+        uploaded.catch(() => undefined);
         const tables: TableStats[] = [];
         const tableList = await listTables(client);
         const progress = setInterval(() => hb.beat({ phase: 'dump', bytes: digest.bytes, tablesChecksummed: tables.length, tables: tableList.length }), 500);
@@ -234,35 +347,14 @@ export function createBackupActivities(deps: BackupDeps) {
       }
     },
 
-    listBackups,
+    listBackups: (input: { database: string }) => withHeartbeat(() => listBackups(input)),
 
     /**
      * Deletes backups outside the retention policy: kept are the newest keepLast and those younger
      * than maxAge; the newest good backup is never deleted. The manifest goes first, so an
      * interrupted deletion leaves an unlisted leftover, never a listed backup without its dump.
      */
-    async applyRetention(input: { database: string; nowMs: number }): Promise<{ kept: string[]; deleted: string[] }> {
-      const backups = await listBackups({ database: input.database });
-      const { keepLast, maxAgeMs } = deps.retention;
-      if (keepLast === undefined && maxAgeMs === undefined) return { kept: backups.map((b) => b.backupId), deleted: [] };
-      const kept: string[] = [];
-      const deleted: string[] = [];
-      for (const [i, b] of backups.entries()) {
-        const young = maxAgeMs !== undefined && input.nowMs - Date.parse(b.endedAt) < maxAgeMs;
-        const recent = keepLast !== undefined && i < keepLast;
-        if (i === 0 || young || recent) {
-          kept.push(b.backupId);
-          continue;
-        }
-        const keys = keysFor(input.database, b.backupId);
-        await deps.store.deleteKeys([keys.manifest]);
-        const rest = (await deps.store.list(keys.base)).map((o) => o.key);
-        if (rest.length) await deps.store.deleteKeys(rest);
-        deleted.push(b.backupId);
-      }
-      if (deleted.length) log.info('retention applied', { kept: kept.length, deleted });
-      return { kept, deleted };
-    },
+    applyRetention: (input: { database: string; nowMs: number }) => withHeartbeat(() => applyRetention(input)),
 
     /**
      * Creates the scratch database afresh and streams the dump from S3 into pg_restore, checking the
@@ -308,8 +400,12 @@ export function createBackupActivities(deps: BackupDeps) {
         try {
           if (jobs <= 1) {
             const restore = runTool(findPgBinary('pg_restore'), baseArgs, env, ['pipe', 'ignore'], hb.signal);
-            restore.child.stdin!.on('error', () => undefined); // pg_restore may exit early; its exit code says why
-            await pipeline(body as Readable, digest, restore.child.stdin!).catch(() => undefined);
+            // pg_restore may exit early (its exit code says why); a failed download stops it.
+            await pipeline(body as Readable, digest, feedOrDiscard(restore.child.stdin!)).catch(async (err: unknown) => {
+              restore.child.kill('SIGTERM');
+              await restore.exitCode;
+              if (!hb.signal.aborted) throw err;
+            });
             phase('transfer');
             exit = await restore.exitCode;
             phase('restoreAfterTransfer');
@@ -347,68 +443,24 @@ export function createBackupActivities(deps: BackupDeps) {
     },
 
     /** Compares the restored copy with the manifest, table by table, then runs the configured assertions. */
-    async validateRestoredDatabase(input: { database: string; backupId: string; scratchName: string }): Promise<RestoreCheck[]> {
-      const t = target(input.database);
-      checkScratch(input.scratchName);
-      const manifest = await deps.store.getJson<BackupManifest>(keysFor(input.database, input.backupId).manifest);
-      const client = await connectPg(t.restore.server, input.scratchName, 'runbook-restore-validate');
-      const checks: RestoreCheck[] = [];
-      try {
-        const present = new Set((await listTables(client)).map((x) => `${x.schema}.${x.name}`));
-        const missing = manifest.tables.filter((x) => !present.has(`${x.schema}.${x.name}`)).map((x) => `${x.schema}.${x.name}`);
-        checks.push({
-          name: 'schema present',
-          passed: missing.length === 0,
-          detail: missing.length === 0 ? `all ${manifest.tables.length} tables present` : `missing tables: ${missing.join(', ')}`,
-        });
-        for (const expected of manifest.tables) {
-          const qualified = `${expected.schema}.${expected.name}`;
-          if (!present.has(qualified)) continue;
-          const found = await tableStats(client, expected);
-          const passed = found.rows === expected.rows && found.checksum === expected.checksum;
-          checks.push({
-            name: `table ${qualified}`,
-            passed,
-            detail: passed
-              ? `${found.rows} rows, checksum matches`
-              : `expected ${expected.rows} rows (checksum ${expected.checksum}), found ${found.rows} rows (checksum ${found.checksum})`,
-          });
-        }
-        for (const assertion of t.restore.assertions) {
-          try {
-            await client.query('BEGIN READ ONLY');
-            await client.query("SET LOCAL statement_timeout = '60s'");
-            const res = await client.query({ text: assertion.sql, rowMode: 'array' });
-            await client.query('ROLLBACK');
-            const value = res.rows[0]?.[0];
-            checks.push({ name: `assertion: ${assertion.name}`, passed: value === true, detail: value === true ? 'returned true' : `returned ${JSON.stringify(value ?? null)}, expected true` });
-          } catch (err) {
-            await client.query('ROLLBACK').catch(() => undefined);
-            checks.push({ name: `assertion: ${assertion.name}`, passed: false, detail: `failed: ${(err as Error).message}` });
-          }
-        }
-        return checks;
-      } catch (err) {
-        throw classify(err, `validating ${input.scratchName}`);
-      } finally {
-        await client.end().catch(() => undefined);
-      }
-    },
+    validateRestoredDatabase: (input: { database: string; backupId: string; scratchName: string }) => withHeartbeat(() => validateRestoredDatabase(input)),
 
     /** Drops a scratch database; dropping one that does not exist is a no-op. */
     async dropScratchDatabase(input: { database: string; scratchName: string }): Promise<{ dropped: boolean }> {
       const t = target(input.database);
       checkScratch(input.scratchName);
-      const admin = await connectPg(t.restore.server, 'postgres', 'runbook-restore-admin');
-      try {
-        const exists = await admin.query('SELECT 1 FROM pg_database WHERE datname = $1', [input.scratchName]);
-        await admin.query(`DROP DATABASE IF EXISTS ${quoteIdent(input.scratchName)} WITH (FORCE)`);
-        return { dropped: exists.rowCount === 1 };
-      } catch (err) {
-        throw classify(err, `dropping ${input.scratchName}`);
-      } finally {
-        await admin.end().catch(() => undefined);
-      }
+      return withHeartbeat(async () => {
+        const admin = await connectPg(t.restore.server, 'postgres', 'runbook-restore-admin');
+        try {
+          const exists = await admin.query('SELECT 1 FROM pg_database WHERE datname = $1', [input.scratchName]);
+          await admin.query(`DROP DATABASE IF EXISTS ${quoteIdent(input.scratchName)} WITH (FORCE)`);
+          return { dropped: exists.rowCount === 1 };
+        } catch (err) {
+          throw classify(err, `dropping ${input.scratchName}`);
+        } finally {
+          await admin.end().catch(() => undefined);
+        }
+      });
     },
 
     /** The restore test's report, as JSON and Markdown, next to the backup it tested. */
@@ -419,9 +471,11 @@ export function createBackupActivities(deps: BackupDeps) {
       const dir = report.backupId ? keysFor(report.database, report.backupId).base : backupPrefix(report.database);
       const base = `${dir}restore-tests/${report.testId}`;
       const keys = { jsonKey: `${base}.json`, markdownKey: `${base}.md` };
-      await deps.store.putJson(keys.jsonKey, report);
-      await deps.store.putText(keys.markdownKey, renderRestoreReportMarkdown(report), 'text/markdown');
-      return keys;
+      return withHeartbeat(async () => {
+        await deps.store.putJson(keys.jsonKey, report);
+        await deps.store.putText(keys.markdownKey, renderRestoreReportMarkdown(report), 'text/markdown');
+        return keys;
+      });
     },
   };
 }

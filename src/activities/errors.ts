@@ -54,6 +54,8 @@ export function classify(err: unknown, context: string): unknown {
       return failure('ServerUnreachable', message);
   }
   const s3Name = e.name ?? e.Code;
+  // S3 5xx (InternalError, ServiceUnavailable, SlowDown) left after the SDK's own retries: the server is unwell, not the request.
+  if ((e.$metadata?.httpStatusCode ?? 0) >= 500) return failure('ServerUnreachable', message);
   if (s3Name === 'NoSuchBucket') return failure('BucketNotFound', message);
   if (s3Name === 'NoSuchKey' || s3Name === 'NotFound') return failure('BackupNotFound', message);
   if (s3Name === 'AccessDenied' || s3Name === 'InvalidAccessKeyId' || s3Name === 'SignatureDoesNotMatch') return failure('PermissionDenied', message);

@@ -18,8 +18,21 @@ export function heartbeater(intervalMs = 2_000): { beat(details: Record<string, 
   };
 }
 
-/** Runs fn with a heartbeat going; for activities that call something that may block for a while. */
+function inActivity(): boolean {
+  try {
+    Context.current();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Runs fn with a heartbeat going; for activities that call something that may block for a while.
+ * Outside an activity (the CLI calling the same code) fn just runs.
+ */
 export async function withHeartbeat<T>(fn: () => Promise<T>): Promise<T> {
+  if (!inActivity()) return fn();
   const hb = heartbeater();
   try {
     return await fn();

@@ -1,4 +1,4 @@
-import { DeleteObjectsCommand, GetObjectCommand, HeadBucketCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { AbortMultipartUploadCommand, DeleteObjectsCommand, GetObjectCommand, HeadBucketCommand, ListMultipartUploadsCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import type { Readable } from 'node:stream';
 import type { LoadedConfig } from '../config/load';
@@ -79,6 +79,17 @@ export class ObjectStore {
   async upload(key: string, body: Readable, contentType: string): Promise<void> {
     const upload = new Upload({ client: this.s3, params: { Bucket: this.bucket, Key: key, Body: body, ContentType: contentType }, partSize: 8 * 1024 * 1024, queueSize: 2, leavePartsOnError: false });
     await this.wrap(`uploading ${key}`, upload.done());
+  }
+
+  /**
+   * Aborts unfinished multipart uploads of one key. An upload whose worker died (or whose abort
+   * failed while the server was away) keeps its parts, invisible and billed, until someone aborts it.
+   */
+  async abortIncompleteUploads(key: string): Promise<number> {
+    const res = await this.wrap(`listing unfinished uploads of ${key}`, this.s3.send(new ListMultipartUploadsCommand({ Bucket: this.bucket, Prefix: key })));
+    const stale = (res.Uploads ?? []).filter((u) => u.Key === key && u.UploadId);
+    for (const u of stale) await this.wrap(`aborting an unfinished upload of ${key}`, this.s3.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: key, UploadId: u.UploadId })));
+    return stale.length;
   }
 
   async download(key: string): Promise<{ body: Readable; size: number }> {

@@ -10,7 +10,7 @@ const quick = proxyActivities<BackupActivities>(QUICK);
 // A cancelled run waits until the restore has really stopped, so the scratch database is dropped
 // after the last write to it, not before.
 const transfer = proxyActivities<BackupActivities>({ ...TRANSFER, cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED });
-// Validation reads every table once: long on a large database, and no heartbeat between queries.
+// Validation reads every table once: long on a large database; it heartbeats meanwhile, like every backup activity.
 const validation = proxyActivities<BackupActivities>({ ...QUICK, startToCloseTimeout: '2 hours', retry: { ...QUICK.retry, maximumAttempts: 2 } });
 
 export type RecoveryPointSelection = { mode: 'latest' } | { mode: 'random' } | { mode: 'key'; backupId: string };
