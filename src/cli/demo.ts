@@ -18,6 +18,7 @@ import { connectClient } from './client';
 import { GlobalOptions, printJson } from './common';
 import { describeSmoke, runSmokeTest } from './smoke';
 import { describeStack } from './stack';
+import { createDemoDeployment, runDemoRollout } from './demoRollout';
 
 export interface DemoRun {
   runbook: string;
@@ -48,9 +49,15 @@ export async function runDemo(opts: { keep: boolean; json: boolean }): Promise<n
     if (!opts.json) process.stdout.write(`${text}\n`);
   };
   const dir = opts.keep ? DEFAULT_STACK_DIR : mkdtempSync(join(tmpdir(), 'runbook-demo-'));
-  say('starting the local stack (Temporal dev server, PostgreSQL 15, S3 server, BIND 9)...');
+  say('starting the local stack (Temporal dev server, PostgreSQL 15, S3 server, BIND 9, Kubernetes test cluster)...');
   const t0 = Date.now();
-  const stack: StackState = await startStack({ dir, uiPort: await freePort(), persist: opts.keep, detach: opts.keep });
+  const stack: StackState = await startStack({
+    dir,
+    uiPort: await freePort(),
+    persist: opts.keep,
+    detach: opts.keep,
+    components: ['temporal', 'postgres', 'replica', 's3', 'dns', 'kubernetes'],
+  });
   const stackMs = Date.now() - t0;
   say(describeStack(stack));
   let worker: RunbookWorker | undefined;
@@ -88,6 +95,11 @@ export async function runDemo(opts: { keep: boolean; json: boolean }): Promise<n
       const outcome = await drill;
       runs.push({ runbook: 'drDrill', queue: c.env.temporal.taskQueues.critical, ok: outcome.ok, detail: outcome });
       say(describeDrill(outcome));
+      say('gated canary rollout of the Deployment web (registry.sandbox.test/web:1.0 -> 1.1) on the Kubernetes test cluster (approved as sandbox-operator)...');
+      await createDemoDeployment(stack.kubernetes!.kubeconfig);
+      const rollout = await runDemoRollout(c, !opts.json);
+      runs.push({ runbook: 'rollout', queue: c.env.temporal.taskQueues.critical, ok: rollout.ok, detail: rollout });
+      say(rollout.text);
     } finally {
       await c.close();
     }

@@ -164,7 +164,12 @@ describe('runbook demo', () => {
       ['backupDatabase', 'batch-queue', true],
       ['verifyBackup', 'batch-queue', true],
       ['drDrill', 'critical-queue', true],
+      ['rollout', 'critical-queue', true],
     ]);
+    const rollout = report.runs[6].detail.result;
+    assert.equal(rollout.outcome, 'promoted');
+    assert.deepEqual(rollout.finalImages, [{ name: 'web', image: 'registry.sandbox.test/web:1.1' }]);
+    assert.deepEqual(rollout.status.approvals.map((g: { outcome: string; by: string }) => [g.outcome, g.by]), [['approved', 'sandbox-operator'], ['approved', 'sandbox-operator']]);
     const drill = report.runs[5].detail.report;
     assert.equal(drill.rpo.markerPresent, true);
     assert.ok(drill.rto.ms > 0);
@@ -183,7 +188,7 @@ function serviceProcesses(): string[] {
       const cmd = readFileSync(`/proc/${entry}/cmdline`, 'utf8').replace(/\0/g, ' ');
       const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
       if (stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z')) continue;
-      if (/temporal server start-dev|bin\/postgres |moto_server|named -g/.test(cmd)) out.push(`${entry} ${cmd.slice(0, 60)}`);
+      if (/temporal server start-dev|bin\/postgres |moto_server|named -g|\/(etcd|kube-apiserver|kube-controller-manager|kube-scheduler|kwok) /.test(cmd)) out.push(`${entry} ${cmd.slice(0, 60)}`);
     } catch {
       /* gone */
     }

@@ -1,0 +1,62 @@
+import * as k8s from '@kubernetes/client-node';
+import type { WorkflowHandle } from '@temporalio/client';
+import { promoteUpdate, RolloutResult, rolloutStatusQuery } from '../workflows/rollout';
+import type { ConnectedClient } from './client';
+import { waitWithProgress } from './progress';
+import { renderStatus, startRollout } from './rollout';
+
+/** The demo's application: three replicas of web:1.0 in the sandbox cluster's default namespace. */
+export async function createDemoDeployment(kubeconfig: string): Promise<void> {
+  const kc = new k8s.KubeConfig();
+  kc.loadFromFile(kubeconfig);
+  const apps = kc.makeApiClient(k8s.AppsV1Api);
+  await apps.createNamespacedDeployment({
+    namespace: 'default',
+    body: {
+      metadata: { name: 'web', labels: { app: 'web' } },
+      spec: {
+        replicas: 3,
+        selector: { matchLabels: { app: 'web' } },
+        strategy: { type: 'RollingUpdate', rollingUpdate: { maxSurge: 1, maxUnavailable: 0 } },
+        template: { metadata: { labels: { app: 'web' } }, spec: { containers: [{ name: 'web', image: 'registry.sandbox.test/web:1.0' }] } },
+      },
+    },
+  });
+  const deadline = Date.now() + 60_000;
+  while (Date.now() < deadline) {
+    const d = await apps.readNamespacedDeployment({ name: 'web', namespace: 'default' });
+    if ((d.status?.availableReplicas ?? 0) === 3) return;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  throw new Error('the demo Deployment web did not become available within 60 s');
+}
+
+/** Waits until the rollout stands at an open gate (or has ended). */
+async function atGate(handle: WorkflowHandle): Promise<boolean> {
+  const deadline = Date.now() + 120_000;
+  while (Date.now() < deadline) {
+    const s = await handle.query(rolloutStatusQuery);
+    if (s.approvals.some((g) => g.outcome === 'waiting')) return true;
+    if (s.phase === 'done') return false;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`the rollout ${handle.workflowId} reached no gate within 120 s`);
+}
+
+/** A two-gate canary (34%, pause, 67%, pause), approved at each gate by the sandbox's approver. */
+export async function runDemoRollout(c: ConnectedClient, showProgress: boolean): Promise<{ ok: boolean; workflowId: string; result?: RolloutResult; text: string }> {
+  const { handle, workflowId } = await startRollout(c, {
+    environment: c.environment,
+    deployment: 'web',
+    image: 'registry.sandbox.test/web:1.1',
+    steps: [{ setWeight: 34 }, { pause: {} }, { setWeight: 67 }, { pause: {} }],
+    requestedBy: 'sandbox-operator',
+  });
+  const done = waitWithProgress<RolloutResult>(handle, showProgress);
+  for (let gate = 1; gate <= 2; gate++) {
+    if (!(await atGate(handle))) break;
+    await handle.executeUpdate(promoteUpdate, { args: [{ by: 'sandbox-operator', reason: `demo: gate ${gate} looks healthy` }] });
+  }
+  const result = await done;
+  return { ok: result.outcome === 'promoted', workflowId, result, text: `rollout ${result.outcome}: web runs ${result.finalImages.map((i) => i.image).join(', ')}\n${renderStatus(result.status, workflowId)}` };
+}
