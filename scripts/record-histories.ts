@@ -2,7 +2,7 @@
  * Records workflow histories of every runbook (a happy path and a failure path each) into
  * test/histories/, for the replay test that keeps in-flight runs safe from incompatible changes.
  *
- *   node --import tsx scripts/record-histories.ts
+ *   node --import tsx scripts/record-histories.ts [runbook ...]     (default: every runbook)
  *
  * Re-record only for an intentional, patched() change; see README "Changing a runbook safely".
  */
@@ -22,6 +22,8 @@ import { findTemporalCli } from '../src/sandbox/temporal';
 import { decideUpdate } from '../src/workflows/lib/gate';
 import { waitForOpenGate } from '../src/cli/drill';
 import { RunbookWorker } from '../src/worker';
+import { createDemoDeployment } from '../src/cli/demoRollout';
+import { promoteUpdate, rolloutStatusQuery } from '../src/workflows/rollout';
 
 const repoRoot = join(__dirname, '..');
 const out = join(repoRoot, 'test', 'histories');
@@ -29,7 +31,10 @@ const out = join(repoRoot, 'test', 'histories');
 async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'runbook-record-'));
   chmodSync(dir, 0o755);
-  const stack = await startStack({ dir });
+  const only = new Set(process.argv.slice(2));
+  const wanted = (runbook: string) => only.size === 0 || only.has(runbook);
+  const kubernetes = wanted('rollout') || wanted('rollback');
+  const stack = await startStack({ dir, components: ['temporal', 'postgres', 'replica', 's3', 'dns', ...(kubernetes ? (['kubernetes'] as const) : [])] });
   const loaded = loadConfig(stack.configFile);
   const worker = new RunbookWorker({ loaded, httpPort: 0, logger: createLogger('warn') });
   try {
@@ -57,18 +62,51 @@ async function main(): Promise<void> {
       await h.executeUpdate(decideUpdate, { args: [{ decision, by: 'sandbox-operator' }] });
     };
 
-    await save('smokeTest-passed', await start('smokeTest', 'standard-queue', {}));
-    await save('smokeTest-invalid-input', await start('smokeTest', 'standard-queue', { holdSeconds: -1 }));
-    await save('backupDatabase-passed', await start('backupDatabase', 'batch-queue', { database: 'main' }));
-    await save('backupDatabase-unknown-database', await start('backupDatabase', 'batch-queue', { database: 'nosuch' }));
-    await save('verifyBackup-passed', await start('verifyBackup', 'batch-queue', { database: 'main' }));
-    await save('verifyBackup-no-such-backup', await start('verifyBackup', 'batch-queue', { database: 'main', selection: { mode: 'key', backupId: '20200101T000000Z-abcdef' } }));
-    const rejected = await start('drDrill', 'critical-queue', { database: 'main', mode: 'failover' });
-    await approve(rejected, 'reject');
-    await save('drDrill-rejected', rejected);
-    const drill = await start('drDrill', 'critical-queue', { database: 'main', mode: 'failover' });
-    await approve(drill, 'approve');
-    await save('drDrill-failover-passed', drill);
+    if (wanted('smokeTest')) {
+      await save('smokeTest-passed', await start('smokeTest', 'standard-queue', {}));
+      await save('smokeTest-invalid-input', await start('smokeTest', 'standard-queue', { holdSeconds: -1 }));
+    }
+    if (wanted('backupDatabase')) {
+      await save('backupDatabase-passed', await start('backupDatabase', 'batch-queue', { database: 'main' }));
+      await save('backupDatabase-unknown-database', await start('backupDatabase', 'batch-queue', { database: 'nosuch' }));
+    }
+    if (wanted('verifyBackup')) {
+      await save('verifyBackup-passed', await start('verifyBackup', 'batch-queue', { database: 'main' }));
+      await save('verifyBackup-no-such-backup', await start('verifyBackup', 'batch-queue', { database: 'main', selection: { mode: 'key', backupId: '20200101T000000Z-abcdef' } }));
+    }
+    if (wanted('drDrill')) {
+      const rejected = await start('drDrill', 'critical-queue', { database: 'main', mode: 'failover' });
+      await approve(rejected, 'reject');
+      await save('drDrill-rejected', rejected);
+      const drill = await start('drDrill', 'critical-queue', { database: 'main', mode: 'failover' });
+      await approve(drill, 'approve');
+      await save('drDrill-failover-passed', drill);
+    }
+    if (wanted('readinessAudit')) {
+      await save('readinessAudit-report', await start('readinessAudit', 'standard-queue', { checkTimeoutSeconds: 5 }));
+      await save('readinessAudit-invalid-input', await start('readinessAudit', 'standard-queue', { concurrency: 0 }));
+    }
+    if (kubernetes) {
+      await createDemoDeployment(stack.kubernetes!.kubeconfig);
+      const atGate = async (h: WorkflowHandle) => {
+        for (;;) {
+          const st = await h.query(rolloutStatusQuery);
+          if (st.approvals.some((g) => g.outcome === 'waiting')) return;
+          await new Promise((r) => setTimeout(r, 200));
+        }
+      };
+      if (wanted('rollout')) {
+        const promoted = await start('rollout', 'critical-queue', { deployment: 'web', image: 'registry.sandbox.test/web:1.1', steps: [{ setWeight: 34 }, { pause: {} }] });
+        await atGate(promoted);
+        await promoted.executeUpdate(promoteUpdate, { args: [{ by: 'sandbox-operator', reason: 'recorded' }] });
+        await save('rollout-canary-promoted', promoted);
+        await save('rollout-bad-image-rolled-back', await start('rollout', 'critical-queue', { deployment: 'web', image: 'registry.sandbox.test/web:2.0-bad', steps: [{ setWeight: 34 }, { pause: {} }], healthTimeoutSeconds: 120 }));
+      }
+      if (wanted('rollback')) {
+        await save('rollback-previous-revision', await start('rollback', 'critical-queue', { deployment: 'web' }));
+        await save('rollback-no-such-revision', await start('rollback', 'critical-queue', { deployment: 'web', toRevision: 99 }));
+      }
+    }
     await c.close();
   } finally {
     await worker.shutdown().catch(() => undefined);
