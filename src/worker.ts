@@ -251,6 +251,7 @@ export class RunbookWorker {
         readinessScored: { fn: (_info, environment, section, score) => this.metrics.readinessScored(environment, section, score), callDuringReplay: false },
         gateReminder: { fn: (_info, runbook, environment) => this.metrics.gateReminder(runbook, environment), callDuringReplay: false },
         rolloutFinished: { fn: (_info, environment, outcome) => this.metrics.rolloutFinished(environment, outcome), callDuringReplay: false },
+        rolloutPhase: { fn: (_info, environment, deployment, phase) => this.metrics.rolloutPhase(environment, deployment, phase), callDuringReplay: false },
       },
     };
     const workers: Worker[] = [];

@@ -77,6 +77,14 @@ export class RunbookMetrics {
     registers: [this.registry],
   });
 
+  /** Deployment names come from the config's short list, so the label stays bounded. */
+  readonly rolloutPhaseGauge = new Gauge({
+    name: 'runbook_rollout_phase',
+    help: '1 for the phase a running rollout is in (progressing, paused, analysis, promoting, rolling back), by environment and deployment',
+    labelNames: ['environment', 'deployment', 'phase'] as const,
+    registers: [this.registry],
+  });
+
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'runbook_process_' });
   }
@@ -108,6 +116,11 @@ export class RunbookMetrics {
 
   gateReminder(runbook: string, environment: string): void {
     this.gateReminders.inc({ runbook, environment });
+  }
+
+  rolloutPhase(environment: string, deployment: string, phase: string): void {
+    for (const p of ['preflight', 'progressing', 'paused', 'analysis', 'promoting', 'rolling back']) this.rolloutPhaseGauge.remove({ environment, deployment, phase: p });
+    if (phase !== 'done') this.rolloutPhaseGauge.set({ environment, deployment, phase }, 1);
   }
 
   rolloutFinished(environment: string, outcome: string): void {

@@ -222,6 +222,10 @@ export async function rollout(rawInput: RolloutInput): Promise<RolloutResult> {
   let approvers: string[] = [];
   let gateSettings = { timeoutMs: 4 * 3_600_000, onTimeout: 'remind' as 'rollback' | 'remind', remindEveryMs: 1_800_000 };
   let promoteFull = false;
+  const setPhase = (phase: RolloutStatus['phase']) => {
+    status.phase = phase;
+    sinks.runbookMetrics.rolloutPhase(input.environment, input.deployment, phase);
+  };
   const snapshot = (): RolloutStatus => ({ ...status, approvals: gates.list(), analyses: status.analyses.map((a) => ({ ...a })) });
   setHandler(rolloutStatusQuery, snapshot);
 
@@ -302,7 +306,7 @@ export async function rollout(rawInput: RolloutInput): Promise<RolloutResult> {
       evidence.gate = gateSettings;
     });
     if (stable.containers.find((c) => c.name === images[0].name)?.image === input.image) {
-      status.phase = 'done';
+      setPhase('done');
       status.outcome = 'unchanged';
       timeline.skip('rollout', `${input.deployment} already runs ${input.image}`);
       sinks.runbookMetrics.rolloutFinished(input.environment, 'unchanged');
@@ -323,7 +327,7 @@ export async function rollout(rawInput: RolloutInput): Promise<RolloutResult> {
           status.currentStep = i;
           await timeline.step(`step ${i + 1}: ${describeStep(step)}`, async (evidence) => {
             if ('setWeight' in step) {
-              status.phase = 'progressing';
+              setPhase('progressing');
               if (strategy === 'canary') {
                 const split = splitReplicas(total, step.setWeight);
                 status.waitingFor = `${input.deployment}-canary to have ${split.canary} ready pod(s)`;
@@ -344,7 +348,7 @@ export async function rollout(rawInput: RolloutInput): Promise<RolloutResult> {
                 Object.assign(evidence, { updated: r.updated, ready: r.ready, replicas: r.replicas, paused: r.paused, weight: status.weight });
               }
             } else if ('pause' in step) {
-              status.phase = 'paused';
+              setPhase('paused');
               if (step.pause.durationSeconds) {
                 status.waitingFor = `bake time of ${step.pause.durationSeconds} s (or promote --full)`;
                 const early = await condition(() => promoteFull, step.pause.durationSeconds * 1000);
@@ -358,7 +362,7 @@ export async function rollout(rawInput: RolloutInput): Promise<RolloutResult> {
                 if (g.outcome === 'aborted') throw new RolloutStop('aborted', abortReason());
               }
             } else {
-              status.phase = 'analysis';
+              setPhase('analysis');
               const spec = Object.keys(step.analysis).length ? (step.analysis as AnalysisSpec) : input.analysis!;
               const targets = strategy === 'canary' && canaryCreated ? [`${input.deployment}-canary`] : [input.deployment];
               status.waitingFor = `analysis of ${targets.join(', ')}`;
@@ -370,7 +374,7 @@ export async function rollout(rawInput: RolloutInput): Promise<RolloutResult> {
           });
         }
         status.currentStep = undefined;
-        status.phase = 'promoting';
+        setPhase('promoting');
         await timeline.step('promote: the stable Deployment takes the new image', async (evidence) => {
           status.waitingFor = `${input.deployment} to run ${input.image} on all ${total} pods`;
           stableChanged = true;
@@ -400,7 +404,7 @@ export async function rollout(rawInput: RolloutInput): Promise<RolloutResult> {
     }
 
     if (stop) {
-      status.phase = 'rolling back';
+      setPhase('rolling back');
       status.reason = stop.message;
       status.waitingFor = `${input.deployment} back on ${status.previousImages.map((c) => c.image).join(', ')}`;
       log.warn('rolling back', { deployment: input.deployment, reason: stop.message });
@@ -427,12 +431,12 @@ export async function rollout(rawInput: RolloutInput): Promise<RolloutResult> {
         );
       }
       status.waitingFor = undefined;
-      status.phase = 'done';
+      setPhase('done');
       status.outcome = stop.outcome;
       sinks.runbookMetrics.rolloutFinished(input.environment, stop.outcome);
       return result(stop.outcome, stop.message);
     }
-    status.phase = 'done';
+    setPhase('done');
     status.outcome = 'promoted';
     sinks.runbookMetrics.rolloutFinished(input.environment, 'promoted');
     return result('promoted');

@@ -15,5 +15,6 @@ export interface RunbookSinks extends Sinks {
     readinessScored(environment: string, section: string, score: number): void;
     gateReminder(runbook: string, environment: string): void;
     rolloutFinished(environment: string, outcome: string): void;
+    rolloutPhase(environment: string, deployment: string, phase: string): void;
   };
 }
