@@ -63,8 +63,8 @@ describe('runbook backup, as an operator runs it', () => {
   const refused: { args: string[]; says: RegExp }[] = [
     { args: ['backup', 'verify', '--key', '../../etc/passwd'], says: /--key: expected a backup id/ },
     { args: ['backup', 'verify', '--latest', '--random'], says: /choose one of --latest, --random, --key/ },
-    { args: ['backup', 'run', '--database', "nosuch"], says: /--database: 'nosuch' is not configured for environment sandbox; configured: main/ },
-    { args: ['backup', 'list', '--database', "nosuch"], says: /--database: 'nosuch' is not configured/ },
+    { args: ['backup', 'run', '--database', 'nosuch'], says: /--database: "nosuch" is not configured for environment sandbox; configured: main/ },
+    { args: ['backup', 'list', '--database', 'nosuch'], says: /--database: "nosuch" is not configured/ },
   ];
   for (const r of refused) {
     test(`refused before anything runs: ${r.args.join(' ')}`, async () => {
