@@ -24,6 +24,7 @@ import { waitForOpenGate } from '../src/cli/drill';
 import { RunbookWorker } from '../src/worker';
 import { createDemoDeployment } from '../src/cli/demoRollout';
 import { promoteUpdate, rolloutStatusQuery } from '../src/workflows/rollout';
+import { CHECKLIST } from '../src/checklist/catalog';
 
 const repoRoot = join(__dirname, '..');
 const out = join(repoRoot, 'test', 'histories');
@@ -33,7 +34,7 @@ async function main(): Promise<void> {
   chmodSync(dir, 0o755);
   const only = new Set(process.argv.slice(2));
   const wanted = (runbook: string) => only.size === 0 || only.has(runbook);
-  const kubernetes = wanted('rollout') || wanted('rollback');
+  const kubernetes = wanted('rollout') || wanted('rollback') || wanted('goLive');
   const stack = await startStack({ dir, components: ['temporal', 'postgres', 'replica', 's3', 'dns', ...(kubernetes ? (['kubernetes'] as const) : [])] });
   const loaded = loadConfig(stack.configFile);
   const worker = new RunbookWorker({ loaded, httpPort: 0, logger: createLogger('warn') });
@@ -105,6 +106,24 @@ async function main(): Promise<void> {
       if (wanted('rollback')) {
         await save('rollback-previous-revision', await start('rollback', 'critical-queue', { deployment: 'web' }));
         await save('rollback-no-such-revision', await start('rollback', 'critical-queue', { deployment: 'web', toRevision: 99 }));
+      }
+      if (wanted('goLive')) {
+        const watch = { durationSeconds: 2, intervalSeconds: 1, analysis: { pods: { maxRestarts: 0 } } };
+        const input = { deployment: 'web', image: 'registry.sandbox.test/web:1.2', steps: [{ setWeight: 34 }, { pause: {} }], watch, audit: { checkTimeoutSeconds: 5 } };
+        await save('goLive-blocked-at-audit-gate', await start('goLive', 'critical-queue', input));
+        // The plain sandbox proves few critical items (no TLS, SQLite, no drill yet): this recording waives
+        // them all, so that the whole path (smoke tests, approval, rollout, watch window, report) is replayed.
+        const waivers = CHECKLIST.filter((i) => i.severity === 'critical').map((i) => ({ item: i.id, by: 'sandbox-operator', reason: 'recording a replay history on the plain sandbox' }));
+        const live = await start('goLive', 'critical-queue', { ...input, waivers });
+        await approve(live, 'approve');
+        const rollout = c.client.workflow.getHandle('rollout-sandbox-web');
+        for (;;) {
+          const st = await rollout.query(rolloutStatusQuery).catch(() => undefined);
+          if (st?.approvals.some((g) => g.outcome === 'waiting')) break;
+          await new Promise((r) => setTimeout(r, 200));
+        }
+        await rollout.executeUpdate(promoteUpdate, { args: [{ by: 'sandbox-operator', reason: 'recorded' }] });
+        await save('goLive-live-with-waivers', live);
       }
     }
     await c.close();

@@ -16,6 +16,7 @@ import { temporalConnectionSettings } from '../config/connection';
 import { createVisibilityActivities } from './visibility';
 import { createAuditActivities } from './audit';
 import { createCheckActivities } from './checks';
+import { createGoLiveActivities } from './golive';
 import { createKubernetesActivities, KubernetesTarget } from './kubernetes';
 import { isAbsolute, join } from 'node:path';
 
@@ -154,6 +155,12 @@ export function createActivities(loaded: LoadedConfig, environment: string) {
       reports: env.backups && store ? { store, prefix: env.backups.prefix } : undefined,
     }),
     ...createKubernetesActivities({ environment, target: kubernetesTargetFor(loaded, env) }),
+    ...createGoLiveActivities({
+      environment,
+      approvers: env.approvers.goLive ?? env.approvers.default ?? [],
+      taskQueues: env.temporal.taskQueues,
+      reports: env.backups && store ? { store, prefix: env.backups.prefix } : undefined,
+    }),
   };
 }
 

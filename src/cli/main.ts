@@ -6,6 +6,7 @@ import { registerCodecServer } from './codecServer';
 import { registerConfig } from './config';
 import { registerDemo } from './demo';
 import { registerDrill } from './drill';
+import { registerGoLive } from './golive';
 import { registerRollout } from './rollout';
 import { registerSchedule } from './schedule';
 import { registerSmoke } from './smoke';
@@ -34,6 +35,7 @@ export function buildProgram(): Command {
   registerDemo(program, globals);
   registerCodecServer(program, globals);
   registerAudit(program, globals);
+  registerGoLive(program, globals);
   for (const cmd of program.commands) cmd.exitOverride();
   return program;
 }

@@ -40,7 +40,7 @@ export function parseSteps(spec: string): RolloutStep[] {
   });
 }
 
-function readAnalysis(file: string): AnalysisSpec {
+export function readAnalysis(file: string): AnalysisSpec {
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
@@ -55,7 +55,7 @@ function readAnalysis(file: string): AnalysisSpec {
 }
 
 /** The workflow's own input check, run before anything is started, so bad input is exit 2 with the field named. */
-function checked<T>(validate: (v: unknown) => T, input: unknown): T {
+export function checked<T>(validate: (v: unknown) => T, input: unknown): T {
   try {
     return validate(input);
   } catch (err) {

@@ -7,10 +7,11 @@ import { validateBackupDatabaseInput } from '../workflows/backupDatabase';
 import { validateSmokeTestInput } from '../workflows/smokeTest';
 import { validateVerifyBackupInput } from '../workflows/verifyBackup';
 import { validateDrDrillInput } from '../workflows/drDrill';
+import { validateGoLiveInput } from '../workflows/goLive';
 import { ConnectedClient, connectClient } from './client';
 import { GlobalOptions, loadCliConfig, printJson, UsageError } from './common';
 
-const VALIDATORS = { smokeTest: validateSmokeTestInput, backupDatabase: validateBackupDatabaseInput, verifyBackup: validateVerifyBackupInput, drDrill: validateDrDrillInput };
+const VALIDATORS = { smokeTest: validateSmokeTestInput, backupDatabase: validateBackupDatabaseInput, verifyBackup: validateVerifyBackupInput, drDrill: validateDrDrillInput, goLive: validateGoLiveInput };
 
 export type ApplyAction = 'created' | 'updated' | 'unchanged' | 'deleted' | 'would delete';
 

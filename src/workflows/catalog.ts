@@ -11,6 +11,7 @@ export const RUNBOOK_DEFAULT_QUEUE = {
   readinessAudit: 'standard',
   rollout: 'critical',
   rollback: 'critical',
+  goLive: 'critical',
 } as const satisfies Record<string, 'critical' | 'standard' | 'batch'>;
 
 export type ImplementedRunbook = keyof typeof RUNBOOK_DEFAULT_QUEUE;

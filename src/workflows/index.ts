@@ -5,3 +5,4 @@ export { drDrill } from './drDrill';
 export { readinessAudit } from './readinessAudit';
 export { rollout } from './rollout';
 export { rollback } from './rollback';
+export { goLive } from './goLive';

@@ -96,7 +96,7 @@ describe('schedules from config', () => {
     const res = await runCli(['--config', bad, 'schedule', 'apply']);
     assert.equal(res.code, 2);
     assert.match(res.stderr, /schedules\.1\.input: bad-restore: invalid verifyBackup input: database: expected a database key/);
-    assert.match(res.stderr, /schedules\.2\.runbook: golive: runbook goLive is not available in this version/);
+    assert.match(res.stderr, /schedules\.2\.input: golive: invalid goLive input: deployment: expected a Deployment name/);
     assert.match(res.stderr, /no schedule was changed/);
     assert.deepEqual((await client.schedule.getHandle('nightly-backup').describe()).spec.calendars?.[0]?.minute, [{ start: 30, end: 30, step: 1 }]);
     await assert.rejects(client.schedule.getHandle('bad-restore').describe());

@@ -1,0 +1,75 @@
+import type { ContainerImage } from '../activities/kubernetes';
+import type { StatusCounts } from './audit';
+import type { GateRecord } from '../workflows/lib/gate';
+import type { StepRecord } from '../workflows/lib/timeline';
+
+interface Linked {
+  workflowId: string;
+  runId: string;
+}
+
+/** What a go-live did, stage by stage, with links (workflow and run ids) to every child run. */
+export interface GoLiveReport {
+  goLiveId: string;
+  workflowId: string;
+  environment: string;
+  deployment: string;
+  image: string;
+  requestedBy?: string;
+  /** live: rolled out and watched without an alert; otherwise where it stopped. */
+  outcome: 'live' | 'blocked' | 'not approved' | 'rolled back' | 'aborted' | 'failed';
+  passed: boolean;
+  reason?: string;
+  audit?: Linked & {
+    auditId: string;
+    ready: boolean;
+    score: number;
+    counts: StatusCounts;
+    /** Critical items neither proved nor waived: any one stops go-live. */
+    blocking: { id: string; status: string; summary: string }[];
+    waived: { id: string; status: string; summary: string; by: string; reason: string }[];
+    refusedWaivers: { item: string; by: string; problem: string }[];
+    reportKeys: string[];
+  };
+  smoke: (Linked & { queue: string; roundTripMs: number; worker: { host: string; pid: number; taskQueue: string } })[];
+  approval?: GateRecord;
+  rollout?: Linked & { outcome: string; reason?: string; revision: number; previousImages: ContainerImage[]; finalImages: ContainerImage[]; approvals: { name: string; outcome: string; by?: string; at?: string }[] };
+  watch?: { passed: boolean; reason?: string; measurements: number; of: number; intervalSeconds: number; failures: Record<string, number>; errors: Record<string, number>; last: { name: string; phase: string; detail: string }[] };
+  rollback?: Linked & { changed?: boolean; verified?: boolean | null; images?: ContainerImage[]; error?: string };
+  startedAt: string;
+  endedAt: string;
+  steps: StepRecord[];
+}
+
+const cell = (text: string) => text.replace(/\|/g, '\\|').replace(/\n/g, ' ');
+const run = (l: Linked) => `\`${l.workflowId}\` (run \`${l.runId}\`)`;
+const images = (list: ContainerImage[]) => list.map((c) => `${c.name}=${c.image}`).join(', ');
+
+export function renderGoLiveMarkdown(r: GoLiveReport): string {
+  const lines = [
+    `# Go-live ${r.passed ? 'LIVE' : r.outcome.toUpperCase()}: ${r.environment} / ${r.deployment} → ${r.image}`,
+    '',
+    `- Go-live: \`${r.goLiveId}\` (workflow \`${r.workflowId}\`), ${r.startedAt} to ${r.endedAt}${r.requestedBy ? `, requested by ${r.requestedBy}` : ''}`,
+  ];
+  if (r.reason) lines.push(`- Stopped: ${r.reason}`);
+  lines.push('', '## Runs', '', '| stage | run | result |', '| --- | --- | --- |');
+  if (r.audit) lines.push(`| readiness audit | ${run(r.audit)} | ${r.audit.blocking.length === 0 ? 'gate passed' : `**${r.audit.blocking.length} critical item(s) not proved**`}, score ${(r.audit.score * 100).toFixed(0)}%, report ${r.audit.reportKeys.map((k) => `\`${k}\``).join(', ') || 'not kept'} |`);
+  for (const s of r.smoke) lines.push(`| smoke test on ${cell(s.queue)} | ${run(s)} | passed in ${s.roundTripMs} ms on ${cell(s.worker.host)}:${s.worker.pid} |`);
+  if (r.approval) lines.push(`| approval | \`${r.workflowId}\` | ${r.approval.outcome}${r.approval.by ? ` by ${cell(r.approval.by)}` : ''}${r.approval.closedAt ? ` at ${r.approval.closedAt}` : ''}${r.approval.reason ? `: ${cell(r.approval.reason)}` : ''} |`);
+  if (r.rollout) lines.push(`| rollout | ${run(r.rollout)} | ${r.rollout.outcome}${r.rollout.reason ? `: ${cell(r.rollout.reason)}` : ''}; ${images(r.rollout.previousImages)} → ${images(r.rollout.finalImages)} (revision ${r.rollout.revision}) |`);
+  if (r.watch) lines.push(`| watch window | \`${r.workflowId}\` | ${r.watch.passed ? 'quiet' : `**alert**: ${cell(r.watch.reason ?? '')}`} (${r.watch.measurements} of ${r.watch.of} measurements, every ${r.watch.intervalSeconds} s) |`);
+  if (r.rollback) lines.push(`| rollback | ${run(r.rollback)} | ${r.rollback.error ? `**failed**: ${cell(r.rollback.error)}` : `${r.rollback.changed ? 'reverted' : 'already reverted'} to ${images(r.rollback.images ?? [])}, verified: ${r.rollback.verified ?? 'no analysis'}`} |`);
+  if (r.audit && (r.audit.blocking.length || r.audit.waived.length || r.audit.refusedWaivers.length)) {
+    lines.push('', '## Audit gate', '');
+    for (const b of r.audit.blocking) lines.push(`- **${b.id}** ${b.status}: ${b.summary}`);
+    for (const w of r.audit.waived) lines.push(`- ${w.id} ${w.status}, **waived by ${w.by}**: ${w.reason} (audit: ${w.summary})`);
+    for (const w of r.audit.refusedWaivers) lines.push(`- waiver of ${w.item} by ${w.by} not applied: ${w.problem}`);
+  }
+  if (r.rollout?.approvals.length) {
+    lines.push('', '## Rollout approvals', '');
+    for (const g of r.rollout.approvals) lines.push(`- ${g.name}: ${g.outcome}${g.by ? ` by ${g.by}` : ''}${g.at ? ` at ${g.at}` : ''}`);
+  }
+  lines.push('', '## Steps', '', '| step | outcome | duration |', '| --- | --- | --- |');
+  for (const s of r.steps) lines.push(`| ${cell(s.name)} | ${s.outcome}${s.error ? `: ${cell(s.error)}` : ''} | ${s.durationMs ?? 0} ms |`);
+  return `${lines.join('\n')}\n`;
+}
