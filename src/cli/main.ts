@@ -2,6 +2,7 @@ import { Command, CommanderError } from 'commander';
 import { GlobalOptions, reportError } from './common';
 import { registerAudit } from './audit';
 import { registerBackup } from './backup';
+import { registerBench } from './bench';
 import { registerCodecServer } from './codecServer';
 import { registerConfig } from './config';
 import { registerDemo } from './demo';
@@ -35,6 +36,7 @@ export function buildProgram(): Command {
   registerDemo(program, globals);
   registerCodecServer(program, globals);
   registerAudit(program, globals);
+  registerBench(program, globals);
   registerGoLive(program, globals);
   for (const cmd of program.commands) cmd.exitOverride();
   return program;
