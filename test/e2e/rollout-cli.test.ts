@@ -11,6 +11,7 @@ import { freePort } from '../../src/sandbox/process';
 import type { StackState } from '../../src/sandbox/stack';
 import { timelineQuery } from '../../src/workflows/lib/timeline';
 import { rolloutStatusQuery } from '../../src/workflows/rollout';
+import { HistoryWatch } from '../history-watch';
 import { httpStatus, runCli, startCli, waitFor } from '../helpers';
 
 const dir = mkdtempSync(join(tmpdir(), 'runbook-rollout-cli-'));
@@ -158,5 +159,75 @@ describe('runbook rollout, as an operator runs it', () => {
     const rb = await cli('rollback', 'web', '--reason', 'test the way back');
     assert.equal(rb.code, 0, rb.stdout + rb.stderr);
     assert.match(rb.stdout, /rollback done: web revision 2 \(registry.sandbox.test\/web:1.1\) -> 3 \(registry.sandbox.test\/web:1.0\)/);
+  });
+
+  test('killed at every step boundary and in the middle of a health wait, a rollout still runs each step and each change once', async () => {
+    await apps.createNamespacedDeployment({
+      namespace: 'default',
+      body: {
+        metadata: { name: 'api', labels: { app: 'api' } },
+        spec: {
+          replicas: 3,
+          selector: { matchLabels: { app: 'api' } },
+          strategy: { type: 'RollingUpdate', rollingUpdate: { maxSurge: 1, maxUnavailable: 0 } },
+          template: { metadata: { labels: { app: 'api' } }, spec: { containers: [{ name: 'app', image: 'registry.sandbox.test/api:1.0' }] } },
+        },
+      },
+    });
+    await waitFor('api available', async () => ((await apps.readNamespacedDeployment({ name: 'api', namespace: 'default' })).status?.availableReplicas ?? 0) === 3, 60_000, 250);
+    for (const w of workers) if (w.child.exitCode === null && w.child.signalCode === null) w.child.kill('SIGKILL');
+    let worker = await startWorker();
+    const start = await cli('rollout', 'start', 'api', '--image', 'registry.sandbox.test/api:1.1', '--steps', '34,pause,67');
+    assert.equal(start.code, 0, start.stderr);
+    const handle = c.client.workflow.getHandle('rollout-sandbox-api');
+    const watch = new HistoryWatch(c.client, handle);
+    const points: string[] = [];
+    const crash = async (point: string, when: () => Promise<unknown>) => {
+      await when();
+      worker.child.kill('SIGKILL');
+      await worker.exited;
+      points.push(point);
+      worker = await startWorker();
+    };
+    try {
+      await crash('preflight', () => watch.waitScheduled('describeRolloutTarget'));
+      await crash('step 1: canary created', () => watch.waitScheduled('ensureCanary'));
+      await crash('step 1: in the middle of the health wait', () => watch.waitScheduled('waitForRolloutHealthy'));
+      await crash('step 1: stable scaled down', () => watch.waitScheduled('scaleDeployment'));
+      await crash('step 2: at the gate', () => waitFor('the gate', async () => (await handle.query(rolloutStatusQuery)).phase === 'paused', 90_000, 50));
+      const approve = await cli('rollout', 'approve', 'api', '--comment', 'after three crashes');
+      assert.equal(approve.code, 0, approve.stderr);
+      await crash('step 3: canary scaled up', () => watch.waitScheduledCount('ensureCanary', 2));
+      await crash('promote: image set', () => watch.waitScheduled('setDeploymentImage'));
+      await crash('promote: canary deleted', () => watch.waitScheduled('deleteCanary'));
+      const result = await handle.result();
+      assert.equal(result.outcome, 'promoted', result.reason);
+      assert.deepEqual(
+        result.timeline.steps.map((s: { name: string; outcome: string }) => [s.name, s.outcome]),
+        [
+          ['preflight', 'succeeded'],
+          ['step 1: set weight 34%', 'succeeded'],
+          ['step 2: pause for approval', 'succeeded'],
+          ['step 3: set weight 67%', 'succeeded'],
+          ['promote: the stable Deployment takes the new image', 'succeeded'],
+        ],
+      );
+    } finally {
+      await watch.close();
+    }
+    assert.equal(points.length, 8);
+    // Each change was scheduled exactly as often as the steps call for it: nothing redone after a crash.
+    assert.deepEqual(
+      Object.fromEntries(['ensureCanary', 'scaleDeployment', 'setDeploymentImage', 'deleteCanary'].map((t) => [t, watch.count(t)])),
+      { ensureCanary: 2, scaleDeployment: 3, setDeploymentImage: 1, deleteCanary: 1 },
+    );
+    const api = await apps.readNamespacedDeployment({ name: 'api', namespace: 'default' });
+    assert.equal(api.spec?.template.spec?.containers[0].image, 'registry.sandbox.test/api:1.1');
+    assert.equal(api.spec?.replicas, 3);
+    assert.equal(api.status?.availableReplicas, 3);
+    const sets = await apps.listNamespacedReplicaSet({ namespace: 'default', labelSelector: 'app=api' });
+    const stableSets = sets.items.filter((rs) => rs.metadata?.ownerReferences?.[0]?.name === 'api');
+    assert.deepEqual(stableSets.map((rs) => rs.metadata?.annotations?.['deployment.kubernetes.io/revision']).sort(), ['1', '2'], 'one image patch: two revisions');
+    await assert.rejects(apps.readNamespacedDeployment({ name: 'api-canary', namespace: 'default' }));
   });
 });

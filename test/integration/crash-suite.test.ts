@@ -7,8 +7,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { GetObjectCommand, ListMultipartUploadsCommand, ListObjectsV2Command, ListPartsCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
-import type { WorkflowHandle } from '@temporalio/client';
-import type { temporal } from '@temporalio/proto';
 import { Client as PgClient } from 'pg';
 import { parse, stringify } from 'yaml';
 import type { BackupManifest } from '../../src/activities/backups';
@@ -23,6 +21,7 @@ import type { DrDrillResult } from '../../src/workflows/drDrill';
 import { decideUpdate, gatesQuery } from '../../src/workflows/lib/gate';
 import type { SmokeTestResult } from '../../src/workflows/smokeTest';
 import type { VerifyBackupResult } from '../../src/workflows/verifyBackup';
+import { HistoryEvent, HistoryWatch } from '../history-watch';
 import { httpStatus, RUNBOOK_BIN, waitFor } from '../helpers';
 
 /*
@@ -36,7 +35,6 @@ import { httpStatus, RUNBOOK_BIN, waitFor } from '../helpers';
  * side by side and a kill in one never touches another.
  */
 
-type HistoryEvent = temporal.api.history.v1.IHistoryEvent;
 
 const dir = mkdtempSync(join(tmpdir(), 'runbook-crash-suite-'));
 chmodSync(dir, 0o755);
@@ -143,46 +141,6 @@ function killGroup(w: RunningWorker): void {
   }
 }
 
-/** Follows a run's history as the server appends to it (long poll), without asking the worker. */
-class HistoryWatch {
-  readonly events: HistoryEvent[] = [];
-  private closed = false;
-  private readonly done: Promise<void>;
-
-  constructor(private readonly handle: WorkflowHandle) {
-    this.done = this.follow();
-  }
-
-  private async follow(): Promise<void> {
-    let token: Uint8Array | undefined;
-    while (!this.closed) {
-      const res = await c.client.workflowService.getWorkflowExecutionHistory({
-        namespace: 'default',
-        execution: { workflowId: this.handle.workflowId },
-        nextPageToken: token,
-        waitNewEvent: true,
-        maximumPageSize: 1000,
-      });
-      this.events.push(...(res.history?.events ?? []));
-      if (!res.nextPageToken?.length) return;
-      token = res.nextPageToken;
-    }
-  }
-
-  scheduled(activityType: string): HistoryEvent | undefined {
-    return this.events.find((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === activityType);
-  }
-
-  async waitScheduled(activityType: string): Promise<HistoryEvent> {
-    return waitFor(`${activityType} scheduled`, async () => this.scheduled(activityType), 120_000, 10);
-  }
-
-  async close(): Promise<void> {
-    this.closed = true;
-    await this.done.catch(() => undefined);
-  }
-}
-
 /** What a kill at `activityType`'s scheduling interrupted, read from the finished run's history. */
 function interrupted(history: HistoryEvent[], activityType: string): { text: string; attempt: number } {
   const scheduled = history.find((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === activityType);
@@ -264,7 +222,7 @@ describe('every runbook survives its worker being killed at each step', { concur
     const smoke = await c.client.workflow.start('smokeTest', { taskQueue: 'backups-standard', workflowId: uniqueId('crash-smoke'), args: [{ environment: 'backups', holdSeconds: 3 }] });
     await waitFor('the smoke check running', async () => (await smoke.describe()).raw.pendingActivities?.some((a) => Number(a.state) === 2), 30_000, 50);
     const handle = await c.client.workflow.start('backupDatabase', { taskQueue: 'backups-batch', workflowId: uniqueId('crash-backup'), args: [{ environment: 'backups', database: 'main' }] });
-    const watch = new HistoryWatch(handle);
+    const watch = new HistoryWatch(c.client, handle);
     try {
       await crash(chain, 'preflight (and the smoke check mid-hold)', () => watch.waitScheduled('preflightBackupTarget'));
       await crash(chain, 'dump to S3: start', () => watch.waitScheduled('takeBackup'));
@@ -325,7 +283,7 @@ describe('every runbook survives its worker being killed at each step', { concur
     const backup: BackupDatabaseResult = await c.client.workflow.execute('backupDatabase', { taskQueue: 'restores-batch', workflowId: uniqueId('crash-verify-backup'), args: [{ environment: 'restores', database: 'copy' }] });
     const backupId = backup.backupId;
     const handle = await c.client.workflow.start('verifyBackup', { taskQueue: 'restores-batch', workflowId: uniqueId('crash-verify'), args: [{ environment: 'restores', database: 'copy', selection: { mode: 'key', backupId } }] });
-    const watch = new HistoryWatch(handle);
+    const watch = new HistoryWatch(c.client, handle);
     try {
       await crash(chain, 'preflight', () => watch.waitScheduled('preflightBackupTarget'));
       await crash(chain, 'restore: start', () => watch.waitScheduled('restoreIntoScratchDatabase'));
@@ -386,7 +344,7 @@ describe('every runbook survives its worker being killed at each step', { concur
       workflowId: uniqueId('crash-drill'),
       args: [{ environment: 'sandbox', database: 'main', mode: 'failover', failback: true }],
     });
-    const watch = new HistoryWatch(handle);
+    const watch = new HistoryWatch(c.client, handle);
     try {
       await crash(chain, 'preflight', () => watch.waitScheduled('describeDrillTarget'));
       await crash(chain, 'approval gate (waiting)', () => waitFor('the gate', async () => (await handle.query(gatesQuery)).some((g) => g.outcome === 'waiting'), 120_000, 100));
