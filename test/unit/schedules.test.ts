@@ -15,6 +15,11 @@ const refuseBadDatabase = (input: unknown) => {
   return input;
 };
 
+const refuseMissingImage = (input: unknown) => {
+  if (!(input as { image?: string }).image) throw new Error('image: expected an image reference with a tag');
+  return input;
+};
+
 describe('schedule plan', () => {
   test('a schedule becomes a definition with the runbook queue, policies and a stable hash', () => {
     const loaded = config('  - { id: nightly, runbook: verifyBackup, environment: staging, cron: "0 3 * * *", timezone: UTC, input: { database: main }, jitter: 5m }\n');
@@ -37,16 +42,16 @@ describe('schedule plan', () => {
   test('every bad entry is reported at once, naming the entry, and nothing is planned', () => {
     const loaded = config(
       '  - { id: ok, runbook: smokeTest, environment: staging, cron: "0 * * * *" }\n' +
-        '  - { id: rollout, runbook: rollout, environment: staging, cron: "0 9 * * 1" }\n' +
+        '  - { id: rollout, runbook: rollout, environment: staging, cron: "0 9 * * 1", input: { deployment: web } }\n' +
         '  - { id: restore, runbook: verifyBackup, environment: staging, cron: "0 3 * * *", input: { database: bad } }\n',
     );
     assert.throws(
-      () => desiredSchedules(loaded, { verifyBackup: refuseBadDatabase }),
+      () => desiredSchedules(loaded, { verifyBackup: refuseBadDatabase, rollout: refuseMissingImage }),
       (err: unknown) =>
         err instanceof ConfigError &&
         err.problems.length === 2 &&
-        err.problems[0].path === 'schedules.1.runbook' &&
-        /rollout: runbook rollout is not available in this version/.test(err.problems[0].message) &&
+        err.problems[0].path === 'schedules.1.input' &&
+        /image: expected an image reference/.test(err.problems[0].message) &&
         err.problems[1].path === 'schedules.2.input' &&
         /no schedule was changed/.test(err.problems[1].message),
     );
