@@ -408,16 +408,26 @@ export function createKubernetesActivities(opts: { environment: string; target: 
       return { name, created: true, changed: true };
     },
 
-    async deleteCanary(input: { deployment: string }): Promise<{ deleted: boolean }> {
+    /**
+     * Deletes `<name>-canary` with foreground propagation (its pods go first) and waits until it is gone,
+     * so that after this step no canary pod serves. A canary already gone is not an error.
+     */
+    async deleteCanary(input: { deployment: string }): Promise<{ deleted: boolean; gone: boolean }> {
       allowed(input.deployment);
       const name = `${input.deployment}-canary`;
+      let deleted = true;
       try {
         await api().apps.deleteNamespacedDeployment({ name, namespace: ns(), propagationPolicy: 'Foreground' });
-        return { deleted: true };
       } catch (err) {
-        if ((err as HttpishError).code === 404) return { deleted: false };
-        throw classifyKubernetes(err, `deleting deployment ${name}`);
+        if ((err as HttpishError).code !== 404) throw classifyKubernetes(err, `deleting deployment ${name}`);
+        deleted = false;
       }
+      const deadline = Date.now() + 45_000;
+      while (Date.now() < deadline) {
+        if (!(await read(name))) return { deleted, gone: true };
+        await new Promise((r) => setTimeout(r, 250));
+      }
+      return { deleted, gone: false };
     },
 
     /**
