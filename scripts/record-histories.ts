@@ -37,6 +37,12 @@ async function main(): Promise<void> {
   const kubernetes = wanted('rollout') || wanted('rollback') || wanted('goLive');
   const stack = await startStack({ dir, components: ['temporal', 'postgres', 'replica', 's3', 'dns', ...(kubernetes ? (['kubernetes'] as const) : [])] });
   const loaded = loadConfig(stack.configFile);
+  // Short load-test phases (the block as the loader leaves it: durations in ms), so recording takes seconds.
+  loaded.config.environments.sandbox.loadTest = {
+    scenario: 'noop', baselineRate: 5, peakMultiplier: 2, phaseDuration: 3_000, concurrency: 100,
+    failure: { mode: 'workers-stopped', outage: 2_000, dependencyDelay: 2_000 },
+    sla: { p99StartToComplete: 1_500, maxErrorRate: 0 },
+  };
   const worker = new RunbookWorker({ loaded, httpPort: 0, logger: createLogger('warn') });
   try {
     const db = loaded.config.environments.sandbox.databases.main;
@@ -86,6 +92,10 @@ async function main(): Promise<void> {
     if (wanted('readinessAudit')) {
       await save('readinessAudit-report', await start('readinessAudit', 'standard-queue', { checkTimeoutSeconds: 5 }));
       await save('readinessAudit-invalid-input', await start('readinessAudit', 'standard-queue', { concurrency: 0 }));
+    }
+    if (wanted('loadTest')) {
+      await save('loadTest-phases', await start('loadTest', 'batch-queue', {}));
+      await save('loadTest-invalid-input', await start('loadTest', 'batch-queue', { phases: 9 }));
     }
     if (kubernetes) {
       await createDemoDeployment(stack.kubernetes!.kubeconfig);

@@ -19,6 +19,7 @@ import { createCheckActivities } from './checks';
 import { createGoLiveActivities } from './golive';
 import { createKubernetesActivities, KubernetesTarget } from './kubernetes';
 import { isAbsolute, join } from 'node:path';
+import { createLoadTestActivities } from './loadTest';
 
 /** A server whose password is read from its reference at each use, so a rotated secret is picked up. */
 function pgServer(host: string, port: number, user: string, password: SecretRef, baseDir: string): PgServer {
@@ -161,6 +162,7 @@ export function createActivities(loaded: LoadedConfig, environment: string) {
       taskQueues: env.temporal.taskQueues,
       reports: env.backups && store ? { store, prefix: env.backups.prefix } : undefined,
     }),
+    ...createLoadTestActivities({ environment, config: env.loadTest, settings: () => temporalConnectionSettings(loaded, env.temporal), dataConverter: dataConverterFor(loaded, environment, env.temporal) }),
   };
 }
 

@@ -7,6 +7,7 @@ import { registerCodecServer } from './codecServer';
 import { registerConfig } from './config';
 import { registerDemo } from './demo';
 import { registerDrill } from './drill';
+import { registerLoadTest } from './loadtest';
 import { registerGoLive } from './golive';
 import { registerRollout } from './rollout';
 import { registerSchedule } from './schedule';
@@ -37,6 +38,7 @@ export function buildProgram(): Command {
   registerCodecServer(program, globals);
   registerAudit(program, globals);
   registerBench(program, globals);
+  registerLoadTest(program, globals);
   registerGoLive(program, globals);
   for (const cmd of program.commands) cmd.exitOverride();
   return program;

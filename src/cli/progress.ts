@@ -22,6 +22,7 @@ export function progressLine(p: ProgressSnapshot): string {
   if (d && typeof d.deployment === 'string' && typeof d.replicas === 'number') {
     parts.push(`${d.deployment}: ${d.ready ?? d.newReady ?? 0}/${d.replicas} ready, ${d.updated ?? 0} updated`);
   }
+  if (d && typeof d.inFlight === 'number') parts.push(`${d.completed}/${d.started} workflows completed, ${d.inFlight} running, ${d.failed} failed`);
   if (p.attempt && p.attempt > 1) parts.push(`attempt ${p.attempt}`);
   return parts.join(' ');
 }

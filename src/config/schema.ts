@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { parseDuration } from './duration';
 import { isSecretRef, SecretRef } from './secrets';
+import { loadTestSchema } from './loadTest';
 
 /** A duration written as text ("15m", "1h30m", "90d"), held in milliseconds. */
 const duration = z.string({ invalid_type_error: 'expected a duration such as "30s", "15m" or "90d"' }).transform((text, ctx) => {
@@ -288,6 +289,8 @@ const environmentSchema = z
     dns: dnsSchema.optional(),
     kubernetes: kubernetesSchema.optional(),
     monitoring: monitoringSchema.optional(),
+    /** The loadTest runbook's phases and SLAs. */
+    loadTest: loadTestSchema.optional(),
     targets: z.object({ rpo: duration.optional(), rto: duration.optional() }).strict().default({}),
     /** Who may approve gates, per runbook; "default" applies to runbooks without their own list. */
     approvers: z
@@ -332,7 +335,7 @@ const workerSchema = z
   })
   .strict();
 
-export const RUNBOOK_NAMES = ['smokeTest', 'backupDatabase', 'verifyBackup', 'drDrill', 'rollout', 'rollback', 'goLive', 'readinessAudit'] as const;
+export const RUNBOOK_NAMES = ['smokeTest', 'backupDatabase', 'verifyBackup', 'drDrill', 'rollout', 'rollback', 'goLive', 'readinessAudit', 'loadTest'] as const;
 
 /** A calendar field: a number, a list, or a range written "1-7". */
 const calendarField = (min: number, max: number) =>

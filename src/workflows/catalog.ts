@@ -12,6 +12,7 @@ export const RUNBOOK_DEFAULT_QUEUE = {
   rollout: 'critical',
   rollback: 'critical',
   goLive: 'critical',
+  loadTest: 'batch',
 } as const satisfies Record<string, 'critical' | 'standard' | 'batch'>;
 
 export type ImplementedRunbook = keyof typeof RUNBOOK_DEFAULT_QUEUE;

@@ -6,3 +6,4 @@ export { readinessAudit } from './readinessAudit';
 export { rollout } from './rollout';
 export { rollback } from './rollback';
 export { goLive } from './goLive';
+export { loadTest } from './loadTest';
