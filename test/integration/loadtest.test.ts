@@ -15,16 +15,17 @@ let temporal: TemporalDevServerInfo;
 let worker: RunbookWorker;
 let config: string;
 
-// Phases of a few seconds: noop workflows at 5/s, a peak at 10/s, the bench worker stopped for 3 s of
-// the 4 s failure phase, so the failure phase's p99 is at least ~3 s against a 2 s SLA.
+// Phases of a few seconds: noop workflows at 5/s, a peak at 10/s, the bench worker stopped for 7 s of
+// the 8 s failure phase, so the failure phase's p99 is about 7 s against a 5 s SLA by construction, while
+// the other phases stay far below 5 s even on a busy two-core machine.
 const loadTestBlock = `
     loadTest:
       scenario: noop
       baselineRate: 5
       peakMultiplier: 2
-      phaseDuration: 4s
-      failure: { mode: workers-stopped, outage: 3s }
-      sla: { p99StartToComplete: 2s, maxErrorRate: 0 }`;
+      phaseDuration: 8s
+      failure: { mode: workers-stopped, outage: 7s }
+      sla: { p99StartToComplete: 5s, maxErrorRate: 0 }`;
 
 before(async () => {
   temporal = await startTemporalDevServer({ dir });
@@ -51,26 +52,26 @@ describe('the loadTest runbook', () => {
     assert.equal(result.passed, true);
     assert.deepEqual(result.reasons, []);
     assert.match(result.taskQueue, /^runbook-loadtest-[0-9a-f]{8}$/);
-    assert.deepEqual(result.plan.sla, { p99StartToCompleteMs: 2_000, maxErrorRate: 0 });
+    assert.deepEqual(result.plan.sla, { p99StartToCompleteMs: 5_000, maxErrorRate: 0 });
     assert.deepEqual(result.phases.map((p) => p.phase), ['baseline', 'peak', 'failure', 'recovery']);
     const [baseline, peak, failure, recovery] = result.phases;
     assert.deepEqual([baseline, peak, failure, recovery].map((p) => p.figures.targetRate), [5, 10, 5, 5]);
     for (const p of result.phases) {
-      // Paced starts over 4 s: about rate x 4 workflows, each completed, none failed or lost.
-      const expected = p.figures.targetRate * 4;
+      // Paced starts over 8 s: about rate x 8 workflows, each completed, none failed or lost.
+      const expected = p.figures.targetRate * 8;
       assert.ok(p.figures.started >= expected - 2 && p.figures.started <= expected + 1, `${p.phase}: ${p.figures.started} started, expected about ${expected}`);
       assert.equal(p.figures.completed, p.figures.started, p.phase);
       assert.equal(p.figures.failed, 0, p.phase);
       assert.equal(p.verdict.nothingLost, true, p.phase);
       assert.equal(p.verdict.errors.held, true, p.phase);
-      assert.equal(p.verdict.latency.slaMs, 2_000);
+      assert.equal(p.verdict.latency.slaMs, 5_000);
       assert.equal(p.verdict.latency.p99Ms, p.figures.startToCompleteMs.p99);
     }
     for (const p of [baseline, peak, recovery]) assert.equal(p.verdict.held, true, `${p.phase}: p99 ${p.verdict.latency.p99Ms} ms`);
-    assert.equal(failure.figures.workersDownMs, 3_000);
+    assert.equal(failure.figures.workersDownMs, 7_000);
     assert.equal(failure.verdict.latency.held, false);
     assert.equal(failure.verdict.held, false);
-    assert.ok(failure.figures.startToCompleteMs.max >= 2_500, `the first workflow of the outage waited for the workers: ${failure.figures.startToCompleteMs.max} ms`);
+    assert.ok(failure.figures.startToCompleteMs.max >= 5_500, `the first workflow of the outage waited for the workers: ${failure.figures.startToCompleteMs.max} ms`);
     assert.ok(recovery.figures.startToCompleteMs.p99 < failure.figures.startToCompleteMs.p99);
     assert.deepEqual(result.timeline.steps.map((s) => [s.name, s.outcome]), [
       ['read plan and SLAs', 'succeeded'],
