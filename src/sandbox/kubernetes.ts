@@ -95,33 +95,40 @@ function kubeconfig(path: string, server: string, ca: string, client: CertFiles,
   writeFileSync(path, stringify(doc), { mode: 0o600 });
 }
 
-/** One HTTPS GET with the admin client certificate; resolves with status and body. */
-export function apiGet(info: Pick<KubernetesInfo, 'server' | 'dir'>, path: string, timeoutMs = 3000): Promise<{ status: number; body: string }> {
+/** One HTTPS request with the admin client certificate; resolves with status and body. */
+function apiRequest(info: Pick<KubernetesInfo, 'server' | 'dir'>, method: 'GET' | 'POST', path: string, body?: unknown, timeoutMs = 3000): Promise<{ status: number; body: string }> {
   const pki = join(info.dir, 'pki');
   return new Promise((resolvePromise, reject) => {
     const req = request(
       `${info.server}${path}`,
       {
+        method,
         ca: readFileSync(join(pki, 'ca.pem')),
         cert: readFileSync(join(pki, 'admin.pem')),
         key: readFileSync(join(pki, 'admin.key')),
+        headers: body === undefined ? {} : { 'content-type': 'application/json' },
         timeout: timeoutMs,
       },
       (res) => {
-        let body = '';
+        let text = '';
         res.setEncoding('utf8');
-        res.on('data', (c: string) => (body += c));
-        res.on('end', () => resolvePromise({ status: res.statusCode ?? 0, body }));
+        res.on('data', (c: string) => (text += c));
+        res.on('end', () => resolvePromise({ status: res.statusCode ?? 0, body: text }));
       },
     );
-    req.on('timeout', () => req.destroy(new Error(`GET ${path}: timed out`)));
+    req.on('timeout', () => req.destroy(new Error(`${method} ${path}: timed out`)));
     req.on('error', reject);
-    req.end();
+    req.end(body === undefined ? undefined : JSON.stringify(body));
   });
 }
 
+export function apiGet(info: Pick<KubernetesInfo, 'server' | 'dir'>, path: string, timeoutMs = 3000): Promise<{ status: number; body: string }> {
+  return apiRequest(info, 'GET', path, undefined, timeoutMs);
+}
+
+/** A fake node for kwok to play: the annotation is how kwok knows it manages it. */
 async function createNode(info: Pick<KubernetesInfo, 'server' | 'dir'>, name: string, ip: string): Promise<void> {
-  const body = JSON.stringify({
+  const res = await apiRequest(info, 'POST', '/api/v1/nodes', {
     apiVersion: 'v1',
     kind: 'Node',
     metadata: {
@@ -131,28 +138,8 @@ async function createNode(info: Pick<KubernetesInfo, 'server' | 'dir'>, name: st
     },
     spec: {},
     status: { addresses: [{ type: 'InternalIP', address: ip }] },
-  });
-  const pki = join(info.dir, 'pki');
-  await new Promise<void>((resolvePromise, reject) => {
-    const req = request(
-      `${info.server}/api/v1/nodes`,
-      {
-        method: 'POST',
-        ca: readFileSync(join(pki, 'ca.pem')),
-        cert: readFileSync(join(pki, 'admin.pem')),
-        key: readFileSync(join(pki, 'admin.key')),
-        headers: { 'content-type': 'application/json' },
-        timeout: 5000,
-      },
-      (res) => {
-        let text = '';
-        res.on('data', (c: Buffer) => (text += c.toString()));
-        res.on('end', () => (res.statusCode === 201 || res.statusCode === 409 ? resolvePromise() : reject(new Error(`creating node ${name}: HTTP ${res.statusCode} ${text}`))));
-      },
-    );
-    req.on('error', reject);
-    req.end(body);
-  });
+  }, 5000);
+  if (res.status !== 201 && res.status !== 409) throw new Error(`creating node ${name}: HTTP ${res.status} ${res.body}`);
 }
 
 /**

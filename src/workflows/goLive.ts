@@ -16,6 +16,7 @@ import { GoLiveReport, renderGoLiveMarkdown } from '../reports/golive';
 import { RUNBOOK_DEFAULT_QUEUE } from './catalog';
 import { AnalysisRun, AnalysisSpec, analysisProblems, runAnalysis } from './lib/analysis';
 import { PERMANENT_FAILURES } from './lib/failures';
+import { ANALYSIS_MEASURE } from './lib/kubernetesOptions';
 import { GateRecord, Gates } from './lib/gate';
 import { describe, ENVIRONMENT_NAME, InputChecker } from './lib/input';
 import { runRunbook, Timeline, TimelineSnapshot } from './lib/timeline';
@@ -29,11 +30,8 @@ const inspect = proxyActivities<GoLiveActivities>({
   startToCloseTimeout: '1 minute',
   retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumAttempts: 5, nonRetryableErrorTypes: PERMANENT_FAILURES },
 });
-// One measurement of the watch window's alert condition: a few HTTP calls and queries.
-const measure = proxyActivities<KubernetesActivities>({
-  startToCloseTimeout: '1 minute',
-  retry: { initialInterval: '1 second', maximumAttempts: 2, nonRetryableErrorTypes: PERMANENT_FAILURES },
-});
+// One measurement of the watch window's alert condition.
+const measure = proxyActivities<KubernetesActivities>(ANALYSIS_MEASURE);
 
 const RUNBOOK_NAME = defineSearchAttributeKey('RunbookName', SearchAttributeType.KEYWORD);
 

@@ -1,29 +1,15 @@
-import { ActivityCancellationType, ApplicationFailure, proxyActivities, workflowInfo } from '@temporalio/workflow';
+import { ApplicationFailure, proxyActivities, workflowInfo } from '@temporalio/workflow';
 import type { ContainerImage, KubernetesActivities } from '../activities/kubernetes';
 import { AnalysisRun, AnalysisSpec, analysisProblems, hasChecks, runAnalysis } from './lib/analysis';
-import { PERMANENT_FAILURES } from './lib/failures';
+import { ANALYSIS_MEASURE, K8S_CHANGE, K8S_READ, K8S_WAIT } from './lib/kubernetesOptions';
 import { describe, ENVIRONMENT_NAME, InputChecker } from './lib/input';
 import { runRunbook, Timeline, TimelineSnapshot } from './lib/timeline';
 import { K8S_NAME } from './rollout';
 
-const read = proxyActivities<KubernetesActivities>({
-  startToCloseTimeout: '30 seconds',
-  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumAttempts: 5, nonRetryableErrorTypes: PERMANENT_FAILURES },
-});
-const change = proxyActivities<KubernetesActivities>({
-  startToCloseTimeout: '1 minute',
-  cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '20 seconds', maximumAttempts: 8, nonRetryableErrorTypes: PERMANENT_FAILURES },
-});
-const wait = proxyActivities<KubernetesActivities>({
-  startToCloseTimeout: '2 hours',
-  heartbeatTimeout: '20 seconds',
-  retry: { initialInterval: '2 seconds', backoffCoefficient: 2, maximumAttempts: 5, nonRetryableErrorTypes: PERMANENT_FAILURES },
-});
-const measure = proxyActivities<KubernetesActivities>({
-  startToCloseTimeout: '1 minute',
-  retry: { initialInterval: '1 second', maximumAttempts: 2, nonRetryableErrorTypes: PERMANENT_FAILURES },
-});
+const read = proxyActivities<KubernetesActivities>(K8S_READ);
+const change = proxyActivities<KubernetesActivities>(K8S_CHANGE);
+const wait = proxyActivities<KubernetesActivities>(K8S_WAIT);
+const measure = proxyActivities<KubernetesActivities>(ANALYSIS_MEASURE);
 
 export interface RollbackInput {
   environment: string;

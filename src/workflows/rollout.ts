@@ -1,5 +1,4 @@
 import {
-  ActivityCancellationType,
   ApplicationFailure,
   CancellationScope,
   condition,
@@ -14,36 +13,16 @@ import {
 } from '@temporalio/workflow';
 import type { ContainerImage, DeploymentState, KubernetesActivities } from '../activities/kubernetes';
 import { AnalysisRun, AnalysisSpec, analysisProblems, hasChecks, runAnalysis } from './lib/analysis';
-import { PERMANENT_FAILURES } from './lib/failures';
+import { ANALYSIS_MEASURE, K8S_CHANGE, K8S_READ, K8S_WAIT } from './lib/kubernetesOptions';
 import { GateRecord, Gates } from './lib/gate';
 import { describe, ENVIRONMENT_NAME, InputChecker } from './lib/input';
 import type { RunbookSinks } from './lib/sinks';
 import { runRunbook, Timeline, TimelineSnapshot } from './lib/timeline';
 
-// Reads: quick, retried a few times.
-const read = proxyActivities<KubernetesActivities>({
-  startToCloseTimeout: '30 seconds',
-  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumAttempts: 5, nonRetryableErrorTypes: PERMANENT_FAILURES },
-});
-// Changes: each compares before it patches, so a retry after a lost answer is a no-op. A cancelled change
-// is waited for, so a rollback never races a patch still in flight.
-const change = proxyActivities<KubernetesActivities>({
-  startToCloseTimeout: '1 minute',
-  cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '20 seconds', maximumAttempts: 8, nonRetryableErrorTypes: PERMANENT_FAILURES },
-});
-// Waiting for a rollout to become healthy: minutes, heartbeating the replica counts.
-const wait = proxyActivities<KubernetesActivities>({
-  startToCloseTimeout: '2 hours',
-  heartbeatTimeout: '20 seconds',
-  cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-  retry: { initialInterval: '2 seconds', backoffCoefficient: 2, maximumAttempts: 5, nonRetryableErrorTypes: PERMANENT_FAILURES },
-});
-// One measurement of an analysis: a few HTTP calls and queries.
-const measure = proxyActivities<KubernetesActivities>({
-  startToCloseTimeout: '1 minute',
-  retry: { initialInterval: '1 second', maximumAttempts: 2, nonRetryableErrorTypes: PERMANENT_FAILURES },
-});
+const read = proxyActivities<KubernetesActivities>(K8S_READ);
+const change = proxyActivities<KubernetesActivities>(K8S_CHANGE);
+const wait = proxyActivities<KubernetesActivities>(K8S_WAIT);
+const measure = proxyActivities<KubernetesActivities>(ANALYSIS_MEASURE);
 
 const sinks = proxySinks<RunbookSinks>();
 
