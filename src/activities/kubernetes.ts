@@ -1,7 +1,7 @@
 import * as k8s from '@kubernetes/client-node';
 import { Context } from '@temporalio/activity';
 import { checkServedEnvironment, failure } from './errors';
-import { heartbeater } from './heartbeat';
+import { heartbeater, withHeartbeat } from './heartbeat';
 
 /** Annotations this project writes on every object it touches: which run and which step. */
 export const ANNOTATION_WORKFLOW = 'runbook.dev/workflow-id';
@@ -321,7 +321,7 @@ export function createKubernetesActivities(opts: { environment: string; target: 
     return { changed: true, previous };
   }
 
-  return {
+  const activities = {
     /** What the rollout runbooks need from config, checked against this worker's environment. */
     async describeRolloutTarget(input: { environment?: string; deployment: string }): Promise<{ namespace: string; approvers: string[]; gate: KubernetesTarget['gate'] }> {
       checkServedEnvironment(input.environment, environment);
@@ -598,6 +598,12 @@ export function createKubernetesActivities(opts: { environment: string; target: 
       return results;
     },
   };
+  // Every activity heartbeats (the two long waits with their progress), so an attempt lost with its
+  // worker is retried after the heartbeat timeout, not after its start-to-close timeout.
+  const progressReporting = new Set<string>(['waitForRolloutHealthy', 'rollForward']);
+  return Object.fromEntries(
+    Object.entries(activities).map(([name, fn]) => [name, progressReporting.has(name) ? fn : (input: never) => withHeartbeat(() => (fn as (i: never) => Promise<unknown>)(input))]),
+  ) as typeof activities;
 }
 
 function emptyState(name: string, namespace: string): DeploymentState {

@@ -2,10 +2,12 @@ import { ActivityCancellationType, ActivityOptions } from '@temporalio/workflow'
 import { PERMANENT_FAILURES } from './failures';
 
 // The activity options of the runbooks that act on Kubernetes (rollout, rollback, goLive's watch window).
+// Every one of these activities heartbeats, so a worker lost mid-call costs the heartbeat timeout.
 
 /** Reads: quick, retried a few times. */
 export const K8S_READ: ActivityOptions = {
   startToCloseTimeout: '30 seconds',
+  heartbeatTimeout: '10 seconds',
   retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumAttempts: 5, nonRetryableErrorTypes: PERMANENT_FAILURES },
 };
 
@@ -15,6 +17,7 @@ export const K8S_READ: ActivityOptions = {
  */
 export const K8S_CHANGE: ActivityOptions = {
   startToCloseTimeout: '1 minute',
+  heartbeatTimeout: '10 seconds',
   cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
   retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '20 seconds', maximumAttempts: 8, nonRetryableErrorTypes: PERMANENT_FAILURES },
 };
@@ -30,5 +33,6 @@ export const K8S_WAIT: ActivityOptions = {
 /** One measurement of an analysis: a few HTTP calls and queries. */
 export const ANALYSIS_MEASURE: ActivityOptions = {
   startToCloseTimeout: '1 minute',
+  heartbeatTimeout: '10 seconds',
   retry: { initialInterval: '1 second', maximumAttempts: 2, nonRetryableErrorTypes: PERMANENT_FAILURES },
 };
