@@ -1,5 +1,6 @@
 import * as k8s from '@kubernetes/client-node';
 import type { WorkflowHandle } from '@temporalio/client';
+import { createSampleDeployment } from '../sandbox/kubernetes';
 import { promoteUpdate, RolloutResult, rolloutStatusQuery } from '../workflows/rollout';
 import type { ConnectedClient } from './client';
 import { waitWithProgress } from './progress';
@@ -9,26 +10,7 @@ import { renderStatus, startRollout } from './rollout';
 export async function createDemoDeployment(kubeconfig: string): Promise<void> {
   const kc = new k8s.KubeConfig();
   kc.loadFromFile(kubeconfig);
-  const apps = kc.makeApiClient(k8s.AppsV1Api);
-  await apps.createNamespacedDeployment({
-    namespace: 'default',
-    body: {
-      metadata: { name: 'web', labels: { app: 'web' } },
-      spec: {
-        replicas: 3,
-        selector: { matchLabels: { app: 'web' } },
-        strategy: { type: 'RollingUpdate', rollingUpdate: { maxSurge: 1, maxUnavailable: 0 } },
-        template: { metadata: { labels: { app: 'web' } }, spec: { containers: [{ name: 'web', image: 'registry.sandbox.test/web:1.0' }] } },
-      },
-    },
-  });
-  const deadline = Date.now() + 60_000;
-  while (Date.now() < deadline) {
-    const d = await apps.readNamespacedDeployment({ name: 'web', namespace: 'default' });
-    if ((d.status?.availableReplicas ?? 0) === 3) return;
-    await new Promise((r) => setTimeout(r, 250));
-  }
-  throw new Error('the demo Deployment web did not become available within 60 s');
+  await createSampleDeployment(kc.makeApiClient(k8s.AppsV1Api), { name: 'web', image: 'registry.sandbox.test/web:1.0', replicas: 3, container: 'web' });
 }
 
 /** Waits until the rollout stands at an open gate (or has ended). */

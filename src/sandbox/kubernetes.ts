@@ -3,6 +3,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { request } from 'node:https';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
+import type { AppsV1Api } from '@kubernetes/client-node';
 import { stringify } from 'yaml';
 import { MissingBinaryError, freePort, groupAlive, spawnService, stopService, waitUntil } from './process';
 import { CertFiles, createCa, issueCert } from './tls';
@@ -330,5 +331,36 @@ export async function kubernetesAnswers(info: Pick<KubernetesInfo, 'server' | 'd
     return (await apiGet(info, '/readyz', 1500)).status === 200;
   } catch {
     return false;
+  }
+}
+
+/**
+ * A sample application for the sandbox cluster: a Deployment `name` whose pods carry `app: <name>`,
+ * rolling one pod at a time (maxSurge 1, maxUnavailable 0); resolves once every replica is available.
+ */
+export async function createSampleDeployment(
+  apps: AppsV1Api,
+  opts: { name: string; image: string; replicas: number; container?: string; namespace?: string },
+): Promise<void> {
+  const { name, image, replicas } = opts;
+  const namespace = opts.namespace ?? 'default';
+  await apps.createNamespacedDeployment({
+    namespace,
+    body: {
+      metadata: { name, labels: { app: name } },
+      spec: {
+        replicas,
+        selector: { matchLabels: { app: name } },
+        strategy: { type: 'RollingUpdate', rollingUpdate: { maxSurge: 1, maxUnavailable: 0 } },
+        template: { metadata: { labels: { app: name } }, spec: { containers: [{ name: opts.container ?? 'app', image }] } },
+      },
+    },
+  });
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    const d = await apps.readNamespacedDeployment({ name, namespace });
+    if ((d.status?.availableReplicas ?? 0) === replicas && (d.status?.updatedReplicas ?? 0) === replicas) return;
+    if (Date.now() > deadline) throw new Error(`the sample Deployment ${namespace}/${name} did not become available within 60 s`);
+    await new Promise((r) => setTimeout(r, 250));
   }
 }

@@ -22,7 +22,7 @@ import { describe, ENVIRONMENT_NAME, InputChecker } from './lib/input';
 import { runRunbook, Timeline, TimelineSnapshot } from './lib/timeline';
 import type { ReadinessAuditInput, ReadinessAuditResult } from './readinessAudit';
 import type { RollbackInput, RollbackResult } from './rollback';
-import { RolloutInput, RolloutResult, RolloutStep, validateRolloutInput } from './rollout';
+import { RolloutInput, RolloutResult, validateRolloutInput } from './rollout';
 import type { SmokeTestResult } from './smokeTest';
 
 // Reading config and writing the report: quick, idempotent, retried a few times.
@@ -51,16 +51,10 @@ export interface GoLiveWatch {
   analysis?: AnalysisSpec;
 }
 
-export interface GoLiveInput {
-  environment: string;
-  deployment: string;
-  image: string;
-  container?: string;
-  strategy?: 'canary' | 'rolling';
-  steps?: RolloutStep[];
-  /** The rollout's analysis (its analysis steps, and the check after a rollback). */
-  analysis?: AnalysisSpec;
-  healthTimeoutSeconds?: number;
+/** What go-live passes to its rollout (see RolloutInput), plus its own stages. */
+export type GoLiveInput = Pick<RolloutInput, 'environment' | 'deployment' | 'image' | 'container' | 'strategy' | 'steps' | 'analysis' | 'healthTimeoutSeconds' | 'requestedBy'> & GoLiveStages;
+
+export interface GoLiveStages {
   watch?: GoLiveWatch;
   /** Passed to the readiness audit: wait for attestations, per-check deadline, certificate horizon. */
   audit?: Pick<ReadinessAuditInput, 'waitForAttestationsSeconds' | 'checkTimeoutSeconds' | 'certificateMinDays'>;
@@ -68,7 +62,6 @@ export interface GoLiveInput {
   waivers?: GoLiveWaiver[];
   /** How long the go-live approval waits before go-live stops unchanged (default 14400). */
   approvalTimeoutSeconds?: number;
-  requestedBy?: string;
 }
 
 export interface ChildRun {
@@ -103,7 +96,7 @@ export function validateGoLiveInput(input: unknown): GoLiveInput {
   const v = check.value;
   check.matches('environment', ENVIRONMENT_NAME, 'an environment name');
   // The rollout's own checks, named as the rollout names them (deployment, image, steps, analysis, ...).
-  const rolloutFields = ['environment', 'deployment', 'image', 'container', 'strategy', 'steps', 'analysis', 'healthTimeoutSeconds', 'requestedBy'];
+  const rolloutFields: string[] = ['environment', 'deployment', 'image', 'container', 'strategy', 'steps', 'analysis', 'healthTimeoutSeconds', 'requestedBy'] satisfies (keyof RolloutInput)[];
   try {
     validateRolloutInput(Object.fromEntries(Object.entries(v).filter(([k]) => rolloutFields.includes(k))));
   } catch (err) {

@@ -7,6 +7,7 @@ import * as k8s from '@kubernetes/client-node';
 import { parse, stringify } from 'yaml';
 import { connectClient, ConnectedClient } from '../../src/cli/client';
 import { loadConfig } from '../../src/config/load';
+import { createSampleDeployment } from '../../src/sandbox/kubernetes';
 import { freePort } from '../../src/sandbox/process';
 import type { StackState } from '../../src/sandbox/stack';
 import { timelineQuery } from '../../src/workflows/lib/timeline';
@@ -79,19 +80,7 @@ describe('runbook rollout, as an operator runs it', () => {
   });
 
   test('a gated rollout survives its worker being killed at the gate and in the middle of the promotion, with no step repeated or skipped', async () => {
-    await apps.createNamespacedDeployment({
-      namespace: 'default',
-      body: {
-        metadata: { name: 'web', labels: { app: 'web' } },
-        spec: {
-          replicas: 4,
-          selector: { matchLabels: { app: 'web' } },
-          strategy: { type: 'RollingUpdate', rollingUpdate: { maxSurge: 1, maxUnavailable: 0 } },
-          template: { metadata: { labels: { app: 'web' } }, spec: { containers: [{ name: 'app', image: 'registry.sandbox.test/web:1.0' }] } },
-        },
-      },
-    });
-    await waitFor('web available', async () => ((await apps.readNamespacedDeployment({ name: 'web', namespace: 'default' })).status?.availableReplicas ?? 0) === 4, 60_000, 250);
+    await createSampleDeployment(apps, { name: 'web', image: 'registry.sandbox.test/web:1.0', replicas: 4 });
     let worker = await startWorker();
 
     const start = await cli('rollout', 'start', 'web', '--image', 'registry.sandbox.test/web:1.1', '--steps', '50,pause');
@@ -162,19 +151,7 @@ describe('runbook rollout, as an operator runs it', () => {
   });
 
   test('killed at every step boundary and in the middle of a health wait, a rollout still runs each step and each change once', async () => {
-    await apps.createNamespacedDeployment({
-      namespace: 'default',
-      body: {
-        metadata: { name: 'api', labels: { app: 'api' } },
-        spec: {
-          replicas: 3,
-          selector: { matchLabels: { app: 'api' } },
-          strategy: { type: 'RollingUpdate', rollingUpdate: { maxSurge: 1, maxUnavailable: 0 } },
-          template: { metadata: { labels: { app: 'api' } }, spec: { containers: [{ name: 'app', image: 'registry.sandbox.test/api:1.0' }] } },
-        },
-      },
-    });
-    await waitFor('api available', async () => ((await apps.readNamespacedDeployment({ name: 'api', namespace: 'default' })).status?.availableReplicas ?? 0) === 3, 60_000, 250);
+    await createSampleDeployment(apps, { name: 'api', image: 'registry.sandbox.test/api:1.0', replicas: 3 });
     for (const w of workers) if (w.child.exitCode === null && w.child.signalCode === null) w.child.kill('SIGKILL');
     let worker = await startWorker();
     const start = await cli('rollout', 'start', 'api', '--image', 'registry.sandbox.test/api:1.1', '--steps', '34,pause,67');

@@ -20,6 +20,7 @@ import { readSecret } from '../../src/config/secrets';
 import { createLogger } from '../../src/observability/logger';
 import type { GoLiveReport } from '../../src/reports/golive';
 import { seedSampleDatabase } from '../../src/sandbox/seed';
+import { createSampleDeployment } from '../../src/sandbox/kubernetes';
 import { StackState, startStack, stopStack } from '../../src/sandbox/stack';
 import { createCa, issueCert, TlsFront } from '../../src/sandbox/tls';
 import { GoLiveInput, GoLiveResult, goLiveStatusQuery } from '../../src/workflows/goLive';
@@ -46,18 +47,7 @@ let healthUrl: string;
 const appState = { healthy: true };
 
 async function createDeployment(name: string, image: string, replicas = 2): Promise<void> {
-  await apps.createNamespacedDeployment({
-    namespace: 'default',
-    body: {
-      metadata: { name, labels: { app: name } },
-      spec: {
-        replicas,
-        selector: { matchLabels: { app: name } },
-        strategy: { type: 'RollingUpdate', rollingUpdate: { maxSurge: 1, maxUnavailable: 0 } },
-        template: { metadata: { labels: { app: name } }, spec: { containers: [{ name: 'app', image }] } },
-      },
-    },
-  });
+  await createSampleDeployment(apps, { name, image, replicas });
   await available(name, replicas, image);
 }
 

@@ -12,6 +12,7 @@ import { ConnectedClient, connectClient, startRunbook } from '../../src/cli/clie
 import { loadConfig, LoadedConfig } from '../../src/config/load';
 import { createLogger } from '../../src/observability/logger';
 import { PrometheusInfo, startPrometheus, stopPrometheus } from '../../src/sandbox/prometheus';
+import { createSampleDeployment } from '../../src/sandbox/kubernetes';
 import { StackState, startStack, stopStack } from '../../src/sandbox/stack';
 import { GateRecord } from '../../src/workflows/lib/gate';
 import { timelineQuery } from '../../src/workflows/lib/timeline';
@@ -77,25 +78,7 @@ after(async () => {
   if (!process.env.RUNBOOK_TEST_KEEP) rmSync(dir, { recursive: true, force: true });
 });
 
-async function createDeployment(name: string, image: string, replicas = 4): Promise<void> {
-  await apps.createNamespacedDeployment({
-    namespace: 'default',
-    body: {
-      metadata: { name, labels: { app: name } },
-      spec: {
-        replicas,
-        progressDeadlineSeconds: 600,
-        selector: { matchLabels: { app: name } },
-        strategy: { type: 'RollingUpdate', rollingUpdate: { maxSurge: 1, maxUnavailable: 0 } },
-        template: { metadata: { labels: { app: name } }, spec: { containers: [{ name: 'app', image }] } },
-      },
-    },
-  });
-  await waitFor(`${name} available`, async () => {
-    const d = await apps.readNamespacedDeployment({ name, namespace: 'default' });
-    return (d.status?.availableReplicas ?? 0) === replicas && (d.status?.updatedReplicas ?? 0) === replicas;
-  }, 60_000, 250);
-}
+const createDeployment = (name: string, image: string, replicas = 4) => createSampleDeployment(apps, { name, image, replicas });
 
 async function image(name: string): Promise<string | undefined> {
   const d = await apps.readNamespacedDeployment({ name, namespace: 'default' });
