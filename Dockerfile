@@ -2,10 +2,10 @@
 # The runbook worker (and CLI) image. Build from the repository root:
 #   docker build -t temporal-runbooks:0.1.0 .
 # For reproducible builds pin the base by digest too:
-#   docker build --build-arg NODE_IMAGE=node:20.20.2-bookworm-slim@sha256:<digest> .
+#   docker build --build-arg NODE_IMAGE=node:24.22.3-bookworm-slim@sha256:<digest> .
 
-# The Node.js release the test suite runs on; bookworm carries PostgreSQL 15's client tools.
-ARG NODE_IMAGE=node:20.20.2-bookworm-slim
+# The Node.js release the test suite runs on (.node-version); bookworm carries PostgreSQL 15's client tools.
+ARG NODE_IMAGE=node:24.22.3-bookworm-slim
 
 # Production dependencies only, exactly as locked. tsx is one of them: the CLI runs the TypeScript
 # sources directly (bin/runbook), so there is no compile step.
@@ -28,7 +28,9 @@ ENV NODE_ENV=production \
     PG_BIN=/usr/lib/postgresql/15/bin
 COPY --from=deps --chown=root:root /app/node_modules ./node_modules
 COPY --chown=root:root package.json package-lock.json tsconfig.json ./
+COPY --chown=root:root .node-version ./
 COPY --chown=root:root bin ./bin
+COPY --chown=root:root scripts/lib ./scripts/lib
 COPY --chown=root:root src ./src
 # The application files belong to root and are read-only for the user that runs them.
 USER 10001:10001

@@ -11,6 +11,7 @@ import { checkSecretRefs, LoadedConfig, selectEnvironment } from './config/load'
 import { QUEUE_KINDS, QueueKind, WorkerConfig } from './config/schema';
 import { AppLogger, createLogger, SdkLoggerAdapter } from './observability/logger';
 import { RunbookMetrics } from './observability/metrics';
+import { runtimeInfo } from './observability/runtime';
 import { freePort, sleep } from './sandbox/process';
 import type { RunbookSinks } from './workflows/lib/sinks';
 
@@ -354,7 +355,7 @@ export class RunbookWorker {
       res.writeHead(status, { 'content-type': 'application/json' });
       res.end(JSON.stringify(body));
     };
-    if (path === '/health') return json(200, { status: 'alive' });
+    if (path === '/health') return json(200, { status: 'alive', runtime: runtimeInfo() });
     if (path === '/ready') {
       const ready = this.isReady();
       this.metrics.workerReady.set(ready ? 1 : 0);

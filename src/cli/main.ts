@@ -14,6 +14,7 @@ import { registerSchedule } from './schedule';
 import { registerSmoke } from './smoke';
 import { registerStack } from './stack';
 import { registerWorker } from './worker';
+import { runtimeInfo } from '../observability/runtime';
 
 export function buildProgram(): Command {
   const program = new Command();
@@ -40,6 +41,14 @@ export function buildProgram(): Command {
   registerBench(program, globals);
   registerLoadTest(program, globals);
   registerGoLive(program, globals);
+  program
+    .command('version')
+    .description('the release of runbook, and the Node.js and Temporal SDK it runs on')
+    .action(() => {
+      const info = runtimeInfo();
+      if (globals().json) process.stdout.write(`${JSON.stringify(info)}\n`);
+      else process.stdout.write(`runbook ${info.runbook} (Node.js ${info.node}, Temporal TypeScript SDK ${info.temporalSdk})\n`);
+    });
   for (const cmd of program.commands) cmd.exitOverride();
   return program;
 }

@@ -43,27 +43,35 @@ function describeValue(value: unknown): string {
   return text.length > 60 ? `${text.slice(0, 57)}..." (${String(value).length} characters)` : text;
 }
 
-function valueAt(data: unknown, path: (string | number)[]): unknown {
+function valueAt(data: unknown, path: PropertyKey[]): unknown {
   let current: unknown = data;
   for (const key of path) {
     if (current === null || typeof current !== 'object') return undefined;
-    current = (current as Record<string | number, unknown>)[key];
+    current = (current as Record<PropertyKey, unknown>)[key];
   }
   return current;
 }
+
+/** Zod's own wording starts "Invalid ..."; a schema's own message says what to write instead. */
+const ownMessage = (issue: ZodIssue): boolean => !/^Invalid\b/.test(issue.message);
 
 function issueMessage(issue: ZodIssue, raw: unknown): string {
   const found = valueAt(raw, issue.path);
   switch (issue.code) {
     case 'invalid_type':
-      if (issue.received === 'undefined') return `required field is missing (expected ${issue.expected})`;
+      if (found === undefined) return `required field is missing (expected ${issue.expected})`;
       return `expected ${issue.expected}, found ${describeValue(found)}`;
     case 'unrecognized_keys':
       return `unknown field${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => `'${k}'`).join(', ')} (check the spelling; see the configuration reference in README.md)`;
-    case 'invalid_enum_value':
-      return `expected one of ${issue.options.map((o) => `'${String(o)}'`).join(', ')}, found ${describeValue(found)}`;
-    case 'invalid_literal':
-      return `${issue.message}, found ${describeValue(found)}`;
+    case 'invalid_value':
+      if (ownMessage(issue)) return `${issue.message}, found ${describeValue(found)}`;
+      return `expected one of ${issue.values.map((o) => `'${String(o)}'`).join(', ')}, found ${describeValue(found)}`;
+    case 'invalid_key': {
+      // A record's key broke its rule: the key's own issues say which.
+      const key = String(issue.path[issue.path.length - 1]);
+      const text = issue.issues.map((i) => i.message).join('; ');
+      return text.includes('found') ? text : `${text}, found key ${describeValue(key)}`;
+    }
     default:
       return issue.message.includes('found') ? issue.message : `${issue.message}, found ${describeValue(found)}`;
   }
@@ -80,9 +88,9 @@ export function parseConfig(text: string, file: string): LoadedConfig {
     );
   }
   const raw: unknown = doc.toJS({ maxAliasCount: 50 });
-  const lineOf = (path: (string | number)[]): number | undefined => {
+  const lineOf = (path: PropertyKey[]): number | undefined => {
     for (let n = path.length; n >= 0; n--) {
-      const node = doc.getIn(path.slice(0, n), true);
+      const node = doc.getIn(path.slice(0, n).map((k) => (typeof k === 'symbol' ? String(k) : k)), true);
       if (isNode(node) && node.range) return lineCounter.linePos(node.range[0]).line;
     }
     return undefined;
@@ -104,7 +112,7 @@ export function parseConfig(text: string, file: string): LoadedConfig {
   if (!result.success) {
     for (const issue of result.error.issues) {
       const path = issue.code === 'unrecognized_keys' && issue.keys.length === 1 ? [...issue.path, issue.keys[0]] : issue.path;
-      problems.push({ path: path.join('.'), line: lineOf(issue.path), message: issueMessage(issue, raw) });
+      problems.push({ path: path.map(String).join('.'), line: lineOf(issue.path), message: issueMessage(issue, raw) });
     }
   }
   if (problems.length > 0) throw new ConfigError(file, problems);

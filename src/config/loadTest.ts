@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { parseDuration } from './duration';
 
-const duration = z.string({ invalid_type_error: 'expected a duration such as "30s" or "5m"' }).transform((text, ctx) => {
+const duration = z.string().transform((text, ctx) => {
   const ms = parseDuration(text);
   if (ms === undefined) {
     ctx.addIssue({ code: z.ZodIssueCode.custom, message: `expected a positive duration such as "30s" or "5m", found "${text}"` });
@@ -17,25 +17,25 @@ const duration = z.string({ invalid_type_error: 'expected a duration such as "30
  */
 export const loadTestSchema = z
   .object({
-    scenario: z.enum(['noop', 'activity-chain', 'order-processing'], { errorMap: () => ({ message: 'expected noop, activity-chain or order-processing' }) }).default('order-processing'),
+    scenario: z.enum(['noop', 'activity-chain', 'order-processing'], { error: 'expected noop, activity-chain or order-processing' }).default('order-processing'),
     /** Workflows started per second in the baseline and recovery phases. */
-    baselineRate: z.number({ invalid_type_error: 'expected workflows per second, such as 10' }).positive('expected workflows per second above 0').max(1_000, 'expected at most 1000 workflows per second'),
-    peakMultiplier: z.number({ invalid_type_error: 'expected a multiple of the baseline rate, such as 2.5' }).min(1.5, 'a peak test runs at 2-3x the baseline: expected at least 1.5').max(10, 'expected at most 10').default(2.5),
-    phaseDuration: duration.default('1m'),
+    baselineRate: z.number().positive('expected workflows per second above 0').max(1_000, 'expected at most 1000 workflows per second'),
+    peakMultiplier: z.number().min(1.5, 'a peak test runs at 2-3x the baseline: expected at least 1.5').max(10, 'expected at most 10').default(2.5),
+    phaseDuration: duration.prefault('1m'),
     failure: z
       .object({
-        mode: z.enum(['workers-stopped', 'slow-dependency'], { errorMap: () => ({ message: 'expected workers-stopped (the bench workers stop for outage) or slow-dependency (the payment call takes dependencyDelay longer)' }) }).default('workers-stopped'),
+        mode: z.enum(['workers-stopped', 'slow-dependency'], { error: 'expected workers-stopped (the bench workers stop for outage) or slow-dependency (the payment call takes dependencyDelay longer)' }).default('workers-stopped'),
         outage: duration.optional(),
-        dependencyDelay: duration.default('2s'),
+        dependencyDelay: duration.prefault('2s'),
       })
       .strict()
-      .default({}),
+      .prefault({}),
     /** Workflows running at once at most; starts wait beyond it. */
     concurrency: z.number().int('expected a whole number').min(1).max(10_000).default(1_000),
     sla: z
       .object({
         p99StartToComplete: duration,
-        maxErrorRate: z.number({ invalid_type_error: 'expected a fraction such as 0.01' }).min(0, 'expected a fraction from 0 to 1').max(1, 'expected a fraction from 0 to 1').default(0.01),
+        maxErrorRate: z.number().min(0, 'expected a fraction from 0 to 1').max(1, 'expected a fraction from 0 to 1').default(0.01),
       })
       .strict(),
   })

@@ -4,7 +4,7 @@ import { isSecretRef, SecretRef } from './secrets';
 import { loadTestSchema } from './loadTest';
 
 /** A duration written as text ("15m", "1h30m", "90d"), held in milliseconds. */
-const duration = z.string({ invalid_type_error: 'expected a duration such as "30s", "15m" or "90d"' }).transform((text, ctx) => {
+const duration = z.string().transform((text, ctx) => {
   const ms = parseDuration(text);
   if (ms === undefined) {
     ctx.addIssue({ code: z.ZodIssueCode.custom, message: `expected a positive duration such as "30s", "15m" or "90d", found "${text}"` });
@@ -13,18 +13,19 @@ const duration = z.string({ invalid_type_error: 'expected a duration such as "30
   return ms;
 });
 
-const secretRef = z.string({ invalid_type_error: 'expected a secret reference, env:NAME or file:/path' }).refine(
+const secretRef = z.string().refine(
   (value): value is SecretRef => isSecretRef(value),
-  (value) => ({
-    message: `inline secret values are not allowed; write a reference instead, env:NAME or file:/path/to/secret (found a ${value.length}-character literal)`,
-  }),
+  {
+    error: (issue) =>
+      `inline secret values are not allowed; write a reference instead, env:NAME or file:/path/to/secret (found a ${String(issue.input).length}-character literal)`,
+  },
 );
 
 const hostname = z
   .string()
   .regex(/^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$/, 'expected a host name or IPv4 address such as 127.0.0.1 or db.example.com');
 
-const port = z.number({ invalid_type_error: 'expected a port number (1-65535)' }).int().min(1).max(65535);
+const port = z.number().int().min(1).max(65535);
 
 /** host:port, as Temporal and DNS servers are addressed. */
 const address = z.string().regex(/^[A-Za-z0-9.-]+:\d{1,5}$/, 'expected host:port, such as 127.0.0.1:7233');
@@ -118,7 +119,7 @@ const temporalSchema = z
         batch: z.string().min(1).default('batch-queue'),
       })
       .strict()
-      .default({}),
+      .prefault({}),
   })
   .strict();
 
@@ -133,7 +134,7 @@ const restoreTestSchema = z
     /** pg_restore parallel jobs where the archive can be read with seeks (not from a stream). */
     jobs: z.number().int().min(1).max(32).default(1),
     /** How far back `random` recovery-point selection reaches. */
-    randomWindow: duration.default('7d'),
+    randomWindow: duration.prefault('7d'),
     /** Each query must return a single true value on the restored copy. */
     assertions: z
       .array(
@@ -161,7 +162,7 @@ const databaseSchema = z
     replica: z.object({ host: hostname, port: port.default(5432) }).strict().optional(),
     /** The DNS record (a key of dns.records) clients use to reach the primary. */
     dnsRecord: z.string().optional(),
-    restoreTest: restoreTestSchema.default({}),
+    restoreTest: restoreTestSchema.prefault({}),
     /** Queries that must return true on a healthy primary (the drill runs them through the service name). */
     healthChecks: z
       .array(z.object({ name: z.string().min(1).max(200), sql: singleStatement }).strict())
@@ -203,7 +204,7 @@ const backupsSchema = z
         maxAge: duration.optional(),
       })
       .strict()
-      .default({}),
+      .prefault({}),
   })
   .strict()
   .refine((b) => (b.accessKeyId === undefined) === (b.secretAccessKey === undefined), {
@@ -219,7 +220,7 @@ const dnsSchema = z
       .object({ name: dnsLabel, algorithm: z.enum(['hmac-sha256', 'hmac-sha512']).default('hmac-sha256'), secret: secretRef })
       .strict()
       .optional(),
-    records: z.record(dnsLabel, z.object({ name: dnsLabel, ttl: z.number().int().min(1).max(86_400).default(30) }).strict()).default({}),
+    records: z.record(dnsLabel, z.object({ name: dnsLabel, ttl: z.number().int().min(1).max(86_400).default(30) }).strict()).prefault({}),
     route53: z
       .object({
         /** Looked up by zone name when omitted. */
@@ -259,12 +260,12 @@ const kubernetesSchema = z
     /** What an approval gate of a rollout does when nobody decides in time. */
     rollout: z
       .object({
-        gateTimeout: duration.default('4h'),
-        onGateTimeout: z.enum(['rollback', 'remind'], { errorMap: () => ({ message: 'expected rollback (undo the rollout) or remind (keep waiting, reminding every remindEvery)' }) }).default('remind'),
-        remindEvery: duration.default('30m'),
+        gateTimeout: duration.prefault('4h'),
+        onGateTimeout: z.enum(['rollback', 'remind'], { error: 'expected rollback (undo the rollout) or remind (keep waiting, reminding every remindEvery)' }).default('remind'),
+        remindEvery: duration.prefault('30m'),
       })
       .strict()
-      .default({}),
+      .prefault({}),
   })
   .strict();
 
@@ -275,7 +276,7 @@ const monitoringSchema = z
     /** Base URLs of workers whose /health and /ready must answer 200, e.g. http://worker-0:9464. */
     workerUrls: z.array(z.string().url('expected a URL such as http://127.0.0.1:9464')).default([]),
     /** Prometheus must keep metrics at least this long for trending. */
-    minRetention: duration.default('30d'),
+    minRetention: duration.prefault('30d'),
   })
   .strict();
 
@@ -283,22 +284,22 @@ const approverSchema = z.string().regex(/^[A-Za-z0-9._@+-]{1,128}$/, 'expected a
 
 const environmentSchema = z
   .object({
-    temporal: temporalSchema.default({}),
-    databases: z.record(identifier, databaseSchema).default({}),
+    temporal: temporalSchema.prefault({}),
+    databases: z.record(identifier, databaseSchema).prefault({}),
     backups: backupsSchema.optional(),
     dns: dnsSchema.optional(),
     kubernetes: kubernetesSchema.optional(),
     monitoring: monitoringSchema.optional(),
     /** The loadTest runbook's phases and SLAs. */
     loadTest: loadTestSchema.optional(),
-    targets: z.object({ rpo: duration.optional(), rto: duration.optional() }).strict().default({}),
+    targets: z.object({ rpo: duration.optional(), rto: duration.optional() }).strict().prefault({}),
     /** Who may approve gates, per runbook; "default" applies to runbooks without their own list. */
     approvers: z
       .record(
-        z.string().refine((k) => k === 'default' || (RUNBOOK_NAMES as readonly string[]).includes(k), (k) => ({ message: `unknown runbook '${k}'; expected default or one of ${RUNBOOK_NAMES.join(', ')}` })),
+        z.string().refine((k) => k === 'default' || (RUNBOOK_NAMES as readonly string[]).includes(k), { error: (issue) => `unknown runbook '${String(issue.input)}'; expected default or one of ${RUNBOOK_NAMES.join(', ')}` }),
         z.array(approverSchema).min(1, 'an approver list needs at least one person'),
       )
-      .default({}),
+      .prefault({}),
   })
   .strict()
   .superRefine((env, ctx) => {
@@ -329,9 +330,9 @@ const workerSchema = z
   .object({
     environment: z.string().optional(),
     taskQueues: z.array(z.enum(QUEUE_KINDS)).min(1).optional(),
-    http: z.object({ host: z.string().default('127.0.0.1'), port: z.number().int().min(0).max(65535).default(9464) }).strict().default({}),
+    http: z.object({ host: z.string().default('127.0.0.1'), port: z.number().int().min(0).max(65535).default(9464) }).strict().prefault({}),
     logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error']).default('info'),
-    tuning: tuningSchema.default({}),
+    tuning: tuningSchema.prefault({}),
   })
   .strict();
 
@@ -372,12 +373,12 @@ const scheduleSchema = z
     cron: z.string().regex(/^(\S+\s+){4}\S+$/, 'expected a five-field cron expression such as "0 3 * * *"').optional(),
     calendar: calendarSchema.optional(),
     timezone: z.string().optional(),
-    input: z.record(z.unknown()).default({}),
+    input: z.record(z.string(), z.unknown()).prefault({}),
     paused: z.boolean().default(false),
     /** What happens when a run is still going at the next start time: skip it (default), queue one, or run both. */
     overlap: z.enum(['skip', 'bufferOne', 'bufferAll', 'cancelOther', 'terminateOther', 'allowAll']).default('skip'),
     /** How late a missed start (server down) may still run. */
-    catchupWindow: duration.default('1h'),
+    catchupWindow: duration.prefault('1h'),
     /** Random delay added to each start, so many schedules do not fire in the same second. */
     jitter: duration.optional(),
   })
@@ -386,12 +387,12 @@ const scheduleSchema = z
 
 export const configSchema = z
   .object({
-    version: z.literal(1, { errorMap: () => ({ message: 'expected version: 1' }) }),
+    version: z.literal(1, { error: 'expected version: 1' }),
     defaultEnvironment: z.string().optional(),
     environments: z.record(z.string().regex(/^[a-z][a-z0-9-]{0,30}$/, 'environment names are lower-case letters, digits and -'), environmentSchema).refine((envs) => Object.keys(envs).length > 0, {
       message: 'define at least one environment',
     }),
-    worker: workerSchema.default({}),
+    worker: workerSchema.prefault({}),
     schedules: z.array(scheduleSchema).default([]),
   })
   .strict()

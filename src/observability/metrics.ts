@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { runtimeInfo } from './runtime';
 
 /** Buckets for procedures that last from seconds (a smoke test) to hours (a large restore). */
 export const STEP_DURATION_BUCKETS = [0.05, 0.25, 1, 5, 15, 60, 300, 900, 1800, 3600, 7200, 14400];
@@ -85,8 +86,17 @@ export class RunbookMetrics {
     registers: [this.registry],
   });
 
+  readonly buildInfo = new Gauge({
+    name: 'runbook_build_info',
+    help: 'Always 1; the labels say which release of the project, Node.js and the Temporal SDK this worker runs',
+    labelNames: ['version', 'node', 'temporal_sdk'] as const,
+    registers: [this.registry],
+  });
+
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'runbook_process_' });
+    const info = runtimeInfo();
+    this.buildInfo.set({ version: info.runbook, node: info.node, temporal_sdk: info.temporalSdk }, 1);
   }
 
   runStarted(runbook: string, environment: string): void {

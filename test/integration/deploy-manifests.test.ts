@@ -236,10 +236,10 @@ describe('the deploy manifests on a real control plane', () => {
       assert.equal(podIps.length, 6);
       const slices = await waitFor(`${o.name} endpoints`, async () => {
         const list = await discovery.listNamespacedEndpointSlice({ namespace: o.workerNs, labelSelector: 'kubernetes.io/service-name=runbook-worker-metrics' });
-        const ready = list.items.flatMap((s) => s.endpoints.filter((e) => e.conditions?.ready).flatMap((e) => e.addresses));
+        const ready = list.items.flatMap((s) => (s.endpoints ?? []).filter((e) => e.conditions?.ready).flatMap((e) => e.addresses));
         return ready.length === 6 && list.items;
       }, 30_000, 250);
-      assert.deepEqual(slices.flatMap((s) => s.endpoints.flatMap((e) => e.addresses)).sort(), podIps);
+      assert.deepEqual(slices.flatMap((s) => (s.endpoints ?? []).flatMap((e) => e.addresses)).sort(), podIps);
       assert.deepEqual(slices.flatMap((s) => (s.ports ?? []).map((p) => [p.name, p.port])), [['metrics', 9464]]);
     }
   });

@@ -298,6 +298,9 @@ describe('the Dockerfile', () => {
     const engines = JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8')).engines.node as string;
     const min = /(\d+)\.(\d+)\.(\d+)/.exec(engines)!;
     assert.ok(Number(node[1]) * 1e6 + Number(node[2]) * 1e3 + Number(node[3]) >= Number(min[1]) * 1e6 + Number(min[2]) * 1e3 + Number(min[3]), `base satisfies engines ${engines}`);
+    const pinned = readFileSync(join(REPO, '.node-version'), 'utf8').trim();
+    assert.equal(`${node[1]}.${node[2]}.${node[3]}`, pinned, 'the image runs the Node.js release the suite is tested on (.node-version)');
+    assert.equal(min[1], node[1], `engines ${engines} names the same major`);
   });
 
   test('installs exactly the locked production dependencies and the tools the activities run', () => {
@@ -330,7 +333,7 @@ describe('the Dockerfile', () => {
     assert.doesNotMatch(text, /COPY \. /);
     const ignore = readFileSync(join(REPO, '.dockerignore'), 'utf8').split('\n').filter((l) => l && !l.startsWith('#'));
     assert.equal(ignore[0], '*', 'everything is excluded unless listed');
-    assert.deepEqual(ignore.slice(1).sort(), ['!bin/', '!package-lock.json', '!package.json', '!src/', '!tsconfig.json']);
+    assert.deepEqual(ignore.slice(1).sort(), ['!.node-version', '!bin/', '!package-lock.json', '!package.json', '!scripts/lib/', '!src/', '!tsconfig.json']);
     for (const copy of text.split('\n').filter((l) => l.startsWith('COPY ') && !l.includes('--from='))) {
       for (const src of copy.split(/\s+/).slice(1, -1).filter((s) => !s.startsWith('--'))) assert.ok(ignore.includes(`!${src.replace(/\/?$/, src.includes('.') ? '' : '/')}`), `${src} is let through .dockerignore`);
     }
