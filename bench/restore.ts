@@ -23,7 +23,7 @@ import { connectClient } from '../src/cli/client';
 import { LoadedConfig, loadConfig } from '../src/config/load';
 import { readSecret } from '../src/config/secrets';
 import { createLogger } from '../src/observability/logger';
-import { findPgBinary } from '../src/sandbox/postgres';
+import { findPgBinary } from '../src/system/postgres';
 import { seedSampleDatabase } from '../src/sandbox/seed';
 import { startStack, stopStack } from '../src/sandbox/stack';
 import type { BackupDatabaseResult } from '../src/workflows/backupDatabase';

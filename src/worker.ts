@@ -12,7 +12,7 @@ import { QUEUE_KINDS, QueueKind, WorkerConfig } from './config/schema';
 import { AppLogger, createLogger, SdkLoggerAdapter } from './observability/logger';
 import { RunbookMetrics } from './observability/metrics';
 import { runtimeInfo } from './observability/runtime';
-import { freePort, sleep } from './sandbox/process';
+import { freePort, sleep } from './system/process';
 import type { RunbookSinks } from './workflows/lib/sinks';
 
 /** The checklist's production worker values; each can be overridden in config (worker.tuning) or by env. */

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough, Readable, Transform, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { findPgBinary } from '../sandbox/postgres';
+import { findPgBinary } from '../system/postgres';
 import { checkServedEnvironment, classify, failure } from './errors';
 import { heartbeater, withHeartbeat } from './heartbeat';
 import { connectPg, listTables, PgServer, pgToolEnv, quoteIdent, serverVersion, tableStats, TableStats } from './pg';

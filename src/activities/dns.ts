@@ -5,7 +5,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { findBinary } from '../sandbox/process';
+import { findBinary } from '../system/process';
 import { failure } from './errors';
 
 const run = promisify(execFile);

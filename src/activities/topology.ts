@@ -1,6 +1,6 @@
 import { Context, log } from '@temporalio/activity';
 import type { Client } from 'pg';
-import { nodeFiles, nodeRunning, rebuildNode, rewindNode, startNode, stopNode } from '../sandbox/postgres';
+import { nodeFiles, nodeRunning, rebuildNode, rewindNode, startNode, stopNode } from '../system/postgres';
 import type { DnsProvider } from './dns';
 import { checkServedEnvironment, classify, failure } from './errors';
 import { withHeartbeat } from './heartbeat';

@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { ConfigError, loadConfig, LoadedConfig, parseConfig, selectEnvironment } from '../config/load';
 import type { EnvironmentConfig } from '../config/schema';
-import { MissingBinaryError } from '../sandbox/process';
+import { MissingBinaryError } from '../system/process';
 import { ConnectedClient, connectClient } from './client';
 import { DEFAULT_STACK_DIR } from '../sandbox/stack';
 

@@ -11,7 +11,7 @@ import { describeBackup, describeVerify, runBackup, runVerify } from './backup';
 import { awaitDrill, decideDrill, describeDrill, startDrill, waitForOpenGate } from './drill';
 import { QUEUE_KINDS } from '../config/schema';
 import { createLogger } from '../observability/logger';
-import { freePort } from '../sandbox/process';
+import { freePort } from '../system/process';
 import { DEFAULT_STACK_DIR, startStack, stopStack, StackState } from '../sandbox/stack';
 import type { RunbookWorker } from '../worker';
 import { connectClient } from './client';

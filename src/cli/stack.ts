@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { resolve } from 'node:path';
-import { freePort } from '../sandbox/process';
+import { freePort } from '../system/process';
 import { ALL_COMPONENTS, DEFAULT_COMPONENTS, DEFAULT_STACK_DIR, readStackState, StackComponent, stackStatus, startStack, stopStack, StackState } from '../sandbox/stack';
 import { GlobalOptions, printJson, UsageError } from './common';
 

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { Resolver } from 'node:dns/promises';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { findBinary, freePort, spawnService, stopService, waitUntil } from './process';
+import { findBinary, freePort, spawnService, stopService, waitUntil } from '../system/process';
 
 export interface DnsServerInfo {
   pid: number;

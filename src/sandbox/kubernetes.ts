@@ -5,7 +5,7 @@ import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import type { AppsV1Api } from '@kubernetes/client-node';
 import { stringify } from 'yaml';
-import { MissingBinaryError, freePort, groupAlive, spawnService, stopService, waitUntil } from './process';
+import { MissingBinaryError, freePort, groupAlive, spawnService, stopService, waitUntil } from '../system/process';
 import { CertFiles, createCa, issueCert } from './tls';
 
 const run = promisify(execFile);

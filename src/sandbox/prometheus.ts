@@ -1,6 +1,6 @@
 import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { findBinary, freePort, spawnService, stopService, waitUntil } from './process';
+import { findBinary, freePort, spawnService, stopService, waitUntil } from '../system/process';
 
 export interface PrometheusInfo {
   pid: number;

@@ -1,7 +1,7 @@
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { request } from 'node:http';
 import { join } from 'node:path';
-import { findBinary, freePort, spawnService, stopService, waitUntil } from './process';
+import { findBinary, freePort, spawnService, stopService, waitUntil } from '../system/process';
 
 export interface S3ServerInfo {
   pid: number;

@@ -5,7 +5,7 @@ import { stringify } from 'yaml';
 import { startDnsServer, stopDnsServer, DnsServerInfo } from './dns';
 import { ensureDatabase, initCluster, nodeRunning, reachableClusterDir, startPostgres, startReplica, stopPostgres, PostgresClusterInfo } from './postgres';
 import { kubernetesAnswers, kubernetesPids, startKubernetes, stopKubernetes, KubernetesInfo } from './kubernetes';
-import { disown, groupAlive } from './process';
+import { disown, groupAlive } from '../system/process';
 import { startS3Server, stopS3Server, S3ServerInfo } from './s3';
 import { startTemporalDevServer, stopTemporalDevServer, temporalAnswers, TemporalDevServerInfo } from './temporal';
 

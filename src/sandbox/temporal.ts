@@ -1,6 +1,6 @@
 import { Connection } from '@temporalio/client';
 import { join } from 'node:path';
-import { findBinary, freePort, spawnService, stopService, waitUntil } from './process';
+import { findBinary, freePort, spawnService, stopService, waitUntil } from '../system/process';
 
 /** Search attributes every runbook sets, registered on the dev server at start. */
 export const SEARCH_ATTRIBUTES = {

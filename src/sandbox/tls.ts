@@ -4,7 +4,7 @@ import { connect, Socket } from 'node:net';
 import { join } from 'node:path';
 import { createServer, Server, TLSSocket } from 'node:tls';
 import { promisify } from 'node:util';
-import { findBinary } from './process';
+import { findBinary } from '../system/process';
 
 const run = promisify(execFile);
 

@@ -6,7 +6,7 @@ import { after, before, describe, test } from 'node:test';
 import { Client as PgClient } from 'pg';
 import { loadConfig } from '../../src/config/load';
 import { readSecret } from '../../src/config/secrets';
-import { freePort } from '../../src/sandbox/process';
+import { freePort } from '../../src/system/process';
 import { seedSampleDatabase } from '../../src/sandbox/seed';
 import { StackState, startStack, stopStack } from '../../src/sandbox/stack';
 import { httpStatus, runCli, startCli, waitFor } from '../helpers';

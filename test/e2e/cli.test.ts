@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
-import { freePort } from '../../src/sandbox/process';
+import { freePort } from '../../src/system/process';
 import { processesInGroup, runCli, startCli, waitFor, httpStatus } from '../helpers';
 
 const dir = mkdtempSync(join(tmpdir(), 'runbook-e2e-'));

@@ -8,7 +8,7 @@ import { parse, stringify } from 'yaml';
 import { connectClient, ConnectedClient } from '../../src/cli/client';
 import { loadConfig } from '../../src/config/load';
 import { createSampleDeployment } from '../../src/sandbox/kubernetes';
-import { freePort } from '../../src/sandbox/process';
+import { freePort } from '../../src/system/process';
 import type { StackState } from '../../src/sandbox/stack';
 import { timelineQuery } from '../../src/workflows/lib/timeline';
 import { rolloutStatusQuery } from '../../src/workflows/rollout';

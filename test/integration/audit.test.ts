@@ -16,7 +16,7 @@ import { temporalConnectionSettings } from '../../src/config/connection';
 import { loadConfig, LoadedConfig } from '../../src/config/load';
 import { createLogger } from '../../src/observability/logger';
 import type { AuditItemResult } from '../../src/reports/audit';
-import { freePort } from '../../src/sandbox/process';
+import { freePort } from '../../src/system/process';
 import { startPrometheus, stopPrometheus } from '../../src/sandbox/prometheus';
 import { StackState, startStack, stopStack } from '../../src/sandbox/stack';
 import { CertFiles, createCa, issueCert, TlsFront } from '../../src/sandbox/tls';

@@ -15,7 +15,7 @@ import { connectPg, listTables, tableStats } from '../../src/activities/pg';
 import { ConnectedClient, connectClient } from '../../src/cli/client';
 import { loadConfig, LoadedConfig } from '../../src/config/load';
 import { readSecret } from '../../src/config/secrets';
-import { findBinary, freePort } from '../../src/sandbox/process';
+import { findBinary, freePort } from '../../src/system/process';
 import { seedSampleDatabase } from '../../src/sandbox/seed';
 import { StackState, startStack, stopStack } from '../../src/sandbox/stack';
 import { RUNBOOK_DEFAULT_QUEUE } from '../../src/workflows/catalog';

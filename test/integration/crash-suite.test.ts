@@ -12,7 +12,7 @@ import { parse, stringify } from 'yaml';
 import type { BackupManifest } from '../../src/activities/backups';
 import { ConnectedClient, connectClient } from '../../src/cli/client';
 import { loadConfig } from '../../src/config/load';
-import { freePort } from '../../src/sandbox/process';
+import { freePort } from '../../src/system/process';
 import { ensureDatabase, initCluster, PostgresClusterInfo, startPostgres, stopPostgres } from '../../src/sandbox/postgres';
 import { seedSampleDatabase } from '../../src/sandbox/seed';
 import { StackState, startStack, stopStack } from '../../src/sandbox/stack';

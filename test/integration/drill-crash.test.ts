@@ -8,7 +8,7 @@ import { Client as PgClient } from 'pg';
 import { ConnectedClient, connectClient } from '../../src/cli/client';
 import { loadConfig } from '../../src/config/load';
 import { readSecret } from '../../src/config/secrets';
-import { freePort } from '../../src/sandbox/process';
+import { freePort } from '../../src/system/process';
 import { StackState, startStack, stopStack } from '../../src/sandbox/stack';
 import type { DrDrillResult } from '../../src/workflows/drDrill';
 import { decideUpdate, gatesQuery } from '../../src/workflows/lib/gate';

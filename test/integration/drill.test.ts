@@ -12,7 +12,7 @@ import { ConnectedClient, connectClient, startRunbook } from '../../src/cli/clie
 import { loadConfig, LoadedConfig } from '../../src/config/load';
 import { readSecret } from '../../src/config/secrets';
 import { createLogger } from '../../src/observability/logger';
-import { nodeFiles, startNode, stopNode } from '../../src/sandbox/postgres';
+import { nodeFiles, startNode, stopNode } from '../../src/system/postgres';
 import { StackState, startStack, stopStack } from '../../src/sandbox/stack';
 import type { DrillReport } from '../../src/reports/drill';
 import type { DrDrillResult } from '../../src/workflows/drDrill';

@@ -17,7 +17,7 @@ import type { BackupManifest } from '../../src/activities/backups';
 import { ConnectedClient, connectClient } from '../../src/cli/client';
 import { loadConfig } from '../../src/config/load';
 import { createLogger } from '../../src/observability/logger';
-import { freePort } from '../../src/sandbox/process';
+import { freePort } from '../../src/system/process';
 import { S3ServerInfo, startS3Server, stopS3Server } from '../../src/sandbox/s3';
 import { seedSampleDatabase } from '../../src/sandbox/seed';
 import { StackState, startStack, stopStack } from '../../src/sandbox/stack';

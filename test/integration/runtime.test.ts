@@ -4,7 +4,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { delimiter, dirname, join } from 'node:path';
 import { after, describe, test } from 'node:test';
-import { freePort } from '../../src/sandbox/process';
+import { freePort } from '../../src/system/process';
 import { httpStatus, REPO, runCli, startCli, waitFor } from '../helpers';
 
 // The release the project pins and the bootstrap installs; a silent fall-back to another major fails here.

@@ -6,7 +6,7 @@ import { after, describe, test } from 'node:test';
 import { connectClient } from '../../src/cli/client';
 import { runSmokeTest } from '../../src/cli/smoke';
 import { loadConfig } from '../../src/config/load';
-import { freePort } from '../../src/sandbox/process';
+import { freePort } from '../../src/system/process';
 import { startTemporalDevServer, stopTemporalDevServer, TemporalDevServerInfo } from '../../src/sandbox/temporal';
 import { timelineQuery } from '../../src/workflows/lib/timeline';
 import { httpStatus, jsonLines, metricNames, REPO, startCli, waitFor } from '../helpers';
