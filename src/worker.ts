@@ -251,6 +251,8 @@ export class RunbookWorker {
         drillMeasured: { fn: (_info, environment, passed, rto, rpo, at) => this.metrics.drillMeasured(environment, passed, rto, rpo, at), callDuringReplay: false },
         readinessScored: { fn: (_info, environment, section, score) => this.metrics.readinessScored(environment, section, score), callDuringReplay: false },
         gateReminder: { fn: (_info, runbook, environment) => this.metrics.gateReminder(runbook, environment), callDuringReplay: false },
+        actAccepted: { fn: (_info, runbook, environment, act, principal) => this.metrics.actAccepted(runbook, environment, act, principal), callDuringReplay: false },
+        actRefused: { fn: (_info, runbook, environment, kind) => this.metrics.actRefused(runbook, environment, kind), callDuringReplay: false },
         rolloutFinished: { fn: (_info, environment, outcome) => this.metrics.rolloutFinished(environment, outcome), callDuringReplay: false },
         rolloutPhase: { fn: (_info, environment, deployment, phase) => this.metrics.rolloutPhase(environment, deployment, phase), callDuringReplay: false },
       },

@@ -99,3 +99,8 @@ export function metricNames(text: string, prefix: string): string[] {
   const names = text.match(new RegExp(`\\b${prefix}[a-z0-9_]+`, 'g')) ?? [];
   return [...new Set(names.map((n) => n.replace(/_(bucket|sum|count)$/, '')))].sort();
 }
+
+/** The sandbox operator's key as the CLI signs with it (keys made by stack up). */
+export function operator(stack: { dir: string }, who: 'sandbox-operator' | 'sandbox-reviewer' = 'sandbox-operator'): { keyFile: string; principal: string } {
+  return { keyFile: join(stack.dir, 'keys', who), principal: who };
+}

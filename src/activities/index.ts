@@ -20,6 +20,7 @@ import { createGoLiveActivities } from './golive';
 import { createKubernetesActivities, KubernetesTarget } from './kubernetes';
 import { isAbsolute, join } from 'node:path';
 import { createLoadTestActivities } from './loadTest';
+import { createIdentityActivities } from './identity';
 
 /** A server whose password is read from its reference at each use, so a rotated secret is picked up. */
 function pgServer(host: string, port: number, user: string, password: SecretRef, baseDir: string): PgServer {
@@ -145,6 +146,7 @@ export function createActivities(loaded: LoadedConfig, environment: string) {
   const temporal = lazyClient(loaded, environment);
   return {
     ...createSmokeActivities(environment),
+    ...createIdentityActivities({ loaded, environment }),
     ...backupActivitiesFor(loaded, environment, store),
     ...drillActivitiesFor(loaded, environment, store),
     ...createVisibilityActivities({ environment, client: temporal }),
