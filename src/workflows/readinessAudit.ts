@@ -172,7 +172,7 @@ export async function readinessAudit(rawInput: ReadinessAuditInput): Promise<Rea
         a = judgeNew(r);
       } catch (err) {
         gates.ignore('decide', r, (err as Error).message);
-        throw ApplicationFailure.create({ type: 'DecisionRefused', message: `attestation refused: ${(err as Error).message}`, nonRetryable: true });
+        throw ApplicationFailure.create({ type: 'DecisionRefused', message: (err as Error).message, nonRetryable: true });
       }
       current.set(a.item, a);
       expired.delete(a.item);
