@@ -252,6 +252,8 @@ export class RunbookWorker {
         readinessScored: { fn: (_info, environment, section, score) => this.metrics.readinessScored(environment, section, score), callDuringReplay: false },
         gateReminder: { fn: (_info, runbook, environment) => this.metrics.gateReminder(runbook, environment), callDuringReplay: false },
         actAccepted: { fn: (_info, runbook, environment, act, principal) => this.metrics.actAccepted(runbook, environment, act, principal), callDuringReplay: false },
+        notificationSent: { fn: (_info, environment, channel) => this.metrics.notificationsSent.inc({ environment, channel }), callDuringReplay: false },
+        notificationFailed: { fn: (_info, environment, channel) => this.metrics.notificationFailures.inc({ environment, channel }), callDuringReplay: false },
         actRefused: { fn: (_info, runbook, environment, kind) => this.metrics.actRefused(runbook, environment, kind), callDuringReplay: false },
         rolloutFinished: { fn: (_info, environment, outcome) => this.metrics.rolloutFinished(environment, outcome), callDuringReplay: false },
         rolloutPhase: { fn: (_info, environment, deployment, phase) => this.metrics.rolloutPhase(environment, deployment, phase), callDuringReplay: false },

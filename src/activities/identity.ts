@@ -43,6 +43,12 @@ export function gatePolicyFor(loaded: LoadedConfig, environment: string, runbook
     maxAgeMs: env.signing.maxAge,
     rollout: { pauseBeforeWeight: p.pauseBeforeWeight, fullPromoteApprovals: p.fullPromoteApprovals ?? approvals },
     attestationMaxDays: { ...p.attestationMaxDays },
+    notify: {
+      gates: env.notifications?.gates ?? [],
+      failures: env.notifications?.failures ?? [],
+      reminderEveryMs: env.notifications?.reminderEvery,
+      escalation: env.notifications?.escalation && { afterMs: env.notifications.escalation.after, channels: env.notifications.escalation.channels },
+    },
     freezes: env.freezes.map((f) => ({ name: f.name, fromMs: Date.parse(f.from), toMs: Date.parse(f.to), action: f.action, runbooks: f.runbooks })),
   };
 }

@@ -21,6 +21,7 @@ import { createKubernetesActivities, KubernetesTarget } from './kubernetes';
 import { isAbsolute, join } from 'node:path';
 import { createLoadTestActivities } from './loadTest';
 import { createIdentityActivities } from './identity';
+import { createNotifyActivities } from './notify';
 
 /** A server whose password is read from its reference at each use, so a rotated secret is picked up. */
 function pgServer(host: string, port: number, user: string, password: SecretRef, baseDir: string): PgServer {
@@ -147,6 +148,7 @@ export function createActivities(loaded: LoadedConfig, environment: string) {
   return {
     ...createSmokeActivities(environment),
     ...createIdentityActivities({ loaded, environment }),
+    ...createNotifyActivities({ loaded, environment }),
     ...backupActivitiesFor(loaded, environment, store),
     ...drillActivitiesFor(loaded, environment, store),
     ...createVisibilityActivities({ environment, client: temporal }),

@@ -342,6 +342,56 @@ const freezeSchema = z
   .strict()
   .refine((f) => Date.parse(f.from) < Date.parse(f.to), { message: 'from must be before to', path: ['to'] });
 
+const channelName = z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'expected a channel name of lower-case letters, digits and -');
+const emailAddress = z.string().regex(/^[^\s@<>]{1,64}@[A-Za-z0-9.-]{1,253}$/, 'expected an email address such as ops@example.com');
+/** Where gate and failure notifications go: a generic webhook (HMAC-SHA256 signed), a Slack-compatible incoming webhook, or email over SMTP. */
+const channelSchema = z.discriminatedUnion('type', [
+  z.object({ type: z.literal('webhook'), name: channelName, url: z.string().url('expected a URL such as https://hooks.example.com/runbook'), secret: secretRef }).strict(),
+  z.object({ type: z.literal('slack'), name: channelName, url: secretRef }).strict(),
+  z
+    .object({
+      type: z.literal('email'),
+      name: channelName,
+      host: hostname,
+      port: port.default(25),
+      /** TLS from the first byte (port 465); otherwise STARTTLS is used when the server offers it. */
+      secure: z.boolean().default(false),
+      username: z.string().min(1).optional(),
+      password: secretRef.optional(),
+      from: emailAddress,
+      to: z.array(emailAddress).min(1, 'list at least one recipient'),
+    })
+    .strict(),
+]);
+const notificationsSchema = z
+  .object({
+    channels: z.array(channelSchema).default([]),
+    /** Channels told when a gate opens, is reminded and is decided. */
+    gates: z.array(channelName).default([]),
+    /** Channels told when a gated runbook fails, is aborted or rolls back. */
+    failures: z.array(channelName).default([]),
+    /** While a gate waits, remind the gate channels this often. */
+    reminderEvery: duration.optional(),
+    /** After a gate has waited this long, tell these channels too (once). */
+    escalation: z.object({ after: duration, channels: z.array(channelName).min(1) }).strict().optional(),
+    /** The Temporal Web UI, for links in messages (e.g. https://temporal.example.com). */
+    temporalUiUrl: z.string().url().optional(),
+  })
+  .strict()
+  .superRefine((n, ctx) => {
+    const names = n.channels.map((c) => c.name);
+    n.channels.forEach((c, i) => {
+      if (names.indexOf(c.name) !== i) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['channels', i, 'name'], message: `duplicate channel name '${c.name}'` });
+    });
+    const check = (list: string[], path: (string | number)[]) =>
+      list.forEach((name, i) => {
+        if (!names.includes(name)) ctx.addIssue({ code: z.ZodIssueCode.custom, path: [...path, i], message: `unknown channel '${name}'; defined: ${names.join(', ') || 'none (add it under notifications.channels)'}` });
+      });
+    check(n.gates, ['gates']);
+    check(n.failures, ['failures']);
+    if (n.escalation) check(n.escalation.channels, ['escalation', 'channels']);
+  });
+
 const environmentSchema = z
   .object({
     temporal: temporalSchema.prefault({}),
@@ -364,6 +414,7 @@ const environmentSchema = z
     /** Gate policies per runbook; default applies to runbooks without their own entry (merged field by field). */
     policies: z.record(runbookKey, policySchema).prefault({}),
     freezes: z.array(freezeSchema).default([]),
+    notifications: notificationsSchema.optional(),
   })
   .strict()
   .superRefine((env, ctx) => {

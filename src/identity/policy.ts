@@ -26,6 +26,24 @@ export interface GatePolicy {
   attestationMaxDays: Record<string, number>;
   /** Freeze windows in force now or later, as the config lists them. */
   freezes: FreezeWindow[];
+  /** Channel names per event, from notifications: in config (empty lists: nobody is told). */
+  notify: { gates: string[]; failures: string[]; reminderEveryMs?: number; escalation?: { afterMs: number; channels: string[] } };
+}
+
+export type NotificationKind = 'gate opened' | 'gate reminder' | 'gate escalated' | 'gate decided' | 'run failed' | 'run rolled back' | 'run aborted';
+
+/** What a notification says; the activity renders it for each channel (JSON, Slack text, email). */
+export interface NotificationEvent {
+  kind: NotificationKind;
+  runbook: string;
+  environment: string;
+  namespace: string;
+  workflowId: string;
+  runId: string;
+  /** One line for people. */
+  summary: string;
+  gate?: { id: string; name: string; outcome: string; required: number; approvals: string[]; allowed: string[]; by?: string; waitingSeconds?: number };
+  at: string;
 }
 
 export interface FreezeWindow {

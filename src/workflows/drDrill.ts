@@ -143,6 +143,7 @@ export async function drDrill(rawInput: DrDrillInput): Promise<DrDrillResult> {
   const gates = new Gates('drDrill', input.environment);
   const compensations = new Compensations();
   return runRunbook('drDrill', input.environment, async (timeline: Timeline) => {
+    gates.attach(timeline);
     setHandler(progressQuery, () => timeline.snapshot());
     const drillId = `drill-${uuid4().replace(/-/g, '').slice(0, 12)}`;
     const db = input.database;

@@ -239,6 +239,7 @@ export async function goLive(rawInput: GoLiveInput): Promise<GoLiveResult> {
   const linked = (h: { workflowId: string; firstExecutionRunId: string }): ChildRun => ({ workflowId: h.workflowId, runId: h.firstExecutionRunId });
 
   return runRunbook('goLive', input.environment, async (timeline: Timeline) => {
+    gates.attach(timeline);
     // Child ids come from the run's own deterministic id, not the workflow id, so a recorded history replays under any id.
     const goLiveId = `golive-${uuid4().replace(/-/g, '').slice(0, 12)}`;
     const report: GoLiveReport = {

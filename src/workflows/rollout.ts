@@ -302,6 +302,7 @@ export async function rollout(rawInput: RolloutInput): Promise<RolloutResult> {
   );
 
   return runRunbook('rollout', input.environment, async (timeline: Timeline) => {
+    gates.attach(timeline);
     const by = (step: string) => ({ workflowId, step });
     let stable!: DeploymentState;
     let images: ContainerImage[] = [];
@@ -467,6 +468,7 @@ export async function rollout(rawInput: RolloutInput): Promise<RolloutResult> {
       setPhase('done');
       status.outcome = stop.outcome;
       sinks.runbookMetrics.rolloutFinished(input.environment, stop.outcome);
+      gates.announce(stop.outcome === 'aborted' ? 'run aborted' : 'run rolled back', `${input.deployment} ${stop.outcome}: ${stop.message}`.slice(0, 500));
       return result(stop.outcome, stop.message);
     }
     setPhase('done');

@@ -1,7 +1,9 @@
 import { ApplicationFailure, condition, defineQuery, defineSignal, defineUpdate, log, proxyActivities, proxySinks, setHandler, workflowInfo } from '@temporalio/workflow';
 import type { IdentityActivities } from '../../activities/identity';
 import { AllowedSigner, parseAllowedSigners } from '../../identity/allowedSigners';
-import type { GatePolicy, SignedAct } from '../../identity/policy';
+import type { GatePolicy, NotificationEvent, NotificationKind, SignedAct } from '../../identity/policy';
+import type { NotifyActivities } from '../../activities/notify';
+import type { Timeline } from './timeline';
 import { Act, inputHash, SignedStatement, StatementRefused, verifyStatement, VerifiedStatement } from '../../identity/statement';
 import { PERMANENT_FAILURES } from './failures';
 import type { RunbookSinks } from './sinks';
@@ -11,6 +13,12 @@ const sinks = proxySinks<RunbookSinks>();
 const identity = proxyActivities<IdentityActivities>({
   startToCloseTimeout: '30 seconds',
   retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumAttempts: 5, nonRetryableErrorTypes: PERMANENT_FAILURES },
+});
+
+// One delivery of one notification: a few quick tries; a channel still down is recorded and the run goes on.
+const notifier = proxyActivities<NotifyActivities>({
+  startToCloseTimeout: '30 seconds',
+  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumAttempts: 3, nonRetryableErrorTypes: PERMANENT_FAILURES },
 });
 
 /** A decision at a gate: a statement (act approve or reject) signed with the person's SSH key. */
@@ -86,6 +94,8 @@ export class Gates {
   private signers: AllowedSigner[] = [];
   private used = new Set<string>();
   private serial: Promise<unknown> = Promise.resolve();
+  private timeline?: Timeline;
+  private deliveries: Promise<void>[] = [];
   requester?: SignedAct;
   startedBy: GatesView['startedBy'] = 'unsigned start';
   aborted?: SignedAct;
@@ -110,6 +120,61 @@ export class Gates {
         await this.abort(a);
       }).catch((err) => this.ignore('abort', a, messageOf(err))),
     );
+  }
+
+  /**
+   * Connects the gates to the run's timeline: failed notifications are noted on it, and when the run
+   * ends, the failure channels are told (a failure or an abort) and pending deliveries are awaited.
+   */
+  attach(timeline: Timeline): void {
+    this.timeline = timeline;
+    timeline.onFinish = async (outcome, reason) => {
+      if (outcome !== 'succeeded' && this.policy) this.announce(this.aborted ? 'run aborted' : 'run failed', (reason ?? outcome).slice(0, 500));
+      await Promise.all(this.deliveries);
+    };
+  }
+
+  /** Tells the failure channels how the run ended (failed, aborted, rolled back), in the background. */
+  announce(kind: Extract<NotificationKind, 'run failed' | 'run rolled back' | 'run aborted'>, summary: string): void {
+    if (this.policy) this.fire(kind, summary, this.policy.notify.failures);
+  }
+
+  private fire(kind: NotificationKind, summary: string, channels: string[], gate?: GateRecord): void {
+    if (channels.length === 0) return;
+    const info = workflowInfo();
+    const event: NotificationEvent = {
+      kind,
+      runbook: this.runbook,
+      environment: this.environment,
+      namespace: info.namespace,
+      workflowId: info.workflowId,
+      runId: info.runId,
+      summary,
+      at: new Date(Date.now()).toISOString(),
+      gate: gate && {
+        id: gate.id,
+        name: gate.name,
+        outcome: gate.outcome,
+        required: gate.required,
+        approvals: gate.approvals.map((a) => `${a.principal} (${a.fingerprint})`),
+        allowed: gate.allowed,
+        by: gate.by,
+        waitingSeconds: Math.round((Date.now() - Date.parse(gate.openedAt)) / 1000),
+      },
+    };
+    for (const channel of channels) {
+      this.deliveries.push(
+        notifier.deliverNotification({ channel, event }).then(
+          () => sinks.runbookMetrics.notificationSent(this.environment, channel),
+          (err: unknown) => {
+            const error = err instanceof Error && err.cause instanceof Error ? err.cause.message : messageOf(err);
+            log.warn('notification not delivered', { channel, kind, error: error.slice(0, 300) });
+            sinks.runbookMetrics.notificationFailed(this.environment, channel);
+            this.timeline?.note(`notify ${channel}: ${kind}`, 'failed', { channel, kind, error: error.slice(0, 300), gate: gate?.id ?? null });
+          },
+        ),
+      );
+    }
   }
 
   /** Every gate of the run so far, copied. */
@@ -294,6 +359,7 @@ export class Gates {
     if (act) Object.assign(gate, { by: act.principal, fingerprint: act.fingerprint, reason: act.reason });
     gate.closedAt = new Date(Date.now()).toISOString();
     if (this.open === gate) this.open = undefined;
+    if (this.policy) this.fire('gate decided', `gate '${gate.name}' ${outcome}${gate.by && outcome !== 'timed out' ? ` by ${gate.by}` : ''}`, this.policy.notify.gates, gate);
   }
 
   checkAbort(a: SignedStatement): void {
@@ -361,25 +427,56 @@ export class Gates {
     }
     this.open = gate;
     sinks.runbookMetrics.gateOpened(this.runbook, this.environment, Date.now());
+    const notify = rules.notify;
+    this.fire('gate opened', `waiting for ${gate.required > 1 ? `${gate.required} approvers` : 'approval'}: ${name}`, notify.gates, gate);
     await this.onGate?.('opened', gate);
     const settled = () => gate.outcome !== 'waiting' || this.aborted !== undefined;
+    const opened = Date.now();
+    let escalated = false;
+    const remindNow = (waitingMs: number) => {
+      gate.reminders = (gate.reminders ?? 0) + 1;
+      log.warn('approval gate still waiting', { runbook: this.runbook, environment: this.environment, gate: name, waitingMs, allowed: gate.allowed.join(', ') });
+      sinks.runbookMetrics.gateReminder(this.runbook, this.environment);
+      this.fire('gate reminder', `still waiting after ${Math.round(waitingMs / 1000)} s: ${name}`, notify.gates, gate);
+    };
+    // The next moment something is due while the gate waits: a reminder, the escalation, or the deadline.
+    const nextWake = (deadline: number, lastReminder: number) => {
+      const now = Date.now();
+      let next = deadline - now;
+      if (notify.reminderEveryMs) next = Math.min(next, lastReminder + notify.reminderEveryMs - now);
+      if (notify.escalation && !escalated) next = Math.min(next, opened + notify.escalation.afterMs - now);
+      return Math.max(1, next);
+    };
     let decided = false;
     try {
       if (remind) {
         // Keep waiting past the timeout, reminding every interval, until someone decides or aborts.
-        const opened = Date.now();
         let next = timeoutMs;
         for (;;) {
           decided = await condition(settled, next);
           if (decided) break;
-          gate.reminders = (gate.reminders ?? 0) + 1;
-          log.warn('approval gate still waiting', { runbook: this.runbook, environment: this.environment, gate: name, waitingMs: Date.now() - opened, allowed: gate.allowed.join(', ') });
-          sinks.runbookMetrics.gateReminder(this.runbook, this.environment);
-          await this.onGate?.('reminder', gate);
+          remindNow(Date.now() - opened);
           next = remind.everyMs;
         }
-      } else {
+      } else if (!notify.reminderEveryMs && !notify.escalation) {
         decided = await condition(settled, timeoutMs);
+      } else {
+        const deadline = opened + timeoutMs;
+        let lastReminder = opened;
+        for (;;) {
+          if (Date.now() >= deadline) break;
+          decided = await condition(settled, nextWake(deadline, lastReminder));
+          if (decided) break;
+          const now = Date.now();
+          if (notify.escalation && !escalated && now >= opened + notify.escalation.afterMs) {
+            escalated = true;
+            this.fire('gate escalated', `nobody decided within ${Math.round(notify.escalation.afterMs / 1000)} s: ${name}`, notify.escalation.channels, gate);
+          }
+          if (notify.reminderEveryMs && now >= lastReminder + notify.reminderEveryMs && now < deadline) {
+            lastReminder = now;
+            remindNow(now - opened);
+          }
+        }
       }
     } catch (err) {
       // The run's scope was cancelled (an abort): close the gate rather than leave it open.
