@@ -199,6 +199,8 @@ const backupsSchema = z
     forcePathStyle: z.boolean().default(false),
     accessKeyId: secretRef.optional(),
     secretAccessKey: secretRef.optional(),
+    /** Evidence log records are written with S3 Object Lock (COMPLIANCE) retention this long; the bucket must have Object Lock enabled. */
+    evidenceRetention: duration.optional(),
     retention: z
       .object({
         keepLast: z.number().int().min(1, 'keepLast must be at least 1: the newest good backup is never deleted').optional(),

@@ -469,10 +469,12 @@ export async function rollout(rawInput: RolloutInput): Promise<RolloutResult> {
       status.outcome = stop.outcome;
       sinks.runbookMetrics.rolloutFinished(input.environment, stop.outcome);
       gates.announce(stop.outcome === 'aborted' ? 'run aborted' : 'run rolled back', `${input.deployment} ${stop.outcome}: ${stop.message}`.slice(0, 500));
+      gates.outcomeSummary = `${stop.outcome}: ${stop.message}`;
       return result(stop.outcome, stop.message);
     }
     setPhase('done');
     status.outcome = 'promoted';
+    gates.outcomeSummary = `promoted: ${input.deployment} runs ${input.image}`;
     sinks.runbookMetrics.rolloutFinished(input.environment, 'promoted');
     return result('promoted');
 

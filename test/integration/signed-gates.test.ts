@@ -21,7 +21,7 @@ import type { GoLiveReport } from '../../src/reports/golive';
 import { abortSignal, abortRunUpdate, decideUpdate, gatesQuery, signedActsQuery } from '../../src/workflows/lib/gate';
 import { ATTESTATION_GATE, attestUpdate, ReadinessAuditResult } from '../../src/workflows/readinessAudit';
 import { RunbookWorker } from '../../src/worker';
-import { operator, waitFor } from '../helpers';
+import { operator, runCli, waitFor } from '../helpers';
 
 // One sandbox for every scenario: drills under a 2-of-3 four-eyes policy with an extra abort list, and
 // a key that is on no list at all. Every signature is made by OpenSSH's ssh-keygen from real key files.
@@ -233,5 +233,37 @@ describe('signed attestations and waivers', () => {
     const report = f.details?.[0] as GoLiveReport;
     assert.ok(report.audit!.blocking.some((b) => b.id === 'persistence-database'));
     assert.deepEqual(report.audit!.waived, []);
+  });
+});
+
+describe('the evidence log', () => {
+  test('every signed decision and run outcome is in the hash-chained log in S3: runbook decisions lists them verified, runbook evidence verify passes, and a record changed in the bucket breaks the chain', async () => {
+    const cli = (args: string[]) => runCli(['--config', stack.configFile, ...args]);
+    const listed = await cli(['--json', 'decisions', '--runbook', 'drDrill']);
+    assert.equal(listed.code, 0, listed.stderr);
+    const rows = JSON.parse(listed.stdout).decisions as { act: string; principal: string; fingerprint: string; verified: boolean; outcome?: string; statement: string }[];
+    const approvals = rows.filter((r) => r.act === 'approve');
+    assert.ok(approvals.some((r) => r.principal === 'sandbox-reviewer' && r.verified && /^SHA256:/.test(r.fingerprint) && /succeeded/.test(r.outcome ?? '')), JSON.stringify(approvals.slice(0, 3)));
+    assert.ok(rows.some((r) => r.act === 'abort' && r.principal === 'dave' && /aborted/.test(r.outcome ?? '')));
+    assert.ok(rows.some((r) => r.act === 'start' && r.principal === 'sandbox-operator'));
+    assert.ok(rows.every((r) => r.verified));
+    const csv = await cli(['decisions', '--csv', '--since', '2000-01-01']);
+    assert.match(csv.stdout.split('\n')[0], /^at,runbook,workflowId,runId,gate,act,principal,fingerprint,verified,reason,outcome,statement$/);
+    const intact = await cli(['evidence', 'verify']);
+    assert.equal(intact.code, 0, intact.stdout + intact.stderr);
+    assert.match(intact.stdout, /evidence log of sandbox intact: \d+ record\(s\) chained/);
+
+    const client = new S3Client({ endpoint: stack.s3!.endpoint, region: 'us-east-1', forcePathStyle: true, credentials: { accessKeyId: stack.s3!.accessKeyId, secretAccessKey: stack.s3!.secretAccessKey } });
+    try {
+      const key = 'sandbox/evidence/sandbox/000000000002.json';
+      const record = JSON.parse(await (await client.send(new GetObjectCommand({ Bucket: 'runbook-backups', Key: key }))).Body!.transformToString());
+      record.principal = 'mallory';
+      await client.send(new PutObjectCommand({ Bucket: 'runbook-backups', Key: key, Body: JSON.stringify(record) }));
+    } finally {
+      client.destroy();
+    }
+    const broken = await cli(['evidence', 'verify']);
+    assert.equal(broken.code, 1);
+    assert.match(broken.stdout, /000000000002\.json: its content does not match its hash \(changed after it was written\)/);
   });
 });

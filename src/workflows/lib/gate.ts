@@ -3,6 +3,8 @@ import type { IdentityActivities } from '../../activities/identity';
 import { AllowedSigner, parseAllowedSigners } from '../../identity/allowedSigners';
 import type { GatePolicy, NotificationEvent, NotificationKind, SignedAct } from '../../identity/policy';
 import type { NotifyActivities } from '../../activities/notify';
+import type { EvidenceActivities } from '../../activities/evidence';
+import type { EvidenceBody } from '../../evidence/log';
 import type { Timeline } from './timeline';
 import { Act, inputHash, SignedStatement, StatementRefused, verifyStatement, VerifiedStatement } from '../../identity/statement';
 import { PERMANENT_FAILURES } from './failures';
@@ -19,6 +21,12 @@ const identity = proxyActivities<IdentityActivities>({
 const notifier = proxyActivities<NotifyActivities>({
   startToCloseTimeout: '30 seconds',
   retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumAttempts: 3, nonRetryableErrorTypes: PERMANENT_FAILURES },
+});
+
+// Appending to the evidence log in S3: retried like any S3 write; a log that cannot be written is noted on the timeline.
+const evidence = proxyActivities<EvidenceActivities>({
+  startToCloseTimeout: '1 minute',
+  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumAttempts: 5, nonRetryableErrorTypes: PERMANENT_FAILURES },
 });
 
 /** A decision at a gate: a statement (act approve or reject) signed with the person's SSH key. */
@@ -99,6 +107,8 @@ export class Gates {
   requester?: SignedAct;
   startedBy: GatesView['startedBy'] = 'unsigned start';
   aborted?: SignedAct;
+  /** A line for the evidence log's outcome record of a run that succeeded (e.g. "rolled back: ..."). */
+  outcomeSummary?: string;
   /** Called with every signed act the run accepts (the evidence log, notifications). */
   onAct?: (act: SignedAct, gate?: GateRecord) => Promise<void>;
   /** Called when a gate opens and when it closes. */
@@ -130,8 +140,26 @@ export class Gates {
     this.timeline = timeline;
     timeline.onFinish = async (outcome, reason) => {
       if (outcome !== 'succeeded' && this.policy) this.announce(this.aborted ? 'run aborted' : 'run failed', (reason ?? outcome).slice(0, 500));
-      await Promise.all(this.deliveries);
+      if (this.policy) this.appendEvidence({ kind: 'outcome', outcome: this.aborted ? 'aborted' : outcome, summary: (reason ?? this.outcomeSummary ?? outcome).slice(0, 1000) });
+      // Deliveries started by others while waiting are awaited too.
+      for (let i = 0; i < this.deliveries.length; i++) await this.deliveries[i];
     };
+  }
+
+  /** Appends a record to the evidence log in the background; the run awaits it before it ends. */
+  appendEvidence(fields: Omit<EvidenceBody, 'at' | 'environment' | 'runbook' | 'workflowId' | 'runId'>): void {
+    const info = workflowInfo();
+    const body: EvidenceBody = { at: new Date(Date.now()).toISOString(), environment: this.environment, runbook: this.runbook, workflowId: info.workflowId, runId: info.runId, ...fields };
+    this.deliveries.push(
+      evidence.appendEvidence({ body }).then(
+        () => undefined,
+        (err: unknown) => {
+          const error = err instanceof Error && err.cause instanceof Error ? err.cause.message : messageOf(err);
+          log.warn('evidence not appended', { kind: fields.kind, error: error.slice(0, 300) });
+          this.timeline?.note(`evidence log: ${fields.kind}`, 'failed', { error: error.slice(0, 300) });
+        },
+      ),
+    );
   }
 
   /** Tells the failure channels how the run ended (failed, aborted, rolled back), in the background. */
@@ -259,6 +287,7 @@ export class Gates {
 
   private toAct(v: VerifiedStatement, s: SignedStatement): SignedAct {
     sinks.runbookMetrics.actAccepted(this.runbook, this.environment, v.statement.act, v.principal);
+    this.appendEvidence({ kind: 'decision', act: v.statement.act, principal: v.principal, fingerprint: v.fingerprint, gate: v.statement.gate, statement: s.statement, signature: s.signature });
     return { act: v.statement.act, principal: v.principal, fingerprint: v.fingerprint, reason: v.statement.reason, signedAt: v.statement.at, at: new Date(Date.now()).toISOString(), signatureHash: v.signatureHash, statement: s.statement, signature: s.signature };
   }
 
