@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { freePort } from '../../src/system/process';
-import { processesInGroup, runCli, startCli, waitFor, httpStatus } from '../helpers';
+import { processesInGroup, runCli, startCli, taggedProcesses, waitFor, httpStatus } from '../helpers';
 
 const dir = mkdtempSync(join(tmpdir(), 'runbook-e2e-'));
 chmodSync(dir, 0o755);
@@ -151,8 +151,9 @@ describe('an operator session: stack up, worker, smoke, status, stack down', () 
 
 describe('runbook demo', () => {
   test('brings the stack up, runs every runbook through a worker, reports, and leaves nothing running', async () => {
-    const before = new Set(serviceProcesses());
-    const res = await runCli(['--json', 'demo'], { timeoutMs: 180_000 });
+    // Everything the demo starts inherits this tag, so processes of test files running alongside do not count.
+    const tag = `demo-${process.pid}-${Date.now()}`;
+    const res = await runCli(['--json', 'demo'], { timeoutMs: 180_000, env: { RUNBOOK_TEST_TAG: tag } });
     assert.equal(res.code, 0, res.stderr);
     const report = JSON.parse(res.stdout);
     assert.equal(report.ok, true);
@@ -173,25 +174,6 @@ describe('runbook demo', () => {
     const drill = report.runs[5].detail.report;
     assert.equal(drill.rpo.markerPresent, true);
     assert.ok(drill.rto.ms > 0);
-    const leftover = serviceProcesses().filter((p) => !before.has(p));
-    assert.deepEqual(leftover, []);
+    assert.deepEqual(taggedProcesses(tag), [], 'nothing the demo started is still running');
   });
 });
-
-/** Sandbox service processes on this machine (temporal, postgres, moto, named), by pid and name. */
-function serviceProcesses(): string[] {
-  const { readdirSync, readFileSync } = require('node:fs') as typeof import('node:fs');
-  const out: string[] = [];
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const cmd = readFileSync(`/proc/${entry}/cmdline`, 'utf8').replace(/\0/g, ' ');
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      if (stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z')) continue;
-      if (/temporal server start-dev|bin\/postgres |moto_server|named -g|\/(etcd|kube-apiserver|kube-controller-manager|kube-scheduler|kwok) /.test(cmd)) out.push(`${entry} ${cmd.slice(0, 60)}`);
-    } catch {
-      /* gone */
-    }
-  }
-  return out;
-}
