@@ -150,7 +150,7 @@ describe('signed decisions at the gates', () => {
     assert.match(f.message, /refused before anything ran: bad signature: expected an armored SSH signature/);
     const history = await handle.fetchHistory();
     const activities = (history.events ?? []).filter((e) => e.activityTaskScheduledEventAttributes).map((e) => e.activityTaskScheduledEventAttributes!.activityType!.name);
-    assert.deepEqual(activities, ['describeGatePolicy'], 'nothing but reading the policy ran');
+    assert.deepEqual(activities, ['describeGatePolicy', 'appendEvidence'], 'nothing but reading the policy and recording the refused run in the evidence log');
   });
 
   test('an unsigned or unlisted abort is ignored and recorded; a signed abort by someone on the abort list ends the drill unchanged', async () => {
