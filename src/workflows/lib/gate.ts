@@ -351,6 +351,13 @@ export class Gates {
       this.ignore('decide', d, 'no approval gate is open right now');
       throw ApplicationFailure.create({ type: 'DecisionRefused', message: 'no approval gate is open right now', nonRetryable: true });
     }
+    // Checked against the signers already read first, so a bad signal costs no activity; then again after re-reading them.
+    try {
+      this.checkDecision(d, acts);
+    } catch (err) {
+      this.ignore('decide', d, messageOf(err));
+      throw ApplicationFailure.create({ type: 'DecisionRefused', message: messageOf(err), nonRetryable: true });
+    }
     await this.refresh();
     gate.allowed = [...this.rules.approvers];
     let v: VerifiedStatement;
