@@ -54,7 +54,7 @@ async function main(): Promise<void> {
     await seedSampleDatabase(pg, { rows: 2_000 });
     await pg.end();
     await worker.start();
-    await worker.waitUntilReady();
+    await worker.waitUntilReady(180_000);
     const c = await connectClient(loaded, 'sandbox', loaded.config.environments.sandbox);
     mkdirSync(out, { recursive: true });
     const save = async (name: string, handle: WorkflowHandle) => {

@@ -222,7 +222,7 @@ export class Gates {
 
   /** The policy as last read (loaded by start()). */
   get rules(): GatePolicy {
-    if (!this.policy) throw new Error('the gate policy is read by start() first');
+    if (!this.policy) throw new Error('the run has not read its signers yet; try again in a moment');
     return this.policy;
   }
 
