@@ -3,7 +3,7 @@ import type { DataConverter } from '@temporalio/common';
 import { watchFile, unwatchFile } from 'node:fs';
 import { createServer, IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { createActivities } from './activities';
+import { createActivities, lazyClient } from './activities';
 import { dataConverterFor } from './codec';
 import { credentialFiles, temporalConnectionSettings, TemporalConnectionSettings } from './config/connection';
 import { parseDuration } from './config/duration';
@@ -12,6 +12,8 @@ import { QUEUE_KINDS, QueueKind, WorkerConfig } from './config/schema';
 import { AppLogger, createLogger, SdkLoggerAdapter } from './observability/logger';
 import { RunbookMetrics } from './observability/metrics';
 import { runtimeInfo } from './observability/runtime';
+import { FreshnessCollector } from './observability/freshness';
+import { RUNBOOK_DEFAULT_QUEUE, ImplementedRunbook } from './workflows/catalog';
 import { freePort, sleep } from './system/process';
 import type { RunbookSinks } from './workflows/lib/sinks';
 
@@ -138,6 +140,7 @@ export class RunbookWorker {
   private finished!: Promise<void>;
   private workflowBundle?: { code: string };
   private readonly options: RunbookWorkerOptions;
+  private stopFreshness?: () => void;
 
   constructor(options: RunbookWorkerOptions) {
     this.options = options;
@@ -205,6 +208,7 @@ export class RunbookWorker {
     const connection = await this.connectWithRetry();
     if (!connection) return;
     const generation = await this.launch(connection);
+    this.startFreshness();
     // A shutdown requested while the workers were being created must still reach them.
     if (this.stopping) for (const w of generation.workers) w.shutdown();
     await generation.running;
@@ -245,10 +249,10 @@ export class RunbookWorker {
       runbookMetrics: {
         runStarted: { fn: (_info, runbook, environment) => this.metrics.runStarted(runbook, environment), callDuringReplay: false },
         stepFinished: { fn: (_info, runbook, step, outcome, ms) => this.metrics.stepFinished(runbook, step, outcome, ms), callDuringReplay: false },
-        runFinished: { fn: (_info, runbook, environment, outcome, at) => this.metrics.runFinished(runbook, environment, outcome, at), callDuringReplay: false },
-        gateOpened: { fn: (_info, runbook, environment, at) => this.metrics.gateOpened(runbook, environment, at), callDuringReplay: false },
+        runFinished: { fn: (_info, runbook, environment, outcome) => this.metrics.runFinished(runbook, environment, outcome), callDuringReplay: false },
+        gateOpened: { fn: (_info, runbook, environment) => this.metrics.gateOpened(runbook, environment), callDuringReplay: false },
         gateClosed: { fn: (_info, runbook, environment) => this.metrics.gateClosed(runbook, environment), callDuringReplay: false },
-        drillMeasured: { fn: (_info, environment, passed, rto, rpo, at) => this.metrics.drillMeasured(environment, passed, rto, rpo, at), callDuringReplay: false },
+        drillMeasured: { fn: (_info, environment, passed) => this.metrics.drillMeasured(environment, passed), callDuringReplay: false },
         readinessScored: { fn: (_info, environment, section, score) => this.metrics.readinessScored(environment, section, score), callDuringReplay: false },
         gateReminder: { fn: (_info, runbook, environment) => this.metrics.gateReminder(runbook, environment), callDuringReplay: false },
         actAccepted: { fn: (_info, runbook, environment, act, principal) => this.metrics.actAccepted(runbook, environment, act, principal), callDuringReplay: false },
@@ -294,6 +298,26 @@ export class RunbookWorker {
     return generation;
   }
 
+  /** Freshness series for /metrics, read from Temporal on an interval (src/observability/freshness.ts). */
+  private startFreshness(): void {
+    if (this.stopping || this.stopFreshness) return;
+    const { env } = selectEnvironment(this.loaded, this.environment);
+    const client = lazyClient(this.loaded, this.environment);
+    const collector = new FreshnessCollector({
+      environment: this.environment,
+      env,
+      client,
+      metrics: this.metrics,
+      runbooks: Object.keys(RUNBOOK_DEFAULT_QUEUE) as ImplementedRunbook[],
+      onError: (err) => this.logger.warn({ err: err.message }, 'cannot read runbook freshness from Temporal; keeping the last values'),
+    });
+    const stop = collector.start(this.loaded.config.worker.freshnessInterval);
+    this.stopFreshness = () => {
+      stop();
+      void client.close();
+    };
+  }
+
   /** A certificate and its key are replaced one file after the other: act once both have settled. */
   private scheduleRotation(file: string): void {
     clearTimeout(this.rotationTimer);
@@ -325,6 +349,7 @@ export class RunbookWorker {
   async shutdown(): Promise<void> {
     if (!this.stopping) {
       this.stopping = true;
+      this.stopFreshness?.();
       this.metrics.workerReady.set(0);
       for (const file of this.watched) unwatchFile(file);
       clearTimeout(this.rotationTimer);

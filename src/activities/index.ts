@@ -122,10 +122,10 @@ function kubernetesTargetFor(loaded: LoadedConfig, env: EnvironmentConfig): Kube
   };
 }
 
-/** A Temporal client for visibility queries, connected on first use and kept. */
-function lazyClient(loaded: LoadedConfig, environment: string): () => Promise<Client> {
+/** A Temporal client for visibility queries, connected on first use and kept until close(). */
+export function lazyClient(loaded: LoadedConfig, environment: string): (() => Promise<Client>) & { close(): Promise<void> } {
   let client: Promise<Client> | undefined;
-  return () => {
+  const get = () => {
     client ??= (async () => {
       const { env } = selectEnvironment(loaded, environment);
       const s = temporalConnectionSettings(loaded, env.temporal);
@@ -138,6 +138,12 @@ function lazyClient(loaded: LoadedConfig, environment: string): () => Promise<Cl
     });
     return client;
   };
+  const close = async () => {
+    const c = client;
+    client = undefined;
+    if (c) await c.then((x) => x.connection.close(), () => undefined);
+  };
+  return Object.assign(get, { close });
 }
 
 /** All activities of one environment, built from config, each module closing over its own clients. */

@@ -457,6 +457,8 @@ const workerSchema = z
     http: z.object({ host: z.string().default('127.0.0.1'), port: z.number().int().min(0).max(65535).default(9464) }).strict().prefault({}),
     logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error']).default('info'),
     tuning: tuningSchema.prefault({}),
+    /** How often the worker reads the runbooks' freshness (newest runs per target, schedules, open gates) from Temporal for /metrics. */
+    freshnessInterval: duration.prefault('60s'),
   })
   .strict();
 

@@ -159,7 +159,8 @@ export function writeStackConfig(state: StackState): void {
     version: 1,
     defaultEnvironment: 'sandbox',
     environments: { sandbox: env },
-    worker: { http: { host: '127.0.0.1', port: 9464 } },
+    // Freshness is read from Temporal every 5 s here (60 s by default), so the sandbox's /metrics follow runs at once.
+    worker: { http: { host: '127.0.0.1', port: 9464 }, freshnessInterval: '5s' },
     schedules,
   };
   writeFileSync(

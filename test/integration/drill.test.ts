@@ -183,8 +183,7 @@ describe('the DR drill', () => {
     s3.destroy();
     assert.match(html, /<svg[^>]*aria-label="drill timeline"/);
     const metrics = await worker.metrics.registry.metrics();
-    assert.match(metrics, /^runbook_drill_rto_seconds\{environment="sandbox"\} [\d.]+$/m);
-    assert.match(metrics, /^runbook_drill_passed\{environment="sandbox"\} 1$/m);
+    assert.match(metrics, /^runbook_drills_total\{environment="sandbox",passed="true"\} [1-9]\d*$/m);
     assert.deepEqual(
       result.timeline.steps.map((s) => s.name),
       ['preflight', 'approval gate', 'write marker', 'fault: stop the primary hard', 'promote the replica', 'switch DNS', 'verify through the service name', 'measure RTO and RPO', 'failback: rejoin the old primary as a replica', 'write report'],
