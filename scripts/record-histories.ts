@@ -17,13 +17,16 @@ import { loadConfig } from '../src/config/load';
 import { readSecret } from '../src/config/secrets';
 import { createLogger } from '../src/observability/logger';
 import { seedSampleDatabase } from '../src/sandbox/seed';
-import { startStack, stopStack } from '../src/sandbox/stack';
+import { sandboxKey, startStack, stopStack } from '../src/sandbox/stack';
+import { actOnRollout } from '../src/cli/rollout';
+import { signedDecision } from '../src/cli/sign';
+import { waive } from '../src/cli/golive';
 import { findTemporalCli } from '../src/sandbox/temporal';
 import { decideUpdate } from '../src/workflows/lib/gate';
 import { waitForOpenGate } from '../src/cli/drill';
 import { RunbookWorker } from '../src/worker';
 import { createDemoDeployment } from '../src/cli/demoRollout';
-import { promoteUpdate, rolloutStatusQuery } from '../src/workflows/rollout';
+import { rolloutStatusQuery } from '../src/workflows/rollout';
 import { CHECKLIST } from '../src/checklist/catalog';
 
 const repoRoot = join(__dirname, '..');
@@ -51,7 +54,7 @@ async function main(): Promise<void> {
     await seedSampleDatabase(pg, { rows: 2_000 });
     await pg.end();
     await worker.start();
-    await worker.waitUntilReady();
+    await worker.waitUntilReady(180_000);
     const c = await connectClient(loaded, 'sandbox', loaded.config.environments.sandbox);
     mkdirSync(out, { recursive: true });
     const save = async (name: string, handle: WorkflowHandle) => {
@@ -64,9 +67,10 @@ async function main(): Promise<void> {
     };
     const start = (type: string, queue: string, input: Record<string, unknown>) =>
       c.client.workflow.start(type, { taskQueue: queue, workflowId: `record-${type}-${Date.now()}`, args: [{ environment: 'sandbox', ...input }] });
-    const approve = async (h: WorkflowHandle, decision: 'approve' | 'reject') => {
+    const operator = { keyFile: sandboxKey(stack, 'sandbox-operator'), principal: 'sandbox-operator' };
+    const approve = async (h: WorkflowHandle, decision: 'approve' | 'reject', runbook = 'drDrill') => {
       await waitForOpenGate(h);
-      await h.executeUpdate(decideUpdate, { args: [{ decision, by: 'sandbox-operator' }] });
+      await h.executeUpdate(decideUpdate, { args: [await signedDecision(c, h, runbook, decision, operator)] });
     };
 
     if (wanted('smokeTest')) {
@@ -109,7 +113,7 @@ async function main(): Promise<void> {
       if (wanted('rollout')) {
         const promoted = await start('rollout', 'critical-queue', { deployment: 'web', image: 'registry.sandbox.test/web:1.1', steps: [{ setWeight: 34 }, { pause: {} }] });
         await atGate(promoted);
-        await promoted.executeUpdate(promoteUpdate, { args: [{ by: 'sandbox-operator', reason: 'recorded' }] });
+        await actOnRollout(c, promoted, 'promote', operator, 'recorded');
         await save('rollout-canary-promoted', promoted);
         await save('rollout-bad-image-rolled-back', await start('rollout', 'critical-queue', { deployment: 'web', image: 'registry.sandbox.test/web:2.0-bad', steps: [{ setWeight: 34 }, { pause: {} }], healthTimeoutSeconds: 120 }));
       }
@@ -123,16 +127,16 @@ async function main(): Promise<void> {
         await save('goLive-blocked-at-audit-gate', await start('goLive', 'critical-queue', input));
         // The plain sandbox proves few critical items (no TLS, SQLite, no drill yet): this recording waives
         // them all, so that the whole path (smoke tests, approval, rollout, watch window, report) is replayed.
-        const waivers = CHECKLIST.filter((i) => i.severity === 'critical').map((i) => ({ item: i.id, by: 'sandbox-operator', reason: 'recording a replay history on the plain sandbox' }));
-        const live = await start('goLive', 'critical-queue', { ...input, waivers });
-        await approve(live, 'approve');
+        const live = await start('goLive', 'critical-queue', { ...input, waiverWaitSeconds: 600 });
+        for (const i of CHECKLIST.filter((x) => x.severity === 'critical')) await waive(c, live, operator, { item: i.id, reason: 'recording a replay history on the plain sandbox' }).catch(() => undefined);
+        await approve(live, 'approve', 'goLive');
         const rollout = c.client.workflow.getHandle('rollout-sandbox-web');
         for (;;) {
           const st = await rollout.query(rolloutStatusQuery).catch(() => undefined);
           if (st?.approvals.some((g) => g.outcome === 'waiting')) break;
           await new Promise((r) => setTimeout(r, 200));
         }
-        await rollout.executeUpdate(promoteUpdate, { args: [{ by: 'sandbox-operator', reason: 'recorded' }] });
+        await actOnRollout(c, rollout, 'promote', operator, 'recorded');
         await save('goLive-live-with-waivers', live);
       }
     }

@@ -20,6 +20,9 @@ import { createGoLiveActivities } from './golive';
 import { createKubernetesActivities, KubernetesTarget } from './kubernetes';
 import { isAbsolute, join } from 'node:path';
 import { createLoadTestActivities } from './loadTest';
+import { createIdentityActivities } from './identity';
+import { createNotifyActivities } from './notify';
+import { createEvidenceActivities } from './evidence';
 
 /** A server whose password is read from its reference at each use, so a rotated secret is picked up. */
 function pgServer(host: string, port: number, user: string, password: SecretRef, baseDir: string): PgServer {
@@ -151,6 +154,9 @@ export function createActivities(loaded: LoadedConfig, environment: string) {
   const temporal = lazyClient(loaded, environment);
   return {
     ...createSmokeActivities(environment),
+    ...createIdentityActivities({ loaded, environment }),
+    ...createNotifyActivities({ loaded, environment }),
+    ...createEvidenceActivities({ environment, reports: env.backups && store ? { store, prefix: env.backups.prefix } : undefined, retentionMs: env.backups?.evidenceRetention }),
     ...backupActivitiesFor(loaded, environment, store),
     ...drillActivitiesFor(loaded, environment, store),
     ...createVisibilityActivities({ environment, client: temporal }),

@@ -17,6 +17,8 @@ export interface ConnectedClient {
   namespace: string;
   env: EnvironmentConfig;
   environment: string;
+  /** The config the client was made from (signing keys and allowed signers are found relative to it). */
+  loaded: LoadedConfig;
   close(): Promise<void>;
 }
 
@@ -34,7 +36,7 @@ export async function connectClient(loaded: LoadedConfig, environment: string, e
     );
   }
   const client = new Client({ connection, namespace: settings.namespace, dataConverter });
-  return { client, connection, namespace: settings.namespace, env, environment, close: () => connection.close() };
+  return { client, connection, namespace: settings.namespace, env, environment, loaded, close: () => connection.close() };
 }
 
 /**

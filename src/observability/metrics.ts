@@ -112,6 +112,30 @@ export class RunbookMetrics {
     labelNames: ['runbook', 'environment'] as const,
     registers: [this.registry],
   });
+  readonly signedActs = new Counter({
+    name: 'runbook_signed_acts_total',
+    help: 'Signed acts a run accepted (approve, reject, abort, promote, waive, attest, start), by runbook, environment, act and verified principal',
+    labelNames: ['runbook', 'environment', 'act', 'principal'] as const,
+    registers: [this.registry],
+  });
+  readonly refusedActs = new Counter({
+    name: 'runbook_signed_acts_refused_total',
+    help: 'Acts refused (unsigned, bad signature, unknown or revoked key, another gate or run, too old, not allowed), by runbook, environment and kind',
+    labelNames: ['runbook', 'environment', 'kind'] as const,
+    registers: [this.registry],
+  });
+  readonly notificationFailures = new Counter({
+    name: 'runbook_notification_failures_total',
+    help: 'Notifications a channel did not take after every retry, by environment and channel',
+    labelNames: ['environment', 'channel'] as const,
+    registers: [this.registry],
+  });
+  readonly notificationsSent = new Counter({
+    name: 'runbook_notifications_sent_total',
+    help: 'Notifications delivered, by environment and channel',
+    labelNames: ['environment', 'channel'] as const,
+    registers: [this.registry],
+  });
   readonly rollouts = new Counter({
     name: 'runbook_rollouts_total',
     help: 'Rollouts finished, by environment and outcome (promoted, rolled back, aborted, unchanged)',
@@ -158,6 +182,14 @@ export class RunbookMetrics {
 
   gateOpened(runbook: string, environment: string): void {
     this.gatesOpened.inc({ runbook, environment });
+  }
+
+  actAccepted(runbook: string, environment: string, act: string, principal: string): void {
+    this.signedActs.inc({ runbook, environment, act, principal });
+  }
+
+  actRefused(runbook: string, environment: string, kind: string): void {
+    this.refusedActs.inc({ runbook, environment, kind });
   }
 
   gateReminder(runbook: string, environment: string): void {
