@@ -1,3 +1,4 @@
+import { join } from 'node:path';
 import { bundleWorkflowCode, InjectedSinks, NativeConnection, Runtime, Worker, WorkerOptions } from '@temporalio/worker';
 import type { DataConverter } from '@temporalio/common';
 import { watchFile, unwatchFile } from 'node:fs';
@@ -12,6 +13,7 @@ import { QUEUE_KINDS, QueueKind, WorkerConfig } from './config/schema';
 import { AppLogger, createLogger, SdkLoggerAdapter } from './observability/logger';
 import { RunbookMetrics } from './observability/metrics';
 import { runtimeInfo } from './observability/runtime';
+import { cachedBundle } from './system/bundleCache';
 import { FreshnessCollector } from './observability/freshness';
 import { RUNBOOK_DEFAULT_QUEUE, ImplementedRunbook } from './workflows/catalog';
 import { freePort, sleep } from './system/process';
@@ -183,7 +185,7 @@ export class RunbookWorker {
   }
 
   /** Waits until every queue is polling; rejects if the worker fails or stops first. */
-  async waitUntilReady(timeoutMs = 60_000): Promise<void> {
+  async waitUntilReady(timeoutMs = 180_000): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     let failed: unknown;
     let ended = false;
@@ -235,7 +237,12 @@ export class RunbookWorker {
 
   private async bundle(): Promise<{ code: string }> {
     if (!this.workflowBundle) {
-      this.workflowBundle = await bundleWorkflowCode({ workflowsPath: require.resolve('./workflows'), logger: new SdkLoggerAdapter(this.logger.child({ component: 'bundler' }, { level: 'warn' })) });
+      this.workflowBundle = await cachedBundle({
+        sourceRoot: __dirname,
+        lockFile: join(__dirname, '..', 'package-lock.json'),
+        name: 'workflows',
+        build: () => bundleWorkflowCode({ workflowsPath: require.resolve('./workflows'), logger: new SdkLoggerAdapter(this.logger.child({ component: 'bundler' }, { level: 'warn' })) }),
+      });
     }
     return this.workflowBundle;
   }
