@@ -146,7 +146,7 @@ export class RunbookWorker {
     this.options = options;
     this.loaded = options.loaded;
     const { name, env } = selectEnvironment(options.loaded, options.environment);
-    checkSecretRefs(options.loaded, [name]);
+    checkSecretRefs(options.loaded, [name], 'worker');
     this.environment = name;
     this.queues = resolveQueues(options.queues, options.loaded.config.worker);
     this.tuning = resolveTuning(options.loaded.config.worker.tuning);
@@ -235,7 +235,8 @@ export class RunbookWorker {
 
   private async bundle(): Promise<{ code: string }> {
     if (!this.workflowBundle) {
-      this.workflowBundle = await bundleWorkflowCode({ workflowsPath: require.resolve('./workflows'), logger: new SdkLoggerAdapter(this.logger.child({ component: 'bundler' }, { level: 'warn' })) });
+      // Failures raised in workflow code are converted inside the bundle, so it carries the environment's failure converter.
+      this.workflowBundle = await bundleWorkflowCode({ workflowsPath: require.resolve('./workflows'), failureConverterPath: this.dataConverter?.failureConverterPath, logger: new SdkLoggerAdapter(this.logger.child({ component: 'bundler' }, { level: 'warn' })) });
     }
     return this.workflowBundle;
   }

@@ -29,19 +29,38 @@ function aad(keyId: string): Buffer {
   return Buffer.from(`runbook-payload-v1:${keyId}`);
 }
 
+/** A payload that is not encrypted, met by a codec that requires encryption. */
+export class PlaintextPayloadError extends PayloadDecryptionError {
+  constructor(message: string) {
+    super(message);
+    this.name = 'PlaintextPayloadError';
+  }
+}
+
+export interface EncryptionCodecOptions {
+  /**
+   * Refuse payloads that are not encrypted on decode. Without it they pass through untouched
+   * (histories from before encryption was turned on).
+   */
+  requireEncryption?: boolean;
+}
+
 /**
  * AES-256-GCM over whole payloads (metadata included, so even the encoding of a value is hidden).
  * Encrypts with the active key; decrypts with any key it holds, found by the id in each payload's
- * metadata, so keys can rotate while older histories stay readable. Payloads that are not encrypted
- * pass through decode untouched (histories from before encryption was turned on).
+ * metadata, so keys can rotate while older histories stay readable. A payload that is not encrypted
+ * is refused when encryption is required, else passed through decode untouched.
  */
 export class EncryptionCodec implements PayloadCodec {
   private readonly keys: ReadonlyMap<string, Buffer>;
+  readonly requireEncryption: boolean;
 
   constructor(
     keys: ReadonlyMap<string, Buffer>,
     readonly activeKeyId: string,
+    options: EncryptionCodecOptions = {},
   ) {
+    this.requireEncryption = options.requireEncryption ?? false;
     for (const [id, key] of keys) {
       if (key.length !== KEY_BYTES) throw new Error(`encryption key '${id}' has ${key.length} bytes; AES-256 needs ${KEY_BYTES}`);
     }
@@ -74,7 +93,16 @@ export class EncryptionCodec implements PayloadCodec {
 
   private decodeOne(payload: Payload): Payload {
     const encoding = payload.metadata?.[METADATA_ENCODING_KEY];
-    if (!encoding || Buffer.from(encoding).toString() !== ENCRYPTED_ENCODING) return payload;
+    if (!encoding || Buffer.from(encoding).toString() !== ENCRYPTED_ENCODING) {
+      if (!this.requireEncryption) return payload;
+      // The encoding names the kind of value (json/plain, binary/null), never the value itself.
+      const kind = encoding ? `'${Buffer.from(encoding).toString().slice(0, 40)}'` : 'no encoding';
+      throw new PlaintextPayloadError(
+        `refused a payload that is not encrypted (${kind}): temporal.encryption.requireEncryption is on, so every payload must be ${ENCRYPTED_ENCODING}. ` +
+          `It was written by a client without this environment's keys (a start or signal from the Temporal CLI or Web UI without the codec server, ` +
+          `a client of another config) or before encryption was turned on; set requireEncryption: false to read such histories`,
+      );
+    }
     const idBytes = payload.metadata?.[KEY_ID_METADATA];
     if (!idBytes) throw new PayloadDecryptionError(`encrypted payload has no ${KEY_ID_METADATA} metadata; cannot tell which key to decrypt it with`);
     const keyId = Buffer.from(idBytes).toString();
