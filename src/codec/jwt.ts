@@ -272,10 +272,11 @@ export class JwtVerifier {
     if (nbf !== undefined && now + tol < nbf) throw new JwtRejected(`the token is not valid before ${iso(nbf)}`);
     const iat = num('iat');
     if (iat !== undefined && now + tol < iat) throw new JwtRejected(`the token was issued in the future (${iso(iat)})`);
-    if (claims.iss !== o.issuer) throw new JwtRejected(`issuer ${JSON.stringify(claims.iss ?? null)} is not the configured issuer ${JSON.stringify(o.issuer)}`);
+    const quoted = (v: unknown): string => (Array.isArray(v) ? v.map(quoted).join(', ') || '(none)' : v === undefined || v === null ? '(none)' : `'${String(v).slice(0, 200)}'`);
+    if (claims.iss !== o.issuer) throw new JwtRejected(`issuer ${quoted(claims.iss)} is not the configured issuer ${quoted(o.issuer)}`);
     const aud = typeof claims.aud === 'string' ? [claims.aud] : Array.isArray(claims.aud) ? claims.aud.filter((a): a is string => typeof a === 'string') : [];
     if (!aud.some((a) => o.audiences.includes(a))) {
-      throw new JwtRejected(`audience ${JSON.stringify(claims.aud ?? null)} does not include the configured audience ${o.audiences.map((a) => JSON.stringify(a)).join(' or ')}`);
+      throw new JwtRejected(`audience ${quoted(claims.aud)} does not include the configured audience ${o.audiences.map(quoted).join(' or ')}`);
     }
     const user = [claims[o.userClaim], claims.sub].find((v): v is string => typeof v === 'string' && v.length > 0);
     if (!user) throw new JwtRejected(`the token names no user: neither ${o.userClaim} nor sub is set`);
