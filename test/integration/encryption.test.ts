@@ -76,7 +76,7 @@ before(async () => {
   loaded = loadConfig(writeConfig('runbook.yaml', 'a', '{ id: a, key: env:RUNBOOK_TEST_KEY_A }'));
   worker = new RunbookWorker({ loaded, httpPort: 0, logger: createLogger('warn') });
   await worker.start();
-  await worker.waitUntilReady();
+  await worker.waitUntilReady(240_000);
   c = await connectClient(loaded, ENVIRONMENT, loaded.config.environments[ENVIRONMENT]);
   codec = encryptionCodecFor(loaded, ENVIRONMENT, loaded.config.environments[ENVIRONMENT].temporal)!;
   // The same server seen by anyone without the keys: the SDK's default data converter.
@@ -242,7 +242,7 @@ describe('payload encryption against a real Temporal server', () => {
     await worker.shutdown();
     await rotatedWorker.start();
     try {
-      await rotatedWorker.waitUntilReady();
+      await rotatedWorker.waitUntilReady(240_000);
       const rc = await connectClient(rotated, ENVIRONMENT, env);
       try {
         assert.equal(((await rc.client.workflow.getHandle(workflowId).result()) as SmokeTestResult).environment, ENVIRONMENT);
