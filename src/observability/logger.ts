@@ -35,9 +35,9 @@ function redactPaths(): string[] {
   return paths;
 }
 
-/** user:password@ in a URL or a libpq key=value string: the password goes, the rest stays for diagnosis. */
+/** user:password@ in a URL, and password=... in a libpq conninfo or a query string: the password goes, the rest stays for diagnosis. */
 const URL_PASSWORD = /([a-z][a-z0-9+.-]*:\/\/[^\s:/?#@]*:)[^\s@/]*@/gi;
-const KEYWORD_PASSWORD = /\b(password|pass|pwd|secret|token|apiKey|api_key)(\s*[=:]\s*)(?:'[^']*'|"[^"]*"|[^\s,;&'"}]+)/gi;
+const KEYWORD_PASSWORD = /\b(password|passwd|pwd|secret|api_?key|access_?token|token)(\s*=\s*)(?:'[^']*'|"[^"]*"|[^\s,;&'"}]+)/gi;
 
 /** A string with the passwords of connection strings and key=value secrets replaced. */
 export function scrubSecrets(text: string): string {

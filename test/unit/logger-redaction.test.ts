@@ -59,7 +59,7 @@ describe('log redaction', () => {
     const { logger, lines } = capture();
     const pw = secret('conn');
     logger.warn({ url: `postgresql://runbook:${pw}@db.internal:5432/app`, note: `host=db.internal password=${pw} dbname=app` }, `connecting to postgres://runbook:${pw}@db.internal/app`);
-    logger.error({ err: new Error(`connect failed for redis://:${pw}@cache:6379 (token: ${pw})`) }, 'failed');
+    logger.error({ err: new Error(`connect failed for redis://:${pw}@cache:6379 (token=${pw})`) }, 'failed');
     const sdk = new SdkLoggerAdapter(logger);
     sdk.error('Activity failed', { error: new Error(`smtp://ops:${pw}@mail.internal refused`), taskToken: 'opaque' });
     const text = lines.join('\n');
@@ -71,6 +71,6 @@ describe('log redaction', () => {
   });
 
   test('text without secrets is left alone', () => {
-    for (const t of ['https://temporal-ui.example.com/namespaces/default', 'backup 20261125T030000Z-a1b2c3 of main: 1.2 MiB', 'the key id k1 is active']) assert.equal(scrubSecrets(t), t);
+    for (const t of ['invalid token: alg none: unsigned tokens are refused', 'https://temporal-ui.example.com/namespaces/default', 'backup 20261125T030000Z-a1b2c3 of main: 1.2 MiB', 'the key id k1 is active']) assert.equal(scrubSecrets(t), t);
   });
 });
