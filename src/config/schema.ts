@@ -112,7 +112,7 @@ const encryptionSchema = z
      * Refuse payloads that are not encrypted (worker, CLI and codec server alike). Turn off only while
      * histories written before encryption was turned on must still be read.
      */
-    requireEncryption: z.boolean({ error: 'expected true (refuse unencrypted payloads) or false (read them as they are, e.g. histories from before encryption)' }).default(true),
+    requireEncryption: z.boolean().default(true),
     /** Who may ask `runbook codec-server` to decode (or encode) this environment's payloads, and from which web origins. */
     codecServer: z
       .object({
