@@ -4,6 +4,9 @@
  *
  *   node --import tsx scripts/record-histories.ts [runbook ...]     (default: every runbook)
  *
+ * RUNBOOK_RECORD_SUFFIX=name saves <runbook>-<case>.<name>.json beside the histories of earlier code,
+ * which stay until no run recorded with that code can still be in flight.
+ *
  * Re-record only for an intentional, patched() change; see README "Changing a runbook safely".
  */
 import type { WorkflowHandle } from '@temporalio/client';
@@ -62,7 +65,8 @@ async function main(): Promise<void> {
       // The Temporal CLI writes the history JSON format every Temporal tool reads.
       const json = execFileSync(findTemporalCli(), ['workflow', 'show', '--address', stack.temporal!.address, '--workflow-id', handle.workflowId, '--output', 'json'], { encoding: 'utf8' });
       // Failure stack traces carry this checkout's absolute path; keep histories machine-independent.
-      writeFileSync(join(out, `${name}.json`), json.split(repoRoot).join('.'));
+      const suffix = process.env.RUNBOOK_RECORD_SUFFIX ? `.${process.env.RUNBOOK_RECORD_SUFFIX.replace(/[^a-z0-9-]/g, '')}` : '';
+      writeFileSync(join(out, `${name}${suffix}.json`), json.split(repoRoot).join('.'));
       console.log(`recorded ${name}`);
     };
     const start = (type: string, queue: string, input: Record<string, unknown>) =>
@@ -80,6 +84,18 @@ async function main(): Promise<void> {
     if (wanted('backupDatabase')) {
       await save('backupDatabase-passed', await start('backupDatabase', 'batch-queue', { database: 'main' }));
       await save('backupDatabase-unknown-database', await start('backupDatabase', 'batch-queue', { database: 'nosuch' }));
+    }
+    if (wanted('targetGuard')) {
+      // A database held by hand: a backup whose policy refuses a busy target fails at once, naming the holder.
+      loaded.config.environments.sandbox.policies.backupDatabase = { ...loaded.config.environments.sandbox.policies.backupDatabase, onBusyTarget: 'refuse' };
+      const guard = await c.client.workflow.start('targetGuard', { taskQueue: 'batch-queue', workflowId: 'target-sandbox-database-main', args: [{ environment: 'sandbox', kind: 'database', target: 'main' }] });
+      await save('backupDatabase-target-busy', await start('backupDatabase', 'batch-queue', { database: 'main' }));
+      await guard.signal('release');
+      await save('targetGuard-released', guard);
+      delete loaded.config.environments.sandbox.policies.backupDatabase?.onBusyTarget;
+      // The guard of a backup that ran to the end: given back when its parent closed.
+      await start('backupDatabase', 'batch-queue', { database: 'main' }).then((h) => h.result());
+      await save('targetGuard-parent-closed', c.client.workflow.getHandle('target-sandbox-database-main'));
     }
     if (wanted('verifyBackup')) {
       await save('verifyBackup-passed', await start('verifyBackup', 'batch-queue', { database: 'main' }));

@@ -1,3 +1,4 @@
+import { join } from 'node:path';
 import { bundleWorkflowCode, InjectedSinks, NativeConnection, Runtime, Worker, WorkerOptions } from '@temporalio/worker';
 import type { DataConverter } from '@temporalio/common';
 import { watchFile, unwatchFile } from 'node:fs';
@@ -12,6 +13,7 @@ import { QUEUE_KINDS, QueueKind, WorkerConfig } from './config/schema';
 import { AppLogger, createLogger, SdkLoggerAdapter } from './observability/logger';
 import { RunbookMetrics } from './observability/metrics';
 import { runtimeInfo } from './observability/runtime';
+import { cachedBundle } from './system/bundleCache';
 import { FreshnessCollector } from './observability/freshness';
 import { RUNBOOK_DEFAULT_QUEUE, ImplementedRunbook } from './workflows/catalog';
 import { freePort, sleep } from './system/process';
@@ -183,7 +185,7 @@ export class RunbookWorker {
   }
 
   /** Waits until every queue is polling; rejects if the worker fails or stops first. */
-  async waitUntilReady(timeoutMs = 60_000): Promise<void> {
+  async waitUntilReady(timeoutMs = 180_000): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     let failed: unknown;
     let ended = false;
@@ -235,8 +237,15 @@ export class RunbookWorker {
 
   private async bundle(): Promise<{ code: string }> {
     if (!this.workflowBundle) {
-      // Failures raised in workflow code are converted inside the bundle, so it carries the environment's failure converter.
-      this.workflowBundle = await bundleWorkflowCode({ workflowsPath: require.resolve('./workflows'), failureConverterPath: this.dataConverter?.failureConverterPath, logger: new SdkLoggerAdapter(this.logger.child({ component: 'bundler' }, { level: 'warn' })) });
+      // Failures raised in workflow code are converted inside the bundle, so an encrypted environment's
+      // bundle carries its failure converter (and is cached under a name of its own).
+      const failureConverterPath = this.dataConverter?.failureConverterPath;
+      this.workflowBundle = await cachedBundle({
+        sourceRoot: __dirname,
+        lockFile: join(__dirname, '..', 'package-lock.json'),
+        name: failureConverterPath ? 'workflows-encoded-failures' : 'workflows',
+        build: () => bundleWorkflowCode({ workflowsPath: require.resolve('./workflows'), failureConverterPath, logger: new SdkLoggerAdapter(this.logger.child({ component: 'bundler' }, { level: 'warn' })) }),
+      });
     }
     return this.workflowBundle;
   }

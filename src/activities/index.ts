@@ -11,6 +11,7 @@ import type { EnvironmentConfig } from '../config/schema';
 import { DnsProvider, Rfc2136Provider, Route53Provider } from './dns';
 import { createDrillActivities, DrillTarget, localDriver, TopologyNode } from './topology';
 import { Client, Connection } from '@temporalio/client';
+import { createTargetActivities } from './targets';
 import { dataConverterFor } from '../codec';
 import { temporalConnectionSettings } from '../config/connection';
 import { createVisibilityActivities } from './visibility';
@@ -160,6 +161,7 @@ export function createActivities(loaded: LoadedConfig, environment: string) {
     ...backupActivitiesFor(loaded, environment, store),
     ...drillActivitiesFor(loaded, environment, store),
     ...createVisibilityActivities({ environment, client: temporal }),
+    ...createTargetActivities({ loaded, environment, client: temporal }),
     ...createCheckActivities({ environment, env, baseDir: loaded.baseDir, temporal, temporalSettings: () => temporalConnectionSettings(loaded, env.temporal), store }),
     ...createAuditActivities({
       environment,

@@ -369,6 +369,10 @@ const policySchema = z
     pauseBeforeWeight: z.number().int().min(1).max(100).optional(),
     /** Rollouts: distinct people who must sign promote --full (default: approvals). */
     fullPromoteApprovals: z.number().int().min(1).max(10).optional(),
+    /** When another mutating run holds the same database or Deployment: wait for it (up to busyTargetWait), or refuse at once. */
+    onBusyTarget: z.enum(['wait', 'refuse'], { error: 'expected wait (for the other run, up to busyTargetWait) or refuse' }).optional(),
+    /** How long a run waits for a busy target before it is refused (default 15m). */
+    busyTargetWait: duration.optional(),
     /** Readiness audit: the longest an attestation of an item counts, in days. */
     attestationMaxDays: z.record(z.string().regex(/^[a-z0-9][a-z0-9-]{1,48}[a-z0-9]$/, 'expected a checklist item id'), z.number().int().min(1).max(366)).optional(),
   })

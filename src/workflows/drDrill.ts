@@ -3,6 +3,7 @@ import type { DrillActivities, NodeState } from '../activities/topology';
 import type { createVisibilityActivities } from '../activities/visibility';
 import { DrillReport, renderDrillHtml, renderDrillMarkdown } from '../reports/drill';
 import { Compensations } from './lib/compensation';
+import { acquireTarget } from './lib/exclusive';
 import { PERMANENT_FAILURES } from './lib/failures';
 import { Gates, startFieldProblem } from './lib/gate';
 import type { SignedStatement } from '../identity/statement';
@@ -223,6 +224,9 @@ export async function drDrill(rawInput: DrDrillInput): Promise<DrDrillResult> {
 
     try {
       const marker = await timeline.step('write marker', async (evidence) => {
+        // The first change: from here on no other mutating run (a backup, another drill) acts on this database.
+        const held = await acquireTarget({ environment: input.environment, runbook: 'drDrill', kind: 'database', target: db });
+        if (held) evidence.target = `database ${db} held (${held.held})`;
         const m = await act.writeDrillMarker({ database: db, node: primary.name, drillId });
         Object.assign(evidence, { node: primary.name, lsn: m.lsn, writtenAt: m.writtenAt });
         return m;

@@ -20,6 +20,7 @@ import { AnalysisRun, AnalysisSpec, analysisProblems, runAnalysis } from './lib/
 import { PERMANENT_FAILURES } from './lib/failures';
 import { ANALYSIS_MEASURE } from './lib/kubernetesOptions';
 import { GateRecord, Gates, startFieldProblem } from './lib/gate';
+import { acquireTarget } from './lib/exclusive';
 import type { SignedAct } from '../identity/policy';
 import type { SignedStatement } from '../identity/statement';
 import { describe, ENVIRONMENT_NAME, InputChecker } from './lib/input';
@@ -352,6 +353,9 @@ export async function goLive(rawInput: GoLiveInput): Promise<GoLiveResult> {
 
       status.phase = 'rollout';
       const rollout = await timeline.step('rollout', async (evidence) => {
+        // The go-live holds the Deployment from its rollout on; its rollout and rollback children act under that hold.
+        const held = await acquireTarget({ environment: input.environment, runbook: 'goLive', kind: 'deployment', target: input.deployment });
+        if (held) evidence.target = `deployment ${input.deployment} held (${held.held})`;
         const rolloutInput: RolloutInput = {
           environment: input.environment,
           deployment: input.deployment,

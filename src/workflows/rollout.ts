@@ -15,6 +15,7 @@ import type { ContainerImage, DeploymentState, KubernetesActivities } from '../a
 import { AnalysisRun, AnalysisSpec, analysisProblems, hasChecks, runAnalysis } from './lib/analysis';
 import { ANALYSIS_MEASURE, K8S_CHANGE, K8S_READ, K8S_WAIT } from './lib/kubernetesOptions';
 import { GateRecord, Gates, startFieldProblem } from './lib/gate';
+import { acquireTarget } from './lib/exclusive';
 import type { SignedAct } from '../identity/policy';
 import type { SignedStatement } from '../identity/statement';
 import { describe, ENVIRONMENT_NAME, InputChecker } from './lib/input';
@@ -326,6 +327,9 @@ export async function rollout(rawInput: RolloutInput): Promise<RolloutResult> {
       if (!healthy) throw ApplicationFailure.create({ type: 'RolloutFailed', message: `deployment ${input.deployment} is not healthy before the rollout (${stable.updated}/${stable.replicas} updated, ${stable.available} available${stable.paused ? ', paused' : ''}); nothing was changed`, nonRetryable: true });
       const canary = await read.readDeployment({ deployment: `${input.deployment}-canary` });
       if (canary.exists) throw ApplicationFailure.create({ type: 'RolloutFailed', message: `${input.deployment}-canary already exists: another rollout is in progress or was left behind; roll it back first (runbook rollback ${input.deployment})`, nonRetryable: true });
+      // One rollout, rollback or go-live per Deployment: taken before anything changes.
+      const held = await acquireTarget({ environment: input.environment, runbook: 'rollout', kind: 'deployment', target: input.deployment });
+      if (held) evidence.target = `deployment ${input.deployment} held (${held.held})`;
       ready = true;
       images = [{ name: container!, image: input.image }];
       total = stable.replicas;
