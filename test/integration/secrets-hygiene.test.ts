@@ -13,7 +13,9 @@ import * as k8s from '@kubernetes/client-node';
 import type { Payload } from '@temporalio/common';
 import { Client as PgClient } from 'pg';
 import { parse, stringify } from 'yaml';
-import { ConnectedClient, connectClient } from '../../src/cli/client';
+import { ConnectedClient, connectClient, failureMessage } from '../../src/cli/client';
+import { waitForOpenGate } from '../../src/cli/drill';
+import { rolloutStatusQuery } from '../../src/workflows/rollout';
 import { encryptionCodecFor } from '../../src/codec';
 import { loadConfig } from '../../src/config/load';
 import { seedSampleDatabase } from '../../src/sandbox/seed';
@@ -118,10 +120,7 @@ async function drill(environment: string): Promise<string> {
   const started = await cli(['--env', environment, 'drill', 'start', '--mode', 'switchover']);
   ok(started, 'drill start');
   const id = started.stdout.trim();
-  await waitFor(`the ${environment} drill's gate`, async () => {
-    const st = await runCli(['--config', configFile, '--env', environment, '--json', 'drill', 'status', id], { env });
-    return st.code === 0 && JSON.parse(st.stdout).gates.some((g: { outcome: string }) => g.outcome === 'waiting');
-  }, 180_000, 500);
+  await waitForOpenGate(c.client.workflow.getHandle(id), 180_000);
   ok(await cli(['--env', environment, 'drill', 'approve', id, '--key', join(stack.dir, 'keys', 'sandbox-reviewer'), '--reason', 'hygiene']), 'drill approve');
   const report = await cli(['--env', environment, 'drill', 'report', id]);
   ok(report, 'drill report');
@@ -221,9 +220,14 @@ before(async () => {
   await admin.end();
   const kc = new k8s.KubeConfig();
   kc.loadFromFile(stack.kubernetes!.kubeconfig);
-  await createSampleDeployment(kc.makeApiClient(k8s.AppsV1Api), { name: 'shop', image: 'registry.sandbox.test/shop:1.0', replicas: 2 });
+  const apps = kc.makeApiClient(k8s.AppsV1Api);
+  await createSampleDeployment(apps, { name: 'shop', image: 'registry.sandbox.test/shop:1.0', replicas: 2 });
+  await waitFor('shop available', async () => ((await apps.readNamespacedDeployment({ name: 'shop', namespace: 'default' })).status?.availableReplicas ?? 0) === 2, 120_000, 250);
 
   await Promise.all([startWorker('sandbox', ['--env', 'sandbox']), startWorker('cloud', ['--env', 'cloud'])]);
+  // The test's own client: waits for gates and reads histories (the operator's commands go through the CLI).
+  const loaded = loadConfig(configFile);
+  c = await connectClient(loaded, 'sandbox', loaded.config.environments.sandbox);
 
   ok(await cli(['smoke']), 'smoke');
   ok(await cli(['backup', 'run', '--database', 'main']), 'backup');
@@ -237,10 +241,12 @@ before(async () => {
 
   // A gated canary rollout: the gate is announced on every channel, the reviewer approves.
   ok(await cli(['rollout', 'start', 'shop', '--image', 'registry.sandbox.test/shop:1.1', '--steps', '50,pause', '--health-timeout', '2m']), 'rollout start');
+  const rollout = c.client.workflow.getHandle('rollout-sandbox-shop');
   await waitFor('the rollout gate', async () => {
-    const st = await runCli(['--config', configFile, '--json', 'rollout', 'status', 'shop'], { env });
-    return st.code === 0 && JSON.parse(st.stdout).phase === 'paused';
-  }, 180_000, 500);
+    const { status } = await rollout.describe();
+    if (status.name !== 'RUNNING') throw new Error(`the rollout ended ${status.name}: ${await rollout.result().then(JSON.stringify, (e: Error) => failureMessage(e))}`);
+    return (await rollout.query(rolloutStatusQuery)).phase === 'paused';
+  }, 180_000, 250);
   ok(await cli(['rollout', 'approve', 'shop', '--key', join(stack.dir, 'keys', 'sandbox-reviewer'), '--comment', 'hygiene']), 'rollout approve');
   const watched = await cli(['rollout', 'status', 'shop', '--watch']);
   ok(watched, 'rollout status --watch');
@@ -269,7 +275,6 @@ before(async () => {
   const codecServer = startCli(['--config', configFile, 'codec-server', '--port', '0'], { env });
   try {
     const url = await waitFor('the codec server', async () => jsonLines(codecServer.output.stdout).find((l) => l.msg === 'codec server listening')?.url as string | undefined, 180_000, 250);
-    c = await connectClient(loadConfig(configFile), 'sandbox', loadConfig(configFile).config.environments.sandbox);
     const { history } = await c.connection.workflowService.getWorkflowExecutionHistory({ namespace: c.namespace, execution: { workflowId: ids.drill } });
     const [payload] = payloadsIn(history);
     const res = await fetch(`${url}/decode`, {
