@@ -170,6 +170,8 @@ before(async () => {
   const wrappers = join(dir, 'bin');
   writeWrappers(wrappers);
   Object.assign(env, secrets, { [SENTINEL.name]: SENTINEL.value, PG_BIN: wrappers, PATH: `${wrappers}:${process.env.PATH}` });
+  // The test's own client reads the same references.
+  Object.assign(process.env, secrets);
 
   const doc = parse(readFileSync(stack.configFile, 'utf8'));
   const sandbox = doc.environments.sandbox;
