@@ -252,7 +252,14 @@ export class JwtVerifier {
     if (kid === undefined && candidates.length > 1) throw new JwtRejected(`the token has no kid, and the JWKS (${o.jwks.description}) has ${candidates.length} ${algorithm} keys to choose from`);
 
     const signature = Buffer.from(s, 'base64url');
-    if (!signatureValid(algorithm, candidates[0].key, Buffer.from(`${h}.${p}`), signature)) {
+    let valid: boolean;
+    try {
+      valid = signatureValid(algorithm, candidates[0].key, Buffer.from(`${h}.${p}`), signature);
+    } catch (err) {
+      if (err instanceof JwtRejected) throw err;
+      valid = false;
+    }
+    if (!valid) {
       throw new JwtRejected(`bad signature: the token was altered, or not signed by key '${candidates[0].kid ?? '(no kid)'}'`);
     }
 

@@ -77,9 +77,9 @@ const digest = (text: string) => createHash('sha256').update(text).digest();
 
 const CHALLENGE = 'Bearer realm="runbook codec server"';
 
-/** RFC 6750: a token that does not verify is 401 invalid_token, and the header says why (quotes cannot break it). */
+/** RFC 6750: a token that does not verify is 401 invalid_token, and the header says why (printable ASCII only, quotes cannot break it). */
 function invalidToken(reason: string): HttpError {
-  return new HttpError(401, `invalid token: ${reason}`, { 'www-authenticate': `${CHALLENGE}, error="invalid_token", error_description="${reason.replace(/["\\\r\n]/g, "'")}"` });
+  return new HttpError(401, `invalid token: ${reason}`, { 'www-authenticate': `${CHALLENGE}, error="invalid_token", error_description="${reason.replace(/[^\x20-\x7e]/g, '?').replace(/["\\]/g, "'")}"` });
 }
 
 /**
