@@ -255,7 +255,9 @@ before(async () => {
   assert.match(watched.stdout, /promoted/);
 
   // A go-live, stopped at its audit gate (nothing has proved on-call, the drills of a quarter, ...); its failure is announced.
-  const golive = await cli(['golive', 'start', 'shop', '--image', 'registry.sandbox.test/shop:1.2', '--check-timeout', '5', '--certificate-min-days', '1', '--wait']);
+  const analysis = join(dir, 'analysis.yaml');
+  writeFileSync(analysis, stringify({ intervalSeconds: 1, count: 1, http: [{ name: 'health', url: `http://127.0.0.1:${receiverPort}/healthz`, expectStatus: 200 }] }));
+  const golive = await cli(['golive', 'start', 'shop', '--image', 'registry.sandbox.test/shop:1.2', '--analysis', analysis, '--watch', '3s', '--watch-interval', '1s', '--check-timeout', '5', '--certificate-min-days', '1', '--wait']);
   assert.equal(golive.code, 1, golive.stderr);
   assert.match(golive.stdout + golive.stderr, /audit gate/);
 
