@@ -203,7 +203,8 @@ describe('payload encryption against a real Temporal server', () => {
       assert.equal(Buffer.from(failure.encodedAttributes!.metadata!.encoding!).toString(), ENCRYPTED_ENCODING, `${path}: attributes not encrypted`);
     }
     for (const { path, text } of leaves(history, 'history')) {
-      for (const marker of ['this worker acts on environment', OTHER_ENVIRONMENT, '.ts:', '    at ']) assert.ok(!text.includes(marker), `${path} contains plaintext "${marker}"`);
+      // (The environment's name is in the workflow id, which the server must read: only the message and stack are checked.)
+      for (const marker of ['this worker acts on environment', '.ts:', '    at ']) assert.ok(!text.includes(marker), `${path} contains plaintext "${marker}"`);
     }
     // With the keys, the message and the stack trace come back.
     const activityFailed = history.events!.find((e) => e.activityTaskFailedEventAttributes)!.activityTaskFailedEventAttributes!.failure!;
@@ -281,7 +282,7 @@ describe('runbook codec-server', () => {
     url = await waitFor(
       'the codec server to listen',
       async () => jsonLines(server.output.stdout).find((l) => l.msg === 'codec server listening')?.url as string | undefined,
-      30_000,
+      180_000,
     );
     const completed = (await rawHistory(workflowId)).events!.find((e) => e.workflowExecutionCompletedEventAttributes)!;
     encryptedResult = completed.workflowExecutionCompletedEventAttributes!.result!.payloads!;
