@@ -36,7 +36,8 @@ export function registerCodecServer(program: Command, globals: () => GlobalOptio
       if (!enc.codecServer) throw new UsageError(`environment ${name}: temporal.encryption.codecServer is not configured, so nobody may use the codec server; add tokens (for the CLI) or jwt (for the Web UI)`);
       // Only what this process reads: the keys and its tokens, never the worker's database or cloud credentials.
       checkSecretRefs(loaded, [name], 'codec-server');
-      const codec = encryptionCodecFor(loaded, name, env.temporal)!;
+      // It decodes whole histories for the Web UI and the Temporal CLI, patch markers included.
+      const codec = encryptionCodecFor(loaded, name, env.temporal, { passSdkPatchMarkers: true })!;
       const tokens = (enc.codecServer.tokens ?? []).map((t, i) => {
         const token = readSecret(t.token, loaded.baseDir);
         if (token.trim().length < MIN_TOKEN_CHARS || /\s/.test(token.trim())) {

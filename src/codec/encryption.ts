@@ -43,6 +43,30 @@ export interface EncryptionCodecOptions {
    * (histories from before encryption was turned on).
    */
   requireEncryption?: boolean;
+  /**
+   * Let through, even when encryption is required, the one plaintext payload the SDK itself puts in
+   * every history: the data of a patch marker (`core_patch`: `{"id": ..., "deprecated": ...}`),
+   * written by the SDK's core outside any codec. Workers and clients never decode markers; the codec
+   * server does, when the Web UI or `temporal workflow show` sends it a whole history.
+   */
+  passSdkPatchMarkers?: boolean;
+}
+
+/** The exact shape of the SDK core's patch marker data: json/plain `{"id": string, "deprecated": boolean}` and nothing else. */
+export function isSdkPatchMarkerData(payload: Payload): boolean {
+  const keys = Object.keys(payload.metadata ?? {});
+  if (keys.length !== 1 || keys[0] !== METADATA_ENCODING_KEY || Buffer.from(payload.metadata![METADATA_ENCODING_KEY]).toString() !== 'json/plain') return false;
+  const data = Buffer.from(payload.data ?? []);
+  if (data.length > 512) return false;
+  try {
+    const value = JSON.parse(data.toString('utf8')) as Record<string, unknown>;
+    return (
+      !!value && typeof value === 'object' && !Array.isArray(value) &&
+      Object.keys(value).sort().join(',') === 'deprecated,id' && typeof value.id === 'string' && typeof value.deprecated === 'boolean'
+    );
+  } catch {
+    return false;
+  }
 }
 
 /**
@@ -54,6 +78,7 @@ export interface EncryptionCodecOptions {
 export class EncryptionCodec implements PayloadCodec {
   private readonly keys: ReadonlyMap<string, Buffer>;
   readonly requireEncryption: boolean;
+  private readonly passSdkPatchMarkers: boolean;
 
   constructor(
     keys: ReadonlyMap<string, Buffer>,
@@ -61,6 +86,7 @@ export class EncryptionCodec implements PayloadCodec {
     options: EncryptionCodecOptions = {},
   ) {
     this.requireEncryption = options.requireEncryption ?? false;
+    this.passSdkPatchMarkers = options.passSdkPatchMarkers ?? false;
     for (const [id, key] of keys) {
       if (key.length !== KEY_BYTES) throw new Error(`encryption key '${id}' has ${key.length} bytes; AES-256 needs ${KEY_BYTES}`);
     }
@@ -94,7 +120,7 @@ export class EncryptionCodec implements PayloadCodec {
   private decodeOne(payload: Payload): Payload {
     const encoding = payload.metadata?.[METADATA_ENCODING_KEY];
     if (!encoding || Buffer.from(encoding).toString() !== ENCRYPTED_ENCODING) {
-      if (!this.requireEncryption) return payload;
+      if (!this.requireEncryption || (this.passSdkPatchMarkers && isSdkPatchMarkerData(payload))) return payload;
       // The encoding names the kind of value (json/plain, binary/null), never the value itself.
       const kind = encoding ? `'${Buffer.from(encoding).toString().slice(0, 40)}'` : 'no encoding';
       throw new PlaintextPayloadError(

@@ -5,7 +5,7 @@ import { readSecret } from '../config/secrets';
 import { EncryptionCodec } from './encryption';
 import { decodeKeyText } from './keys';
 
-export { EncryptionCodec, PayloadDecryptionError, PlaintextPayloadError, ENCRYPTED_ENCODING, KEY_ID_METADATA } from './encryption';
+export { EncryptionCodec, isSdkPatchMarkerData, PayloadDecryptionError, PlaintextPayloadError, ENCRYPTED_ENCODING, KEY_ID_METADATA } from './encryption';
 
 /**
  * The module whose `failureConverter` encodes failure messages and stack traces, for the worker's
@@ -17,7 +17,7 @@ export const FAILURE_CONVERTER_PATH = require.resolve('./failureConverter');
  * The environment's encryption codec, keys read from their secret references now; undefined when
  * the environment does not encrypt. A key that is not 32 bytes is a config error naming the field.
  */
-export function encryptionCodecFor(loaded: LoadedConfig, environment: string, temporal: TemporalConfig): EncryptionCodec | undefined {
+export function encryptionCodecFor(loaded: LoadedConfig, environment: string, temporal: TemporalConfig, options: { passSdkPatchMarkers?: boolean } = {}): EncryptionCodec | undefined {
   const enc = temporal.encryption;
   if (!enc) return undefined;
   const keys = new Map<string, Buffer>();
@@ -35,7 +35,7 @@ export function encryptionCodecFor(loaded: LoadedConfig, environment: string, te
     return [];
   });
   if (problems.length > 0) throw new ConfigError(loaded.file, problems);
-  return new EncryptionCodec(keys, enc.activeKey, { requireEncryption: enc.requireEncryption });
+  return new EncryptionCodec(keys, enc.activeKey, { requireEncryption: enc.requireEncryption, passSdkPatchMarkers: options.passSdkPatchMarkers });
 }
 
 /**

@@ -218,11 +218,18 @@ describe('runbook codec-server with the Web UI\'s forwarded access tokens', () =
     assert.ok(jwksRequests - before <= 2, `${jwksRequests - before} JWKS reads for 20 made-up kids`);
   });
 
-  test('a plaintext payload is refused by /decode with the reason (requireEncryption is on by default)', async () => {
+  test('a plaintext payload is refused by /decode with the reason (requireEncryption is on by default); the SDK\'s own patch-marker data passes', async () => {
     const res = await decodeWith(bearer(STATIC_TOKEN), [defaultPayloadConverter.toPayload({ injected: true })]);
     const body = await res.text();
     assert.equal(res.status, 400, body);
     assert.match(body, /refused a payload that is not encrypted \('json\/plain'\).*requireEncryption/);
+    // What the SDK core writes into a core_patch marker, which no codec ever encoded: a whole history sent by the Web UI decodes.
+    const marker = defaultPayloadConverter.toPayload({ id: 'one-mutating-run-per-target', deprecated: false });
+    const withMarker = await decodeWith(bearer(STATIC_TOKEN), [...sealed, marker]);
+    assert.equal(withMarker.status, 200, await withMarker.clone().text());
+    // Anything more than that shape is not the marker.
+    const lookalike = await decodeWith(bearer(STATIC_TOKEN), [defaultPayloadConverter.toPayload({ id: 'x', deprecated: false, approve: true })]);
+    assert.equal(lookalike.status, 400);
   });
 });
 

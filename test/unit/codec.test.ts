@@ -52,6 +52,17 @@ describe('the payload encryption codec', () => {
     assert.equal(out, plain);
   });
 
+  test('the SDK core\'s patch-marker data passes a codec that requires encryption only where it is asked to (the codec server), and only in its exact shape', async () => {
+    const marker = payload({ id: 'one-mutating-run-per-target', deprecated: false });
+    const strict = new EncryptionCodec(new Map([['a', keyA]]), 'a', { requireEncryption: true });
+    await assert.rejects(strict.decode([marker]), PlaintextPayloadError);
+    const server = new EncryptionCodec(new Map([['a', keyA]]), 'a', { requireEncryption: true, passSdkPatchMarkers: true });
+    assert.equal((await server.decode([marker]))[0], marker);
+    for (const other of [payload({ id: 'x', deprecated: 'no' }), payload({ id: 'x', deprecated: false, extra: 1 }), payload(['id', 'deprecated']), { metadata: { ...marker.metadata, extra: Buffer.from('1') }, data: marker.data }]) {
+      await assert.rejects(server.decode([other]), PlaintextPayloadError);
+    }
+  });
+
   test('with requireEncryption, a plaintext payload is refused naming the setting and the encoding, never the value', async () => {
     const c = new EncryptionCodec(new Map([['a', keyA]]), 'a', { requireEncryption: true });
     const [sealed] = await c.encode([payload({ fine: true })]);
