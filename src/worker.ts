@@ -142,7 +142,8 @@ export class RunbookWorker {
   private finished!: Promise<void>;
   private workflowBundle?: { code: string };
   private readonly options: RunbookWorkerOptions;
-  private stopFreshness?: () => void;
+  private stopFreshness?: () => Promise<void>;
+  private freshnessStopped?: Promise<void>;
 
   constructor(options: RunbookWorkerOptions) {
     this.options = options;
@@ -322,10 +323,7 @@ export class RunbookWorker {
       onError: (err) => this.logger.warn({ err: err.message }, 'cannot read runbook freshness from Temporal; keeping the last values'),
     });
     const stop = collector.start(this.loaded.config.worker.freshnessInterval);
-    this.stopFreshness = () => {
-      stop();
-      void client.close();
-    };
+    this.stopFreshness = () => stop().then(() => client.close());
   }
 
   /** A certificate and its key are replaced one file after the other: act once both have settled. */
@@ -359,7 +357,7 @@ export class RunbookWorker {
   async shutdown(): Promise<void> {
     if (!this.stopping) {
       this.stopping = true;
-      this.stopFreshness?.();
+      this.freshnessStopped = this.stopFreshness?.().catch(() => undefined);
       this.metrics.workerReady.set(0);
       for (const file of this.watched) unwatchFile(file);
       clearTimeout(this.rotationTimer);
@@ -370,6 +368,7 @@ export class RunbookWorker {
     try {
       await this.finished;
     } finally {
+      await this.freshnessStopped;
       await new Promise<void>((resolve) => (this.http ? this.http.close(() => resolve()) : resolve()));
       this.logger.info('worker stopped');
     }

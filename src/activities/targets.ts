@@ -6,6 +6,8 @@ import { checkServedEnvironment } from './errors';
 export interface TargetBusyPolicy {
   onBusy: 'refuse' | 'wait';
   waitUpToMs: number;
+  /** The change freezes that name this runbook (judged against the workflow's clock by the caller). */
+  freezes: { name: string; fromMs: number; toMs: number; action: 'refuse' | 'gate' }[];
 }
 
 /** The run holding a target: the parent of the target's guard workflow. */
@@ -27,7 +29,10 @@ export function createTargetActivities(deps: { loaded: LoadedConfig; environment
       const policies = deps.loaded.config.environments[deps.environment].policies;
       const own = policies[input.runbook] ?? {};
       const base = policies.default ?? {};
-      return { onBusy: own.onBusyTarget ?? base.onBusyTarget ?? 'wait', waitUpToMs: own.busyTargetWait ?? base.busyTargetWait ?? 15 * 60_000 };
+      const freezes = deps.loaded.config.environments[deps.environment].freezes
+        .filter((f) => (f.runbooks as string[]).includes(input.runbook))
+        .map((f) => ({ name: f.name, fromMs: Date.parse(f.from), toMs: Date.parse(f.to), action: f.action }));
+      return { onBusy: own.onBusyTarget ?? base.onBusyTarget ?? 'wait', waitUpToMs: own.busyTargetWait ?? base.busyTargetWait ?? 15 * 60_000, freezes };
     },
 
     async describeTargetHolder(input: { guardWorkflowId: string }): Promise<TargetHolder | null> {

@@ -18,7 +18,6 @@ import { connectClient } from './client';
 import { GlobalOptions, printJson } from './common';
 import { describeSmoke, runSmokeTest } from './smoke';
 import { describeStack } from './stack';
-import { createDemoDeployment, runDemoRollout } from './demoRollout';
 
 export interface DemoRun {
   runbook: string;
@@ -99,6 +98,7 @@ export async function runDemo(opts: { keep: boolean; json: boolean }): Promise<n
       runs.push({ runbook: 'drDrill', queue: c.env.temporal.taskQueues.critical, ok: outcome.ok, detail: outcome });
       say(describeDrill(outcome));
       say('gated canary rollout of the Deployment web (registry.sandbox.test/web:1.0 -> 1.1) on the Kubernetes test cluster (signed: requested by sandbox-operator, approved by sandbox-reviewer)...');
+      const { createDemoDeployment, runDemoRollout } = await import('./demoRollout');
       await createDemoDeployment(stack.kubernetes!.kubeconfig);
       const rollout = await runDemoRollout(c, { requester, approver }, !opts.json);
       runs.push({ runbook: 'rollout', queue: c.env.temporal.taskQueues.critical, ok: rollout.ok, detail: rollout });

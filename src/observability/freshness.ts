@@ -179,23 +179,33 @@ export class FreshnessCollector {
     metrics.freshnessCollected.set({ environment }, sec(s.collectedAtMs));
   }
 
-  /** Collects now and then every intervalMs until stopped; a failed collection keeps the last values and says so. */
-  start(intervalMs: number): () => void {
+  /**
+   * Collects now and then every intervalMs until stopped; a failed collection keeps the last values and
+   * says so. The returned stop() resolves once a collection in flight has ended, so its client can close.
+   */
+  start(intervalMs: number): () => Promise<void> {
     let timer: NodeJS.Timeout | undefined;
     let stopped = false;
-    const tick = async () => {
-      try {
-        await this.collect();
-      } catch (err) {
-        this.opts.metrics.freshnessErrors.inc({ environment: this.opts.environment });
-        this.opts.onError?.(err as Error);
-      }
-      if (!stopped) timer = setTimeout(() => void tick(), intervalMs);
+    let current: Promise<void> = Promise.resolve();
+    const tick = () => {
+      current = (async () => {
+        try {
+          await this.collect();
+        } catch (err) {
+          if (stopped) return;
+          this.opts.metrics.freshnessErrors.inc({ environment: this.opts.environment });
+          this.opts.onError?.(err as Error);
+        }
+      })();
+      void current.then(() => {
+        if (!stopped) timer = setTimeout(tick, intervalMs);
+      });
     };
-    void tick();
-    return () => {
+    tick();
+    return async () => {
       stopped = true;
       clearTimeout(timer);
+      await current;
     };
   }
 }

@@ -45,7 +45,7 @@ export async function backupDatabase(rawInput: BackupDatabaseInput): Promise<Bac
       const p = await preflight.preflightBackupTarget({ database: input.database, environment: input.environment });
       Object.assign(evidence, { databaseName: p.databaseName, serverVersion: p.serverVersion });
       // No drill (or second backup) acts on this database while the dump runs.
-      const held = await acquireTarget({ environment: input.environment, runbook: 'backupDatabase', kind: 'database', target: input.database });
+      const held = await acquireTarget({ environment: input.environment, runbook: 'backupDatabase', checkFreezes: true, kind: 'database', target: input.database });
       if (held) evidence.target = `database ${input.database} held (${held.held})`;
     });
     const backup = await timeline.step('dump to S3', async (evidence) => {

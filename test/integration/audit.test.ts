@@ -253,7 +253,7 @@ describe('the readiness audit', () => {
     assert.equal(onCall.evidence.expiresAt, accepted.expiresAt);
     assert.equal(itemOf(r, 'communication-plan').status, 'unknown');
     assert.equal(r.refusedAttestations.length, 1);
-    assert.match(r.refusedAttestations[0].problem, /mallory may not attest/);
+    assert.match(r.refusedAttestations[0].problem, /mallory \(key SHA256:\S+\) may not attest here/);
 
     // The report: sections, scores, readiness, files, metric.
     assert.deepEqual(r.sections.map((s) => s.name), ['Infrastructure Prerequisites', 'Cluster Configuration', 'Worker Deployment', 'Security Configuration', 'Monitoring Setup', 'Disaster Recovery', 'Performance Tuning', 'Pre-Go-Live', 'Post-Deployment']);
@@ -275,15 +275,15 @@ describe('the readiness audit', () => {
   });
 
   test('runbook audit through the CLI: a stored attestation keeps counting, an expired one does not, and an unknown person is refused with exit 2', async () => {
-    const past = Date.now() - 40 * 86_400_000;
-    // A properly signed attestation from an earlier audit, signed 40 days ago: it lapsed after 30.
+    const past = Date.now() - 200 * 86_400_000;
+    // A properly signed attestation from an earlier audit, signed 200 days ago: the item counts one for 180 days at most.
     const old = await signStatement({ v: 1, namespace: 'default', environment: 'sandbox', runbook: 'readinessAudit', workflowId: 'an-earlier-audit', runId: 'r1', gate: ATTESTATION_GATE, act: 'attest', by: 'auditor', reason: 'stakeholder list reviewed', at: new Date(past).toISOString(), item: 'communication-plan' }, keys.auditor.keyFile);
     await store.putJson('sandbox/attestations/communication-plan.json', {
       item: 'communication-plan',
       by: 'auditor',
       comment: 'stakeholder list reviewed',
       at: new Date(past).toISOString(),
-      expiresAt: new Date(past + 30 * 86_400_000).toISOString(),
+      expiresAt: new Date(past + 180 * 86_400_000).toISOString(),
       workflowId: 'an-earlier-audit',
       ...old,
     });

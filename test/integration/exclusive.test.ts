@@ -128,4 +128,22 @@ describe('one mutating run per target', () => {
     const held = await c.client.workflow.getHandle('target-sandbox-database-main').describe();
     assert.equal(held.status.name, 'TERMINATED', 'the backup\'s guard ended when the backup closed');
   });
+
+  test('inside a change freeze that names backupDatabase, a backup (a runbook without gates) is refused before it changes anything', async () => {
+    const doc = parse(readFileSync(loaded.file, 'utf8'));
+    doc.environments.sandbox.freezes = [{ name: 'year-end', from: new Date(Date.now() - 3_600_000).toISOString(), to: new Date(Date.now() + 3_600_000).toISOString(), action: 'refuse', runbooks: ['backupDatabase', 'rollback'] }];
+    const file = join(stack.dir, 'exclusive-freeze.yaml');
+    writeFileSync(file, stringify(doc));
+    await worker.shutdown();
+    loaded = loadConfig(file);
+    worker = new RunbookWorker({ loaded, httpPort: 0, logger: createLogger('error') });
+    await worker.start();
+    await worker.waitUntilReady();
+    const before = await manifests();
+    const { handle } = await startRunbook(c, 'backupDatabase', [{ environment: 'sandbox', database: 'main' }], {});
+    const failure = await handle.result().then(() => undefined, (err: unknown) => failureOf(err));
+    assert.equal(failure?.type, 'StartRefused');
+    assert.match(failure!.message, /change freeze 'year-end' \(until [^)]+\) names backupDatabase/);
+    assert.deepEqual(await manifests(), before);
+  });
 });

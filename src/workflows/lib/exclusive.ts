@@ -23,10 +23,27 @@ export const guardWorkflowId = (environment: string, kind: 'database' | 'deploym
  * rollout and rollback) acts under its parent's hold. Refusals are non-retryable TargetBusy failures
  * that name the holder.
  */
-export async function acquireTarget(opts: { environment: string; runbook: string; kind: 'database' | 'deployment'; target: string }): Promise<{ held: 'own' | 'parent' } | undefined> {
+export async function acquireTarget(opts: {
+  environment: string;
+  runbook: string;
+  kind: 'database' | 'deployment';
+  target: string;
+  /** Runbooks without gates (backupDatabase, rollback) check change freezes here: one they are named in refuses them. */
+  checkFreezes?: boolean;
+}): Promise<{ held: 'own' | 'parent' } | undefined> {
   if (!patched(TARGET_GUARD_PATCH)) return undefined;
   const workflowId = guardWorkflowId(opts.environment, opts.kind, opts.target);
   const policy = await targets.describeTargetPolicy({ environment: opts.environment, runbook: opts.runbook });
+  const now = Date.now();
+  const freeze = opts.checkFreezes ? (policy.freezes ?? []).find((f) => now >= f.fromMs && now < f.toMs) : undefined;
+  if (freeze) {
+    // A runbook without gates cannot wait for a signed approval: inside a freeze that names it, it is refused.
+    throw ApplicationFailure.create({
+      type: 'StartRefused',
+      nonRetryable: true,
+      message: `the ${opts.runbook} of ${opts.kind} ${opts.target} is refused before anything changed: change freeze '${freeze.name}' (until ${new Date(freeze.toMs).toISOString()}) names ${opts.runbook}`,
+    });
+  }
   const deadline = Date.now() + (policy.onBusy === 'wait' ? policy.waitUpToMs : 0);
   const me = workflowInfo();
   for (;;) {
