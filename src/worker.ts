@@ -149,7 +149,7 @@ export class RunbookWorker {
     this.options = options;
     this.loaded = options.loaded;
     const { name, env } = selectEnvironment(options.loaded, options.environment);
-    checkSecretRefs(options.loaded, [name]);
+    checkSecretRefs(options.loaded, [name], 'worker');
     this.environment = name;
     this.queues = resolveQueues(options.queues, options.loaded.config.worker);
     this.tuning = resolveTuning(options.loaded.config.worker.tuning);
@@ -238,11 +238,14 @@ export class RunbookWorker {
 
   private async bundle(): Promise<{ code: string }> {
     if (!this.workflowBundle) {
+      // Failures raised in workflow code are converted inside the bundle, so an encrypted environment's
+      // bundle carries its failure converter (and is cached under a name of its own).
+      const failureConverterPath = this.dataConverter?.failureConverterPath;
       this.workflowBundle = await cachedBundle({
         sourceRoot: __dirname,
         lockFile: join(__dirname, '..', 'package-lock.json'),
-        name: 'workflows',
-        build: () => bundleWorkflowCode({ workflowsPath: require.resolve('./workflows'), logger: new SdkLoggerAdapter(this.logger.child({ component: 'bundler' }, { level: 'warn' })) }),
+        name: failureConverterPath ? 'workflows-encoded-failures' : 'workflows',
+        build: () => bundleWorkflowCode({ workflowsPath: require.resolve('./workflows'), failureConverterPath, logger: new SdkLoggerAdapter(this.logger.child({ component: 'bundler' }, { level: 'warn' })) }),
       });
     }
     return this.workflowBundle;

@@ -3,6 +3,7 @@ import { parseDuration } from './duration';
 import { isSecretRef, SecretRef } from './secrets';
 import { loadTestSchema } from './loadTest';
 import { parseAllowedSigners } from '../identity/allowedSigners';
+import { JWT_ALGORITHMS, jwksUrlProblem } from '../codec/jwt';
 
 /** A duration written as text ("15m", "1h30m", "90d"), held in milliseconds. */
 const duration = z.string().transform((text, ctx) => {
@@ -71,6 +72,35 @@ const keyId = z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'expected a key id of l
 const webOrigin = z.string().regex(/^https?:\/\/[^/\s]+$/, 'expected a web origin without a path, such as https://temporal-ui.example.com or http://localhost:8233');
 
 /**
+ * Access tokens of the Web UI's signed-in users, verified as JWTs against the identity provider's JSON
+ * Web Key Set, fetched from jwksUrl (cached, read again for an unknown key id) or read from jwksFile.
+ */
+const codecJwtSchema = z
+  .object({
+    issuer: z.string().min(1, 'expected the identity provider\'s issuer, exactly as its tokens carry it in iss (e.g. https://login.example.com/)'),
+    audience: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)], { error: 'expected the audience the tokens are issued for (aud), or a list of them' }),
+    jwksUrl: z
+      .string()
+      .superRefine((url, ctx) => {
+        const problem = jwksUrlProblem(url);
+        if (problem) ctx.addIssue({ code: z.ZodIssueCode.custom, message: problem });
+      })
+      .optional(),
+    jwksFile: z.string().regex(/^file:.+/, 'expected file:path/to/jwks.json (relative to the config file)').optional(),
+    algorithms: z.array(z.enum(JWT_ALGORITHMS, { error: `expected one of ${JWT_ALGORITHMS.join(', ')} (asymmetric algorithms only: HS* and none are never accepted)` })).min(1).default(['RS256', 'ES256']),
+    /** Allowed clock difference with the identity provider for exp, nbf and iat. */
+    clockTolerance: duration.prefault('60s'),
+    /** How long fetched keys are used before the JWKS is read again. */
+    cacheFor: duration.prefault('10m'),
+    /** An unknown key id reads the JWKS again, but at most this often. */
+    refreshAtMost: duration.prefault('30s'),
+    /** The claim that names the user in the audit log (sub when absent from a token). */
+    userClaim: z.string().min(1).default('sub'),
+  })
+  .strict()
+  .refine((j) => (j.jwksUrl === undefined) !== (j.jwksFile === undefined), { message: 'give either jwksUrl (the provider\'s JWKS endpoint) or jwksFile (a JWKS document on disk), exactly one' });
+
+/**
  * Payload encryption: every key listed can decrypt; only the active one encrypts. Each key is a secret
  * reference to 32 bytes written as hex or base64 (checked where the reference is resolved).
  */
@@ -78,15 +108,27 @@ const encryptionSchema = z
   .object({
     activeKey: keyId,
     keys: z.array(z.object({ id: keyId, key: secretRef }).strict()).min(1, 'list at least one key: [{ id, key: env:NAME or file:/path }]'),
+    /**
+     * Refuse payloads that are not encrypted (worker, CLI and codec server alike). Turn off only while
+     * histories written before encryption was turned on must still be read.
+     */
+    requireEncryption: z.boolean().default(true),
     /** Who may ask `runbook codec-server` to decode (or encode) this environment's payloads, and from which web origins. */
     codecServer: z
       .object({
+        /** Static bearer tokens, for the Temporal CLI (--codec-auth) and scripts. */
         tokens: z
           .array(z.object({ name: z.string().regex(/^[A-Za-z0-9._@+-]{1,128}$/, 'expected a name such as alice or temporal-ui'), token: secretRef }).strict())
-          .min(1, 'list at least one bearer token: [{ name, token: env:NAME or file:/path }]'),
+          .min(1, 'list at least one bearer token: [{ name, token: env:NAME or file:/path }], or leave tokens out and configure jwt')
+          .optional(),
+        /** The Web UI's signed-in users: their access token (a JWT the UI forwards), verified against the identity provider's keys. */
+        jwt: codecJwtSchema.optional(),
         allowedOrigins: z.array(webOrigin).default(['http://localhost:8233', 'http://127.0.0.1:8233']),
       })
       .strict()
+      .refine((c) => c.tokens !== undefined || c.jwt !== undefined, {
+        message: 'nobody could use the codec server: configure tokens (static bearer tokens for the CLI) or jwt (the Web UI\'s signed-in users), or both',
+      })
       .optional(),
   })
   .strict()
@@ -100,7 +142,7 @@ const encryptionSchema = z
       ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['activeKey'], message: `names key '${enc.activeKey}', which is not listed under keys (listed: ${[...seen].join(', ')})` });
     }
     const names = new Set<string>();
-    enc.codecServer?.tokens.forEach((t, i) => {
+    enc.codecServer?.tokens?.forEach((t, i) => {
       if (names.has(t.name)) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['codecServer', 'tokens', i, 'name'], message: `duplicate token name '${t.name}'` });
       names.add(t.name);
     });

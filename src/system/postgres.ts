@@ -7,7 +7,7 @@ import { chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync, rmSync, wri
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
-import { adopt, disown, findBinary, groupAlive, stopService, systemUser, tailFile, waitUntil } from './process';
+import { adopt, childEnv, disown, findBinary, groupAlive, stopService, systemUser, tailFile, waitUntil } from './process';
 
 const execFileAsync = promisify(execFile);
 
@@ -44,7 +44,7 @@ export function reachableClusterDir(preferred: string): string {
   if (!user) return preferred;
   mkdirSync(preferred, { recursive: true, mode: 0o755 });
   try {
-    execFileSync('test', ['-x', preferred], { uid: user.uid, gid: user.gid, stdio: 'ignore' });
+    execFileSync('test', ['-x', preferred], { uid: user.uid, gid: user.gid, stdio: 'ignore', env: childEnv() });
     return preferred;
   } catch {
     const dir = mkdtempSync(join(tmpdir(), 'runbook-pg-'));
@@ -92,7 +92,7 @@ export async function initCluster(opts: PostgresClusterOptions): Promise<{ dataD
     await execFileAsync(
       findPgBinary('initdb'),
       ['-D', dataDir, '-U', opts.superuser ?? 'postgres', '--pwfile', pwFile, '--auth-local=trust', '--auth-host=scram-sha-256', '-E', 'UTF8', '--locale=C', '--no-sync'],
-      { uid: user?.uid, gid: user?.gid, cwd: opts.dir },
+      { uid: user?.uid, gid: user?.gid, cwd: opts.dir, env: childEnv() },
     );
   } catch (err) {
     const e = err as { stderr?: string; message: string };
@@ -120,7 +120,7 @@ function writeNodeConf(dataDir: string, name: string, host: string, port: number
 
 function pgCtl(args: string[], env?: NodeJS.ProcessEnv): Promise<{ stdout: string; stderr: string }> {
   const user = postgresOwner();
-  return execFileAsync(findPgBinary('pg_ctl'), args, { uid: user?.uid, gid: user?.gid, cwd: '/', env: env ?? process.env });
+  return execFileAsync(findPgBinary('pg_ctl'), args, { uid: user?.uid, gid: user?.gid, cwd: '/', env: env ?? childEnv() });
 }
 
 function postmasterPid(dataDir: string): number | undefined {
@@ -167,7 +167,7 @@ export async function startNode(
   await waitUntil(
     `PostgreSQL ${node.name} on ${node.host}:${node.port}`,
     async () => {
-      await execFileAsync(isready, ['-h', node.host, '-p', String(node.port), '-t', '1']);
+      await execFileAsync(isready, ['-h', node.host, '-p', String(node.port), '-t', '1'], { env: childEnv() });
       return true;
     },
     { timeoutMs: 30_000, pid, logFile: node.logFile },
@@ -239,7 +239,7 @@ export async function rewindNode(dataDir: string, name: string, source: PgSource
       uid: user?.uid,
       gid: user?.gid,
       cwd: '/',
-      env: { ...process.env, PGPASSWORD: source.password },
+      env: childEnv({ PGPASSWORD: source.password, PGAPPNAME: 'runbook-rejoin' }, ['PGSSLMODE', 'PGSSLROOTCERT', 'PGSSLCERT', 'PGSSLKEY']),
     });
   } catch (err) {
     throw new Error(`pg_rewind of ${dataDir} failed: ${((err as { stderr?: string }).stderr ?? (err as Error).message).trim().split('\n').slice(-3).join(' ')}`);
@@ -257,7 +257,7 @@ export async function rebuildNode(dataDir: string, name: string, source: PgSourc
       uid: user?.uid,
       gid: user?.gid,
       cwd: '/',
-      env: { ...process.env, PGPASSWORD: source.password },
+      env: childEnv({ PGPASSWORD: source.password, PGAPPNAME: 'runbook-rejoin' }, ['PGSSLMODE', 'PGSSLROOTCERT', 'PGSSLCERT', 'PGSSLKEY']),
     });
   } catch (err) {
     throw new Error(`pg_basebackup into ${dataDir} failed: ${(err as { stderr?: string }).stderr ?? (err as Error).message}`);
