@@ -17,6 +17,8 @@ import type { ObjectStore } from './s3';
 export interface BackupTarget {
   server: PgServer;
   database: string;
+  /** dump: pg_dump to S3 (this module); pgbackrest: physical backups (src/activities/pgbackrest.ts). */
+  method?: 'dump' | 'pgbackrest';
   restore: {
     server: PgServer;
     jobs: number;
@@ -252,14 +254,17 @@ export function createBackupActivities(deps: BackupDeps) {
 
   return {
     /** Checks the bucket and the database's server exist and answer, before anything is written. */
-    async preflightBackupTarget(input: { database: string; environment?: string }): Promise<{ databaseName: string; serverVersion: string; maxBackupAgeMs?: number; randomWindowMs: number }> {
+    async preflightBackupTarget(input: {
+      database: string;
+      environment?: string;
+    }): Promise<{ databaseName: string; serverVersion: string; maxBackupAgeMs?: number; randomWindowMs: number; method: 'dump' | 'pgbackrest' }> {
       checkServedEnvironment(input.environment, deps.environment);
       const t = target(input.database);
       return withHeartbeat(async () => {
         await deps.store.checkBucket();
         const client = await connectPg(t.server, t.database, 'runbook-preflight');
         try {
-          return { databaseName: t.database, serverVersion: await serverVersion(client), maxBackupAgeMs: t.restore.maxBackupAgeMs, randomWindowMs: t.restore.randomWindowMs };
+          return { databaseName: t.database, serverVersion: await serverVersion(client), maxBackupAgeMs: t.restore.maxBackupAgeMs, randomWindowMs: t.restore.randomWindowMs, method: t.method ?? 'dump' };
         } finally {
           await client.end().catch(() => undefined);
         }

@@ -20,6 +20,7 @@ import { createGoLiveActivities } from './golive';
 import { createKubernetesActivities, KubernetesTarget } from './kubernetes';
 import { isAbsolute, join } from 'node:path';
 import { createLoadTestActivities } from './loadTest';
+import { createPhysicalBackupActivities, PhysicalNode, PhysicalTarget } from './pgbackrest';
 
 /** A server whose password is read from its reference at each use, so a rotated secret is picked up. */
 function pgServer(host: string, port: number, user: string, password: SecretRef, baseDir: string): PgServer {
@@ -49,6 +50,7 @@ function backupActivitiesFor(loaded: LoadedConfig, environment: string, store: O
     databases[name] = {
       server: pgServer(db.host, db.port, db.user, db.password, loaded.baseDir),
       database: db.database,
+      method: db.backups.method,
       restore: {
         server: pgServer(rt.host ?? db.host, rt.port ?? db.port, rt.user ?? db.user, rt.password ?? db.password, loaded.baseDir),
         jobs: rt.jobs,
@@ -65,6 +67,66 @@ function backupActivitiesFor(loaded: LoadedConfig, environment: string, store: O
     databases,
     retention: { keepLast: env.backups.retention.keepLast, maxAgeMs: env.backups.retention.maxAge },
   });
+}
+
+const resolvePath = (p: string, baseDir: string) => (isAbsolute(p) ? p : join(baseDir, p));
+
+/** The pgBackRest databases of an environment, each closing over its secret references (read at each use). */
+function physicalBackupActivitiesFor(loaded: LoadedConfig, environment: string, store: ObjectStore | undefined) {
+  const { env } = selectEnvironment(loaded, environment);
+  const databases: Record<string, PhysicalTarget> = {};
+  for (const [name, db] of Object.entries(env.databases)) {
+    const b = db.backups.pgbackrest;
+    if (db.backups.method !== 'pgbackrest' || !b) continue;
+    const url = new URL(b.repo.endpoint);
+    const nodeList = b.nodes ?? db.topology?.nodes ?? [{ host: db.host, port: db.port }];
+    const nodes: PhysicalNode[] = nodeList.map((n, i) => ({
+      name: ('name' in n && n.name) || (nodeList.length === 1 ? 'primary' : `node-${i + 1}`),
+      host: n.host,
+      port: n.port,
+      dataDir: ('dataDir' in n && n.dataDir) || b.dataDir!,
+      socketDir: ('socketDir' in n && n.socketDir) || b.socketDir,
+    }));
+    const rt = db.restoreTest;
+    const repo = b.repo;
+    databases[name] = {
+      database: db.database,
+      server: pgServer(db.host, db.port, db.user, db.password, loaded.baseDir),
+      stanza: b.stanza,
+      repo: () => ({
+        bucket: repo.bucket,
+        path: repo.path,
+        endpoint: url.hostname,
+        port: Number(url.port || 443),
+        region: repo.region,
+        uriStyle: repo.uriStyle,
+        caFile: repo.caFile && resolvePath(repo.caFile, loaded.baseDir),
+        accessKeyId: repo.accessKeyId && readSecret(repo.accessKeyId, loaded.baseDir),
+        secretAccessKey: repo.secretAccessKey && readSecret(repo.secretAccessKey, loaded.baseDir),
+        cipherPass: repo.cipherPass && readSecret(repo.cipherPass, loaded.baseDir),
+      }),
+      access: b.access,
+      nodes,
+      dbUser: b.dbUser,
+      tls: b.tls && { port: b.tls.port, caFile: resolvePath(b.tls.caFile, loaded.baseDir), certFile: resolvePath(b.tls.certFile, loaded.baseDir), keyFile: resolvePath(b.tls.keyFile, loaded.baseDir) },
+      processMax: b.processMax,
+      compressType: b.compressType,
+      bundle: b.bundle,
+      retention: { full: b.retention.full, diff: b.retention.diff },
+      restore: {
+        scratchDir: rt.scratchDir,
+        sharedBuffers: rt.scratchSharedBuffers,
+        assertions: rt.assertions,
+        maxBackupAgeMs: rt.maxBackupAge ?? env.targets.rpo,
+        maxArchiveAgeMs: rt.maxArchiveAge ?? env.targets.rpo,
+        maxArchiveBacklog: rt.maxArchiveBacklog,
+        verifyRepository: rt.verifyRepository,
+        randomWindowMs: rt.randomWindow,
+        canaryKeepMs: rt.canary.keep,
+      },
+    };
+  }
+  return createPhysicalBackupActivities({ environment, databases, reports: env.backups && store ? { store, prefix: env.backups.prefix } : undefined });
 }
 
 function dnsProviderFor(loaded: LoadedConfig, dns: NonNullable<EnvironmentConfig['dns']>): DnsProvider {
@@ -146,6 +208,7 @@ export function createActivities(loaded: LoadedConfig, environment: string) {
   return {
     ...createSmokeActivities(environment),
     ...backupActivitiesFor(loaded, environment, store),
+    ...physicalBackupActivitiesFor(loaded, environment, store),
     ...drillActivitiesFor(loaded, environment, store),
     ...createVisibilityActivities({ environment, client: temporal }),
     ...createCheckActivities({ environment, env, baseDir: loaded.baseDir, temporal, temporalSettings: () => temporalConnectionSettings(loaded, env.temporal), store }),

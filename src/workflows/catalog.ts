@@ -7,6 +7,7 @@ export const RUNBOOK_DEFAULT_QUEUE = {
   smokeTest: 'standard',
   backupDatabase: 'batch',
   verifyBackup: 'batch',
+  restoreCanary: 'standard',
   drDrill: 'critical',
   readinessAudit: 'standard',
   rollout: 'critical',
