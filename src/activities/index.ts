@@ -21,6 +21,7 @@ import { createKubernetesActivities, KubernetesTarget } from './kubernetes';
 import { isAbsolute, join } from 'node:path';
 import { createLoadTestActivities } from './loadTest';
 import { createPhysicalBackupActivities, PhysicalNode, PhysicalTarget } from './pgbackrest';
+import { createScratchHostActivities } from './scratchHost';
 
 /** A server whose password is read from its reference at each use, so a rotated secret is picked up. */
 function pgServer(host: string, port: number, user: string, password: SecretRef, baseDir: string): PgServer {
@@ -47,16 +48,22 @@ function backupActivitiesFor(loaded: LoadedConfig, environment: string, store: O
   const databases: Record<string, BackupTarget> = {};
   for (const [name, db] of Object.entries(env.databases)) {
     const rt = db.restoreTest;
+    // Without a restore server, a dump restore test starts a scratch instance; restoring onto the source is an explicit choice.
+    const into = rt.into ?? (rt.host !== undefined ? 'restoreServer' : 'scratchInstance');
     databases[name] = {
       server: pgServer(db.host, db.port, db.user, db.password, loaded.baseDir),
       database: db.database,
       method: db.backups.method,
+      globals: db.backups.globals,
       restore: {
         server: pgServer(rt.host ?? db.host, rt.port ?? db.port, rt.user ?? db.user, rt.password ?? db.password, loaded.baseDir),
         jobs: rt.jobs,
         randomWindowMs: rt.randomWindow,
         assertions: rt.assertions,
         maxBackupAgeMs: rt.maxBackupAge ?? env.targets.rpo,
+        into,
+        scratchDir: rt.scratchDir,
+        sharedBuffers: rt.scratchSharedBuffers,
       },
     };
   }
@@ -66,6 +73,7 @@ function backupActivitiesFor(loaded: LoadedConfig, environment: string, store: O
     prefix: env.backups.prefix,
     databases,
     retention: { keepLast: env.backups.retention.keepLast, maxAgeMs: env.backups.retention.maxAge },
+    multipart: { maxParts: env.backups.multipart.maxParts },
   });
 }
 
@@ -209,6 +217,7 @@ export function createActivities(loaded: LoadedConfig, environment: string) {
     ...createSmokeActivities(environment),
     ...backupActivitiesFor(loaded, environment, store),
     ...physicalBackupActivitiesFor(loaded, environment, store),
+    ...createScratchHostActivities({ batchQueue: env.temporal.taskQueues.batch }),
     ...drillActivitiesFor(loaded, environment, store),
     ...createVisibilityActivities({ environment, client: temporal }),
     ...createCheckActivities({ environment, env, baseDir: loaded.baseDir, temporal, temporalSettings: () => temporalConnectionSettings(loaded, env.temporal), store }),

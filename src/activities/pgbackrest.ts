@@ -31,7 +31,7 @@ import {
 } from '../system/pgbackrest';
 import { postgresOwner } from '../system/postgres';
 import { MissingBinaryError, freePort, sleep } from '../system/process';
-import { freeBytes, pgBinDirFor, prepareScratch, processAlive, readMarker, removeScratch, ScratchInstance, scratchLog, scratchPaths, startScratch } from '../system/scratch';
+import { freeBytes, pgBinDirFor, prepareScratch, processAlive, readMarker, removeScratch, ScratchInstance, scratchLog, scratchPaths, startScratch, thisCreator } from '../system/scratch';
 import { CANARY_COMMIT_MARGIN_MS, CanaryRow, judgeCanary, readCanaryRows, writeCanaryRow } from './canary';
 import { checkServedEnvironment, classify, failure } from './errors';
 import { heartbeater, withHeartbeat } from './heartbeat';
@@ -523,7 +523,7 @@ export function createPhysicalBackupActivities(deps: PhysicalDeps) {
         const binDir = pgBinDirFor(set.pgVersion);
         const port = await freePort('127.0.0.1');
         const attempt = Context.current().info.attempt;
-        const { paths, leftover } = await prepareScratch(t.restore.scratchDir, { name, database: input.database, workflowId: input.workflowId, port, pgMajor: set.pgVersion, kind: 'physical', creator: { pid: process.pid, attempt } });
+        const { paths, leftover } = await prepareScratch(t.restore.scratchDir, { name, database: input.database, workflowId: input.workflowId, port, pgMajor: set.pgVersion, kind: 'physical', creator: { ...thisCreator(), attempt } });
         if (leftover) log.info('removed what an earlier attempt left of the scratch instance', { scratch: name });
         const inst: ScratchInstance = { ...paths, port, binDir };
         // A restored copy is the database's size plus WAL to replay: refuse early rather than fill the volume.
@@ -533,7 +533,9 @@ export function createPhysicalBackupActivities(deps: PhysicalDeps) {
           throw failure('InsufficientScratchSpace', `restoring ${set.label} needs about ${(need / 1e9).toFixed(1)} GB in ${t.restore.scratchDir}; ${(free / 1e9).toFixed(1)} GB are free (restoreTest.scratchDir)`);
         }
         const pg: PgBackRestPg = { dataDir: inst.dataDir, port };
-        const args = ['restore', `--set=${set.label}`, '--archive-mode=off', '--target-action=promote', '--log-level-console=warn'];
+        const args = ['restore', `--set=${set.label}`, '--archive-mode=off', '--log-level-console=warn'];
+        // With a target, promote once it is reached; without one (the end of the archive) recovery promotes by itself.
+        if (input.target.type !== 'end') args.push('--target-action=promote');
         if (input.target.type === 'immediate') args.push('--type=immediate');
         // PostgreSQL's recovery_target_time does not take the ISO 8601 "T" form: "2026-11-25 03:00:00.000+00".
         else if (input.target.type === 'time') args.push('--type=time', `--target=${new Date(input.target.time!).toISOString().replace('T', ' ').replace('Z', '+00')}`);

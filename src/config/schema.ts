@@ -350,6 +350,11 @@ const backupsSchema = z
     forcePathStyle: z.boolean().default(false),
     accessKeyId: secretRef.optional(),
     secretAccessKey: secretRef.optional(),
+    /** Dumps are uploaded in parts that grow with the dump; S3 allows at most 10,000 parts (lower it only to test). */
+    multipart: z
+      .object({ maxParts: z.number().int().min(2, 'maxParts must be at least 2').max(10_000, 'S3 allows at most 10,000 parts per object').default(10_000) })
+      .strict()
+      .prefault({}),
     retention: z
       .object({
         keepLast: z.number().int().min(1, 'keepLast must be at least 1: the newest good backup is never deleted').optional(),

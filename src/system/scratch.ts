@@ -7,7 +7,7 @@
  * scratch root: the record of which instances existed and when.
  */
 import { execFile, execFileSync, spawn } from 'node:child_process';
-import { appendFileSync, chownSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, statfsSync, statSync, writeFileSync } from 'node:fs';
+import { appendFileSync, chownSync, closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statfsSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { MissingBinaryError, sleep } from './process';
@@ -27,8 +27,34 @@ export interface ScratchMarker {
   port: number;
   pgMajor: string;
   kind: 'physical' | 'dump';
-  /** The process that created it (a worker); its attempt number. */
-  creator: { pid: number; attempt?: number };
+  /** The process that created it (a worker), with its start time (pids are reused), and the activity attempt. */
+  creator: Creator & { attempt?: number };
+}
+
+export interface Creator {
+  pid: number;
+  /** The process's start time in clock ticks since boot (/proc/<pid>/stat, field 22). */
+  startTicks?: string;
+}
+
+function startTicks(pid: number): string | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+  } catch {
+    return undefined;
+  }
+}
+
+/** This process, as a scratch instance's marker records its creator. */
+export function thisCreator(): Creator {
+  return { pid: process.pid, startTicks: startTicks(process.pid) };
+}
+
+/** True while the process that created an instance is still the same running process. */
+export function creatorAlive(c: Creator): boolean {
+  if (!processAlive(c.pid)) return false;
+  return c.startTicks === undefined || startTicks(c.pid) === c.startTicks;
 }
 
 export interface ScratchInstance {
@@ -193,9 +219,10 @@ export async function removeScratch(root: string, name: string): Promise<{ exist
  * server, a half-restored data directory) is stopped and removed first, so at most one instance of a
  * restore test ever exists.
  */
-export async function prepareScratch(root: string, marker: Omit<ScratchMarker, 'createdAt'>): Promise<{ paths: Omit<ScratchInstance, 'port' | 'binDir'>; leftover: boolean }> {
+export async function prepareScratch(root: string, marker: Omit<ScratchMarker, 'createdAt'>): Promise<{ paths: Omit<ScratchInstance, 'port' | 'binDir'>; leftover: boolean; swept: string[] }> {
   ensureScratchRoot(root);
   const leftover = await removeScratch(root, marker.name);
+  const swept = await sweepScratch(root);
   const paths = scratchPaths(root, marker.name);
   mkdirSync(paths.dir, { mode: 0o700 });
   chownToOwner(paths.dir);
@@ -205,7 +232,38 @@ export async function prepareScratch(root: string, marker: Omit<ScratchMarker, '
   writeFileSync(paths.logFile, '');
   chownToOwner(paths.logFile);
   ledger(root, `create ${marker.name} kind=${marker.kind} port=${marker.port} pid=${marker.creator.pid} attempt=${marker.creator.attempt ?? '-'}${leftover.existed ? ' replaced-leftover' : ''}`);
-  return { paths, leftover: leftover.existed };
+  return { paths, leftover: leftover.existed, swept };
+}
+
+/**
+ * Removes instances whose creator is gone: a worker that died mid-restore leaves its instance behind
+ * (possibly still running, in a session of its own). The retry of the same test removes it by name;
+ * this catches the ones whose retry ran elsewhere. A directory younger than a minute is left alone:
+ * its creator may not have written the marker yet.
+ */
+export async function sweepScratch(root: string): Promise<string[]> {
+  const swept: string[] = [];
+  let names: string[];
+  try {
+    names = readdirSync(root).filter((n) => SCRATCH_NAME.test(n));
+  } catch {
+    return swept;
+  }
+  for (const name of names) {
+    const dir = join(root, name);
+    let marker: ScratchMarker | undefined;
+    try {
+      if (Date.now() - statSync(dir).mtimeMs < 60_000) continue;
+      marker = readMarker(root, name);
+    } catch {
+      continue;
+    }
+    if (marker && creatorAlive(marker.creator)) continue;
+    await removeScratch(root, name);
+    ledger(root, `sweep ${name} creator=${marker ? marker.creator.pid : 'unknown'}`);
+    swept.push(name);
+  }
+  return swept;
 }
 
 /** initdb for a dump restore: trust over the instance's own socket only, the given superuser name. */
@@ -280,5 +338,24 @@ export function scratchLog(inst: { logFile: string }, maxBytes = 2 * 1024 * 1024
     return text.length > maxBytes ? text.slice(-maxBytes) : text;
   } catch {
     return '';
+  }
+}
+
+/**
+ * Waits until an instance started by startScratch accepts connections (after recovery, if it has any
+ * to do): its log says so. Fails early, with the server's own words, if the process exits.
+ */
+export async function waitForScratch(inst: { logFile: string; name: string }, pid: number, timeoutMs: number, onWait?: () => void): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const text = scratchLog(inst);
+    if (/database system is ready to accept connections/.test(text)) return;
+    if (!processAlive(pid)) {
+      const lines = text.split('\n').filter((l) => /(FATAL|PANIC|ERROR):/.test(l)).slice(-4).join('; ');
+      throw new Error(`the scratch instance ${inst.name} exited while starting: ${lines || 'no error in its log'}`);
+    }
+    if (Date.now() > deadline) throw new Error(`the scratch instance ${inst.name} did not accept connections within ${timeoutMs} ms`);
+    onWait?.();
+    await sleep(100);
   }
 }

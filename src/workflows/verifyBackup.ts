@@ -1,11 +1,12 @@
-import { ActivityCancellationType, ActivityFailure, ApplicationFailure, CancellationScope, isCancellation, proxyActivities, uuid4, workflowInfo } from '@temporalio/workflow';
+import { ActivityCancellationType, ActivityFailure, ApplicationFailure, CancellationScope, isCancellation, patched, proxyActivities, uuid4, workflowInfo } from '@temporalio/workflow';
 import type { BackupActivities, BackupListEntry } from '../activities/backups';
 import type { PhysicalBackupActivities } from '../activities/pgbackrest';
+import type { ScratchHostActivities } from '../activities/scratchHost';
 import type { RestoreReport } from '../activities/reports';
 import { parseDuration } from '../config/duration';
 import { PREFLIGHT, QUICK, TRANSFER } from './lib/backupOptions';
 import { BACKUP_ID, DATABASE_KEY, describe, ENVIRONMENT_NAME, InputChecker } from './lib/input';
-import { PHYSICAL_QUICK } from './lib/physicalOptions';
+import { PHYSICAL_QUICK, SCRATCH_HOST_WAIT } from './lib/physicalOptions';
 import { physicalRestoreTest, PhysicalSelection } from './lib/physicalRestoreTest';
 import { runRunbook, TimelineSnapshot } from './lib/timeline';
 
@@ -17,6 +18,7 @@ const transfer = proxyActivities<BackupActivities>({ ...TRANSFER, cancellationTy
 // Validation reads every table once: long on a large database; it heartbeats meanwhile, like every backup activity.
 const validation = proxyActivities<BackupActivities>({ ...QUICK, startToCloseTimeout: '2 hours', retry: { ...QUICK.retry, maximumAttempts: 2 } });
 const physicalQuick = proxyActivities<PhysicalBackupActivities>(PHYSICAL_QUICK);
+const claim = proxyActivities<ScratchHostActivities>(QUICK);
 
 /**
  * latest, random (a backup within restoreTest.randomWindow) and key (a dump's backup id) for every
@@ -193,11 +195,23 @@ export async function verifyBackup(rawInput: VerifyBackupInput): Promise<VerifyB
 
     if (chosen) {
       const scratchName = report.scratchDatabase;
+      // A scratch instance lives on one worker host: its restore, validation and removal go to that host's
+      // queue. Runs recorded before scratch instances existed take the old path when replayed.
+      let steps = { transfer, validation, quick };
+      if (target.restoreInto === 'scratchInstance' && patched('dump-restore-on-scratch-instance-host')) {
+        const host = await claim.claimScratchHost();
+        report.scratchInstance = scratchName.replace(/_/g, '-');
+        steps = {
+          transfer: proxyActivities<BackupActivities>({ ...TRANSFER, taskQueue: host.taskQueue, scheduleToStartTimeout: SCRATCH_HOST_WAIT, cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED }),
+          validation: proxyActivities<BackupActivities>({ ...QUICK, startToCloseTimeout: '2 hours', retry: { ...QUICK.retry, maximumAttempts: 2 }, taskQueue: host.taskQueue, scheduleToStartTimeout: SCRATCH_HOST_WAIT }),
+          quick: proxyActivities<BackupActivities>({ ...QUICK, taskQueue: host.taskQueue, scheduleToStartTimeout: SCRATCH_HOST_WAIT }),
+        };
+      }
       try {
         const restored = await timeline
           .step('restore into scratch database', async (evidence) => {
             evidence.scratchDatabase = scratchName;
-            const r = await transfer.restoreIntoScratchDatabase({ database: input.database, backupId: chosen.backupId, scratchName });
+            const r = await steps.transfer.restoreIntoScratchDatabase({ database: input.database, backupId: chosen.backupId, scratchName });
             Object.assign(evidence, { bytes: r.bytes, durationMs: r.durationMs, mode: r.mode, jobs: r.jobs, phasesMs: r.phasesMs, sha256: 'matches manifest' });
             report.restore = { bytes: r.bytes, durationMs: r.durationMs, mode: r.mode, jobs: r.jobs };
             report.checks.push({ name: 'restore completed', passed: true, detail: `pg_restore exited 0; sha256 matches the manifest` });
@@ -212,7 +226,7 @@ export async function verifyBackup(rawInput: VerifyBackupInput): Promise<VerifyB
           });
         if (restored) {
           await timeline.step('validate restored data', async (evidence) => {
-            const checks = await validation.validateRestoredDatabase({ database: input.database, backupId: chosen.backupId, scratchName });
+            const checks = await steps.validation.validateRestoredDatabase({ database: input.database, backupId: chosen.backupId, scratchName });
             report.checks.push(...checks);
             const failed = checks.filter((c) => !c.passed);
             Object.assign(evidence, { checks: checks.length, failed: failed.length });
@@ -223,7 +237,7 @@ export async function verifyBackup(rawInput: VerifyBackupInput): Promise<VerifyB
         // Runs on success, failure and cancellation alike: the scratch database never outlives the test.
         await CancellationScope.nonCancellable(() =>
           timeline.step('drop scratch database', async (evidence) => {
-            const d = await quick.dropScratchDatabase({ database: input.database, scratchName });
+            const d = await steps.quick.dropScratchDatabase({ database: input.database, scratchName });
             report.scratchDropped = true;
             Object.assign(evidence, { scratchDatabase: scratchName, existed: d.dropped });
           }),

@@ -31,3 +31,6 @@ export const PHYSICAL_QUICK: ActivityOptions = {
   heartbeatTimeout: '20 seconds',
   retry: { initialInterval: '2 seconds', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 5, nonRetryableErrorTypes: PERMANENT_FAILURES },
 };
+
+/** How long a scratch-instance step waits for its host's worker (a restarted worker polls again within seconds). */
+export const SCRATCH_HOST_WAIT = '10 minutes';

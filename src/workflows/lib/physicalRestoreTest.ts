@@ -7,17 +7,30 @@
  */
 import { ActivityCancellationType, ActivityFailure, ApplicationFailure, CancellationScope, isCancellation, proxyActivities } from '@temporalio/workflow';
 import type { PhysicalBackupActivities, PhysicalRestoreTarget, RepositoryOverview } from '../../activities/pgbackrest';
+import type { ScratchHostActivities } from '../../activities/scratchHost';
 import type { RestoreReport } from '../../activities/reports';
 import type { PhysicalBackup } from '../../system/pgbackrest';
-import { PHYSICAL_QUICK, PHYSICAL_TRANSFER, REPOSITORY_CHECK, REPOSITORY_READ } from './physicalOptions';
+import { PHYSICAL_QUICK, PHYSICAL_TRANSFER, REPOSITORY_CHECK, REPOSITORY_READ, SCRATCH_HOST_WAIT } from './physicalOptions';
 import type { Timeline } from './timeline';
 import { parseDuration } from '../../config/duration';
 
 const read = proxyActivities<PhysicalBackupActivities>(REPOSITORY_READ);
 const check = proxyActivities<PhysicalBackupActivities>(REPOSITORY_CHECK);
-// A cancelled run waits until the restore has really stopped, so the scratch instance is removed after the last write to it.
-const transfer = proxyActivities<PhysicalBackupActivities>({ ...PHYSICAL_TRANSFER, cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED });
-const quick = proxyActivities<PhysicalBackupActivities>(PHYSICAL_QUICK);
+const verifyRepo = proxyActivities<PhysicalBackupActivities>(PHYSICAL_TRANSFER);
+const claim = proxyActivities<ScratchHostActivities>(REPOSITORY_READ);
+
+/**
+ * The scratch instance's activities, on the queue of the host that holds it. A host that does not come
+ * back within the schedule-to-start limit fails the step (its instance went with it).
+ */
+function onScratchHost(taskQueue: string) {
+  return {
+    // A cancelled run waits until the restore has really stopped, so the scratch instance is removed after the last write to it.
+    transfer: proxyActivities<PhysicalBackupActivities>({ ...PHYSICAL_TRANSFER, taskQueue, scheduleToStartTimeout: SCRATCH_HOST_WAIT, cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED }),
+    read: proxyActivities<PhysicalBackupActivities>({ ...REPOSITORY_READ, taskQueue, scheduleToStartTimeout: SCRATCH_HOST_WAIT }),
+    quick: proxyActivities<PhysicalBackupActivities>({ ...PHYSICAL_QUICK, taskQueue, scheduleToStartTimeout: SCRATCH_HOST_WAIT }),
+  };
+}
 
 export type PhysicalSelection =
   | { mode: 'latest' }
@@ -206,7 +219,7 @@ export async function physicalRestoreTest(
 
   if (healthy && choice && repo.verifyRepository) {
     await timeline.step('verify repository', async (evidence) => {
-      const v = await transfer.verifyPhysicalRepository({ database: input.database });
+      const v = await verifyRepo.verifyPhysicalRepository({ database: input.database });
       report.pitr!.checks = { ...report.pitr!.checks!, verify: v.ok ? `${v.backupsChecked} backups and ${v.walChecked} WAL segments valid` : v.problems.join('; ') };
       report.checks.push({ name: 'pgbackrest verify', passed: v.ok, detail: report.pitr!.checks.verify! });
       for (const p of v.problems) report.reasons.push(`pgbackrest verify: ${p}`);
@@ -222,11 +235,13 @@ export async function physicalRestoreTest(
     return;
   }
   report.scratchInstance = `restore-test-${report.testId}`;
+  const host = await claim.claimScratchHost();
+  const pinned = onScratchHost(host.taskQueue);
   try {
     const restored = await timeline
       .step('restore into scratch instance', async (evidence) => {
-        evidence.scratchInstance = report.scratchInstance;
-        const r = await transfer.restorePhysicalBackup({ database: input.database, testId: report.testId, workflowId, target: choice.target });
+        Object.assign(evidence, { scratchInstance: report.scratchInstance, host: host.host });
+        const r = await pinned.transfer.restorePhysicalBackup({ database: input.database, testId: report.testId, workflowId, target: choice.target });
         Object.assign(evidence, r);
         Object.assign(report.pitr!, {
           restoreMs: r.restoreMs,
@@ -250,7 +265,7 @@ export async function physicalRestoreTest(
       });
     if (restored) {
       await timeline.step('validate restored data', async (evidence) => {
-        const checks = await read.validatePhysicalRestore({
+        const checks = await pinned.read.validatePhysicalRestore({
           database: input.database,
           testId: report.testId,
           target: choice.target,
@@ -268,7 +283,7 @@ export async function physicalRestoreTest(
     // On success, failure and cancellation alike: the scratch instance never outlives the test.
     await CancellationScope.nonCancellable(() =>
       timeline.step('remove scratch instance', async (evidence) => {
-        const r = await quick.removeScratchInstance({ database: input.database, testId: report.testId });
+        const r = await pinned.quick.removeScratchInstance({ database: input.database, testId: report.testId });
         report.scratchDropped = true;
         Object.assign(evidence, { scratchInstance: report.scratchInstance, existed: r.existed, wasRunning: r.wasRunning });
       }),
