@@ -213,14 +213,23 @@ export function createActivities(loaded: LoadedConfig, environment: string) {
   const { env } = selectEnvironment(loaded, environment);
   const store = env.backups ? new ObjectStore(createS3Client(loaded, env.backups), env.backups.bucket) : undefined;
   const temporal = lazyClient(loaded, environment);
+  const physical = physicalBackupActivitiesFor(loaded, environment, store);
   return {
     ...createSmokeActivities(environment),
     ...backupActivitiesFor(loaded, environment, store),
-    ...physicalBackupActivitiesFor(loaded, environment, store),
+    ...physical,
     ...createScratchHostActivities({ batchQueue: env.temporal.taskQueues.batch }),
     ...drillActivitiesFor(loaded, environment, store),
     ...createVisibilityActivities({ environment, client: temporal }),
-    ...createCheckActivities({ environment, env, baseDir: loaded.baseDir, temporal, temporalSettings: () => temporalConnectionSettings(loaded, env.temporal), store }),
+    ...createCheckActivities({
+      environment,
+      env,
+      baseDir: loaded.baseDir,
+      temporal,
+      temporalSettings: () => temporalConnectionSettings(loaded, env.temporal),
+      store,
+      physicalRepository: (database) => physical.inspectPhysicalRepository({ database }),
+    }),
     ...createAuditActivities({
       environment,
       approvers: env.approvers.readinessAudit ?? env.approvers.default ?? [],

@@ -99,7 +99,7 @@ before(async () => {
   worker = new RunbookWorker({ loaded, environment: 'sandbox', httpPort: 0, logger });
   brokenWorker = new RunbookWorker({ loaded, environment: 'broken', httpPort: 0, logger });
   await Promise.all([worker.start(), brokenWorker.start()]);
-  await Promise.all([worker.waitUntilReady(), brokenWorker.waitUntilReady()]);
+  await Promise.all([worker.waitUntilReady(180_000), brokenWorker.waitUntilReady(180_000)]);
   c = await connectClient(loaded, 'sandbox', loaded.config.environments.sandbox);
   s3 = new S3Client({ endpoint: stack.s3!.endpoint, region: 'us-east-1', forcePathStyle: true, credentials: { accessKeyId: stack.s3!.accessKeyId, secretAccessKey: stack.s3!.secretAccessKey } });
 });
