@@ -19,7 +19,10 @@ import { StackState, startStack, stopStack } from '../../src/sandbox/stack';
 import { createCa } from '../../src/sandbox/tls';
 import { parseInfo, pgbackrestEnv, runPgBackRest } from '../../src/system/pgbackrest';
 import { freePort } from '../../src/system/process';
-import { postgresOwner } from '../../src/system/postgres';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { findPgBinary } from '../../src/system/postgres';
+import { postgresOwner, stopNode } from '../../src/system/postgres';
 import { readLedger } from '../../src/system/scratch';
 import type { PhysicalBackupDatabaseResult } from '../../src/workflows/backupDatabase';
 import type { RestoreCanaryResult } from '../../src/workflows/restoreCanary';
@@ -72,7 +75,7 @@ function writeConfig(): string {
 }
 
 before(async () => {
-  stack = await startStack({ dir: join(dir, 'stack'), components: ['temporal', 'postgres', 's3', 'pgbackrest'] });
+  stack = await startStack({ dir: join(dir, 'stack'), components: ['temporal', 'postgres', 'replica', 's3', 'pgbackrest'] });
   password = readFileSync(join(stack.dir, 'secrets', 'postgres-password'), 'utf8').trim();
   admin = new PgClient({ host: stack.postgres!.host, port: stack.postgres!.port, user: 'postgres', password, database: 'app' });
   await admin.connect();
@@ -470,5 +473,37 @@ describe('pgBackRest backups and point-in-time restore tests', () => {
     } finally {
       killGroup(worker);
     }
+  });
+  // Last: it fails the sandbox primary over to the replica.
+  test('after a failover, archiving, backups and the canary follow the new primary, and a restore test to a moment before the switch replays across the timeline history', async () => {
+    const before = await canaryRow();
+    await new Promise((r) => setTimeout(r, 1_500));
+    const target = new Date().toISOString();
+    await new Promise((r) => setTimeout(r, 1_500));
+    await canaryRow();
+    await archiveNow();
+    const baseBefore = (await repositoryInfo()).backups.pop()!;
+    // pg-a stops cleanly (archiving what it has), pg-b is promoted: timeline 2, archived by pg-b with the same archive_command.
+    await stopNode(stack.postgres!.dataDir, 'fast');
+    const owner = postgresOwner();
+    await promisify(execFile)(findPgBinary('pg_ctl'), ['promote', '-w', '-D', stack.postgresReplica!.dataDir], { uid: owner?.uid, gid: owner?.gid, cwd: '/' });
+    await admin.end().catch(() => undefined);
+    admin = new PgClient({ host: stack.postgresReplica!.host, port: stack.postgresReplica!.port, user: 'postgres', password, database: 'app' });
+    await admin.connect();
+    const after = await canaryRow();
+    assert.equal(after.node, 'pg-b', 'the canary is written on the new primary');
+    await archiveNow();
+    const archived = await repositoryInfo();
+    assert.match(archived.archive!.max, /^00000002/, 'the new primary archives timeline 2');
+    const full = await backup('full');
+    assert.equal(full.node, 'pg-b', 'the backup is taken from the new primary');
+    assert.ok(before.row.id < after.row.id);
+
+    const result = await verify({ database: 'pitr', selection: { mode: 'time', at: target } });
+    assert.equal(result.passed, true, result.reasons.join('; '));
+    assert.equal(result.pitr!.backup!.label, baseBefore.label, 'restored from the backup taken before the failover');
+    assert.ok(result.checks.find((x) => x.name === 'WAL archive continuous')!.passed);
+    assert.match(result.pitr!.archive!.max!, /^00000002/, 'the scan reached timeline 2 through its history');
+    assert.deepEqual(scratchLeftovers(), []);
   });
 });
