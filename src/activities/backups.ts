@@ -23,6 +23,8 @@ export interface BackupTarget {
   database: string;
   /** dump: pg_dump to S3 (this module); pgbackrest: physical backups (src/activities/pgbackrest.ts). */
   method?: 'dump' | 'pgbackrest';
+  /** Where the preflight connects when the server to use is found at run time (a pgBackRest database's current primary). */
+  resolveServer?: () => Promise<PgServer>;
   restore: {
     server: PgServer;
     jobs: number;
@@ -362,7 +364,7 @@ export function createBackupActivities(deps: BackupDeps) {
       const t = target(input.database);
       return withHeartbeat(async () => {
         await deps.store.checkBucket();
-        const client = await connectPg(t.server, t.database, 'runbook-preflight');
+        const client = await connectPg(t.resolveServer ? await t.resolveServer() : t.server, t.database, 'runbook-preflight');
         try {
           return { databaseName: t.database, serverVersion: await serverVersion(client), maxBackupAgeMs: t.restore.maxBackupAgeMs, randomWindowMs: t.restore.randomWindowMs, method: t.method ?? 'dump', restoreInto: t.restore.into ?? 'restoreServer' };
         } finally {

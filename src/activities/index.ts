@@ -21,6 +21,7 @@ import { createKubernetesActivities, KubernetesTarget } from './kubernetes';
 import { isAbsolute, join } from 'node:path';
 import { createLoadTestActivities } from './loadTest';
 import { createPhysicalBackupActivities, PhysicalNode, PhysicalTarget } from './pgbackrest';
+import { findPrimary } from './pgbackrestContext';
 import { createScratchHostActivities } from './scratchHost';
 
 /** A server whose password is read from its reference at each use, so a rotated secret is picked up. */
@@ -50,8 +51,12 @@ function backupActivitiesFor(loaded: LoadedConfig, environment: string, store: O
     const rt = db.restoreTest;
     // Without a restore server, a dump restore test starts a scratch instance; restoring onto the source is an explicit choice.
     const into = rt.into ?? (rt.host !== undefined ? 'restoreServer' : 'scratchInstance');
+    const server = pgServer(db.host, db.port, db.user, db.password, loaded.baseDir);
+    const nodes = physicalNodes(db);
     databases[name] = {
-      server: pgServer(db.host, db.port, db.user, db.password, loaded.baseDir),
+      server,
+      // A pgBackRest database's preflight goes to whichever node is primary now, like its backups.
+      resolveServer: nodes ? async () => ({ ...server, ...(await findPrimary(server, db.database, nodes)).node, password: server.password }) : undefined,
       database: db.database,
       method: db.backups.method,
       globals: db.backups.globals,
@@ -77,6 +82,20 @@ function backupActivitiesFor(loaded: LoadedConfig, environment: string, store: O
   });
 }
 
+/** A pgBackRest database's nodes: its own list, else the topology's, else the database's host. */
+function physicalNodes(db: EnvironmentConfig['databases'][string]): PhysicalNode[] | undefined {
+  const b = db.backups.pgbackrest;
+  if (db.backups.method !== 'pgbackrest' || !b) return undefined;
+  const list = b.nodes ?? db.topology?.nodes ?? [{ host: db.host, port: db.port }];
+  return list.map((n, i) => ({
+    name: ('name' in n && n.name) || (list.length === 1 ? 'primary' : `node-${i + 1}`),
+    host: n.host,
+    port: n.port,
+    dataDir: ('dataDir' in n && n.dataDir) || b.dataDir!,
+    socketDir: ('socketDir' in n && n.socketDir) || b.socketDir,
+  }));
+}
+
 const resolvePath = (p: string, baseDir: string) => (isAbsolute(p) ? p : join(baseDir, p));
 
 /** The pgBackRest databases of an environment, each closing over its secret references (read at each use). */
@@ -87,14 +106,7 @@ function physicalBackupActivitiesFor(loaded: LoadedConfig, environment: string, 
     const b = db.backups.pgbackrest;
     if (db.backups.method !== 'pgbackrest' || !b) continue;
     const url = new URL(b.repo.endpoint);
-    const nodeList = b.nodes ?? db.topology?.nodes ?? [{ host: db.host, port: db.port }];
-    const nodes: PhysicalNode[] = nodeList.map((n, i) => ({
-      name: ('name' in n && n.name) || (nodeList.length === 1 ? 'primary' : `node-${i + 1}`),
-      host: n.host,
-      port: n.port,
-      dataDir: ('dataDir' in n && n.dataDir) || b.dataDir!,
-      socketDir: ('socketDir' in n && n.socketDir) || b.socketDir,
-    }));
+    const nodes = physicalNodes(db)!;
     const rt = db.restoreTest;
     const repo = b.repo;
     databases[name] = {
