@@ -1,7 +1,6 @@
 import type { Command } from 'commander';
 import { WorkflowFailedError } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
-import { createActivities } from '../activities';
 import type { RestoreReport } from '../activities/reports';
 import { parseDuration } from '../config/duration';
 import type { LoadedConfig } from '../config/load';
@@ -173,6 +172,8 @@ export function registerBackup(program: Command, globals: () => GlobalOptions): 
       const { name, env } = cliEnvironment(loaded, g);
       if (!env.backups) throw new UsageError(`environment ${name} has no backups: section`);
       if (!(opts.database in env.databases)) throw new UsageError(`--database: ${shown(opts.database)} is not configured for environment ${name}; configured: ${Object.keys(env.databases).join(', ')}`);
+      // Loaded on use: the activities pull in every client library (Kubernetes, AWS), which most commands never need.
+      const { createActivities } = await import('../activities');
       if (env.databases[opts.database].backups.method === 'pgbackrest') {
         const repo = await createActivities(loaded, name).inspectPhysicalRepository({ database: opts.database });
         if (g.json) return printJson({ ok: true, environment: name, method: 'pgbackrest', ...repo });
@@ -216,6 +217,7 @@ async function refuseUnreachable(loaded: LoadedConfig, { name, env }: { name: st
   }
   if (selection.mode === 'key') throw new UsageError(`--key: ${database} is backed up with pgBackRest; choose a backup with --label (runbook backup list --database ${database})`);
   if (selection.mode !== 'label' && selection.mode !== 'time') return;
+  const { createActivities } = await import('../activities');
   const repo = await createActivities(loaded, name).inspectPhysicalRepository({ database });
   if (selection.mode === 'label' && !repo.backups.some((b) => b.label === selection.label && !b.error)) {
     throw new UsageError(`--label: backup ${selection.label} is not in the repository of stanza ${repo.stanza}; it holds ${repo.backups.map((b) => b.label).join(', ') || 'no backup'}`);

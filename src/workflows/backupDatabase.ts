@@ -3,6 +3,7 @@ import type { BackupActivities } from '../activities/backups';
 import type { BackupType, PhysicalBackupActivities } from '../activities/pgbackrest';
 import { PREFLIGHT, QUICK, TRANSFER } from './lib/backupOptions';
 import { PHYSICAL_QUICK, PHYSICAL_TRANSFER } from './lib/physicalOptions';
+import { acquireTarget } from './lib/exclusive';
 import { DATABASE_KEY, ENVIRONMENT_NAME, InputChecker, timestampId } from './lib/input';
 import { runRunbook, Timeline, TimelineSnapshot } from './lib/timeline';
 
@@ -83,6 +84,9 @@ export async function backupDatabase(rawInput: BackupDatabaseInput): Promise<Bac
         throw ApplicationFailure.create({ type: 'InvalidInput', nonRetryable: true, message: `type: ${input.type} backups are pgBackRest backups; ${input.database} is backed up with pg_dump (backups.method: dump)` });
       }
       if (m === 'pgbackrest') evidence.method = m;
+      // No drill (or second backup) acts on this database while the backup runs.
+      const held = await acquireTarget({ environment: input.environment, runbook: 'backupDatabase', checkFreezes: true, kind: 'database', target: input.database });
+      if (held) evidence.target = `database ${input.database} held (${held.held})`;
       return m;
     });
     if (method === 'pgbackrest') return physicalBackup(input, backupId, timeline);
