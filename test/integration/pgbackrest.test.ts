@@ -78,6 +78,8 @@ before(async () => {
   stack = await startStack({ dir: join(dir, 'stack'), components: ['temporal', 'postgres', 'replica', 's3', 'pgbackrest'] });
   password = readFileSync(join(stack.dir, 'secrets', 'postgres-password'), 'utf8').trim();
   admin = new PgClient({ host: stack.postgres!.host, port: stack.postgres!.port, user: 'postgres', password, database: 'app' });
+  // The failover test stops this node; an idle client whose server goes away emits 'error'.
+  admin.on('error', () => undefined);
   await admin.connect();
   await seedSampleDatabase(admin, { rows: 3_000 });
   configFile = writeConfig();
@@ -489,6 +491,7 @@ describe('pgBackRest backups and point-in-time restore tests', () => {
     await promisify(execFile)(findPgBinary('pg_ctl'), ['promote', '-w', '-D', stack.postgresReplica!.dataDir], { uid: owner?.uid, gid: owner?.gid, cwd: '/' });
     await admin.end().catch(() => undefined);
     admin = new PgClient({ host: stack.postgresReplica!.host, port: stack.postgresReplica!.port, user: 'postgres', password, database: 'app' });
+    admin.on('error', () => undefined);
     await admin.connect();
     const after = await canaryRow();
     assert.equal(after.node, 'pg-b', 'the canary is written on the new primary');
