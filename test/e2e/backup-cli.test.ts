@@ -26,7 +26,7 @@ before(async () => {
   await pg.end();
   const httpPort = await freePort();
   worker = startCli(['--config', stack.configFile, 'worker', '--http-port', String(httpPort)]);
-  await waitFor('worker ready', async () => (await httpStatus(`http://127.0.0.1:${httpPort}/ready`)).status === 200, 60_000, 200);
+  await waitFor('worker ready', async () => (await httpStatus(`http://127.0.0.1:${httpPort}/ready`)).status === 200, 180_000, 200);
 });
 
 after(async () => {
