@@ -41,7 +41,7 @@ async function main(): Promise<void> {
   const only = new Set(process.argv.slice(2));
   const wanted = (runbook: string) => only.size === 0 || only.has(runbook);
   const kubernetes = wanted('rollout') || wanted('rollback') || wanted('goLive');
-  const stack = await startStack({ dir, components: ['temporal', 'postgres', 'replica', 's3', 'dns', ...(kubernetes ? (['kubernetes'] as const) : [])] });
+  const stack = await startStack({ dir, components: ['temporal', 'postgres', 'replica', 's3', 'pgbackrest', 'dns', ...(kubernetes ? (['kubernetes'] as const) : [])] });
   const loaded = loadConfig(stack.configFile);
   // Short load-test phases (the block as the loader leaves it: durations in ms), so recording takes seconds.
   loaded.config.environments.sandbox.loadTest = {
@@ -100,6 +100,30 @@ async function main(): Promise<void> {
     if (wanted('verifyBackup')) {
       await save('verifyBackup-passed', await start('verifyBackup', 'batch-queue', { database: 'main' }));
       await save('verifyBackup-no-such-backup', await start('verifyBackup', 'batch-queue', { database: 'main', selection: { mode: 'key', backupId: '20200101T000000Z-abcdef' } }));
+    }
+    if (wanted('restoreCanary')) {
+      await save('restoreCanary-written', await start('restoreCanary', 'standard-queue', { database: 'pitr' }));
+      await save('restoreCanary-invalid-input', await start('restoreCanary', 'standard-queue', { database: 'pitr; DROP TABLE x' }));
+    }
+    if (wanted('pgbackrest')) {
+      // pgBackRest: a canary row, a full backup, a restore test to a moment between two canary rows, and a time outside the window.
+      await start('restoreCanary', 'standard-queue', { database: 'pitr' }).then((h) => h.result());
+      await save('backupDatabase-pgbackrest-full', await start('backupDatabase', 'batch-queue', { database: 'pitr', type: 'full' }));
+      await start('restoreCanary', 'standard-queue', { database: 'pitr' }).then((h) => h.result());
+      await new Promise((r) => setTimeout(r, 1_500));
+      const at = new Date().toISOString();
+      await new Promise((r) => setTimeout(r, 1_500));
+      await start('restoreCanary', 'standard-queue', { database: 'pitr' }).then((h) => h.result());
+      const pg = new PgClient({ host: db.host, port: db.port, user: db.user, password: readSecret(db.password, loaded.baseDir), database: db.database });
+      await pg.connect();
+      const switched = (await pg.query<{ f: string }>('SELECT pg_walfile_name(pg_switch_wal()) AS f')).rows[0].f;
+      while ((await pg.query<{ w: string | null }>('SELECT last_archived_wal AS w FROM pg_stat_archiver')).rows[0].w! < switched) await new Promise((r) => setTimeout(r, 200));
+      await pg.end();
+      await save('verifyBackup-pitr-passed', await start('verifyBackup', 'batch-queue', { database: 'pitr', selection: { mode: 'time', at } }));
+      await save('verifyBackup-pitr-outside-window', await start('verifyBackup', 'batch-queue', { database: 'pitr', selection: { mode: 'time', at: '2020-01-01T00:00:00Z' } }));
+      // A dump restored into a scratch instance on the worker's host (the default without a restore server).
+      await start('backupDatabase', 'batch-queue', { database: 'main' }).then((h) => h.result());
+      await save('verifyBackup-dump-scratch-instance', await start('verifyBackup', 'batch-queue', { database: 'main' }));
     }
     if (wanted('drDrill')) {
       const rejected = await start('drDrill', 'critical-queue', { database: 'main', mode: 'failover' });

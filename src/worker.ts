@@ -5,6 +5,7 @@ import { watchFile, unwatchFile } from 'node:fs';
 import { createServer, IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createActivities, lazyClient } from './activities';
+import { scratchHostQueue } from './activities/scratchHost';
 import { dataConverterFor } from './codec';
 import { credentialFiles, temporalConnectionSettings, TemporalConnectionSettings } from './config/connection';
 import { parseDuration } from './config/duration';
@@ -117,6 +118,9 @@ interface Generation {
   running: Promise<void>;
 }
 
+/** A batch worker also serves its host's scratch-instance queue (src/activities/scratchHost.ts). */
+const extraWorkers = (queues: QueueKind[]) => (queues.includes('batch') ? 1 : 0);
+
 /**
  * One worker process: a Temporal worker per task queue on one connection, an HTTP server for
  * /health, /ready and /metrics, reconnection until the server is reachable, and a new connection
@@ -182,7 +186,7 @@ export class RunbookWorker {
 
   isReady(): boolean {
     const gen = this.generation;
-    return !this.stopping && gen !== undefined && gen.workers.length === this.queues.length && gen.workers.every((w) => w.getState() === 'RUNNING');
+    return !this.stopping && gen !== undefined && gen.workers.length === this.queues.length + extraWorkers(this.queues) && gen.workers.every((w) => w.getState() === 'RUNNING');
   }
 
   /** Waits until every queue is polling; rejects if the worker fails or stops first. */
@@ -298,6 +302,22 @@ export class RunbookWorker {
           shutdownForceTime: this.tuning.shutdownGraceTimeMs + 10_000,
         };
         workers.push(await Worker.create(options));
+      }
+      if (extraWorkers(this.queues)) {
+        // Activities only: the restore test's scratch-instance steps, pinned to the host that holds the instance.
+        workers.push(
+          await Worker.create({
+            connection,
+            namespace,
+            taskQueue: scratchHostQueue(env.temporal.taskQueues.batch),
+            activities,
+            dataConverter: this.dataConverter,
+            maxConcurrentActivityTaskExecutions: this.tuning.maxConcurrentActivityTaskExecutions,
+            maxConcurrentActivityTaskPolls: this.tuning.maxConcurrentActivityTaskPolls,
+            shutdownGraceTime: this.tuning.shutdownGraceTimeMs,
+            shutdownForceTime: this.tuning.shutdownGraceTimeMs + 10_000,
+          }),
+        );
       }
     } catch (err) {
       await connection.close().catch(() => undefined);

@@ -1,13 +1,17 @@
-import { CancelledFailure, log } from '@temporalio/activity';
+import { CancelledFailure, Context, log } from '@temporalio/activity';
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { createWriteStream, mkdtempSync, rmSync } from 'node:fs';
+import { createWriteStream, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough, Readable, Transform, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { findPgBinary } from '../system/postgres';
+import { MissingBinaryError } from '../system/process';
+import { pgBinDirFor, scratchPaths } from '../system/scratch';
+import { dumpScratchServer, majorVersion, removeDumpScratch, restoreGlobals, scratchInstanceName, startDumpScratch } from './dumpScratch';
 import { checkServedEnvironment, classify, failure } from './errors';
+import { planParts, uploadInGrowingParts } from './multipart';
 import { heartbeater, withHeartbeat } from './heartbeat';
 import { connectPg, listTables, PgServer, pgToolEnv, quoteIdent, serverVersion, tableStats, TableStats } from './pg';
 import { renderRestoreReportMarkdown, RestoreReport } from './reports';
@@ -17,13 +21,26 @@ import type { ObjectStore } from './s3';
 export interface BackupTarget {
   server: PgServer;
   database: string;
+  /** dump: pg_dump to S3 (this module); pgbackrest: physical backups (src/activities/pgbackrest.ts). */
+  method?: 'dump' | 'pgbackrest';
+  /** Where the preflight connects when the server to use is found at run time (a pgBackRest database's current primary). */
+  resolveServer?: () => Promise<PgServer>;
   restore: {
     server: PgServer;
     jobs: number;
     randomWindowMs: number;
     assertions: { name: string; sql: string }[];
     maxBackupAgeMs?: number;
+    /**
+     * Where the scratch database is made: a scratch instance the worker starts (default), the restore
+     * server (`server`), or the source server itself (`server` is then the source).
+     */
+    into?: 'scratchInstance' | 'restoreServer' | 'sourceServer';
+    scratchDir?: string;
+    sharedBuffers?: string;
   };
+  /** Roles and other globals (pg_dumpall --globals-only) beside each dump. */
+  globals?: boolean;
 }
 
 export interface BackupDeps {
@@ -32,6 +49,8 @@ export interface BackupDeps {
   prefix: string;
   databases: Record<string, BackupTarget>;
   retention: { keepLast?: number; maxAgeMs?: number };
+  /** S3's part-count limit, lowered only to test that dumps stay within it. */
+  multipart?: { maxParts: number };
 }
 
 export interface BackupManifest {
@@ -50,6 +69,32 @@ export interface BackupManifest {
   sha256: string;
   /** Row counts and checksums from the dump's own snapshot. */
   tables: TableStats[];
+  /** The database's size when the dump began (what a restore writes, roughly). */
+  databaseBytes?: number;
+  /** How the dump was uploaded: the part sizes grow with the dump (src/activities/multipart.ts). */
+  upload?: { parts: number; partBytes: number[] };
+  /** Owner and privileges of each table, from the same snapshot: checked when the globals are restored too. */
+  ownership?: TableOwnership[];
+  /** pg_dumpall --globals-only beside the dump (roles, their memberships and settings). */
+  globals?: { key: string; bytes: number; sha256: string; rolePasswords: boolean };
+}
+
+export interface TableOwnership {
+  schema: string;
+  name: string;
+  owner: string;
+  /** The table's ACL items, sorted; null when it has the default privileges. */
+  acl: string[] | null;
+}
+
+async function tableOwnership(client: Awaited<ReturnType<typeof connectPg>>): Promise<TableOwnership[]> {
+  const res = await client.query<{ schema: string; name: string; owner: string; acl: string[] | null }>(
+    `SELECT n.nspname AS schema, c.relname AS name, pg_get_userbyid(c.relowner) AS owner, c.relacl::text[] AS acl
+       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%'
+      ORDER BY 1, 2`,
+  );
+  return res.rows.map((r) => ({ ...r, acl: r.acl ? [...r.acl].sort() : null }));
 }
 
 export interface BackupListEntry {
@@ -159,7 +204,7 @@ export function createBackupActivities(deps: BackupDeps) {
   const keysFor = (database: string, backupId: string) => {
     if (!BACKUP_ID.test(backupId)) throw failure('InvalidInput', `backupId '${backupId}' is not a backup id (expected e.g. 20261125T030000Z-a1b2c3)`);
     const base = `${backupPrefix(database)}${backupId}/`;
-    return { base, dump: `${base}dump.pgcustom`, manifest: `${base}manifest.json` };
+    return { base, dump: `${base}dump.pgcustom`, manifest: `${base}manifest.json`, globals: `${base}globals.sql` };
   };
   const checkScratch = (name: string) => {
     // Only databases this runbook created may be dropped: the name is the guard.
@@ -206,9 +251,19 @@ export function createBackupActivities(deps: BackupDeps) {
     const t = target(input.database);
     checkScratch(input.scratchName);
     const manifest = await deps.store.getJson<BackupManifest>(keysFor(input.database, input.backupId).manifest);
-    const client = await connectPg(t.restore.server, input.scratchName, 'runbook-restore-validate');
+    const scratch = t.restore.into === 'scratchInstance' ? dumpScratchServer(t.restore.scratchDir!, input.scratchName, t.server.user) : undefined;
+    if (t.restore.into === 'scratchInstance' && !scratch) throw failure('RestoreFailed', `the scratch instance of ${input.scratchName} is not on this worker's host (restoreTest.scratchDir ${t.restore.scratchDir})`);
+    const client = await connectPg(scratch ?? t.restore.server, input.scratchName, 'runbook-restore-validate');
     const checks: RestoreCheck[] = [];
     try {
+      const globals = scratch ? readGlobalsOutcome(t.restore.scratchDir!, input.scratchName) : undefined;
+      if (globals) {
+        checks.push({
+          name: 'roles and globals restored',
+          passed: globals.errors.length === 0,
+          detail: globals.errors.length === 0 ? `${manifest.globals!.bytes} bytes of pg_dumpall --globals-only applied${globals.rolePasswords ? '' : ' (without role passwords)'}` : globals.errors.slice(0, 5).join('; '),
+        });
+      }
       const present = new Set((await listTables(client)).map((x) => `${x.schema}.${x.name}`));
       const missing = manifest.tables.filter((x) => !present.has(`${x.schema}.${x.name}`)).map((x) => `${x.schema}.${x.name}`);
       checks.push({
@@ -227,6 +282,28 @@ export function createBackupActivities(deps: BackupDeps) {
           detail: passed
             ? `${found.rows} rows, checksum matches`
             : `expected ${expected.rows} rows (checksum ${expected.checksum}), found ${found.rows} rows (checksum ${found.checksum})`,
+        });
+      }
+      if (globals && manifest.ownership) {
+        // With the roles restored, pg_restore kept owners and grants: each table's must equal the source's.
+        const found = new Map((await tableOwnership(client)).map((o) => [`${o.schema}.${o.name}`, o]));
+        const differing = manifest.ownership.filter((o) => {
+          const f = found.get(`${o.schema}.${o.name}`);
+          return !f || f.owner !== o.owner || JSON.stringify(f.acl) !== JSON.stringify(o.acl);
+        });
+        checks.push({
+          name: 'owners and privileges',
+          passed: differing.length === 0,
+          detail:
+            differing.length === 0
+              ? `${manifest.ownership.length} tables with the source's owners and grants`
+              : differing
+                  .slice(0, 5)
+                  .map((o) => {
+                    const f = found.get(`${o.schema}.${o.name}`);
+                    return `${o.schema}.${o.name}: expected owner ${o.owner} ${JSON.stringify(o.acl)}, found ${f ? `${f.owner} ${JSON.stringify(f.acl)}` : 'no table'}`;
+                  })
+                  .join('; '),
         });
       }
       for (const assertion of t.restore.assertions) {
@@ -250,16 +327,46 @@ export function createBackupActivities(deps: BackupDeps) {
     }
   }
 
+  /**
+   * pg_dumpall --globals-only (roles, memberships, role settings, tablespaces) uploaded beside the dump.
+   * Reading role passwords needs a superuser; without one the roles are dumped without them.
+   */
+  async function dumpGlobals(t: BackupTarget, key: string, signal: AbortSignal): Promise<NonNullable<BackupManifest['globals']>> {
+    for (const rolePasswords of [true, false]) {
+      const run = runTool(
+        findPgBinary('pg_dumpall'),
+        ['-h', t.server.host, '-p', String(t.server.port), '-U', t.server.user, '-l', t.database, '--globals-only', '--no-password', ...(rolePasswords ? [] : ['--no-role-passwords'])],
+        pgToolEnv(t.server, 'runbook-backup-globals'),
+        ['ignore', 'pipe'],
+        signal,
+      );
+      const digest = new Digest();
+      const chunks: Buffer[] = [];
+      await pipeline(run.child.stdout!, digest, new Writable({ write: (c: Buffer, _e, done) => (chunks.push(c), done()) }));
+      const code = await run.exitCode;
+      if (code !== 0) {
+        if (rolePasswords && /permission denied/i.test(run.stderrTail())) continue;
+        throw failure('DumpFailed', `pg_dumpall --globals-only exited with ${code}: ${run.stderrTail()}`);
+      }
+      await deps.store.putText(key, Buffer.concat(chunks).toString(), 'application/sql');
+      return { key, bytes: digest.bytes, sha256: digest.hex(), rolePasswords };
+    }
+    throw failure('DumpFailed', 'pg_dumpall --globals-only failed');
+  }
+
   return {
     /** Checks the bucket and the database's server exist and answer, before anything is written. */
-    async preflightBackupTarget(input: { database: string; environment?: string }): Promise<{ databaseName: string; serverVersion: string; maxBackupAgeMs?: number; randomWindowMs: number }> {
+    async preflightBackupTarget(input: {
+      database: string;
+      environment?: string;
+    }): Promise<{ databaseName: string; serverVersion: string; maxBackupAgeMs?: number; randomWindowMs: number; method: 'dump' | 'pgbackrest'; restoreInto: 'scratchInstance' | 'restoreServer' | 'sourceServer' }> {
       checkServedEnvironment(input.environment, deps.environment);
       const t = target(input.database);
       return withHeartbeat(async () => {
         await deps.store.checkBucket();
-        const client = await connectPg(t.server, t.database, 'runbook-preflight');
+        const client = await connectPg(t.resolveServer ? await t.resolveServer() : t.server, t.database, 'runbook-preflight');
         try {
-          return { databaseName: t.database, serverVersion: await serverVersion(client), maxBackupAgeMs: t.restore.maxBackupAgeMs, randomWindowMs: t.restore.randomWindowMs };
+          return { databaseName: t.database, serverVersion: await serverVersion(client), maxBackupAgeMs: t.restore.maxBackupAgeMs, randomWindowMs: t.restore.randomWindowMs, method: t.method ?? 'dump', restoreInto: t.restore.into ?? 'restoreServer' };
         } finally {
           await client.end().catch(() => undefined);
         }
@@ -290,6 +397,7 @@ export function createBackupActivities(deps: BackupDeps) {
         await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY');
         const snapshot = (await client.query<{ s: string }>('SELECT pg_export_snapshot() AS s')).rows[0].s;
         const version = await serverVersion(client);
+        const databaseBytes = Number((await client.query<{ b: string }>('SELECT pg_database_size(current_database())::text AS b')).rows[0].b);
         const startedAt = new Date().toISOString();
         const dump = runTool(
           findPgBinary('pg_dump'),
@@ -301,15 +409,20 @@ export function createBackupActivities(deps: BackupDeps) {
         const digest = new Digest();
         const body = new PassThrough();
         dump.child.stdout!.pipe(digest).pipe(body);
-        const uploaded = deps.store.upload(keys.dump, body, 'application/octet-stream');
+        // Part sizes planned from the database's size and growing past it: the dump stays within S3's part limit.
+        const uploaded = uploadInGrowingParts(deps.store, keys.dump, body, 'application/octet-stream', planParts(databaseBytes, deps.multipart?.maxParts));
         // Awaited below, after the checksums; an upload failing before then must not be an unhandled rejection (it would end the worker).
         uploaded.catch(() => undefined);
         const tables: TableStats[] = [];
         const tableList = await listTables(client);
         const progress = setInterval(() => hb.beat({ phase: 'dump', bytes: digest.bytes, tablesChecksummed: tables.length, tables: tableList.length }), 500);
+        let ownership: TableOwnership[] = [];
+        let upload: Awaited<typeof uploaded>;
         try {
           for (const table of tableList) tables.push(await tableStats(client, table));
-          const [code] = await Promise.all([dump.exitCode, uploaded]);
+          ownership = await tableOwnership(client);
+          const [code, done] = await Promise.all([dump.exitCode, uploaded]);
+          upload = done;
           if (code !== 0) {
             await deps.store.deleteKeys([keys.dump]).catch(() => undefined);
             throw failure('DumpFailed', `pg_dump exited with ${code}: ${dump.stderrTail()}`);
@@ -321,6 +434,7 @@ export function createBackupActivities(deps: BackupDeps) {
           clearInterval(progress);
         }
         await client.query('COMMIT');
+        const globals = t.globals ? await dumpGlobals(t, keys.globals, hb.signal) : undefined;
         const manifest: BackupManifest = {
           formatVersion: 1,
           backupId: input.backupId,
@@ -335,6 +449,10 @@ export function createBackupActivities(deps: BackupDeps) {
           bytes: digest.bytes,
           sha256: digest.hex(),
           tables,
+          databaseBytes,
+          upload: { parts: upload.parts, partBytes: upload.partSizes },
+          ownership,
+          ...(globals ? { globals } : {}),
         };
         await deps.store.putJson(keys.manifest, manifest);
         log.info('backup written', { backupId: input.backupId, bytes: manifest.bytes, tables: tables.length });
@@ -380,7 +498,38 @@ export function createBackupActivities(deps: BackupDeps) {
           phasesMs[name] = Date.now() - mark;
           mark = Date.now();
         };
-        const admin = await connectPg(t.restore.server, 'postgres', 'runbook-restore-admin');
+        let server = t.restore.server;
+        let withOwners = false;
+        if (t.restore.into === 'scratchInstance') {
+          // A fresh instance of the dump's major version for every attempt: whatever an earlier attempt left is removed first.
+          const started2 = await startDumpScratch({
+            root: t.restore.scratchDir!,
+            scratchDatabase: input.scratchName,
+            database: input.database,
+            superuser: t.server.user,
+            serverVersion: manifest.server.version,
+            sharedBuffers: t.restore.sharedBuffers ?? '128MB',
+            attempt: Context.current().info.attempt,
+          }).catch((err: unknown) => {
+            if (err instanceof MissingBinaryError) throw failure('ProgramMissing', err.message);
+            throw err;
+          });
+          server = started2.server;
+          phase('startScratchInstance');
+          if (manifest.globals) {
+            // The roles first, so owners and grants can be restored as they were.
+            const { body: sql } = await deps.store.download(manifest.globals.key);
+            const gd = new Digest();
+            const outcome = await restoreGlobals(pgBinDirFor(majorVersion(manifest.server.version)), server, (sql as Readable).pipe(gd), pgToolEnv(server, 'runbook-restore-globals'));
+            if (gd.hex() !== manifest.globals.sha256) {
+              throw failure('BackupChecksumMismatch', `the globals of backup ${input.backupId} are corrupt: sha256 ${gd.hex()} does not match the manifest's ${manifest.globals.sha256}`);
+            }
+            writeGlobalsOutcome(t.restore.scratchDir!, input.scratchName, { errors: outcome.errors, rolePasswords: manifest.globals.rolePasswords });
+            withOwners = true;
+            phase('restoreGlobals');
+          }
+        }
+        const admin = await connectPg(server, 'postgres', 'runbook-restore-admin');
         try {
           // A retry starts from an empty database, never from a half-restored one.
           await admin.query(`DROP DATABASE IF EXISTS ${quoteIdent(input.scratchName)} WITH (FORCE)`);
@@ -393,8 +542,10 @@ export function createBackupActivities(deps: BackupDeps) {
         const digest = new Digest();
         const jobs = t.restore.jobs;
         const progress = setInterval(() => hb.beat({ phase: 'restore', bytes: digest.bytes, totalBytes: manifest.bytes }), 500);
-        const baseArgs = ['-h', t.restore.server.host, '-p', String(t.restore.server.port), '-U', t.restore.server.user, '-d', input.scratchName, '--no-owner', '--no-privileges', '--exit-on-error', '--no-password'];
-        const env = pgToolEnv(t.restore.server, 'runbook-restore');
+        // Owners and grants only where their roles exist: a scratch instance that got the dump's globals.
+        const ownership = withOwners ? [] : ['--no-owner', '--no-privileges'];
+        const baseArgs = ['-h', server.host, '-p', String(server.port), '-U', server.user, '-d', input.scratchName, ...ownership, '--exit-on-error', '--no-password'];
+        const env = pgToolEnv(server, 'runbook-restore');
         let exit: number;
         let stderr: () => string;
         try {
@@ -449,6 +600,10 @@ export function createBackupActivities(deps: BackupDeps) {
     async dropScratchDatabase(input: { database: string; scratchName: string }): Promise<{ dropped: boolean }> {
       const t = target(input.database);
       checkScratch(input.scratchName);
+      if (t.restore.into === 'scratchInstance') {
+        // The database goes with its instance: stopped and its directory removed.
+        return withHeartbeat(async () => ({ dropped: (await removeDumpScratch(t.restore.scratchDir!, input.scratchName)).existed }));
+      }
       return withHeartbeat(async () => {
         const admin = await connectPg(t.restore.server, 'postgres', 'runbook-restore-admin');
         try {
@@ -481,3 +636,18 @@ export function createBackupActivities(deps: BackupDeps) {
 }
 
 export type BackupActivities = ReturnType<typeof createBackupActivities>;
+
+const GLOBALS_OUTCOME = 'globals-restored.json';
+
+/** What restoring the globals into a scratch instance gave, kept beside the instance for the validation step. */
+function writeGlobalsOutcome(root: string, scratchName: string, outcome: { errors: string[]; rolePasswords: boolean }): void {
+  writeFileSync(join(scratchPaths(root, scratchInstanceName(scratchName)).dir, GLOBALS_OUTCOME), JSON.stringify(outcome));
+}
+
+function readGlobalsOutcome(root: string, scratchName: string): { errors: string[]; rolePasswords: boolean } | undefined {
+  try {
+    return JSON.parse(readFileSync(join(scratchPaths(root, scratchInstanceName(scratchName)).dir, GLOBALS_OUTCOME), 'utf8'));
+  } catch {
+    return undefined;
+  }
+}

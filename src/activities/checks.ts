@@ -26,6 +26,8 @@ export interface CheckDeps {
   temporal: () => Promise<Client>;
   temporalSettings: () => TemporalConnectionSettings;
   store?: ObjectStore;
+  /** Reads a pgBackRest database's repository (its newest backup), for databases backed up that way. */
+  physicalRepository?: (database: string) => Promise<{ backups: { label: string; stoppedAt: string; repoBytes: number; error: boolean }[] }>;
 }
 
 const DEFAULT_TIMEOUT_MS = 10_000;
@@ -622,6 +624,18 @@ export function createCheckActivities(deps: CheckDeps) {
       const problems: string[] = [];
       for (const { key, db } of databases()) {
         const limitMs = db.restoreTest.maxBackupAge ?? env.targets.rpo ?? DEFAULT_RPO_WINDOW_MS;
+        if (db.backups.method === 'pgbackrest' && deps.physicalRepository) {
+          const last = (await deps.physicalRepository(key)).backups.filter((b) => !b.error).pop();
+          if (!last) {
+            newest[key] = null;
+            problems.push(`${key}: no complete pgBackRest backup`);
+            continue;
+          }
+          const ageMs = Date.now() - Date.parse(last.stoppedAt);
+          newest[key] = { label: last.label, endedAt: last.stoppedAt, bytes: last.repoBytes, ageHours: Number((ageMs / 3_600_000).toFixed(2)), limitHours: Number((limitMs / 3_600_000).toFixed(2)) };
+          if (ageMs > limitMs) problems.push(`${key}: the newest pgBackRest backup is ${(ageMs / 3_600_000).toFixed(1)} h old (limit ${(limitMs / 3_600_000).toFixed(1)} h)`);
+          continue;
+        }
         // Backup ids start with a UTC timestamp, so the last complete one in key order is the newest.
         const manifests = (await deps.store.list(`${env.backups.prefix}${key}/`)).filter((o) => o.key.endsWith('/manifest.json')).map((o) => o.key).sort();
         const last = manifests.pop();

@@ -21,6 +21,9 @@ import { createGoLiveActivities } from './golive';
 import { createKubernetesActivities, KubernetesTarget } from './kubernetes';
 import { isAbsolute, join } from 'node:path';
 import { createLoadTestActivities } from './loadTest';
+import { createPhysicalBackupActivities, PhysicalNode, PhysicalTarget } from './pgbackrest';
+import { findPrimary } from './pgbackrestContext';
+import { createScratchHostActivities } from './scratchHost';
 import { createIdentityActivities } from './identity';
 import { createNotifyActivities } from './notify';
 import { createEvidenceActivities } from './evidence';
@@ -50,15 +53,26 @@ function backupActivitiesFor(loaded: LoadedConfig, environment: string, store: O
   const databases: Record<string, BackupTarget> = {};
   for (const [name, db] of Object.entries(env.databases)) {
     const rt = db.restoreTest;
+    // Without a restore server, a dump restore test starts a scratch instance; restoring onto the source is an explicit choice.
+    const into = rt.into ?? (rt.host !== undefined ? 'restoreServer' : 'scratchInstance');
+    const server = pgServer(db.host, db.port, db.user, db.password, loaded.baseDir);
+    const nodes = physicalNodes(db);
     databases[name] = {
-      server: pgServer(db.host, db.port, db.user, db.password, loaded.baseDir),
+      server,
+      // A pgBackRest database's preflight goes to whichever node is primary now, like its backups.
+      resolveServer: nodes ? async () => ({ ...server, ...(await findPrimary(server, db.database, nodes)).node, password: server.password }) : undefined,
       database: db.database,
+      method: db.backups.method,
+      globals: db.backups.globals,
       restore: {
         server: pgServer(rt.host ?? db.host, rt.port ?? db.port, rt.user ?? db.user, rt.password ?? db.password, loaded.baseDir),
         jobs: rt.jobs,
         randomWindowMs: rt.randomWindow,
         assertions: rt.assertions,
         maxBackupAgeMs: rt.maxBackupAge ?? env.targets.rpo,
+        into,
+        scratchDir: rt.scratchDir,
+        sharedBuffers: rt.scratchSharedBuffers,
       },
     };
   }
@@ -68,7 +82,75 @@ function backupActivitiesFor(loaded: LoadedConfig, environment: string, store: O
     prefix: env.backups.prefix,
     databases,
     retention: { keepLast: env.backups.retention.keepLast, maxAgeMs: env.backups.retention.maxAge },
+    multipart: { maxParts: env.backups.multipart.maxParts },
   });
+}
+
+/** A pgBackRest database's nodes: its own list, else the topology's, else the database's host. */
+function physicalNodes(db: EnvironmentConfig['databases'][string]): PhysicalNode[] | undefined {
+  const b = db.backups.pgbackrest;
+  if (db.backups.method !== 'pgbackrest' || !b) return undefined;
+  const list = b.nodes ?? db.topology?.nodes ?? [{ host: db.host, port: db.port }];
+  return list.map((n, i) => ({
+    name: ('name' in n && n.name) || (list.length === 1 ? 'primary' : `node-${i + 1}`),
+    host: n.host,
+    port: n.port,
+    dataDir: ('dataDir' in n && n.dataDir) || b.dataDir!,
+    socketDir: ('socketDir' in n && n.socketDir) || b.socketDir,
+  }));
+}
+
+const resolvePath = (p: string, baseDir: string) => (isAbsolute(p) ? p : join(baseDir, p));
+
+/** The pgBackRest databases of an environment, each closing over its secret references (read at each use). */
+function physicalBackupActivitiesFor(loaded: LoadedConfig, environment: string, store: ObjectStore | undefined) {
+  const { env } = selectEnvironment(loaded, environment);
+  const databases: Record<string, PhysicalTarget> = {};
+  for (const [name, db] of Object.entries(env.databases)) {
+    const b = db.backups.pgbackrest;
+    if (db.backups.method !== 'pgbackrest' || !b) continue;
+    const url = new URL(b.repo.endpoint);
+    const nodes = physicalNodes(db)!;
+    const rt = db.restoreTest;
+    const repo = b.repo;
+    databases[name] = {
+      database: db.database,
+      server: pgServer(db.host, db.port, db.user, db.password, loaded.baseDir),
+      stanza: b.stanza,
+      repo: () => ({
+        bucket: repo.bucket,
+        path: repo.path,
+        endpoint: url.hostname,
+        port: Number(url.port || 443),
+        region: repo.region,
+        uriStyle: repo.uriStyle,
+        caFile: repo.caFile && resolvePath(repo.caFile, loaded.baseDir),
+        accessKeyId: repo.accessKeyId && readSecret(repo.accessKeyId, loaded.baseDir),
+        secretAccessKey: repo.secretAccessKey && readSecret(repo.secretAccessKey, loaded.baseDir),
+        cipherPass: repo.cipherPass && readSecret(repo.cipherPass, loaded.baseDir),
+      }),
+      access: b.access,
+      nodes,
+      dbUser: b.dbUser,
+      tls: b.tls && { port: b.tls.port, caFile: resolvePath(b.tls.caFile, loaded.baseDir), certFile: resolvePath(b.tls.certFile, loaded.baseDir), keyFile: resolvePath(b.tls.keyFile, loaded.baseDir) },
+      processMax: b.processMax,
+      compressType: b.compressType,
+      bundle: b.bundle,
+      retention: { full: b.retention.full, diff: b.retention.diff },
+      restore: {
+        scratchDir: rt.scratchDir,
+        sharedBuffers: rt.scratchSharedBuffers,
+        assertions: rt.assertions,
+        maxBackupAgeMs: rt.maxBackupAge ?? env.targets.rpo,
+        maxArchiveAgeMs: rt.maxArchiveAge ?? env.targets.rpo,
+        maxArchiveBacklog: rt.maxArchiveBacklog,
+        verifyRepository: rt.verifyRepository,
+        randomWindowMs: rt.randomWindow,
+        canaryKeepMs: rt.canary.keep,
+      },
+    };
+  }
+  return createPhysicalBackupActivities({ environment, databases, reports: env.backups && store ? { store, prefix: env.backups.prefix } : undefined });
 }
 
 function dnsProviderFor(loaded: LoadedConfig, dns: NonNullable<EnvironmentConfig['dns']>): DnsProvider {
@@ -157,16 +239,27 @@ export function createActivities(loaded: LoadedConfig, environment: string, temp
   const { env } = selectEnvironment(loaded, environment);
   const store = env.backups ? new ObjectStore(createS3Client(loaded, env.backups), env.backups.bucket) : undefined;
   const temporal = temporalClient ?? lazyClient(loaded, environment);
+  const physical = physicalBackupActivitiesFor(loaded, environment, store);
   return {
     ...createSmokeActivities(environment),
     ...createIdentityActivities({ loaded, environment }),
     ...createNotifyActivities({ loaded, environment }),
     ...createEvidenceActivities({ environment, reports: env.backups && store ? { store, prefix: env.backups.prefix } : undefined, retentionMs: env.backups?.evidenceRetention }),
     ...backupActivitiesFor(loaded, environment, store),
+    ...physical,
+    ...createScratchHostActivities({ batchQueue: env.temporal.taskQueues.batch }),
     ...drillActivitiesFor(loaded, environment, store),
     ...createVisibilityActivities({ environment, client: temporal }),
     ...createTargetActivities({ loaded, environment, client: temporal }),
-    ...createCheckActivities({ environment, env, baseDir: loaded.baseDir, temporal, temporalSettings: () => temporalConnectionSettings(loaded, env.temporal), store }),
+    ...createCheckActivities({
+      environment,
+      env,
+      baseDir: loaded.baseDir,
+      temporal,
+      temporalSettings: () => temporalConnectionSettings(loaded, env.temporal),
+      store,
+      physicalRepository: (database) => physical.inspectPhysicalRepository({ database }),
+    }),
     ...createAuditActivities({
       environment,
       approvers: env.approvers.readinessAudit ?? env.approvers.default ?? [],

@@ -146,6 +146,10 @@ export function secretRefsOf(env: EnvironmentConfig, prefix: string): { path: st
   for (const [name, db] of Object.entries(env.databases)) {
     add(`databases.${name}.password`, db.password);
     add(`databases.${name}.restoreTest.password`, db.restoreTest.password);
+    const repo = db.backups.pgbackrest?.repo;
+    add(`databases.${name}.backups.pgbackrest.repo.accessKeyId`, repo?.accessKeyId);
+    add(`databases.${name}.backups.pgbackrest.repo.secretAccessKey`, repo?.secretAccessKey);
+    add(`databases.${name}.backups.pgbackrest.repo.cipherPass`, repo?.cipherPass);
   }
   add('backups.accessKeyId', env.backups?.accessKeyId);
   add('backups.secretAccessKey', env.backups?.secretAccessKey);

@@ -166,17 +166,31 @@ const temporalSchema = z
   })
   .strict();
 
+/** A PostgreSQL setting's size, as postgresql.conf writes it. */
+const pgSize = z.string().regex(/^\d+(kB|MB|GB)$/, 'expected a size such as 128MB or 2GB');
+
 /** Where backups are restored for testing, and what a restored copy must satisfy. */
 const restoreTestSchema = z
   .object({
-    /** Server for scratch databases; defaults to the database's own server and credentials. */
+    /**
+     * Where a dump is restored: a scratch PostgreSQL instance the worker starts (the default without a
+     * host), a dedicated restore server (the default with a host), or a scratch database on the source
+     * server itself (an explicit choice: it loads production). Physical backups always restore into a
+     * scratch instance.
+     */
+    into: z.enum(['scratchInstance', 'restoreServer', 'sourceServer'], { error: 'expected scratchInstance, restoreServer (with host) or sourceServer' }).optional(),
+    /** Server for scratch databases (into: restoreServer). */
     host: hostname.optional(),
     port: port.optional(),
     user: identifier.optional(),
     password: secretRef.optional(),
+    /** Where scratch instances get their data directories; it must hold a whole restored copy. */
+    scratchDir: dataDir.default('/var/tmp/runbook-scratch'),
+    /** shared_buffers of a scratch instance (a restored configuration may ask for production's memory). */
+    scratchSharedBuffers: pgSize.default('128MB'),
     /** pg_restore parallel jobs where the archive can be read with seeks (not from a stream). */
     jobs: z.number().int().min(1).max(32).default(1),
-    /** How far back `random` recovery-point selection reaches. */
+    /** How far back `random` recovery-point selection reaches, and the default window of a random point in time. */
     randomWindow: duration.prefault('7d'),
     /** Each query must return a single true value on the restored copy. */
     assertions: z
@@ -191,9 +205,145 @@ const restoreTestSchema = z
       .default([]),
     /** A restore test fails when the newest backup is older than this; defaults to targets.rpo. */
     maxBackupAge: duration.optional(),
+    /** pgBackRest: a restore test fails when the newest archived WAL segment is older than this; defaults to targets.rpo. */
+    maxArchiveAge: duration.optional(),
+    /** pgBackRest: WAL segments waiting to be archived on the source beyond which a restore test fails. */
+    maxArchiveBacklog: z.number().int().min(1).max(100_000).default(8),
+    /** pgBackRest: run `pgbackrest verify` (reads every file of the repository) before restoring. */
+    verifyRepository: z.boolean().default(true),
+    /** The restore canary: a row with a timestamp written to the source on a schedule (restoreCanary runbook). */
+    canary: z
+      .object({
+        /** Rows older than this are deleted by the canary runbook; keep it longer than the oldest backup you keep. */
+        keep: duration.prefault('40d'),
+      })
+      .strict()
+      .prefault({}),
   })
   .strict()
-  .refine((r) => (r.user === undefined) === (r.password === undefined), { message: 'user and password go together: set both, or neither to use the database credentials' });
+  .refine((r) => (r.user === undefined) === (r.password === undefined), { message: 'user and password go together: set both, or neither to use the database credentials' })
+  .superRefine((r, ctx) => {
+    if (r.into === 'restoreServer' && r.host === undefined) ctx.addIssue({ code: 'custom', path: ['host'], message: 'into: restoreServer needs host (and port, user, password) of the restore server' });
+    if (r.into !== undefined && r.into !== 'restoreServer' && (r.host !== undefined || r.port !== undefined)) {
+      ctx.addIssue({ code: 'custom', path: ['host'], message: `host and port name a restore server; with into: ${r.into} drop them, or set into: restoreServer` });
+    }
+  });
+
+/** An S3 key prefix-safe path inside a bucket: pgBackRest's repo1-path. */
+const repoPath = z
+  .string()
+  .max(512)
+  .regex(/^\/[A-Za-z0-9_.\/-]*$/, 'expected an absolute repository path such as /pgbackrest')
+  .refine((p) => !p.split('/').some((s) => s === '.' || s === '..'), 'expected a repository path without . or .. segments');
+
+/** A file on the worker (absolute, or relative to the config file). */
+const filePath = z
+  .string()
+  .min(1)
+  .max(1024)
+  .refine((p) => !/[\x00-\x1f\x7f]/.test(p), 'expected a file path without control characters');
+
+/**
+ * pgBackRest to an S3 repository. `access` says where pgBackRest reads the database cluster's files:
+ * `local`, the worker runs on the database host (as the data directory's owner); `tls`, through the
+ * database host's pgBackRest TLS server (the worker is the repository host).
+ */
+const pgbackrestSchema = z
+  .object({
+    stanza: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/, 'expected a stanza name of letters, digits, _, . and -'),
+    repo: z
+      .object({
+        bucket: z.string().regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'expected an S3 bucket name (3-63 lower-case letters, digits, dots, hyphens)'),
+        path: repoPath.default('/pgbackrest'),
+        endpoint: z
+          .string()
+          .url('expected an https URL such as https://s3.eu-west-1.amazonaws.com')
+          .refine((u) => !u.startsWith('http://'), 'pgBackRest 2.45 speaks S3 only over HTTPS (plain HTTP arrived in 2.58, pgbackrest#2612): give the S3 server a TLS endpoint and write https://')
+          .refine((u) => /^https:\/\/[^/?#]+\/?$/.test(u), 'expected https://host or https://host:port, without a path')
+          .default('https://s3.amazonaws.com'),
+        region: z.string().min(1).default('us-east-1'),
+        uriStyle: z.enum(['path', 'host']).default('host'),
+        /** CA bundle the S3 endpoint's certificate is verified against (the system's when omitted); it is always verified. */
+        caFile: filePath.optional(),
+        accessKeyId: secretRef.optional(),
+        secretAccessKey: secretRef.optional(),
+        /** Repository encryption (aes-256-cbc) with this passphrase. */
+        cipherPass: secretRef.optional(),
+      })
+      .strict()
+      .refine((r) => (r.accessKeyId === undefined) === (r.secretAccessKey === undefined), {
+        message: 'accessKeyId and secretAccessKey go together: set both, or neither for the instance or pod role',
+      }),
+    access: z.enum(['local', 'tls'], { error: 'expected local (on the database host) or tls (through the database host\'s pgBackRest TLS server)' }).default('local'),
+    /**
+     * The cluster's nodes. Backups and checks run against whichever is primary at the time, so they follow
+     * the leader after a failover. Default: the topology's nodes, else the database's host and port.
+     */
+    nodes: z
+      .array(
+        z
+          .object({
+            name: z.string().regex(/^[a-z0-9][a-z0-9-]{0,30}$/, 'expected a node name of lower-case letters, digits and -').optional(),
+            host: hostname,
+            port: port.default(5432),
+            dataDir: dataDir.optional(),
+            socketDir: dataDir.optional(),
+          })
+          .strict(),
+      )
+      .min(1)
+      .optional(),
+    /** pg1-path: the data directory on the database host (for nodes that do not give their own). */
+    dataDir: dataDir.optional(),
+    /** The directory of the server's Unix socket on the database host. */
+    socketDir: dataDir.default('/var/run/postgresql'),
+    /** The role pgBackRest connects as (over the socket, on the database host). */
+    dbUser: identifier.default('postgres'),
+    /** access: tls: the database hosts' pgBackRest TLS servers, and this worker's client certificate. */
+    tls: z
+      .object({
+        port: port.default(8432),
+        caFile: filePath,
+        certFile: filePath,
+        keyFile: filePath,
+      })
+      .strict()
+      .optional(),
+    processMax: z.number().int().min(1).max(64).default(2),
+    compressType: z.enum(['lz4', 'zst', 'gz', 'bz2', 'none']).default('lz4'),
+    /** Small files bundled into larger repository objects (far fewer S3 requests). */
+    bundle: z.boolean().default(true),
+    retention: z
+      .object({
+        /** Full backups kept (with the differentials, incrementals and WAL they need). */
+        full: z.number().int().min(1, 'retention.full must be at least 1').default(2),
+        diff: z.number().int().min(1).optional(),
+      })
+      .strict()
+      .prefault({}),
+  })
+  .strict()
+  .superRefine((b, ctx) => {
+    if (b.access === 'tls' && !b.tls) ctx.addIssue({ code: 'custom', path: ['tls'], message: 'access: tls needs tls: { caFile, certFile, keyFile } for the database hosts\' pgBackRest TLS servers' });
+    b.nodes?.forEach((n, i) => {
+      if (!n.dataDir && !b.dataDir) ctx.addIssue({ code: 'custom', path: ['nodes', i, 'dataDir'], message: 'give each node its dataDir, or dataDir for all' });
+    });
+  });
+
+/** How a database is backed up: logical dumps (pg_dump to S3), or pgBackRest with WAL archiving. */
+const databaseBackupsSchema = z
+  .object({
+    method: z.enum(['dump', 'pgbackrest'], { error: 'expected dump (pg_dump to S3) or pgbackrest (physical backups and WAL archiving)' }).default('dump'),
+    /** dump: roles and other globals (pg_dumpall --globals-only) beside each dump, so a restore test can check owners and privileges. */
+    globals: z.boolean().default(false),
+    pgbackrest: pgbackrestSchema.optional(),
+  })
+  .strict()
+  .superRefine((b, ctx) => {
+    if (b.method === 'pgbackrest' && !b.pgbackrest) ctx.addIssue({ code: 'custom', path: ['pgbackrest'], message: 'method: pgbackrest needs a pgbackrest: block (stanza, repo, dataDir or nodes)' });
+    if (b.method !== 'pgbackrest' && b.pgbackrest) ctx.addIssue({ code: 'custom', path: ['method'], message: 'a pgbackrest: block is given, but method is dump: set method: pgbackrest' });
+    if (b.method === 'pgbackrest' && b.globals) ctx.addIssue({ code: 'custom', path: ['globals'], message: 'globals applies to dumps; a pgBackRest backup holds the whole cluster, roles included' });
+  });
 
 const databaseSchema = z
   .object({
@@ -206,6 +356,8 @@ const databaseSchema = z
     /** The DNS record (a key of dns.records) clients use to reach the primary. */
     dnsRecord: z.string().optional(),
     restoreTest: restoreTestSchema.prefault({}),
+    /** The backup method of this database: dumps (default) or pgBackRest. */
+    backups: databaseBackupsSchema.prefault({}),
     /** Queries that must return true on a healthy primary (the drill runs them through the service name). */
     healthChecks: z
       .array(z.object({ name: z.string().min(1).max(200), sql: singleStatement }).strict())
@@ -241,6 +393,11 @@ const backupsSchema = z
     forcePathStyle: z.boolean().default(false),
     accessKeyId: secretRef.optional(),
     secretAccessKey: secretRef.optional(),
+    /** Dumps are uploaded in parts that grow with the dump; S3 allows at most 10,000 parts (lower it only to test). */
+    multipart: z
+      .object({ maxParts: z.number().int().min(2, 'maxParts must be at least 2').max(10_000, 'S3 allows at most 10,000 parts per object').default(10_000) })
+      .strict()
+      .prefault({}),
     /** Evidence log records are written with S3 Object Lock (COMPLIANCE) retention this long; the bucket must have Object Lock enabled. */
     evidenceRetention: duration.optional(),
     retention: z
@@ -474,6 +631,12 @@ const environmentSchema = z
       }
     }
     for (const [name, db] of Object.entries(env.databases)) {
+      if (db.backups.method === 'pgbackrest' && !env.backups) {
+        ctx.addIssue({ code: 'custom', path: ['databases', name, 'backups', 'method'], message: 'a pgBackRest database writes its restore-test reports to the environment\'s backups bucket: add a backups: section' });
+      }
+      if (db.backups.pgbackrest && !db.backups.pgbackrest.nodes && !db.backups.pgbackrest.dataDir && !db.topology) {
+        ctx.addIssue({ code: 'custom', path: ['databases', name, 'backups', 'pgbackrest', 'dataDir'], message: 'pgBackRest needs the data directory on the database host: give dataDir (or nodes, or a topology)' });
+      }
       if (db.dnsRecord !== undefined && !(env.dns && db.dnsRecord in env.dns.records)) {
         ctx.addIssue({
           code: z.ZodIssueCode.custom,
@@ -508,7 +671,7 @@ const workerSchema = z
   })
   .strict();
 
-export const RUNBOOK_NAMES = ['smokeTest', 'backupDatabase', 'verifyBackup', 'drDrill', 'rollout', 'rollback', 'goLive', 'readinessAudit', 'loadTest'] as const;
+export const RUNBOOK_NAMES = ['smokeTest', 'backupDatabase', 'verifyBackup', 'restoreCanary', 'drDrill', 'rollout', 'rollback', 'goLive', 'readinessAudit', 'loadTest'] as const;
 
 /** A calendar field: a number, a list, or a range written "1-7". */
 const calendarField = (min: number, max: number) =>

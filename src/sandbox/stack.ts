@@ -8,6 +8,8 @@ import { ensureDatabase, initCluster, nodeRunning, reachableClusterDir, startPos
 import { kubernetesAnswers, kubernetesPids, startKubernetes, stopKubernetes, KubernetesInfo } from './kubernetes';
 import { disown, groupAlive } from '../system/process';
 import { startS3Server, stopS3Server, S3ServerInfo } from './s3';
+import { createStanza, enableArchiving, SANDBOX_PGBACKREST_BUCKET, SandboxPgBackRest, writeHostConfig } from './pgbackrest';
+import { createCa } from './tls';
 import { startTemporalDevServer, stopTemporalDevServer, temporalAnswers, TemporalDevServerInfo } from './temporal';
 
 export const DEFAULT_STACK_DIR = '.runbook/stack';
@@ -40,8 +42,9 @@ async function writeSandboxKeys(dir: string): Promise<void> {
  * `kubernetes` is the test control plane (etcd, API server, controllers, scheduler, kwok nodes); it is
  * not part of the default stack because it is built once from Go modules (scripts/k8s/build).
  */
-export type StackComponent = 'temporal' | 'postgres' | 'replica' | 's3' | 'dns' | 'kubernetes';
-export const DEFAULT_COMPONENTS: StackComponent[] = ['temporal', 'postgres', 'replica', 's3', 'dns'];
+export type StackComponent = 'temporal' | 'postgres' | 'replica' | 's3' | 'pgbackrest' | 'dns' | 'kubernetes';
+/** `pgbackrest`: WAL archiving of the primary into a pgBackRest stanza on the S3 server's TLS endpoint (needs postgres and s3). */
+export const DEFAULT_COMPONENTS: StackComponent[] = ['temporal', 'postgres', 'replica', 's3', 'pgbackrest', 'dns'];
 export const ALL_COMPONENTS: StackComponent[] = [...DEFAULT_COMPONENTS, 'kubernetes'];
 
 export interface StackState {
@@ -53,6 +56,8 @@ export interface StackState {
   /** The streaming replica, same port as the primary on its own address. */
   postgresReplica?: PostgresClusterInfo;
   s3?: S3ServerInfo;
+  /** The stanza the primary archives into, and the database host's pgBackRest configuration. */
+  pgbackrest?: SandboxPgBackRest;
   dns?: DnsServerInfo;
   kubernetes?: KubernetesInfo;
 }
@@ -115,6 +120,7 @@ export function writeStackConfig(state: StackState): void {
             }
           : {}),
       },
+      ...(state.pgbackrest && state.s3?.tls ? { pitr: pitrDatabase(state) } : {}),
     };
   }
   if (state.s3) {
@@ -141,6 +147,20 @@ export function writeStackConfig(state: StackState): void {
       ? [
           { id: 'sandbox-nightly-backup', runbook: 'backupDatabase', environment: 'sandbox', cron: '0 1 * * *', input: { database: 'main' } },
           { id: 'sandbox-nightly-restore-test', runbook: 'verifyBackup', environment: 'sandbox', cron: '0 3 * * *', input: { database: 'main', selection: { mode: 'random' } } },
+          ...(state.pgbackrest
+            ? [
+                { id: 'sandbox-restore-canary', runbook: 'restoreCanary', environment: 'sandbox', cron: '*/5 * * * *', input: { database: 'pitr' } },
+                { id: 'sandbox-weekly-full-backup', runbook: 'backupDatabase', environment: 'sandbox', cron: '30 1 * * 0', input: { database: 'pitr', type: 'full' } },
+                { id: 'sandbox-nightly-incremental-backup', runbook: 'backupDatabase', environment: 'sandbox', cron: '30 1 * * 1-6', input: { database: 'pitr', type: 'incr' } },
+                {
+                  id: 'sandbox-nightly-pitr-restore-test',
+                  runbook: 'verifyBackup',
+                  environment: 'sandbox',
+                  cron: '30 3 * * *',
+                  input: { database: 'pitr', selection: { mode: 'randomTime', within: '7d' } },
+                },
+              ]
+            : []),
           ...(state.postgresReplica && state.dns
             ? [
                 {
@@ -167,6 +187,44 @@ export function writeStackConfig(state: StackState): void {
     state.configFile,
     `# Written by 'runbook stack up' for the local sandbox stack. Secrets are in secrets/ beside this file.\n${stringify(config)}`,
   );
+}
+
+/**
+ * The sandbox primary again, backed up with pgBackRest: the stanza the primary archives into, on the S3
+ * server's TLS endpoint verified against the sandbox CA, with the same S3 keys by reference. Backups
+ * follow whichever of the two nodes is primary.
+ */
+function pitrDatabase(state: StackState): Record<string, unknown> {
+  const pg = state.postgres!;
+  const b = state.pgbackrest!;
+  const node = (name: string, info: PostgresClusterInfo) => ({ name, host: info.host, port: info.port, dataDir: info.dataDir, socketDir: info.socketDir });
+  return {
+    host: pg.host,
+    port: pg.port,
+    database: pg.database,
+    user: pg.superuser,
+    password: 'file:secrets/postgres-password',
+    backups: {
+      method: 'pgbackrest',
+      pgbackrest: {
+        stanza: b.stanza,
+        repo: {
+          bucket: b.bucket,
+          path: b.repoPath,
+          endpoint: `https://${b.endpoint}:${b.port}`,
+          region: state.s3!.region,
+          uriStyle: 'path',
+          caFile: b.caFile,
+          accessKeyId: 'file:secrets/s3-access-key-id',
+          secretAccessKey: 'file:secrets/s3-secret-access-key',
+        },
+        nodes: [node('pg-a', pg), ...(state.postgresReplica ? [node('pg-b', state.postgresReplica)] : [])],
+        retention: { full: 2 },
+      },
+    },
+    // Backups are nightly; the RPO (targets.rpo) is met by WAL archiving and checked as the archive's age.
+    restoreTest: { maxBackupAge: '26h', randomWindow: '7d' },
+  };
 }
 
 const stateFile = (dir: string) => join(dir, 'state.json');
@@ -203,6 +261,14 @@ export async function startStack(opts: StartStackOptions): Promise<StackState> {
   chmodSync(dir, 0o755);
   const state: StackState = { dir, startedAt: new Date().toISOString(), configFile: join(dir, 'runbook.yaml') };
   const pgHost = opts.postgresHost ?? '127.0.0.2';
+  const pgbackrest = components.includes('pgbackrest');
+  if (pgbackrest && !(components.includes('postgres') && components.includes('s3'))) throw new Error('the pgbackrest component needs the postgres and s3 components');
+  // The sandbox CA issues the S3 TLS endpoint's certificate (pgBackRest verifies it).
+  const s3Started = components.includes('s3')
+    ? (pgbackrest ? createCa(join(dir, 'tls'), 'runbook-sandbox-ca') : Promise.resolve(undefined))
+        .then((tlsCa) => startS3Server({ dir, buckets: [SANDBOX_BUCKET, ...(pgbackrest ? [SANDBOX_PGBACKREST_BUCKET] : [])], tlsCa }))
+        .then((s) => (state.s3 = s))
+    : undefined;
   // Independent services start side by side; the machine has two cores and they mostly wait on I/O.
   // allSettled, not all: every start must have finished (and registered itself in state) before a
   // failure is cleaned up, or a service still starting would be left behind.
@@ -210,12 +276,19 @@ export async function startStack(opts: StartStackOptions): Promise<StackState> {
     components.includes('temporal')
       ? startTemporalDevServer({ dir, uiPort: opts.uiPort, dbFile: opts.persist ? join(dir, 'temporal.sqlite') : undefined }).then((t) => (state.temporal = t))
       : undefined,
-    components.includes('s3') ? startS3Server({ dir, buckets: [SANDBOX_BUCKET] }).then((s) => (state.s3 = s)) : undefined,
+    s3Started,
     components.includes('kubernetes') ? startKubernetes({ dir }).then((k) => (state.kubernetes = k)) : undefined,
     components.includes('dns') ? startDnsServer({ dir, zone: SANDBOX_ZONE, records: { db: pgHost } }).then((d) => (state.dns = d)) : undefined,
     components.includes('postgres')
-      ? startSandboxPostgres(dir, pgHost).then(async (p) => {
+      ? startSandboxPostgres(dir, pgHost, async (pgBase, dataDir) => {
+          if (!pgbackrest) return;
+          // Archiving is on from the first start (archive_mode needs a restart), into a repository that is ready.
+          const s3 = await s3Started!;
+          state.pgbackrest = writeHostConfig(join(pgBase, 'pgbackrest'), s3);
+          enableArchiving(dataDir, state.pgbackrest);
+        }).then(async (p) => {
           state.postgres = p;
+          if (state.pgbackrest) await createStanza(state.pgbackrest, p);
           if (components.includes('replica')) {
             const password = readFileSync(join(dir, 'secrets', 'postgres-password'), 'utf8').trim();
             state.postgresReplica = await startReplica(p, { dir: join(dirname(dirname(p.dataDir)), 'postgres-replica'), host: opts.replicaHost ?? '127.0.0.3', password });
@@ -235,8 +308,13 @@ export async function startStack(opts: StartStackOptions): Promise<StackState> {
   return state;
 }
 
-async function startSandboxPostgres(dir: string, host: string): Promise<PostgresClusterInfo & { database: string }> {
-  const pgDir = join(reachableClusterDir(dir), 'postgres-primary');
+async function startSandboxPostgres(
+  dir: string,
+  host: string,
+  beforeStart: (pgBase: string, dataDir: string) => Promise<void>,
+): Promise<PostgresClusterInfo & { database: string }> {
+  const pgBase = reachableClusterDir(dir);
+  const pgDir = join(pgBase, 'postgres-primary');
   const passwordFile = join(dir, 'secrets', 'postgres-password');
   let password: string;
   if (existsSync(passwordFile)) password = readFileSync(passwordFile, 'utf8').trim();
@@ -245,24 +323,26 @@ async function startSandboxPostgres(dir: string, host: string): Promise<Postgres
     writeSecret(dir, 'postgres-password', password);
   }
   const { dataDir, socketDir } = await initCluster({ dir: pgDir, password });
+  await beforeStart(pgBase, dataDir);
   const info = await startPostgres({ dir: pgDir, host, password, dataDir, socketDir });
   await ensureDatabase(info, SANDBOX_DATABASE);
   return { ...info, database: SANDBOX_DATABASE };
 }
 
 export function stackPids(state: StackState): number[] {
-  return [state.temporal?.pid, state.postgres?.pid, state.postgresReplica?.pid, state.s3?.pid, state.dns?.pid, ...(state.kubernetes ? kubernetesPids(state.kubernetes) : [])].filter(
+  return [state.temporal?.pid, state.postgres?.pid, state.postgresReplica?.pid, state.s3?.pid, state.s3?.tls?.pid, state.dns?.pid, ...(state.kubernetes ? kubernetesPids(state.kubernetes) : [])].filter(
     (p): p is number => p !== undefined,
   );
 }
 
 /** Stops every component that is running; safe to call twice. */
 export async function stopStack(state: StackState): Promise<void> {
+  // With WAL archiving on, a stopping primary archives its last segment into S3: S3 goes after it.
+  const databases = Promise.all([state.postgres && stopPostgres(state.postgres), state.postgresReplica && stopPostgres(state.postgresReplica)]);
   await Promise.all([
     state.temporal && stopTemporalDevServer(state.temporal.pid),
-    state.postgres && stopPostgres(state.postgres),
-    state.postgresReplica && stopPostgres(state.postgresReplica),
-    state.s3 && stopS3Server(state.s3.pid),
+    databases,
+    state.s3 && databases.then(() => stopS3Server(state.s3!.pid, state.s3!.tls)),
     state.dns && stopDnsServer(state.dns.pid),
     state.kubernetes && stopKubernetes(state.kubernetes),
   ]);
@@ -289,7 +369,7 @@ export async function stackStatus(state: StackState): Promise<ComponentStatus[]>
   if (state.postgresReplica) {
     out.push({ component: 'replica', pid: state.postgresReplica.pid, running: nodeRunning(state.postgresReplica.dataDir), endpoint: `${state.postgresReplica.host}:${state.postgresReplica.port}` });
   }
-  if (state.s3) out.push({ component: 's3', pid: state.s3.pid, running: groupAlive(state.s3.pid), endpoint: state.s3.endpoint });
+  if (state.s3) out.push({ component: 's3', pid: state.s3.pid, running: groupAlive(state.s3.pid) && (!state.s3.tls || groupAlive(state.s3.tls.pid)), endpoint: state.s3.tls ? `${state.s3.endpoint} ${state.s3.tls.endpoint}` : state.s3.endpoint });
   if (state.dns) out.push({ component: 'dns', pid: state.dns.pid, running: groupAlive(state.dns.pid), endpoint: `${state.dns.host}:${state.dns.port}` });
   if (state.kubernetes) {
     const k = state.kubernetes;

@@ -14,7 +14,7 @@ const execFileAsync = promisify(execFile);
 const PG_BIN_DIRS = ['/usr/lib/postgresql/15/bin'];
 const PG_HINT = 'Install PostgreSQL 15 (scripts/bootstrap does: apt-get install postgresql-15), or set PG_BIN to its bin directory.';
 
-export function findPgBinary(name: 'initdb' | 'postgres' | 'pg_ctl' | 'pg_isready' | 'pg_basebackup' | 'pg_dump' | 'pg_restore' | 'pg_rewind' | 'psql'): string {
+export function findPgBinary(name: 'initdb' | 'postgres' | 'pg_ctl' | 'pg_isready' | 'pg_basebackup' | 'pg_dump' | 'pg_dumpall' | 'pg_restore' | 'pg_rewind' | 'psql'): string {
   const dirs = process.env.PG_BIN ? [process.env.PG_BIN, ...PG_BIN_DIRS] : PG_BIN_DIRS;
   return findBinary(name, { dirs, hint: PG_HINT });
 }

@@ -26,7 +26,7 @@ before(async () => {
   await pg.end();
   const httpPort = await freePort();
   worker = startCli(['--config', stack.configFile, 'worker', '--http-port', String(httpPort)]);
-  await waitFor('worker ready', async () => (await httpStatus(`http://127.0.0.1:${httpPort}/ready`)).status === 200, 60_000, 200);
+  await waitFor('worker ready', async () => (await httpStatus(`http://127.0.0.1:${httpPort}/ready`)).status === 200, 180_000, 200);
 });
 
 after(async () => {
@@ -63,6 +63,10 @@ describe('runbook backup, as an operator runs it', () => {
   const refused: { args: string[]; says: RegExp }[] = [
     { args: ['backup', 'verify', '--key', '../../etc/passwd'], says: /--key: expected a backup id/ },
     { args: ['backup', 'verify', '--latest', '--random'], says: /choose one of --latest, --random, --key/ },
+    { args: ['backup', 'verify', '--at', 'noon'], says: /--at: expected a time with its zone such as 2026-11-25T03:00:00Z, found "noon"/ },
+    { args: ['backup', 'verify', '--within', '7d'], says: /--within goes with --random-time/ },
+    { args: ['backup', 'verify', '--random-time'], says: /main is backed up with pg_dump: --label, --at and --random-time need a pgBackRest database/ },
+    { args: ['backup', 'run', '--type', 'full'], says: /--type: main is backed up with pg_dump/ },
     { args: ['backup', 'run', '--database', 'nosuch'], says: /--database: "nosuch" is not configured for environment sandbox; configured: main/ },
     { args: ['backup', 'list', '--database', 'nosuch'], says: /--database: "nosuch" is not configured/ },
   ];

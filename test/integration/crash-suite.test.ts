@@ -103,7 +103,8 @@ function writeConfig(): string {
   for (const [name, key] of [['backups', 'main'], ['restores', 'copy']]) {
     config.environments[name] = {
       temporal: { address: stack.temporal!.address, taskQueues: { critical: `${name}-critical`, standard: `${name}-standard`, batch: `${name}-batch` } },
-      databases: { [key]: { host: backupPg.host, port: backupPg.port, database: 'app', user: 'postgres', password: 'file:secrets/postgres-password' } },
+      // Restored onto the backup cluster itself (an explicit choice), where the suite counts the scratch databases.
+      databases: { [key]: { host: backupPg.host, port: backupPg.port, database: 'app', user: 'postgres', password: 'file:secrets/postgres-password', restoreTest: { into: 'sourceServer' } } },
       backups: { ...backups, prefix: 'crash/', retention: { keepLast: 2 } },
       targets: { rpo: '1h' },
     };

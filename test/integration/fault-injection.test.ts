@@ -167,6 +167,8 @@ function writeConfig(checking: { endpoint: string; accessKeyId: string }): strin
   writeFileSync(join(secrets, 'wrong-s3-secret'), `${randomBytes(30).toString('base64')}\n`, { mode: 0o600 });
   const sandbox = config.environments.sandbox;
   (sandbox.databases.main as Record<string, unknown>).password = 'file:secrets/fault-postgres-password';
+  // The restore-connection fault terminates the restore's session on the source server: restore there.
+  (sandbox.databases.main as Record<string, unknown>).restoreTest = { into: 'sourceServer' };
   (sandbox.dns.tsig as Record<string, unknown>).secret = 'file:secrets/fault-tsig.key';
   sandbox.backups = { ...sandbox.backups, endpoint: relay.endpoint, prefix: 'fault/' };
   config.environments.wrongs3 = {

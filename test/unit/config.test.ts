@@ -102,7 +102,17 @@ describe('a valid config', () => {
     assert.equal(staging.databases.main.port, 5432);
     assert.equal(loaded.config.environments.production.temporal.taskQueues.critical, 'critical-queue');
     assert.equal(loaded.config.worker.tuning.shutdownGraceTime, 30_000);
-    assert.deepEqual(loaded.config.schedules.map((s) => s.id), ['nightly-backup', 'nightly-restore-test', 'quarterly-dr-drill']);
+    assert.deepEqual(loaded.config.schedules.map((s) => s.id), [
+      'nightly-backup',
+      'nightly-restore-test',
+      'ledger-restore-canary',
+      'ledger-nightly-backup',
+      'ledger-weekly-full-backup',
+      'ledger-nightly-pitr-restore-test',
+      'quarterly-dr-drill',
+    ]);
+    assert.equal(staging.databases.ledger.backups.method, 'pgbackrest');
+    assert.equal(staging.databases.ledger.backups.pgbackrest!.compressType, 'lz4');
   });
 
   test('environment selection: explicit, then default; an unknown name lists the defined ones', () => {

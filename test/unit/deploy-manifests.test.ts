@@ -34,7 +34,12 @@ interface PodSpec {
   terminationGracePeriodSeconds: number;
   securityContext: { runAsNonRoot: boolean; runAsUser: number; seccompProfile: { type: string } };
   containers: Container[];
-  volumes: { name: string; configMap?: { name: string }; secret?: { secretName: string }; emptyDir?: object }[];
+  volumes: {
+    name: string;
+    configMap?: { name: string };
+    secret?: { secretName: string };
+    emptyDir?: { sizeLimit?: string };
+  }[];
 }
 interface Deployment extends K8sObject {
   spec: { replicas?: number; selector: { matchLabels: Record<string, string> }; strategy: { rollingUpdate: { maxUnavailable: number } }; template: { metadata: { labels: Record<string, string> }; spec: PodSpec } };
@@ -225,6 +230,11 @@ for (const overlay of OVERLAYS) {
         needed.add(`${db.port}/TCP`);
         if (db.replica) needed.add(`${db.replica.port}/TCP`);
         if (db.restoreTest.port) needed.add(`${db.restoreTest.port}/TCP`);
+        const b = db.backups.pgbackrest;
+        if (b) {
+          needed.add(`${new URL(b.repo.endpoint).port || 443}/TCP`);
+          if (b.access === 'tls') needed.add(`${b.tls!.port}/TCP`);
+        }
       }
       if (env.dns?.server) {
         needed.add(`${env.dns.server.split(':').pop()}/UDP`);
@@ -320,6 +330,37 @@ for (const overlay of OVERLAYS) {
         if (jwksUrl) assert.equal(new URL(jwksUrl).protocol, 'https:');
       });
     }
+    test('restore tests without a restore server run in scratch instances on the batch workers, on a writable volume of a stated size at restoreTest.scratchDir', () => {
+      const env = r.loaded.config.environments[r.loaded.config.worker.environment!];
+      const scratchDirs = new Set(
+        Object.values(env.databases)
+          .filter((db) => db.backups.method === 'pgbackrest' || (db.restoreTest.into ?? (db.restoreTest.host ? 'restoreServer' : 'scratchInstance')) === 'scratchInstance')
+          .map((db) => db.restoreTest.scratchDir),
+      );
+      assert.ok(scratchDirs.size > 0, `${overlay} runs restore tests in scratch instances`);
+      const batch = r.deployments.find((d) => d.metadata.name.endsWith('-batch'))!;
+      const pod = batch.spec.template.spec;
+      for (const dir of scratchDirs) {
+        const mount = pod.containers[0].volumeMounts.find((m) => dir === m.mountPath || dir.startsWith(`${m.mountPath}/`));
+        assert.ok(mount, `${dir} is on a mounted volume (the root filesystem is read-only)`);
+        const volume = pod.volumes.find((v) => v.name === mount.name)!;
+        const size = volume.emptyDir?.sizeLimit;
+        assert.match(size ?? '', /^\d+(Gi|Ti)$/, `the scratch volume states its size (${size})`);
+        assert.notEqual(mount.mountPath, '/tmp', 'not the spool directory');
+      }
+    });
+
+    test('pgBackRest TLS access: the client certificate, key and CA are mounted from a Secret', () => {
+      const env = r.loaded.config.environments[r.loaded.config.worker.environment!];
+      const files = Object.values(env.databases).flatMap((db) => (db.backups.pgbackrest?.access === 'tls' ? [db.backups.pgbackrest.tls!.caFile, db.backups.pgbackrest.tls!.certFile, db.backups.pgbackrest.tls!.keyFile] : []));
+      for (const d of r.deployments) {
+        const pod = d.spec.template.spec;
+        for (const file of files) {
+          const mount = pod.containers[0].volumeMounts.find((m) => file.startsWith(`${m.mountPath}/`));
+          assert.ok(pod.volumes.find((v) => v.name === mount?.name)?.secret, `${d.metadata.name}: ${file} comes from a Secret`);
+        }
+      }
+    });
 
     test('images are pinned to a release tag or digest', () => {
       for (const d of r.deployments) {
@@ -409,6 +450,9 @@ describe('the Dockerfile', () => {
     assert.match(depsStage, /RUN npm ci --omit=dev/);
     assert.doesNotMatch(text, /npm install\b/);
     assert.match(text, /postgresql-client-15/, 'pg_dump and pg_restore');
+    assert.match(text, /\bpostgresql-15\b/, 'server binaries for scratch instances');
+    assert.match(text, /create_main_cluster = false/, 'no cluster created in the image');
+    assert.match(text, /\bpgbackrest\b/, 'pgBackRest for physical backups and restores');
     assert.match(text, /bind9-dnsutils/, 'nsupdate');
     assert.match(text, /COPY --from=deps .*node_modules/);
     const lock = JSON.parse(readFileSync(join(REPO, 'package-lock.json'), 'utf8')) as { packages: Record<string, { dev?: boolean }> };

@@ -21,6 +21,16 @@ export const FAILURE_TYPES = {
   /** A rollout that cannot become healthy: progress deadline exceeded, pods crash-looping, or too slow. */
   RolloutFailed: { retryable: false },
   RevisionNotFound: { retryable: false },
+  /** A pgBackRest command that failed for a reason a retry may fix (S3 unavailable, a lock held, a timeout). */
+  PgBackRestFailed: { retryable: true },
+  /** pgBackRest refused its configuration: an invalid option, no stanza in the repository, a certificate that does not verify. */
+  PgBackRestConfigError: { retryable: false },
+  /** A scratch instance's recovery ended with an error (a corrupt file, WAL that cannot be read, a target that cannot be reached). */
+  RecoveryFailed: { retryable: false },
+  /** The scratch directory cannot hold the restored copy. */
+  InsufficientScratchSpace: { retryable: false },
+  /** A program the activity runs is not installed on the worker. */
+  ProgramMissing: { retryable: false },
 } as const;
 export type FailureType = keyof typeof FAILURE_TYPES;
 
