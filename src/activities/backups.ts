@@ -13,12 +13,21 @@ import { connectPg, listTables, PgServer, pgToolEnv, quoteIdent, serverVersion, 
 import { renderRestoreReportMarkdown, RestoreReport } from './reports';
 import type { ObjectStore } from './s3';
 
+/**
+ * Where a database is reached: a fixed service address (a DNS name or proxy that follows the primary),
+ * or a lookup of the current primary through the topology driver, made at each use so a backup or a
+ * restore test after a failover reaches the new primary, never a node's old address.
+ */
+export type ServerLocator = PgServer | (() => Promise<PgServer>);
+
+const reach = (s: ServerLocator): Promise<PgServer> => Promise.resolve(typeof s === 'function' ? s() : s);
+
 /** One database as the backup activities see it: where it lives and where its restore tests run. */
 export interface BackupTarget {
-  server: PgServer;
+  server: ServerLocator;
   database: string;
   restore: {
-    server: PgServer;
+    server: ServerLocator;
     jobs: number;
     randomWindowMs: number;
     assertions: { name: string; sql: string }[];
@@ -206,7 +215,7 @@ export function createBackupActivities(deps: BackupDeps) {
     const t = target(input.database);
     checkScratch(input.scratchName);
     const manifest = await deps.store.getJson<BackupManifest>(keysFor(input.database, input.backupId).manifest);
-    const client = await connectPg(t.restore.server, input.scratchName, 'runbook-restore-validate');
+    const client = await connectPg(await reach(t.restore.server), input.scratchName, 'runbook-restore-validate');
     const checks: RestoreCheck[] = [];
     try {
       const present = new Set((await listTables(client)).map((x) => `${x.schema}.${x.name}`));
@@ -257,7 +266,7 @@ export function createBackupActivities(deps: BackupDeps) {
       const t = target(input.database);
       return withHeartbeat(async () => {
         await deps.store.checkBucket();
-        const client = await connectPg(t.server, t.database, 'runbook-preflight');
+        const client = await connectPg(await reach(t.server), t.database, 'runbook-preflight');
         try {
           return { databaseName: t.database, serverVersion: await serverVersion(client), maxBackupAgeMs: t.restore.maxBackupAgeMs, randomWindowMs: t.restore.randomWindowMs };
         } finally {
@@ -284,7 +293,8 @@ export function createBackupActivities(deps: BackupDeps) {
       const aborted = await deps.store.abortIncompleteUploads(keys.dump);
       if (aborted) log.info('aborted unfinished uploads of an earlier attempt', { backupId: input.backupId, aborted });
       const hb = heartbeater();
-      const client = await connectPg(t.server, t.database, 'runbook-backup');
+      const server = await reach(t.server);
+      const client = await connectPg(server, t.database, 'runbook-backup');
       try {
         // The exported snapshot is held by this open transaction until pg_dump has finished.
         await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY');
@@ -293,8 +303,8 @@ export function createBackupActivities(deps: BackupDeps) {
         const startedAt = new Date().toISOString();
         const dump = runTool(
           findPgBinary('pg_dump'),
-          ['-h', t.server.host, '-p', String(t.server.port), '-U', t.server.user, '-d', t.database, '-Fc', `--snapshot=${snapshot}`, '--no-password'],
-          pgToolEnv(t.server, 'runbook-backup-dump'),
+          ['-h', server.host, '-p', String(server.port), '-U', server.user, '-d', t.database, '-Fc', `--snapshot=${snapshot}`, '--no-password'],
+          pgToolEnv(server, 'runbook-backup-dump'),
           ['ignore', 'pipe'],
           hb.signal,
         );
@@ -327,7 +337,7 @@ export function createBackupActivities(deps: BackupDeps) {
           environment: deps.environment,
           database: input.database,
           databaseName: t.database,
-          server: { host: t.server.host, port: t.server.port, version },
+          server: { host: server.host, port: server.port, version },
           format: 'pg_dump custom',
           dumpKey: keys.dump,
           startedAt,
@@ -380,7 +390,8 @@ export function createBackupActivities(deps: BackupDeps) {
           phasesMs[name] = Date.now() - mark;
           mark = Date.now();
         };
-        const admin = await connectPg(t.restore.server, 'postgres', 'runbook-restore-admin');
+        const restoreServer = await reach(t.restore.server);
+        const admin = await connectPg(restoreServer, 'postgres', 'runbook-restore-admin');
         try {
           // A retry starts from an empty database, never from a half-restored one.
           await admin.query(`DROP DATABASE IF EXISTS ${quoteIdent(input.scratchName)} WITH (FORCE)`);
@@ -393,8 +404,8 @@ export function createBackupActivities(deps: BackupDeps) {
         const digest = new Digest();
         const jobs = t.restore.jobs;
         const progress = setInterval(() => hb.beat({ phase: 'restore', bytes: digest.bytes, totalBytes: manifest.bytes }), 500);
-        const baseArgs = ['-h', t.restore.server.host, '-p', String(t.restore.server.port), '-U', t.restore.server.user, '-d', input.scratchName, '--no-owner', '--no-privileges', '--exit-on-error', '--no-password'];
-        const env = pgToolEnv(t.restore.server, 'runbook-restore');
+        const baseArgs = ['-h', restoreServer.host, '-p', String(restoreServer.port), '-U', restoreServer.user, '-d', input.scratchName, '--no-owner', '--no-privileges', '--exit-on-error', '--no-password'];
+        const env = pgToolEnv(restoreServer, 'runbook-restore');
         let exit: number;
         let stderr: () => string;
         try {
@@ -450,7 +461,7 @@ export function createBackupActivities(deps: BackupDeps) {
       const t = target(input.database);
       checkScratch(input.scratchName);
       return withHeartbeat(async () => {
-        const admin = await connectPg(t.restore.server, 'postgres', 'runbook-restore-admin');
+        const admin = await connectPg(await reach(t.restore.server), 'postgres', 'runbook-restore-admin');
         try {
           const exists = await admin.query('SELECT 1 FROM pg_database WHERE datname = $1', [input.scratchName]);
           await admin.query(`DROP DATABASE IF EXISTS ${quoteIdent(input.scratchName)} WITH (FORCE)`);

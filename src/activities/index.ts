@@ -1,15 +1,18 @@
 import type { LoadedConfig } from '../config/load';
 import { selectEnvironment } from '../config/load';
-import { readSecret, SecretRef } from '../config/secrets';
+import { readSecret } from '../config/secrets';
 import { BackupTarget, createBackupActivities } from './backups';
+import { pgServer, primaryLocator } from './primary';
 import { failure } from './errors';
-import type { PgServer } from './pg';
 import { createS3Client, ObjectStore } from './s3';
 import { createSmokeActivities } from './smoke';
 import { Route53Client } from '@aws-sdk/client-route-53';
 import type { EnvironmentConfig } from '../config/schema';
 import { DnsProvider, Rfc2136Provider, Route53Provider } from './dns';
-import { createDrillActivities, DrillTarget, localDriver, TopologyNode } from './topology';
+import { createDrillActivities, DrillTarget, ServiceEndpoint } from './topology';
+import { createLegacyDrillActivities, DrillTarget as LegacyDrillTarget, localDriver, TopologyNode } from './topologyLegacy';
+import { createTopologyDriver, electionTimeoutMs, topologyMembers } from '../topology';
+import { tmpdir } from 'node:os';
 import { Client, Connection } from '@temporalio/client';
 import { dataConverterFor } from '../codec';
 import { temporalConnectionSettings } from '../config/connection';
@@ -20,18 +23,6 @@ import { createGoLiveActivities } from './golive';
 import { createKubernetesActivities, KubernetesTarget } from './kubernetes';
 import { isAbsolute, join } from 'node:path';
 import { createLoadTestActivities } from './loadTest';
-
-/** A server whose password is read from its reference at each use, so a rotated secret is picked up. */
-function pgServer(host: string, port: number, user: string, password: SecretRef, baseDir: string): PgServer {
-  return {
-    host,
-    port,
-    user,
-    get password() {
-      return readSecret(password, baseDir);
-    },
-  };
-}
 
 function backupActivitiesFor(loaded: LoadedConfig, environment: string, store: ObjectStore | undefined) {
   const { env } = selectEnvironment(loaded, environment);
@@ -47,10 +38,10 @@ function backupActivitiesFor(loaded: LoadedConfig, environment: string, store: O
   for (const [name, db] of Object.entries(env.databases)) {
     const rt = db.restoreTest;
     databases[name] = {
-      server: pgServer(db.host, db.port, db.user, db.password, loaded.baseDir),
+      server: primaryLocator(loaded.baseDir, db, db.user, db.password),
       database: db.database,
       restore: {
-        server: pgServer(rt.host ?? db.host, rt.port ?? db.port, rt.user ?? db.user, rt.password ?? db.password, loaded.baseDir),
+        server: rt.host ? pgServer(rt.host, rt.port ?? db.port, rt.user ?? db.user, rt.password ?? db.password, loaded.baseDir) : primaryLocator(loaded.baseDir, db, rt.user ?? db.user, rt.password ?? db.password),
         jobs: rt.jobs,
         randomWindowMs: rt.randomWindow,
         assertions: rt.assertions,
@@ -82,28 +73,35 @@ function dnsProviderFor(loaded: LoadedConfig, dns: NonNullable<EnvironmentConfig
 function drillActivitiesFor(loaded: LoadedConfig, environment: string, store: ObjectStore | undefined) {
   const { env } = selectEnvironment(loaded, environment);
   const targets: Record<string, DrillTarget> = {};
+  const legacy: Record<string, LegacyDrillTarget> = {};
+  const zone = env.dns?.zone.replace(/\.$/, '');
   for (const [name, db] of Object.entries(env.databases)) {
-    if (!db.topology) continue;
+    const driver = createTopologyDriver(db, loaded.baseDir);
+    if (!db.topology || !driver) continue;
     const record = db.dnsRecord && env.dns ? env.dns.records[db.dnsRecord] : undefined;
-    const zone = env.dns?.zone.replace(/\.$/, '');
-    targets[name] = {
-      credentials: pgServer(db.host, db.port, db.user, db.password, loaded.baseDir),
-      database: db.database,
-      nodes: db.topology.nodes as [TopologyNode, TopologyNode],
-      serviceName: record && zone ? { fqdn: record.name.includes('.') ? record.name.replace(/\.$/, '') : `${record.name}.${zone}`, ttl: record.ttl } : undefined,
-      healthChecks: db.healthChecks,
-    };
+    const serviceName = record && zone ? { fqdn: record.name.includes('.') ? record.name.replace(/\.$/, '') : `${record.name}.${zone}`, ttl: record.ttl } : undefined;
+    // The service endpoint clients use: a DNS name the drill switches, else the configured host
+    // (HAProxy or a VIP that follows the leader by itself), else the driver's own view.
+    const endpoint: ServiceEndpoint = serviceName ? { kind: 'dns', ...serviceName } : db.host ? { kind: 'proxy', host: db.host, port: db.port } : { kind: 'driver' };
+    const credentials = pgServer('', 0, db.user, db.password, loaded.baseDir);
+    targets[name] = { credentials, database: db.database, driver, members: topologyMembers(db.topology), endpoint, healthChecks: db.healthChecks, electionTimeoutMs: electionTimeoutMs(db.topology) };
+    if (db.topology.driver === 'local') {
+      legacy[name] = { credentials: pgServer(db.host ?? db.topology.nodes[0].host, db.port, db.user, db.password, loaded.baseDir), database: db.database, nodes: db.topology.nodes as [TopologyNode, TopologyNode], serviceName, healthChecks: db.healthChecks };
+    }
   }
-  return createDrillActivities({
+  const common = {
     environment,
-    targets,
     dns: env.dns ? dnsProviderFor(loaded, env.dns) : undefined,
-    driver: localDriver,
     approvers: env.approvers.drDrill ?? env.approvers.default ?? [],
     rpoMs: env.targets.rpo,
     rtoMs: env.targets.rto,
     reports: env.backups && store ? { store, prefix: env.backups.prefix } : undefined,
-  });
+  };
+  return {
+    // Drills started before the topology drivers finish on the activities they were written against.
+    ...createLegacyDrillActivities({ ...common, targets: legacy, driver: localDriver }),
+    ...createDrillActivities({ ...common, targets, ackLogDir: loaded.config.worker.drillWriteLogDir ?? join(tmpdir(), 'runbook-drill-writes') }),
+  };
 }
 
 function kubernetesTargetFor(loaded: LoadedConfig, env: EnvironmentConfig): KubernetesTarget | undefined {

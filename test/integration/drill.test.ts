@@ -46,7 +46,11 @@ after(async () => {
   if (!process.env.RUNBOOK_TEST_KEEP) rmSync(dir, { recursive: true, force: true });
 });
 
-const nodes = () => loaded.config.environments.sandbox.databases.main.topology!.nodes;
+const nodes = () => {
+  const t = loaded.config.environments.sandbox.databases.main.topology!;
+  assert.equal(t.driver, 'local');
+  return t.driver === 'local' ? t.nodes : [];
+};
 
 async function serviceAddress(): Promise<string[]> {
   const r = new Resolver({ timeout: 1_000, tries: 1 });
@@ -186,7 +190,7 @@ describe('the DR drill', () => {
     assert.match(metrics, /^runbook_drill_passed\{environment="sandbox"\} 1$/m);
     assert.deepEqual(
       result.timeline.steps.map((s) => s.name),
-      ['preflight', 'approval gate', 'write marker', 'fault: stop the primary hard', 'promote the replica', 'switch DNS', 'verify through the service name', 'measure RTO and RPO', 'failback: rejoin the old primary as a replica', 'write report'],
+      ['preflight', 'approval gate', 'write marker', 'fault: the primary dies hard', 'new primary: detected and writable', 'switch the service endpoint', 'verify through the service endpoint', 'measure RTO and RPO', 'failback: rejoin the old primary as a replica', 'write report'],
     );
   });
 
@@ -200,7 +204,7 @@ describe('the DR drill', () => {
       await handle.executeUpdate(decideUpdate, { args: [{ decision: 'approve', by: 'sandbox-operator' }] });
       const { failure, report } = await drillFailure(handle);
       assert.equal(failure.type, 'DrillFailed');
-      assert.match(failure.message, /step 'promote the replica' failed: connecting to 127\.0\.0\.\d:\d+\/app as postgres: connect ECONNREFUSED/);
+      assert.match(failure.message, /step 'new primary: detected and writable' failed: connecting to 127\.0\.0\.\d:\d+\/app as postgres: connect ECONNREFUSED/);
       assert.deepEqual(report.compensation.map((x) => x.ok), [true]);
       const now = await topology();
       assert.equal(now.primary, before.primary, 'the former primary was restarted as the writable primary');
@@ -222,7 +226,7 @@ describe('the DR drill', () => {
     assert.equal(result.rpo!.markerPresent, true);
     assert.equal(result.rpo!.lostBytes, 0);
     assert.equal(result.rpo!.ms, 0);
-    assert.ok(result.timeline.steps.find((s) => s.name === 'fault: stop writes and drain')?.evidence.replayedLsn);
+    assert.ok(result.timeline.steps.find((s) => s.name === 'fault: planned switchover')?.evidence.replayedLsn);
     assert.equal(result.primaryAfter, result.primaryBefore);
     const after = await topology();
     assert.equal(after.primary, before.primary, 'the original primary leads again');

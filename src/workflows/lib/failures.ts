@@ -21,6 +21,12 @@ export const FAILURE_TYPES = {
   /** A rollout that cannot become healthy: progress deadline exceeded, pods crash-looping, or too slow. */
   RolloutFailed: { retryable: false },
   RevisionNotFound: { retryable: false },
+  /** A configured command (a topology fault, recover or keep-aside command) failed: a retry may succeed. */
+  CommandFailed: { retryable: true },
+  /** Patroni refused an action (a switchover without a good candidate, a malformed request). */
+  PatroniRefused: { retryable: false },
+  /** A former primary could not be made a streaming replica without destroying data. */
+  RejoinFailed: { retryable: false },
 } as const;
 export type FailureType = keyof typeof FAILURE_TYPES;
 
