@@ -7,6 +7,7 @@ import { ensureDatabase, initCluster, nodeRunning, reachableClusterDir, startPos
 import { kubernetesAnswers, kubernetesPids, startKubernetes, stopKubernetes, KubernetesInfo } from './kubernetes';
 import { disown, groupAlive } from '../system/process';
 import { startS3Server, stopS3Server, S3ServerInfo } from './s3';
+import { disownPatroni, PatroniClusterInfo, patroniPids, patroniStatus, startPatroniCluster, stopPatroniCluster } from './patroni';
 import { startTemporalDevServer, stopTemporalDevServer, temporalAnswers, TemporalDevServerInfo } from './temporal';
 
 export const DEFAULT_STACK_DIR = '.runbook/stack';
@@ -18,10 +19,13 @@ export const SANDBOX_DATABASE = 'app';
  * `replica` is a streaming replica of the PostgreSQL primary, on the next loopback address (needs `postgres`).
  * `kubernetes` is the test control plane (etcd, API server, controllers, scheduler, kwok nodes); it is
  * not part of the default stack because it is built once from Go modules (scripts/k8s/build).
+ * `patroni` is a Patroni cluster (etcd, three PostgreSQL nodes, HAProxy), the database `ha` of the config.
  */
-export type StackComponent = 'temporal' | 'postgres' | 'replica' | 's3' | 'dns' | 'kubernetes';
+export type StackComponent = 'temporal' | 'postgres' | 'replica' | 's3' | 'dns' | 'kubernetes' | 'patroni';
 export const DEFAULT_COMPONENTS: StackComponent[] = ['temporal', 'postgres', 'replica', 's3', 'dns'];
-export const ALL_COMPONENTS: StackComponent[] = [...DEFAULT_COMPONENTS, 'kubernetes'];
+export const ALL_COMPONENTS: StackComponent[] = [...DEFAULT_COMPONENTS, 'kubernetes', 'patroni'];
+/** The config key of the Patroni cluster's database. */
+export const PATRONI_DATABASE_KEY = 'ha';
 
 export interface StackState {
   dir: string;
@@ -34,6 +38,7 @@ export interface StackState {
   s3?: S3ServerInfo;
   dns?: DnsServerInfo;
   kubernetes?: KubernetesInfo;
+  patroni?: PatroniClusterInfo;
 }
 
 export interface StartStackOptions {
@@ -49,6 +54,10 @@ export interface StartStackOptions {
   postgresHost?: string;
   /** Address of the replica (default 127.0.0.3). */
   replicaHost?: string;
+  /** Address of the Patroni cluster's etcd and HAProxy (default 127.0.0.10; its nodes take the next three). */
+  patroniHost?: string;
+  /** Patroni's dynamic settings for the sandbox cluster (ttl, loop_wait, ...). */
+  patroniSettings?: Parameters<typeof startPatroniCluster>[0]['settings'];
 }
 
 function writeSecret(dir: string, name: string, value: string): string {
@@ -72,30 +81,51 @@ export function writeStackConfig(state: StackState): void {
       records: { db: { name: 'db', ttl: 30 } },
     };
   }
+  const databases: Record<string, unknown> = {};
   if (state.postgres) {
-    env.databases = {
-      main: {
-        host: state.postgres.host,
-        port: state.postgres.port,
-        database: state.postgres.database,
-        user: state.postgres.superuser,
-        password: 'file:secrets/postgres-password',
-        ...(state.dns ? { dnsRecord: 'db' } : {}),
-        ...(state.postgresReplica
-          ? {
-              replica: { host: state.postgresReplica.host, port: state.postgresReplica.port },
-              topology: {
-                driver: 'local',
-                nodes: [
-                  { name: 'pg-a', host: state.postgres.host, port: state.postgres.port, dataDir: state.postgres.dataDir },
-                  { name: 'pg-b', host: state.postgresReplica.host, port: state.postgresReplica.port, dataDir: state.postgresReplica.dataDir },
-                ],
-              },
-            }
-          : {}),
+    databases.main = {
+      // With a replica the runbooks follow the primary through the topology (after a failover it is the
+      // other node); a single node has a fixed address.
+      ...(state.postgresReplica ? {} : { host: state.postgres.host, port: state.postgres.port }),
+      database: state.postgres.database,
+      user: state.postgres.superuser,
+      password: 'file:secrets/postgres-password',
+      ...(state.dns ? { dnsRecord: 'db' } : {}),
+      ...(state.postgresReplica
+        ? {
+            topology: {
+              driver: 'local',
+              nodes: [
+                { name: 'pg-a', host: state.postgres.host, port: state.postgres.port, dataDir: state.postgres.dataDir },
+                { name: 'pg-b', host: state.postgresReplica.host, port: state.postgresReplica.port, dataDir: state.postgresReplica.dataDir },
+              ],
+            },
+          }
+        : {}),
+    };
+  }
+  if (state.patroni) {
+    const p = state.patroni;
+    const control = (action: string, ...rest: string[]) => [p.control, action, '{member}', ...rest];
+    databases[PATRONI_DATABASE_KEY] = {
+      // HAProxy's write port: the service address clients use; it follows the leader by Patroni's health checks.
+      host: p.haproxy.host,
+      port: p.haproxy.writePort,
+      database: p.database,
+      user: p.superuser,
+      password: `file:secrets/${p.secrets.postgresPassword}`,
+      topology: {
+        driver: 'patroni',
+        members: p.nodes.map((n) => ({ name: n.name, host: n.host, port: n.pgPort, api: n.apiUrl })),
+        api: { username: p.apiUser, password: `file:secrets/${p.secrets.apiPassword}` },
+        // The sandbox's node control script stands in for systemctl over SSH on a real host.
+        commands: { fault: control('kill'), recover: control('start'), keepAside: control('keep-aside', '{suffix}') },
+        electionTimeout: '90s',
+        rejoinTimeout: '45s',
       },
     };
   }
+  if (Object.keys(databases).length) env.databases = databases;
   if (state.s3) {
     env.backups = {
       bucket: SANDBOX_BUCKET,
@@ -187,6 +217,9 @@ export async function startStack(opts: StartStackOptions): Promise<StackState> {
     components.includes('s3') ? startS3Server({ dir, buckets: [SANDBOX_BUCKET] }).then((s) => (state.s3 = s)) : undefined,
     components.includes('kubernetes') ? startKubernetes({ dir }).then((k) => (state.kubernetes = k)) : undefined,
     components.includes('dns') ? startDnsServer({ dir, zone: SANDBOX_ZONE, records: { db: pgHost } }).then((d) => (state.dns = d)) : undefined,
+    components.includes('patroni')
+      ? startPatroniCluster({ dir, secretsDir: join(dir, 'secrets'), host: opts.patroniHost, settings: opts.patroniSettings }).then((p) => (state.patroni = p))
+      : undefined,
     components.includes('postgres')
       ? startSandboxPostgres(dir, pgHost).then(async (p) => {
           state.postgres = p;
@@ -204,7 +237,10 @@ export async function startStack(opts: StartStackOptions): Promise<StackState> {
   }
   writeStackConfig(state);
   writeStateFile(state);
-  if (opts.detach) for (const pid of stackPids(state)) disown(pid);
+  if (opts.detach) {
+    for (const pid of stackPids(state)) disown(pid);
+    if (state.patroni) disownPatroni(state.patroni);
+  }
   return state;
 }
 
@@ -224,7 +260,15 @@ async function startSandboxPostgres(dir: string, host: string): Promise<Postgres
 }
 
 export function stackPids(state: StackState): number[] {
-  return [state.temporal?.pid, state.postgres?.pid, state.postgresReplica?.pid, state.s3?.pid, state.dns?.pid, ...(state.kubernetes ? kubernetesPids(state.kubernetes) : [])].filter(
+  return [
+    state.temporal?.pid,
+    state.postgres?.pid,
+    state.postgresReplica?.pid,
+    state.s3?.pid,
+    state.dns?.pid,
+    ...(state.kubernetes ? kubernetesPids(state.kubernetes) : []),
+    ...(state.patroni ? patroniPids(state.patroni) : []),
+  ].filter(
     (p): p is number => p !== undefined,
   );
 }
@@ -238,15 +282,18 @@ export async function stopStack(state: StackState): Promise<void> {
     state.s3 && stopS3Server(state.s3.pid),
     state.dns && stopDnsServer(state.dns.pid),
     state.kubernetes && stopKubernetes(state.kubernetes),
+    state.patroni && stopPatroniCluster(state.patroni),
   ]);
   if (existsSync(stateFile(state.dir))) rmSync(stateFile(state.dir));
   // A cluster placed outside the stack directory (see reachableClusterDir) is removed with the stack.
   const pgBase = state.postgres && dirname(dirname(state.postgres.dataDir));
-  if (pgBase && !pgBase.startsWith(state.dir) && basename(pgBase).startsWith('runbook-pg-')) rmSync(pgBase, { recursive: true, force: true });
+  for (const base of [pgBase, state.patroni && dirname(state.patroni.dir)]) {
+    if (base && !base.startsWith(state.dir) && basename(base).startsWith('runbook-pg-')) rmSync(base, { recursive: true, force: true });
+  }
 }
 
 export interface ComponentStatus {
-  component: StackComponent;
+  component: StackComponent | string;
   pid: number;
   running: boolean;
   endpoint: string;
@@ -268,5 +315,7 @@ export async function stackStatus(state: StackState): Promise<ComponentStatus[]>
     const k = state.kubernetes;
     out.push({ component: 'kubernetes', pid: k.pids.apiserver, running: kubernetesPids(k).every(groupAlive) && (await kubernetesAnswers(k)), endpoint: k.server });
   }
+  // Each Patroni part separately: a drill kills a node on purpose, and status says which one is down.
+  if (state.patroni) for (const p of await patroniStatus(state.patroni)) out.push(p);
   return out;
 }

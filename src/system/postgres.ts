@@ -7,7 +7,7 @@ import { chmodSync, chownSync, mkdirSync, mkdtempSync, readdirSync, readFileSync
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
-import { adopt, disown, findBinary, groupAlive, stopService, systemUser, tailFile, waitUntil } from './process';
+import { adopt, disown, findBinary, processAlive, stopService, systemUser, tailFile, waitUntil } from './process';
 
 const execFileAsync = promisify(execFile);
 
@@ -135,7 +135,7 @@ function postmasterPid(dataDir: string): number | undefined {
 /** True when a postmaster is running for this data directory. */
 export function nodeRunning(dataDir: string): boolean {
   const pid = postmasterPid(dataDir);
-  return pid !== undefined && groupAlive(pid);
+  return pid !== undefined && processAlive(pid);
 }
 
 /**
@@ -178,7 +178,7 @@ export async function startNode(
 /** Stops a node: fast (clients disconnected, clean shutdown) or immediate (as if the machine died). */
 export async function stopNode(dataDir: string, mode: 'fast' | 'immediate' = 'fast'): Promise<void> {
   const pid = postmasterPid(dataDir);
-  if (pid === undefined || !groupAlive(pid)) return;
+  if (pid === undefined || !processAlive(pid)) return;
   try {
     await pgCtl(['stop', '-w', '-t', '60', '-m', mode, '-D', dataDir]);
   } catch {

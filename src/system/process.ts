@@ -183,6 +183,16 @@ export async function stopService(pid: number, signal: NodeJS.Signals = 'SIGTERM
   owned.delete(pid);
 }
 
+/** Whether a single process exists (it need not lead a process group: Patroni's postmaster does not). */
+export function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
 export function groupAlive(pgid: number): boolean {
   try {
     process.kill(-pgid, 0);
