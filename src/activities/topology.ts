@@ -12,7 +12,7 @@ import { checkServedEnvironment, classify, failure } from './errors';
 import { withHeartbeat } from './heartbeat';
 import { connectPg, PgServer } from './pg';
 import type { ObjectStore } from './s3';
-import { createWriteLoadActivities, WRITES_TABLE } from './writeLoad';
+import { createWriteLoadActivities, WRITES_TABLE_DDL } from './writeLoad';
 
 /** How clients reach the primary, and so how the drill switches and verifies it. */
 export type ServiceEndpoint =
@@ -46,6 +46,7 @@ export interface DrillDeps {
 }
 
 const SCRATCH_TABLE = 'runbook_drill_markers';
+const SCRATCH_TABLE_DDL = `CREATE TABLE IF NOT EXISTS ${SCRATCH_TABLE} (drill_id text PRIMARY KEY, kind text NOT NULL, written_at timestamptz NOT NULL DEFAULT clock_timestamp())`;
 
 export function describeEndpoint(e: ServiceEndpoint): string {
   return e.kind === 'dns' ? `DNS name ${e.fqdn}` : e.kind === 'proxy' ? `${e.host}:${e.port} (follows the leader by itself)` : 'the primary as the topology driver finds it';
@@ -146,8 +147,8 @@ export function createDrillActivities(deps: DrillDeps) {
         return await withHeartbeat(async () => {
           const c = await connectPg(server(t, m.host, m.port), t.database, 'runbook-drill');
           try {
-            await c.query(`CREATE TABLE IF NOT EXISTS ${SCRATCH_TABLE} (drill_id text PRIMARY KEY, kind text NOT NULL, written_at timestamptz NOT NULL DEFAULT clock_timestamp())`);
-            await c.query(`CREATE TABLE IF NOT EXISTS ${WRITES_TABLE} (drill_id text NOT NULL, seq bigint NOT NULL, written_at timestamptz NOT NULL DEFAULT clock_timestamp(), PRIMARY KEY (drill_id, seq))`);
+            await c.query(SCRATCH_TABLE_DDL);
+            await c.query(WRITES_TABLE_DDL);
             await c.query(`INSERT INTO ${SCRATCH_TABLE} (drill_id, kind) VALUES ($1, 'marker') ON CONFLICT (drill_id) DO NOTHING`, [input.drillId]);
             const r = await c.query<{ lsn: string; at: Date }>(`SELECT pg_current_wal_lsn()::text AS lsn, written_at AS at FROM ${SCRATCH_TABLE} WHERE drill_id = $1`, [input.drillId]);
             return { lsn: r.rows[0].lsn, writtenAt: r.rows[0].at.toISOString() };
@@ -231,6 +232,8 @@ export function createDrillActivities(deps: DrillDeps) {
       try {
         return await withHeartbeat(() =>
           throughEndpoint(t, 'runbook-drill', async (c, reached) => {
+            // The table itself may be among what a failover lost (created just before the fault).
+            await c.query(SCRATCH_TABLE_DDL);
             const marker = await c.query(`SELECT 1 FROM ${SCRATCH_TABLE} WHERE drill_id = $1`, [input.markerDrillId]);
             await c.query(`INSERT INTO ${SCRATCH_TABLE} (drill_id, kind) VALUES ($1, 'verify') ON CONFLICT (drill_id) DO NOTHING`, [input.drillId]);
             const writeAt = new Date().toISOString();

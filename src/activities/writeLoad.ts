@@ -14,6 +14,7 @@ import { connectPg } from './pg';
 import type { DrillTarget } from './topology';
 
 export const WRITES_TABLE = 'runbook_drill_writes';
+export const WRITES_TABLE_DDL = `CREATE TABLE IF NOT EXISTS ${WRITES_TABLE} (drill_id text NOT NULL, seq bigint NOT NULL, written_at timestamptz NOT NULL DEFAULT clock_timestamp(), PRIMARY KEY (drill_id, seq))`;
 /** Sequence numbers of one attempt of the writer start at attempt x this, so a retried writer never reuses one. */
 const ATTEMPT_SPAN = 1_000_000;
 export const MAX_WRITE_RATE = 250;
@@ -136,6 +137,8 @@ export function createWriteLoadActivities(deps: WriteLoadDeps) {
             if (!client) {
               const a = await deps.endpointAddress(t);
               client = await connectPg({ host: a.host, port: a.port, user: t.credentials.user, password: t.credentials.password }, t.database, 'runbook-drill-writer');
+              // A new primary may not have the table: its creation can be among what a failover lost.
+              if (acknowledged === 0 || errors > 0) await client.query(WRITES_TABLE_DDL);
             }
             seq += 1;
             const c = client;
@@ -184,7 +187,8 @@ export function createWriteLoadActivities(deps: WriteLoadDeps) {
       const c = await connectPg({ host: m.host, port: m.port, user: t.credentials.user, password: t.credentials.password }, t.database, 'runbook-drill');
       let present: Set<number>;
       try {
-        const r = await c.query<{ seq: string }>(`SELECT seq::text AS seq FROM ${WRITES_TABLE} WHERE drill_id = $1`, [input.drillId]);
+        const exists = (await c.query<{ t: string | null }>('SELECT to_regclass($1)::text AS t', [WRITES_TABLE])).rows[0].t;
+        const r = exists ? await c.query<{ seq: string }>(`SELECT seq::text AS seq FROM ${WRITES_TABLE} WHERE drill_id = $1`, [input.drillId]) : { rows: [] };
         present = new Set(r.rows.map((x) => Number(x.seq)));
       } finally {
         await c.end().catch(() => undefined);

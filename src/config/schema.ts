@@ -13,6 +13,17 @@ const duration = z.string().transform((text, ctx) => {
   return ms;
 });
 
+/** An RPO target: a duration, or 0 ("0", "0s") for no acknowledged write lost at all. */
+const rpoTarget = z.string().transform((text, ctx) => {
+  if (/^\s*0(ms|s|m|h)?\s*$/.test(text)) return 0;
+  const ms = parseDuration(text);
+  if (ms === undefined) {
+    ctx.addIssue({ code: z.ZodIssueCode.custom, message: `expected 0 (nothing may be lost) or a positive duration such as "30s" or "15m", found "${text}"` });
+    return z.NEVER;
+  }
+  return ms;
+});
+
 const secretRef = z.string().refine(
   (value): value is SecretRef => isSecretRef(value),
   {
@@ -349,7 +360,8 @@ const environmentSchema = z
     monitoring: monitoringSchema.optional(),
     /** The loadTest runbook's phases and SLAs. */
     loadTest: loadTestSchema.optional(),
-    targets: z.object({ rpo: duration.optional(), rto: duration.optional() }).strict().prefault({}),
+    /** rpo 0 means no acknowledged write may be lost (a synchronous cluster); rto is how long a failover may take, end to end. */
+    targets: z.object({ rpo: z.preprocess((v) => (v === 0 ? "0" : v), rpoTarget).optional(), rto: duration.optional() }).strict().prefault({}),
     /** Who may approve gates, per runbook; "default" applies to runbooks without their own list. */
     approvers: z
       .record(

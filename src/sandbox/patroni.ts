@@ -56,7 +56,7 @@ export interface PatroniClusterInfo {
   apiUser: string;
   /** Secret file names under the stack's secrets/ directory. */
   secrets: { postgresPassword: string; apiPassword: string };
-  etcd: { pid: number; host: string; port: number; dataDir: string; logFile: string };
+  etcd: { pid: number; host: string; port: number; dataDir: string; logFile: string; args: string[] };
   haproxy: { pid: number; host: string; writePort: number; readPort: number; statsPort: number; configFile: string; logFile: string };
   nodes: PatroniNodeInfo[];
   /** The node control script: kill | start | keep-aside | stall-wal | resume-wal, then a member name. */
@@ -233,15 +233,21 @@ ${cases}
 esac
 now() { date -u +%Y-%m-%dT%H:%M:%S.%3NZ; }
 record() { echo "$(now) $1 $member" >> ${info.controlLog}; }
-patroni_pgid() { local p; p=$(cat "$pidfile" 2>/dev/null) || return 1; kill -0 -- "-$p" 2>/dev/null && echo "$p"; }
-postmaster_pid() { local p; p=$(head -1 "$data/postmaster.pid" 2>/dev/null) || return 1; kill -0 "$p" 2>/dev/null && echo "$p"; }
+# Killed processes can stay zombies for a while before they are reaped: those do not count as running.
+group_alive() { ps -eo pgid=,stat= | awk -v g="$1" '$1 == g && $2 !~ /^Z/ { found = 1 } END { exit !found }'; }
+pid_alive() { local s; s=$(ps -o stat= -p "$1" 2>/dev/null) && [ -n "$s" ] && [ "\${s:0:1}" != Z ]; }
+patroni_pgid() { local p; p=$(cat "$pidfile" 2>/dev/null) || return 1; group_alive "$p" && echo "$p"; }
+postmaster_pid() { local p; p=$(head -1 "$data/postmaster.pid" 2>/dev/null) || return 1; pid_alive "$p" && echo "$p"; }
 case "$action" in
   kill)
     pg=$(patroni_pgid); pm=$(postmaster_pid)
     if [ -z "$pg" ] && [ -z "$pm" ]; then echo '{"acted":false}'; exit 0; fi
     record kill
+    # Every backend of a PostgreSQL node leads a process group of its own: each is killed by pid,
+    # the stopped ones included (a stalled WAL sender would otherwise hold the shared memory forever).
+    children=""; [ -n "$pm" ] && children=$(pgrep -P "$pm")
     [ -n "$pg" ] && kill -KILL -- "-$pg" 2>/dev/null
-    if [ -n "$pm" ]; then pmg=$(ps -o pgid= -p "$pm" | tr -d ' '); kill -KILL -- "-\${pmg:-$pm}" 2>/dev/null || kill -KILL "$pm"; fi
+    [ -n "$pm" ] && kill -KILL "$pm" $children 2>/dev/null
     echo '{"acted":true}' ;;
   start)
     if patroni_pgid >/dev/null; then echo '{"acted":false}'; exit 0; fi
@@ -397,7 +403,7 @@ export async function startPatroniCluster(opts: PatroniClusterOptions): Promise<
     superuser: 'postgres',
     apiUser: 'runbook',
     secrets: { postgresPassword: 'patroni-postgres-password', apiPassword: 'patroni-api-password' },
-    etcd: { pid: 0, host, port: etcdPort, dataDir: etcdData, logFile: join(base, 'etcd.log') },
+    etcd: { pid: 0, host, port: etcdPort, dataDir: etcdData, logFile: join(base, 'etcd.log'), args: [] },
     haproxy: { pid: 0, host, writePort, readPort, statsPort, configFile: join(base, 'haproxy.cfg'), logFile: join(base, 'haproxy.log') },
     nodes,
     control: join(base, 'node-control'),
@@ -405,7 +411,7 @@ export async function startPatroniCluster(opts: PatroniClusterOptions): Promise<
     settings,
   };
   try {
-    const etcd = spawnService('etcd', findEtcd(), [
+    info.etcd.args = [
       '--name', 'sandbox',
       '--data-dir', etcdData,
       '--listen-client-urls', `http://${host}:${etcdPort}`,
@@ -416,7 +422,8 @@ export async function startPatroniCluster(opts: PatroniClusterOptions): Promise<
       '--initial-cluster-state', 'new',
       '--log-level', 'warn',
       '--logger', 'zap',
-    ], info.etcd.logFile);
+    ];
+    const etcd = spawnService('etcd', findEtcd(), info.etcd.args, info.etcd.logFile);
     info.etcd.pid = etcd.pid;
     await waitUntil('etcd', async () => (await httpStatus(`http://${host}:${etcdPort}/health`)) === 200, { timeoutMs: 30_000, pid: etcd.pid, logFile: etcd.logFile });
 
@@ -464,6 +471,41 @@ export async function startPatroniCluster(opts: PatroniClusterOptions): Promise<
     await stopPatroniCluster(info).catch(() => undefined);
     throw err;
   }
+}
+
+/** The DCS goes down: etcd is killed (its data stays, so startDcs brings the same cluster back). */
+export async function stopDcs(info: PatroniClusterInfo): Promise<void> {
+  await stopService(info.etcd.pid, 'SIGKILL', 5_000);
+}
+
+/** etcd again, on the same address and data; resolves once it answers. */
+export async function startDcs(info: PatroniClusterInfo): Promise<void> {
+  const etcd = spawnService('etcd', findEtcd(), info.etcd.args, info.etcd.logFile);
+  info.etcd.pid = etcd.pid;
+  await waitUntil('etcd', async () => (await httpStatus(`http://${info.etcd.host}:${info.etcd.port}/health`)) === 200, { timeoutMs: 30_000, pid: etcd.pid, logFile: etcd.logFile });
+}
+
+/** Changes Patroni's dynamic configuration (PATCH /config), e.g. { synchronous_mode: true }. */
+export async function patchPatroniConfig(info: PatroniClusterInfo, secretsDir: string, patch: Record<string, unknown>): Promise<void> {
+  const password = readFileSync(join(secretsDir, info.secrets.apiPassword), 'utf8').trim();
+  const body = JSON.stringify(patch);
+  const send = (url: string) =>
+    new Promise<number>((resolve) => {
+      const req = request(`${url}/config`, {
+        method: 'PATCH',
+        timeout: 10_000,
+        headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), authorization: `Basic ${Buffer.from(`${info.apiUser}:${password}`).toString('base64')}` },
+      }, (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      });
+      req.on('error', () => resolve(0));
+      req.end(body);
+    });
+  let status = 0;
+  // Any member that answers will do: the configuration lives in the DCS.
+  for (const n of info.nodes) if ((status = await send(n.apiUrl)) !== 0) break;
+  if (status !== 200) throw new Error(`PATCH /config ${body}: HTTP ${status}`);
 }
 
 export function patroniPids(info: PatroniClusterInfo): number[] {

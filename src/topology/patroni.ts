@@ -191,8 +191,10 @@ export function createPatroniDriver(opts: PatroniDriverOptions): TopologyDriver 
     // A member that has not heard from the DCS for longer than a loop and its retries cannot reach it.
     const staleAfter = (settings.loopWait ?? 10) + (settings.retryTimeout ?? 10) + 5;
     const nowS = Date.now() / 1000;
+    // A leader in failsafe mode keeps running only because it cannot reach the DCS (replicas keep the
+    // flag for a ttl after the leader's last failsafe call, so theirs is not a sign of an outage now).
     const dcsProblems = statuses
-      .filter((x) => x.s && (x.s.failsafe_mode_is_active || (x.s.dcs_last_seen !== undefined && nowS - x.s.dcs_last_seen > staleAfter)))
+      .filter((x) => x.s && ((x.s.failsafe_mode_is_active && x.s.role === 'master') || (x.s.dcs_last_seen !== undefined && nowS - x.s.dcs_last_seen > staleAfter)))
       .map((x) => `${x.m.name} (last heard from the DCS ${x.s!.dcs_last_seen ? Math.round(nowS - x.s!.dcs_last_seen) : '?'} s ago${x.s!.failsafe_mode_is_active ? ', failsafe mode active' : ''})`);
     const dcsReachable = !clusterError && dcsProblems.length === 0;
     const dcsDetail = clusterError ? `GET /cluster failed: ${clusterError}` : dcsProblems.length ? `not reachable from ${dcsProblems.join(', ')}` : 'reachable from every member';

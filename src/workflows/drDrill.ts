@@ -81,6 +81,8 @@ export interface DrDrillInput {
    * missing afterwards are the RPO.
    */
   writeLoad?: { rate: number; warmupSeconds?: number };
+  /** Targets for this drill instead of the environment's (targets.rpo / targets.rto); rpoMs 0 means no acknowledged write may be lost. */
+  targets?: { rpoMs?: number; rtoMs?: number };
 }
 
 export type DrDrillResult = DrillReport & { runbook: 'drDrill'; reportKeys: string[]; timeline: TimelineSnapshot };
@@ -110,6 +112,16 @@ export function validateDrDrillInput(input: unknown): DrDrillInput {
       if (typeof w.rate !== 'number' || !Number.isFinite(w.rate) || w.rate < 1 || w.rate > MAX_WRITE_LOAD_RATE) check.problem(`writeLoad.rate: expected 1 to ${MAX_WRITE_LOAD_RATE} rows per second, found ${describe(w.rate)}`);
       const s = w.warmupSeconds;
       if (s !== undefined && (typeof s !== 'number' || !Number.isFinite(s) || s < 0 || s > 600)) check.problem(`writeLoad.warmupSeconds: expected 0 to 600, found ${describe(s)}`);
+    }
+  }
+  const tg = v.targets as { rpoMs?: unknown; rtoMs?: unknown } | undefined;
+  if (tg !== undefined) {
+    if (typeof tg !== 'object' || tg === null || Array.isArray(tg)) check.problem(`targets: expected { rpoMs, rtoMs }, found ${describe(tg)}`);
+    else {
+      for (const k of ['rpoMs', 'rtoMs'] as const) {
+        const x = tg[k];
+        if (x !== undefined && (typeof x !== 'number' || !Number.isInteger(x) || x < (k === 'rpoMs' ? 0 : 1) || x > 30 * 86_400_000)) check.problem(`targets.${k}: expected milliseconds from ${k === 'rpoMs' ? 0 : 1} to 30 days, found ${describe(x)}`);
+      }
     }
   }
   check.done();
@@ -245,6 +257,8 @@ export async function drDrill(rawInput: DrDrillInput): Promise<DrDrillResult> {
     try {
       ({ target, primary, candidate, cluster } = await timeline.step('preflight', async (evidence) => {
         const t = await inspect.describeDrillTarget({ database: db, environment: input.environment });
+        if (input.targets?.rpoMs !== undefined) t.rpoMs = input.targets.rpoMs;
+        if (input.targets?.rtoMs !== undefined) t.rtoMs = input.targets.rtoMs;
         const [c, endpoint] = await Promise.all([inspect.describeCluster({ database: db }), inspect.locateServiceEndpoint({ database: db })]);
         const { problems, primary: p, candidate: r } = preflightProblems(c, endpoint, t.rpoMs, t.approvers);
         Object.assign(evidence, {

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -233,5 +233,33 @@ describe('the DR drill', () => {
     assert.equal(after.replicaStreaming, true);
     assert.deepEqual(await serviceAddress(), [before.primary]);
     assert.ok(result.timeline.steps.filter((s) => s.name.startsWith('switch back:')).every((s) => s.outcome === 'succeeded'));
+  });
+
+  test('a former primary that cannot be rewound (it ran without wal_log_hints or checksums) keeps its data directory aside, named in the report, and a fresh copy streams', async () => {
+    const before = await topology();
+    const old = nodes().find((n) => n.host === before.primary)!;
+    // Many clusters run like this: without data checksums or wal_log_hints, pg_rewind refuses.
+    await sql(old.host, 'ALTER SYSTEM SET wal_log_hints = off');
+    await stopNode(old.dataDir, 'fast');
+    await startNode({ name: old.name, host: old.host, port: old.port, dataDir: old.dataDir, ...nodeFiles(old.dataDir) });
+    await waitFor('the replica to stream again', async () => (await topology()).replicaStreaming, 30_000, 200);
+    const handle = await startDrill();
+    await gateOpen(handle);
+    await handle.executeUpdate(decideUpdate, { args: [{ decision: 'approve', by: 'sandbox-operator' }] });
+    const result: DrDrillResult = await handle.result();
+    assert.equal(result.passed, true, result.reasons.join('; '));
+    const failback = result.failback as { method: string; keptAside?: { path: string; lastLsn?: string; timeline?: number } };
+    assert.equal(failback.method, 'base backup');
+    assert.equal(failback.keptAside?.path, `${old.dataDir}.kept-${result.drillId}`);
+    assert.match(failback.keptAside!.lastLsn!, /^[0-9A-F]+\/[0-9A-F]+$/);
+    assert.equal(typeof failback.keptAside!.timeline, 'number');
+    // Nothing was deleted: the old cluster is whole where the report says, and a fresh copy streams.
+    assert.ok(existsSync(join(failback.keptAside!.path, 'PG_VERSION')));
+    assert.match(readFileSync(join(failback.keptAside!.path, 'postgresql.auto.conf'), 'utf8'), /wal_log_hints = 'off'/);
+    const rejoin = result.timeline.steps.find((s) => s.name === 'failback: rejoin the old primary as a replica')!;
+    assert.match(String((rejoin.evidence.detail as { rewindError?: string }).rewindError), /wal_log_hints/);
+    const after = await topology();
+    assert.equal(after.replicaStreaming, true);
+    assert.notEqual(after.primary, old.host);
   });
 });
