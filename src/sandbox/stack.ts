@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
+import { Client as PgClient } from 'pg';
 import { stringify } from 'yaml';
 import { startDnsServer, stopDnsServer, DnsServerInfo } from './dns';
 import { ensureDatabase, initCluster, nodeRunning, reachableClusterDir, startPostgres, startReplica, stopPostgres, PostgresClusterInfo } from './postgres';
@@ -210,24 +211,32 @@ export async function startStack(opts: StartStackOptions): Promise<StackState> {
   // Independent services start side by side; the machine has two cores and they mostly wait on I/O.
   // allSettled, not all: every start must have finished (and registered itself in state) before a
   // failure is cleaned up, or a service still starting would be left behind.
+  const postgresStarted: Promise<unknown> = components.includes('postgres')
+    ? startSandboxPostgres(dir, pgHost).then(async (p) => {
+        state.postgres = p;
+        if (components.includes('replica')) {
+          const password = readFileSync(join(dir, 'secrets', 'postgres-password'), 'utf8').trim();
+          state.postgresReplica = await startReplica(p, { dir: join(dirname(dirname(p.dataDir)), 'postgres-replica'), host: opts.replicaHost ?? '127.0.0.3', password });
+        }
+      })
+    : Promise.resolve();
   const results = await Promise.allSettled([
     components.includes('temporal')
       ? startTemporalDevServer({ dir, uiPort: opts.uiPort, dbFile: opts.persist ? join(dir, 'temporal.sqlite') : undefined }).then((t) => (state.temporal = t))
       : undefined,
     components.includes('s3') ? startS3Server({ dir, buckets: [SANDBOX_BUCKET] }).then((s) => (state.s3 = s)) : undefined,
     components.includes('kubernetes') ? startKubernetes({ dir }).then((k) => (state.kubernetes = k)) : undefined,
-    components.includes('dns') ? startDnsServer({ dir, zone: SANDBOX_ZONE, records: { db: pgHost } }).then((d) => (state.dns = d)) : undefined,
     components.includes('patroni')
       ? startPatroniCluster({ dir, secretsDir: join(dir, 'secrets'), host: opts.patroniHost, settings: opts.patroniSettings }).then((p) => (state.patroni = p))
       : undefined,
-    components.includes('postgres')
-      ? startSandboxPostgres(dir, pgHost).then(async (p) => {
-          state.postgres = p;
-          if (components.includes('replica')) {
-            const password = readFileSync(join(dir, 'secrets', 'postgres-password'), 'utf8').trim();
-            state.postgresReplica = await startReplica(p, { dir: join(dirname(dirname(p.dataDir)), 'postgres-replica'), host: opts.replicaHost ?? '127.0.0.3', password });
-          }
-        })
+    postgresStarted,
+    // The service name points at whichever node is primary now: after a failover drill without
+    // switch-back and a restart, that is the former replica.
+    components.includes('dns')
+      ? postgresStarted
+          .catch(() => undefined)
+          .then(async () => startDnsServer({ dir, zone: SANDBOX_ZONE, records: { db: (await currentPrimaryHost(state)) ?? pgHost } }))
+          .then((d) => (state.dns = d))
       : undefined,
   ]);
   const failure = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
@@ -242,6 +251,26 @@ export async function startStack(opts: StartStackOptions): Promise<StackState> {
     if (state.patroni) disownPatroni(state.patroni);
   }
   return state;
+}
+
+/** The address of the sandbox node that is primary now (not in recovery), if any answers. */
+async function currentPrimaryHost(state: StackState): Promise<string | undefined> {
+  if (!state.postgres) return undefined;
+  const password = readFileSync(join(state.dir, 'secrets', 'postgres-password'), 'utf8').trim();
+  for (const n of [state.postgres, state.postgresReplica]) {
+    if (!n) continue;
+    const c = new PgClient({ host: n.host, port: n.port, user: n.superuser, password, database: 'postgres', connectionTimeoutMillis: 5_000 });
+    c.on('error', () => undefined);
+    try {
+      await c.connect();
+      if (!(await c.query<{ rec: boolean }>('SELECT pg_is_in_recovery() AS rec')).rows[0].rec) return n.host;
+    } catch {
+      /* try the other node */
+    } finally {
+      await c.end().catch(() => undefined);
+    }
+  }
+  return undefined;
 }
 
 async function startSandboxPostgres(dir: string, host: string): Promise<PostgresClusterInfo & { database: string }> {
