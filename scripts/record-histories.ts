@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { Client as PgClient } from 'pg';
 import { connectClient } from '../src/cli/client';
 import { loadConfig } from '../src/config/load';
-import { readSecret } from '../src/config/secrets';
+import { primaryLocator, reachServer } from '../src/activities/primary';
 import { createLogger } from '../src/observability/logger';
 import { seedSampleDatabase } from '../src/sandbox/seed';
 import { startStack, stopStack } from '../src/sandbox/stack';
@@ -46,7 +46,8 @@ async function main(): Promise<void> {
   const worker = new RunbookWorker({ loaded, httpPort: 0, logger: createLogger('warn') });
   try {
     const db = loaded.config.environments.sandbox.databases.main;
-    const pg = new PgClient({ host: db.host, port: db.port, user: db.user, password: readSecret(db.password, loaded.baseDir), database: db.database });
+    const server = await reachServer(primaryLocator(loaded.baseDir, db, db.user, db.password));
+    const pg = new PgClient({ ...server, database: db.database });
     await pg.connect();
     await seedSampleDatabase(pg, { rows: 2_000 });
     await pg.end();
@@ -82,12 +83,14 @@ async function main(): Promise<void> {
       await save('verifyBackup-no-such-backup', await start('verifyBackup', 'batch-queue', { database: 'main', selection: { mode: 'key', backupId: '20200101T000000Z-abcdef' } }));
     }
     if (wanted('drDrill')) {
+      // drDrill-rejected and drDrill-failover-passed were recorded before the topology drivers and replay
+      // on its legacy path; these record the current one (with a write load, so its timer and cancellation too).
       const rejected = await start('drDrill', 'critical-queue', { database: 'main', mode: 'failover' });
       await approve(rejected, 'reject');
-      await save('drDrill-rejected', rejected);
-      const drill = await start('drDrill', 'critical-queue', { database: 'main', mode: 'failover' });
+      await save('drDrill-topology-rejected', rejected);
+      const drill = await start('drDrill', 'critical-queue', { database: 'main', mode: 'failover', writeLoad: { rate: 20, warmupSeconds: 1 } });
       await approve(drill, 'approve');
-      await save('drDrill-failover-passed', drill);
+      await save('drDrill-topology-failover-write-load-passed', drill);
     }
     if (wanted('readinessAudit')) {
       await save('readinessAudit-report', await start('readinessAudit', 'standard-queue', { checkTimeoutSeconds: 5 }));
