@@ -11,13 +11,15 @@
  */
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { Client as PgClient } from 'pg';
 import { stringify } from 'yaml';
 import { ownDir, postgresOwner, reachableClusterDir, stopNode } from '../system/postgres';
+import { PatroniApi, PatroniClusterJson } from '../topology/patroniApi';
+import { createCa, issueCert } from './tls';
 import { adopt, disown, findBinary, freePort, groupAlive, spawnService, stopService, waitUntil } from '../system/process';
 
 const execFileAsync = promisify(execFile);
@@ -56,6 +58,9 @@ export interface PatroniClusterInfo {
   apiUser: string;
   /** Secret file names under the stack's secrets/ directory. */
   secrets: { postgresPassword: string; apiPassword: string };
+  secretsDir: string;
+  /** The REST API speaks HTTPS with certificates from this throwaway CA. */
+  ca: string;
   etcd: { pid: number; host: string; port: number; dataDir: string; logFile: string; args: string[] };
   haproxy: { pid: number; host: string; writePort: number; readPort: number; statsPort: number; configFile: string; logFile: string };
   nodes: PatroniNodeInfo[];
@@ -115,15 +120,22 @@ function patroniConfig(
   etcd: string,
   settings: PatroniSettings,
   pw: { postgres: string; replication: string; api: string },
+  ca: string,
 ): string {
   const conf = {
     scope,
     namespace: '/runbook/',
     name: node.name,
     log: { level: 'INFO', format: '%(asctime)s %(levelname)s: %(message)s' },
-    restapi: { listen: `${node.host}:${node.apiPort}`, connect_address: `${node.host}:${node.apiPort}`, authentication: { username: 'runbook', password: pw.api } },
-    // Patroni's own calls to the other members' APIs (in a leader race) carry the same credentials.
-    ctl: { authentication: { username: 'runbook', password: pw.api } },
+    restapi: {
+      listen: `${node.host}:${node.apiPort}`,
+      connect_address: `${node.host}:${node.apiPort}`,
+      authentication: { username: 'runbook', password: pw.api },
+      certfile: join(node.dir, 'api.pem'),
+      keyfile: join(node.dir, 'api.key'),
+    },
+    // Patroni's own calls to the other members' APIs (in a leader race) carry the same credentials and trust the CA.
+    ctl: { authentication: { username: 'runbook', password: pw.api }, cacert: ca },
     etcd3: { hosts: [etcd] },
     bootstrap: {
       dcs: {
@@ -173,13 +185,13 @@ function patroniConfig(
   return stringify(conf);
 }
 
-function haproxyConfig(info: Pick<PatroniClusterInfo['haproxy'], 'host' | 'writePort' | 'readPort' | 'statsPort'>, nodes: PatroniNodeInfo[], dir: string): string {
+function haproxyConfig(info: Pick<PatroniClusterInfo['haproxy'], 'host' | 'writePort' | 'readPort' | 'statsPort'>, nodes: PatroniNodeInfo[], dir: string, caFile: string): string {
   // Patroni answers OPTIONS /primary with 200 only on the leader and /replica only on a running
-  // replica; HAProxy polls every 500 ms and closes sessions to a node it marks down, so clients
+  // replica (over HTTPS, its certificate checked against the sandbox CA); HAProxy polls every 500 ms and closes sessions to a node it marks down, so clients
   // reconnect to the new leader instead of writing into a demoted or dead one.
   const servers = (check: string) =>
     [`    option httpchk OPTIONS ${check}`, '    http-check expect status 200', '    default-server inter 500ms fastinter 250ms fall 2 rise 1 on-marked-down shutdown-sessions']
-      .concat(nodes.map((n) => `    server ${n.name} ${n.host}:${n.pgPort} maxconn 100 check port ${n.apiPort}`))
+      .concat(nodes.map((n) => `    server ${n.name} ${n.host}:${n.pgPort} maxconn 100 check port ${n.apiPort} check-ssl verify required ca-file ${caFile}`))
       .join('\n');
   return `# runbook sandbox: HAProxy in front of the Patroni cluster
 global
@@ -291,25 +303,6 @@ function httpStatus(url: string, method = 'GET'): Promise<number> {
   });
 }
 
-function getJson<T>(url: string): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const req = request(url, { timeout: 3_000 }, (res) => {
-      let body = '';
-      res.on('data', (d) => (body += d));
-      res.on('end', () => {
-        try {
-          resolve(JSON.parse(body) as T);
-        } catch (err) {
-          reject(err);
-        }
-      });
-    });
-    req.on('timeout', () => req.destroy(new Error('timeout')));
-    req.on('error', reject);
-    req.end();
-  });
-}
-
 function readPid(file: string): number | undefined {
   try {
     const pid = Number(readFileSync(file, 'utf8').trim());
@@ -317,6 +310,11 @@ function readPid(file: string): number | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** A client for the cluster's REST API, as the drill's driver builds one: HTTPS with the CA, basic auth. */
+export function patroniApi(info: PatroniClusterInfo): PatroniApi {
+  return new PatroniApi({ username: info.apiUser, password: () => readFileSync(join(info.secretsDir, info.secrets.apiPassword), 'utf8').trim(), ca: () => readFileSync(info.ca, 'utf8') });
 }
 
 /** Runs the node control script as the worker would, returning its JSON answer. */
@@ -333,11 +331,11 @@ export async function controlNode(info: PatroniClusterInfo, action: 'kill' | 'st
 }
 
 /** The cluster as Patroni sees it (GET /cluster from the first member that answers). */
-export async function patroniCluster(info: PatroniClusterInfo): Promise<{ members: { name: string; role: string; state: string; host: string; port: number; timeline?: number; lag?: number | string }[] }> {
+export async function patroniCluster(info: PatroniClusterInfo): Promise<PatroniClusterJson> {
   let last: unknown;
   for (const n of info.nodes) {
     try {
-      return await getJson(`${n.apiUrl}/cluster`);
+      return await patroniApi(info).cluster(n.apiUrl);
     } catch (err) {
       last = err;
     }
@@ -354,7 +352,7 @@ export async function waitForPatroniHealthy(info: PatroniClusterInfo, timeoutMs 
       const c = await patroniCluster(info);
       const l = c.members.find((m) => m.role === 'leader' && m.state === 'running');
       if (!l || c.members.length !== info.nodes.length) return false;
-      const status = await getJson<{ replication?: { application_name: string; state: string }[] }>(`${info.nodes.find((n) => n.name === l.name)!.apiUrl}/patroni`);
+      const status = await patroniApi(info).status(info.nodes.find((n) => n.name === l.name)!.apiUrl);
       const streaming = new Set((status.replication ?? []).filter((r) => r.state === 'streaming').map((r) => r.application_name));
       leader = l.name;
       return info.nodes.every((n) => n.name === l.name || streaming.has(n.name));
@@ -394,7 +392,7 @@ export async function startPatroniCluster(opts: PatroniClusterOptions): Promise<
     const name = `pg-${i + 1}`;
     const dir = join(base, name);
     const apiPort = await freePort(h);
-    nodes.push({ name, host: h, pgPort: await freePort(h), apiPort, apiUrl: `http://${h}:${apiPort}`, dir, dataDir: join(dir, 'data'), configFile: join(dir, 'patroni.yml'), logFile: join(dir, 'patroni.log'), pidFile: join(dir, 'patroni.pid') });
+    nodes.push({ name, host: h, pgPort: await freePort(h), apiPort, apiUrl: `https://${h}:${apiPort}`, dir, dataDir: join(dir, 'data'), configFile: join(dir, 'patroni.yml'), logFile: join(dir, 'patroni.log'), pidFile: join(dir, 'patroni.pid') });
   }
   const info: PatroniClusterInfo = {
     scope: `sandbox-${randomBytes(3).toString('hex')}`,
@@ -403,6 +401,8 @@ export async function startPatroniCluster(opts: PatroniClusterOptions): Promise<
     superuser: 'postgres',
     apiUser: 'runbook',
     secrets: { postgresPassword: 'patroni-postgres-password', apiPassword: 'patroni-api-password' },
+    secretsDir: opts.secretsDir,
+    ca: join(base, 'pki', 'ca.pem'),
     etcd: { pid: 0, host, port: etcdPort, dataDir: etcdData, logFile: join(base, 'etcd.log'), args: [] },
     haproxy: { pid: 0, host, writePort, readPort, statsPort, configFile: join(base, 'haproxy.cfg'), logFile: join(base, 'haproxy.log') },
     nodes,
@@ -428,11 +428,21 @@ export async function startPatroniCluster(opts: PatroniClusterOptions): Promise<
     await waitUntil('etcd', async () => (await httpStatus(`http://${host}:${etcdPort}/health`)) === 200, { timeoutMs: 30_000, pid: etcd.pid, logFile: etcd.logFile });
 
     writeFileSync(info.controlLog, '');
+    const ca = await createCa(join(base, 'pki'), 'runbook-patroni-ca');
+    chmodSync(join(base, 'pki'), 0o755);
+    chmodSync(ca.cert, 0o644);
     for (const node of nodes) {
       mkdirSync(node.dir, { recursive: true, mode: 0o700 });
       chownToPostgres(node.dir);
       ownDir(join(node.dir, 'socket'));
-      writeFileSync(node.configFile, patroniConfig(info.scope, node, `${host}:${etcdPort}`, settings, pw), { mode: 0o600 });
+      const cert = await issueCert(join(base, 'pki'), ca, `api-${node.name}`, { usage: 'server', dnsNames: ['localhost'], ips: [node.host] });
+      copyFileSync(cert.cert, join(node.dir, 'api.pem'));
+      copyFileSync(cert.key, join(node.dir, 'api.key'));
+      for (const f of ['api.pem', 'api.key']) {
+        chmodSync(join(node.dir, f), 0o600);
+        chownToPostgres(join(node.dir, f));
+      }
+      writeFileSync(node.configFile, patroniConfig(info.scope, node, `${host}:${etcdPort}`, settings, pw, ca.cert), { mode: 0o600 });
       chownToPostgres(node.configFile);
       writeFileSync(node.logFile, '', { flag: 'a' });
       chownToPostgres(node.logFile);
@@ -440,10 +450,10 @@ export async function startPatroniCluster(opts: PatroniClusterOptions): Promise<
     writeFileSync(info.control, controlScript(info), { mode: 0o700 });
     // The first node bootstraps the cluster alone, so it is certain to be the first leader; the others clone it.
     await startPatroniNode(info, nodes[0]);
-    await waitUntil(`Patroni ${nodes[0].name} leading`, async () => (await httpStatus(`${nodes[0].apiUrl}/primary`, 'OPTIONS')) === 200, { timeoutMs: 60_000, logFile: nodes[0].logFile, intervalMs: 200 });
+    await waitUntil(`Patroni ${nodes[0].name} leading`, async () => (await patroniApi(info).health(nodes[0].apiUrl, 'primary')) === 200, { timeoutMs: 60_000, logFile: nodes[0].logFile, intervalMs: 200 });
     for (const node of nodes.slice(1)) await startPatroniNode(info, node);
 
-    writeFileSync(info.haproxy.configFile, haproxyConfig(info.haproxy, nodes, base));
+    writeFileSync(info.haproxy.configFile, haproxyConfig(info.haproxy, nodes, base, ca.cert));
     const haproxy = spawnService('haproxy', findHaproxy(), ['-f', info.haproxy.configFile, '-db'], info.haproxy.logFile);
     info.haproxy.pid = haproxy.pid;
 
@@ -487,24 +497,14 @@ export async function startDcs(info: PatroniClusterInfo): Promise<void> {
 
 /** Changes Patroni's dynamic configuration (PATCH /config), e.g. { synchronous_mode: true }. */
 export async function patchPatroniConfig(info: PatroniClusterInfo, secretsDir: string, patch: Record<string, unknown>): Promise<void> {
-  const password = readFileSync(join(secretsDir, info.secrets.apiPassword), 'utf8').trim();
+  void secretsDir;
   const body = JSON.stringify(patch);
-  const send = (url: string) =>
-    new Promise<number>((resolve) => {
-      const req = request(`${url}/config`, {
-        method: 'PATCH',
-        timeout: 10_000,
-        headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), authorization: `Basic ${Buffer.from(`${info.apiUser}:${password}`).toString('base64')}` },
-      }, (res) => {
-        res.resume();
-        resolve(res.statusCode ?? 0);
-      });
-      req.on('error', () => resolve(0));
-      req.end(body);
-    });
   let status = 0;
   // Any member that answers will do: the configuration lives in the DCS.
-  for (const n of info.nodes) if ((status = await send(n.apiUrl)) !== 0) break;
+  for (const n of info.nodes) {
+    status = (await patroniApi(info).call(n.apiUrl, 'PATCH', 'config', patch).catch(() => ({ status: 0 }))).status;
+    if (status !== 0) break;
+  }
   if (status !== 200) throw new Error(`PATCH /config ${body}: HTTP ${status}`);
 }
 
@@ -544,7 +544,7 @@ export async function patroniStatus(info: PatroniClusterInfo): Promise<{ compone
   ];
   for (const n of info.nodes) {
     const pid = readPid(n.pidFile) ?? 0;
-    out.push({ component: `patroni ${n.name}`, pid, running: pid > 0 && groupAlive(pid) && (await httpStatus(`${n.apiUrl}/health`)) !== 0, endpoint: `${n.host}:${n.pgPort} api ${n.apiUrl}` });
+    out.push({ component: `patroni ${n.name}`, pid, running: pid > 0 && groupAlive(pid) && (await patroniApi(info).health(n.apiUrl, 'health')) !== 0, endpoint: `${n.host}:${n.pgPort} api ${n.apiUrl}` });
   }
   return out;
 }

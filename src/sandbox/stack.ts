@@ -118,7 +118,8 @@ export function writeStackConfig(state: StackState): void {
       topology: {
         driver: 'patroni',
         members: p.nodes.map((n) => ({ name: n.name, host: n.host, port: n.pgPort, api: n.apiUrl })),
-        api: { username: p.apiUser, password: `file:secrets/${p.secrets.apiPassword}` },
+        // HTTPS with the sandbox CA's certificates and basic auth, as a production API should be.
+        api: { username: p.apiUser, password: `file:secrets/${p.secrets.apiPassword}`, tls: { ca: `file:${p.ca}` } },
         // The sandbox's node control script stands in for systemctl over SSH on a real host.
         commands: { fault: control('kill'), recover: control('start'), keepAside: control('keep-aside', '{suffix}') },
         electionTimeout: '90s',

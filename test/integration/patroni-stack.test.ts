@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, rmSync, chmodSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, chmodSync, writeFileSync } from 'node:fs';
+import { ApplicationFailure } from '@temporalio/common';
+import { createTopologyDriver } from '../../src/topology';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
@@ -30,7 +32,7 @@ function ownerOf(pid: number): number {
 }
 
 describe('the Patroni cluster in the sandbox', () => {
-  test('runbook stack up --with-patroni starts etcd, three Patroni nodes and HAProxy; writes go to the leader through HAProxy; stack down leaves nothing running', async () => {
+  test('runbook stack up --with-patroni starts etcd, three Patroni nodes and HAProxy; writes go to the leader through HAProxy; the REST API wants TLS and credentials; stack down leaves nothing running', async () => {
     const dir = join(root, 'stack');
     const up = await runCli(['stack', 'up', '--dir', dir, '--only', 'patroni', '--with-patroni', '--headless', '--json'], { timeoutMs: 180_000 });
     assert.equal(up.code, 0, up.stderr);
@@ -64,6 +66,25 @@ describe('the Patroni cluster in the sandbox', () => {
       const [r] = await sql<{ addr: string; rec: boolean }>(p.haproxy.host, p.haproxy.readPort, password, 'SELECT host(inet_server_addr()) AS addr, pg_is_in_recovery() AS rec');
       assert.equal(r.rec, true);
       assert.notEqual(r.addr, leader.host);
+
+      // The REST API speaks HTTPS and wants its credentials: the driver passes with the config's CA and
+      // password; without the CA the certificate is refused, and with a wrong password Patroni refuses the switchover.
+      const driver = createTopologyDriver(db, loaded.baseDir)!;
+      const healthy = await driver.describe();
+      assert.deepEqual(healthy.problems, []);
+      assert.equal(healthy.primary, leader.name);
+      assert.equal(healthy.dcs?.reachable, true);
+      const t = db.topology!;
+      assert.equal(t.driver, 'patroni');
+      if (t.driver === 'patroni') {
+        const noCa = await createTopologyDriver({ ...db, topology: { ...t, api: { ...t.api, tls: undefined } } }, loaded.baseDir)!.describe();
+        assert.match(noCa.problems.join('; '), /self-signed certificate|unable to verify|certificate/);
+        writeFileSync(join(dir, 'secrets', 'wrong-api-password'), 'not-the-password\n', { mode: 0o600 });
+        const wrongPassword = createTopologyDriver({ ...db, topology: { ...t, api: { ...t.api, password: 'file:secrets/wrong-api-password' } } }, loaded.baseDir)!;
+        const replica = cluster.members.find((m) => m.role !== 'leader')!.name;
+        await assert.rejects(wrongPassword.switchover({ from: leader.name, to: replica, progress: () => undefined }), (err: ApplicationFailure) => err.type === 'AuthenticationFailed' && /credentials were refused/.test(err.message));
+        assert.equal((await driver.describe()).primary, leader.name, 'nothing switched over');
+      }
 
       const status = await runCli(['stack', 'status', '--dir', dir, '--json']);
       assert.equal(status.code, 0, status.stdout);
