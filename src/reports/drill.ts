@@ -67,6 +67,7 @@ export function renderDrillMarkdown(r: DrillReport): string {
     `- Drill \`${r.drillId}\` (workflow \`${r.workflowId}\`), ${r.startedAt} to ${r.endedAt}`,
     `- Primary before: ${r.primaryBefore ?? '-'}; after: ${r.primaryAfter ?? '-'}`,
     `- Approval: ${r.approval ? `${r.approval.outcome}${r.approval.by ? ` by ${r.approval.by}` : ''}${r.approval.reason ? ` (${r.approval.reason})` : ''} at ${r.approval.closedAt ?? '-'}` : 'not reached'}`,
+    ...(r.approval?.approvals ?? []).map((a) => `  - signed ${a.act} by ${a.principal}, key ${a.fingerprint}, signed ${a.signedAt}${a.reason ? `: ${a.reason}` : ''}`),
     `- Driver: ${r.driver ?? 'local'}; service endpoint: ${r.serviceEndpoint ?? '-'}`,
     ...(r.plan?.length ? [`- Plan: ${r.plan.join('; ')}`] : []),
     `- RTO: ${r.rto ? `${secs(r.rto.ms)} (target ${secs(r.rto.targetMs)}): ${r.rto.met === null ? 'no target' : r.rto.met ? 'met' : 'MISSED'}` : 'not measured'}`,

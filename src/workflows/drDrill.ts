@@ -20,7 +20,9 @@ import { DrillReport, DrillWrites, renderDrillHtml, renderDrillMarkdown } from '
 import { legacyDrDrillBody } from './drDrillLegacy';
 import { Compensations } from './lib/compensation';
 import { PERMANENT_FAILURES } from './lib/failures';
-import { Gates } from './lib/gate';
+import { acquireTarget } from './lib/exclusive';
+import { Gates, startFieldProblem } from './lib/gate';
+import type { SignedStatement } from '../identity/statement';
 import { DATABASE_KEY, describe, ENVIRONMENT_NAME, InputChecker } from './lib/input';
 import type { RunbookSinks } from './lib/sinks';
 import { runRunbook, Timeline, TimelineSnapshot } from './lib/timeline';
@@ -83,6 +85,8 @@ export interface DrDrillInput {
   writeLoad?: { rate: number; warmupSeconds?: number };
   /** Targets for this drill instead of the environment's (targets.rpo / targets.rto); rpoMs 0 means no acknowledged write may be lost. */
   targets?: { rpoMs?: number; rtoMs?: number };
+  /** The requester's signed start (runbook drill start signs it); a scheduled run has none. */
+  start?: SignedStatement;
 }
 
 export type DrDrillResult = DrillReport & { runbook: 'drDrill'; reportKeys: string[]; timeline: TimelineSnapshot };
@@ -124,6 +128,8 @@ export function validateDrDrillInput(input: unknown): DrDrillInput {
       }
     }
   }
+  const startProblem = startFieldProblem(v.start);
+  if (startProblem) check.problem(startProblem);
   check.done();
   return v as unknown as DrDrillInput;
 }
@@ -194,11 +200,12 @@ async function switchBack(timeline: Timeline, db: string, current: string, origi
  */
 export async function drDrill(rawInput: DrDrillInput): Promise<DrDrillResult> {
   const input = validateDrDrillInput(rawInput);
+  const gates = new Gates('drDrill', input.environment);
   return runRunbook('drDrill', input.environment, async (timeline: Timeline) => {
+    gates.attach(timeline);
     setHandler(progressQuery, () => timeline.snapshot());
     // Drills started before the topology drivers have no marker: they finish on the code they started with.
-    if (!patched('topology-drivers')) return legacyDrDrillBody(input, timeline);
-    const gates = new Gates('drDrill', input.environment);
+    if (!patched('topology-drivers')) return legacyDrDrillBody(input, timeline, gates);
     const compensations = new Compensations();
     const drillId = `drill-${uuid4().replace(/-/g, '').slice(0, 12)}`;
     const db = input.database;
@@ -216,7 +223,7 @@ export async function drDrill(rawInput: DrDrillInput): Promise<DrDrillResult> {
       endedAt: '',
     };
     const checkAbort = () => {
-      if (gates.aborted) throw new DrillFailure('DrillAborted', `aborted by ${gates.aborted.by}${gates.aborted.reason ? `: ${gates.aborted.reason}` : ''}`);
+      if (gates.aborted) throw new DrillFailure('DrillAborted', `aborted by ${gates.aborted.principal} (key ${gates.aborted.fingerprint})${gates.aborted.reason ? `: ${gates.aborted.reason}` : ''}`);
     };
     const finishReport = async (): Promise<string[]> => {
       report.endedAt = new Date(Date.now()).toISOString();
@@ -255,6 +262,7 @@ export async function drDrill(rawInput: DrDrillInput): Promise<DrDrillResult> {
     let candidate: MemberState;
     let cluster: ClusterState;
     try {
+      await gates.start(input as unknown as Record<string, unknown>);
       ({ target, primary, candidate, cluster } = await timeline.step('preflight', async (evidence) => {
         const t = await inspect.describeDrillTarget({ database: db, environment: input.environment });
         if (input.targets?.rpoMs !== undefined) t.rpoMs = input.targets.rpoMs;
@@ -290,8 +298,8 @@ export async function drDrill(rawInput: DrDrillInput): Promise<DrDrillResult> {
       report.primaryBefore = primary.name;
 
       const approval = await timeline.step('approval gate', async (evidence) => {
-        const g = await gates.wait('start the drill', target.approvers, (input.approvalTimeoutSeconds ?? 3600) * 1000);
-        Object.assign(evidence, { outcome: g.outcome, by: g.by ?? null, reason: g.reason ?? null, allowed: g.allowed, ignored: g.ignored });
+        const g = await gates.wait('start the drill', (input.approvalTimeoutSeconds ?? 3600) * 1000);
+        Object.assign(evidence, { outcome: g.outcome, by: g.by ?? null, fingerprint: g.fingerprint ?? null, reason: g.reason ?? null, approvals: g.approvals.map((a) => `${a.principal} (${a.fingerprint})`), required: g.required, requester: gates.requester?.principal ?? null, allowed: g.allowed, ignored: g.ignored });
         if (g.outcome !== 'approved') throw new DrillFailure('DrillNotApproved', `the drill was ${g.outcome}${g.by ? ` by ${g.by}` : ''} at the approval gate; nothing was changed`);
         return g;
       });
@@ -302,11 +310,15 @@ export async function drDrill(rawInput: DrDrillInput): Promise<DrDrillResult> {
       if (err instanceof ActivityFailure && err.cause instanceof ApplicationFailure && err.cause.type === 'InvalidInput') {
         throw ApplicationFailure.create({ type: 'InvalidInput', message: `invalid drDrill input: ${err.cause.message}`, nonRetryable: true });
       }
+      if (err instanceof ApplicationFailure && err.type === 'StartRefused') throw err;
       return failWith(err);
     }
 
     try {
       const marker = await timeline.step('write marker', async (evidence) => {
+        // The first change: from here on no other mutating run (a backup, another drill) acts on this database.
+        const held = await acquireTarget({ environment: input.environment, runbook: 'drDrill', kind: 'database', target: db });
+        if (held) evidence.target = `database ${db} held (${held.held})`;
         const m = await act.writeDrillMarker({ database: db, node: primary.name, drillId });
         Object.assign(evidence, { node: primary.name, lsn: m.lsn, writtenAt: m.writtenAt });
         return m;

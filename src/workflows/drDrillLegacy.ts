@@ -3,6 +3,7 @@ import type { LegacyDrillActivities as DrillActivities, NodeState } from '../act
 import type { createVisibilityActivities } from '../activities/visibility';
 import { DrillReport, renderDrillHtml, renderDrillMarkdown } from '../reports/drill';
 import { Compensations } from './lib/compensation';
+import { acquireTarget } from './lib/exclusive';
 import { PERMANENT_FAILURES } from './lib/failures';
 import { Gates } from './lib/gate';
 import type { DrDrillInput, DrDrillResult } from './drDrill';
@@ -96,8 +97,7 @@ async function switchBack(timeline: Timeline, db: string, current: NodeState, or
  * drill can wait at its gate for days) replay and finish on this worker: drDrill takes this path only
  * for histories without the 'topology-drivers' marker. Remove it once no such run can be in flight.
  */
-export async function legacyDrDrillBody(input: DrDrillInput, timeline: Timeline): Promise<Omit<DrDrillResult, 'timeline'>> {
-  const gates = new Gates('drDrill', input.environment);
+export async function legacyDrDrillBody(input: DrDrillInput, timeline: Timeline, gates: Gates): Promise<Omit<DrDrillResult, 'timeline'>> {
   const compensations = new Compensations();
   {
     const drillId = `drill-${uuid4().replace(/-/g, '').slice(0, 12)}`;
@@ -116,7 +116,7 @@ export async function legacyDrDrillBody(input: DrDrillInput, timeline: Timeline)
       endedAt: '',
     };
     const checkAbort = () => {
-      if (gates.aborted) throw new DrillFailure('DrillAborted', `aborted by ${gates.aborted.by}${gates.aborted.reason ? `: ${gates.aborted.reason}` : ''}`);
+      if (gates.aborted) throw new DrillFailure('DrillAborted', `aborted by ${gates.aborted.principal} (key ${gates.aborted.fingerprint})${gates.aborted.reason ? `: ${gates.aborted.reason}` : ''}`);
     };
     const finishReport = async (): Promise<string[]> => {
       report.endedAt = new Date(Date.now()).toISOString();
@@ -140,6 +140,7 @@ export async function legacyDrDrillBody(input: DrDrillInput, timeline: Timeline)
     let primary: NodeState;
     let replica: NodeState;
     try {
+      await gates.start(input as unknown as Record<string, unknown>);
       ({ target, primary, replica } = await timeline.step('preflight', async (evidence) => {
         const t = await inspect.describeDrillTarget({ database: db, environment: input.environment });
         const [nodes, answer] = await Promise.all([inspect.inspectNodes({ database: db }), inspect.resolveServiceName({ database: db })]);
@@ -159,8 +160,8 @@ export async function legacyDrDrillBody(input: DrDrillInput, timeline: Timeline)
       report.primaryBefore = primary.name;
 
       const approval = await timeline.step('approval gate', async (evidence) => {
-        const g = await gates.wait('start the drill', target.approvers, (input.approvalTimeoutSeconds ?? 3600) * 1000);
-        Object.assign(evidence, { outcome: g.outcome, by: g.by ?? null, reason: g.reason ?? null, allowed: g.allowed, ignored: g.ignored });
+        const g = await gates.wait('start the drill', (input.approvalTimeoutSeconds ?? 3600) * 1000);
+        Object.assign(evidence, { outcome: g.outcome, by: g.by ?? null, fingerprint: g.fingerprint ?? null, reason: g.reason ?? null, approvals: g.approvals.map((a) => `${a.principal} (${a.fingerprint})`), required: g.required, requester: gates.requester?.principal ?? null, allowed: g.allowed, ignored: g.ignored });
         if (g.outcome !== 'approved') throw new DrillFailure('DrillNotApproved', `the drill was ${g.outcome}${g.by ? ` by ${g.by}` : ''} at the approval gate; nothing was changed`);
         return g;
       });
@@ -171,11 +172,15 @@ export async function legacyDrDrillBody(input: DrDrillInput, timeline: Timeline)
       if (err instanceof ActivityFailure && err.cause instanceof ApplicationFailure && err.cause.type === 'InvalidInput') {
         throw ApplicationFailure.create({ type: 'InvalidInput', message: `invalid drDrill input: ${err.cause.message}`, nonRetryable: true });
       }
+      if (err instanceof ApplicationFailure && err.type === 'StartRefused') throw err;
       return failWith(err);
     }
 
     try {
       const marker = await timeline.step('write marker', async (evidence) => {
+        // The first change: from here on no other mutating run (a backup, another drill) acts on this database.
+        const held = await acquireTarget({ environment: input.environment, runbook: 'drDrill', kind: 'database', target: db });
+        if (held) evidence.target = `database ${db} held (${held.held})`;
         const m = await act.writeDrillMarker({ database: db, node: primary.name, drillId });
         Object.assign(evidence, { node: primary.name, lsn: m.lsn, writtenAt: m.writtenAt });
         return m;
