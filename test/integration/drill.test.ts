@@ -245,7 +245,7 @@ describe('the DR drill', () => {
     await waitFor('the replica to stream again', async () => (await topology()).replicaStreaming, 30_000, 200);
     const handle = await startDrill();
     await gateOpen(handle);
-    await handle.executeUpdate(decideUpdate, { args: [{ decision: 'approve', by: 'sandbox-operator' }] });
+    await handle.executeUpdate(decideUpdate, { args: [await signedDecision(c, handle, 'drDrill', 'approve', operator(stack))] });
     const result: DrDrillResult = await handle.result();
     assert.equal(result.passed, true, result.reasons.join('; '));
     const failback = result.failback as { method: string; keptAside?: { path: string; lastLsn?: string; timeline?: number } };

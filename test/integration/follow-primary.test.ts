@@ -14,8 +14,9 @@ import { StackState, startStack, stopStack } from '../../src/sandbox/stack';
 import type { BackupManifest } from '../../src/activities/backups';
 import type { DrDrillResult } from '../../src/workflows/drDrill';
 import { decideUpdate, gatesQuery } from '../../src/workflows/lib/gate';
+import { signedDecision } from '../../src/cli/sign';
 import { RunbookWorker } from '../../src/worker';
-import { waitFor } from '../helpers';
+import { waitFor, operator } from '../helpers';
 
 const dir = mkdtempSync(join(tmpdir(), 'runbook-follow-primary-'));
 chmodSync(dir, 0o755);
@@ -90,7 +91,7 @@ describe('the runbooks follow the primary', () => {
 
     const drill = await client.client.workflow.start('drDrill', { taskQueue: 'critical-queue', workflowId: `follow-drill-${Date.now()}`, args: [{ environment: 'sandbox', database: 'main', mode: 'failover' }] });
     await waitFor('the gate', async () => (await drill.query(gatesQuery)).some((g) => g.outcome === 'waiting'), 60_000, 200);
-    await drill.executeUpdate(decideUpdate, { args: [{ decision: 'approve', by: 'sandbox-operator' }] });
+    await drill.executeUpdate(decideUpdate, { args: [await signedDecision(client, drill, 'drDrill', 'approve', operator(stack!))] });
     const result: DrDrillResult = await drill.result();
     assert.equal(result.passed, true, result.reasons.join('; '));
     assert.equal(result.primaryAfter, 'pg-b');
@@ -108,7 +109,7 @@ describe('the runbooks follow the primary', () => {
     // The next drill's preflight finds the cluster healthy as it is now, and waits at its gate.
     const next = await client.client.workflow.start('drDrill', { taskQueue: 'critical-queue', workflowId: `follow-next-${Date.now()}`, args: [{ environment: 'sandbox', database: 'main', mode: 'failover' }] });
     await waitFor('the next drill at its gate', async () => (await next.query(gatesQuery)).some((g) => g.outcome === 'waiting'), 60_000, 200);
-    await next.executeUpdate(decideUpdate, { args: [{ decision: 'reject', by: 'sandbox-operator', reason: 'checked preflight only' }] });
+    await next.executeUpdate(decideUpdate, { args: [await signedDecision(client, next, 'drDrill', 'reject', operator(stack!), 'checked preflight only')] });
     await next.result().catch(() => undefined);
   });
 });

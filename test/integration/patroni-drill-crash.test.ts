@@ -10,8 +10,9 @@ import { patroniCluster, waitForPatroniHealthy } from '../../src/sandbox/patroni
 import { PATRONI_DATABASE_KEY, StackState, startStack, stopStack } from '../../src/sandbox/stack';
 import type { DrDrillResult } from '../../src/workflows/drDrill';
 import { decideUpdate, gatesQuery } from '../../src/workflows/lib/gate';
+import { signedDecision } from '../../src/cli/sign';
 import { timelineQuery } from '../../src/workflows/lib/timeline';
-import { httpStatus, startCli, waitFor } from '../helpers';
+import { httpStatus, startCli, waitFor, operator } from '../helpers';
 
 const dir = mkdtempSync(join(tmpdir(), 'runbook-patroni-crash-'));
 chmodSync(dir, 0o755);
@@ -58,7 +59,7 @@ describe('a Patroni drill whose worker is killed', () => {
       args: [{ environment: 'sandbox', database: PATRONI_DATABASE_KEY, mode: 'failover', writeLoad: { rate: 20, warmupSeconds: 2 } }],
     });
     await waitFor('the gate', async () => (await handle.query(gatesQuery)).some((g) => g.outcome === 'waiting'), 60_000, 200);
-    await handle.executeUpdate(decideUpdate, { args: [{ decision: 'approve', by: 'sandbox-operator' }] });
+    await handle.executeUpdate(decideUpdate, { args: [await signedDecision(c, handle, 'drDrill', 'approve', operator(stack))] });
 
     // The moment the leader is killed, its worker dies too: the fault activity may not have reported back.
     await waitFor('the fault', async () => controlLines().slice(mark).some((l) => l.endsWith(`kill ${before.name}`)), 120_000, 20);

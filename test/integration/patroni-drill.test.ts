@@ -15,8 +15,9 @@ import { controlNode, patchPatroniConfig, patroniCluster, startDcs, stopDcs, wai
 import { PATRONI_DATABASE_KEY, StackState, startStack, stopStack } from '../../src/sandbox/stack';
 import type { DrDrillResult } from '../../src/workflows/drDrill';
 import { decideUpdate, gatesQuery } from '../../src/workflows/lib/gate';
+import { signedDecision } from '../../src/cli/sign';
 import { RunbookWorker } from '../../src/worker';
-import { waitFor } from '../helpers';
+import { waitFor, operator } from '../helpers';
 
 const dir = mkdtempSync(join(tmpdir(), 'runbook-patroni-drill-'));
 chmodSync(dir, 0o755);
@@ -92,7 +93,7 @@ async function gateOpen(handle: WorkflowHandle): Promise<void> {
 
 async function approve(handle: WorkflowHandle): Promise<void> {
   await gateOpen(handle);
-  await handle.executeUpdate(decideUpdate, { args: [{ decision: 'approve', by: 'sandbox-operator' }] });
+  await handle.executeUpdate(decideUpdate, { args: [await signedDecision(c, handle, 'drDrill', 'approve', operator(stack))] });
 }
 
 async function drillFailure(handle: WorkflowHandle): Promise<{ failure: ApplicationFailure; report: DrillReport }> {
@@ -221,7 +222,7 @@ describe('DR drills on a Patroni cluster behind HAProxy', () => {
     // leader keeps acknowledging commits (asynchronous replication waits for no standby).
     const stalled = await controlNode(patroni(), 'stall-wal', before.name);
     assert.equal(stalled.walsenders, 2);
-    await handle.executeUpdate(decideUpdate, { args: [{ decision: 'approve', by: 'sandbox-operator' }] });
+    await handle.executeUpdate(decideUpdate, { args: [await signedDecision(c, handle, 'drDrill', 'approve', operator(stack))] });
     const { failure, report } = await drillFailure(handle);
     assert.equal(failure.type, 'DrillTargetsMissed');
     const w = report.rpo!.writes!;
@@ -249,7 +250,7 @@ describe('DR drills on a Patroni cluster behind HAProxy', () => {
       const handle = await startDrill({ writeLoad: { rate: 40, warmupSeconds: 2 } });
       await gateOpen(handle);
       await controlNode(patroni(), 'stall-wal', before.name);
-      await handle.executeUpdate(decideUpdate, { args: [{ decision: 'approve', by: 'sandbox-operator' }] });
+      await handle.executeUpdate(decideUpdate, { args: [await signedDecision(c, handle, 'drDrill', 'approve', operator(stack))] });
       const result: DrDrillResult = await handle.result();
       assert.equal(result.passed, true, result.reasons.join('; '));
       assert.ok(result.rpo!.writes!.lost > 0, 'the old leader holds acknowledged commits the new one lacks');
