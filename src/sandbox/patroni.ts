@@ -476,6 +476,23 @@ export async function startPatroniCluster(opts: PatroniClusterOptions): Promise<
       },
       { timeoutMs: 30_000, pid: haproxy.pid, logFile: haproxy.logFile, intervalMs: 250 },
     );
+    // Replicas replay the new database a moment later; reads through the read port need it there.
+    await waitUntil(
+      `database ${info.database} on every member`,
+      async () => {
+        for (const n of nodes) {
+          const c = new PgClient({ host: n.host, port: n.pgPort, user: 'postgres', password: pw.postgres, database: info.database, connectionTimeoutMillis: 2_000 });
+          c.on('error', () => undefined);
+          try {
+            await c.connect();
+          } finally {
+            await c.end().catch(() => undefined);
+          }
+        }
+        return true;
+      },
+      { timeoutMs: 30_000, intervalMs: 250 },
+    );
     return info;
   } catch (err) {
     await stopPatroniCluster(info).catch(() => undefined);
