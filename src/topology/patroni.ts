@@ -368,7 +368,8 @@ export function createPatroniDriver(opts: PatroniDriverOptions): TopologyDriver 
     },
 
     async restoreWritablePrimary({ progress }) {
-      const deadline = Date.now() + 180_000;
+      // Within the 3 minutes the drill gives the activity.
+      const deadline = Date.now() + 150_000;
       const started: string[] = [];
       while (Date.now() < deadline) {
         const c = await readCluster().catch(() => undefined);
@@ -386,7 +387,7 @@ export function createPatroniDriver(opts: PatroniDriverOptions): TopologyDriver 
         progress({ waitingForLeader: true, started });
         await sleep(500);
       }
-      throw failure('ConnectionLost', `no writable leader within 180 s (started: ${started.join(', ') || 'none'})`);
+      throw failure('ConnectionLost', `no writable leader within 150 s (started: ${started.join(', ') || 'none'})`);
     },
 
     async primaryAddress() {
