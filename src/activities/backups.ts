@@ -17,16 +17,25 @@ import { connectPg, listTables, PgServer, pgToolEnv, quoteIdent, serverVersion, 
 import { renderRestoreReportMarkdown, RestoreReport } from './reports';
 import type { ObjectStore } from './s3';
 
+/**
+ * Where a database is reached: a fixed service address (a DNS name or proxy that follows the primary),
+ * or a lookup of the current primary through the topology driver, made at each use so a backup or a
+ * restore test after a failover reaches the new primary, never a node's old address.
+ */
+export type ServerLocator = PgServer | (() => Promise<PgServer>);
+
+const reach = (s: ServerLocator): Promise<PgServer> => Promise.resolve(typeof s === 'function' ? s() : s);
+
 /** One database as the backup activities see it: where it lives and where its restore tests run. */
 export interface BackupTarget {
-  server: PgServer;
+  server: ServerLocator;
   database: string;
   /** dump: pg_dump to S3 (this module); pgbackrest: physical backups (src/activities/pgbackrest.ts). */
   method?: 'dump' | 'pgbackrest';
-  /** Where the preflight connects when the server to use is found at run time (a pgBackRest database's current primary). */
-  resolveServer?: () => Promise<PgServer>;
+  /** The role the runbook connects as (the superuser of a scratch instance it starts). */
+  user: string;
   restore: {
-    server: PgServer;
+    server: ServerLocator;
     jobs: number;
     randomWindowMs: number;
     assertions: { name: string; sql: string }[];
@@ -251,9 +260,9 @@ export function createBackupActivities(deps: BackupDeps) {
     const t = target(input.database);
     checkScratch(input.scratchName);
     const manifest = await deps.store.getJson<BackupManifest>(keysFor(input.database, input.backupId).manifest);
-    const scratch = t.restore.into === 'scratchInstance' ? dumpScratchServer(t.restore.scratchDir!, input.scratchName, t.server.user) : undefined;
+    const scratch = t.restore.into === 'scratchInstance' ? dumpScratchServer(t.restore.scratchDir!, input.scratchName, t.user) : undefined;
     if (t.restore.into === 'scratchInstance' && !scratch) throw failure('RestoreFailed', `the scratch instance of ${input.scratchName} is not on this worker's host (restoreTest.scratchDir ${t.restore.scratchDir})`);
-    const client = await connectPg(scratch ?? t.restore.server, input.scratchName, 'runbook-restore-validate');
+    const client = await connectPg(scratch ?? (await reach(t.restore.server)), input.scratchName, 'runbook-restore-validate');
     const checks: RestoreCheck[] = [];
     try {
       const globals = scratch ? readGlobalsOutcome(t.restore.scratchDir!, input.scratchName) : undefined;
@@ -332,11 +341,12 @@ export function createBackupActivities(deps: BackupDeps) {
    * Reading role passwords needs a superuser; without one the roles are dumped without them.
    */
   async function dumpGlobals(t: BackupTarget, key: string, signal: AbortSignal): Promise<NonNullable<BackupManifest['globals']>> {
+    const server = await reach(t.server);
     for (const rolePasswords of [true, false]) {
       const run = runTool(
         findPgBinary('pg_dumpall'),
-        ['-h', t.server.host, '-p', String(t.server.port), '-U', t.server.user, '-l', t.database, '--globals-only', '--no-password', ...(rolePasswords ? [] : ['--no-role-passwords'])],
-        pgToolEnv(t.server, 'runbook-backup-globals'),
+        ['-h', server.host, '-p', String(server.port), '-U', server.user, '-l', t.database, '--globals-only', '--no-password', ...(rolePasswords ? [] : ['--no-role-passwords'])],
+        pgToolEnv(server, 'runbook-backup-globals'),
         ['ignore', 'pipe'],
         signal,
       );
@@ -364,7 +374,7 @@ export function createBackupActivities(deps: BackupDeps) {
       const t = target(input.database);
       return withHeartbeat(async () => {
         await deps.store.checkBucket();
-        const client = await connectPg(t.resolveServer ? await t.resolveServer() : t.server, t.database, 'runbook-preflight');
+        const client = await connectPg(await reach(t.server), t.database, 'runbook-preflight');
         try {
           return { databaseName: t.database, serverVersion: await serverVersion(client), maxBackupAgeMs: t.restore.maxBackupAgeMs, randomWindowMs: t.restore.randomWindowMs, method: t.method ?? 'dump', restoreInto: t.restore.into ?? 'restoreServer' };
         } finally {
@@ -391,7 +401,8 @@ export function createBackupActivities(deps: BackupDeps) {
       const aborted = await deps.store.abortIncompleteUploads(keys.dump);
       if (aborted) log.info('aborted unfinished uploads of an earlier attempt', { backupId: input.backupId, aborted });
       const hb = heartbeater();
-      const client = await connectPg(t.server, t.database, 'runbook-backup');
+      const server = await reach(t.server);
+      const client = await connectPg(server, t.database, 'runbook-backup');
       try {
         // The exported snapshot is held by this open transaction until pg_dump has finished.
         await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY');
@@ -401,8 +412,8 @@ export function createBackupActivities(deps: BackupDeps) {
         const startedAt = new Date().toISOString();
         const dump = runTool(
           findPgBinary('pg_dump'),
-          ['-h', t.server.host, '-p', String(t.server.port), '-U', t.server.user, '-d', t.database, '-Fc', `--snapshot=${snapshot}`, '--no-password'],
-          pgToolEnv(t.server, 'runbook-backup-dump'),
+          ['-h', server.host, '-p', String(server.port), '-U', server.user, '-d', t.database, '-Fc', `--snapshot=${snapshot}`, '--no-password'],
+          pgToolEnv(server, 'runbook-backup-dump'),
           ['ignore', 'pipe'],
           hb.signal,
         );
@@ -441,7 +452,7 @@ export function createBackupActivities(deps: BackupDeps) {
           environment: deps.environment,
           database: input.database,
           databaseName: t.database,
-          server: { host: t.server.host, port: t.server.port, version },
+          server: { host: server.host, port: server.port, version },
           format: 'pg_dump custom',
           dumpKey: keys.dump,
           startedAt,
@@ -498,7 +509,7 @@ export function createBackupActivities(deps: BackupDeps) {
           phasesMs[name] = Date.now() - mark;
           mark = Date.now();
         };
-        let server = t.restore.server;
+        let server = await reach(t.restore.server);
         let withOwners = false;
         if (t.restore.into === 'scratchInstance') {
           // A fresh instance of the dump's major version for every attempt: whatever an earlier attempt left is removed first.
@@ -506,7 +517,7 @@ export function createBackupActivities(deps: BackupDeps) {
             root: t.restore.scratchDir!,
             scratchDatabase: input.scratchName,
             database: input.database,
-            superuser: t.server.user,
+            superuser: t.user,
             serverVersion: manifest.server.version,
             sharedBuffers: t.restore.sharedBuffers ?? '128MB',
             attempt: Context.current().info.attempt,
@@ -605,7 +616,7 @@ export function createBackupActivities(deps: BackupDeps) {
         return withHeartbeat(async () => ({ dropped: (await removeDumpScratch(t.restore.scratchDir!, input.scratchName)).existed }));
       }
       return withHeartbeat(async () => {
-        const admin = await connectPg(t.restore.server, 'postgres', 'runbook-restore-admin');
+        const admin = await connectPg(await reach(t.restore.server), 'postgres', 'runbook-restore-admin');
         try {
           const exists = await admin.query('SELECT 1 FROM pg_database WHERE datname = $1', [input.scratchName]);
           await admin.query(`DROP DATABASE IF EXISTS ${quoteIdent(input.scratchName)} WITH (FORCE)`);

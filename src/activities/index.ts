@@ -1,15 +1,18 @@
 import type { LoadedConfig } from '../config/load';
 import { selectEnvironment } from '../config/load';
-import { readSecret, SecretRef } from '../config/secrets';
+import { readSecret } from '../config/secrets';
 import { BackupTarget, createBackupActivities } from './backups';
+import { pgServer, primaryLocator } from './primary';
 import { failure } from './errors';
-import type { PgServer } from './pg';
 import { createS3Client, ObjectStore } from './s3';
 import { createSmokeActivities } from './smoke';
 import { Route53Client } from '@aws-sdk/client-route-53';
 import type { EnvironmentConfig } from '../config/schema';
 import { DnsProvider, Rfc2136Provider, Route53Provider } from './dns';
-import { createDrillActivities, DrillTarget, localDriver, TopologyNode } from './topology';
+import { createDrillActivities, DrillTarget, ServiceEndpoint } from './topology';
+import { createLegacyDrillActivities, DrillTarget as LegacyDrillTarget, localDriver, TopologyNode } from './topologyLegacy';
+import { createTopologyDriver, electionTimeoutMs, topologyMembers } from '../topology';
+import { tmpdir } from 'node:os';
 import { Client, Connection } from '@temporalio/client';
 import { createTargetActivities } from './targets';
 import { dataConverterFor } from '../codec';
@@ -28,18 +31,6 @@ import { createIdentityActivities } from './identity';
 import { createNotifyActivities } from './notify';
 import { createEvidenceActivities } from './evidence';
 
-/** A server whose password is read from its reference at each use, so a rotated secret is picked up. */
-function pgServer(host: string, port: number, user: string, password: SecretRef, baseDir: string): PgServer {
-  return {
-    host,
-    port,
-    user,
-    get password() {
-      return readSecret(password, baseDir);
-    },
-  };
-}
-
 function backupActivitiesFor(loaded: LoadedConfig, environment: string, store: ObjectStore | undefined) {
   const { env } = selectEnvironment(loaded, environment);
   if (!env.backups || !store) {
@@ -55,17 +46,17 @@ function backupActivitiesFor(loaded: LoadedConfig, environment: string, store: O
     const rt = db.restoreTest;
     // Without a restore server, a dump restore test starts a scratch instance; restoring onto the source is an explicit choice.
     const into = rt.into ?? (rt.host !== undefined ? 'restoreServer' : 'scratchInstance');
-    const server = pgServer(db.host, db.port, db.user, db.password, loaded.baseDir);
     const nodes = physicalNodes(db);
+    const server = nodes ? pgServer(db.host ?? nodes[0].host, db.host ? db.port : nodes[0].port, db.user, db.password, loaded.baseDir) : undefined;
     databases[name] = {
-      server,
-      // A pgBackRest database's preflight goes to whichever node is primary now, like its backups.
-      resolveServer: nodes ? async () => ({ ...server, ...(await findPrimary(server, db.database, nodes)).node, password: server.password }) : undefined,
+      // A pgBackRest database's backups and preflight go to whichever node is primary now; others through the service address or the topology driver.
+      server: nodes && server ? async () => ({ ...server, ...(await findPrimary(server, db.database, nodes)).node, password: server.password }) : primaryLocator(loaded.baseDir, db, db.user, db.password),
+      user: db.user,
       database: db.database,
       method: db.backups.method,
       globals: db.backups.globals,
       restore: {
-        server: pgServer(rt.host ?? db.host, rt.port ?? db.port, rt.user ?? db.user, rt.password ?? db.password, loaded.baseDir),
+        server: rt.host ? pgServer(rt.host, rt.port ?? db.port, rt.user ?? db.user, rt.password ?? db.password, loaded.baseDir) : primaryLocator(loaded.baseDir, db, rt.user ?? db.user, rt.password ?? db.password),
         jobs: rt.jobs,
         randomWindowMs: rt.randomWindow,
         assertions: rt.assertions,
@@ -90,13 +81,14 @@ function backupActivitiesFor(loaded: LoadedConfig, environment: string, store: O
 function physicalNodes(db: EnvironmentConfig['databases'][string]): PhysicalNode[] | undefined {
   const b = db.backups.pgbackrest;
   if (db.backups.method !== 'pgbackrest' || !b) return undefined;
-  const list = b.nodes ?? db.topology?.nodes ?? [{ host: db.host, port: db.port }];
+  const topologyNodes = db.topology?.driver === 'local' ? db.topology.nodes : db.topology?.driver === 'patroni' ? db.topology.members : undefined;
+  const list: { host: string; port: number; name?: string; dataDir?: string; socketDir?: string }[] = b.nodes ?? topologyNodes ?? (db.host ? [{ host: db.host, port: db.port }] : []);
   return list.map((n, i) => ({
-    name: ('name' in n && n.name) || (list.length === 1 ? 'primary' : `node-${i + 1}`),
+    name: n.name || (list.length === 1 ? 'primary' : `node-${i + 1}`),
     host: n.host,
     port: n.port,
-    dataDir: ('dataDir' in n && n.dataDir) || b.dataDir!,
-    socketDir: ('socketDir' in n && n.socketDir) || b.socketDir,
+    dataDir: n.dataDir || b.dataDir!,
+    socketDir: n.socketDir || b.socketDir,
   }));
 }
 
@@ -115,7 +107,7 @@ function physicalBackupActivitiesFor(loaded: LoadedConfig, environment: string, 
     const repo = b.repo;
     databases[name] = {
       database: db.database,
-      server: pgServer(db.host, db.port, db.user, db.password, loaded.baseDir),
+      server: pgServer(db.host ?? nodes[0].host, db.host ? db.port : nodes[0].port, db.user, db.password, loaded.baseDir),
       stanza: b.stanza,
       repo: () => ({
         bucket: repo.bucket,
@@ -168,28 +160,35 @@ function dnsProviderFor(loaded: LoadedConfig, dns: NonNullable<EnvironmentConfig
 function drillActivitiesFor(loaded: LoadedConfig, environment: string, store: ObjectStore | undefined) {
   const { env } = selectEnvironment(loaded, environment);
   const targets: Record<string, DrillTarget> = {};
+  const legacy: Record<string, LegacyDrillTarget> = {};
+  const zone = env.dns?.zone.replace(/\.$/, '');
   for (const [name, db] of Object.entries(env.databases)) {
-    if (!db.topology) continue;
+    const driver = createTopologyDriver(db, loaded.baseDir);
+    if (!db.topology || !driver) continue;
     const record = db.dnsRecord && env.dns ? env.dns.records[db.dnsRecord] : undefined;
-    const zone = env.dns?.zone.replace(/\.$/, '');
-    targets[name] = {
-      credentials: pgServer(db.host, db.port, db.user, db.password, loaded.baseDir),
-      database: db.database,
-      nodes: db.topology.nodes as [TopologyNode, TopologyNode],
-      serviceName: record && zone ? { fqdn: record.name.includes('.') ? record.name.replace(/\.$/, '') : `${record.name}.${zone}`, ttl: record.ttl } : undefined,
-      healthChecks: db.healthChecks,
-    };
+    const serviceName = record && zone ? { fqdn: record.name.includes('.') ? record.name.replace(/\.$/, '') : `${record.name}.${zone}`, ttl: record.ttl } : undefined;
+    // The service endpoint clients use: a DNS name the drill switches, else the configured host
+    // (HAProxy or a VIP that follows the leader by itself), else the driver's own view.
+    const endpoint: ServiceEndpoint = serviceName ? { kind: 'dns', ...serviceName } : db.host ? { kind: 'proxy', host: db.host, port: db.port } : { kind: 'driver' };
+    const credentials = pgServer('', 0, db.user, db.password, loaded.baseDir);
+    targets[name] = { credentials, database: db.database, driver, members: topologyMembers(db.topology), endpoint, healthChecks: db.healthChecks, electionTimeoutMs: electionTimeoutMs(db.topology) };
+    if (db.topology.driver === 'local') {
+      legacy[name] = { credentials: pgServer(db.host ?? db.topology.nodes[0].host, db.port, db.user, db.password, loaded.baseDir), database: db.database, nodes: db.topology.nodes as [TopologyNode, TopologyNode], serviceName, healthChecks: db.healthChecks };
+    }
   }
-  return createDrillActivities({
+  const common = {
     environment,
-    targets,
     dns: env.dns ? dnsProviderFor(loaded, env.dns) : undefined,
-    driver: localDriver,
     approvers: env.approvers.drDrill ?? env.approvers.default ?? [],
     rpoMs: env.targets.rpo,
     rtoMs: env.targets.rto,
     reports: env.backups && store ? { store, prefix: env.backups.prefix } : undefined,
-  });
+  };
+  return {
+    // Drills started before the topology drivers finish on the activities they were written against.
+    ...createLegacyDrillActivities({ ...common, targets: legacy, driver: localDriver }),
+    ...createDrillActivities({ ...common, targets, ackLogDir: loaded.config.worker.drillWriteLogDir ?? join(tmpdir(), 'runbook-drill-writes') }),
+  };
 }
 
 function kubernetesTargetFor(loaded: LoadedConfig, env: EnvironmentConfig): KubernetesTarget | undefined {

@@ -15,6 +15,17 @@ const duration = z.string().transform((text, ctx) => {
   return ms;
 });
 
+/** An RPO target: a duration, or 0 ("0", "0s") for no acknowledged write lost at all. */
+const rpoTarget = z.string().transform((text, ctx) => {
+  if (/^\s*0(ms|s|m|h)?\s*$/.test(text)) return 0;
+  const ms = parseDuration(text);
+  if (ms === undefined) {
+    ctx.addIssue({ code: z.ZodIssueCode.custom, message: `expected 0 (nothing may be lost) or a positive duration such as "30s" or "15m", found "${text}"` });
+    return z.NEVER;
+  }
+  return ms;
+});
+
 const secretRef = z.string().refine(
   (value): value is SecretRef => isSecretRef(value),
   {
@@ -345,9 +356,69 @@ const databaseBackupsSchema = z
     if (b.method === 'pgbackrest' && b.globals) ctx.addIssue({ code: 'custom', path: ['globals'], message: 'globals applies to dumps; a pgBackRest backup holds the whole cluster, roles included' });
   });
 
+const memberName = z.string().regex(/^[a-z0-9][a-z0-9-]{0,30}$/, 'expected a node name of lower-case letters, digits and -');
+const httpUrl = z.string().regex(/^https?:\/\/[^\s/]+\/?$/, 'expected the base URL of a Patroni REST API, such as https://db-1.example.com:8008');
+/** A command as an argument list (no shell): {member}, {host} and {suffix} are replaced. */
+const commandArgv = z.array(z.string().min(1).max(1024).refine((a) => !/[\x00\n\r]/.test(a), 'expected an argument without NUL or line breaks')).min(1, 'expected a command as a list of arguments, e.g. [ssh, "{host}", sudo, systemctl, start, patroni]');
+
+const localTopologySchema = z
+  .object({
+    driver: z.literal('local'),
+    nodes: z
+      .array(z.object({ name: memberName, host: hostname, port: port.default(5432), dataDir }).strict())
+      .length(2, 'a drill needs exactly two nodes: the primary and its replica'),
+  })
+  .strict();
+
+const patroniTopologySchema = z
+  .object({
+    driver: z.literal('patroni'),
+    /** Every member of the cluster: its name in Patroni, its host, PostgreSQL's port and the REST API's base URL. */
+    members: z
+      .array(z.object({ name: memberName, host: hostname, port: port.default(5432), api: httpUrl }).strict())
+      .min(2, 'list every member of the Patroni cluster (at least two): { name, host, port, api }'),
+    api: z
+      .object({
+        username: z.string().min(1).max(128).optional(),
+        password: secretRef.optional(),
+        tls: z.object({ ca: secretRef.optional(), cert: secretRef.optional(), key: secretRef.optional(), serverName: hostname.optional() }).strict().optional(),
+      })
+      .strict()
+      .refine((a) => (a.username === undefined) === (a.password === undefined), { error: 'username and password go together (restapi.authentication of Patroni): set both or neither' })
+      .refine((a) => (a.tls?.cert === undefined) === (a.tls?.key === undefined), { error: 'tls.cert and tls.key go together for a client certificate: set both or neither' })
+      .prefault({}),
+    /**
+     * fault: kills a member's Patroni and PostgreSQL hard (shown in the plan before approval);
+     * recover: starts its Patroni again; keepAside (optional): renames its stopped data directory,
+     * so a member that cannot be rewound is cloned afresh without losing the old directory.
+     */
+    commands: z
+      .object({ fault: commandArgv, recover: commandArgv, keepAside: commandArgv.optional() })
+      .strict(),
+    /** How long the drill waits for Patroni to elect a new leader after the fault. */
+    electionTimeout: duration.prefault('2m'),
+    /** How long a rejoining former leader may take to stream before its rewind is judged impossible. */
+    rejoinTimeout: duration.prefault('5m'),
+  })
+  .strict()
+  .superRefine((t, ctx) => {
+    const seen = new Set<string>();
+    t.members.forEach((m, i) => {
+      if (seen.has(m.name)) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['members', i, 'name'], message: `duplicate member '${m.name}'` });
+      seen.add(m.name);
+    });
+    if (t.members.some((m) => m.api.startsWith('https:')) !== (t.api.tls !== undefined) && t.api.tls !== undefined) {
+      ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['api', 'tls'], message: 'tls is set, but no member api URL uses https://' });
+    }
+  });
+
 const databaseSchema = z
   .object({
-    host: hostname,
+    /**
+     * The service address clients use (a DNS name that follows the primary, an HAProxy or a VIP).
+     * Without it, the runbooks reach the current primary through the topology driver.
+     */
+    host: hostname.optional(),
     port: port.default(5432),
     database: identifier,
     user: identifier,
@@ -363,20 +434,17 @@ const databaseSchema = z
       .array(z.object({ name: z.string().min(1).max(200), sql: singleStatement }).strict())
       .default([]),
     /**
-     * How the drill reaches the nodes' processes. `local`: pg_ctl on the worker's machine (the sandbox);
-     * other drivers (a Kubernetes StatefulSet) slot in behind the same interface.
+     * The cluster behind the database, for the DR drill and for every runbook that must reach the
+     * current primary. `local`: two nodes whose data directories are on the worker's host (pg_ctl,
+     * pg_rewind, pg_basebackup); `patroni`: a Patroni cluster, through its REST API.
      */
-    topology: z
-      .object({
-        driver: z.enum(['local']),
-        nodes: z
-          .array(z.object({ name: z.string().regex(/^[a-z0-9][a-z0-9-]{0,30}$/, 'expected a node name of lower-case letters, digits and -'), host: hostname, port: port.default(5432), dataDir }).strict())
-          .length(2, 'a drill needs exactly two nodes: the primary and its replica'),
-      })
-      .strict()
-      .optional(),
+    topology: z.discriminatedUnion('driver', [localTopologySchema, patroniTopologySchema], { error: 'expected driver: local or driver: patroni' }).optional(),
   })
-  .strict();
+  .strict()
+  .refine((db) => db.host !== undefined || db.topology !== undefined, {
+    error: 'set host (the service address that follows the primary, e.g. a DNS name or an HAProxy) or topology (so the runbooks find the current primary through it)',
+    path: ['host'],
+  });
 
 const backupsSchema = z
   .object({
@@ -607,7 +675,8 @@ const environmentSchema = z
     monitoring: monitoringSchema.optional(),
     /** The loadTest runbook's phases and SLAs. */
     loadTest: loadTestSchema.optional(),
-    targets: z.object({ rpo: duration.optional(), rto: duration.optional() }).strict().prefault({}),
+    /** rpo 0 means no acknowledged write may be lost (a synchronous cluster); rto is how long a failover may take, end to end. */
+    targets: z.object({ rpo: z.preprocess((v) => (v === 0 ? "0" : v), rpoTarget).optional(), rto: duration.optional() }).strict().prefault({}),
     /** Who may approve gates, per runbook; "default" applies to runbooks without their own list. */
     approvers: z
       .record(
@@ -668,6 +737,11 @@ const workerSchema = z
     tuning: tuningSchema.prefault({}),
     /** How often the worker reads the runbooks' freshness (newest runs per target, schedules, open gates) from Temporal for /metrics. */
     freshnessInterval: duration.prefault('60s'),
+    /** Where a drill's write load logs the commits it had acknowledged (default: runbook-drill-writes in the system temp directory). */
+    drillWriteLogDir: z
+      .string()
+      .refine((d) => d.startsWith('/') && !d.split('/').includes('..'), 'expected an absolute directory path without .. segments')
+      .optional(),
   })
   .strict();
 

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
+import { Client as PgClient } from 'pg';
 import { stringify } from 'yaml';
 import { generateKey } from '../identity/signer';
 import { startDnsServer, stopDnsServer, DnsServerInfo } from './dns';
@@ -10,6 +11,7 @@ import { disown, groupAlive } from '../system/process';
 import { startS3Server, stopS3Server, S3ServerInfo } from './s3';
 import { createStanza, enableArchiving, SANDBOX_PGBACKREST_BUCKET, SandboxPgBackRest, writeHostConfig } from './pgbackrest';
 import { createCa } from './tls';
+import { disownPatroni, PatroniClusterInfo, patroniPids, patroniStatus, startPatroniCluster, stopPatroniCluster } from './patroni';
 import { startTemporalDevServer, stopTemporalDevServer, temporalAnswers, TemporalDevServerInfo } from './temporal';
 
 export const DEFAULT_STACK_DIR = '.runbook/stack';
@@ -41,11 +43,14 @@ async function writeSandboxKeys(dir: string): Promise<void> {
  * `replica` is a streaming replica of the PostgreSQL primary, on the next loopback address (needs `postgres`).
  * `kubernetes` is the test control plane (etcd, API server, controllers, scheduler, kwok nodes); it is
  * not part of the default stack because it is built once from Go modules (scripts/k8s/build).
+ * `patroni` is a Patroni cluster (etcd, three PostgreSQL nodes, HAProxy), the database `ha` of the config.
  */
-export type StackComponent = 'temporal' | 'postgres' | 'replica' | 's3' | 'pgbackrest' | 'dns' | 'kubernetes';
+export type StackComponent = 'temporal' | 'postgres' | 'replica' | 's3' | 'pgbackrest' | 'dns' | 'kubernetes' | 'patroni';
 /** `pgbackrest`: WAL archiving of the primary into a pgBackRest stanza on the S3 server's TLS endpoint (needs postgres and s3). */
 export const DEFAULT_COMPONENTS: StackComponent[] = ['temporal', 'postgres', 'replica', 's3', 'pgbackrest', 'dns'];
-export const ALL_COMPONENTS: StackComponent[] = [...DEFAULT_COMPONENTS, 'kubernetes'];
+export const ALL_COMPONENTS: StackComponent[] = [...DEFAULT_COMPONENTS, 'kubernetes', 'patroni'];
+/** The config key of the Patroni cluster's database. */
+export const PATRONI_DATABASE_KEY = 'ha';
 
 export interface StackState {
   dir: string;
@@ -60,6 +65,7 @@ export interface StackState {
   pgbackrest?: SandboxPgBackRest;
   dns?: DnsServerInfo;
   kubernetes?: KubernetesInfo;
+  patroni?: PatroniClusterInfo;
 }
 
 export interface StartStackOptions {
@@ -75,6 +81,10 @@ export interface StartStackOptions {
   postgresHost?: string;
   /** Address of the replica (default 127.0.0.3). */
   replicaHost?: string;
+  /** Address of the Patroni cluster's etcd and HAProxy (default 127.0.0.10; its nodes take the next three). */
+  patroniHost?: string;
+  /** Patroni's dynamic settings for the sandbox cluster (ttl, loop_wait, ...). */
+  patroniSettings?: Parameters<typeof startPatroniCluster>[0]['settings'];
 }
 
 function writeSecret(dir: string, name: string, value: string): string {
@@ -98,31 +108,54 @@ export function writeStackConfig(state: StackState): void {
       records: { db: { name: 'db', ttl: 30 } },
     };
   }
+  const databases: Record<string, unknown> = {};
   if (state.postgres) {
-    env.databases = {
-      main: {
-        host: state.postgres.host,
-        port: state.postgres.port,
-        database: state.postgres.database,
-        user: state.postgres.superuser,
-        password: 'file:secrets/postgres-password',
-        ...(state.dns ? { dnsRecord: 'db' } : {}),
-        ...(state.postgresReplica
-          ? {
-              replica: { host: state.postgresReplica.host, port: state.postgresReplica.port },
-              topology: {
-                driver: 'local',
-                nodes: [
-                  { name: 'pg-a', host: state.postgres.host, port: state.postgres.port, dataDir: state.postgres.dataDir },
-                  { name: 'pg-b', host: state.postgresReplica.host, port: state.postgresReplica.port, dataDir: state.postgresReplica.dataDir },
-                ],
-              },
-            }
-          : {}),
-      },
-      ...(state.pgbackrest && state.s3?.tls ? { pitr: pitrDatabase(state) } : {}),
+    databases.main = {
+      // With a replica the runbooks follow the primary through the topology (after a failover it is the
+      // other node); a single node has a fixed address.
+      ...(state.postgresReplica ? {} : { host: state.postgres.host, port: state.postgres.port }),
+      database: state.postgres.database,
+      user: state.postgres.superuser,
+      password: 'file:secrets/postgres-password',
+      ...(state.dns ? { dnsRecord: 'db' } : {}),
+      ...(state.postgresReplica
+        ? {
+            topology: {
+              driver: 'local',
+              nodes: [
+                { name: 'pg-a', host: state.postgres.host, port: state.postgres.port, dataDir: state.postgres.dataDir },
+                { name: 'pg-b', host: state.postgresReplica.host, port: state.postgresReplica.port, dataDir: state.postgresReplica.dataDir },
+              ],
+            },
+          }
+        : {}),
     };
   }
+  if (state.patroni) {
+    const p = state.patroni;
+    const control = (action: string, ...rest: string[]) => [p.control, action, '{member}', ...rest];
+    databases[PATRONI_DATABASE_KEY] = {
+      // HAProxy's write port: the service address clients use; it follows the leader by Patroni's health checks.
+      host: p.haproxy.host,
+      port: p.haproxy.writePort,
+      database: p.database,
+      user: p.superuser,
+      password: `file:secrets/${p.secrets.postgresPassword}`,
+      topology: {
+        driver: 'patroni',
+        members: p.nodes.map((n) => ({ name: n.name, host: n.host, port: n.pgPort, api: n.apiUrl })),
+        // HTTPS with the sandbox CA's certificates and basic auth, as a production API should be.
+        api: { username: p.apiUser, password: `file:secrets/${p.secrets.apiPassword}`, tls: { ca: `file:${p.ca}` } },
+        // The sandbox's node control script stands in for systemctl over SSH on a real host.
+        commands: { fault: control('kill'), recover: control('start'), keepAside: control('keep-aside', '{suffix}') },
+        electionTimeout: '90s',
+        rejoinTimeout: '45s',
+      },
+    };
+  }
+  // The pgBackRest database: the same primary, backed up physically with WAL archiving.
+  if (state.postgres && state.pgbackrest && state.s3?.tls) databases.pitr = pitrDatabase(state);
+  if (Object.keys(databases).length) env.databases = databases;
   if (state.s3) {
     env.backups = {
       bucket: SANDBOX_BUCKET,
@@ -272,28 +305,39 @@ export async function startStack(opts: StartStackOptions): Promise<StackState> {
   // Independent services start side by side; the machine has two cores and they mostly wait on I/O.
   // allSettled, not all: every start must have finished (and registered itself in state) before a
   // failure is cleaned up, or a service still starting would be left behind.
+  const postgresStarted: Promise<unknown> = components.includes('postgres')
+    ? startSandboxPostgres(dir, pgHost, async (pgBase, dataDir) => {
+        if (!pgbackrest) return;
+        // Archiving is on from the first start (archive_mode needs a restart), into a repository that is ready.
+        const s3 = await s3Started!;
+        state.pgbackrest = writeHostConfig(join(pgBase, 'pgbackrest'), s3);
+        enableArchiving(dataDir, state.pgbackrest);
+      }).then(async (p) => {
+        state.postgres = p;
+        if (state.pgbackrest) await createStanza(state.pgbackrest, p);
+        if (components.includes('replica')) {
+          const password = readFileSync(join(dir, 'secrets', 'postgres-password'), 'utf8').trim();
+          state.postgresReplica = await startReplica(p, { dir: join(dirname(dirname(p.dataDir)), 'postgres-replica'), host: opts.replicaHost ?? '127.0.0.3', password });
+        }
+      })
+    : Promise.resolve();
   const results = await Promise.allSettled([
     components.includes('temporal')
       ? startTemporalDevServer({ dir, uiPort: opts.uiPort, dbFile: opts.persist ? join(dir, 'temporal.sqlite') : undefined }).then((t) => (state.temporal = t))
       : undefined,
     s3Started,
     components.includes('kubernetes') ? startKubernetes({ dir }).then((k) => (state.kubernetes = k)) : undefined,
-    components.includes('dns') ? startDnsServer({ dir, zone: SANDBOX_ZONE, records: { db: pgHost } }).then((d) => (state.dns = d)) : undefined,
-    components.includes('postgres')
-      ? startSandboxPostgres(dir, pgHost, async (pgBase, dataDir) => {
-          if (!pgbackrest) return;
-          // Archiving is on from the first start (archive_mode needs a restart), into a repository that is ready.
-          const s3 = await s3Started!;
-          state.pgbackrest = writeHostConfig(join(pgBase, 'pgbackrest'), s3);
-          enableArchiving(dataDir, state.pgbackrest);
-        }).then(async (p) => {
-          state.postgres = p;
-          if (state.pgbackrest) await createStanza(state.pgbackrest, p);
-          if (components.includes('replica')) {
-            const password = readFileSync(join(dir, 'secrets', 'postgres-password'), 'utf8').trim();
-            state.postgresReplica = await startReplica(p, { dir: join(dirname(dirname(p.dataDir)), 'postgres-replica'), host: opts.replicaHost ?? '127.0.0.3', password });
-          }
-        })
+    components.includes('patroni')
+      ? startPatroniCluster({ dir, secretsDir: join(dir, 'secrets'), host: opts.patroniHost, settings: opts.patroniSettings }).then((p) => (state.patroni = p))
+      : undefined,
+    postgresStarted,
+    // The service name points at whichever node is primary now: after a failover drill without
+    // switch-back and a restart, that is the former replica.
+    components.includes('dns')
+      ? postgresStarted
+          .catch(() => undefined)
+          .then(async () => startDnsServer({ dir, zone: SANDBOX_ZONE, records: { db: (await currentPrimaryHost(state)) ?? pgHost } }))
+          .then((d) => (state.dns = d))
       : undefined,
   ]);
   const failure = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
@@ -304,8 +348,31 @@ export async function startStack(opts: StartStackOptions): Promise<StackState> {
   await writeSandboxKeys(dir);
   writeStackConfig(state);
   writeStateFile(state);
-  if (opts.detach) for (const pid of stackPids(state)) disown(pid);
+  if (opts.detach) {
+    for (const pid of stackPids(state)) disown(pid);
+    if (state.patroni) disownPatroni(state.patroni);
+  }
   return state;
+}
+
+/** The address of the sandbox node that is primary now (not in recovery), if any answers. */
+async function currentPrimaryHost(state: StackState): Promise<string | undefined> {
+  if (!state.postgres) return undefined;
+  const password = readFileSync(join(state.dir, 'secrets', 'postgres-password'), 'utf8').trim();
+  for (const n of [state.postgres, state.postgresReplica]) {
+    if (!n) continue;
+    const c = new PgClient({ host: n.host, port: n.port, user: n.superuser, password, database: 'postgres', connectionTimeoutMillis: 5_000 });
+    c.on('error', () => undefined);
+    try {
+      await c.connect();
+      if (!(await c.query<{ rec: boolean }>('SELECT pg_is_in_recovery() AS rec')).rows[0].rec) return n.host;
+    } catch {
+      /* try the other node */
+    } finally {
+      await c.end().catch(() => undefined);
+    }
+  }
+  return undefined;
 }
 
 async function startSandboxPostgres(
@@ -330,7 +397,16 @@ async function startSandboxPostgres(
 }
 
 export function stackPids(state: StackState): number[] {
-  return [state.temporal?.pid, state.postgres?.pid, state.postgresReplica?.pid, state.s3?.pid, state.s3?.tls?.pid, state.dns?.pid, ...(state.kubernetes ? kubernetesPids(state.kubernetes) : [])].filter(
+  return [
+    state.temporal?.pid,
+    state.postgres?.pid,
+    state.postgresReplica?.pid,
+    state.s3?.pid,
+    state.s3?.tls?.pid,
+    state.dns?.pid,
+    ...(state.kubernetes ? kubernetesPids(state.kubernetes) : []),
+    ...(state.patroni ? patroniPids(state.patroni) : []),
+  ].filter(
     (p): p is number => p !== undefined,
   );
 }
@@ -345,15 +421,18 @@ export async function stopStack(state: StackState): Promise<void> {
     state.s3 && databases.then(() => stopS3Server(state.s3!.pid, state.s3!.tls)),
     state.dns && stopDnsServer(state.dns.pid),
     state.kubernetes && stopKubernetes(state.kubernetes),
+    state.patroni && stopPatroniCluster(state.patroni),
   ]);
   if (existsSync(stateFile(state.dir))) rmSync(stateFile(state.dir));
   // A cluster placed outside the stack directory (see reachableClusterDir) is removed with the stack.
   const pgBase = state.postgres && dirname(dirname(state.postgres.dataDir));
-  if (pgBase && !pgBase.startsWith(state.dir) && basename(pgBase).startsWith('runbook-pg-')) rmSync(pgBase, { recursive: true, force: true });
+  for (const base of [pgBase, state.patroni && dirname(state.patroni.dir)]) {
+    if (base && !base.startsWith(state.dir) && basename(base).startsWith('runbook-pg-')) rmSync(base, { recursive: true, force: true });
+  }
 }
 
 export interface ComponentStatus {
-  component: StackComponent;
+  component: StackComponent | string;
   pid: number;
   running: boolean;
   endpoint: string;
@@ -375,5 +454,7 @@ export async function stackStatus(state: StackState): Promise<ComponentStatus[]>
     const k = state.kubernetes;
     out.push({ component: 'kubernetes', pid: k.pids.apiserver, running: kubernetesPids(k).every(groupAlive) && (await kubernetesAnswers(k)), endpoint: k.server });
   }
+  // Each Patroni part separately: a drill kills a node on purpose, and status says which one is down.
+  if (state.patroni) for (const p of await patroniStatus(state.patroni)) out.push(p);
   return out;
 }

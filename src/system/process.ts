@@ -199,6 +199,24 @@ export async function stopService(pid: number, signal: NodeJS.Signals = 'SIGTERM
   owned.delete(pid);
 }
 
+/**
+ * Whether a single process runs (it need not lead a process group: Patroni's postmaster does not).
+ * A zombie does not count: killed processes may wait a while to be reaped by whoever adopted them.
+ */
+export function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EPERM') return false;
+  }
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return true;
+  }
+}
+
 export function groupAlive(pgid: number): boolean {
   try {
     process.kill(-pgid, 0);

@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
+import { primaryLocator, reachServer } from '../../src/activities/primary';
 import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Client as PgClient } from 'pg';
 import { loadConfig } from '../../src/config/load';
-import { readSecret } from '../../src/config/secrets';
 import { freePort } from '../../src/system/process';
 import { seedSampleDatabase } from '../../src/sandbox/seed';
 import { StackState, startStack, stopStack } from '../../src/sandbox/stack';
@@ -20,7 +20,7 @@ before(async () => {
   stack = await startStack({ dir: join(dir, 'stack'), components: ['temporal', 'postgres', 's3'] });
   const loaded = loadConfig(stack.configFile);
   const db = loaded.config.environments.sandbox.databases.main;
-  const pg = new PgClient({ host: db.host, port: db.port, user: db.user, password: readSecret(db.password, loaded.baseDir), database: db.database });
+  const pg = new PgClient({ ...(await reachServer(primaryLocator(loaded.baseDir, db, db.user, db.password))), database: db.database });
   await pg.connect();
   await seedSampleDatabase(pg, { rows: 20_000 });
   await pg.end();

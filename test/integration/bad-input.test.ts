@@ -278,7 +278,7 @@ describe('bad decisions and aborts sent to a drill waiting at its gate change no
     assert.equal(events.filter((e) => e.workflowExecutionUpdateAcceptedEventAttributes).length, 0, 'no update was accepted');
     assert.equal(events.filter((e) => e.workflowTaskFailedEventAttributes).length, 0, 'no signal handler failed a workflow task');
     const activities = events.filter((e) => e.activityTaskScheduledEventAttributes).map((e) => e.activityTaskScheduledEventAttributes!.activityType!.name).sort();
-    assert.deepEqual(activities, ['describeDrillTarget', 'describeGatePolicy', 'describeGatePolicy', 'inspectNodes', 'resolveServiceName'], 'only the policy and preflight reads ran');
+    assert.deepEqual(activities, ['describeCluster', 'describeDrillTarget', 'describeGatePolicy', 'describeGatePolicy', 'locateServiceEndpoint', 'planDrillFault'], 'only the policy and preflight reads ran');
   });
 });
 

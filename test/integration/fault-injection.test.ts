@@ -415,9 +415,9 @@ describe('permanent faults fail fast as non-retryable with their type, at the fi
       await approveDrill(handle);
       const { workflow } = await failureOf(handle.result());
       assert.equal(workflow.type, 'DrillFailed');
-      assert.match(workflow.message, /step 'switch DNS' failed: .*refused the update/);
+      assert.match(workflow.message, /step 'switch the service endpoint' failed: .*refused the update/);
       const events = await history(handle);
-      const a = attempts(events, 'switchServiceName');
+      const a = attempts(events, 'switchServiceEndpoint');
       assert.equal(a.attempt, 1);
       assert.equal(a.failureType, 'PermissionDenied');
       assert.equal(a.nonRetryable, true);

@@ -31,6 +31,12 @@ export const FAILURE_TYPES = {
   InsufficientScratchSpace: { retryable: false },
   /** A program the activity runs is not installed on the worker. */
   ProgramMissing: { retryable: false },
+  /** A configured command (a topology fault, recover or keep-aside command) failed: a retry may succeed. */
+  CommandFailed: { retryable: true },
+  /** Patroni refused an action (a switchover without a good candidate, a malformed request). */
+  PatroniRefused: { retryable: false },
+  /** A former primary could not be made a streaming replica without destroying data. */
+  RejoinFailed: { retryable: false },
 } as const;
 export type FailureType = keyof typeof FAILURE_TYPES;
 
