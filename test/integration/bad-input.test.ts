@@ -214,7 +214,7 @@ function startWorkflowCases(): void {
 }
 
 /** Activities that read and change nothing: the only ones a refused input may have reached. */
-const READ_ONLY_ACTIVITIES = new Set(['describeGatePolicy', 'describeDrillTarget', 'describeTargetPolicy', 'describeBackupTarget', 'listBackups', 'describeDeployment', 'planLoadTest']);
+const READ_ONLY_ACTIVITIES = new Set(['smokeCheck', 'describeGatePolicy', 'describeDrillTarget', 'describeTargetPolicy', 'preflightBackupTarget', 'listBackups', 'describeDeployment', 'planLoadTest']);
 
 describe('bad workflow inputs fail the run at once on the real worker: InvalidInput, non-retryable, the field named', () => {
   for (const k of WORKFLOW_CASES) {
