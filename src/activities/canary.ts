@@ -34,6 +34,12 @@ export async function ensureCanaryTable(client: Client): Promise<void> {
 /** One row: the server's clock and its WAL insert position at the moment of writing. */
 export async function writeCanaryRow(client: Client, workflowId: string | undefined, keepMs: number): Promise<{ row: CanaryRow; pruned: number }> {
   await ensureCanaryTable(client);
+  if (workflowId) {
+    // A retry of the same run (its worker lost after the insert) finds its row instead of writing a second one.
+    const done = await client.query<{ id: string; written_at: Date; lsn: string }>(`SELECT id, written_at, lsn::text FROM ${table()} WHERE workflow_id = $1 ORDER BY id LIMIT 1`, [workflowId]);
+    const d = done.rows[0];
+    if (d) return { row: { id: Number(d.id), writtenAt: d.written_at.toISOString(), lsn: d.lsn }, pruned: 0 };
+  }
   const res = await client.query<{ id: string; written_at: Date; lsn: string }>(`INSERT INTO ${table()} (workflow_id) VALUES ($1) RETURNING id, written_at, lsn::text`, [workflowId ?? null]);
   const pruned = await client.query(`DELETE FROM ${table()} WHERE written_at < clock_timestamp() - make_interval(secs => $1)`, [keepMs / 1000]);
   const r = res.rows[0];

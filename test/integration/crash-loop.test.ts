@@ -50,6 +50,7 @@ const COVERED_ELSEWHERE: Record<string, string> = {
   verifyBackup: 'test/integration/crash-suite.test.ts',
   drDrill: 'test/integration/crash-suite.test.ts',
   rollout: 'test/e2e/rollout-cli.test.ts',
+  restoreCanary: 'test/integration/pgbackrest.test.ts',
 };
 const COVERED_HERE = ['rollback', 'goLive', 'readinessAudit', 'loadTest'];
 

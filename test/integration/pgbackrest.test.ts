@@ -437,6 +437,21 @@ describe('pgBackRest backups and point-in-time restore tests', () => {
     assert.equal(healed.passed, true, healed.reasons.join('; '));
   });
 
+  test('the restore canary survives its worker SIGKILLed while it writes: one row for the run, the one its result names', async () => {
+    let worker = await startWorkerProcess('crashy');
+    const handle = await c.client.workflow.start('restoreCanary', { taskQueue: 'crashy-standard', workflowId: id('canary-kill'), args: [{ environment: 'crashy', database: 'pitr' }] });
+    try {
+      await waitFor('the canary activity running on the worker', async () => (await handle.describe()).raw.pendingActivities?.some((a) => String(a.state) === 'PENDING_ACTIVITY_STATE_STARTED' || a.state === 2), 60_000, 10);
+      killGroup(worker);
+      worker = await startWorkerProcess('crashy');
+      const result: RestoreCanaryResult = await handle.result();
+      const rows = (await admin.query<{ id: string }>('SELECT id FROM runbook_restore_canary WHERE workflow_id = $1', [handle.workflowId])).rows.map((r) => Number(r.id));
+      assert.deepEqual(rows, [result.row.id], 'exactly one canary row for the run, and it is the one reported');
+    } finally {
+      killGroup(worker);
+    }
+  });
+
   test('the worker SIGKILLed while its scratch instance replays WAL: the retry removes the survivor and finishes; one scratch instance at a time, none left', async () => {
     await backup('full');
     await canaryRow();
