@@ -90,7 +90,7 @@ describe('an operator session: stack up, worker, smoke, status, stack down', () 
 
       const httpPort = await freePort();
       worker = startCli(['--config', configFile, 'worker', '--http-port', String(httpPort), '--queues', 'standard,critical']);
-      await waitFor('worker ready', async () => (await httpStatus(`http://127.0.0.1:${httpPort}/ready`)).status === 200, 60_000, 200);
+      await waitFor('worker ready', async () => (await httpStatus(`http://127.0.0.1:${httpPort}/ready`)).status === 200, 180_000, 200);
 
       const smoke = await runCli(['--config', configFile, 'smoke']);
       assert.equal(smoke.code, 0, smoke.stderr);

@@ -123,7 +123,7 @@ before(async () => {
   const httpPort = await freePort();
   workerHttp = `http://127.0.0.1:${httpPort}`;
   worker = startCli(['--config', stack.configFile, 'worker', '--http-port', String(httpPort)], { env: { RUNBOOK_SHUTDOWN_GRACE_TIME: '2s' } });
-  await waitFor('the worker to be ready', async () => (await httpStatus(`${workerHttp}/ready`)).status === 200, 90_000, 250);
+  await waitFor('the worker to be ready', async () => (await httpStatus(`${workerHttp}/ready`)).status === 200, 180_000, 250);
   c = await connectClient(loaded, 'sandbox', loaded.config.environments.sandbox);
 
   // The drill every signal and update case is sent to, waiting at its approval gate.

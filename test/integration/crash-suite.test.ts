@@ -130,7 +130,7 @@ async function startWorker(environment: string): Promise<RunningWorker> {
   await waitFor('worker ready', async () => {
     if (child.exitCode !== null) throw new Error(`worker exited: ${output}`);
     return (await httpStatus(`http://127.0.0.1:${port}/ready`)).status === 200;
-  }, 90_000, 200);
+  }, 180_000, 200);
   return w;
 }
 

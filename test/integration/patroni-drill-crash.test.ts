@@ -37,7 +37,7 @@ async function startWorker(): Promise<ReturnType<typeof startCli>> {
   const port = await freePort();
   const w = startCli(['--config', stack.configFile, 'worker', '--queues', 'critical', '--http-port', String(port)]);
   workers.push(w);
-  await waitFor('worker ready', async () => (await httpStatus(`http://127.0.0.1:${port}/ready`)).status === 200, 90_000, 200);
+  await waitFor('worker ready', async () => (await httpStatus(`http://127.0.0.1:${port}/ready`)).status === 200, 180_000, 200);
   return w;
 }
 

@@ -163,7 +163,7 @@ async function startWorkerProcess(environment: string): Promise<ChildProcess> {
   await waitFor('worker ready', async () => {
     if (child.exitCode !== null) throw new Error(`worker exited: ${output}`);
     return (await httpStatus(`http://127.0.0.1:${port}/ready`)).status === 200;
-  }, 120_000, 200);
+  }, 180_000, 200);
   return child;
 }
 
