@@ -3,13 +3,12 @@
  * work itself (activity execution) and orchestration (scheduling activities, workflow tasks, the time
  * between steps), from the workflow history of each drill.
  *
- *   npm run bench:drill              # 3 drills (failover with failback; the roles alternate)
- *   BENCH_DRILLS=5 npm run bench:drill
+ *   npm run bench:drill [-- --full | --smoke] [--out DIR]   # 3 drills (full: 7), failover with failback; the roles alternate
  *
  * Not a test: nothing here asserts.
  */
 import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
-import { cpus, tmpdir, totalmem } from 'node:os';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connectClient } from '../src/cli/client';
 import { loadConfig } from '../src/config/load';
@@ -19,13 +18,16 @@ import type { DrDrillResult } from '../src/workflows/drDrill';
 import { decideUpdate } from '../src/workflows/lib/gate';
 import { waitForOpenGate } from '../src/cli/drill';
 import { RunbookWorker } from '../src/worker';
+import { beginBench, formatSummary, parseBenchArgs, Profile, ratio, runMain, summarize } from './lib/report';
 
-const drills = Number(process.env.BENCH_DRILLS ?? 3);
+const DRILLS: Record<Profile, number> = { smoke: 1, quick: 3, full: 7 };
 const ms = (n: number) => `${n.toFixed(0)} ms`;
 const toMs = (t: { seconds?: unknown; nanos?: number | null } | null | undefined) => Number(t?.seconds ?? 0) * 1000 + (t?.nanos ?? 0) / 1e6;
 
 async function main(): Promise<void> {
-  console.log(`machine: ${cpus().length} cores (${cpus()[0]?.model}), ${(totalmem() / 2 ** 30).toFixed(0)} GB, node ${process.version}`);
+  const args = parseBenchArgs();
+  const drills = DRILLS[args.profile];
+  const bench = beginBench('drill', args);
   const dir = mkdtempSync(join(tmpdir(), 'runbook-bench-drill-'));
   chmodSync(dir, 0o755);
   const stack = await startStack({ dir });
@@ -66,8 +68,19 @@ async function main(): Promise<void> {
       console.log(`drill ${i}: ${result.primaryBefore} -> ${result.primaryAfter}, RTO ${ms(rto)}: activities ${ms(work)}, orchestration ${ms(Math.max(0, rto - work))} (${((Math.max(0, rto - work) / rto) * 100).toFixed(0)}%)`);
     }
     await c.close();
-    const avg = (f: (r: (typeof rows)[number]) => number) => rows.reduce((a, r) => a + f(r), 0) / rows.length;
-    console.log(`mean of ${rows.length}: RTO ${ms(avg((r) => r.rto))}; database and DNS work ${ms(avg((r) => r.work))}; orchestration ${ms(avg((r) => r.orchestration))} = ${((avg((r) => r.orchestration) / avg((r) => r.rto)) * 100).toFixed(0)}% of the RTO`);
+    const figures = {
+      drills: rows.map((r) => ({ rtoMs: r.rto, activityMs: Math.round(r.work), orchestrationMs: Math.round(r.orchestration) })),
+      rtoMs: summarize(rows.map((r) => r.rto), 0),
+      activityMs: summarize(rows.map((r) => r.work), 0),
+      orchestrationMs: summarize(rows.map((r) => r.orchestration), 0),
+      orchestrationPercent: summarize(rows.map((r) => (100 * r.orchestration) / r.rto), 0),
+    };
+    console.log(
+      `medians of ${rows.length} (lowest-highest): RTO ${formatSummary(figures.rtoMs, 'ms', 0)}; database and DNS work ${formatSummary(figures.activityMs, 'ms', 0)}; ` +
+        `orchestration ${formatSummary(figures.orchestrationMs, 'ms', 0)}, ${formatSummary(figures.orchestrationPercent, '%', 0)} of the RTO`,
+    );
+    const ratios = [ratio('orchestration/RTO', figures.orchestrationMs.median, figures.rtoMs.median, 'orchestration (RTO minus the time inside activities) / RTO, medians (goal: at most 0.10)')];
+    bench.finish({ drills, mode: 'failover' }, figures, ratios);
   } finally {
     await worker.shutdown().catch(() => undefined);
     await stopStack(stack);
@@ -75,7 +88,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((err) => {
-  console.error(err);
-  process.exitCode = 1;
-});
+runMain(main);

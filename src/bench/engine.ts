@@ -6,9 +6,10 @@
 import { Client, Connection, WorkflowHandle } from '@temporalio/client';
 import type { DataConverter } from '@temporalio/common';
 import { tsToMs } from '@temporalio/common/lib/time';
-import { bundleWorkflowCode, DefaultLogger, NativeConnection, Runtime, Worker, WorkerOptions } from '@temporalio/worker';
+import { bundleWorkflowCode, DefaultLogger, InjectedSinks, NativeConnection, Runtime, Worker, WorkerOptions } from '@temporalio/worker';
 import { randomBytes } from 'node:crypto';
 import type { TemporalConnectionSettings } from '../config/connection';
+import type { RunbookSinks } from '../workflows/lib/sinks';
 import { ActivityTiming, createBenchActivities, OrderInput } from './activities';
 import { ACTIVITIES_PER_WORKFLOW, Scenario, SCENARIOS } from './scenarios';
 import { machineLine, percentiles, Percentiles, ProcessFigures, ProcessSampler } from './stats';
@@ -36,8 +37,10 @@ export interface BenchWorkerOptions {
   namespace: string;
   taskQueue: string;
   dataConverter?: DataConverter;
+  /** The runbook worker's sinks, for bench workflows that run through the runbook machinery. */
+  sinks?: InjectedSinks<RunbookSinks>;
   /** Worker options such as maxCachedWorkflows or the concurrency limits; defaults are the SDK's. */
-  tuning?: Partial<Pick<WorkerOptions, 'maxCachedWorkflows' | 'maxConcurrentActivityTaskExecutions' | 'maxConcurrentWorkflowTaskExecutions' | 'maxConcurrentLocalActivityExecutions' | 'maxConcurrentWorkflowTaskPolls' | 'maxConcurrentActivityTaskPolls'>>;
+  tuning?: Partial<Pick<WorkerOptions, 'maxCachedWorkflows' | 'maxConcurrentActivityTaskExecutions' | 'maxConcurrentWorkflowTaskExecutions' | 'maxConcurrentLocalActivityExecutions' | 'maxConcurrentWorkflowTaskPolls' | 'maxConcurrentActivityTaskPolls' | 'reuseV8Context'>>;
   onActivityStarted?: (timing: ActivityTiming) => void;
 }
 
@@ -63,6 +66,7 @@ export class BenchWorker {
       workflowBundle: await benchBundle(),
       activities: createBenchActivities({ onActivityStarted: o.onActivityStarted }),
       dataConverter: o.dataConverter,
+      sinks: o.sinks,
       shutdownGraceTime: '2s',
       ...o.tuning,
     });
