@@ -35,7 +35,8 @@ async function main(): Promise<void> {
   const worker = new RunbookWorker({ loaded, httpPort: 0, logger: createLogger('warn') });
   try {
     await worker.start();
-    await worker.waitUntilReady();
+    // Bundling the runbooks takes long on a busy machine.
+    await worker.waitUntilReady(10 * 60_000);
     const c = await connectClient(loaded, 'sandbox', loaded.config.environments.sandbox);
     const rows: { rto: number; work: number; orchestration: number }[] = [];
     for (let i = 1; i <= drills; i++) {

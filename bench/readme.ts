@@ -55,9 +55,19 @@ interface RestoreFigures {
   dumpMb: number;
   seedSeconds: number;
   backupSeconds: number;
-  runbookStreamed: { restoreSeconds: Summary; wholeSeconds: Summary; phasesSeconds: Record<string, Summary> };
-  runbookParallel?: { restoreSeconds: Summary; wholeSeconds: Summary };
-  manual: { restoreSeconds: Summary; createSeconds: Summary; downloadSeconds: Summary; pgRestoreSeconds: Summary; validationSeconds: Summary; dropSeconds: Summary; wholeSeconds: Summary };
+  runbookStreamed: { restoreSeconds: Summary; wholeSeconds: Summary; wholeCpuSeconds: Summary; phasesSeconds: Record<string, Summary> };
+  runbookParallel?: { restoreSeconds: Summary; wholeSeconds: Summary; wholeCpuSeconds: Summary };
+  manual: {
+    restoreSeconds: Summary;
+    createSeconds: Summary;
+    downloadSeconds: Summary;
+    pgRestoreSeconds: Summary;
+    validationSeconds: Summary;
+    dropSeconds: Summary;
+    wholeSeconds: Summary;
+    restoreCpuSeconds: Summary;
+    wholeCpuSeconds: Summary;
+  };
 }
 
 function renderRestore(results: BenchResult[]): string {
@@ -72,11 +82,19 @@ function renderRestore(results: BenchResult[]): string {
         `${s(f.manual.restoreSeconds, 's')} = ${s(f.manual.createSeconds, 's')} + ${s(f.manual.downloadSeconds, 's')} + ${s(f.manual.pgRestoreSeconds, 's')} | ${ratioOf ? `**${ratioValue(ratioOf)}**` : 'n/a'} |`,
     );
   }
-  out.push('', '| database | whole restore test, runbook streamed | by hand: restore + validation queries + drop | runbook / by hand |', '| --- | --- | --- | --- |');
+  out.push(
+    '',
+    '| database | whole restore test, runbook streamed | by hand: restore + validation queries + drop | runbook / by hand | CPU of all processes, runbook / by hand |',
+    '| --- | --- | --- | --- | --- |',
+  );
   for (const r of results) {
     const f = r.figures as RestoreFigures;
     const ratioOf = r.ratios.find((x) => x.name === 'whole test/manual with validation');
-    out.push(`| ${f.databaseMb} MB | ${s(f.runbookStreamed.wholeSeconds, 's')} | ${s(f.manual.wholeSeconds, 's')} (validation ${s(f.manual.validationSeconds, 's')}) | ${ratioOf ? `**${ratioValue(ratioOf)}**` : 'n/a'} |`);
+    const cpu = r.ratios.find((x) => x.name === 'whole test CPU/manual CPU');
+    out.push(
+      `| ${f.databaseMb} MB | ${s(f.runbookStreamed.wholeSeconds, 's')} | ${s(f.manual.wholeSeconds, 's')} (validation ${s(f.manual.validationSeconds, 's')}) | ${ratioOf ? `**${ratioValue(ratioOf)}**` : 'n/a'} | ` +
+        `${s(f.runbookStreamed.wholeCpuSeconds, 's')} / ${s(f.manual.wholeCpuSeconds, 's')}${cpu ? ` (${ratioValue(cpu)})` : ''} |`,
+    );
   }
   const first = results[0].figures as RestoreFigures;
   const phases = Object.entries(first.runbookStreamed.phasesSeconds)

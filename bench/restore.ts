@@ -34,13 +34,13 @@ import { findPgBinary } from '../src/system/postgres';
 import { RunbookWorker } from '../src/worker';
 import type { BackupDatabaseResult } from '../src/workflows/backupDatabase';
 import type { VerifyBackupResult } from '../src/workflows/verifyBackup';
-import { beginBench, formatSummary, parseBenchArgs, Profile, ratio, runMain, summarize, Summary, toolVersion } from './lib/report';
+import { beginBench, formatSummary, parseBenchArgs, processTreeCpuMs, Profile, ratio, runMain, summarize, Summary, toolVersion } from './lib/report';
 
 const run = promisify(execFile);
 const PROFILES: Record<Profile, { rows: number; padBytes: number; rounds: number; parallel: boolean }> = {
-  smoke: { rows: 2_000, padBytes: 100, rounds: 1, parallel: true },
+  smoke: { rows: 2_000, padBytes: 100, rounds: 1, parallel: false },
   quick: { rows: 200_000, padBytes: 960, rounds: 3, parallel: true },
-  full: { rows: 1_000_000, padBytes: 960, rounds: 3, parallel: true },
+  full: { rows: 1_000_000, padBytes: 960, rounds: 5, parallel: true },
 };
 const seconds = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
 const mb = (n: number) => Math.round(n / 1_048_576);
@@ -59,6 +59,8 @@ interface RunbookRound {
   restoreMs: number;
   /** The whole restore test, from the client's start to its result. */
   wholeMs: number;
+  /** CPU of every process involved (PostgreSQL, S3 server, Temporal, worker, pg_restore) during the whole test. */
+  wholeCpuMs: number;
   phasesMs: Record<string, number>;
 }
 
@@ -70,6 +72,8 @@ interface ManualRound {
   validationMs: number;
   dropMs: number;
   wholeMs: number;
+  restoreCpuMs: number;
+  wholeCpuMs: number;
 }
 
 async function main(): Promise<void> {
@@ -99,7 +103,8 @@ async function main(): Promise<void> {
     ];
     for (const v of variants) workers.push(new RunbookWorker({ loaded: variantConfig(loaded, v.jobs, v.queue), httpPort: 0, logger }));
     await Promise.all(workers.map((w) => w.start()));
-    await Promise.all(workers.map((w) => w.waitUntilReady()));
+    // Bundling the runbooks takes long on a busy machine.
+    await Promise.all(workers.map((w) => w.waitUntilReady(10 * 60_000)));
     const c = await connectClient(loaded, 'sandbox', loaded.config.environments.sandbox);
 
     t = Date.now();
@@ -119,16 +124,22 @@ async function main(): Promise<void> {
     const manualDb = 'manual_restore';
     const restoreArgs = ['-h', db.host, '-p', String(db.port), '-U', db.user, '-d', manualDb, '--no-owner', '--no-privileges', '--exit-on-error', file];
 
+    // Everything the benchmark started is under this process, except PostgreSQL, which pg_ctl detaches.
+    const cpuRoots = [process.pid, stack.postgres!.pid];
+    const cpuNow = () => processTreeCpuMs(cpuRoots);
     const runbook = async (queue: string): Promise<RunbookRound> => {
+      const cpu0 = cpuNow();
       const begun = Date.now();
       const result: VerifyBackupResult = await c.client.workflow.execute('verifyBackup', { taskQueue: `${queue}-batch`, workflowId: `bench-verify-${Date.now()}`, args: [{ environment: 'sandbox', database: 'main' }] });
       const wholeMs = Date.now() - begun;
+      const wholeCpuMs = cpuNow() - cpu0;
       if (!result.passed) throw new Error(`restore test failed: ${result.reasons.join('; ')}`);
       const phasesMs = (result.timeline.steps.find((x) => x.name === 'restore into scratch database')?.evidence.phasesMs ?? {}) as Record<string, number>;
-      return { restoreMs: result.restore!.durationMs, wholeMs, phasesMs };
+      return { restoreMs: result.restore!.durationMs, wholeMs, wholeCpuMs, phasesMs };
     };
     // What an operator types: create the database, fetch the dump, pg_restore it, run the validation queries, drop it.
     const manual = async (): Promise<ManualRound> => {
+      const cpu0 = cpuNow();
       const begun = Date.now();
       await pg.query(`CREATE DATABASE ${manualDb}`);
       const created = Date.now();
@@ -137,6 +148,7 @@ async function main(): Promise<void> {
       const downloaded = Date.now();
       await run(findPgBinary('pg_restore'), restoreArgs, { env: { ...process.env, PGPASSWORD: password } });
       const restored = Date.now();
+      const restoreCpuMs = cpuNow() - cpu0;
       const check = new PgClient({ host: db.host, port: db.port, user: db.user, password, database: manualDb });
       await check.connect();
       try {
@@ -160,6 +172,8 @@ async function main(): Promise<void> {
         validationMs: validated - restored,
         dropMs: dropped - validated,
         wholeMs: dropped - begun,
+        restoreCpuMs,
+        wholeCpuMs: cpuNow() - cpu0,
       };
     };
 
@@ -179,7 +193,8 @@ async function main(): Promise<void> {
       console.log(
         `round ${round + 1}: restore phase: runbook streamed ${seconds(s.restoreMs)} ${JSON.stringify(s.phasesMs)}${par ? `, parallel ${seconds(par.restoreMs)}` : ''}; ` +
           `by hand ${seconds(m.restoreMs)} (create ${seconds(m.createMs)} + download ${seconds(m.downloadMs)} + pg_restore ${seconds(m.pgRestoreMs)}). ` +
-          `Whole test: runbook streamed ${seconds(s.wholeMs)}; by hand ${seconds(m.wholeMs)} (validation ${seconds(m.validationMs)}, drop ${seconds(m.dropMs)})`,
+          `Whole test: runbook streamed ${seconds(s.wholeMs)}; by hand ${seconds(m.wholeMs)} (validation ${seconds(m.validationMs)}, drop ${seconds(m.dropMs)}). ` +
+          `CPU of all processes for the whole test: runbook streamed ${seconds(s.wholeCpuMs)}${par ? `, parallel ${seconds(par.wholeCpuMs)}` : ''}, by hand ${seconds(m.wholeCpuMs)} (restore ${seconds(m.restoreCpuMs)})`,
       );
     }
     s3.destroy();
@@ -196,9 +211,12 @@ async function main(): Promise<void> {
       runbookStreamed: {
         restoreSeconds: sum(runs.streamed.map((r) => r.restoreMs)),
         wholeSeconds: sum(runs.streamed.map((r) => r.wholeMs)),
+        wholeCpuSeconds: sum(runs.streamed.map((r) => r.wholeCpuMs)),
         phasesSeconds: Object.fromEntries(phaseNames.map((k) => [k, sum(runs.streamed.map((r) => r.phasesMs[k] ?? 0))])) as Record<string, Summary>,
       },
-      runbookParallel: runs.parallel.length ? { restoreSeconds: sum(runs.parallel.map((r) => r.restoreMs)), wholeSeconds: sum(runs.parallel.map((r) => r.wholeMs)) } : undefined,
+      runbookParallel: runs.parallel.length
+        ? { restoreSeconds: sum(runs.parallel.map((r) => r.restoreMs)), wholeSeconds: sum(runs.parallel.map((r) => r.wholeMs)), wholeCpuSeconds: sum(runs.parallel.map((r) => r.wholeCpuMs)) }
+        : undefined,
       manual: {
         restoreSeconds: sum(runs.manual.map((r) => r.restoreMs)),
         createSeconds: sum(runs.manual.map((r) => r.createMs)),
@@ -207,17 +225,21 @@ async function main(): Promise<void> {
         validationSeconds: sum(runs.manual.map((r) => r.validationMs)),
         dropSeconds: sum(runs.manual.map((r) => r.dropMs)),
         wholeSeconds: sum(runs.manual.map((r) => r.wholeMs)),
+        restoreCpuSeconds: sum(runs.manual.map((r) => r.restoreCpuMs)),
+        wholeCpuSeconds: sum(runs.manual.map((r) => r.wholeCpuMs)),
       },
     };
     const f = figures;
     console.log(`medians of ${p.rounds} rounds (lowest-highest):`);
     console.log(`  restore phase: runbook streamed ${formatSummary(f.runbookStreamed.restoreSeconds, 's')}${f.runbookParallel ? `, runbook parallel ${formatSummary(f.runbookParallel.restoreSeconds, 's')}` : ''}, by hand ${formatSummary(f.manual.restoreSeconds, 's')}`);
     console.log(`  whole restore test: runbook streamed ${formatSummary(f.runbookStreamed.wholeSeconds, 's')}; by hand, restore + validation + drop ${formatSummary(f.manual.wholeSeconds, 's')}`);
+    console.log(`  CPU of all processes, whole test: runbook streamed ${formatSummary(f.runbookStreamed.wholeCpuSeconds, 's')}; by hand ${formatSummary(f.manual.wholeCpuSeconds, 's')}`);
     const m = (s: Summary) => s.median;
     const ratios = [
       ratio('restore streamed/manual', m(f.runbookStreamed.restoreSeconds), m(f.manual.restoreSeconds), "the runbook's streamed restore phase / create, download and pg_restore by hand (goal: at most 0.85)"),
       ...(f.runbookParallel ? [ratio('restore parallel/manual', m(f.runbookParallel.restoreSeconds), m(f.manual.restoreSeconds), "the runbook's parallel restore phase (2 jobs) / by hand")] : []),
       ratio('whole test/manual with validation', m(f.runbookStreamed.wholeSeconds), m(f.manual.wholeSeconds), 'the whole restore test (streamed) / the manual restore plus the same validation queries and the drop, by hand (goal: at most 1.1)'),
+      ratio('whole test CPU/manual CPU', m(f.runbookStreamed.wholeCpuSeconds), m(f.manual.wholeCpuSeconds), 'CPU of every process involved: the whole restore test (streamed) / the same work by hand'),
     ];
     const psql = toolVersion(findPgBinary('pg_restore'));
     bench.finish({ rows: p.rows, padBytes: p.padBytes, rounds: p.rounds }, figures, ratios, { pg_restore: psql });

@@ -14,11 +14,11 @@ import { Client, Connection } from '@temporalio/client';
 import { tsToMs } from '@temporalio/common/lib/time';
 import { NativeConnection } from '@temporalio/worker';
 import { execFile } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { BenchWorker, benchTaskQueue, ensureRuntime } from '../src/bench/engine';
+import { benchBundle, BenchWorker, benchTaskQueue, ensureRuntime } from '../src/bench/engine';
 import { percentiles } from '../src/bench/stats';
 import { findTemporalCli, startTemporalDevServer, stopTemporalDevServer } from '../src/sandbox/temporal';
 import { beginBench, formatSummary, parseBenchArgs, Profile, ratio, runMain, summarize, Summary, toolVersion } from './lib/report';
@@ -59,7 +59,7 @@ async function pool<T>(items: T[], width: number, fn: (t: T) => Promise<void>): 
 }
 
 /** Runs in the variant's own process: start and park N workflows, signal them all, read a sample of histories. */
-async function variant(address: string, name: VariantName, n: number, steps: number): Promise<VariantRun> {
+async function variant(address: string, name: VariantName, n: number, steps: number, codePath: string): Promise<VariantRun> {
   ensureRuntime();
   const maxCachedWorkflows = name === 'on' ? 2 * n : 0;
   const connection = await Connection.connect({ address });
@@ -67,7 +67,7 @@ async function variant(address: string, name: VariantName, n: number, steps: num
   const client = new Client({ connection });
   const taskQueue = benchTaskQueue(`runbook-bench-sticky-${name}`);
   let activities = 0;
-  const worker = new BenchWorker({ connection: native, namespace: 'default', taskQueue, tuning: { maxCachedWorkflows }, onActivityStarted: () => activities++ });
+  const worker = new BenchWorker({ connection: native, namespace: 'default', taskQueue, tuning: { maxCachedWorkflows }, onActivityStarted: () => activities++, workflowBundle: { codePath } });
   const mb = (x: number) => Math.round(x / 1_048_576);
   let rssPeak = 0;
   const sampler = setInterval(() => (rssPeak = Math.max(rssPeak, process.memoryUsage.rss())), 100);
@@ -161,7 +161,7 @@ async function main(): Promise<void> {
   const v = argv.indexOf('--variant');
   if (v >= 0) {
     const get = (flag: string) => argv[argv.indexOf(flag) + 1];
-    const result = await variant(get('--address'), get('--variant') as VariantName, Number(get('--workflows')), Number(get('--steps')));
+    const result = await variant(get('--address'), get('--variant') as VariantName, Number(get('--workflows')), Number(get('--steps')), get('--bundle'));
     process.stdout.write(`${JSON.stringify(result)}\n`);
     return;
   }
@@ -171,6 +171,9 @@ async function main(): Promise<void> {
   console.log(`${p.workflows} workflows of ${p.steps} activities each, parked on a signal, then signalled; each variant in a fresh process of its own against one dev server; ${p.rounds} rounds, the order alternating`);
   const dir = mkdtempSync(join(tmpdir(), 'runbook-bench-sticky-'));
   const server = await startTemporalDevServer({ dir });
+  // Bundled once here; every variant process loads the same code.
+  const bundleFile = join(dir, 'bench-workflows.js');
+  writeFileSync(bundleFile, (await benchBundle()).code);
   const runs: Record<VariantName, VariantRun[]> = { off: [], on: [] };
   try {
     for (let round = 0; round < p.rounds; round++) {
@@ -178,7 +181,7 @@ async function main(): Promise<void> {
       for (const name of order) {
         const { stdout } = await promisify(execFile)(
           process.execPath,
-          ['--import', 'tsx', __filename, '--variant', name, '--address', server.address, '--workflows', String(p.workflows), '--steps', String(p.steps)],
+          ['--import', 'tsx', __filename, '--variant', name, '--address', server.address, '--workflows', String(p.workflows), '--steps', String(p.steps), '--bundle', bundleFile],
           { maxBuffer: 16 << 20 },
         );
         const r = JSON.parse(stdout.trim().split('\n').pop()!) as VariantRun;

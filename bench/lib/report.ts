@@ -4,7 +4,7 @@
  * bench/results/ (the README's Performance tables are generated from those files by bench/readme.ts).
  */
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, totalmem } from 'node:os';
 import { join } from 'node:path';
 
@@ -161,6 +161,36 @@ export function describeLoad(l: LoadFigures): string {
 export function describeMachineLine(m: MachineLine): string {
   return `machine: ${m.cpuModel}, ${m.cores} cores, ${m.memoryGb} GB, node ${m.node}`;
 }
+
+/**
+ * CPU time, in ms, used by the processes under these roots: each root and its live descendants
+ * (user and system time), plus every descendant that already exited and was waited for (counted in
+ * its parent's children time). Read from /proc; a process that vanished while reading counts 0.
+ */
+export function processTreeCpuMs(roots: number[]): number {
+  const parent = new Map<number, number>();
+  const cpu = new Map<number, number>();
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      parent.set(Number(entry), Number(f[1]));
+      cpu.set(Number(entry), f.slice(11, 15).reduce((a, x) => a + Number(x), 0));
+    } catch {
+      /* the process ended while we looked */
+    }
+  }
+  const inTree = (pid: number): boolean => {
+    for (let p: number | undefined = pid, hops = 0; p !== undefined && p > 1 && hops < 64; p = parent.get(p), hops++) if (roots.includes(p)) return true;
+    return false;
+  };
+  let ticks = 0;
+  for (const [pid, t] of cpu) if (inTree(pid)) ticks += t;
+  return (ticks * 1000) / CLOCK_TICKS;
+}
+/** USER_HZ, the unit of /proc CPU times: 100 on Linux. */
+const CLOCK_TICKS = 100;
 
 /** What the Temporal CLI and PostgreSQL in use say about their versions (best effort). */
 export function toolVersion(command: string, args: string[] = ['--version']): string | undefined {

@@ -27,7 +27,8 @@ export function ensureRuntime(): void {
 }
 
 let bundle: Promise<{ code: string }> | undefined;
-function benchBundle(): Promise<{ code: string }> {
+/** The bench workflows bundled once per process (a process that starts several bench workers bundles once). */
+export function benchBundle(): Promise<{ code: string }> {
   bundle ??= bundleWorkflowCode({ workflowsPath: require.resolve('./workflows'), logger: new DefaultLogger('WARN') });
   return bundle;
 }
@@ -42,6 +43,8 @@ export interface BenchWorkerOptions {
   /** Worker options such as maxCachedWorkflows or the concurrency limits; defaults are the SDK's. */
   tuning?: Partial<Pick<WorkerOptions, 'maxCachedWorkflows' | 'maxConcurrentActivityTaskExecutions' | 'maxConcurrentWorkflowTaskExecutions' | 'maxConcurrentLocalActivityExecutions' | 'maxConcurrentWorkflowTaskPolls' | 'maxConcurrentActivityTaskPolls' | 'reuseV8Context'>>;
   onActivityStarted?: (timing: ActivityTiming) => void;
+  /** A bundle of the bench workflows made elsewhere (another process), instead of bundling here. */
+  workflowBundle?: { code: string } | { codePath: string };
 }
 
 /** A bench worker that can be stopped and started again (the failure phase of a load test stops it). */
@@ -63,7 +66,7 @@ export class BenchWorker {
       connection: o.connection,
       namespace: o.namespace,
       taskQueue: o.taskQueue,
-      workflowBundle: await benchBundle(),
+      workflowBundle: o.workflowBundle ?? (await benchBundle()),
       activities: createBenchActivities({ onActivityStarted: o.onActivityStarted }),
       dataConverter: o.dataConverter,
       sinks: o.sinks,
