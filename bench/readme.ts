@@ -55,7 +55,7 @@ interface RestoreFigures {
   dumpMb: number;
   seedSeconds: number;
   backupSeconds: number;
-  runbookStreamed: { restoreSeconds: Summary; wholeSeconds: Summary; wholeCpuSeconds: Summary; phasesSeconds: Record<string, Summary> };
+  runbookStreamed: { restoreSeconds: Summary; wholeSeconds: Summary; wholeCpuSeconds: Summary; wholePostgresCpuSeconds?: Summary; phasesSeconds: Record<string, Summary> };
   runbookParallel?: { restoreSeconds: Summary; wholeSeconds: Summary; wholeCpuSeconds: Summary };
   manual: {
     restoreSeconds: Summary;
@@ -67,6 +67,7 @@ interface RestoreFigures {
     wholeSeconds: Summary;
     restoreCpuSeconds: Summary;
     wholeCpuSeconds: Summary;
+    wholePostgresCpuSeconds?: Summary;
   };
 }
 
@@ -84,7 +85,7 @@ function renderRestore(results: BenchResult[]): string {
   }
   out.push(
     '',
-    '| database | whole restore test, runbook streamed | by hand: restore + validation queries + drop | runbook / by hand | CPU of all processes, runbook / by hand |',
+    '| database | whole restore test, runbook streamed | by hand: restore + validation queries + drop | runbook / by hand | CPU of all processes (of it PostgreSQL), runbook / by hand |',
     '| --- | --- | --- | --- | --- |',
   );
   for (const r of results) {
@@ -93,7 +94,7 @@ function renderRestore(results: BenchResult[]): string {
     const cpu = r.ratios.find((x) => x.name === 'whole test CPU/manual CPU');
     out.push(
       `| ${f.databaseMb} MB | ${s(f.runbookStreamed.wholeSeconds, 's')} | ${s(f.manual.wholeSeconds, 's')} (validation ${s(f.manual.validationSeconds, 's')}) | ${ratioOf ? `**${ratioValue(ratioOf)}**` : 'n/a'} | ` +
-        `${s(f.runbookStreamed.wholeCpuSeconds, 's')} / ${s(f.manual.wholeCpuSeconds, 's')}${cpu ? ` (${ratioValue(cpu)})` : ''} |`,
+        `${s(f.runbookStreamed.wholeCpuSeconds, 's')} (${s(f.runbookStreamed.wholePostgresCpuSeconds, 's')}) / ${s(f.manual.wholeCpuSeconds, 's')} (${s(f.manual.wholePostgresCpuSeconds, 's')})${cpu ? `: ${ratioValue(cpu)}` : ''} |`,
     );
   }
   const first = results[0].figures as RestoreFigures;

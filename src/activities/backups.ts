@@ -155,12 +155,13 @@ export interface UnloggedScratch {
 const UNLOGGED_SCHEMA = 'runbook_scratch_unlogged';
 
 /**
- * The scratch database is thrown away after the test, so its tables need no write-ahead log: an
- * event trigger turns each table pg_restore creates (still empty) into an unlogged one, and the rows
- * are then copied in without writing them a second time to the WAL (nor shipping them to the restore
- * server's replicas). What the test checks is unchanged: the same rows, counts and checksums, the
- * same indexes and constraints. Only a superuser may create event triggers; for any other restore
- * user the tables stay logged and the reason is reported.
+ * The scratch database is thrown away after the test, so its tables need no write-ahead log and no
+ * vacuuming: an event trigger turns each table pg_restore creates (still empty) into an unlogged one
+ * with autovacuum off, and the rows are then copied in without writing them a second time to the WAL
+ * (nor shipping them to the restore server's replicas), and no autovacuum worker scans the freshly
+ * restored tables while they are validated. What the test checks is unchanged: the same rows, counts
+ * and checksums, the same indexes and constraints. Only a superuser may create event triggers; for
+ * any other restore user the tables stay logged and the reason is reported.
  */
 async function createTablesUnlogged(server: PgServer, database: string): Promise<UnloggedScratch> {
   const client = await connectPg(server, database, 'runbook-restore-admin');
@@ -172,7 +173,7 @@ async function createTablesUnlogged(server: PgServer, database: string): Promise
       BEGIN
         FOR t IN SELECT c.objid::regclass FROM pg_event_trigger_ddl_commands() c JOIN pg_class k ON k.oid = c.objid
                   WHERE c.command_tag = 'CREATE TABLE' AND k.relkind = 'r' AND NOT k.relispartition AND k.relpersistence = 'p' LOOP
-          EXECUTE format('ALTER TABLE %s SET UNLOGGED', t);
+          EXECUTE format('ALTER TABLE %s SET UNLOGGED, SET (autovacuum_enabled = off, toast.autovacuum_enabled = off)', t);
         END LOOP;
       END $$`);
     await client.query(`CREATE EVENT TRIGGER ${UNLOGGED_SCHEMA} ON ddl_command_end WHEN TAG IN ('CREATE TABLE') EXECUTE FUNCTION ${UNLOGGED_SCHEMA}.set_unlogged()`);

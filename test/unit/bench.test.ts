@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, test } from 'node:test';
-import { BENCHES } from '../../bench/lib/report';
+import { BENCHES, median, parseBenchArgs, RESULTS_DIR, summarize } from '../../bench/lib/report';
 import { applyBlocks, beginMarker, endMarker, README, renderBlocks } from '../../bench/readme';
 
 const readme = readFileSync(README, 'utf8');
@@ -31,5 +31,32 @@ describe("the README's Performance blocks", () => {
   test('a README that lost a block is refused with the lines it needs', () => {
     const withoutSticky = readme.replace(endMarker('sticky'), '');
     assert.throws(() => applyBlocks(withoutSticky, renderBlocks()), (err: Error) => err.message.includes('the generated block for sticky is missing') && err.message.includes(endMarker('sticky')));
+  });
+});
+
+describe('benchmark options and figures', () => {
+  test('the quick profile is the default, --full and --smoke pick the others, --out moves the results', () => {
+    assert.deepEqual(parseBenchArgs([]), { profile: 'quick', out: RESULTS_DIR });
+    assert.equal(parseBenchArgs(['--full']).profile, 'full');
+    assert.equal(parseBenchArgs(['--smoke']).profile, 'smoke');
+    assert.deepEqual(parseBenchArgs(['--profile', 'full', '--out', '/tmp/x']), { profile: 'full', out: '/tmp/x' });
+  });
+
+  const bad: [string[], RegExp][] = [
+    [['--profile', 'fast'], /--profile: expected one of smoke, quick, full, found "fast"/],
+    [['--out'], /--out: expected a directory/],
+    [['--rounds', '3'], /unknown option --rounds; expected --quick \(default\), --full, --smoke, --profile P or --out DIR/],
+  ];
+  for (const [argv, says] of bad) {
+    test(`a wrong option is refused naming it: ${argv.join(' ')}`, () => {
+      assert.throws(() => parseBenchArgs(argv), says);
+    });
+  }
+
+  test('medians and spread: odd and even samples, one round', () => {
+    assert.equal(median([3, 1, 2]), 2);
+    assert.equal(median([4, 1, 3, 2]), 2.5);
+    assert.deepEqual(summarize([10.123, 30, 20]), { median: 20, min: 10.12, max: 30, n: 3 });
+    assert.deepEqual(summarize([7]), { median: 7, min: 7, max: 7, n: 1 });
   });
 });
