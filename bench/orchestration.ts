@@ -36,7 +36,7 @@ import { findTemporalCli } from '../src/sandbox/temporal';
 
 const PROFILES: Record<Profile, { steps: number; rounds: number }> = {
   smoke: { steps: 3, rounds: 1 },
-  quick: { steps: 50, rounds: 5 },
+  quick: { steps: 50, rounds: 3 },
   full: { steps: 50, rounds: 11 },
 };
 
@@ -82,6 +82,34 @@ const ownCpuMs = () => {
   const u = process.cpuUsage();
   return (u.user + u.system) / 1000;
 };
+
+/** The dev server's own latency histograms by service and operation (count, and sum in ms), from its Prometheus endpoint; long polls left out. */
+async function serverOperations(metricsUrl: string): Promise<Map<string, { count: number; sumMs: number }>> {
+  const ops = new Map<string, { count: number; sumMs: number }>();
+  const text = await (await fetch(metricsUrl)).text();
+  for (const line of text.split('\n')) {
+    const m = /^(service_latency|persistence_latency)_(sum|count)\{(.*)\} (\S+)$/.exec(line);
+    if (!m) continue;
+    const op = /operation="([^"]+)"/.exec(m[3])?.[1];
+    if (!op || /^Poll|GetWorkflowExecutionHistory/.test(op)) continue;
+    const service = m[1] === 'persistence_latency' ? 'persistence' : (/service_name="([^"]+)"/.exec(m[3])?.[1] ?? 'service');
+    const key = `${service} ${op}`;
+    const entry = ops.get(key) ?? { count: 0, sumMs: 0 };
+    if (m[2] === 'count') entry.count += Number(m[4]);
+    else entry.sumMs += Number(m[4]) * 1000;
+    ops.set(key, entry);
+  }
+  return ops;
+}
+
+function diffOperations(after: Map<string, { count: number; sumMs: number }>, before: Map<string, { count: number; sumMs: number }>) {
+  const d = new Map<string, { count: number; sumMs: number }>();
+  for (const [k, v] of after) {
+    const b = before.get(k) ?? { count: 0, sumMs: 0 };
+    if (v.count - b.count > 0) d.set(k, { count: v.count - b.count, sumMs: v.sumMs - b.sumMs });
+  }
+  return d;
+}
 
 async function anatomy(client: Client, workflowId: string): Promise<Anatomy> {
   const events = (await client.workflow.getHandle(workflowId).fetchHistory()).events ?? [];
@@ -167,12 +195,31 @@ async function main(): Promise<void> {
     };
     // Warm up: bundles, connections, sticky queues, the codec.
     for (const v of variants) for (let i = 0; i < 2; i++) await run(v, Math.min(5, steps));
+    // What the dev server does for the bare variant's steps, by operation: how often per step ((50-step run - 0-step run) / 50) and how long (the 50-step runs' mean).
+    const opsFull = new Map<string, { count: number; sumMs: number }>();
+    const opsEmpty = new Map<string, number>();
+    const addOps = (d: Map<string, { count: number; sumMs: number }>, into: 'full' | 'empty') => {
+      for (const [k, v] of d) {
+        if (into === 'empty') opsEmpty.set(k, (opsEmpty.get(k) ?? 0) + v.count);
+        else {
+          const e = opsFull.get(k) ?? { count: 0, sumMs: 0 };
+          opsFull.set(k, { count: e.count + v.count, sumMs: e.sumMs + v.sumMs });
+        }
+      }
+    };
     for (let round = 0; round < rounds; round++) {
       // Rotate the order so no variant always runs first (or right after the slowest).
       const order = variants.map((_, i) => variants[(i + round) % variants.length]);
       for (const v of order) {
+        const bare = v.key === 'bare';
+        const ops0 = bare ? await serverOperations(v.server.info.metricsUrl) : undefined;
         const empty = await run(v, 0);
+        const ops1 = bare ? await serverOperations(v.server.info.metricsUrl) : undefined;
         const full = await run(v, steps);
+        if (bare) {
+          addOps(diffOperations(await serverOperations(v.server.info.metricsUrl), ops1!), 'full');
+          addOps(diffOperations(ops1!, ops0!), 'empty');
+        }
         v.perStepMs.push((full.ms - empty.ms) / steps);
         v.serverCpuMs.push(Math.max(0, full.serverCpu - empty.serverCpu) / steps);
         v.processCpuMs.push(Math.max(0, full.ownCpu - empty.ownCpu) / steps);
@@ -199,6 +246,13 @@ async function main(): Promise<void> {
         );
       }
     }
+    // Per regular step: how often the dev server handled each operation and how long it took on average.
+    const perStep = rounds * steps;
+    const serverPerStep = [...opsFull]
+      .map(([op, v]) => ({ operation: op, perStep: Number(((v.count - (opsEmpty.get(op) ?? 0)) / perStep).toFixed(2)), meanMs: Number((v.sumMs / v.count).toFixed(2)) }))
+      .filter((o) => o.perStep >= 0.5)
+      .sort((a, b) => b.perStep * b.meanMs - a.perStep * a.meanMs);
+    console.log(`the dev server, per regular step of the bare variant: ${serverPerStep.map((o) => `${o.operation} x${o.perStep} (${o.meanMs} ms)`).join(', ')}`);
     const m = (k: string) => figures[k].perStepMs.median;
     const ratios = [
       ratio('machinery/bare', m('machinery'), m('bare'), 'a regular step through the runbook machinery / the same step as a bare SDK activity (goal: at most 1.15)'),
@@ -208,7 +262,7 @@ async function main(): Promise<void> {
       ratio('sdk defaults/production tuning', m('sdkDefaults'), m('bare'), "a regular step on a worker with the SDK's default options / with DEFAULT_TUNING"),
       ratio('fresh context/reused', m('freshContext'), m('bare'), 'a regular step with reuseV8Context off / on'),
     ];
-    bench.finish({ steps, rounds, devServerDynamicConfig: SANDBOX_DYNAMIC_CONFIG, workerTuning: tuning }, figures, ratios, { temporal: toolVersion(findTemporalCli()) });
+    bench.finish({ steps, rounds, devServerDynamicConfig: SANDBOX_DYNAMIC_CONFIG, workerTuning: tuning }, { variants: figures, serverPerStep }, ratios, { temporal: toolVersion(findTemporalCli()) });
   } finally {
     for (const w of workers) await w.stop().catch(() => undefined);
     for (const s of servers) {

@@ -55,7 +55,7 @@ interface RestoreFigures {
   dumpMb: number;
   seedSeconds: number;
   backupSeconds: number;
-  runbookStreamed: { restoreSeconds: Summary; wholeSeconds: Summary; wholeCpuSeconds: Summary; wholePostgresCpuSeconds?: Summary; phasesSeconds: Record<string, Summary> };
+  runbookStreamed: { restoreSeconds: Summary; wholeSeconds: Summary; wholeCpuSeconds: Summary; wholePostgresCpuSeconds?: Summary; walMb?: Summary; phasesSeconds: Record<string, Summary> };
   runbookParallel?: { restoreSeconds: Summary; wholeSeconds: Summary; wholeCpuSeconds: Summary };
   manual: {
     restoreSeconds: Summary;
@@ -68,6 +68,7 @@ interface RestoreFigures {
     restoreCpuSeconds: Summary;
     wholeCpuSeconds: Summary;
     wholePostgresCpuSeconds?: Summary;
+    walMb?: Summary;
   };
 }
 
@@ -85,8 +86,8 @@ function renderRestore(results: BenchResult[]): string {
   }
   out.push(
     '',
-    '| database | whole restore test, runbook streamed | by hand: restore + validation queries + drop | runbook / by hand | CPU of all processes (of it PostgreSQL), runbook / by hand |',
-    '| --- | --- | --- | --- | --- |',
+    '| database | whole restore test, runbook streamed | by hand: restore + validation queries + drop | runbook / by hand | CPU of all processes (of it PostgreSQL), runbook / by hand | WAL written, runbook / by hand |',
+    '| --- | --- | --- | --- | --- | --- |',
   );
   for (const r of results) {
     const f = r.figures as RestoreFigures;
@@ -94,7 +95,8 @@ function renderRestore(results: BenchResult[]): string {
     const cpu = r.ratios.find((x) => x.name === 'whole test CPU/manual CPU');
     out.push(
       `| ${f.databaseMb} MB | ${s(f.runbookStreamed.wholeSeconds, 's')} | ${s(f.manual.wholeSeconds, 's')} (validation ${s(f.manual.validationSeconds, 's')}) | ${ratioOf ? `**${ratioValue(ratioOf)}**` : 'n/a'} | ` +
-        `${s(f.runbookStreamed.wholeCpuSeconds, 's')} (${s(f.runbookStreamed.wholePostgresCpuSeconds, 's')}) / ${s(f.manual.wholeCpuSeconds, 's')} (${s(f.manual.wholePostgresCpuSeconds, 's')})${cpu ? `: ${ratioValue(cpu)}` : ''} |`,
+        `${s(f.runbookStreamed.wholeCpuSeconds, 's')} (${s(f.runbookStreamed.wholePostgresCpuSeconds, 's')}) / ${s(f.manual.wholeCpuSeconds, 's')} (${s(f.manual.wholePostgresCpuSeconds, 's')})${cpu ? `: ${ratioValue(cpu)}` : ''} | ` +
+        `${s(f.runbookStreamed.walMb, 'MB', 0)} / ${s(f.manual.walMb, 'MB', 0)} |`,
     );
   }
   const first = results[0].figures as RestoreFigures;
@@ -139,7 +141,8 @@ interface OrchestrationVariant {
 }
 
 function renderOrchestration(r: BenchResult): string {
-  const f = r.figures as Record<string, OrchestrationVariant>;
+  const figures = r.figures as { variants: Record<string, OrchestrationVariant>; serverPerStep: { operation: string; perStep: number; meanMs: number }[] };
+  const f = figures.variants;
   const out = [
     header(r, 'bench:orchestration'),
     '',
@@ -152,7 +155,12 @@ function renderOrchestration(r: BenchResult): string {
     const a = v.anatomyMs;
     out.push(`| ${v.label} | **${s(v.perStepMs, 'ms')}** | ${a ? s(a.taskDispatch, 'ms') : '—'} | ${a ? s(a.taskExecution, 'ms') : '—'} | ${a ? s(a.activity, 'ms') : '—'} | ${s(v.serverCpuMsPerStep, 'ms')} / ${s(v.processCpuMsPerStep, 'ms')} |`);
   }
-  out.push('', ratioLines(r, 'bench/orchestration.ts'));
+  out.push(
+    '',
+    `What the dev server did per regular step of the bare variant, from its own metrics (operation, times per step, mean latency): ${figures.serverPerStep.map((o) => `${o.operation} ×${o.perStep} (${o.meanMs.toFixed(1)} ms)`).join('; ')}.`,
+    '',
+    ratioLines(r, 'bench/orchestration.ts'),
+  );
   return out.join('\n');
 }
 
@@ -208,7 +216,7 @@ function renderSticky(r: BenchResult): string {
     row('variant process CPU', (v) => s(v.cpuSeconds, 's')),
     row('RSS growth with all parked', (v) => s(v.rssGrowthMb, 'MB', 0)),
     '',
-    `With the cache on, each parked workflow held about ${f.cachedWorkflowKb} KB of the worker's memory (RSS growth / workflows, median round).`,
+    `With the cache on, each parked workflow held about ${f.cachedWorkflowKb} KB of the worker's memory: the cache-on process's RSS growth beyond the cache-off one's, over the workflows (medians; with few workflows this is within the noise of the processes' own growth).`,
     '',
     ratioLines(r, 'bench/sticky.ts'),
   ].join('\n');

@@ -11,7 +11,7 @@
  * sha256 check; by hand: create, download, pg_restore), and the whole restore test against the
  * manual restore plus validation.
  *
- *   npm run bench:restore [-- --full | --smoke] [--out DIR]      # ~230 MB database (full: ~1.1 GB)
+ *   npm run bench:restore [-- --full | --smoke] [--out DIR]      # ~120 MB database (full: ~1.1 GB)
  */
 import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { execFile } from 'node:child_process';
@@ -39,7 +39,7 @@ import { beginBench, formatSummary, parseBenchArgs, processTreeCpuMs, Profile, r
 const run = promisify(execFile);
 const PROFILES: Record<Profile, { rows: number; padBytes: number; rounds: number; parallel: boolean }> = {
   smoke: { rows: 2_000, padBytes: 100, rounds: 1, parallel: false },
-  quick: { rows: 200_000, padBytes: 960, rounds: 3, parallel: true },
+  quick: { rows: 100_000, padBytes: 960, rounds: 3, parallel: true },
   full: { rows: 1_000_000, padBytes: 960, rounds: 5, parallel: true },
 };
 const seconds = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
@@ -63,6 +63,8 @@ interface RunbookRound {
   wholeCpuMs: number;
   /** The part of it PostgreSQL used (the server's processes: COPY, index builds, constraint checks, validation queries). */
   wholePostgresCpuMs: number;
+  /** WAL the server wrote during the whole test. */
+  walBytes: number;
   phasesMs: Record<string, number>;
 }
 
@@ -77,6 +79,7 @@ interface ManualRound {
   restoreCpuMs: number;
   wholeCpuMs: number;
   wholePostgresCpuMs: number;
+  walBytes: number;
 }
 
 async function main(): Promise<void> {
@@ -131,9 +134,13 @@ async function main(): Promise<void> {
     const cpuRoots = [process.pid, stack.postgres!.pid];
     const cpuNow = () => processTreeCpuMs(cpuRoots);
     const pgCpuNow = () => processTreeCpuMs([stack.postgres!.pid]);
+    // WAL the server wrote meanwhile: the restore's rows, unless the scratch tables are unlogged.
+    const walLsn = async () => (await pg.query<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn')).rows[0].lsn;
+    const walBytesSince = async (from: string) => Number((await pg.query<{ n: string }>('SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), $1)::text AS n', [from])).rows[0].n);
     const runbook = async (queue: string): Promise<RunbookRound> => {
       const cpu0 = cpuNow();
       const pg0 = pgCpuNow();
+      const wal0 = await walLsn();
       const begun = Date.now();
       const result: VerifyBackupResult = await c.client.workflow.execute('verifyBackup', { taskQueue: `${queue}-batch`, workflowId: `bench-verify-${Date.now()}`, args: [{ environment: 'sandbox', database: 'main' }] });
       const wholeMs = Date.now() - begun;
@@ -141,12 +148,13 @@ async function main(): Promise<void> {
       const wholePostgresCpuMs = pgCpuNow() - pg0;
       if (!result.passed) throw new Error(`restore test failed: ${result.reasons.join('; ')}`);
       const phasesMs = (result.timeline.steps.find((x) => x.name === 'restore into scratch database')?.evidence.phasesMs ?? {}) as Record<string, number>;
-      return { restoreMs: result.restore!.durationMs, wholeMs, wholeCpuMs, wholePostgresCpuMs, phasesMs };
+      return { restoreMs: result.restore!.durationMs, wholeMs, wholeCpuMs, wholePostgresCpuMs, walBytes: await walBytesSince(wal0), phasesMs };
     };
     // What an operator types: create the database, fetch the dump, pg_restore it, run the validation queries, drop it.
     const manual = async (): Promise<ManualRound> => {
       const cpu0 = cpuNow();
       const pg0 = pgCpuNow();
+      const wal0 = await walLsn();
       const begun = Date.now();
       await pg.query(`CREATE DATABASE ${manualDb}`);
       const created = Date.now();
@@ -182,6 +190,7 @@ async function main(): Promise<void> {
         restoreCpuMs,
         wholeCpuMs: cpuNow() - cpu0,
         wholePostgresCpuMs: pgCpuNow() - pg0,
+        walBytes: await walBytesSince(wal0),
       };
     };
 
@@ -203,7 +212,8 @@ async function main(): Promise<void> {
           `by hand ${seconds(m.restoreMs)} (create ${seconds(m.createMs)} + download ${seconds(m.downloadMs)} + pg_restore ${seconds(m.pgRestoreMs)}). ` +
           `Whole test: runbook streamed ${seconds(s.wholeMs)}; by hand ${seconds(m.wholeMs)} (validation ${seconds(m.validationMs)}, drop ${seconds(m.dropMs)}). ` +
           `CPU of all processes for the whole test: runbook streamed ${seconds(s.wholeCpuMs)} (PostgreSQL ${seconds(s.wholePostgresCpuMs)})${par ? `, parallel ${seconds(par.wholeCpuMs)}` : ''}, ` +
-          `by hand ${seconds(m.wholeCpuMs)} (PostgreSQL ${seconds(m.wholePostgresCpuMs)}; the restore alone ${seconds(m.restoreCpuMs)})`,
+          `by hand ${seconds(m.wholeCpuMs)} (PostgreSQL ${seconds(m.wholePostgresCpuMs)}; the restore alone ${seconds(m.restoreCpuMs)}). ` +
+          `WAL written: runbook streamed ${mb(s.walBytes)} MB, by hand ${mb(m.walBytes)} MB`,
       );
     }
     s3.destroy();
@@ -222,6 +232,7 @@ async function main(): Promise<void> {
         wholeSeconds: sum(runs.streamed.map((r) => r.wholeMs)),
         wholeCpuSeconds: sum(runs.streamed.map((r) => r.wholeCpuMs)),
         wholePostgresCpuSeconds: sum(runs.streamed.map((r) => r.wholePostgresCpuMs)),
+        walMb: summarize(runs.streamed.map((r) => r.walBytes / 1_048_576), 0),
         phasesSeconds: Object.fromEntries(phaseNames.map((k) => [k, sum(runs.streamed.map((r) => r.phasesMs[k] ?? 0))])) as Record<string, Summary>,
       },
       runbookParallel: runs.parallel.length
@@ -238,6 +249,7 @@ async function main(): Promise<void> {
         restoreCpuSeconds: sum(runs.manual.map((r) => r.restoreCpuMs)),
         wholeCpuSeconds: sum(runs.manual.map((r) => r.wholeCpuMs)),
         wholePostgresCpuSeconds: sum(runs.manual.map((r) => r.wholePostgresCpuMs)),
+        walMb: summarize(runs.manual.map((r) => r.walBytes / 1_048_576), 0),
       },
     };
     const f = figures;
@@ -248,11 +260,13 @@ async function main(): Promise<void> {
       `  CPU of all processes, whole test: runbook streamed ${formatSummary(f.runbookStreamed.wholeCpuSeconds, 's')} (PostgreSQL ${formatSummary(f.runbookStreamed.wholePostgresCpuSeconds, 's')}); ` +
         `by hand ${formatSummary(f.manual.wholeCpuSeconds, 's')} (PostgreSQL ${formatSummary(f.manual.wholePostgresCpuSeconds, 's')})`,
     );
+    console.log(`  WAL written during the whole test: runbook streamed ${formatSummary(f.runbookStreamed.walMb, 'MB', 0)}; by hand ${formatSummary(f.manual.walMb, 'MB', 0)}`);
     const m = (s: Summary) => s.median;
     const ratios = [
       ratio('restore streamed/manual', m(f.runbookStreamed.restoreSeconds), m(f.manual.restoreSeconds), "the runbook's streamed restore phase / create, download and pg_restore by hand (goal: at most 0.85)"),
       ...(f.runbookParallel ? [ratio('restore parallel/manual', m(f.runbookParallel.restoreSeconds), m(f.manual.restoreSeconds), "the runbook's parallel restore phase (2 jobs) / by hand")] : []),
       ratio('whole test/manual with validation', m(f.runbookStreamed.wholeSeconds), m(f.manual.wholeSeconds), 'the whole restore test (streamed) / the manual restore plus the same validation queries and the drop, by hand (goal: at most 1.1)'),
+      ratio('WAL runbook/manual', m(f.runbookStreamed.walMb), m(f.manual.walMb), 'WAL written during the whole restore test (streamed, unlogged scratch tables) / by hand'),
       ratio('whole test CPU/manual CPU', m(f.runbookStreamed.wholeCpuSeconds), m(f.manual.wholeCpuSeconds), 'CPU of every process involved: the whole restore test (streamed) / the same work by hand'),
     ];
     const psql = toolVersion(findPgBinary('pg_restore'));
