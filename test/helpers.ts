@@ -100,6 +100,11 @@ export function metricNames(text: string, prefix: string): string[] {
   return [...new Set(names.map((n) => n.replace(/_(bucket|sum|count)$/, '')))].sort();
 }
 
+/** The sandbox operator's key as the CLI signs with it (keys made by stack up). */
+export function operator(stack: { dir: string }, who: 'sandbox-operator' | 'sandbox-reviewer' = 'sandbox-operator'): { keyFile: string; principal: string } {
+  return { keyFile: join(stack.dir, 'keys', who), principal: who };
+}
+
 /**
  * Live processes whose environment carries RUNBOOK_TEST_TAG=tag: everything a command started with
  * that variable, however detached, and nothing another test file running at the same time started.

@@ -7,3 +7,4 @@ export { rollout } from './rollout';
 export { rollback } from './rollback';
 export { goLive } from './goLive';
 export { loadTest } from './loadTest';
+export { targetGuard } from './targetGuard';
