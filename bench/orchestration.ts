@@ -34,10 +34,11 @@ import type { RunbookSinks } from '../src/workflows/lib/sinks';
 import { beginBench, formatSummary, parseBenchArgs, Profile, ratio, runMain, summarize, Summary, toolVersion } from './lib/report';
 import { findTemporalCli } from '../src/sandbox/temporal';
 
-const PROFILES: Record<Profile, { steps: number; rounds: number }> = {
-  smoke: { steps: 3, rounds: 1 },
-  quick: { steps: 50, rounds: 3 },
-  full: { steps: 50, rounds: 11 },
+/** The smoke profile only checks that the script runs: the variants on the sandbox's dev server, not the two extra servers. */
+const PROFILES: Record<Profile, { steps: number; rounds: number; warmups: number; extraServers: boolean }> = {
+  smoke: { steps: 2, rounds: 1, warmups: 1, extraServers: false },
+  quick: { steps: 50, rounds: 3, warmups: 2, extraServers: true },
+  full: { steps: 50, rounds: 11, warmups: 2, extraServers: true },
 };
 
 interface Server {
@@ -140,7 +141,7 @@ async function anatomy(client: Client, workflowId: string): Promise<Anatomy> {
 
 async function main(): Promise<void> {
   const args = parseBenchArgs();
-  const { steps, rounds } = PROFILES[args.profile];
+  const { steps, rounds, warmups, extraServers } = PROFILES[args.profile];
   const bench = beginBench('orchestration', args);
   const dir = mkdtempSync(join(tmpdir(), 'runbook-bench-orch-'));
   // The worker's log lines go where a production worker's would (pino JSON, synchronous writes), to a file here.
@@ -173,7 +174,11 @@ async function main(): Promise<void> {
     const variant = (key: string, label: string, s: Server, taskQueue: string, workflowType: Variant['workflowType'], local: boolean, dataConverter?: DataConverter) =>
       variants.push({ key, label, server: s, client: new Client({ connection: s.connection, dataConverter }), taskQueue, workflowType, local, perStepMs: [], serverCpuMs: [], processCpuMs: [], anatomy: [] });
 
-    const [sandbox, stock, sqlite] = await Promise.all([server('sandbox', {}), server('stock', { dynamicConfig: {} }), server('sqlite', { sqlite: true })]);
+    const [sandbox, stock, sqlite] = await Promise.all([
+      server('sandbox', {}),
+      extraServers ? server('stock', { dynamicConfig: {} }) : undefined,
+      extraServers ? server('sqlite', { sqlite: true }) : undefined,
+    ]);
     const bareQueue = await worker(sandbox);
     const machineryQueue = await worker(sandbox, { sinks, dataConverter: encrypted });
     variant('bare', 'bare SDK, regular activities', sandbox, bareQueue, 'benchSteps', false);
@@ -181,8 +186,8 @@ async function main(): Promise<void> {
     variant('local', 'bare SDK, local activities', sandbox, bareQueue, 'benchSteps', true);
     variant('sdkDefaults', "bare SDK, regular activities, the SDK's default worker options instead of the production tuning", sandbox, await worker(sandbox, { tuning: {} }), 'benchSteps', false);
     variant('freshContext', 'bare SDK, regular activities, reuseV8Context off (a V8 context per workflow)', sandbox, await worker(sandbox, { tuning: { ...tuning, reuseV8Context: false } }), 'benchSteps', false);
-    variant('stock', "bare SDK, regular activities, dev server with the server's default dynamic config", stock, await worker(stock), 'benchSteps', false);
-    variant('sqlite', 'bare SDK, regular activities, dev server on its SQLite file', sqlite, await worker(sqlite), 'benchSteps', false);
+    if (stock) variant('stock', "bare SDK, regular activities, dev server with the server's default dynamic config", stock, await worker(stock), 'benchSteps', false);
+    if (sqlite) variant('sqlite', 'bare SDK, regular activities, dev server on its SQLite file', sqlite, await worker(sqlite), 'benchSteps', false);
 
     let seq = 0;
     const run = async (v: Variant, n: number) => {
@@ -194,7 +199,7 @@ async function main(): Promise<void> {
       return { ms, workflowId, serverCpu: processCpuMs(v.server.info.pid) - cpu0.server, ownCpu: ownCpuMs() - cpu0.own };
     };
     // Warm up: bundles, connections, sticky queues, the codec.
-    for (const v of variants) for (let i = 0; i < 2; i++) await run(v, Math.min(5, steps));
+    for (const v of variants) for (let i = 0; i < warmups; i++) await run(v, Math.min(5, steps));
     // What the dev server does for the bare variant's steps, by operation: how often per step ((50-step run - 0-step run) / 50) and how long (the 50-step runs' mean).
     const opsFull = new Map<string, { count: number; sumMs: number }>();
     const opsEmpty = new Map<string, number>();
@@ -257,8 +262,8 @@ async function main(): Promise<void> {
     const ratios = [
       ratio('machinery/bare', m('machinery'), m('bare'), 'a regular step through the runbook machinery / the same step as a bare SDK activity (goal: at most 1.15)'),
       ratio('regular/local', m('bare'), m('local'), 'a regular activity step / a local activity step'),
-      ratio('stock/sandbox', m('stock'), m('bare'), "a regular step on the dev server with the server's default dynamic config / with the sandbox's"),
-      ratio('sqlite/memory', m('sqlite'), m('bare'), 'a regular step on the dev server with its SQLite file / in memory'),
+      ...(stock ? [ratio('stock/sandbox', m('stock'), m('bare'), "a regular step on the dev server with the server's default dynamic config / with the sandbox's")] : []),
+      ...(sqlite ? [ratio('sqlite/memory', m('sqlite'), m('bare'), 'a regular step on the dev server with its SQLite file / in memory')] : []),
       ratio('sdk defaults/production tuning', m('sdkDefaults'), m('bare'), "a regular step on a worker with the SDK's default options / with DEFAULT_TUNING"),
       ratio('fresh context/reused', m('freshContext'), m('bare'), 'a regular step with reuseV8Context off / on'),
     ];

@@ -21,7 +21,7 @@ import { DEFAULT_TUNING } from '../src/worker';
 import { beginBench, formatSummary, parseBenchArgs, Profile, ratio, Ratio, runMain, summarize, Summary, toolVersion } from './lib/report';
 
 const PROFILES: Record<Profile, { counts: number[]; rounds: number; restoreMs: number; stepMs: number }> = {
-  smoke: { counts: [1, 3], rounds: 1, restoreMs: 50, stepMs: 5 },
+  smoke: { counts: [1, 2], rounds: 1, restoreMs: 20, stepMs: 5 },
   quick: { counts: [1, 10, 100], rounds: 3, restoreMs: 1_000, stepMs: 50 },
   full: { counts: [1, 10, 100, 1000], rounds: 3, restoreMs: 1_000, stepMs: 50 },
 };

@@ -24,7 +24,7 @@ import { findTemporalCli, startTemporalDevServer, stopTemporalDevServer } from '
 import { beginBench, formatSummary, parseBenchArgs, Profile, ratio, runMain, summarize, Summary, toolVersion } from './lib/report';
 
 const PROFILES: Record<Profile, { workflows: number; steps: number; rounds: number }> = {
-  smoke: { workflows: 5, steps: 2, rounds: 1 },
+  smoke: { workflows: 3, steps: 1, rounds: 1 },
   quick: { workflows: 50, steps: 5, rounds: 3 },
   full: { workflows: 1000, steps: 5, rounds: 3 },
 };

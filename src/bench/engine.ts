@@ -8,7 +8,9 @@ import type { DataConverter } from '@temporalio/common';
 import { tsToMs } from '@temporalio/common/lib/time';
 import { bundleWorkflowCode, DefaultLogger, InjectedSinks, NativeConnection, Runtime, Worker, WorkerOptions } from '@temporalio/worker';
 import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
 import type { TemporalConnectionSettings } from '../config/connection';
+import { cachedBundle } from '../system/bundleCache';
 import type { RunbookSinks } from '../workflows/lib/sinks';
 import { ActivityTiming, createBenchActivities, OrderInput } from './activities';
 import { ACTIVITIES_PER_WORKFLOW, Scenario, SCENARIOS } from './scenarios';
@@ -27,9 +29,14 @@ export function ensureRuntime(): void {
 }
 
 let bundle: Promise<{ code: string }> | undefined;
-/** The bench workflows bundled once per process (a process that starts several bench workers bundles once). */
+/** The bench workflows bundled once per process, and kept in the bundle cache for the next processes (src/system/bundleCache.ts). */
 export function benchBundle(): Promise<{ code: string }> {
-  bundle ??= bundleWorkflowCode({ workflowsPath: require.resolve('./workflows'), logger: new DefaultLogger('WARN') });
+  bundle ??= cachedBundle({
+    sourceRoot: join(__dirname, '..'),
+    lockFile: join(__dirname, '..', '..', 'package-lock.json'),
+    name: 'bench-workflows',
+    build: () => bundleWorkflowCode({ workflowsPath: require.resolve('./workflows'), logger: new DefaultLogger('WARN') }),
+  });
   return bundle;
 }
 
