@@ -94,7 +94,8 @@ async function main(): Promise<void> {
     const loaded = loadConfig(stack.configFile);
     const db = loaded.config.environments.sandbox.databases.main;
     const password = readSecret(db.password, loaded.baseDir);
-    const pg = new PgClient({ host: db.host, port: db.port, user: db.user, password, database: db.database });
+    // A single node without a replica: the config gives its fixed address.
+    const pg = new PgClient({ host: db.host!, port: db.port, user: db.user, password, database: db.database });
     await pg.connect();
     let t = Date.now();
     await seedSampleDatabase(pg, { rows: p.rows, padBytes: p.padBytes, randomPadding: true });
@@ -128,7 +129,7 @@ async function main(): Promise<void> {
     const manifest = JSON.parse(manifestText) as BackupManifest;
     const file = join(dir, 'manual.pgcustom');
     const manualDb = 'manual_restore';
-    const restoreArgs = ['-h', db.host, '-p', String(db.port), '-U', db.user, '-d', manualDb, '--no-owner', '--no-privileges', '--exit-on-error', file];
+    const restoreArgs = ['-h', db.host!, '-p', String(db.port), '-U', db.user, '-d', manualDb, '--no-owner', '--no-privileges', '--exit-on-error', file];
 
     // Everything the benchmark started is under this process, except PostgreSQL, which pg_ctl detaches.
     const cpuRoots = [process.pid, stack.postgres!.pid];
@@ -164,7 +165,7 @@ async function main(): Promise<void> {
       await run(findPgBinary('pg_restore'), restoreArgs, { env: { ...process.env, PGPASSWORD: password } });
       const restored = Date.now();
       const restoreCpuMs = cpuNow() - cpu0;
-      const check = new PgClient({ host: db.host, port: db.port, user: db.user, password, database: manualDb });
+      const check = new PgClient({ host: db.host!, port: db.port, user: db.user, password, database: manualDb });
       await check.connect();
       try {
         for (const table of await listTables(check)) {

@@ -6,9 +6,10 @@ import { isAbsolute, join } from 'node:path';
 import { checkServerIdentity, connect as tlsConnect, DetailedPeerCertificate, TLSSocket } from 'node:tls';
 import { CheckId, CheckInput, CheckResult, CheckStatus, DEFAULT_RPO_WINDOW_MS } from '../checklist/catalog';
 import type { TemporalConnectionSettings } from '../config/connection';
-import { readSecret } from '../config/secrets';
 import type { EnvironmentConfig } from '../config/schema';
-import { connectPg, PgServer } from './pg';
+import { connectPg } from './pg';
+import { primaryLocator, reachServer } from './primary';
+import { createTopologyDriver } from '../topology';
 import type { ObjectStore } from './s3';
 
 /** What a check found, before the wrapper adds its name and duration. */
@@ -26,6 +27,8 @@ export interface CheckDeps {
   temporal: () => Promise<Client>;
   temporalSettings: () => TemporalConnectionSettings;
   store?: ObjectStore;
+  /** Reads a pgBackRest database's repository (its newest backup), for databases backed up that way. */
+  physicalRepository?: (database: string) => Promise<{ backups: { label: string; stoppedAt: string; repoBytes: number; error: boolean }[] }>;
 }
 
 const DEFAULT_TIMEOUT_MS = 10_000;
@@ -343,12 +346,13 @@ export function createCheckActivities(deps: CheckDeps) {
     Object.entries(env.databases).map(([key, db]) => ({
       key,
       db,
-      server: { host: db.host, port: db.port, user: db.user, get password() { return readSecret(db.password, deps.baseDir); } } as PgServer,
+      // The current primary (through the service address or the topology driver), not a node's fixed address.
+      server: primaryLocator(deps.baseDir, db, db.user, db.password),
     }));
   const eachDatabase = async <T>(fn: (d: ReturnType<typeof databases>[number], q: (sql: string) => Promise<Record<string, string>[]>) => Promise<T>): Promise<Record<string, T>> => {
     const out: Record<string, T> = {};
     for (const d of databases()) {
-      const client = await connectPg(d.server, d.db.database, 'runbook-readiness-audit');
+      const client = await connectPg(await reachServer(d.server), d.db.database, 'runbook-readiness-audit');
       try {
         out[d.key] = await fn(d, async (sql) => (await client.query<Record<string, string>>(sql)).rows);
       } finally {
@@ -594,13 +598,24 @@ export function createCheckActivities(deps: CheckDeps) {
     async checkPostgresReplica() {
       const all = databases();
       if (all.length === 0) return noDatabases();
-      const withReplica = all.filter((d) => d.db.replica);
+      const withReplica = all.filter((d) => d.db.replica || d.db.topology);
       if (withReplica.length === 0) return fail('no database has a replica configured', { databases: all.map((d) => d.key) });
       const replicas: Record<string, unknown> = {};
       const problems: string[] = [];
       for (const d of withReplica) {
+        // With a topology, the replicas are whichever members are replicas now (after a failover, not the configured ones).
+        const driver = createTopologyDriver(d.db, deps.baseDir);
+        if (driver) {
+          const c = await driver.describe();
+          const rs = c.members.filter((m) => m.role === 'replica');
+          replicas[d.key] = { driver: c.driver, primary: c.primary ?? null, replicas: rs.map((r) => ({ name: r.name, streaming: r.streaming ?? false, lagBytes: r.lagBytes ?? null })) };
+          if (rs.length === 0) problems.push(`${d.key}: no member is a replica (${c.members.map((m) => `${m.name}=${m.role}`).join(', ')})`);
+          for (const r of rs) if (!r.streaming) problems.push(`${d.key}: replica ${r.name} is not streaming`);
+          continue;
+        }
         const r = d.db.replica!;
-        const client = await connectPg({ ...d.server, host: r.host, port: r.port, password: d.server.password }, d.db.database, 'runbook-readiness-audit');
+        const primary = await reachServer(d.server);
+        const client = await connectPg({ ...primary, host: r.host, port: r.port, password: primary.password }, d.db.database, 'runbook-readiness-audit');
         try {
           const rec = (await client.query<{ rec: boolean }>('SELECT pg_is_in_recovery() AS rec')).rows[0].rec;
           const stat = rec ? (await client.query<{ status: string | null }>('SELECT status FROM pg_stat_wal_receiver')).rows[0]?.status ?? null : null;
@@ -622,6 +637,18 @@ export function createCheckActivities(deps: CheckDeps) {
       const problems: string[] = [];
       for (const { key, db } of databases()) {
         const limitMs = db.restoreTest.maxBackupAge ?? env.targets.rpo ?? DEFAULT_RPO_WINDOW_MS;
+        if (db.backups.method === 'pgbackrest' && deps.physicalRepository) {
+          const last = (await deps.physicalRepository(key)).backups.filter((b) => !b.error).pop();
+          if (!last) {
+            newest[key] = null;
+            problems.push(`${key}: no complete pgBackRest backup`);
+            continue;
+          }
+          const ageMs = Date.now() - Date.parse(last.stoppedAt);
+          newest[key] = { label: last.label, endedAt: last.stoppedAt, bytes: last.repoBytes, ageHours: Number((ageMs / 3_600_000).toFixed(2)), limitHours: Number((limitMs / 3_600_000).toFixed(2)) };
+          if (ageMs > limitMs) problems.push(`${key}: the newest pgBackRest backup is ${(ageMs / 3_600_000).toFixed(1)} h old (limit ${(limitMs / 3_600_000).toFixed(1)} h)`);
+          continue;
+        }
         // Backup ids start with a UTC timestamp, so the last complete one in key order is the newest.
         const manifests = (await deps.store.list(`${env.backups.prefix}${key}/`)).filter((o) => o.key.endsWith('/manifest.json')).map((o) => o.key).sort();
         const last = manifests.pop();

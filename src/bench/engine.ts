@@ -28,15 +28,23 @@ export function ensureRuntime(): void {
   if (!Runtime._instance) Runtime.install({ logger: new DefaultLogger('WARN') });
 }
 
-let bundle: Promise<{ code: string }> | undefined;
-/** The bench workflows bundled once per process, and kept in the bundle cache for the next processes (src/system/bundleCache.ts). */
-export function benchBundle(): Promise<{ code: string }> {
-  bundle ??= cachedBundle({
-    sourceRoot: join(__dirname, '..'),
-    lockFile: join(__dirname, '..', '..', 'package-lock.json'),
-    name: 'bench-workflows',
-    build: () => bundleWorkflowCode({ workflowsPath: require.resolve('./workflows'), logger: new DefaultLogger('WARN') }),
-  });
+/**
+ * The bench workflows bundled once per process and failure converter (an encrypted environment's bundle
+ * encodes failure messages too), and kept in the bundle cache for the next processes (src/system/bundleCache.ts).
+ */
+const bundles = new Map<string, Promise<{ code: string }>>();
+export function benchBundle(failureConverterPath?: string): Promise<{ code: string }> {
+  const key = failureConverterPath ?? '';
+  let bundle = bundles.get(key);
+  if (!bundle) {
+    bundle = cachedBundle({
+      sourceRoot: join(__dirname, '..'),
+      lockFile: join(__dirname, '..', '..', 'package-lock.json'),
+      name: failureConverterPath ? 'bench-workflows-encoded-failures' : 'bench-workflows',
+      build: () => bundleWorkflowCode({ workflowsPath: require.resolve('./workflows'), failureConverterPath, logger: new DefaultLogger('WARN') }),
+    });
+    bundles.set(key, bundle);
+  }
   return bundle;
 }
 
@@ -73,7 +81,7 @@ export class BenchWorker {
       connection: o.connection,
       namespace: o.namespace,
       taskQueue: o.taskQueue,
-      workflowBundle: o.workflowBundle ?? (await benchBundle()),
+      workflowBundle: o.workflowBundle ?? (await benchBundle(o.dataConverter?.failureConverterPath)),
       activities: createBenchActivities({ onActivityStarted: o.onActivityStarted }),
       dataConverter: o.dataConverter,
       sinks: o.sinks,
