@@ -84,6 +84,28 @@ export function resolveQueues(explicit: string[] | undefined, config: WorkerConf
   return [...new Set(chosen)] as QueueKind[];
 }
 
+/** The sinks every runbook reports its metrics through; their calls are not repeated when a history is replayed. */
+export function runbookSinks(metrics: RunbookMetrics): InjectedSinks<RunbookSinks> {
+  return {
+    runbookMetrics: {
+      runStarted: { fn: (_info, runbook, environment) => metrics.runStarted(runbook, environment), callDuringReplay: false },
+      stepFinished: { fn: (_info, runbook, step, outcome, ms) => metrics.stepFinished(runbook, step, outcome, ms), callDuringReplay: false },
+      runFinished: { fn: (_info, runbook, environment, outcome) => metrics.runFinished(runbook, environment, outcome), callDuringReplay: false },
+      gateOpened: { fn: (_info, runbook, environment) => metrics.gateOpened(runbook, environment), callDuringReplay: false },
+      gateClosed: { fn: (_info, runbook, environment) => metrics.gateClosed(runbook, environment), callDuringReplay: false },
+      drillMeasured: { fn: (_info, environment, passed) => metrics.drillMeasured(environment, passed), callDuringReplay: false },
+      readinessScored: { fn: (_info, environment, section, score) => metrics.readinessScored(environment, section, score), callDuringReplay: false },
+      gateReminder: { fn: (_info, runbook, environment) => metrics.gateReminder(runbook, environment), callDuringReplay: false },
+      actAccepted: { fn: (_info, runbook, environment, act, principal) => metrics.actAccepted(runbook, environment, act, principal), callDuringReplay: false },
+      notificationSent: { fn: (_info, environment, channel) => metrics.notificationsSent.inc({ environment, channel }), callDuringReplay: false },
+      notificationFailed: { fn: (_info, environment, channel) => metrics.notificationFailures.inc({ environment, channel }), callDuringReplay: false },
+      actRefused: { fn: (_info, runbook, environment, kind) => metrics.actRefused(runbook, environment, kind), callDuringReplay: false },
+      rolloutFinished: { fn: (_info, environment, outcome) => metrics.rolloutFinished(environment, outcome), callDuringReplay: false },
+      rolloutPhase: { fn: (_info, environment, deployment, phase) => metrics.rolloutPhase(environment, deployment, phase), callDuringReplay: false },
+    },
+  };
+}
+
 let runtimeInstalled: Promise<{ sdkMetricsUrl: string }> | undefined;
 
 /**
@@ -262,24 +284,7 @@ export class RunbookWorker {
     const activities = createActivities(this.loaded, this.environment, activityClient);
     const workflowBundle = await this.bundle();
     const namespace = this.settings().namespace;
-    const sinks: InjectedSinks<RunbookSinks> = {
-      runbookMetrics: {
-        runStarted: { fn: (_info, runbook, environment) => this.metrics.runStarted(runbook, environment), callDuringReplay: false },
-        stepFinished: { fn: (_info, runbook, step, outcome, ms) => this.metrics.stepFinished(runbook, step, outcome, ms), callDuringReplay: false },
-        runFinished: { fn: (_info, runbook, environment, outcome) => this.metrics.runFinished(runbook, environment, outcome), callDuringReplay: false },
-        gateOpened: { fn: (_info, runbook, environment) => this.metrics.gateOpened(runbook, environment), callDuringReplay: false },
-        gateClosed: { fn: (_info, runbook, environment) => this.metrics.gateClosed(runbook, environment), callDuringReplay: false },
-        drillMeasured: { fn: (_info, environment, passed) => this.metrics.drillMeasured(environment, passed), callDuringReplay: false },
-        readinessScored: { fn: (_info, environment, section, score) => this.metrics.readinessScored(environment, section, score), callDuringReplay: false },
-        gateReminder: { fn: (_info, runbook, environment) => this.metrics.gateReminder(runbook, environment), callDuringReplay: false },
-        actAccepted: { fn: (_info, runbook, environment, act, principal) => this.metrics.actAccepted(runbook, environment, act, principal), callDuringReplay: false },
-        notificationSent: { fn: (_info, environment, channel) => this.metrics.notificationsSent.inc({ environment, channel }), callDuringReplay: false },
-        notificationFailed: { fn: (_info, environment, channel) => this.metrics.notificationFailures.inc({ environment, channel }), callDuringReplay: false },
-        actRefused: { fn: (_info, runbook, environment, kind) => this.metrics.actRefused(runbook, environment, kind), callDuringReplay: false },
-        rolloutFinished: { fn: (_info, environment, outcome) => this.metrics.rolloutFinished(environment, outcome), callDuringReplay: false },
-        rolloutPhase: { fn: (_info, environment, deployment, phase) => this.metrics.rolloutPhase(environment, deployment, phase), callDuringReplay: false },
-      },
-    };
+    const sinks = runbookSinks(this.metrics);
     const workers: Worker[] = [];
     try {
       for (const kind of this.queues) {

@@ -200,6 +200,60 @@ function runTool(command: string, args: string[], env: NodeJS.ProcessEnv, stdio:
   return { child, ...run };
 }
 
+/** Whether a scratch database's tables were created unlogged, and why not when they were not. */
+export interface UnloggedScratch {
+  enabled: boolean;
+  reason?: string;
+}
+
+const UNLOGGED_SCHEMA = 'runbook_scratch_unlogged';
+
+/**
+ * The scratch database is thrown away after the test, so its tables need no write-ahead log and no
+ * vacuuming: an event trigger turns each table pg_restore creates (still empty) into an unlogged one
+ * with autovacuum off, and the rows are then copied in without writing them a second time to the WAL
+ * (nor shipping them to the restore server's replicas), and no autovacuum worker scans the freshly
+ * restored tables while they are validated. What the test checks is unchanged: the same rows, counts
+ * and checksums, the same indexes and constraints. Only a superuser may create event triggers; for
+ * any other restore user the tables stay logged and the reason is reported.
+ */
+async function createTablesUnlogged(server: PgServer, database: string): Promise<UnloggedScratch> {
+  const client = await connectPg(server, database, 'runbook-restore-admin');
+  try {
+    await client.query(`CREATE SCHEMA ${UNLOGGED_SCHEMA}`);
+    await client.query(`
+      CREATE FUNCTION ${UNLOGGED_SCHEMA}.set_unlogged() RETURNS event_trigger LANGUAGE plpgsql SET search_path = pg_catalog AS $$
+      DECLARE t regclass;
+      BEGIN
+        FOR t IN SELECT c.objid::regclass FROM pg_event_trigger_ddl_commands() c JOIN pg_class k ON k.oid = c.objid
+                  WHERE c.command_tag = 'CREATE TABLE' AND k.relkind = 'r' AND NOT k.relispartition AND k.relpersistence = 'p' LOOP
+          EXECUTE format('ALTER TABLE %s SET UNLOGGED, SET (autovacuum_enabled = off, toast.autovacuum_enabled = off)', t);
+        END LOOP;
+      END $$`);
+    await client.query(`CREATE EVENT TRIGGER ${UNLOGGED_SCHEMA} ON ddl_command_end WHEN TAG IN ('CREATE TABLE') EXECUTE FUNCTION ${UNLOGGED_SCHEMA}.set_unlogged()`);
+    return { enabled: true };
+  } catch (err) {
+    const e = err as Error & { code?: string };
+    if (e.code !== '42501') throw err;
+    await client.query(`DROP SCHEMA IF EXISTS ${UNLOGGED_SCHEMA} CASCADE`).catch(() => undefined);
+    log.info('scratch tables stay logged: the restore user may not create event triggers', { database });
+    return { enabled: false, reason: `the restore user ${server.user} may not create event triggers (${e.message})` };
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
+
+/** After the restore the scratch database holds what the dump holds, and nothing of ours. */
+async function removeUnloggedTrigger(server: PgServer, database: string): Promise<void> {
+  const client = await connectPg(server, database, 'runbook-restore-admin');
+  try {
+    await client.query(`DROP EVENT TRIGGER IF EXISTS ${UNLOGGED_SCHEMA}`);
+    await client.query(`DROP SCHEMA IF EXISTS ${UNLOGGED_SCHEMA} CASCADE`);
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
+
 export function createBackupActivities(deps: BackupDeps) {
   const target = (database: string): BackupTarget => {
     const t = deps.databases[database];
@@ -488,13 +542,14 @@ export function createBackupActivities(deps: BackupDeps) {
     /**
      * Creates the scratch database afresh and streams the dump from S3 into pg_restore, checking the
      * sha256 on the way. With restore jobs > 1 the dump is spooled to a temporary file first, since
-     * pg_restore can only run in parallel on a file it can seek.
+     * pg_restore can only run in parallel on a file it can seek. The scratch database's tables are
+     * created unlogged where the restore user may arrange it (see createTablesUnlogged).
      */
     async restoreIntoScratchDatabase(input: {
       database: string;
       backupId: string;
       scratchName: string;
-    }): Promise<{ bytes: number; sha256: string; durationMs: number; mode: 'stream' | 'parallel'; jobs: number; phasesMs: Record<string, number> }> {
+    }): Promise<{ bytes: number; sha256: string; durationMs: number; mode: 'stream' | 'parallel'; jobs: number; phasesMs: Record<string, number>; unloggedTables: UnloggedScratch }> {
       const t = target(input.database);
       checkScratch(input.scratchName);
       const keys = keysFor(input.database, input.backupId);
@@ -548,6 +603,7 @@ export function createBackupActivities(deps: BackupDeps) {
         } finally {
           await admin.end().catch(() => undefined);
         }
+        const unlogged = await createTablesUnlogged(server, input.scratchName);
         phase('createDatabase');
         const { body } = await deps.store.download(manifest.dumpKey);
         const digest = new Digest();
@@ -595,7 +651,8 @@ export function createBackupActivities(deps: BackupDeps) {
           });
         }
         if (exit !== 0) throw failure('RestoreFailed', `pg_restore exited with ${exit}: ${stderr()}`);
-        return { bytes: digest.bytes, sha256, durationMs: Date.now() - started, mode: jobs <= 1 ? 'stream' : 'parallel', jobs, phasesMs };
+        if (unlogged.enabled) await removeUnloggedTrigger(server, input.scratchName);
+        return { bytes: digest.bytes, sha256, durationMs: Date.now() - started, mode: jobs <= 1 ? 'stream' : 'parallel', jobs, phasesMs, unloggedTables: unlogged };
       } catch (err) {
         throw classify(err, `restoring ${input.backupId} into ${input.scratchName}`);
       } finally {

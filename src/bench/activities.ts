@@ -42,6 +42,11 @@ export function createBenchActivities(opts: BenchActivityOptions = {}) {
     async benchNoopActivity(): Promise<void> {
       started();
     },
+    /** A step that does nothing but answer with a small object, as a check answers with its evidence. */
+    async benchStep(input: { step: number }): Promise<{ step: number; ok: true }> {
+      started();
+      return { step: input.step, ok: true };
+    },
     async benchValidateOrder(order: OrderInput): Promise<{ orderId: string; totalCents: number }> {
       started();
       if (order.items.length === 0) throw new Error(`order ${order.orderId} has no items`);
@@ -74,8 +79,3 @@ export function createBenchActivities(opts: BenchActivityOptions = {}) {
 }
 
 export type BenchActivities = ReturnType<typeof createBenchActivities>;
-
-/** The same no-op as a plain function, for the orchestration benchmark's direct calls. */
-export async function noopStep(): Promise<void> {
-  return undefined;
-}

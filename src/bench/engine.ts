@@ -6,9 +6,12 @@
 import { Client, Connection, WorkflowHandle } from '@temporalio/client';
 import type { DataConverter } from '@temporalio/common';
 import { tsToMs } from '@temporalio/common/lib/time';
-import { bundleWorkflowCode, DefaultLogger, NativeConnection, Runtime, Worker, WorkerOptions } from '@temporalio/worker';
+import { bundleWorkflowCode, DefaultLogger, InjectedSinks, NativeConnection, Runtime, Worker, WorkerOptions } from '@temporalio/worker';
 import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
 import type { TemporalConnectionSettings } from '../config/connection';
+import { cachedBundle } from '../system/bundleCache';
+import type { RunbookSinks } from '../workflows/lib/sinks';
 import { ActivityTiming, createBenchActivities, OrderInput } from './activities';
 import { ACTIVITIES_PER_WORKFLOW, Scenario, SCENARIOS } from './scenarios';
 import { machineLine, percentiles, Percentiles, ProcessFigures, ProcessSampler } from './stats';
@@ -25,13 +28,21 @@ export function ensureRuntime(): void {
   if (!Runtime._instance) Runtime.install({ logger: new DefaultLogger('WARN') });
 }
 
-/** One bundle per failure converter: an encrypted environment's bundle encodes failure messages too. */
+/**
+ * The bench workflows bundled once per process and failure converter (an encrypted environment's bundle
+ * encodes failure messages too), and kept in the bundle cache for the next processes (src/system/bundleCache.ts).
+ */
 const bundles = new Map<string, Promise<{ code: string }>>();
-function benchBundle(failureConverterPath?: string): Promise<{ code: string }> {
+export function benchBundle(failureConverterPath?: string): Promise<{ code: string }> {
   const key = failureConverterPath ?? '';
   let bundle = bundles.get(key);
   if (!bundle) {
-    bundle = bundleWorkflowCode({ workflowsPath: require.resolve('./workflows'), failureConverterPath, logger: new DefaultLogger('WARN') });
+    bundle = cachedBundle({
+      sourceRoot: join(__dirname, '..'),
+      lockFile: join(__dirname, '..', '..', 'package-lock.json'),
+      name: failureConverterPath ? 'bench-workflows-encoded-failures' : 'bench-workflows',
+      build: () => bundleWorkflowCode({ workflowsPath: require.resolve('./workflows'), failureConverterPath, logger: new DefaultLogger('WARN') }),
+    });
     bundles.set(key, bundle);
   }
   return bundle;
@@ -42,9 +53,13 @@ export interface BenchWorkerOptions {
   namespace: string;
   taskQueue: string;
   dataConverter?: DataConverter;
+  /** The runbook worker's sinks, for bench workflows that run through the runbook machinery. */
+  sinks?: InjectedSinks<RunbookSinks>;
   /** Worker options such as maxCachedWorkflows or the concurrency limits; defaults are the SDK's. */
-  tuning?: Partial<Pick<WorkerOptions, 'maxCachedWorkflows' | 'maxConcurrentActivityTaskExecutions' | 'maxConcurrentWorkflowTaskExecutions' | 'maxConcurrentLocalActivityExecutions' | 'maxConcurrentWorkflowTaskPolls' | 'maxConcurrentActivityTaskPolls'>>;
+  tuning?: Partial<Pick<WorkerOptions, 'maxCachedWorkflows' | 'maxConcurrentActivityTaskExecutions' | 'maxConcurrentWorkflowTaskExecutions' | 'maxConcurrentLocalActivityExecutions' | 'maxConcurrentWorkflowTaskPolls' | 'maxConcurrentActivityTaskPolls' | 'reuseV8Context'>>;
   onActivityStarted?: (timing: ActivityTiming) => void;
+  /** A bundle of the bench workflows made elsewhere (another process), instead of bundling here. */
+  workflowBundle?: { code: string } | { codePath: string };
 }
 
 /** A bench worker that can be stopped and started again (the failure phase of a load test stops it). */
@@ -66,9 +81,10 @@ export class BenchWorker {
       connection: o.connection,
       namespace: o.namespace,
       taskQueue: o.taskQueue,
-      workflowBundle: await benchBundle(o.dataConverter?.failureConverterPath),
+      workflowBundle: o.workflowBundle ?? (await benchBundle(o.dataConverter?.failureConverterPath)),
       activities: createBenchActivities({ onActivityStarted: o.onActivityStarted }),
       dataConverter: o.dataConverter,
+      sinks: o.sinks,
       shutdownGraceTime: '2s',
       ...o.tuning,
     });

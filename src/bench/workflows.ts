@@ -3,6 +3,7 @@
  * runbooks and are never registered on the runbook worker.
  */
 import { condition, defineSignal, proxyActivities, proxyLocalActivities, RetryPolicy, setHandler, sleep } from '@temporalio/workflow';
+import { runRunbook, TimelineSnapshot } from '../workflows/lib/timeline';
 import type { BenchActivities, OrderInput } from './activities';
 
 const retry: RetryPolicy = { initialInterval: '200 milliseconds', backoffCoefficient: 2, maximumInterval: '2 seconds', maximumAttempts: 5 };
@@ -37,11 +38,28 @@ export async function benchOrderProcessing(order: OrderInput & { holdMs?: number
   return { trackingId, paymentId };
 }
 
-/** A runbook of `steps` no-op steps, run as regular or as local activities. */
+/** `steps` steps, each one activity that echoes a small object, with nothing around them: the bare SDK. */
 export async function benchSteps(input: { steps: number; local?: boolean }): Promise<number> {
   const act = input.local ? local : short;
-  for (let i = 0; i < input.steps; i++) await act.benchNoopActivity();
+  for (let i = 0; i < input.steps; i++) await act.benchStep({ step: i + 1 });
   return input.steps;
+}
+
+/**
+ * The same steps as benchSteps, run the way every runbook runs them: through runRunbook and one
+ * timeline step each (start, end, outcome, the activity's result as evidence, the step's log lines
+ * and its metrics sink call), with the timeline returned in the result. The worker adds the runbook
+ * sinks, the JSON logger and payload encryption, so what this costs over benchSteps is the machinery.
+ */
+export async function benchRunbookSteps(input: { steps: number }): Promise<{ steps: number; timeline: TimelineSnapshot }> {
+  return runRunbook('benchRunbookSteps', 'bench', async (timeline) => {
+    for (let i = 0; i < input.steps; i++) {
+      await timeline.step(`step ${i + 1}`, async (evidence) => {
+        Object.assign(evidence, await short.benchStep({ step: i + 1 }));
+      });
+    }
+    return { steps: input.steps };
+  });
 }
 
 /** Shaped like a restore test: preflight, select, a long restore (heartbeating), validate, drop. */

@@ -212,7 +212,7 @@ export async function verifyBackup(rawInput: VerifyBackupInput): Promise<VerifyB
           .step('restore into scratch database', async (evidence) => {
             evidence.scratchDatabase = scratchName;
             const r = await steps.transfer.restoreIntoScratchDatabase({ database: input.database, backupId: chosen.backupId, scratchName });
-            Object.assign(evidence, { bytes: r.bytes, durationMs: r.durationMs, mode: r.mode, jobs: r.jobs, phasesMs: r.phasesMs, sha256: 'matches manifest' });
+            Object.assign(evidence, { bytes: r.bytes, durationMs: r.durationMs, mode: r.mode, jobs: r.jobs, phasesMs: r.phasesMs, unloggedTables: r.unloggedTables, sha256: 'matches manifest' });
             report.restore = { bytes: r.bytes, durationMs: r.durationMs, mode: r.mode, jobs: r.jobs };
             report.checks.push({ name: 'restore completed', passed: true, detail: `pg_restore exited 0; sha256 matches the manifest` });
             return true;

@@ -33,15 +33,21 @@ let s3: S3Client;
 let admin: PgClient;
 let password: string;
 
+/** An assertion on the restored copy: every table of the sample schemas has this persistence (u: unlogged, p: logged). */
+const persistence = (p: 'u' | 'p') =>
+  `SELECT bool_and(c.relpersistence = '${p}') FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'r' AND n.nspname IN ('public', 'billing')`;
+
 /**
  * The stack's own database under several keys: `main` (RPO 1h), `strict` (RPO 1 s, for the stale-backup
- * case), `onsource` (restored onto the source server, the explicit choice), and `big` (a database of its
- * own, large enough for several upload parts, backed up with its roles). Restore tests run in scratch
- * instances under the test's directory; S3's part limit is lowered to 4.
+ * case), `onsource` (restored onto the source server, the explicit choice), `big` (a database of its
+ * own, large enough for several upload parts, backed up with its roles) and `limited` (restored onto the
+ * source server by `restorer`, a user that is not a superuser). Restore tests run in scratch instances
+ * under the test's directory unless the key says otherwise; S3's part limit is lowered to 4.
  */
 function writeConfig(): string {
   const pg = stack.postgres!;
   const file = join(stack.dir, 'backup-test.yaml');
+  writeFileSync(join(stack.dir, 'secrets', 'restorer-password'), `${RESTORER_PASSWORD}\n`, { mode: 0o600 });
   const db = (extra: string, database = 'app') =>
     `{ host: ${pg.host}, port: ${pg.port}, database: ${database}, user: postgres, password: file:secrets/postgres-password${extra} }`;
   writeFileSync(
@@ -51,11 +57,12 @@ environments:
   sandbox:
     temporal: { address: "${stack.temporal!.address}" }
     databases:
-      main: ${db(`, restoreTest: { scratchDir: ${scratchDir}, assertions: [ { name: every order has a customer, sql: "SELECT NOT EXISTS (SELECT 1 FROM orders o LEFT JOIN customers c ON c.id = o.customer_id WHERE c.id IS NULL)" }, { name: invoices in 2026, sql: "SELECT min(issued_on) >= date '2026-01-01' FROM billing.invoices" } ] }`)}
+      main: ${db(`, restoreTest: { scratchDir: ${scratchDir}, assertions: [ { name: every order has a customer, sql: "SELECT NOT EXISTS (SELECT 1 FROM orders o LEFT JOIN customers c ON c.id = o.customer_id WHERE c.id IS NULL)" }, { name: invoices in 2026, sql: "SELECT min(issued_on) >= date '2026-01-01' FROM billing.invoices" }, { name: scratch tables are unlogged, sql: "${persistence('u')}" }, { name: nothing of the restore left in the copy, sql: "SELECT NOT EXISTS (SELECT 1 FROM pg_event_trigger) AND NOT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = 'runbook_scratch_unlogged')" } ] }`)}
       strict: ${db(`, restoreTest: { scratchDir: ${scratchDir}, maxBackupAge: 1s }`)}
       onsource: ${db(', restoreTest: { into: sourceServer }')}
       big: ${db(`, backups: { globals: true }, restoreTest: { scratchDir: ${scratchDir} }`, 'bigapp')}
       offline: { host: 127.0.0.1, port: 1, database: app, user: postgres, password: file:secrets/postgres-password }
+      limited: ${db(`, restoreTest: { into: sourceServer, user: restorer, password: file:secrets/restorer-password, assertions: [ { name: scratch tables are logged, sql: "${persistence('p')}" } ] }`)}
     backups:
       bucket: runbook-backups
       prefix: test/
@@ -90,6 +97,7 @@ before(async () => {
   password = readSecret(loaded.config.environments.sandbox.databases.main.password, loaded.baseDir);
   admin = new PgClient({ host: stack.postgres!.host, port: stack.postgres!.port, user: 'postgres', password, database: 'app' });
   await admin.connect();
+  await admin.query(`CREATE ROLE restorer LOGIN CREATEDB PASSWORD '${RESTORER_PASSWORD}'`);
   // Padding makes the restore take long enough to interrupt it.
   await seedSampleDatabase(admin, { rows: 100_000, padBytes: 256 });
   // Every CREATE and DROP DATABASE goes to the server log: a restore test must leave none on the source.
@@ -133,6 +141,7 @@ async function getObject(key: string): Promise<Buffer> {
   return Buffer.from(await res.Body!.transformToByteArray());
 }
 
+const RESTORER_PASSWORD = 'restorer-test-password';
 const id = (name: string) => `${name}-${Date.now()}-${Math.floor(Math.random() * 1e6)}`;
 
 async function backup(database = 'main', environment = 'sandbox', taskQueue = 'batch-queue'): Promise<BackupDatabaseResult> {
@@ -173,10 +182,12 @@ describe('backups and restore tests', () => {
     assert.equal(result.rpo.met, true);
     assert.equal(result.scratchDropped, true);
     const names = result.checks.map((x) => x.name);
-    for (const expected of ['restore completed', 'schema present', 'table public.orders', 'table public.customers', 'table public.attachments', 'table billing.invoices', 'assertion: every order has a customer', 'assertion: invoices in 2026']) {
+    for (const expected of ['restore completed', 'schema present', 'table public.orders', 'table public.customers', 'table public.attachments', 'table billing.invoices', 'assertion: every order has a customer', 'assertion: invoices in 2026', 'assertion: scratch tables are unlogged', 'assertion: nothing of the restore left in the copy']) {
       assert.ok(names.includes(expected), `check ${expected} reported`);
     }
     assert.ok(result.checks.every((x) => x.passed));
+    // The assertions above include: the scratch tables were unlogged, and the trigger that made them so is gone.
+    assert.deepEqual(result.timeline.steps.find((s) => s.name === 'restore into scratch database')!.evidence.unloggedTables, { enabled: true });
     assert.equal(result.restore!.bytes, manifest.bytes);
     const base = `test/main/${b.backupId}/restore-tests/${result.testId}`;
     const stored = JSON.parse((await getObject(`${base}.json`)).toString()) as RestoreReport;
@@ -190,6 +201,22 @@ describe('backups and restore tests', () => {
     assert.deepEqual(scratchInstances(), []);
     assert.deepEqual(scratchDatabasesCreatedOnSource(), [], 'no scratch database was ever created on the source server');
     assert.equal(manifest.upload!.parts, 1, 'a small dump is one part');
+  });
+
+  test('restored onto the source server by a user that is not a superuser, the scratch tables stay logged, the evidence says why, and the restore test still passes', async () => {
+    await backup('limited');
+    const result: VerifyBackupResult = await c.client.workflow.execute('verifyBackup', {
+      taskQueue: 'batch-queue',
+      workflowId: id('verify-limited'),
+      args: [{ environment: 'sandbox', database: 'limited' }],
+    });
+    assert.equal(result.passed, true, result.reasons.join('; '));
+    assert.equal(result.checks.find((x) => x.name === 'assertion: scratch tables are logged')?.passed, true);
+    const restore = result.timeline.steps.find((s) => s.name === 'restore into scratch database')!;
+    const unlogged = restore.evidence.unloggedTables as { enabled: boolean; reason?: string };
+    assert.equal(unlogged.enabled, false);
+    assert.match(unlogged.reason!, /the restore user restorer may not create event triggers/);
+    assert.deepEqual(await scratchDatabases(), []);
   });
 
   test('a corrupted dump object fails the test with a checksum reason, and the scratch database is dropped', async () => {
@@ -329,7 +356,7 @@ describe('backups and restore tests', () => {
 
   // A restore test that ran records its failure in a report; nothing else may change.
   const badInputs: { name: string; run: () => Promise<unknown>; says: RegExp; reportWritten?: boolean }[] = [
-    { name: 'an unknown database key', run: () => backup('nosuch'), says: /database 'nosuch' is not configured for environment sandbox; configured: main, strict, onsource, big, offline/ },
+    { name: 'an unknown database key', run: () => backup('nosuch'), says: /database 'nosuch' is not configured for environment sandbox; configured: main, strict, onsource, big, offline, limited/ },
     { name: 'a missing bucket', run: () => backup('main', 'broken', 'broken-batch'), says: /bucket no-such-bucket does not exist \(check backups\.bucket/ },
     { name: 'an unreachable database server', run: () => backup('offline'), says: /connecting to 127\.0\.0\.1:1\/app as postgres: connect ECONNREFUSED/ },
     { name: 'a path in a backup key', run: () => verifyFails({ environment: 'sandbox', database: 'main', selection: { mode: 'key', backupId: '../../etc' } }).then((r) => { throw r.failure; }), says: /selection\.backupId: expected a backup id/ },
