@@ -314,10 +314,14 @@ export async function startStack(opts: StartStackOptions): Promise<StackState> {
         enableArchiving(dataDir, state.pgbackrest);
       }).then(async (p) => {
         state.postgres = p;
-        if (state.pgbackrest) await createStanza(state.pgbackrest, p);
         if (components.includes('replica')) {
           const password = readFileSync(join(dir, 'secrets', 'postgres-password'), 'utf8').trim();
           state.postgresReplica = await startReplica(p, { dir: join(dirname(dirname(p.dataDir)), 'postgres-replica'), host: opts.replicaHost ?? '127.0.0.3', password });
+        }
+        if (state.pgbackrest) {
+          // After a failover without switch-back the primary is the other node: the stanza is created (or checked) there.
+          const host = await currentPrimaryHost(state);
+          await createStanza(state.pgbackrest, [state.postgres, state.postgresReplica].find((n) => n?.host === host) ?? p);
         }
       })
     : Promise.resolve();

@@ -248,6 +248,9 @@ export function createLocalDriver(opts: LocalDriverOptions): TopologyDriver {
     async primaryAddress() {
       const states = await Promise.all(opts.nodes.map((n) => inspectNode(opts, n)));
       const primaries = states.filter((s) => s.role === 'primary');
+      // Refused credentials are not a missing primary: a retry cannot fix them.
+      const refused = states.find((s) => s.error && /password authentication failed|no pg_hba\.conf entry/.test(s.error));
+      if (primaries.length === 0 && refused) throw failure('AuthenticationFailed', `${refused.name} (${refused.host}:${refused.port}) refused the credentials: ${refused.error}`);
       if (primaries.length !== 1) {
         throw failure('ServerUnreachable', `no single primary among ${states.map((s) => `${s.name}=${s.role}`).join(', ')}: ${states.map((s) => s.error).filter(Boolean).join('; ')}`);
       }

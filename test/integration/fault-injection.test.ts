@@ -354,22 +354,22 @@ describe('transient faults are retried with backoff and the run succeeds', () =>
     const before = await dnsAnswer();
     const handle = await c.client.workflow.start('drDrill', { taskQueue: 'critical-queue', workflowId: uniqueId('fault-dns-frozen'), args: [{ environment: 'sandbox', database: 'main', mode: 'failover', failback: true }] });
     await approveDrill(handle);
-    await waitScheduled(handle, 'promoteNode');
+    await waitScheduled(handle, 'awaitNewPrimary');
     process.kill(-stack.dns!.pid, 'SIGSTOP');
     try {
-      await waitFor('a failed DNS switch', async () => ((await handle.describe()).raw.pendingActivities ?? []).some((p) => p.activityType?.name === 'switchServiceName' && (p.attempt ?? 0) >= 2), 60_000, 100);
+      await waitFor('a failed DNS switch', async () => ((await handle.describe()).raw.pendingActivities ?? []).some((p) => p.activityType?.name === 'switchServiceEndpoint' && (p.attempt ?? 0) >= 2), 60_000, 100);
     } finally {
       process.kill(-stack.dns!.pid, 'SIGCONT');
     }
     const result: DrDrillResult = await handle.result();
     assert.equal(result.passed, true, result.reasons.join('; '));
-    const a = attempts(await history(handle), 'switchServiceName');
+    const a = attempts(await history(handle), 'switchServiceEndpoint');
     assert.ok(a.attempt >= 2, `the switch ran again (attempt ${a.attempt})`);
     assert.equal(a.previousFailureType, 'ServerUnreachable', a.previousFailure);
     const after = await dnsAnswer();
     assert.deepEqual(after.address, ['127.0.0.3']);
     assert.equal(after.serial, before.serial + 1, 'exactly one DNS update');
-    faults.push(`DNS server frozen during the switch: switchServiceName attempt ${a.attempt}, previous failure ${a.previousFailureType}; drill passed, SOA serial +1`);
+    faults.push(`DNS server frozen during the switch: switchServiceEndpoint attempt ${a.attempt}, previous failure ${a.previousFailureType}; drill passed, SOA serial +1`);
   });
 });
 

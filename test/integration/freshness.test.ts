@@ -29,7 +29,7 @@ before(async () => {
   stack = await startStack({ dir: join(dir, 'stack') });
   // The sandbox config plus a second database, billing, that no runbook has ever touched.
   const config = parse(readFileSync(stack.configFile, 'utf8'));
-  config.environments.sandbox.databases.billing = { ...config.environments.sandbox.databases.main };
+  config.environments.sandbox.databases.billing = { ...config.environments.sandbox.databases.main, host: stack.postgres!.host, port: stack.postgres!.port };
   delete config.environments.sandbox.databases.billing.topology;
   delete config.environments.sandbox.databases.billing.dnsRecord;
   configFile = join(dir, 'stack', 'runbook-two-databases.yaml');
