@@ -8,6 +8,7 @@ import { kubernetesAnswers, kubernetesPids, startKubernetes, stopKubernetes, Kub
 import { disown, groupAlive } from '../system/process';
 import { startS3Server, stopS3Server, S3ServerInfo } from './s3';
 import { startTemporalDevServer, stopTemporalDevServer, temporalAnswers, TemporalDevServerInfo } from './temporal';
+import { describeTemporalCluster, startTemporalCluster, stopTemporalCluster, temporalClusterPids, TemporalClusterInfo } from './temporalCluster';
 
 export const DEFAULT_STACK_DIR = '.runbook/stack';
 export const SANDBOX_ZONE = 'sandbox.test';
@@ -18,10 +19,13 @@ export const SANDBOX_DATABASE = 'app';
  * `replica` is a streaming replica of the PostgreSQL primary, on the next loopback address (needs `postgres`).
  * `kubernetes` is the test control plane (etcd, API server, controllers, scheduler, kwok nodes); it is
  * not part of the default stack because it is built once from Go modules (scripts/k8s/build).
+ * `temporal-cluster` is a production-shaped Temporal cluster (src/sandbox/temporalCluster.ts) with its own
+ * PostgreSQL pair, built once by scripts/temporal/build; it needs `s3` (archival). With it, the sandbox
+ * environment runs on the cluster, and the dev server (when it runs too) serves the `ops` environment.
  */
-export type StackComponent = 'temporal' | 'postgres' | 'replica' | 's3' | 'dns' | 'kubernetes';
+export type StackComponent = 'temporal' | 'postgres' | 'replica' | 's3' | 'dns' | 'kubernetes' | 'temporal-cluster';
 export const DEFAULT_COMPONENTS: StackComponent[] = ['temporal', 'postgres', 'replica', 's3', 'dns'];
-export const ALL_COMPONENTS: StackComponent[] = [...DEFAULT_COMPONENTS, 'kubernetes'];
+export const ALL_COMPONENTS: StackComponent[] = [...DEFAULT_COMPONENTS, 'kubernetes', 'temporal-cluster'];
 
 export interface StackState {
   dir: string;
@@ -34,6 +38,7 @@ export interface StackState {
   s3?: S3ServerInfo;
   dns?: DnsServerInfo;
   kubernetes?: KubernetesInfo;
+  temporalCluster?: TemporalClusterInfo;
 }
 
 export interface StartStackOptions {
@@ -49,6 +54,9 @@ export interface StartStackOptions {
   postgresHost?: string;
   /** Address of the replica (default 127.0.0.3). */
   replicaHost?: string;
+  /** Addresses of the Temporal cluster's own PostgreSQL primary and replica (default 127.0.0.4, 127.0.0.5). */
+  temporalPostgresHost?: string;
+  temporalReplicaHost?: string;
 }
 
 function writeSecret(dir: string, name: string, value: string): string {
@@ -62,7 +70,25 @@ function writeSecret(dir: string, name: string, value: string): string {
 /** A runbook config file describing the sandbox environment, with every secret in a file beside it. */
 export function writeStackConfig(state: StackState): void {
   const env: Record<string, unknown> = {};
-  if (state.temporal) env.temporal = { address: state.temporal.address, namespace: state.temporal.namespace };
+  const cluster = state.temporalCluster;
+  const relative = (path: string) => (path.startsWith(`${state.dir}/`) ? path.slice(state.dir.length + 1) : path);
+  if (cluster) {
+    env.temporal = {
+      address: cluster.address,
+      namespace: cluster.namespace,
+      tls: {
+        serverCa: `file:${relative(cluster.pki.ca)}`,
+        clientCert: `file:${relative(cluster.pki.worker.cert)}`,
+        clientKey: `file:${relative(cluster.pki.worker.key)}`,
+        serverName: cluster.serverName,
+      },
+      cluster: {
+        persistenceDatabase: 'temporal',
+        visibilityDatabase: cluster.visibilityDatabase,
+        dynamicConfigFile: relative(cluster.dynamicConfigFile),
+      },
+    };
+  } else if (state.temporal) env.temporal = { address: state.temporal.address, namespace: state.temporal.namespace };
   if (state.dns) {
     env.dns = {
       provider: 'rfc2136',
@@ -72,8 +98,18 @@ export function writeStackConfig(state: StackState): void {
       records: { db: { name: 'db', ttl: 30 } },
     };
   }
+  const temporalDatabase = cluster && {
+    host: cluster.postgres.host,
+    port: cluster.postgres.port,
+    database: cluster.persistenceDatabase,
+    user: cluster.postgres.superuser,
+    password: 'file:secrets/temporal-postgres-password',
+    replica: { host: cluster.postgresReplica.host, port: cluster.postgresReplica.port },
+  };
+  if (temporalDatabase) env.databases = { temporal: temporalDatabase };
   if (state.postgres) {
     env.databases = {
+      ...(env.databases as object | undefined),
       main: {
         host: state.postgres.host,
         port: state.postgres.port,
@@ -111,7 +147,7 @@ export function writeStackConfig(state: StackState): void {
   if (state.kubernetes) env.kubernetes = { kubeconfig: state.kubernetes.kubeconfig, context: 'sandbox', namespace: 'default', deployments: [] };
   env.targets = { rpo: '15m', rto: '30m' };
   env.approvers = { default: ['sandbox-operator'] };
-  const schedules =
+  const schedules: Record<string, unknown>[] =
     state.postgres && state.s3
       ? [
           { id: 'sandbox-nightly-backup', runbook: 'backupDatabase', environment: 'sandbox', cron: '0 1 * * *', input: { database: 'main' } },
@@ -130,10 +166,39 @@ export function writeStackConfig(state: StackState): void {
             : []),
         ]
       : [];
+  // Runbooks that act on the cluster's own database (its failover) must not run on that cluster: the
+  // dev server, when it runs beside the cluster, is the small ops Temporal they run on.
+  const ops =
+    cluster && state.temporal && temporalDatabase
+      ? {
+          temporal: { address: state.temporal.address, namespace: state.temporal.namespace },
+          databases: {
+            temporal: {
+              ...temporalDatabase,
+              topology: {
+                driver: 'local',
+                nodes: [
+                  { name: 'temporal-pg-a', host: cluster.postgres.host, port: cluster.postgres.port, dataDir: cluster.postgres.dataDir },
+                  { name: 'temporal-pg-b', host: cluster.postgresReplica.host, port: cluster.postgresReplica.port, dataDir: cluster.postgresReplica.dataDir },
+                ],
+              },
+            },
+          },
+          ...(env.backups ? { backups: { ...(env.backups as object), prefix: 'ops/' } } : {}),
+          targets: { rpo: '15m', rto: '30m' },
+          approvers: { default: ['sandbox-operator'] },
+        }
+      : undefined;
+  if (cluster && state.s3) {
+    schedules.push(
+      { id: 'sandbox-nightly-temporal-config-backup', runbook: 'backupTemporalConfig', environment: 'sandbox', cron: '0 2 * * *', input: {} },
+      { id: 'sandbox-nightly-temporal-config-restore-test', runbook: 'verifyTemporalConfig', environment: 'sandbox', cron: '0 4 * * *', input: {} },
+    );
+  }
   const config = {
     version: 1,
     defaultEnvironment: 'sandbox',
-    environments: { sandbox: env },
+    environments: { sandbox: env, ...(ops ? { ops } : {}) },
     worker: { http: { host: '127.0.0.1', port: 9464 } },
     schedules,
   };
@@ -177,14 +242,29 @@ export async function startStack(opts: StartStackOptions): Promise<StackState> {
   chmodSync(dir, 0o755);
   const state: StackState = { dir, startedAt: new Date().toISOString(), configFile: join(dir, 'runbook.yaml') };
   const pgHost = opts.postgresHost ?? '127.0.0.2';
+  if (components.includes('temporal-cluster') && !components.includes('s3')) {
+    throw new Error("the temporal-cluster component archives to the sandbox S3 server: add s3 to the components");
+  }
   // Independent services start side by side; the machine has two cores and they mostly wait on I/O.
   // allSettled, not all: every start must have finished (and registered itself in state) before a
   // failure is cleaned up, or a service still starting would be left behind.
+  const s3Started = components.includes('s3') ? startS3Server({ dir, buckets: [SANDBOX_BUCKET] }).then((s) => (state.s3 = s)) : undefined;
   const results = await Promise.allSettled([
     components.includes('temporal')
       ? startTemporalDevServer({ dir, uiPort: opts.uiPort, dbFile: opts.persist ? join(dir, 'temporal.sqlite') : undefined }).then((t) => (state.temporal = t))
       : undefined,
-    components.includes('s3') ? startS3Server({ dir, buckets: [SANDBOX_BUCKET] }).then((s) => (state.s3 = s)) : undefined,
+    s3Started,
+    components.includes('temporal-cluster')
+      ? s3Started!.then(() =>
+          startTemporalCluster({
+            dir: join(dir, 'temporal-cluster'),
+            s3: state.s3!,
+            postgresHost: opts.temporalPostgresHost,
+            replicaHost: opts.temporalReplicaHost,
+            postgresPassword: stackSecret(dir, 'temporal-postgres-password'),
+          }).then((c) => (state.temporalCluster = c)),
+        )
+      : undefined,
     components.includes('kubernetes') ? startKubernetes({ dir }).then((k) => (state.kubernetes = k)) : undefined,
     components.includes('dns') ? startDnsServer({ dir, zone: SANDBOX_ZONE, records: { db: pgHost } }).then((d) => (state.dns = d)) : undefined,
     components.includes('postgres')
@@ -208,15 +288,18 @@ export async function startStack(opts: StartStackOptions): Promise<StackState> {
   return state;
 }
 
+/** A generated secret kept in secrets/ (the same one again when the stack is restarted from dir). */
+function stackSecret(dir: string, name: string): string {
+  const file = join(dir, 'secrets', name);
+  if (existsSync(file)) return readFileSync(file, 'utf8').trim();
+  const value = randomBytes(18).toString('base64url');
+  writeSecret(dir, name, value);
+  return value;
+}
+
 async function startSandboxPostgres(dir: string, host: string): Promise<PostgresClusterInfo & { database: string }> {
   const pgDir = join(reachableClusterDir(dir), 'postgres-primary');
-  const passwordFile = join(dir, 'secrets', 'postgres-password');
-  let password: string;
-  if (existsSync(passwordFile)) password = readFileSync(passwordFile, 'utf8').trim();
-  else {
-    password = randomBytes(18).toString('base64url');
-    writeSecret(dir, 'postgres-password', password);
-  }
+  const password = stackSecret(dir, 'postgres-password');
   const { dataDir, socketDir } = await initCluster({ dir: pgDir, password });
   const info = await startPostgres({ dir: pgDir, host, password, dataDir, socketDir });
   await ensureDatabase(info, SANDBOX_DATABASE);
@@ -224,7 +307,15 @@ async function startSandboxPostgres(dir: string, host: string): Promise<Postgres
 }
 
 export function stackPids(state: StackState): number[] {
-  return [state.temporal?.pid, state.postgres?.pid, state.postgresReplica?.pid, state.s3?.pid, state.dns?.pid, ...(state.kubernetes ? kubernetesPids(state.kubernetes) : [])].filter(
+  return [
+    state.temporal?.pid,
+    state.postgres?.pid,
+    state.postgresReplica?.pid,
+    state.s3?.pid,
+    state.dns?.pid,
+    ...(state.kubernetes ? kubernetesPids(state.kubernetes) : []),
+    ...(state.temporalCluster ? temporalClusterPids(state.temporalCluster) : []),
+  ].filter(
     (p): p is number => p !== undefined,
   );
 }
@@ -238,6 +329,7 @@ export async function stopStack(state: StackState): Promise<void> {
     state.s3 && stopS3Server(state.s3.pid),
     state.dns && stopDnsServer(state.dns.pid),
     state.kubernetes && stopKubernetes(state.kubernetes),
+    state.temporalCluster && stopTemporalCluster(state.temporalCluster),
   ]);
   if (existsSync(stateFile(state.dir))) rmSync(stateFile(state.dir));
   // A cluster placed outside the stack directory (see reachableClusterDir) is removed with the stack.
@@ -267,6 +359,14 @@ export async function stackStatus(state: StackState): Promise<ComponentStatus[]>
   if (state.kubernetes) {
     const k = state.kubernetes;
     out.push({ component: 'kubernetes', pid: k.pids.apiserver, running: kubernetesPids(k).every(groupAlive) && (await kubernetesAnswers(k)), endpoint: k.server });
+  }
+  if (state.temporalCluster) {
+    const c = state.temporalCluster;
+    // Whole when every process lives and the ring, asked through the load balancer, has every one of them.
+    const ring = await describeTemporalCluster(c.address, { ca: c.pki.ca, cert: c.pki.admin }).catch(() => undefined);
+    const members = new Set(Object.values(ring?.rings ?? {}).flat());
+    const running = temporalClusterPids(c).every(groupAlive) && c.processes.every((p) => members.has(p.grpcAddress));
+    out.push({ component: 'temporal-cluster', pid: c.haproxy.pid, running, endpoint: c.address });
   }
   return out;
 }
