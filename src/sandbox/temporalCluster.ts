@@ -470,7 +470,18 @@ export async function startTemporalCluster(opts: TemporalClusterOptions): Promis
 
     // ---- the services, each its own process
     const binary = join(serverDir, 'bin', 'temporal-server');
-    for (const { name, role } of processNames(hosts)) {
+    const firstStart = (await pgQuery(pg, opts.postgresPassword, PERSISTENCE_DATABASE, 'SELECT 1 FROM cluster_metadata_info')).length === 0;
+    for (const [i, { name, role }] of processNames(hosts).entries()) {
+      if (i === 1 && firstStart) {
+        // Every process writes the cluster's metadata when there is none, and the losers of that race
+        // exit: on a new database, the first one writes it before the others start.
+        const first = partial.processes[0];
+        await waitUntil(
+          `Temporal ${first.name} to record the cluster's metadata`,
+          async () => (await pgQuery(pg, opts.postgresPassword, PERSISTENCE_DATABASE, 'SELECT 1 FROM cluster_metadata_info')).length > 0,
+          { timeoutMs: 60_000, intervalMs: 200, pid: first.pid, logFile: first.logFile },
+        );
+      }
       const [grpcPort, membershipPort, metricsPort] = [await freePort(), await freeMembershipPort(), await freePort()];
       const logFile = join(dir, 'logs', `${name}.log`);
       const service = spawnService(`temporal ${name}`, binary, ['--config-file', serverConfigFile, '--allow-no-auth', 'start', '--service', role], logFile, {
