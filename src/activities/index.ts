@@ -20,6 +20,7 @@ import { createGoLiveActivities } from './golive';
 import { createKubernetesActivities, KubernetesTarget } from './kubernetes';
 import { isAbsolute, join } from 'node:path';
 import { createLoadTestActivities } from './loadTest';
+import { createTemporalConfigActivities } from './temporalConfig';
 
 /** A server whose password is read from its reference at each use, so a rotated secret is picked up. */
 function pgServer(host: string, port: number, user: string, password: SecretRef, baseDir: string): PgServer {
@@ -56,6 +57,7 @@ function backupActivitiesFor(loaded: LoadedConfig, environment: string, store: O
         assertions: rt.assertions,
         maxBackupAgeMs: rt.maxBackupAge ?? env.targets.rpo,
       },
+      temporalSchema: env.temporal.cluster?.persistenceDatabase === name,
     };
   }
   return createBackupActivities({
@@ -137,6 +139,20 @@ function lazyClient(loaded: LoadedConfig, environment: string): () => Promise<Cl
   };
 }
 
+function temporalConfigActivitiesFor(loaded: LoadedConfig, environment: string, store: ObjectStore | undefined) {
+  const { env } = selectEnvironment(loaded, environment);
+  const cluster = env.temporal.cluster;
+  const own = cluster && env.databases[cluster.persistenceDatabase];
+  return createTemporalConfigActivities({
+    environment,
+    settings: () => temporalConnectionSettings(loaded, env.temporal),
+    cluster,
+    persistence: own && { server: pgServer(own.host, own.port, own.user, own.password, loaded.baseDir), database: own.database },
+    baseDir: loaded.baseDir,
+    backups: env.backups && store ? { store, prefix: env.backups.prefix } : undefined,
+  });
+}
+
 /** All activities of one environment, built from config, each module closing over its own clients. */
 export function createActivities(loaded: LoadedConfig, environment: string) {
   // One S3 client per environment: backups and drill reports share the bucket.
@@ -162,6 +178,7 @@ export function createActivities(loaded: LoadedConfig, environment: string) {
       taskQueues: env.temporal.taskQueues,
       reports: env.backups && store ? { store, prefix: env.backups.prefix } : undefined,
     }),
+    ...temporalConfigActivitiesFor(loaded, environment, store),
     ...createLoadTestActivities({ environment, config: env.loadTest, settings: () => temporalConnectionSettings(loaded, env.temporal), dataConverter: dataConverterFor(loaded, environment, env.temporal) }),
   };
 }

@@ -13,6 +13,7 @@ import { registerRollout } from './rollout';
 import { registerSchedule } from './schedule';
 import { registerSmoke } from './smoke';
 import { registerStack } from './stack';
+import { registerTemporalConfig } from './temporalConfig';
 import { registerWorker } from './worker';
 import { runtimeInfo } from '../observability/runtime';
 
@@ -41,6 +42,7 @@ export function buildProgram(): Command {
   registerBench(program, globals);
   registerLoadTest(program, globals);
   registerGoLive(program, globals);
+  registerTemporalConfig(program, globals);
   program
     .command('version')
     .description('the release of runbook, and the Node.js and Temporal SDK it runs on')

@@ -13,6 +13,8 @@ export const RUNBOOK_DEFAULT_QUEUE = {
   rollback: 'critical',
   goLive: 'critical',
   loadTest: 'batch',
+  backupTemporalConfig: 'batch',
+  verifyTemporalConfig: 'batch',
 } as const satisfies Record<string, 'critical' | 'standard' | 'batch'>;
 
 export type ImplementedRunbook = keyof typeof RUNBOOK_DEFAULT_QUEUE;

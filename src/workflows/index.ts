@@ -7,3 +7,5 @@ export { rollout } from './rollout';
 export { rollback } from './rollback';
 export { goLive } from './goLive';
 export { loadTest } from './loadTest';
+export { backupTemporalConfig } from './backupTemporalConfig';
+export { verifyTemporalConfig } from './verifyTemporalConfig';
