@@ -17,7 +17,7 @@ import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { Connection } from '@temporalio/client';
 import { msToTs } from '@temporalio/common';
 import { Client as PgClient } from 'pg';
-import { findBinary, freePort, MissingBinaryError, spawnService, stopService, groupAlive, waitUntil } from '../system/process';
+import { findBinary, MissingBinaryError, spawnService, stopService, groupAlive, waitUntil } from '../system/process';
 import { reachableClusterDir, PostgresClusterInfo } from '../system/postgres';
 import { ClusterDescription, TemporalAdminConnection } from '../system/temporalAdmin';
 import { initCluster, startPostgres, startReplica, stopPostgres } from './postgres';
@@ -339,10 +339,12 @@ function processNames(hosts: Record<TemporalRole, number>): { name: string; role
 }
 
 /**
- * A free port the membership table can hold: cluster_membership.rpc_port is a SMALLINT, so a port from
- * the kernel's ephemeral range (32768 and up) is refused there. Random tries below it, each bound once.
+ * A free port below the kernel's ephemeral range (32768 and up), tried at random and bound once.
+ * Membership ports must be: cluster_membership.rpc_port is a SMALLINT. The servers' other ports are
+ * too, because the processes start seconds apart and on a busy machine an outgoing connection can
+ * take an ephemeral port that was free a moment before.
  */
-async function freeMembershipPort(host = '127.0.0.1'): Promise<number> {
+async function freeLowPort(host = '127.0.0.1'): Promise<number> {
   for (let attempt = 0; attempt < 100; attempt++) {
     const port = 20_000 + Math.floor(Math.random() * 12_700);
     const free = await new Promise<boolean>((resolve) => {
@@ -352,7 +354,7 @@ async function freeMembershipPort(host = '127.0.0.1'): Promise<number> {
     });
     if (free) return port;
   }
-  throw new Error(`no free port below 32768 on ${host} for Temporal's membership`);
+  throw new Error(`no free port below 32768 on ${host} for the Temporal cluster`);
 }
 
 const INDEXED_VALUE_TYPES: Record<string, number> = { Text: 1, Keyword: 2, Int: 3, Double: 4, Bool: 5, Datetime: 6, KeywordList: 7 };
@@ -459,7 +461,7 @@ export async function startTemporalCluster(opts: TemporalClusterOptions): Promis
     await pgQuery(pg, opts.postgresPassword, PERSISTENCE_DATABASE, 'DELETE FROM cluster_membership');
 
     // ---- configuration
-    const lbPort = await freePort();
+    const lbPort = await freeLowPort();
     const lbAddress = `127.0.0.1:${lbPort}`;
     const dynamicConfigFile = join(dir, 'dynamicconfig.yaml');
     writeFileSync(dynamicConfigFile, DYNAMIC_CONFIG);
@@ -482,7 +484,7 @@ export async function startTemporalCluster(opts: TemporalClusterOptions): Promis
           { timeoutMs: 60_000, intervalMs: 200, pid: first.pid, logFile: first.logFile },
         );
       }
-      const [grpcPort, membershipPort, metricsPort] = [await freePort(), await freeMembershipPort(), await freePort()];
+      const [grpcPort, membershipPort, metricsPort] = [await freeLowPort(), await freeLowPort(), await freeLowPort()];
       const logFile = join(dir, 'logs', `${name}.log`);
       const service = spawnService(`temporal ${name}`, binary, ['--config-file', serverConfigFile, '--allow-no-auth', 'start', '--service', role], logFile, {
         cwd: dir,
