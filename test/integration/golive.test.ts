@@ -92,7 +92,7 @@ before(async () => {
 
   worker = new RunbookWorker({ loaded, httpPort: 0, logger: createLogger('warn') });
   await worker.start();
-  await worker.waitUntilReady();
+  await worker.waitUntilReady(180_000);
   c = await connectClient(loaded, 'sandbox', loaded.config.environments.sandbox);
   const backups = loaded.config.environments.sandbox.backups!;
   store = new ObjectStore(createS3Client(loaded, backups), backups.bucket);
