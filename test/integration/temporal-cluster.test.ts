@@ -13,11 +13,14 @@ import { connect as tlsConnect } from 'node:tls';
 import { after, describe, test } from 'node:test';
 import { Connection, WorkflowFailedError } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
+import { Client as PgClient } from 'pg';
 import { createS3Client, ObjectStore } from '../../src/activities/s3';
 import { ConnectedClient, connectClient, startRunbook } from '../../src/cli/client';
+import { runBackup, runVerify } from '../../src/cli/backup';
 import { awaitDrill, decideDrill, startDrill, waitForOpenGate } from '../../src/cli/drill';
 import { runSmokeTest } from '../../src/cli/smoke';
 import { loadConfig, LoadedConfig } from '../../src/config/load';
+import { readSecret } from '../../src/config/secrets';
 import { createLogger } from '../../src/observability/logger';
 import type { AuditItemResult } from '../../src/reports/audit';
 import type { TemporalConfigRestoreReport } from '../../src/reports/temporalConfig';
@@ -192,8 +195,14 @@ describe('the Temporal cluster in the sandbox', () => {
     assert.match(itemOf(onCluster, 'tls-enabled').summary, /all 8 service hosts; membership gossip over TLS/);
     const pollers = (itemOf(onCluster, 'worker-assignment').evidence.checkQueuePollers as { queues: Record<string, { workflowPollers: string[] }>; auditingWorker: string });
     assert.ok(!pollers.queues.standard.workflowPollers.includes(pollers.auditingWorker), 'the auditing worker does not count itself');
-    // What the cluster still cannot prove here: the app's Kubernetes and the monitoring it does not run.
-    assert.equal(itemOf(onCluster, 'backup-strategy').status, 'fail', 'no backup of Temporal\'s database or the app\'s was taken yet');
+    // What the audit still cannot prove here, named with the reason: no backups yet, no Kubernetes, no monitoring.
+    const blocking = new Map(onCluster.blocking.map((b) => [b.id, b.summary]));
+    for (const id of ['temporal-version', 'persistence-database', 'tls-enabled', 'mtls-configured', 'mtls-enforced', 'tls-certificates', 'min-tls-version', 'client-auth', 'smoke-tests', 'dr-drills-quarterly']) {
+      assert.ok(!blocking.has(id), `${id} does not block: ${blocking.get(id)}`);
+    }
+    assert.match(blocking.get('backup-strategy') ?? '', /temporal: no complete backup; main: no complete backup/);
+    assert.match(blocking.get('no-hardcoded-secrets') ?? '', /no kubernetes: section for environment sandbox/);
+    assert.equal(itemOf(onCluster, 'prometheus-configured').status, 'unknown');
     assert.equal(itemOf(onCluster, 'configuration-backups').status, 'fail');
     assert.match(itemOf(onCluster, 'configuration-backups').summary, /no completed verifyTemporalConfig run found/);
 
@@ -269,6 +278,34 @@ describe('the Temporal cluster in the sandbox', () => {
     assert.equal(report.integrity?.sha256Matches, false, 'and it no longer matches its manifest');
     assert.ok(report.scratchNamespaces.every((s) => s.deleted));
     assert.ok(existsSync(stack!.configFile));
+  });
+
+  test("Temporal's own database is backed up and restore-tested like the app's; a backup from before a schema upgrade fails the schema check", async () => {
+    const backup = await runBackup(sandbox, 'temporal', false);
+    assert.equal(backup.ok, true, backup.error);
+    const verified = await runVerify(sandbox, 'temporal', { mode: 'latest' }, false);
+    assert.equal(verified.ok, true, verified.error);
+    const schema = verified.result!.checks.find((c) => c.name === 'Temporal schema version');
+    assert.equal(schema?.passed, true);
+    assert.match(schema!.detail, /^schema 1\.\d+, as the running server's database$/);
+
+    // The servers' schema moves on after the backup (as update-schema does in an upgrade): the old backup no longer matches.
+    const db = loaded.config.environments.sandbox.databases.temporal;
+    const pg = new PgClient({ host: db.host, port: db.port, user: db.user, password: readSecret(db.password, loaded.baseDir), database: db.database });
+    await pg.connect();
+    const { rows } = await pg.query<{ curr_version: string }>("SELECT curr_version FROM schema_version WHERE db_name = 'temporal'");
+    try {
+      await pg.query("UPDATE schema_version SET curr_version = '1.99' WHERE db_name = 'temporal'");
+      const stale = await runVerify(sandbox, 'temporal', { mode: 'latest' }, false);
+      assert.equal(stale.ok, false);
+      const check = stale.result!.checks.find((c) => c.name === 'Temporal schema version');
+      assert.equal(check?.passed, false);
+      assert.equal(check?.detail, `restored schema ${rows[0].curr_version}, the running server's database has 1.99`);
+      assert.equal(stale.result!.scratchDropped, true);
+    } finally {
+      await pg.query('UPDATE schema_version SET curr_version = $1 WHERE db_name = $2', [rows[0].curr_version, 'temporal']);
+      await pg.end();
+    }
   });
 
   test('one frontend killed: the load balancer keeps clients working, and the audit reports the loss', async () => {
