@@ -14,7 +14,8 @@ import { join } from 'node:path';
 import { connectClient } from '../src/cli/client';
 import { loadConfig } from '../src/config/load';
 import { createLogger } from '../src/observability/logger';
-import { startStack, stopStack } from '../src/sandbox/stack';
+import { sandboxKey, startStack, stopStack } from '../src/sandbox/stack';
+import { signedDecision } from '../src/cli/sign';
 import type { DrDrillResult } from '../src/workflows/drDrill';
 import { decideUpdate } from '../src/workflows/lib/gate';
 import { waitForOpenGate } from '../src/cli/drill';
@@ -39,7 +40,7 @@ async function main(): Promise<void> {
     for (let i = 1; i <= drills; i++) {
       const handle = await c.client.workflow.start('drDrill', { taskQueue: 'critical-queue', workflowId: `bench-drill-${Date.now()}`, args: [{ environment: 'sandbox', database: 'main', mode: 'failover' }] });
       await waitForOpenGate(handle);
-      await handle.executeUpdate(decideUpdate, { args: [{ decision: 'approve', by: 'sandbox-operator' }] });
+      await handle.executeUpdate(decideUpdate, { args: [await signedDecision(c, handle, 'drDrill', 'approve', { keyFile: sandboxKey(stack, 'sandbox-operator'), principal: 'sandbox-operator' })] });
       const result: DrDrillResult = await handle.result();
       const fault = result.timeline.steps.find((s) => s.name.startsWith('fault'))!;
       const verify = result.timeline.steps.find((s) => s.name === 'verify through the service name')!;

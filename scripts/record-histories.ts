@@ -4,6 +4,9 @@
  *
  *   node --import tsx scripts/record-histories.ts [runbook ...]     (default: every runbook)
  *
+ * RUNBOOK_RECORD_SUFFIX=name saves <runbook>-<case>.<name>.json beside the histories of earlier code,
+ * which stay until no run recorded with that code can still be in flight.
+ *
  * Re-record only for an intentional, patched() change; see README "Changing a runbook safely".
  */
 import type { WorkflowHandle } from '@temporalio/client';
@@ -17,13 +20,16 @@ import { loadConfig } from '../src/config/load';
 import { readSecret } from '../src/config/secrets';
 import { createLogger } from '../src/observability/logger';
 import { seedSampleDatabase } from '../src/sandbox/seed';
-import { startStack, stopStack } from '../src/sandbox/stack';
+import { sandboxKey, startStack, stopStack } from '../src/sandbox/stack';
+import { actOnRollout } from '../src/cli/rollout';
+import { signedDecision } from '../src/cli/sign';
+import { waive } from '../src/cli/golive';
 import { findTemporalCli } from '../src/sandbox/temporal';
 import { decideUpdate } from '../src/workflows/lib/gate';
 import { waitForOpenGate } from '../src/cli/drill';
 import { RunbookWorker } from '../src/worker';
 import { createDemoDeployment } from '../src/cli/demoRollout';
-import { promoteUpdate, rolloutStatusQuery } from '../src/workflows/rollout';
+import { rolloutStatusQuery } from '../src/workflows/rollout';
 import { CHECKLIST } from '../src/checklist/catalog';
 
 const repoRoot = join(__dirname, '..');
@@ -51,7 +57,7 @@ async function main(): Promise<void> {
     await seedSampleDatabase(pg, { rows: 2_000 });
     await pg.end();
     await worker.start();
-    await worker.waitUntilReady();
+    await worker.waitUntilReady(180_000);
     const c = await connectClient(loaded, 'sandbox', loaded.config.environments.sandbox);
     mkdirSync(out, { recursive: true });
     const save = async (name: string, handle: WorkflowHandle) => {
@@ -59,14 +65,16 @@ async function main(): Promise<void> {
       // The Temporal CLI writes the history JSON format every Temporal tool reads.
       const json = execFileSync(findTemporalCli(), ['workflow', 'show', '--address', stack.temporal!.address, '--workflow-id', handle.workflowId, '--output', 'json'], { encoding: 'utf8' });
       // Failure stack traces carry this checkout's absolute path; keep histories machine-independent.
-      writeFileSync(join(out, `${name}.json`), json.split(repoRoot).join('.'));
+      const suffix = process.env.RUNBOOK_RECORD_SUFFIX ? `.${process.env.RUNBOOK_RECORD_SUFFIX.replace(/[^a-z0-9-]/g, '')}` : '';
+      writeFileSync(join(out, `${name}${suffix}.json`), json.split(repoRoot).join('.'));
       console.log(`recorded ${name}`);
     };
     const start = (type: string, queue: string, input: Record<string, unknown>) =>
       c.client.workflow.start(type, { taskQueue: queue, workflowId: `record-${type}-${Date.now()}`, args: [{ environment: 'sandbox', ...input }] });
-    const approve = async (h: WorkflowHandle, decision: 'approve' | 'reject') => {
+    const operator = { keyFile: sandboxKey(stack, 'sandbox-operator'), principal: 'sandbox-operator' };
+    const approve = async (h: WorkflowHandle, decision: 'approve' | 'reject', runbook = 'drDrill') => {
       await waitForOpenGate(h);
-      await h.executeUpdate(decideUpdate, { args: [{ decision, by: 'sandbox-operator' }] });
+      await h.executeUpdate(decideUpdate, { args: [await signedDecision(c, h, runbook, decision, operator)] });
     };
 
     if (wanted('smokeTest')) {
@@ -76,6 +84,18 @@ async function main(): Promise<void> {
     if (wanted('backupDatabase')) {
       await save('backupDatabase-passed', await start('backupDatabase', 'batch-queue', { database: 'main' }));
       await save('backupDatabase-unknown-database', await start('backupDatabase', 'batch-queue', { database: 'nosuch' }));
+    }
+    if (wanted('targetGuard')) {
+      // A database held by hand: a backup whose policy refuses a busy target fails at once, naming the holder.
+      loaded.config.environments.sandbox.policies.backupDatabase = { ...loaded.config.environments.sandbox.policies.backupDatabase, onBusyTarget: 'refuse' };
+      const guard = await c.client.workflow.start('targetGuard', { taskQueue: 'batch-queue', workflowId: 'target-sandbox-database-main', args: [{ environment: 'sandbox', kind: 'database', target: 'main' }] });
+      await save('backupDatabase-target-busy', await start('backupDatabase', 'batch-queue', { database: 'main' }));
+      await guard.signal('release');
+      await save('targetGuard-released', guard);
+      delete loaded.config.environments.sandbox.policies.backupDatabase?.onBusyTarget;
+      // The guard of a backup that ran to the end: given back when its parent closed.
+      await start('backupDatabase', 'batch-queue', { database: 'main' }).then((h) => h.result());
+      await save('targetGuard-parent-closed', c.client.workflow.getHandle('target-sandbox-database-main'));
     }
     if (wanted('verifyBackup')) {
       await save('verifyBackup-passed', await start('verifyBackup', 'batch-queue', { database: 'main' }));
@@ -116,7 +136,7 @@ async function main(): Promise<void> {
       if (wanted('rollout')) {
         const promoted = await start('rollout', 'critical-queue', { deployment: 'web', image: 'registry.sandbox.test/web:1.1', steps: [{ setWeight: 34 }, { pause: {} }] });
         await atGate(promoted);
-        await promoted.executeUpdate(promoteUpdate, { args: [{ by: 'sandbox-operator', reason: 'recorded' }] });
+        await actOnRollout(c, promoted, 'promote', operator, 'recorded');
         await save('rollout-canary-promoted', promoted);
         await save('rollout-bad-image-rolled-back', await start('rollout', 'critical-queue', { deployment: 'web', image: 'registry.sandbox.test/web:2.0-bad', steps: [{ setWeight: 34 }, { pause: {} }], healthTimeoutSeconds: 120 }));
       }
@@ -130,16 +150,16 @@ async function main(): Promise<void> {
         await save('goLive-blocked-at-audit-gate', await start('goLive', 'critical-queue', input));
         // The plain sandbox proves few critical items (no TLS, SQLite, no drill yet): this recording waives
         // them all, so that the whole path (smoke tests, approval, rollout, watch window, report) is replayed.
-        const waivers = CHECKLIST.filter((i) => i.severity === 'critical').map((i) => ({ item: i.id, by: 'sandbox-operator', reason: 'recording a replay history on the plain sandbox' }));
-        const live = await start('goLive', 'critical-queue', { ...input, waivers });
-        await approve(live, 'approve');
+        const live = await start('goLive', 'critical-queue', { ...input, waiverWaitSeconds: 600 });
+        for (const i of CHECKLIST.filter((x) => x.severity === 'critical')) await waive(c, live, operator, { item: i.id, reason: 'recording a replay history on the plain sandbox' }).catch(() => undefined);
+        await approve(live, 'approve', 'goLive');
         const rollout = c.client.workflow.getHandle('rollout-sandbox-web');
         for (;;) {
           const st = await rollout.query(rolloutStatusQuery).catch(() => undefined);
           if (st?.approvals.some((g) => g.outcome === 'waiting')) break;
           await new Promise((r) => setTimeout(r, 200));
         }
-        await rollout.executeUpdate(promoteUpdate, { args: [{ by: 'sandbox-operator', reason: 'recorded' }] });
+        await actOnRollout(c, rollout, 'promote', operator, 'recorded');
         await save('goLive-live-with-waivers', live);
       }
     }

@@ -1,9 +1,10 @@
+import { join } from 'node:path';
 import { bundleWorkflowCode, InjectedSinks, NativeConnection, Runtime, Worker, WorkerOptions } from '@temporalio/worker';
 import type { DataConverter } from '@temporalio/common';
 import { watchFile, unwatchFile } from 'node:fs';
 import { createServer, IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { createActivities } from './activities';
+import { createActivities, lazyClient } from './activities';
 import { dataConverterFor } from './codec';
 import { credentialFiles, temporalConnectionSettings, TemporalConnectionSettings } from './config/connection';
 import { parseDuration } from './config/duration';
@@ -12,6 +13,9 @@ import { QUEUE_KINDS, QueueKind, WorkerConfig } from './config/schema';
 import { AppLogger, createLogger, SdkLoggerAdapter } from './observability/logger';
 import { RunbookMetrics } from './observability/metrics';
 import { runtimeInfo } from './observability/runtime';
+import { cachedBundle } from './system/bundleCache';
+import { FreshnessCollector } from './observability/freshness';
+import { RUNBOOK_DEFAULT_QUEUE, ImplementedRunbook } from './workflows/catalog';
 import { freePort, sleep } from './system/process';
 import type { RunbookSinks } from './workflows/lib/sinks';
 
@@ -138,6 +142,8 @@ export class RunbookWorker {
   private finished!: Promise<void>;
   private workflowBundle?: { code: string };
   private readonly options: RunbookWorkerOptions;
+  private stopFreshness?: () => Promise<void>;
+  private freshnessStopped?: Promise<void>;
 
   constructor(options: RunbookWorkerOptions) {
     this.options = options;
@@ -180,7 +186,7 @@ export class RunbookWorker {
   }
 
   /** Waits until every queue is polling; rejects if the worker fails or stops first. */
-  async waitUntilReady(timeoutMs = 60_000): Promise<void> {
+  async waitUntilReady(timeoutMs = 180_000): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     let failed: unknown;
     let ended = false;
@@ -205,6 +211,7 @@ export class RunbookWorker {
     const connection = await this.connectWithRetry();
     if (!connection) return;
     const generation = await this.launch(connection);
+    this.startFreshness();
     // A shutdown requested while the workers were being created must still reach them.
     if (this.stopping) for (const w of generation.workers) w.shutdown();
     await generation.running;
@@ -231,7 +238,12 @@ export class RunbookWorker {
 
   private async bundle(): Promise<{ code: string }> {
     if (!this.workflowBundle) {
-      this.workflowBundle = await bundleWorkflowCode({ workflowsPath: require.resolve('./workflows'), logger: new SdkLoggerAdapter(this.logger.child({ component: 'bundler' }, { level: 'warn' })) });
+      this.workflowBundle = await cachedBundle({
+        sourceRoot: __dirname,
+        lockFile: join(__dirname, '..', 'package-lock.json'),
+        name: 'workflows',
+        build: () => bundleWorkflowCode({ workflowsPath: require.resolve('./workflows'), logger: new SdkLoggerAdapter(this.logger.child({ component: 'bundler' }, { level: 'warn' })) }),
+      });
     }
     return this.workflowBundle;
   }
@@ -245,12 +257,16 @@ export class RunbookWorker {
       runbookMetrics: {
         runStarted: { fn: (_info, runbook, environment) => this.metrics.runStarted(runbook, environment), callDuringReplay: false },
         stepFinished: { fn: (_info, runbook, step, outcome, ms) => this.metrics.stepFinished(runbook, step, outcome, ms), callDuringReplay: false },
-        runFinished: { fn: (_info, runbook, environment, outcome, at) => this.metrics.runFinished(runbook, environment, outcome, at), callDuringReplay: false },
-        gateOpened: { fn: (_info, runbook, environment, at) => this.metrics.gateOpened(runbook, environment, at), callDuringReplay: false },
+        runFinished: { fn: (_info, runbook, environment, outcome) => this.metrics.runFinished(runbook, environment, outcome), callDuringReplay: false },
+        gateOpened: { fn: (_info, runbook, environment) => this.metrics.gateOpened(runbook, environment), callDuringReplay: false },
         gateClosed: { fn: (_info, runbook, environment) => this.metrics.gateClosed(runbook, environment), callDuringReplay: false },
-        drillMeasured: { fn: (_info, environment, passed, rto, rpo, at) => this.metrics.drillMeasured(environment, passed, rto, rpo, at), callDuringReplay: false },
+        drillMeasured: { fn: (_info, environment, passed) => this.metrics.drillMeasured(environment, passed), callDuringReplay: false },
         readinessScored: { fn: (_info, environment, section, score) => this.metrics.readinessScored(environment, section, score), callDuringReplay: false },
         gateReminder: { fn: (_info, runbook, environment) => this.metrics.gateReminder(runbook, environment), callDuringReplay: false },
+        actAccepted: { fn: (_info, runbook, environment, act, principal) => this.metrics.actAccepted(runbook, environment, act, principal), callDuringReplay: false },
+        notificationSent: { fn: (_info, environment, channel) => this.metrics.notificationsSent.inc({ environment, channel }), callDuringReplay: false },
+        notificationFailed: { fn: (_info, environment, channel) => this.metrics.notificationFailures.inc({ environment, channel }), callDuringReplay: false },
+        actRefused: { fn: (_info, runbook, environment, kind) => this.metrics.actRefused(runbook, environment, kind), callDuringReplay: false },
         rolloutFinished: { fn: (_info, environment, outcome) => this.metrics.rolloutFinished(environment, outcome), callDuringReplay: false },
         rolloutPhase: { fn: (_info, environment, deployment, phase) => this.metrics.rolloutPhase(environment, deployment, phase), callDuringReplay: false },
       },
@@ -290,6 +306,23 @@ export class RunbookWorker {
     return generation;
   }
 
+  /** Freshness series for /metrics, read from Temporal on an interval (src/observability/freshness.ts). */
+  private startFreshness(): void {
+    if (this.stopping || this.stopFreshness) return;
+    const { env } = selectEnvironment(this.loaded, this.environment);
+    const client = lazyClient(this.loaded, this.environment);
+    const collector = new FreshnessCollector({
+      environment: this.environment,
+      env,
+      client,
+      metrics: this.metrics,
+      runbooks: Object.keys(RUNBOOK_DEFAULT_QUEUE) as ImplementedRunbook[],
+      onError: (err) => this.logger.warn({ err: err.message }, 'cannot read runbook freshness from Temporal; keeping the last values'),
+    });
+    const stop = collector.start(this.loaded.config.worker.freshnessInterval);
+    this.stopFreshness = () => stop().then(() => client.close());
+  }
+
   /** A certificate and its key are replaced one file after the other: act once both have settled. */
   private scheduleRotation(file: string): void {
     clearTimeout(this.rotationTimer);
@@ -321,6 +354,7 @@ export class RunbookWorker {
   async shutdown(): Promise<void> {
     if (!this.stopping) {
       this.stopping = true;
+      this.freshnessStopped = this.stopFreshness?.().catch(() => undefined);
       this.metrics.workerReady.set(0);
       for (const file of this.watched) unwatchFile(file);
       clearTimeout(this.rotationTimer);
@@ -331,6 +365,7 @@ export class RunbookWorker {
     try {
       await this.finished;
     } finally {
+      await this.freshnessStopped;
       await new Promise<void>((resolve) => (this.http ? this.http.close(() => resolve()) : resolve()));
       this.logger.info('worker stopped');
     }

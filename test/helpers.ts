@@ -99,3 +99,29 @@ export function metricNames(text: string, prefix: string): string[] {
   const names = text.match(new RegExp(`\\b${prefix}[a-z0-9_]+`, 'g')) ?? [];
   return [...new Set(names.map((n) => n.replace(/_(bucket|sum|count)$/, '')))].sort();
 }
+
+/** The sandbox operator's key as the CLI signs with it (keys made by stack up). */
+export function operator(stack: { dir: string }, who: 'sandbox-operator' | 'sandbox-reviewer' = 'sandbox-operator'): { keyFile: string; principal: string } {
+  return { keyFile: join(stack.dir, 'keys', who), principal: who };
+}
+
+/**
+ * Live processes whose environment carries RUNBOOK_TEST_TAG=tag: everything a command started with
+ * that variable, however detached, and nothing another test file running at the same time started.
+ */
+export function taggedProcesses(tag: string): string[] {
+  const found: string[] = [];
+  const marker = `RUNBOOK_TEST_TAG=${tag}\0`;
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      if (stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z')) continue;
+      if (!readFileSync(`/proc/${entry}/environ`, 'utf8').includes(marker)) continue;
+      found.push(`${entry} ${readFileSync(`/proc/${entry}/cmdline`, 'utf8').replace(/\0/g, ' ').slice(0, 80)}`);
+    } catch {
+      /* the process ended while we looked */
+    }
+  }
+  return found;
+}

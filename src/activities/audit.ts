@@ -14,14 +14,18 @@ export function createAuditActivities(deps: { environment: string; approvers: st
       return { approvers: deps.approvers, rpoMs: deps.rpoMs, attestationsKept: deps.reports !== undefined };
     },
 
-    /** The newest attestation of each item, expired or not; the workflow decides what still counts. */
-    async loadAttestations(): Promise<Attestation[]> {
+    /**
+     * The kept attestation of each item as stored, with its key: the workflow verifies each signed
+     * statement (anyone who can write to the bucket can put an object there, so nothing is believed here).
+     */
+    async loadAttestations(): Promise<(Partial<Attestation> & { key: string })[]> {
       if (!deps.reports) return [];
       const objects = (await deps.reports.store.list(attestationPrefix())).filter((o) => o.key.endsWith('.json'));
-      const out: Attestation[] = [];
-      for (const o of objects) {
-        const a = await deps.reports.store.getJson<Attestation>(o.key).catch(() => undefined);
-        if (a && typeof a.item === 'string' && typeof a.by === 'string' && typeof a.expiresAt === 'string') out.push(a);
+      const out: (Partial<Attestation> & { key: string })[] = [];
+      for (const o of objects.slice(0, 500)) {
+        const a = await deps.reports.store.getJson<Record<string, unknown>>(o.key).catch(() => undefined);
+        const pick = (k: string, max: number) => (typeof a?.[k] === 'string' ? (a[k] as string).slice(0, max) : undefined);
+        out.push({ key: o.key, item: pick('item', 64), by: pick('by', 128), at: pick('at', 40), statement: pick('statement', 5000), signature: pick('signature', 5000) });
       }
       return out;
     },

@@ -11,6 +11,7 @@ import type { EnvironmentConfig } from '../config/schema';
 import { DnsProvider, Rfc2136Provider, Route53Provider } from './dns';
 import { createDrillActivities, DrillTarget, localDriver, TopologyNode } from './topology';
 import { Client, Connection } from '@temporalio/client';
+import { createTargetActivities } from './targets';
 import { dataConverterFor } from '../codec';
 import { temporalConnectionSettings } from '../config/connection';
 import { createVisibilityActivities } from './visibility';
@@ -20,6 +21,9 @@ import { createGoLiveActivities } from './golive';
 import { createKubernetesActivities, KubernetesTarget } from './kubernetes';
 import { isAbsolute, join } from 'node:path';
 import { createLoadTestActivities } from './loadTest';
+import { createIdentityActivities } from './identity';
+import { createNotifyActivities } from './notify';
+import { createEvidenceActivities } from './evidence';
 import { createTemporalConfigActivities } from './temporalConfig';
 
 /** A server whose password is read from its reference at each use, so a rotated secret is picked up. */
@@ -121,10 +125,10 @@ function kubernetesTargetFor(loaded: LoadedConfig, env: EnvironmentConfig): Kube
   };
 }
 
-/** A Temporal client for visibility queries, connected on first use and kept. */
-function lazyClient(loaded: LoadedConfig, environment: string): () => Promise<Client> {
+/** A Temporal client for visibility queries, connected on first use and kept until close(). */
+export function lazyClient(loaded: LoadedConfig, environment: string): (() => Promise<Client>) & { close(): Promise<void> } {
   let client: Promise<Client> | undefined;
-  return () => {
+  const get = () => {
     client ??= (async () => {
       const { env } = selectEnvironment(loaded, environment);
       const s = temporalConnectionSettings(loaded, env.temporal);
@@ -137,6 +141,12 @@ function lazyClient(loaded: LoadedConfig, environment: string): () => Promise<Cl
     });
     return client;
   };
+  const close = async () => {
+    const c = client;
+    client = undefined;
+    if (c) await c.then((x) => x.connection.close(), () => undefined);
+  };
+  return Object.assign(get, { close });
 }
 
 function temporalConfigActivitiesFor(loaded: LoadedConfig, environment: string, store: ObjectStore | undefined) {
@@ -161,9 +171,13 @@ export function createActivities(loaded: LoadedConfig, environment: string) {
   const temporal = lazyClient(loaded, environment);
   return {
     ...createSmokeActivities(environment),
+    ...createIdentityActivities({ loaded, environment }),
+    ...createNotifyActivities({ loaded, environment }),
+    ...createEvidenceActivities({ environment, reports: env.backups && store ? { store, prefix: env.backups.prefix } : undefined, retentionMs: env.backups?.evidenceRetention }),
     ...backupActivitiesFor(loaded, environment, store),
     ...drillActivitiesFor(loaded, environment, store),
     ...createVisibilityActivities({ environment, client: temporal }),
+    ...createTargetActivities({ loaded, environment, client: temporal }),
     ...createCheckActivities({ environment, env, baseDir: loaded.baseDir, temporal, temporalSettings: () => temporalConnectionSettings(loaded, env.temporal), store }),
     ...createAuditActivities({
       environment,

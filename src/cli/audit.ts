@@ -5,16 +5,17 @@ import { ITEM_ID } from '../checklist/attestation';
 import { checklistItem } from '../checklist/catalog';
 import { parseDuration } from '../config/duration';
 import type { ReadinessReport } from '../reports/audit';
-import { attestUpdate, auditStatusQuery, closeAttestationsSignal, ReadinessAuditResult } from '../workflows/readinessAudit';
+import { ATTESTATION_GATE, attestUpdate, auditStatusQuery, closeAttestationsSignal, ReadinessAuditResult } from '../workflows/readinessAudit';
+import { resolveSigner, runIdOf, signAct, Signer } from './sign';
 import { ConnectedClient, failureMessage, startRunbook } from './client';
-import { GlobalOptions, parseActor, parseWorkflowId, printJson, shown, UsageError, withClient } from './common';
+import { GlobalOptions, parseWorkflowId, printJson, shown, UsageError, withClient } from './common';
 import { waitWithProgress } from './progress';
 
 export interface AuditOptions {
   waitForAttestationsSeconds?: number;
   checkTimeoutSeconds?: number;
   certificateMinDays?: number;
-  attest?: { item: string; by: string; comment: string; validForDays?: number };
+  attest?: { item: string; signer: Signer; comment: string; validForDays?: number };
 }
 
 export interface AuditOutcome {
@@ -38,10 +39,11 @@ async function waitUntilAttestable(handle: WorkflowHandle, timeoutMs = 60_000): 
   throw new Error(`audit ${handle.workflowId} did not accept attestations within ${timeoutMs} ms (is a worker polling the standard queue?)`);
 }
 
-/** Records an attestation through the update, so a refusal (unknown item, not an approver) comes back at once. */
-export async function attest(handle: WorkflowHandle, request: NonNullable<AuditOptions['attest']>): Promise<Attestation> {
+/** Signs an attestation bound to this audit run and records it through the update, so a refusal (unknown item, key or approver) comes back at once. */
+export async function attest(c: ConnectedClient, handle: WorkflowHandle, request: NonNullable<AuditOptions['attest']>): Promise<Attestation> {
+  const signed = await signAct(c, request.signer, { runbook: 'readinessAudit', workflowId: handle.workflowId, runId: await runIdOf(handle), gate: ATTESTATION_GATE, act: 'attest', item: request.item, reason: request.comment, validForDays: request.validForDays });
   try {
-    return await handle.executeUpdate(attestUpdate, { args: [request] });
+    return await handle.executeUpdate(attestUpdate, { args: [signed] });
   } catch (err) {
     const cause = (err as { cause?: Error }).cause;
     throw new UsageError(`attestation refused: ${cause?.message ?? (err as Error).message}`);
@@ -65,11 +67,11 @@ export async function runAudit(c: ConnectedClient, opts: AuditOptions, showProgr
   if (opts.attest) {
     try {
       await waitUntilAttestable(handle);
-      outcome.attestation = await attest(handle, opts.attest);
+      outcome.attestation = await attest(c, handle, opts.attest);
     } catch (err) {
       outcome.attestationRefused = (err as Error).message;
     }
-    if (wait === 0) await handle.signal(closeAttestationsSignal, { by: opts.attest.by });
+    if (wait === 0) await handle.signal(closeAttestationsSignal, { by: opts.attest.signer.principal });
   }
   try {
     outcome.report = await waitWithProgress<ReadinessAuditResult>(handle, showProgress);
@@ -84,7 +86,7 @@ const pct = (x: number) => `${Math.round(x * 100)}%`;
 
 export function describeAudit(o: AuditOutcome): string {
   const lines: string[] = [];
-  if (o.attestation) lines.push(`attested ${o.attestation.item} by ${o.attestation.by} at ${o.attestation.at}, valid until ${o.attestation.expiresAt}`);
+  if (o.attestation) lines.push(`attested ${o.attestation.item} by ${o.attestation.by} (key ${o.attestation.fingerprint}) at ${o.attestation.at}, valid until ${o.attestation.expiresAt}`);
   if (o.attestationRefused) lines.push(o.attestationRefused);
   const r: ReadinessReport | undefined = o.report;
   if (!r) return [...lines, `audit FAILED (workflow ${o.workflowId}): ${o.error}`].join('\n');
@@ -127,12 +129,13 @@ export function registerAudit(program: Command, globals: () => GlobalOptions): v
     .option('--wait-attestations <duration>', 'wait up to this long (10m, 1h) for attestations of items nobody has vouched for', '0')
     .option('--attest <item>', 'vouch for a checklist item (e.g. on-call-rotation) in this audit')
     .option('--comment <text>', 'what you checked (required with --attest)')
-    .option('--by <name>', 'who vouches (default: $RUNBOOK_OPERATOR or $USER); must be an approver of the environment')
+    .option('--key <file>', 'your SSH key that signs the attestation (default: $RUNBOOK_SIGNING_KEY, then signing.key in the config)')
+    .option('--by <principal>', "the principal your key is listed for (default: the allowed signers' entry for the key); must be an approver")
     .option('--valid-for <days>', "how long the attestation counts (at most the item's own limit)")
     .option('--workflow <id>', 'attest into an audit that is already running (waiting for attestations) instead of starting one')
     .option('--check-timeout <seconds>', 'each check reports unknown after this long', '10')
     .option('--certificate-min-days <days>', 'a TLS certificate expiring within this many days fails', '30')
-    .action(async (opts: { waitAttestations: string; attest?: string; comment?: string; by?: string; validFor?: string; workflow?: string; checkTimeout: string; certificateMinDays: string }) => {
+    .action(async (opts: { waitAttestations: string; attest?: string; comment?: string; key?: string; by?: string; validFor?: string; workflow?: string; checkTimeout: string; certificateMinDays: string }) => {
       const g = globals();
       const options: AuditOptions = {
         waitForAttestationsSeconds: parseWait(opts.waitAttestations),
@@ -142,18 +145,17 @@ export function registerAudit(program: Command, globals: () => GlobalOptions): v
       if (opts.attest !== undefined) {
         if (!ITEM_ID.test(opts.attest) || !checklistItem(opts.attest)) throw new UsageError(`--attest: ${shown(opts.attest)} is not a checklist item id (see docs/production-checklist.md and src/checklist/catalog.ts)`);
         if (!opts.comment || opts.comment.trim() === '') throw new UsageError('--comment: say what you checked when you attest');
-        const by = opts.by ?? process.env.RUNBOOK_OPERATOR ?? process.env.USER;
-        if (by === undefined) throw new UsageError('--by: who vouches? pass --by NAME or set RUNBOOK_OPERATOR');
-        const actor = parseActor(by, opts.comment);
-        options.attest = { item: opts.attest, by: actor.by, comment: opts.comment, validForDays: parseNumber(opts.validFor, '--valid-for', 1, 366) };
+        if (opts.comment.length > 1000) throw new UsageError(`--comment: expected text of at most 1000 characters, found ${opts.comment.length} characters`);
+        options.attest = { item: opts.attest, signer: undefined as unknown as Signer, comment: opts.comment, validForDays: parseNumber(opts.validFor, '--valid-for', 1, 366) };
       } else if (opts.comment !== undefined || opts.validFor !== undefined || opts.workflow !== undefined) {
         throw new UsageError('--comment, --valid-for and --workflow go with --attest ITEM');
       }
 
       await withClient(g, async (c) => {
+        if (options.attest) options.attest.signer = resolveSigner(c, opts);
         if (opts.workflow !== undefined) {
           const handle = c.client.workflow.getHandle(parseWorkflowId(opts.workflow));
-          const a = await attest(handle, options.attest!);
+          const a = await attest(c, handle, options.attest!);
           if (g.json) printJson({ ok: true, workflowId: handle.workflowId, attestation: a });
           else process.stdout.write(`attested ${a.item} by ${a.by} at ${a.at}, valid until ${a.expiresAt} (audit ${handle.workflowId})\n`);
           return;

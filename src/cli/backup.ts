@@ -1,7 +1,6 @@
 import type { Command } from 'commander';
 import { WorkflowFailedError } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
-import { createActivities } from '../activities';
 import type { RestoreReport } from '../activities/reports';
 import type { BackupDatabaseResult } from '../workflows/backupDatabase';
 import type { RecoveryPointSelection, VerifyBackupResult } from '../workflows/verifyBackup';
@@ -111,6 +110,8 @@ export function registerBackup(program: Command, globals: () => GlobalOptions): 
       const { name, env } = cliEnvironment(loaded, g);
       if (!env.backups) throw new UsageError(`environment ${name} has no backups: section`);
       if (!(opts.database in env.databases)) throw new UsageError(`--database: ${shown(opts.database)} is not configured for environment ${name}; configured: ${Object.keys(env.databases).join(', ')}`);
+      // Loaded on use: the activities pull in every client library (Kubernetes, AWS), which most commands never need.
+      const { createActivities } = await import('../activities');
       const backups = await createActivities(loaded, name).listBackups({ database: opts.database });
       if (g.json) return printJson({ ok: true, environment: name, database: opts.database, backups });
       if (backups.length === 0) return void process.stdout.write(`no backups of ${opts.database} in ${name}\n`);

@@ -5,7 +5,7 @@ import { dataConverterFor } from '../codec';
 import { temporalConnectionSettings } from '../config/connection';
 import type { LoadedConfig } from '../config/load';
 import type { EnvironmentConfig, QueueKind } from '../config/schema';
-import { RUNBOOK_DEFAULT_QUEUE, ImplementedRunbook } from '../workflows/catalog';
+import { RUNBOOK_DEFAULT_QUEUE, ImplementedRunbook, targetOf } from '../workflows/catalog';
 
 export const RUNBOOK_NAME_KEY = defineSearchAttributeKey('RunbookName', SearchAttributeType.KEYWORD);
 export const RUNBOOK_ENVIRONMENT_KEY = defineSearchAttributeKey('RunbookEnvironment', SearchAttributeType.KEYWORD);
@@ -17,6 +17,8 @@ export interface ConnectedClient {
   namespace: string;
   env: EnvironmentConfig;
   environment: string;
+  /** The config the client was made from (signing keys and allowed signers are found relative to it). */
+  loaded: LoadedConfig;
   close(): Promise<void>;
 }
 
@@ -34,11 +36,15 @@ export async function connectClient(loaded: LoadedConfig, environment: string, e
     );
   }
   const client = new Client({ connection, namespace: settings.namespace, dataConverter });
-  return { client, connection, namespace: settings.namespace, env, environment, close: () => connection.close() };
+  return { client, connection, namespace: settings.namespace, env, environment, loaded, close: () => connection.close() };
 }
 
-/** Search attributes are set only where the namespace defines them (the sandbox does; a cluster may not yet). */
-async function searchAttributesFor(c: ConnectedClient, runbook: string, target?: string): Promise<SearchAttributePair[]> {
+/**
+ * The search attributes that let visibility find a run by runbook, environment and target (the
+ * readiness audit's proofs, the worker's freshness metrics). Set only where the namespace defines them
+ * (the sandbox does; see "Running against real infrastructure" for a cluster).
+ */
+export async function searchAttributesFor(c: Pick<ConnectedClient, 'connection' | 'namespace' | 'environment'>, runbook: string, target?: string): Promise<SearchAttributePair[]> {
   try {
     const res = await c.connection.operatorService.listSearchAttributes({ namespace: c.namespace });
     const defined = res.customAttributes ?? {};
@@ -80,7 +86,7 @@ export async function startRunbook<A extends unknown[]>(
     workflowId,
     args,
     workflowExecutionTimeout: opts.timeoutMs,
-    typedSearchAttributes: await searchAttributesFor(c, runbook, opts.target),
+    typedSearchAttributes: await searchAttributesFor(c, runbook, opts.target ?? targetOf(runbook, args[0])),
   });
   return { handle, taskQueue, workflowId };
 }

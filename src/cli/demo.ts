@@ -12,13 +12,12 @@ import { awaitDrill, decideDrill, describeDrill, startDrill, waitForOpenGate } f
 import { QUEUE_KINDS } from '../config/schema';
 import { createLogger } from '../observability/logger';
 import { freePort } from '../system/process';
-import { DEFAULT_STACK_DIR, startStack, stopStack, StackState } from '../sandbox/stack';
+import { DEFAULT_STACK_DIR, sandboxKey, startStack, stopStack, StackState } from '../sandbox/stack';
 import type { RunbookWorker } from '../worker';
 import { connectClient } from './client';
 import { GlobalOptions, printJson } from './common';
 import { describeSmoke, runSmokeTest } from './smoke';
 import { describeStack } from './stack';
-import { createDemoDeployment, runDemoRollout } from './demoRollout';
 
 export interface DemoRun {
   runbook: string;
@@ -87,17 +86,21 @@ export async function runDemo(opts: { keep: boolean; json: boolean }): Promise<n
       const verify = await runVerify(c, 'main', { mode: 'latest' }, !opts.json);
       runs.push({ runbook: 'verifyBackup', queue: c.env.temporal.taskQueues.batch, ok: verify.ok, detail: verify });
       say(describeVerify(verify));
-      say('DR drill: failover of the PostgreSQL primary with DNS switch and failback (approved as sandbox-operator)...');
-      const { handle, workflowId } = await startDrill(c, { database: 'main', mode: 'failover', failback: true, approvalTimeoutSeconds: 300 });
+      // Every decision is signed with the sandbox's throwaway SSH keys: sandbox-operator requests, sandbox-reviewer approves (four-eyes).
+      const requester = { keyFile: sandboxKey(stack, 'sandbox-operator'), principal: 'sandbox-operator' };
+      const approver = { keyFile: sandboxKey(stack, 'sandbox-reviewer'), principal: 'sandbox-reviewer' };
+      say('DR drill: failover of the PostgreSQL primary with DNS switch and failback (signed: requested by sandbox-operator, approved by sandbox-reviewer)...');
+      const { handle, workflowId } = await startDrill(c, { database: 'main', mode: 'failover', failback: true, approvalTimeoutSeconds: 300, signer: requester, reason: 'demo drill' });
       const drill = awaitDrill(handle, workflowId, !opts.json);
       await waitForOpenGate(handle);
-      await decideDrill(c, workflowId, 'approve', 'sandbox-operator', 'demo');
+      await decideDrill(c, workflowId, 'approve', approver, 'demo');
       const outcome = await drill;
       runs.push({ runbook: 'drDrill', queue: c.env.temporal.taskQueues.critical, ok: outcome.ok, detail: outcome });
       say(describeDrill(outcome));
-      say('gated canary rollout of the Deployment web (registry.sandbox.test/web:1.0 -> 1.1) on the Kubernetes test cluster (approved as sandbox-operator)...');
+      say('gated canary rollout of the Deployment web (registry.sandbox.test/web:1.0 -> 1.1) on the Kubernetes test cluster (signed: requested by sandbox-operator, approved by sandbox-reviewer)...');
+      const { createDemoDeployment, runDemoRollout } = await import('./demoRollout');
       await createDemoDeployment(stack.kubernetes!.kubeconfig);
-      const rollout = await runDemoRollout(c, !opts.json);
+      const rollout = await runDemoRollout(c, { requester, approver }, !opts.json);
       runs.push({ runbook: 'rollout', queue: c.env.temporal.taskQueues.critical, ok: rollout.ok, detail: rollout });
       say(rollout.text);
     } finally {

@@ -1,10 +1,11 @@
 import * as k8s from '@kubernetes/client-node';
 import type { WorkflowHandle } from '@temporalio/client';
 import { createSampleDeployment } from '../sandbox/kubernetes';
-import { promoteUpdate, RolloutResult, rolloutStatusQuery } from '../workflows/rollout';
+import { RolloutResult, rolloutStatusQuery } from '../workflows/rollout';
+import type { Signer } from './sign';
 import type { ConnectedClient } from './client';
 import { waitWithProgress } from './progress';
-import { renderStatus, startRollout } from './rollout';
+import { actOnRollout, renderStatus, startRollout } from './rollout';
 
 /** The demo's application: three replicas of web:1.0 in the sandbox cluster's default namespace. */
 export async function createDemoDeployment(kubeconfig: string): Promise<void> {
@@ -25,19 +26,18 @@ async function atGate(handle: WorkflowHandle): Promise<boolean> {
   throw new Error(`the rollout ${handle.workflowId} reached no gate within 120 s`);
 }
 
-/** A two-gate canary (34%, pause, 67%, pause), approved at each gate by the sandbox's approver. */
-export async function runDemoRollout(c: ConnectedClient, showProgress: boolean): Promise<{ ok: boolean; workflowId: string; result?: RolloutResult; text: string }> {
+/** A two-gate canary (34%, pause, 67%, pause) requested by one sandbox operator and approved at each gate by the other (four-eyes). */
+export async function runDemoRollout(c: ConnectedClient, signers: { requester: Signer; approver: Signer }, showProgress: boolean): Promise<{ ok: boolean; workflowId: string; result?: RolloutResult; text: string }> {
   const { handle, workflowId } = await startRollout(c, {
     environment: c.environment,
     deployment: 'web',
     image: 'registry.sandbox.test/web:1.1',
     steps: [{ setWeight: 34 }, { pause: {} }, { setWeight: 67 }, { pause: {} }],
-    requestedBy: 'sandbox-operator',
-  });
+  }, signers.requester);
   const done = waitWithProgress<RolloutResult>(handle, showProgress);
   for (let gate = 1; gate <= 2; gate++) {
     if (!(await atGate(handle))) break;
-    await handle.executeUpdate(promoteUpdate, { args: [{ by: 'sandbox-operator', reason: `demo: gate ${gate} looks healthy` }] });
+    await actOnRollout(c, handle, 'promote', signers.approver, `demo: gate ${gate} looks healthy`);
   }
   const result = await done;
   return { ok: result.outcome === 'promoted', workflowId, result, text: `rollout ${result.outcome}: web runs ${result.finalImages.map((i) => i.image).join(', ')}\n${renderStatus(result.status, workflowId)}` };

@@ -3,10 +3,12 @@ import { WorkflowFailedError, WorkflowHandle } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import type { DrillReport } from '../reports/drill';
 import type { DrDrillResult } from '../workflows/drDrill';
-import { abortSignal, decideUpdate, GateRecord, gatesQuery } from '../workflows/lib/gate';
+import { abortRunUpdate, decideUpdate, GateRecord, gatesQuery } from '../workflows/lib/gate';
+import type { SignedAct } from '../identity/policy';
 import { timelineQuery } from '../workflows/lib/timeline';
-import { ConnectedClient, failureMessage, startRunbook } from './client';
-import { GlobalOptions, parseActor, parseWorkflowId, printJson, shown, UsageError, withClient } from './common';
+import { ConnectedClient, failureMessage, newWorkflowId, startRunbook } from './client';
+import { openGate, resolveSigner, runIdOf, signAct, Signer, signStart } from './sign';
+import { GlobalOptions, parseWorkflowId, printJson, shown, UsageError, withClient } from './common';
 import { waitWithProgress } from './progress';
 import { renderTimeline } from './render';
 
@@ -46,14 +48,18 @@ export async function awaitDrill(handle: WorkflowHandle, workflowId: string, sho
   }
 }
 
+/** Starts a drill with the requester's signed start statement (bound to the workflow id and the input). */
 export async function startDrill(
   c: ConnectedClient,
-  opts: { database: string; mode: 'failover' | 'switchover'; failback: boolean; switchBack?: boolean; approvalTimeoutSeconds?: number; requireRestoreTestWithinDays?: number },
+  opts: { database: string; mode: 'failover' | 'switchover'; failback: boolean; switchBack?: boolean; approvalTimeoutSeconds?: number; requireRestoreTestWithinDays?: number; signer: Signer; reason?: string },
 ) {
   const db = c.env.databases[opts.database];
   if (!db) throw new UsageError(`--database: ${shown(opts.database)} is not configured for environment ${c.environment}; configured: ${Object.keys(c.env.databases).join(', ') || 'none'}`);
   if (!db.topology) throw new UsageError(`databases.${opts.database}.topology is not configured: the drill needs the two nodes it acts on`);
-  return startRunbook(c, 'drDrill', [{ environment: c.environment, database: opts.database, mode: opts.mode, failback: opts.failback, switchBack: opts.switchBack, approvalTimeoutSeconds: opts.approvalTimeoutSeconds, requireRestoreTestWithinDays: opts.requireRestoreTestWithinDays }], {});
+  const workflowId = newWorkflowId('drDrill', c.environment);
+  const input: Record<string, unknown> = JSON.parse(JSON.stringify({ environment: c.environment, database: opts.database, mode: opts.mode, failback: opts.failback, switchBack: opts.switchBack, approvalTimeoutSeconds: opts.approvalTimeoutSeconds, requireRestoreTestWithinDays: opts.requireRestoreTestWithinDays }));
+  input.start = await signStart(c, opts.signer, 'drDrill', workflowId, input, opts.reason);
+  return startRunbook(c, 'drDrill', [input], { workflowId });
 }
 
 /** Waits until a run's approval gate is open; returns early if the run ends first (e.g. in preflight). */
@@ -68,20 +74,34 @@ export async function waitForOpenGate(handle: WorkflowHandle, timeoutMs = 60_000
   throw new Error(`no approval gate opened in ${handle.workflowId} within ${timeoutMs} ms`);
 }
 
-/** Decides the open gate through the update, so a refusal (not an approver, no gate open) comes back at once. */
-export async function decideDrill(c: ConnectedClient, workflowId: string, decision: 'approve' | 'reject', by: string, reason?: string): Promise<GateRecord> {
+/** Decides the open gate through the update with a signed statement, so a refusal (unsigned, unknown key, not an approver, no gate open) comes back at once. */
+export async function decideDrill(c: ConnectedClient, workflowId: string, decision: 'approve' | 'reject', signer: Signer, reason?: string): Promise<GateRecord> {
+  const handle = c.client.workflow.getHandle(workflowId);
+  const { runId, gate } = await openGate(handle);
+  const signed = await signAct(c, signer, { runbook: 'drDrill', workflowId, runId, gate: gate.id, act: decision, reason });
   try {
-    return await c.client.workflow.getHandle(workflowId).executeUpdate(decideUpdate, { args: [{ decision, by, reason }] });
+    return await handle.executeUpdate(decideUpdate, { args: [signed] });
   } catch (err) {
     const cause = (err as { cause?: Error }).cause;
     throw new UsageError(`${decision} refused: ${cause?.message ?? (err as Error).message}`);
   }
 }
 
-function operator(explicit: string | undefined, reason: string | undefined): { by: string; reason?: string } {
-  const by = explicit ?? process.env.RUNBOOK_OPERATOR ?? process.env.USER;
-  if (by === undefined) throw new UsageError('--by: who is deciding? pass --by NAME or set RUNBOOK_OPERATOR');
-  return parseActor(by, reason);
+/** A signed abort of any gated run (act abort, gate run), refused at once unless the signer may abort. */
+export async function abortRun(c: ConnectedClient, runbook: string, workflowId: string, signer: Signer, reason?: string): Promise<SignedAct> {
+  const handle = c.client.workflow.getHandle(workflowId);
+  const signed = await signAct(c, signer, { runbook, workflowId, runId: await runIdOf(handle), gate: 'run', act: 'abort', reason });
+  try {
+    return await handle.executeUpdate(abortRunUpdate, { args: [signed] });
+  } catch (err) {
+    const cause = (err as { cause?: Error }).cause;
+    throw new UsageError(`abort refused: ${cause?.message ?? (err as Error).message}`);
+  }
+}
+
+function reasonOf(reason: string | undefined): string | undefined {
+  if (reason !== undefined && reason.length > 1000) throw new UsageError(`--reason: expected text of at most 1000 characters, found ${reason.length} characters`);
+  return reason;
 }
 
 export function registerDrill(program: Command, globals: () => GlobalOptions): void {
@@ -100,8 +120,11 @@ export function registerDrill(program: Command, globals: () => GlobalOptions): v
     .option('--switch-back', 'after failback, make the original primary lead again and point the service name back')
     .option('--approval-timeout <seconds>', 'end the drill unchanged if nobody decides within this time', '3600')
     .option('--require-restore-test-within <days>', 'preflight also requires a restore test that passed within this many days')
+    .option('--key <file>', 'your SSH key that signs the start (default: $RUNBOOK_SIGNING_KEY, then signing.key in the config)')
+    .option('--by <principal>', 'the principal your key is listed for (default: the allowed signers\' entry for the key)')
+    .option('--reason <text>', 'why, for the record (signed)')
     .option('--wait', 'wait for the drill to finish, showing progress (exit 0 only if it passed)')
-    .action(async (opts: { database: string; mode: string; failback: boolean; switchBack?: boolean; approvalTimeout: string; requireRestoreTestWithin?: string; wait?: boolean }) => {
+    .action(async (opts: { database: string; mode: string; failback: boolean; switchBack?: boolean; approvalTimeout: string; requireRestoreTestWithin?: string; key?: string; by?: string; reason?: string; wait?: boolean }) => {
       if (opts.switchBack && !opts.failback) throw new UsageError('--switch-back needs failback: drop --no-failback');
       const days = opts.requireRestoreTestWithin === undefined ? undefined : Number(opts.requireRestoreTestWithin);
       if (days !== undefined && (!Number.isFinite(days) || days <= 0 || days > 366)) throw new UsageError(`--require-restore-test-within: expected days from 1 to 366, found ${shown(opts.requireRestoreTestWithin!)}`);
@@ -109,8 +132,9 @@ export function registerDrill(program: Command, globals: () => GlobalOptions): v
       const timeout = Number(opts.approvalTimeout);
       if (!Number.isInteger(timeout) || timeout < 1 || timeout > 604_800) throw new UsageError(`--approval-timeout: expected seconds from 1 to 604800, found ${shown(opts.approvalTimeout)}`);
       await withDrillClient(async (c, g) => {
-        const { handle, workflowId } = await startDrill(c, { database: opts.database, mode: opts.mode as 'failover' | 'switchover', failback: opts.failback, switchBack: opts.switchBack, approvalTimeoutSeconds: timeout, requireRestoreTestWithinDays: days });
-        if (!g.json) process.stderr.write(`drill started: workflow ${workflowId}\napprove with: runbook drill approve ${workflowId} --by NAME\n`);
+        const signer = resolveSigner(c, opts);
+        const { handle, workflowId } = await startDrill(c, { database: opts.database, mode: opts.mode as 'failover' | 'switchover', failback: opts.failback, switchBack: opts.switchBack, approvalTimeoutSeconds: timeout, requireRestoreTestWithinDays: days, signer, reason: reasonOf(opts.reason) });
+        if (!g.json) process.stderr.write(`drill started by ${signer.principal}: workflow ${workflowId}\napprove with: runbook drill approve ${workflowId} --key YOUR_KEY\n`);
         if (!opts.wait) return g.json ? printJson({ ok: true, workflowId }) : process.stdout.write(`${workflowId}\n`);
         const outcome = await awaitDrill(handle, workflowId, !g.json);
         if (g.json) printJson(outcome);
@@ -122,16 +146,17 @@ export function registerDrill(program: Command, globals: () => GlobalOptions): v
   for (const decision of ['approve', 'reject'] as const) {
     drill
       .command(`${decision} <workflowId>`)
-      .description(`${decision} a drill waiting at its gate (refused at once unless you are an allowed approver)`)
-      .option('--by <name>', 'who decides (default: $RUNBOOK_OPERATOR or $USER)')
-      .option('--reason <text>', 'why, for the record')
-      .action(async (id: string, opts: { by?: string; reason?: string }) => {
+      .description(`${decision} a drill waiting at its gate with your signed decision (refused at once unless your key is allowed and you are an approver)`)
+      .option('--key <file>', 'your SSH key (default: $RUNBOOK_SIGNING_KEY, then signing.key in the config)')
+      .option('--by <principal>', 'the principal your key is listed for (default: the allowed signers\' entry for the key)')
+      .option('--reason <text>', 'why, for the record (signed)')
+      .action(async (id: string, opts: { key?: string; by?: string; reason?: string }) => {
         const workflowId = parseWorkflowId(id);
-        const actor = operator(opts.by, opts.reason);
+        const reason = reasonOf(opts.reason);
         await withDrillClient(async (c, g) => {
-          const gate = await decideDrill(c, workflowId, decision, actor.by, actor.reason);
+          const gate = await decideDrill(c, workflowId, decision, resolveSigner(c, opts), reason);
           if (g.json) printJson({ ok: true, gate });
-          else process.stdout.write(`gate '${gate.name}' ${gate.outcome} by ${gate.by} at ${gate.closedAt}\n`);
+          else process.stdout.write(gate.outcome === 'waiting' ? `approval by ${gate.by} (key ${gate.fingerprint}) counted: ${gate.approvals.length} of ${gate.required} needed; gate '${gate.name}' still waiting\n` : `gate '${gate.name}' ${gate.outcome} by ${gate.by} (key ${gate.fingerprint}) at ${gate.closedAt}\n`);
         });
       });
   }
@@ -139,16 +164,16 @@ export function registerDrill(program: Command, globals: () => GlobalOptions): v
   drill
     .command('abort <workflowId>')
     .description('abort a drill: before the fault nothing changes; after it, service is restored before it ends')
-    .option('--by <name>', 'who aborts (default: $RUNBOOK_OPERATOR or $USER)')
-    .option('--reason <text>', 'why, for the record')
-    .action(async (id: string, opts: { by?: string; reason?: string }) => {
+    .option('--key <file>', 'your SSH key (default: $RUNBOOK_SIGNING_KEY, then signing.key in the config)')
+    .option('--by <principal>', 'the principal your key is listed for (default: the allowed signers\' entry for the key)')
+    .option('--reason <text>', 'why, for the record (signed)')
+    .action(async (id: string, opts: { key?: string; by?: string; reason?: string }) => {
       const workflowId = parseWorkflowId(id);
-      // Checked here: the workflow ignores a malformed abort signal, and a signal cannot say so.
-      const actor = operator(opts.by, opts.reason);
+      const reason = reasonOf(opts.reason);
       await withDrillClient(async (c, g) => {
-        await c.client.workflow.getHandle(workflowId).signal(abortSignal, actor);
-        if (g.json) printJson({ ok: true, workflowId, aborted: true });
-        else process.stdout.write(`abort sent to ${workflowId}\n`);
+        const act = await abortRun(c, 'drDrill', workflowId, resolveSigner(c, opts), reason);
+        if (g.json) printJson({ ok: true, workflowId, aborted: true, by: act.principal, fingerprint: act.fingerprint });
+        else process.stdout.write(`aborted by ${act.principal} (key ${act.fingerprint}): ${workflowId}\n`);
       });
     });
 
@@ -162,7 +187,11 @@ export function registerDrill(program: Command, globals: () => GlobalOptions): v
         const [timeline, gates, description] = await Promise.all([handle.query(timelineQuery), handle.query(gatesQuery), handle.describe()]);
         if (g.json) return printJson({ ok: true, status: description.status.name, timeline, gates });
         process.stdout.write(`${workflowId}: ${description.status.name}\n${renderTimeline(timeline)}\n`);
-        for (const gate of gates) process.stdout.write(`  gate '${gate.name}': ${gate.outcome}${gate.by ? ` by ${gate.by}` : ''} (allowed: ${gate.allowed.join(', ')})\n`);
+        for (const gate of gates) {
+          process.stdout.write(`  gate '${gate.name}' [${gate.id}]: ${gate.outcome}${gate.by ? ` by ${gate.by}` : ''}; ${gate.approvals.length} of ${gate.required} approval(s) (allowed: ${gate.allowed.join(', ')})\n`);
+          for (const a of gate.approvals) process.stdout.write(`    signed ${a.act} by ${a.principal}, key ${a.fingerprint}, at ${a.signedAt}${a.reason ? `: ${a.reason}` : ''}\n`);
+          for (const x of gate.ignored) process.stdout.write(`    refused (claimed by ${x.by}) at ${x.at}: ${x.problem}\n`);
+        }
       });
     });
 

@@ -1,11 +1,12 @@
 import type { Command } from 'commander';
 import { WorkflowExecutionAlreadyStartedError, WorkflowFailedError, WorkflowHandle, WorkflowNotFoundError } from '@temporalio/client';
 import { parseDuration } from '../config/duration';
-import { GoLiveInput, GoLiveResult, GoLiveStatus, goLiveStatusQuery, GoLiveWaiver, validateGoLiveInput } from '../workflows/goLive';
+import { GoLiveInput, GoLiveResult, GoLiveStatus, goLiveStatusQuery, GoLiveWaiver, validateGoLiveInput, WAIVER_GATE, waiveUpdate } from '../workflows/goLive';
 import { decideUpdate } from '../workflows/lib/gate';
 import type { GoLiveReport } from '../reports/golive';
 import { ConnectedClient, failureMessage, startRunbook } from './client';
-import { GlobalOptions, parseActor, printJson, shown, UsageError, withClient } from './common';
+import { GlobalOptions, printJson, shown, UsageError, withClient } from './common';
+import { openGate, resolveSigner, runIdOf, signAct, Signer, signStart } from './sign';
 import { waitWithProgress } from './progress';
 import { checked, parseSteps, readAnalysis } from './rollout';
 
@@ -31,14 +32,31 @@ function number(flag: string, v: string | undefined): number | undefined {
 }
 
 /** --waive ITEM=REASON, given once per item. */
-export function parseWaivers(values: string[], by: string | undefined): GoLiveWaiver[] {
-  if (values.length === 0) return [];
-  if (by === undefined) throw new UsageError('--by: a waiver needs the approver who accepts the risk: pass --by NAME or set RUNBOOK_OPERATOR');
+export function parseWaivers(values: string[]): { item: string; reason: string }[] {
   return values.map((v) => {
     const at = v.indexOf('=');
     if (at <= 0 || at === v.length - 1) throw new UsageError(`--waive: expected ITEM=REASON (persistence-database="staging runs on SQLite until Q3"), found ${shown(v)}`);
-    return { item: v.slice(0, at), by, reason: v.slice(at + 1) };
+    if (v.length > 1100) throw new UsageError(`--waive: the reason is longer than 1000 characters`);
+    return { item: v.slice(0, at), reason: v.slice(at + 1) };
   });
+}
+
+/** Signs a waiver of one critical item at the go-live's audit gate; refused at once unless it verifies. Retries while the run is still reading its signers. */
+export async function waive(c: ConnectedClient, handle: WorkflowHandle, signer: Signer, w: { item: string; reason: string }): Promise<GoLiveWaiver> {
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    const signed = await signAct(c, signer, { runbook: 'goLive', workflowId: handle.workflowId, runId: await runIdOf(handle), gate: WAIVER_GATE, act: 'waive', item: w.item, reason: w.reason });
+    try {
+      return await handle.executeUpdate(waiveUpdate, { args: [signed] });
+    } catch (err) {
+      const message = (err as { cause?: Error }).cause?.message ?? (err as Error).message;
+      if (/has not read its signers yet/.test(message) && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 250));
+        continue;
+      }
+      throw new UsageError(`waiver of ${w.item} refused: ${message}`);
+    }
+  }
 }
 
 /** The go-live an argument names: a Deployment of this environment, a workflow id, or (none) the newest go-live here. */
@@ -93,9 +111,13 @@ function describeReport(r: GoLiveReport, keys: string[]): string {
   return [head, ...runs].join('\n');
 }
 
-export async function startGoLive(c: ConnectedClient, input: GoLiveInput): Promise<{ handle: WorkflowHandle; workflowId: string }> {
+export async function startGoLive(c: ConnectedClient, input: GoLiveInput, signer?: Signer): Promise<{ handle: WorkflowHandle; workflowId: string }> {
   checked(validateGoLiveInput, input);
   const workflowId = goLiveWorkflowId(c.environment, input.deployment);
+  if (signer) {
+    const plain = JSON.parse(JSON.stringify({ ...input, start: undefined })) as Record<string, unknown>;
+    input = { ...(plain as unknown as GoLiveInput), start: await signStart(c, signer, 'goLive', workflowId, plain) };
+  }
   try {
     const { handle } = await startRunbook(c, 'goLive', [input], { workflowId, target: input.deployment });
     return { handle, workflowId };
@@ -128,20 +150,21 @@ export function registerGoLive(program: Command, globals: () => GlobalOptions): 
     .option('--wait-attestations <duration>', 'let the readiness audit wait this long for attestations')
     .option('--check-timeout <seconds>', 'each audit check reports unknown after this long')
     .option('--certificate-min-days <n>', 'a serving certificate expiring within this many days fails the audit')
-    .option('--waive <item=reason>', 'accept a critical item that is not proved, with the reason (repeatable; needs --by)', collect, [])
-    .option('--by <name>', 'who waives (default: $RUNBOOK_OPERATOR or $USER)')
+    .option('--waive <item=reason>', 'accept a critical item that is not proved, with the reason, signed with your key at the audit gate (repeatable)', collect, [])
+    .option('--waiver-wait <duration>', 'when critical items block after the audit, wait this long for signed waivers (runbook golive waive) before stopping')
+    .option('--key <file>', 'your SSH key that signs the start and the waivers (default: $RUNBOOK_SIGNING_KEY, then signing.key in the config)')
+    .option('--by <principal>', "the principal your key is listed for (default: the allowed signers' entry for the key)")
     .option('--approval-timeout <duration>', 'how long the go-live approval waits', '4h')
     .option('--wait', 'wait for the go-live to finish, showing progress (exit 0 only if live)')
     .action(async (dep: string, opts: Record<string, string | string[] | boolean | undefined>) => {
       if (!DEPLOYMENT.test(dep)) throw new UsageError(`DEPLOYMENT: expected a Deployment name (lower-case letters, digits and -, at most 56 characters), found ${shown(dep)}`);
-      const o = opts as { image: string; container?: string; strategy: string; steps?: string; analysis?: string; healthTimeout: string; watch: string; watchInterval: string; watchAnalysis?: string; waitAttestations?: string; checkTimeout?: string; certificateMinDays?: string; waive: string[]; by?: string; approvalTimeout: string; wait?: boolean };
+      const o = opts as { image: string; container?: string; strategy: string; steps?: string; analysis?: string; healthTimeout: string; watch: string; watchInterval: string; watchAnalysis?: string; waitAttestations?: string; checkTimeout?: string; certificateMinDays?: string; waive: string[]; waiverWait?: string; key?: string; by?: string; approvalTimeout: string; wait?: boolean };
       if (o.strategy !== 'canary' && o.strategy !== 'rolling') throw new UsageError(`--strategy: expected canary or rolling, found ${shown(o.strategy)}`);
       const analysis = o.analysis ? readAnalysis(o.analysis) : undefined;
       const watchAnalysis = o.watchAnalysis ? readAnalysis(o.watchAnalysis) : undefined;
       if (!analysis && !watchAnalysis) throw new UsageError('--watch-analysis: the watch window needs an alert condition: --watch-analysis FILE or --analysis FILE');
       const waitAttestations = seconds('--wait-attestations', o.waitAttestations);
-      const requestedBy = process.env.RUNBOOK_OPERATOR ?? process.env.USER;
-      const waivers = parseWaivers(o.waive, o.by ?? requestedBy);
+      const waivers = parseWaivers(o.waive);
       const input: GoLiveInput = {
         environment: '',
         deployment: dep,
@@ -153,15 +176,19 @@ export function registerGoLive(program: Command, globals: () => GlobalOptions): 
         healthTimeoutSeconds: seconds('--health-timeout', o.healthTimeout, 5),
         watch: { durationSeconds: seconds('--watch', o.watch), intervalSeconds: seconds('--watch-interval', o.watchInterval), analysis: watchAnalysis },
         audit: { waitForAttestationsSeconds: waitAttestations, checkTimeoutSeconds: number('--check-timeout', o.checkTimeout), certificateMinDays: number('--certificate-min-days', o.certificateMinDays) },
-        waivers: waivers.length ? waivers : undefined,
+        waiverWaitSeconds: o.waiverWait === undefined ? undefined : seconds('--waiver-wait', o.waiverWait),
         approvalTimeoutSeconds: seconds('--approval-timeout', o.approvalTimeout),
-        requestedBy: requestedBy && /^[A-Za-z0-9._@+-]{1,128}$/.test(requestedBy) ? requestedBy : undefined,
       };
       if ((input.watch!.intervalSeconds ?? 0) > (input.watch!.durationSeconds ?? 0)) throw new UsageError(`--watch-interval: ${o.watchInterval} is longer than the watch window (--watch ${o.watch})`);
       await run(async (c, g) => {
         input.environment = c.environment;
-        const { handle, workflowId } = await startGoLive(c, JSON.parse(JSON.stringify(input)) as GoLiveInput);
-        if (!g.json) process.stderr.write(`go-live started: workflow ${workflowId}\nfollow with: runbook golive status ${dep}; approve with: runbook golive approve ${dep} --by NAME\n`);
+        const signer = resolveSigner(c, o);
+        const { handle, workflowId } = await startGoLive(c, JSON.parse(JSON.stringify(input)) as GoLiveInput, signer);
+        if (!g.json) process.stderr.write(`go-live started by ${signer.principal}: workflow ${workflowId}\nfollow with: runbook golive status ${dep}; approve with: runbook golive approve ${dep} --key YOUR_KEY\n`);
+        for (const w of waivers) {
+          const accepted = await waive(c, handle, signer, w);
+          if (!g.json) process.stderr.write(`waiver of ${accepted.item} signed by ${accepted.by} (key ${accepted.fingerprint})\n`);
+        }
         if (!o.wait) return g.json ? printJson({ ok: true, workflowId }) : process.stdout.write(`${workflowId}\n`);
         try {
           const r = await waitWithProgress<GoLiveResult>(handle, !g.json);
@@ -192,25 +219,43 @@ export function registerGoLive(program: Command, globals: () => GlobalOptions): 
   for (const decision of ['approve', 'reject'] as const) {
     golive
       .command(`${decision} [target]`)
-      .description(`${decision} the go-live waiting for approval (refused at once unless you are an allowed approver)`)
-      .option('--by <name>', `who ${decision}s (default: $RUNBOOK_OPERATOR or $USER)`)
-      .option('--comment <text>', 'why, for the record')
-      .action(async (target: string | undefined, opts: { by?: string; comment?: string }) => {
-        const who = opts.by ?? process.env.RUNBOOK_OPERATOR ?? process.env.USER;
-        if (who === undefined) throw new UsageError('--by: who is deciding? pass --by NAME or set RUNBOOK_OPERATOR');
-        const a = parseActor(who, opts.comment);
+      .description(`${decision} the go-live waiting for approval, signed (refused at once unless your key is allowed and you are an approver)`)
+      .option('--key <file>', 'your SSH key (default: $RUNBOOK_SIGNING_KEY, then signing.key in the config)')
+      .option('--by <principal>', "the principal your key is listed for (default: the allowed signers' entry for the key)")
+      .option('--comment <text>', 'why, for the record (signed)')
+      .action(async (target: string | undefined, opts: { key?: string; by?: string; comment?: string }) => {
+        if (opts.comment !== undefined && opts.comment.length > 1000) throw new UsageError(`--comment: expected text of at most 1000 characters, found ${opts.comment.length} characters`);
         await run(async (c, g) => {
           const handle = await handleFor(c, target);
+          const { runId, gate: open } = await openGate(handle);
+          const signed = await signAct(c, resolveSigner(c, opts), { runbook: 'goLive', workflowId: handle.workflowId, runId, gate: open.id, act: decision, reason: opts.comment });
           let gate;
           try {
-            gate = await handle.executeUpdate(decideUpdate, { args: [{ decision, by: a.by, reason: a.reason }] });
+            gate = await handle.executeUpdate(decideUpdate, { args: [signed] });
           } catch (err) {
             const cause = (err as { cause?: Error }).cause;
             throw new UsageError(`${decision} refused: ${cause?.message ?? failureMessage(err)}`);
           }
           if (g.json) printJson({ ok: true, workflowId: handle.workflowId, gate });
-          else process.stdout.write(`gate '${gate.name}' ${gate.outcome} by ${gate.by} at ${gate.closedAt}\n`);
+          else process.stdout.write(`gate '${gate.name}' ${gate.outcome} by ${gate.by} (key ${gate.fingerprint})${gate.closedAt ? ` at ${gate.closedAt}` : ''}\n`);
         });
       });
   }
+
+  golive
+    .command('waive [target]')
+    .description('waive a critical item that blocks the go-live at its audit gate, signed: you accept the risk, with the reason')
+    .requiredOption('--item <id>', 'the critical checklist item (e.g. persistence-database)')
+    .requiredOption('--reason <text>', 'why going live without it is acceptable (signed, in the report)')
+    .option('--key <file>', 'your SSH key (default: $RUNBOOK_SIGNING_KEY, then signing.key in the config)')
+    .option('--by <principal>', "the principal your key is listed for (default: the allowed signers' entry for the key)")
+    .action(async (target: string | undefined, opts: { item: string; reason: string; key?: string; by?: string }) => {
+      const [w] = parseWaivers([`${opts.item}=${opts.reason}`]);
+      await run(async (c, g) => {
+        const handle = await handleFor(c, target);
+        const accepted = await waive(c, handle, resolveSigner(c, opts), w);
+        if (g.json) printJson({ ok: true, workflowId: handle.workflowId, waiver: accepted });
+        else process.stdout.write(`waiver of ${accepted.item} signed by ${accepted.by} (key ${accepted.fingerprint})\n`);
+      });
+    });
 }

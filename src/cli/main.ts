@@ -7,6 +7,7 @@ import { registerCodecServer } from './codecServer';
 import { registerConfig } from './config';
 import { registerDemo } from './demo';
 import { registerDrill } from './drill';
+import { registerEvidence } from './evidence';
 import { registerLoadTest } from './loadtest';
 import { registerGoLive } from './golive';
 import { registerRollout } from './rollout';
@@ -42,6 +43,7 @@ export function buildProgram(): Command {
   registerBench(program, globals);
   registerLoadTest(program, globals);
   registerGoLive(program, globals);
+  registerEvidence(program, globals);
   registerTemporalConfig(program, globals);
   program
     .command('version')

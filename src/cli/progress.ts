@@ -1,5 +1,6 @@
 import type { WorkflowHandle } from '@temporalio/client';
-import { defaultPayloadConverter } from '@temporalio/common';
+import type { LoadedDataConverter } from '@temporalio/common';
+import { decodeFromPayloadsAtIndex } from '@temporalio/common/lib/internal-non-workflow';
 import { timelineQuery } from '../workflows/lib/timeline';
 
 export interface ProgressSnapshot {
@@ -33,13 +34,12 @@ export async function readProgress(handle: WorkflowHandle): Promise<ProgressSnap
   const running = timeline?.steps.filter((s) => s.outcome === 'running').pop();
   const pending = description.raw.pendingActivities?.[0];
   let details: Record<string, unknown> | undefined;
-  const payload = pending?.heartbeatDetails?.payloads?.[0];
-  if (payload) {
-    try {
-      details = defaultPayloadConverter.fromPayload(payload) as Record<string, unknown>;
-    } catch {
-      details = undefined;
-    }
+  const payloads = pending?.heartbeatDetails?.payloads;
+  if (payloads?.length) {
+    // Heartbeat details are payloads like any other: encrypted where the environment encrypts, so they
+    // go through the client's own data converter (its codec), which the SDK keeps protected.
+    const converter = (handle.client as unknown as { dataConverter: LoadedDataConverter }).dataConverter;
+    details = await decodeFromPayloadsAtIndex<Record<string, unknown>>(converter, 0, payloads).catch(() => undefined);
   }
   return { step: running?.name, activity: pending?.activityType?.name ?? undefined, attempt: pending?.attempt ?? undefined, details };
 }

@@ -8,7 +8,8 @@ import type { AnalysisSpec } from '../workflows/lib/analysis';
 import { RollbackResult, validateRollbackInput } from '../workflows/rollback';
 import { abortUpdate, describeStep, promoteUpdate, RolloutInput, RolloutResult, RolloutStatus, rolloutStatusQuery, RolloutStep, validateRolloutInput } from '../workflows/rollout';
 import { ConnectedClient, failureMessage, startRunbook } from './client';
-import { GlobalOptions, parseActor, printJson, shown, UsageError, withClient } from './common';
+import { GlobalOptions, printJson, shown, UsageError, withClient } from './common';
+import { openGate, resolveSigner, runIdOf, signAct, Signer, signStart } from './sign';
 import { waitWithProgress } from './progress';
 
 const DEPLOYMENT = /^[a-z0-9]([-a-z0-9]{0,54}[a-z0-9])?$/;
@@ -64,10 +65,21 @@ export function checked<T>(validate: (v: unknown) => T, input: unknown): T {
   }
 }
 
-function actor(by: string | undefined, reason: string | undefined): { by: string; reason?: string } {
-  const who = by ?? process.env.RUNBOOK_OPERATOR ?? process.env.USER;
-  if (who === undefined) throw new UsageError('--by: who is acting? pass --by NAME or set RUNBOOK_OPERATOR');
-  return parseActor(who, reason);
+function reasonOf(reason: string | undefined, flag = '--comment'): string | undefined {
+  if (reason !== undefined && reason.length > 1000) throw new UsageError(`${flag}: expected text of at most 1000 characters, found ${reason.length} characters`);
+  return reason;
+}
+
+const keyOptions = (cmd: Command) =>
+  cmd
+    .option('--key <file>', 'your SSH key that signs (default: $RUNBOOK_SIGNING_KEY, then signing.key in the config)')
+    .option('--by <principal>', "the principal your key is listed for (default: the allowed signers' entry for the key)");
+
+/** Signs and sends promote (the open pause), promote-full, or abort to a rollout; a refusal comes back at once. */
+export async function actOnRollout(c: ConnectedClient, handle: WorkflowHandle, act: 'promote' | 'promote-full' | 'abort', signer: Signer, reason?: string): Promise<RolloutStatus> {
+  const gate = act === 'promote' ? (await openGate(handle)).gate.id : act === 'promote-full' ? 'promote-full' : 'run';
+  const signed = await signAct(c, signer, { runbook: 'rollout', workflowId: handle.workflowId, runId: await runIdOf(handle), gate, act, reason });
+  return operatorUpdate(() => handle.executeUpdate(act === 'abort' ? abortUpdate : promoteUpdate, { args: [signed] }), act === 'promote-full' ? 'promote --full' : act === 'promote' ? 'approve' : 'abort');
 }
 
 export function renderStatus(s: RolloutStatus, workflowId: string): string {
@@ -81,7 +93,10 @@ export function renderStatus(s: RolloutStatus, workflowId: string): string {
     lines.push(`  [${mark}] ${i + 1}. ${describeStep(step)}`);
   });
   if (s.waitingFor) lines.push(`  waiting for ${s.waitingFor}`);
-  for (const g of s.approvals) lines.push(`  gate '${g.name}': ${g.outcome}${g.by ? ` by ${g.by}` : ''}${g.reason ? ` ("${g.reason}")` : ''}${g.closedAt ? ` at ${g.closedAt}` : ''}`);
+  for (const g of s.approvals) {
+    lines.push(`  gate '${g.name}': ${g.outcome}${g.by ? ` by ${g.by}` : ''}${g.fingerprint ? ` (key ${g.fingerprint})` : ''}${g.reason ? ` ("${g.reason}")` : ''}${g.closedAt ? ` at ${g.closedAt}` : ''}; ${g.approvals.length} of ${g.required} approval(s)`);
+    for (const x of g.ignored) lines.push(`    refused (claimed by ${x.by}): ${x.problem}`);
+  }
   for (const a of s.analyses) {
     const last = a.measurements[a.measurements.length - 1];
     lines.push(`  analysis '${a.name}': ${a.reason ?? (a.passed ? 'passed' : `${Object.values(a.failures).reduce((x, y) => x + y, 0)} failed measurement(s) so far`)}`);
@@ -122,9 +137,14 @@ async function operatorUpdate<T>(fn: () => Promise<T>, what: string): Promise<T>
   }
 }
 
-export async function startRollout(c: ConnectedClient, input: RolloutInput): Promise<{ handle: WorkflowHandle; workflowId: string }> {
+/** Starts a rollout; with a signer, the start is signed (the requester, whom four-eyes keeps from approving). */
+export async function startRollout(c: ConnectedClient, input: RolloutInput, signer?: Signer): Promise<{ handle: WorkflowHandle; workflowId: string }> {
   checked(validateRolloutInput, input);
   const workflowId = rolloutWorkflowId(c.environment, input.deployment);
+  if (signer) {
+    const plain = JSON.parse(JSON.stringify({ ...input, start: undefined })) as Record<string, unknown>;
+    input = { ...(plain as unknown as RolloutInput), start: await signStart(c, signer, 'rollout', workflowId, plain) };
+  }
   try {
     const { handle } = await startRunbook(c, 'rollout', [input], { workflowId, target: input.deployment });
     return { handle, workflowId };
@@ -155,7 +175,9 @@ export function registerRollout(program: Command, globals: () => GlobalOptions):
     .option('--gate-timeout <duration>', 'how long a pause waits for approval (default: kubernetes.rollout.gateTimeout from config)')
     .option('--on-gate-timeout <policy>', 'rollback or remind (default: kubernetes.rollout.onGateTimeout from config)')
     .option('--wait', 'wait for the rollout to finish, showing progress (exit 0 only if promoted)')
-    .action(async (dep: string, opts: { image: string; container?: string; strategy: string; steps?: string; analysis?: string; healthTimeout: string; gateTimeout?: string; onGateTimeout?: string; wait?: boolean }) => {
+    .option('--key <file>', 'your SSH key that signs the start (default: $RUNBOOK_SIGNING_KEY, then signing.key in the config)')
+    .option('--by <principal>', "the principal your key is listed for (default: the allowed signers' entry for the key)")
+    .action(async (dep: string, opts: { image: string; container?: string; strategy: string; steps?: string; analysis?: string; healthTimeout: string; gateTimeout?: string; onGateTimeout?: string; wait?: boolean; key?: string; by?: string }) => {
       const deployment = parseDeployment(dep);
       const seconds = (flag: string, v: string | undefined) => {
         if (v === undefined) return undefined;
@@ -168,7 +190,6 @@ export function registerRollout(program: Command, globals: () => GlobalOptions):
       const steps = opts.steps ? parseSteps(opts.steps) : undefined;
       const analysis = opts.analysis ? readAnalysis(opts.analysis) : undefined;
       await run(async (c, g) => {
-        const requestedBy = process.env.RUNBOOK_OPERATOR ?? process.env.USER;
         const input: RolloutInput = {
           environment: c.environment,
           deployment,
@@ -180,10 +201,10 @@ export function registerRollout(program: Command, globals: () => GlobalOptions):
           healthTimeoutSeconds: seconds('--health-timeout', opts.healthTimeout),
           gateTimeoutSeconds: seconds('--gate-timeout', opts.gateTimeout),
           onGateTimeout: opts.onGateTimeout as 'rollback' | 'remind' | undefined,
-          requestedBy: requestedBy && /^[A-Za-z0-9._@+-]{1,128}$/.test(requestedBy) ? requestedBy : undefined,
         };
-        const { handle, workflowId } = await startRollout(c, input);
-        if (!g.json) process.stderr.write(`rollout started: workflow ${workflowId}\nfollow with: runbook rollout status ${deployment} --watch; approve with: runbook rollout approve ${deployment} --by NAME\n`);
+        const signer = resolveSigner(c, opts);
+        const { handle, workflowId } = await startRollout(c, input, signer);
+        if (!g.json) process.stderr.write(`rollout started by ${signer.principal}: workflow ${workflowId}\nfollow with: runbook rollout status ${deployment} --watch; approve with: runbook rollout approve ${deployment} --key YOUR_KEY\n`);
         if (!opts.wait) return g.json ? printJson({ ok: true, workflowId }) : process.stdout.write(`${workflowId}\n`);
         try {
           const r = await waitWithProgress<RolloutResult>(handle, !g.json);
@@ -222,55 +243,57 @@ export function registerRollout(program: Command, globals: () => GlobalOptions):
       });
     });
 
-  rollout
-    .command('approve <deployment>')
-    .description('approve the pause the rollout waits at (refused at once unless you are an allowed approver)')
-    .option('--by <name>', 'who approves (default: $RUNBOOK_OPERATOR or $USER)')
-    .option('--comment <text>', 'why, for the record')
-    .action(async (dep: string, opts: { by?: string; comment?: string }) => {
-      const deployment = parseDeployment(dep);
-      const a = actor(opts.by, opts.comment);
-      await run(async (c, g) => {
-        const handle = await handleFor(c, deployment);
-        const s = await operatorUpdate(() => handle.executeUpdate(promoteUpdate, { args: [{ by: a.by, reason: a.reason }] }), 'approve');
-        const gate = s.approvals[s.approvals.length - 1];
-        if (g.json) printJson({ ok: true, gate, status: s });
-        else process.stdout.write(`gate '${gate?.name}' approved by ${gate?.by} at ${gate?.closedAt}\n`);
-      });
+  keyOptions(
+    rollout
+      .command('approve <deployment>')
+      .description('approve the pause the rollout waits at, signed (refused at once unless your key is allowed and you are an approver)')
+      .option('--comment <text>', 'why, for the record (signed)'),
+  ).action(async (dep: string, opts: { key?: string; by?: string; comment?: string }) => {
+    const deployment = parseDeployment(dep);
+    const reason = reasonOf(opts.comment);
+    await run(async (c, g) => {
+      const handle = await handleFor(c, deployment);
+      const s = await actOnRollout(c, handle, 'promote', resolveSigner(c, opts), reason);
+      const gate = s.approvals[s.approvals.length - 1];
+      if (g.json) printJson({ ok: true, gate, status: s });
+      else process.stdout.write(gate?.outcome === 'waiting' ? `approval by ${gate.by} (key ${gate.fingerprint}) counted: ${gate.approvals.length} of ${gate.required}; gate '${gate.name}' still waiting\n` : `gate '${gate?.name}' approved by ${gate?.by} (key ${gate?.fingerprint}) at ${gate?.closedAt}\n`);
     });
+  });
 
-  rollout
-    .command('promote <deployment>')
-    .description('approve the current pause; with --full, skip every remaining step and promote now')
-    .option('--by <name>', 'who promotes (default: $RUNBOOK_OPERATOR or $USER)')
-    .option('--comment <text>', 'why, for the record')
-    .option('--full', 'skip the remaining steps')
-    .action(async (dep: string, opts: { by?: string; comment?: string; full?: boolean }) => {
-      const deployment = parseDeployment(dep);
-      const a = actor(opts.by, opts.comment);
-      await run(async (c, g) => {
-        const handle = await handleFor(c, deployment);
-        const s = await operatorUpdate(() => handle.executeUpdate(promoteUpdate, { args: [{ by: a.by, reason: a.reason, full: opts.full === true }] }), 'promote');
-        if (g.json) printJson({ ok: true, status: s });
-        else process.stdout.write(`${opts.full ? 'promoted in full' : 'promoted'} by ${a.by}\n`);
-      });
+  keyOptions(
+    rollout
+      .command('promote <deployment>')
+      .description('approve the current pause; with --full, sign for skipping every remaining step (the policy may need several people)')
+      .option('--comment <text>', 'why, for the record (signed)')
+      .option('--full', 'skip the remaining steps'),
+  ).action(async (dep: string, opts: { key?: string; by?: string; comment?: string; full?: boolean }) => {
+    const deployment = parseDeployment(dep);
+    const reason = reasonOf(opts.comment);
+    await run(async (c, g) => {
+      const handle = await handleFor(c, deployment);
+      const signer = resolveSigner(c, opts);
+      const s = await actOnRollout(c, handle, opts.full ? 'promote-full' : 'promote', signer, reason);
+      if (g.json) printJson({ ok: true, status: s });
+      else if (opts.full && !s.promotedFull) process.stdout.write(`promote --full by ${signer.principal} counted (${s.fullPromoteVotes?.length ?? 0} signed); more approvers must sign promote --full\n`);
+      else process.stdout.write(`${opts.full ? 'promoted in full' : 'promoted'} by ${signer.principal}\n`);
     });
+  });
 
-  rollout
-    .command('abort <deployment>')
-    .description('abort the rollout: it rolls back and ends as aborted')
-    .option('--by <name>', 'who aborts (default: $RUNBOOK_OPERATOR or $USER)')
-    .option('--reason <text>', 'why, for the record')
-    .action(async (dep: string, opts: { by?: string; reason?: string }) => {
-      const deployment = parseDeployment(dep);
-      const a = actor(opts.by, opts.reason);
-      await run(async (c, g) => {
-        const handle = await handleFor(c, deployment);
-        await operatorUpdate(() => handle.executeUpdate(abortUpdate, { args: [a] }), 'abort');
-        if (g.json) printJson({ ok: true, workflowId: handle.workflowId, aborted: true });
-        else process.stdout.write(`abort accepted: ${deployment} is rolling back (runbook rollout status ${deployment} --watch)\n`);
-      });
+  keyOptions(
+    rollout
+      .command('abort <deployment>')
+      .description('abort the rollout, signed: it rolls back and ends as aborted')
+      .option('--reason <text>', 'why, for the record (signed)'),
+  ).action(async (dep: string, opts: { key?: string; by?: string; reason?: string }) => {
+    const deployment = parseDeployment(dep);
+    const reason = reasonOf(opts.reason, '--reason');
+    await run(async (c, g) => {
+      const handle = await handleFor(c, deployment);
+      await actOnRollout(c, handle, 'abort', resolveSigner(c, opts), reason);
+      if (g.json) printJson({ ok: true, workflowId: handle.workflowId, aborted: true });
+      else process.stdout.write(`abort accepted: ${deployment} is rolling back (runbook rollout status ${deployment} --watch)\n`);
     });
+  });
 
   rollout
     .command('list')

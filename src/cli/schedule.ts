@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { CalendarSpec, DayOfWeek, Month, ScheduleNotFoundError, ScheduleOptions, ScheduleOptionsStartWorkflowAction } from '@temporalio/client';
+import type { SearchAttributePair } from '@temporalio/common';
 import type { CalendarConfig } from '../config/schema';
 import type { LoadedConfig } from '../config/load';
 import { desiredSchedules, DesiredSchedule, MANAGED_BY } from '../schedules/plan';
@@ -10,7 +11,7 @@ import { validateBackupTemporalConfigInput } from '../workflows/backupTemporalCo
 import { validateVerifyTemporalConfigInput } from '../workflows/verifyTemporalConfig';
 import { validateDrDrillInput } from '../workflows/drDrill';
 import { validateGoLiveInput } from '../workflows/goLive';
-import { ConnectedClient, connectClient } from './client';
+import { ConnectedClient, connectClient, searchAttributesFor } from './client';
 import { GlobalOptions, loadCliConfig, printJson, UsageError } from './common';
 
 const VALIDATORS = { smokeTest: validateSmokeTestInput, backupDatabase: validateBackupDatabaseInput, verifyBackup: validateVerifyBackupInput, drDrill: validateDrDrillInput, goLive: validateGoLiveInput, backupTemporalConfig: validateBackupTemporalConfigInput, verifyTemporalConfig: validateVerifyTemporalConfigInput };
@@ -40,12 +41,12 @@ export function calendarSpec(c: CalendarConfig): CalendarSpec {
   return spec;
 }
 
-function scheduleOptions(d: DesiredSchedule): ScheduleOptions<ScheduleOptionsStartWorkflowAction<(input: unknown) => Promise<unknown>>> {
+function scheduleOptions(d: DesiredSchedule, typedSearchAttributes: SearchAttributePair[]): ScheduleOptions<ScheduleOptionsStartWorkflowAction<(input: unknown) => Promise<unknown>>> {
   return {
     scheduleId: d.scheduleId,
     spec: { ...(d.cron ? { cronExpressions: [d.cron] } : { calendars: [calendarSpec(d.calendar!)] }), timezone: d.timezone, jitter: d.jitterMs },
     // The hash lives in the action's memo, which (unlike the schedule's memo) an update can change.
-    action: { type: 'startWorkflow', workflowType: d.runbook, args: [d.input], taskQueue: d.taskQueue, workflowId: d.workflowIdPrefix, memo: { configHash: d.hash } },
+    action: { type: 'startWorkflow', workflowType: d.runbook, args: [d.input], taskQueue: d.taskQueue, workflowId: d.workflowIdPrefix, memo: { configHash: d.hash }, typedSearchAttributes },
     policies: { overlap: d.overlap, catchupWindow: d.catchupWindowMs },
     state: { paused: d.paused, note: d.paused ? 'paused in the runbook config' : undefined },
     memo: { managedBy: MANAGED_BY, environment: d.environment },
@@ -63,7 +64,7 @@ export async function applySchedules(c: ConnectedClient, desired: DesiredSchedul
     } catch (err) {
       if (!(err instanceof ScheduleNotFoundError)) throw err;
     }
-    const options = scheduleOptions(d);
+    const options = scheduleOptions(d, await searchAttributesFor(c, d.runbook, d.target));
     if (!existing) {
       await c.client.schedule.create(options);
       results.push({ scheduleId: d.scheduleId, action: 'created' });

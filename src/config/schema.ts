@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { parseDuration } from './duration';
 import { isSecretRef, SecretRef } from './secrets';
 import { loadTestSchema } from './loadTest';
+import { parseAllowedSigners } from '../identity/allowedSigners';
 
 /** A duration written as text ("15m", "1h30m", "90d"), held in milliseconds. */
 const duration = z.string().transform((text, ctx) => {
@@ -225,6 +226,8 @@ const backupsSchema = z
     forcePathStyle: z.boolean().default(false),
     accessKeyId: secretRef.optional(),
     secretAccessKey: secretRef.optional(),
+    /** Evidence log records are written with S3 Object Lock (COMPLIANCE) retention this long; the bucket must have Object Lock enabled. */
+    evidenceRetention: duration.optional(),
     retention: z
       .object({
         keepLast: z.number().int().min(1, 'keepLast must be at least 1: the newest good backup is never deleted').optional(),
@@ -309,6 +312,119 @@ const monitoringSchema = z
 
 const approverSchema = z.string().regex(/^[A-Za-z0-9._@+-]{1,128}$/, 'expected an approver id such as alice or alice@example.com');
 
+const runbookKey = z.string().refine((k) => k === 'default' || (RUNBOOK_NAMES as readonly string[]).includes(k), { error: (issue) => `unknown runbook '${String(issue.input)}'; expected default or one of ${RUNBOOK_NAMES.join(', ')}` });
+
+/**
+ * Who may sign decisions: git's allowed_signers form (principal [options] keytype key), in a file
+ * (re-read at every gate, so removing a line revokes the key) or inline.
+ */
+const signingSchema = z
+  .object({
+    allowedSigners: z
+      .union([
+        z.string().regex(/^file:.+/, 'expected file:path/to/allowed_signers (relative to the config file) or a list of "principal keytype key" lines'),
+        z.array(z.string().max(4096)).min(1, 'list at least one "principal ssh-ed25519 AAAA..." line'),
+      ])
+      .optional(),
+    /** The CLI's default signing key (a private key, or the .pub of a key in ssh-agent), relative to the config file; $RUNBOOK_SIGNING_KEY and --key override it. */
+    key: z.string().min(1).optional(),
+    /** How old a signed statement may be when it reaches the run. */
+    maxAge: duration.prefault('15m'),
+  })
+  .strict()
+  .superRefine((s, ctx) => {
+    if (!Array.isArray(s.allowedSigners)) return;
+    try {
+      parseAllowedSigners(s.allowedSigners.join('\n'), 'allowedSigners');
+    } catch (err) {
+      const m = /line (\d+): (.*)$/s.exec((err as Error).message);
+      ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['allowedSigners', m ? Number(m[1]) - 1 : 0], message: m ? m[2] : (err as Error).message });
+    }
+  });
+
+const policySchema = z
+  .object({
+    /** Distinct people who must agree at each gate (a signed requester on the approver list counts as one). */
+    approvals: z.number().int().min(1).max(10).optional(),
+    /** The signed requester may not approve their own run. */
+    fourEyes: z.boolean().optional(),
+    /** People who may abort besides the approvers. */
+    abort: z.array(z.string().regex(/^[A-Za-z0-9._@+-]{1,128}$/, 'expected a principal such as alice or alice@example.com')).optional(),
+    /** Rollouts: an approval pause must come before any step sets a weight above this. */
+    pauseBeforeWeight: z.number().int().min(1).max(100).optional(),
+    /** Rollouts: distinct people who must sign promote --full (default: approvals). */
+    fullPromoteApprovals: z.number().int().min(1).max(10).optional(),
+    /** When another mutating run holds the same database or Deployment: wait for it (up to busyTargetWait), or refuse at once. */
+    onBusyTarget: z.enum(['wait', 'refuse'], { error: 'expected wait (for the other run, up to busyTargetWait) or refuse' }).optional(),
+    /** How long a run waits for a busy target before it is refused (default 15m). */
+    busyTargetWait: duration.optional(),
+    /** Readiness audit: the longest an attestation of an item counts, in days. */
+    attestationMaxDays: z.record(z.string().regex(/^[a-z0-9][a-z0-9-]{1,48}[a-z0-9]$/, 'expected a checklist item id'), z.number().int().min(1).max(366)).optional(),
+  })
+  .strict();
+
+/** A change freeze: runs of the listed runbooks inside it are refused, or need an extra signed approval gate. */
+const freezeSchema = z
+  .object({
+    name: z.string().regex(/^[A-Za-z0-9 ._-]{1,64}$/, 'expected a short name such as "year-end"'),
+    from: z.iso.datetime({ offset: true, error: 'expected an ISO 8601 time such as 2026-12-20T00:00:00Z' }),
+    to: z.iso.datetime({ offset: true, error: 'expected an ISO 8601 time such as 2027-01-04T00:00:00Z' }),
+    action: z.enum(['refuse', 'gate'], { error: 'expected refuse (runs are refused) or gate (runs need an extra approval gate)' }).default('refuse'),
+    runbooks: z.array(z.enum(['drDrill', 'rollout', 'rollback', 'goLive', 'backupDatabase'])).default(['drDrill', 'rollout', 'rollback', 'goLive']),
+  })
+  .strict()
+  .refine((f) => Date.parse(f.from) < Date.parse(f.to), { message: 'from must be before to', path: ['to'] });
+
+const channelName = z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'expected a channel name of lower-case letters, digits and -');
+const emailAddress = z.string().regex(/^[^\s@<>]{1,64}@[A-Za-z0-9.-]{1,253}$/, 'expected an email address such as ops@example.com');
+/** Where gate and failure notifications go: a generic webhook (HMAC-SHA256 signed), a Slack-compatible incoming webhook, or email over SMTP. */
+const channelSchema = z.discriminatedUnion('type', [
+  z.object({ type: z.literal('webhook'), name: channelName, url: z.string().url('expected a URL such as https://hooks.example.com/runbook'), secret: secretRef }).strict(),
+  z.object({ type: z.literal('slack'), name: channelName, url: secretRef }).strict(),
+  z
+    .object({
+      type: z.literal('email'),
+      name: channelName,
+      host: hostname,
+      port: port.default(25),
+      /** TLS from the first byte (port 465); otherwise STARTTLS is used when the server offers it. */
+      secure: z.boolean().default(false),
+      username: z.string().min(1).optional(),
+      password: secretRef.optional(),
+      from: emailAddress,
+      to: z.array(emailAddress).min(1, 'list at least one recipient'),
+    })
+    .strict(),
+]);
+const notificationsSchema = z
+  .object({
+    channels: z.array(channelSchema).default([]),
+    /** Channels told when a gate opens, is reminded and is decided. */
+    gates: z.array(channelName).default([]),
+    /** Channels told when a gated runbook fails, is aborted or rolls back. */
+    failures: z.array(channelName).default([]),
+    /** While a gate waits, remind the gate channels this often. */
+    reminderEvery: duration.optional(),
+    /** After a gate has waited this long, tell these channels too (once). */
+    escalation: z.object({ after: duration, channels: z.array(channelName).min(1) }).strict().optional(),
+    /** The Temporal Web UI, for links in messages (e.g. https://temporal.example.com). */
+    temporalUiUrl: z.string().url().optional(),
+  })
+  .strict()
+  .superRefine((n, ctx) => {
+    const names = n.channels.map((c) => c.name);
+    n.channels.forEach((c, i) => {
+      if (names.indexOf(c.name) !== i) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['channels', i, 'name'], message: `duplicate channel name '${c.name}'` });
+    });
+    const check = (list: string[], path: (string | number)[]) =>
+      list.forEach((name, i) => {
+        if (!names.includes(name)) ctx.addIssue({ code: z.ZodIssueCode.custom, path: [...path, i], message: `unknown channel '${name}'; defined: ${names.join(', ') || 'none (add it under notifications.channels)'}` });
+      });
+    check(n.gates, ['gates']);
+    check(n.failures, ['failures']);
+    if (n.escalation) check(n.escalation.channels, ['escalation', 'channels']);
+  });
+
 const environmentSchema = z
   .object({
     temporal: temporalSchema.prefault({}),
@@ -327,6 +443,11 @@ const environmentSchema = z
         z.array(approverSchema).min(1, 'an approver list needs at least one person'),
       )
       .prefault({}),
+    signing: signingSchema.prefault({}),
+    /** Gate policies per runbook; default applies to runbooks without their own entry (merged field by field). */
+    policies: z.record(runbookKey, policySchema).prefault({}),
+    freezes: z.array(freezeSchema).default([]),
+    notifications: notificationsSchema.optional(),
   })
   .strict()
   .superRefine((env, ctx) => {
@@ -344,6 +465,13 @@ const environmentSchema = z
         path: ['databases', own, 'topology'],
         message: `database '${own}' holds the persistence of this environment's own Temporal, so a drill of it cannot run here: remove topology, and drill it from an environment whose temporal: is another (ops) Temporal`,
       });
+    }
+    for (const [runbook, p] of Object.entries(env.policies)) {
+      const approvers = env.approvers[runbook] ?? env.approvers.default ?? [];
+      const need = p.approvals ?? env.policies.default?.approvals ?? 1;
+      if (p.approvals !== undefined && approvers.length > 0 && need > approvers.length) {
+        ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['policies', runbook, 'approvals'], message: `${need} approvals can never be reached: approvers.${env.approvers[runbook] ? runbook : 'default'} lists ${approvers.length}; add approvers or lower the count` });
+      }
     }
     for (const [name, db] of Object.entries(env.databases)) {
       if (db.dnsRecord !== undefined && !(env.dns && db.dnsRecord in env.dns.records)) {
@@ -375,6 +503,8 @@ const workerSchema = z
     http: z.object({ host: z.string().default('127.0.0.1'), port: z.number().int().min(0).max(65535).default(9464) }).strict().prefault({}),
     logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error']).default('info'),
     tuning: tuningSchema.prefault({}),
+    /** How often the worker reads the runbooks' freshness (newest runs per target, schedules, open gates) from Temporal for /metrics. */
+    freshnessInterval: duration.prefault('60s'),
   })
   .strict();
 

@@ -6,6 +6,14 @@ export const STEP_DURATION_BUCKETS = [0.05, 0.25, 1, 5, 15, 60, 300, 900, 1800, 
 
 export type RunOutcome = 'succeeded' | 'failed' | 'cancelled';
 
+/**
+ * A step name as a label from a bounded set: a rollout's "step 3: set weight 25%" and "step 5: bake for
+ * 600 s" become "set weight N%" and "bake for N s", so numbers a user chose never multiply the series.
+ */
+export function stepLabel(step: string): string {
+  return step.replace(/^step \d+: /, '').replace(/\d+(\.\d+)?/g, 'N').slice(0, 64);
+}
+
 /** The runbooks' own metrics. Labels are bounded sets (runbook, environment, step, outcome), never ids. */
 export class RunbookMetrics {
   readonly registry = new Registry();
@@ -28,22 +36,54 @@ export class RunbookMetrics {
     buckets: STEP_DURATION_BUCKETS,
     registers: [this.registry],
   });
+  // Freshness, computed from Temporal visibility by the FreshnessCollector (src/observability/freshness.ts),
+  // so every replica reports the same values and a restart loses nothing. 0 means "never".
   readonly lastSuccess = new Gauge({
     name: 'runbook_last_success_timestamp_seconds',
-    help: 'Unix time of the last successful run, by runbook and environment',
-    labelNames: ['runbook', 'environment'] as const,
+    help: 'Unix time the newest successful run closed, by runbook, environment and target (database, Deployment, or "" for the environment); 0 when none ran',
+    labelNames: ['runbook', 'environment', 'target'] as const,
     registers: [this.registry],
   });
   readonly lastFailure = new Gauge({
     name: 'runbook_last_failure_timestamp_seconds',
-    help: 'Unix time of the last failed run, by runbook and environment',
-    labelNames: ['runbook', 'environment'] as const,
+    help: 'Unix time the newest failed (or timed out, or terminated) run closed, by runbook, environment and target; 0 when none failed',
+    labelNames: ['runbook', 'environment', 'target'] as const,
+    registers: [this.registry],
+  });
+  readonly nextDue = new Gauge({
+    name: 'runbook_next_due_timestamp_seconds',
+    help: 'Unix time a managed schedule starts its next run, by runbook, environment, target and schedule id',
+    labelNames: ['runbook', 'environment', 'target', 'schedule'] as const,
     registers: [this.registry],
   });
   readonly gateOpenSince = new Gauge({
     name: 'runbook_gate_open_since_timestamp_seconds',
-    help: 'Unix time an approval gate opened and is still waiting, by runbook and environment',
-    labelNames: ['runbook', 'environment'] as const,
+    help: 'Unix time an approval gate opened, for every run waiting at one now, by runbook, environment, target and workflow id',
+    labelNames: ['runbook', 'environment', 'target', 'workflow_id'] as const,
+    registers: [this.registry],
+  });
+  readonly freshnessCollected = new Gauge({
+    name: 'runbook_freshness_collected_timestamp_seconds',
+    help: 'Unix time the freshness series were last read from Temporal by this worker',
+    labelNames: ['environment'] as const,
+    registers: [this.registry],
+  });
+  readonly freshnessErrors = new Counter({
+    name: 'runbook_freshness_errors_total',
+    help: 'Collections of the freshness series that failed (Temporal unreachable); the last values are kept',
+    labelNames: ['environment'] as const,
+    registers: [this.registry],
+  });
+  readonly restoreTestDuration = new Gauge({
+    name: 'runbook_restore_test_duration_seconds',
+    help: 'Restore time of the newest passing restore test, by environment and database',
+    labelNames: ['environment', 'database'] as const,
+    registers: [this.registry],
+  });
+  readonly restoreTestBytes = new Gauge({
+    name: 'runbook_restore_test_restored_bytes',
+    help: 'Bytes restored by the newest passing restore test, by environment and database',
+    labelNames: ['environment', 'database'] as const,
     registers: [this.registry],
   });
   readonly rpoTarget = new Gauge({ name: 'runbook_rpo_target_seconds', help: 'The environment\'s RPO target from config', labelNames: ['environment'] as const, registers: [this.registry] });
@@ -54,10 +94,11 @@ export class RunbookMetrics {
     registers: [this.registry],
   });
 
-  readonly drillRto = new Gauge({ name: 'runbook_drill_rto_seconds', help: 'RTO achieved by the last DR drill', labelNames: ['environment'] as const, registers: [this.registry] });
-  readonly drillRpo = new Gauge({ name: 'runbook_drill_rpo_seconds', help: 'RPO achieved (data loss window) by the last DR drill', labelNames: ['environment'] as const, registers: [this.registry] });
-  readonly drillPassed = new Gauge({ name: 'runbook_drill_passed', help: '1 if the last DR drill met its targets, else 0', labelNames: ['environment'] as const, registers: [this.registry] });
-  readonly drillLastRun = new Gauge({ name: 'runbook_drill_last_run_timestamp_seconds', help: 'Unix time the last DR drill ended', labelNames: ['environment'] as const, registers: [this.registry] });
+  readonly drillRto = new Gauge({ name: 'runbook_drill_rto_seconds', help: 'RTO achieved by the newest passing DR drill, by environment and database', labelNames: ['environment', 'database'] as const, registers: [this.registry] });
+  readonly drillRpo = new Gauge({ name: 'runbook_drill_rpo_seconds', help: 'RPO achieved (data loss window) by the newest passing DR drill, by environment and database', labelNames: ['environment', 'database'] as const, registers: [this.registry] });
+  readonly drills = new Counter({ name: 'runbook_drills_total', help: 'DR drills that measured RTO and RPO, by environment and whether they met the targets', labelNames: ['environment', 'passed'] as const, registers: [this.registry] });
+  readonly gatesOpened = new Counter({ name: 'runbook_gates_opened_total', help: 'Approval gates opened, by runbook and environment', labelNames: ['runbook', 'environment'] as const, registers: [this.registry] });
+  readonly gatesClosed = new Counter({ name: 'runbook_gates_closed_total', help: 'Approval gates closed (decided, timed out or aborted), by runbook and environment', labelNames: ['runbook', 'environment'] as const, registers: [this.registry] });
   readonly readinessScore = new Gauge({
     name: 'runbook_readiness_score',
     help: 'Share of checklist items that pass or are attested in the last readiness audit, by section (and overall) and environment',
@@ -69,6 +110,30 @@ export class RunbookMetrics {
     name: 'runbook_gate_reminders_total',
     help: 'Reminders sent because an approval gate was still waiting, by runbook and environment',
     labelNames: ['runbook', 'environment'] as const,
+    registers: [this.registry],
+  });
+  readonly signedActs = new Counter({
+    name: 'runbook_signed_acts_total',
+    help: 'Signed acts a run accepted (approve, reject, abort, promote, waive, attest, start), by runbook, environment, act and verified principal',
+    labelNames: ['runbook', 'environment', 'act', 'principal'] as const,
+    registers: [this.registry],
+  });
+  readonly refusedActs = new Counter({
+    name: 'runbook_signed_acts_refused_total',
+    help: 'Acts refused (unsigned, bad signature, unknown or revoked key, another gate or run, too old, not allowed), by runbook, environment and kind',
+    labelNames: ['runbook', 'environment', 'kind'] as const,
+    registers: [this.registry],
+  });
+  readonly notificationFailures = new Counter({
+    name: 'runbook_notification_failures_total',
+    help: 'Notifications a channel did not take after every retry, by environment and channel',
+    labelNames: ['environment', 'channel'] as const,
+    registers: [this.registry],
+  });
+  readonly notificationsSent = new Counter({
+    name: 'runbook_notifications_sent_total',
+    help: 'Notifications delivered, by environment and channel',
+    labelNames: ['environment', 'channel'] as const,
     registers: [this.registry],
   });
   readonly rollouts = new Counter({
@@ -103,25 +168,28 @@ export class RunbookMetrics {
     this.runsStarted.inc({ runbook, environment });
   }
 
-  runFinished(runbook: string, environment: string, outcome: RunOutcome, endedAtMs: number): void {
+  runFinished(runbook: string, environment: string, outcome: RunOutcome): void {
     this.runsCompleted.inc({ runbook, environment, outcome });
-    if (outcome === 'succeeded') this.lastSuccess.set({ runbook, environment }, endedAtMs / 1000);
-    if (outcome === 'failed') this.lastFailure.set({ runbook, environment }, endedAtMs / 1000);
   }
 
-  drillMeasured(environment: string, passed: boolean, rtoMs: number, rpoMs: number, endedAtMs: number): void {
-    this.drillRto.set({ environment }, rtoMs / 1000);
-    this.drillRpo.set({ environment }, rpoMs / 1000);
-    this.drillPassed.set({ environment }, passed ? 1 : 0);
-    this.drillLastRun.set({ environment }, endedAtMs / 1000);
+  drillMeasured(environment: string, passed: boolean): void {
+    this.drills.inc({ environment, passed: passed ? 'true' : 'false' });
   }
 
   readinessScored(environment: string, section: string, score: number): void {
     this.readinessScore.set({ section, environment }, score);
   }
 
-  gateOpened(runbook: string, environment: string, atMs: number): void {
-    this.gateOpenSince.set({ runbook, environment }, atMs / 1000);
+  gateOpened(runbook: string, environment: string): void {
+    this.gatesOpened.inc({ runbook, environment });
+  }
+
+  actAccepted(runbook: string, environment: string, act: string, principal: string): void {
+    this.signedActs.inc({ runbook, environment, act, principal });
+  }
+
+  actRefused(runbook: string, environment: string, kind: string): void {
+    this.refusedActs.inc({ runbook, environment, kind });
   }
 
   gateReminder(runbook: string, environment: string): void {
@@ -138,11 +206,11 @@ export class RunbookMetrics {
   }
 
   gateClosed(runbook: string, environment: string): void {
-    this.gateOpenSince.remove({ runbook, environment });
+    this.gatesClosed.inc({ runbook, environment });
   }
 
   stepFinished(runbook: string, step: string, outcome: string, durationMs: number): void {
-    this.stepDuration.observe({ runbook, step, outcome }, durationMs / 1000);
+    this.stepDuration.observe({ runbook, step: stepLabel(step), outcome }, durationMs / 1000);
   }
 
   /** Our registry plus the SDK's own worker metrics, scraped from its exporter on loopback. */

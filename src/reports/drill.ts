@@ -33,6 +33,7 @@ export function renderDrillMarkdown(r: DrillReport): string {
     `- Drill \`${r.drillId}\` (workflow \`${r.workflowId}\`), ${r.startedAt} to ${r.endedAt}`,
     `- Primary before: ${r.primaryBefore ?? '-'}; after: ${r.primaryAfter ?? '-'}`,
     `- Approval: ${r.approval ? `${r.approval.outcome}${r.approval.by ? ` by ${r.approval.by}` : ''}${r.approval.reason ? ` (${r.approval.reason})` : ''} at ${r.approval.closedAt ?? '-'}` : 'not reached'}`,
+    ...(r.approval?.approvals ?? []).map((a) => `  - signed ${a.act} by ${a.principal}, key ${a.fingerprint}, signed ${a.signedAt}${a.reason ? `: ${a.reason}` : ''}`),
     `- RTO: ${r.rto ? `${secs(r.rto.ms)} (target ${secs(r.rto.targetMs)}): ${r.rto.met === null ? 'no target' : r.rto.met ? 'met' : 'MISSED'}` : 'not measured'}`,
     `- RPO: ${r.rpo ? `${r.rpo.markerPresent ? 'marker row present, ' : 'marker row LOST, '}${r.rpo.lostBytes} bytes of WAL lost, ${secs(r.rpo.ms)} (target ${secs(r.rpo.targetMs)}): ${r.rpo.met === null ? 'no target' : r.rpo.met ? 'met' : 'MISSED'}` : 'not measured'}`,
     `- Failback: ${!r.failback ? '-' : 'skipped' in r.failback ? `skipped (${r.failback.skipped})` : `${r.failback.method}, replica streaming: ${r.failback.streaming}`}`,

@@ -27,13 +27,15 @@ export interface GoLiveReport {
     counts: StatusCounts;
     /** Critical items neither proved nor waived: any one stops go-live. */
     blocking: { id: string; status: string; summary: string }[];
-    waived: { id: string; status: string; summary: string; by: string; reason: string }[];
+    waived: { id: string; status: string; summary: string; by: string; fingerprint: string; reason: string; signedAt: string }[];
+    /** Acts refused during the go-live (unsigned, bad or unknown keys, ...), with why. */
+    refusedActs: { by: string; at: string; signal?: string; problem: string }[];
     refusedWaivers: { item: string; by: string; problem: string }[];
     reportKeys: string[];
   };
   smoke: (Linked & { queue: string; roundTripMs: number; worker: { host: string; pid: number; taskQueue: string } })[];
   approval?: GateRecord;
-  rollout?: Linked & { outcome: string; reason?: string; revision: number; previousImages: ContainerImage[]; finalImages: ContainerImage[]; approvals: { name: string; outcome: string; by?: string; at?: string }[] };
+  rollout?: Linked & { outcome: string; reason?: string; revision: number; previousImages: ContainerImage[]; finalImages: ContainerImage[]; approvals: { name: string; outcome: string; by?: string; fingerprint?: string; at?: string }[] };
   watch?: { passed: boolean; reason?: string; measurements: number; of: number; intervalSeconds: number; failures: Record<string, number>; errors: Record<string, number>; last: { name: string; phase: string; detail: string }[] };
   rollback?: Linked & { changed?: boolean; verified?: boolean | null; images?: ContainerImage[]; error?: string };
   startedAt: string;
@@ -59,10 +61,11 @@ export function renderGoLiveMarkdown(r: GoLiveReport): string {
   if (r.rollout) lines.push(`| rollout | ${run(r.rollout)} | ${r.rollout.outcome}${r.rollout.reason ? `: ${cell(r.rollout.reason)}` : ''}; ${images(r.rollout.previousImages)} → ${images(r.rollout.finalImages)} (revision ${r.rollout.revision}) |`);
   if (r.watch) lines.push(`| watch window | \`${r.workflowId}\` | ${r.watch.passed ? 'quiet' : `**alert**: ${cell(r.watch.reason ?? '')}`} (${r.watch.measurements} of ${r.watch.of} measurements, every ${r.watch.intervalSeconds} s) |`);
   if (r.rollback) lines.push(`| rollback | ${run(r.rollback)} | ${r.rollback.error ? `**failed**: ${cell(r.rollback.error)}` : `${r.rollback.changed ? 'reverted' : 'already reverted'} to ${images(r.rollback.images ?? [])}, verified: ${r.rollback.verified ?? 'no analysis'}`} |`);
-  if (r.audit && (r.audit.blocking.length || r.audit.waived.length || r.audit.refusedWaivers.length)) {
+  if (r.audit && (r.audit.blocking.length || r.audit.waived.length || r.audit.refusedWaivers.length || r.audit.refusedActs?.length)) {
     lines.push('', '## Audit gate', '');
     for (const b of r.audit.blocking) lines.push(`- **${b.id}** ${b.status}: ${b.summary}`);
-    for (const w of r.audit.waived) lines.push(`- ${w.id} ${w.status}, **waived by ${w.by}**: ${w.reason} (audit: ${w.summary})`);
+    for (const w of r.audit.waived) lines.push(`- ${w.id} ${w.status}, **waived by ${w.by}** (key ${w.fingerprint}, signed ${w.signedAt}): ${w.reason} (audit: ${w.summary})`);
+    for (const a of r.audit.refusedActs ?? []) lines.push(`- refused act claimed by ${a.by} at ${a.at}: ${a.problem}`);
     for (const w of r.audit.refusedWaivers) lines.push(`- waiver of ${w.item} by ${w.by} not applied: ${w.problem}`);
   }
   if (r.rollout?.approvals.length) {

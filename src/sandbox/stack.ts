@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { stringify } from 'yaml';
+import { generateKey } from '../identity/signer';
 import { startDnsServer, stopDnsServer, DnsServerInfo } from './dns';
 import { ensureDatabase, initCluster, nodeRunning, reachableClusterDir, startPostgres, startReplica, stopPostgres, PostgresClusterInfo } from './postgres';
 import { kubernetesAnswers, kubernetesPids, startKubernetes, stopKubernetes, KubernetesInfo } from './kubernetes';
@@ -14,6 +15,26 @@ export const DEFAULT_STACK_DIR = '.runbook/stack';
 export const SANDBOX_ZONE = 'sandbox.test';
 export const SANDBOX_BUCKET = 'runbook-backups';
 export const SANDBOX_DATABASE = 'app';
+/** The sandbox's two operators (throwaway SSH keys made by stack up), so four-eyes can be shown: one requests, the other approves. */
+export const SANDBOX_OPERATORS = ['sandbox-operator', 'sandbox-reviewer'] as const;
+export type SandboxOperator = (typeof SANDBOX_OPERATORS)[number];
+
+/** The key file of a sandbox operator, as the CLI's --key takes it. */
+export function sandboxKey(state: Pick<StackState, 'dir'>, who: SandboxOperator): string {
+  return join(state.dir, 'keys', who);
+}
+
+/** Throwaway Ed25519 keys for the sandbox operators and the allowed_signers file listing them. */
+async function writeSandboxKeys(dir: string): Promise<void> {
+  const keys = join(dir, 'keys');
+  mkdirSync(keys, { recursive: true, mode: 0o700 });
+  const lines: string[] = [];
+  for (const who of SANDBOX_OPERATORS) {
+    const [type, key] = (await generateKey(join(keys, who), `${who}@sandbox`)).split(' ');
+    lines.push(`${who} ${type} ${key}`);
+  }
+  writeFileSync(join(keys, 'allowed_signers'), `# sandbox operators (throwaway keys made by runbook stack up)\n${lines.join('\n')}\n`);
+}
 
 /**
  * `replica` is a streaming replica of the PostgreSQL primary, on the next loopback address (needs `postgres`).
@@ -146,7 +167,11 @@ export function writeStackConfig(state: StackState): void {
   }
   if (state.kubernetes) env.kubernetes = { kubeconfig: state.kubernetes.kubeconfig, context: 'sandbox', namespace: 'default', deployments: [] };
   env.targets = { rpo: '15m', rto: '30m' };
-  env.approvers = { default: ['sandbox-operator'] };
+  env.approvers = { default: [...SANDBOX_OPERATORS] };
+  // Decisions are signed: the CLI signs as sandbox-operator by default (--key keys/sandbox-reviewer for the other);
+  // the requester of a run may not approve it, so the demo's runs are approved by the reviewer.
+  env.signing = { allowedSigners: 'file:keys/allowed_signers', key: 'keys/sandbox-operator', maxAge: '15m' };
+  env.policies = { default: { fourEyes: true } };
   const schedules: Record<string, unknown>[] =
     state.postgres && state.s3
       ? [
@@ -186,7 +211,9 @@ export function writeStackConfig(state: StackState): void {
           },
           ...(env.backups ? { backups: { ...(env.backups as object), prefix: 'ops/' } } : {}),
           targets: { rpo: '15m', rto: '30m' },
-          approvers: { default: ['sandbox-operator'] },
+          approvers: env.approvers,
+          signing: env.signing,
+          policies: env.policies,
         }
       : undefined;
   if (cluster && state.s3) {
@@ -199,7 +226,8 @@ export function writeStackConfig(state: StackState): void {
     version: 1,
     defaultEnvironment: 'sandbox',
     environments: { sandbox: env, ...(ops ? { ops } : {}) },
-    worker: { http: { host: '127.0.0.1', port: 9464 } },
+    // Freshness is read from Temporal every 5 s here (60 s by default), so the sandbox's /metrics follow runs at once.
+    worker: { http: { host: '127.0.0.1', port: 9464 }, freshnessInterval: '5s' },
     schedules,
   };
   writeFileSync(
@@ -282,6 +310,7 @@ export async function startStack(opts: StartStackOptions): Promise<StackState> {
     await stopStack(state).catch(() => undefined);
     throw failure.reason;
   }
+  await writeSandboxKeys(dir);
   writeStackConfig(state);
   writeStateFile(state);
   if (opts.detach) for (const pid of stackPids(state)) disown(pid);

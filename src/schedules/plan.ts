@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { ConfigError, ConfigProblem, LoadedConfig } from '../config/load';
 import type { CalendarConfig, RunbookConfig } from '../config/schema';
-import { RUNBOOK_DEFAULT_QUEUE, ImplementedRunbook } from '../workflows/catalog';
+import { RUNBOOK_DEFAULT_QUEUE, ImplementedRunbook, targetOf } from '../workflows/catalog';
 
 /** Memo key that marks a schedule as created from a runbook config, so prune never touches others. */
 export const MANAGED_BY = 'runbook-config';
@@ -32,6 +32,8 @@ export interface DesiredSchedule {
   taskQueue: string;
   workflowIdPrefix: string;
   input: Record<string, unknown>;
+  /** The database or Deployment the runs act on (their RunbookTarget search attribute), if any. */
+  target?: string;
   hash: string;
 }
 
@@ -87,6 +89,10 @@ export function desiredSchedules(
       taskQueue: env.temporal.taskQueues[RUNBOOK_DEFAULT_QUEUE[runbook]],
       workflowIdPrefix: `${runbook}-${s.environment}-${s.id}`,
       input,
+      target: targetOf(runbook, input),
+      // Scheduled runs carry the same search attributes as runs started from the CLI; part of the hash,
+      // so schedules made before they did are updated once.
+      searchAttributes: ['RunbookName', 'RunbookEnvironment', 'RunbookTarget'],
     };
     out.push({ ...definition, hash: createHash('sha256').update(stableJson(definition)).digest('hex').slice(0, 16) });
   });

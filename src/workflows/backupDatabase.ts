@@ -1,6 +1,7 @@
 import { proxyActivities, uuid4 } from '@temporalio/workflow';
 import type { BackupActivities } from '../activities/backups';
 import { PREFLIGHT, QUICK, TRANSFER } from './lib/backupOptions';
+import { acquireTarget } from './lib/exclusive';
 import { DATABASE_KEY, ENVIRONMENT_NAME, InputChecker, timestampId } from './lib/input';
 import { runRunbook, TimelineSnapshot } from './lib/timeline';
 
@@ -43,6 +44,9 @@ export async function backupDatabase(rawInput: BackupDatabaseInput): Promise<Bac
     await timeline.step('preflight', async (evidence) => {
       const p = await preflight.preflightBackupTarget({ database: input.database, environment: input.environment });
       Object.assign(evidence, { databaseName: p.databaseName, serverVersion: p.serverVersion });
+      // No drill (or second backup) acts on this database while the dump runs.
+      const held = await acquireTarget({ environment: input.environment, runbook: 'backupDatabase', checkFreezes: true, kind: 'database', target: input.database });
+      if (held) evidence.target = `database ${input.database} held (${held.held})`;
     });
     const backup = await timeline.step('dump to S3', async (evidence) => {
       const b = await transfer.takeBackup({ database: input.database, backupId });

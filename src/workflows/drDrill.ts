@@ -3,8 +3,10 @@ import type { DrillActivities, NodeState } from '../activities/topology';
 import type { createVisibilityActivities } from '../activities/visibility';
 import { DrillReport, renderDrillHtml, renderDrillMarkdown } from '../reports/drill';
 import { Compensations } from './lib/compensation';
+import { acquireTarget } from './lib/exclusive';
 import { PERMANENT_FAILURES } from './lib/failures';
-import { Gates } from './lib/gate';
+import { Gates, startFieldProblem } from './lib/gate';
+import type { SignedStatement } from '../identity/statement';
 import { DATABASE_KEY, describe, ENVIRONMENT_NAME, InputChecker } from './lib/input';
 import type { RunbookSinks } from './lib/sinks';
 import { runRunbook, Timeline, TimelineSnapshot } from './lib/timeline';
@@ -49,6 +51,8 @@ export interface DrDrillInput {
   approvalTimeoutSeconds?: number;
   /** Preflight also requires a restore test (verifyBackup) that passed within this many days. */
   requireRestoreTestWithinDays?: number;
+  /** The requester's signed start (runbook drill start signs it); a scheduled run has none. */
+  start?: SignedStatement;
 }
 
 export type DrDrillResult = DrillReport & { runbook: 'drDrill'; reportKeys: string[]; timeline: TimelineSnapshot };
@@ -69,6 +73,8 @@ export function validateDrDrillInput(input: unknown): DrDrillInput {
   if (t !== undefined && (typeof t !== 'number' || !Number.isFinite(t) || t < 1 || t > 7 * 86_400)) check.problem(`approvalTimeoutSeconds: expected 1 to 604800, found ${describe(t)}`);
   const d = v.requireRestoreTestWithinDays;
   if (d !== undefined && (typeof d !== 'number' || !Number.isFinite(d) || d <= 0 || d > 366)) check.problem(`requireRestoreTestWithinDays: expected a number of days from 1 to 366, found ${describe(d)}`);
+  const startProblem = startFieldProblem(v.start);
+  if (startProblem) check.problem(startProblem);
   check.done();
   return v as unknown as DrDrillInput;
 }
@@ -138,6 +144,7 @@ export async function drDrill(rawInput: DrDrillInput): Promise<DrDrillResult> {
   const gates = new Gates('drDrill', input.environment);
   const compensations = new Compensations();
   return runRunbook('drDrill', input.environment, async (timeline: Timeline) => {
+    gates.attach(timeline);
     setHandler(progressQuery, () => timeline.snapshot());
     const drillId = `drill-${uuid4().replace(/-/g, '').slice(0, 12)}`;
     const db = input.database;
@@ -155,7 +162,7 @@ export async function drDrill(rawInput: DrDrillInput): Promise<DrDrillResult> {
       endedAt: '',
     };
     const checkAbort = () => {
-      if (gates.aborted) throw new DrillFailure('DrillAborted', `aborted by ${gates.aborted.by}${gates.aborted.reason ? `: ${gates.aborted.reason}` : ''}`);
+      if (gates.aborted) throw new DrillFailure('DrillAborted', `aborted by ${gates.aborted.principal} (key ${gates.aborted.fingerprint})${gates.aborted.reason ? `: ${gates.aborted.reason}` : ''}`);
     };
     const finishReport = async (): Promise<string[]> => {
       report.endedAt = new Date(Date.now()).toISOString();
@@ -179,6 +186,7 @@ export async function drDrill(rawInput: DrDrillInput): Promise<DrDrillResult> {
     let primary: NodeState;
     let replica: NodeState;
     try {
+      await gates.start(input as unknown as Record<string, unknown>);
       ({ target, primary, replica } = await timeline.step('preflight', async (evidence) => {
         const t = await inspect.describeDrillTarget({ database: db, environment: input.environment });
         const [nodes, answer] = await Promise.all([inspect.inspectNodes({ database: db }), inspect.resolveServiceName({ database: db })]);
@@ -198,8 +206,8 @@ export async function drDrill(rawInput: DrDrillInput): Promise<DrDrillResult> {
       report.primaryBefore = primary.name;
 
       const approval = await timeline.step('approval gate', async (evidence) => {
-        const g = await gates.wait('start the drill', target.approvers, (input.approvalTimeoutSeconds ?? 3600) * 1000);
-        Object.assign(evidence, { outcome: g.outcome, by: g.by ?? null, reason: g.reason ?? null, allowed: g.allowed, ignored: g.ignored });
+        const g = await gates.wait('start the drill', (input.approvalTimeoutSeconds ?? 3600) * 1000);
+        Object.assign(evidence, { outcome: g.outcome, by: g.by ?? null, fingerprint: g.fingerprint ?? null, reason: g.reason ?? null, approvals: g.approvals.map((a) => `${a.principal} (${a.fingerprint})`), required: g.required, requester: gates.requester?.principal ?? null, allowed: g.allowed, ignored: g.ignored });
         if (g.outcome !== 'approved') throw new DrillFailure('DrillNotApproved', `the drill was ${g.outcome}${g.by ? ` by ${g.by}` : ''} at the approval gate; nothing was changed`);
         return g;
       });
@@ -210,11 +218,15 @@ export async function drDrill(rawInput: DrDrillInput): Promise<DrDrillResult> {
       if (err instanceof ActivityFailure && err.cause instanceof ApplicationFailure && err.cause.type === 'InvalidInput') {
         throw ApplicationFailure.create({ type: 'InvalidInput', message: `invalid drDrill input: ${err.cause.message}`, nonRetryable: true });
       }
+      if (err instanceof ApplicationFailure && err.type === 'StartRefused') throw err;
       return failWith(err);
     }
 
     try {
       const marker = await timeline.step('write marker', async (evidence) => {
+        // The first change: from here on no other mutating run (a backup, another drill) acts on this database.
+        const held = await acquireTarget({ environment: input.environment, runbook: 'drDrill', kind: 'database', target: db });
+        if (held) evidence.target = `database ${db} held (${held.held})`;
         const m = await act.writeDrillMarker({ database: db, node: primary.name, drillId });
         Object.assign(evidence, { node: primary.name, lsn: m.lsn, writtenAt: m.writtenAt });
         return m;

@@ -1,6 +1,8 @@
 import {
   ApplicationFailure,
+  condition,
   defineQuery,
+  defineUpdate,
   log,
   proxyActivities,
   setHandler,
@@ -17,7 +19,10 @@ import { RUNBOOK_DEFAULT_QUEUE } from './catalog';
 import { AnalysisRun, AnalysisSpec, analysisProblems, runAnalysis } from './lib/analysis';
 import { PERMANENT_FAILURES } from './lib/failures';
 import { ANALYSIS_MEASURE } from './lib/kubernetesOptions';
-import { GateRecord, Gates } from './lib/gate';
+import { GateRecord, Gates, startFieldProblem } from './lib/gate';
+import { acquireTarget } from './lib/exclusive';
+import type { SignedAct } from '../identity/policy';
+import type { SignedStatement } from '../identity/statement';
 import { describe, ENVIRONMENT_NAME, InputChecker } from './lib/input';
 import { runRunbook, Timeline, TimelineSnapshot } from './lib/timeline';
 import type { ReadinessAuditInput, ReadinessAuditResult } from './readinessAudit';
@@ -35,12 +40,17 @@ const measure = proxyActivities<KubernetesActivities>(ANALYSIS_MEASURE);
 
 const RUNBOOK_NAME = defineSearchAttributeKey('RunbookName', SearchAttributeType.KEYWORD);
 
-/** A critical item a person accepts going live without, with the reason: shown in the report, never hidden. */
+/** A critical item a person accepts going live without, signed by them (act waive): shown in the report, never hidden. */
 export interface GoLiveWaiver {
   item: string;
   by: string;
+  fingerprint: string;
   reason: string;
+  signed: SignedAct;
 }
+
+/** The gate id a waiver statement names. */
+export const WAIVER_GATE = 'audit-gate';
 
 export interface GoLiveWatch {
   /** How long to watch after the rollout (default 1800). */
@@ -52,14 +62,14 @@ export interface GoLiveWatch {
 }
 
 /** What go-live passes to its rollout (see RolloutInput), plus its own stages. */
-export type GoLiveInput = Pick<RolloutInput, 'environment' | 'deployment' | 'image' | 'container' | 'strategy' | 'steps' | 'analysis' | 'healthTimeoutSeconds' | 'requestedBy'> & GoLiveStages;
+export type GoLiveInput = Pick<RolloutInput, 'environment' | 'deployment' | 'image' | 'container' | 'strategy' | 'steps' | 'analysis' | 'healthTimeoutSeconds' | 'start'> & GoLiveStages;
 
 export interface GoLiveStages {
   watch?: GoLiveWatch;
   /** Passed to the readiness audit: wait for attestations, per-check deadline, certificate horizon. */
   audit?: Pick<ReadinessAuditInput, 'waitForAttestationsSeconds' | 'checkTimeoutSeconds' | 'certificateMinDays'>;
-  /** Critical items accepted as not proved, each by an approver of goLive with the reason. */
-  waivers?: GoLiveWaiver[];
+  /** When critical items block after the audit, wait this long for signed waivers (runbook golive waive) before stopping (default 0). */
+  waiverWaitSeconds?: number;
   /** How long the go-live approval waits before go-live stops unchanged (default 14400). */
   approvalTimeoutSeconds?: number;
 }
@@ -80,6 +90,8 @@ export interface GoLiveStatus {
   /** Critical items that are neither proved nor waived (set once the audit has reported). */
   blocking?: { id: string; status: string; summary: string }[];
   approvals: GateRecord[];
+  /** Signed waivers accepted so far (critical items a goLive approver accepts going live without). */
+  waivers: GoLiveWaiver[];
   watch?: { measurements: number; of: number; failures: Record<string, number>; lastAt?: string };
   outcome?: GoLiveReport['outcome'];
   reason?: string;
@@ -88,22 +100,25 @@ export interface GoLiveStatus {
 export type GoLiveResult = GoLiveReport & { runbook: 'goLive'; reportKeys: string[]; timeline: TimelineSnapshot };
 
 export const goLiveStatusQuery = defineQuery<GoLiveStatus>('status');
+/** Waive a critical item: a statement (act waive, gate audit-gate, the item, the reason) signed by a goLive approver. */
+export const waiveUpdate = defineUpdate<GoLiveWaiver, [SignedStatement]>('waive');
 
-const PERSON = /^[A-Za-z0-9._@+-]{1,128}$/;
 
 export function validateGoLiveInput(input: unknown): GoLiveInput {
   const check = InputChecker.of('goLive', input);
   const v = check.value;
   check.matches('environment', ENVIRONMENT_NAME, 'an environment name');
   // The rollout's own checks, named as the rollout names them (deployment, image, steps, analysis, ...).
-  const rolloutFields: string[] = ['environment', 'deployment', 'image', 'container', 'strategy', 'steps', 'analysis', 'healthTimeoutSeconds', 'requestedBy'] satisfies (keyof RolloutInput)[];
+  const rolloutFields: string[] = ['environment', 'deployment', 'image', 'container', 'strategy', 'steps', 'analysis', 'healthTimeoutSeconds'] satisfies (keyof RolloutInput)[];
   try {
     validateRolloutInput(Object.fromEntries(Object.entries(v).filter(([k]) => rolloutFields.includes(k))));
   } catch (err) {
     const text = (err as Error).message.replace(/^invalid rollout input: /, '');
     for (const p of text.split('; ')) if (!p.startsWith('environment:')) check.problem(p);
   }
-  const known = [...rolloutFields, 'watch', 'audit', 'waivers', 'approvalTimeoutSeconds'];
+  const known = [...rolloutFields, 'start', 'watch', 'audit', 'waiverWaitSeconds', 'approvalTimeoutSeconds'];
+  const startProblem = startFieldProblem(v.start);
+  if (startProblem) check.problem(startProblem);
   for (const k of Object.keys(v)) if (!known.includes(k)) check.problem(`${k}: unknown field; expected one of ${known.join(', ')}`);
   const int = (x: unknown, min: number, max: number) => typeof x === 'number' && Number.isInteger(x) && x >= min && x <= max;
   const w = v.watch as Record<string, unknown> | undefined;
@@ -130,19 +145,8 @@ export function validateGoLiveInput(input: unknown): GoLiveInput {
     range('checkTimeoutSeconds', 1, 120);
     range('certificateMinDays', 0, 365);
   }
-  if (v.waivers !== undefined) {
-    if (!Array.isArray(v.waivers) || v.waivers.length > 20) check.problem(`waivers: expected a list of at most 20 waivers, found ${describe(v.waivers)}`);
-    else
-      v.waivers.forEach((x: unknown, i: number) => {
-        const wv = (x ?? {}) as Record<string, unknown>;
-        if (x === null || typeof x !== 'object' || Array.isArray(x)) return check.problem(`waivers[${i}]: expected { item, by, reason }, found ${describe(x)}`);
-        const item = typeof wv.item === 'string' ? checklistItem(wv.item) : undefined;
-        if (!item) check.problem(`waivers[${i}].item: expected a checklist item id such as persistence-database, found ${describe(wv.item)}`);
-        else if (item.severity !== 'critical') check.problem(`waivers[${i}].item: ${item.id} is ${item.severity}, not critical; only critical items gate go-live`);
-        if (typeof wv.by !== 'string' || !PERSON.test(wv.by)) check.problem(`waivers[${i}].by: expected the approver who accepts the risk, found ${describe(wv.by)}`);
-        if (typeof wv.reason !== 'string' || wv.reason.trim().length === 0 || wv.reason.length > 1000) check.problem(`waivers[${i}].reason: expected why going live without it is acceptable (1-1000 characters), found ${describe(wv.reason)}`);
-      });
-  }
+  if (v.waivers !== undefined) check.problem('waivers: waivers are signed acts now, not input fields: runbook golive waive DEPLOYMENT --item ITEM --reason TEXT (with --waiver-wait on start)');
+  if (v.waiverWaitSeconds !== undefined && !int(v.waiverWaitSeconds, 0, 7 * 86_400)) check.problem(`waiverWaitSeconds: expected 0 to 604800, found ${describe(v.waiverWaitSeconds)}`);
   const t = v.approvalTimeoutSeconds;
   if (t !== undefined && !int(t, 1, 7 * 86_400)) check.problem(`approvalTimeoutSeconds: expected 1 to 604800, found ${describe(t)}`);
   check.done();
@@ -183,8 +187,50 @@ export async function goLive(rawInput: GoLiveInput): Promise<GoLiveResult> {
   const watchAnalysis = (input.watch?.analysis ?? input.analysis)!;
   const watchInterval = input.watch?.intervalSeconds ?? 300;
   const watchCount = Math.max(1, Math.floor((input.watch?.durationSeconds ?? 1800) / watchInterval));
-  const status: GoLiveStatus = { deployment: input.deployment, image: input.image, phase: 'audit', children: { smoke: [] }, approvals: [] };
-  setHandler(goLiveStatusQuery, () => ({ ...status, children: { ...status.children, smoke: [...status.children.smoke] }, approvals: gates.list() }));
+  const status: GoLiveStatus = { deployment: input.deployment, image: input.image, phase: 'audit', children: { smoke: [] }, approvals: [], waivers: [] };
+  setHandler(goLiveStatusQuery, () => ({ ...status, children: { ...status.children, smoke: [...status.children.smoke] }, approvals: gates.list(), waivers: [...status.waivers] }));
+  const waived = new Map<string, GoLiveWaiver>();
+  const checkWaiver = (w: SignedStatement) => {
+    if (status.phase !== 'audit') throw new Error('waivers are taken only at the audit gate, before the smoke tests');
+    const item = (() => {
+      try {
+        return (JSON.parse(w.statement) as { item?: unknown }).item;
+      } catch {
+        return undefined;
+      }
+    })();
+    const found = typeof item === 'string' ? checklistItem(item) : undefined;
+    if (!found) throw new Error(`item: expected a checklist item id such as persistence-database, found ${describe(item)}`);
+    if (found.severity !== 'critical') throw new Error(`item: ${found.id} is ${found.severity}, not critical; only critical items gate go-live`);
+    const v = gates.verifyAct(w, WAIVER_GATE, ['waive'], gates.rules.approvers, { item: found.id });
+    if (v.statement.reason.trim() === '') throw new Error('reason: a waiver says why going live without the item is acceptable');
+    return v;
+  };
+  setHandler(
+    waiveUpdate,
+    (w) =>
+      gates.serialised(async () => {
+        await gates.refresh();
+        let v;
+        try {
+          v = checkWaiver(w);
+        } catch (err) {
+          gates.ignore('decide', w, (err as Error).message);
+          throw ApplicationFailure.create({ type: 'DecisionRefused', message: (err as Error).message, nonRetryable: true });
+        }
+        const signed = gates.accept(v, w);
+        const waiver: GoLiveWaiver = { item: v.statement.item!, by: v.principal, fingerprint: v.fingerprint, reason: v.statement.reason, signed };
+        waived.set(waiver.item, waiver);
+        status.waivers = [...waived.values()];
+        await gates.onAct?.(signed);
+        return waiver;
+      }),
+    {
+      validator: (w) => {
+        checkWaiver(w);
+      },
+    },
+  );
 
   // Children carry this run's search attributes (environment, target), so visibility finds them as runs of their own runbook.
   const attributes = (runbook: string) => {
@@ -194,6 +240,7 @@ export async function goLive(rawInput: GoLiveInput): Promise<GoLiveResult> {
   const linked = (h: { workflowId: string; firstExecutionRunId: string }): ChildRun => ({ workflowId: h.workflowId, runId: h.firstExecutionRunId });
 
   return runRunbook('goLive', input.environment, async (timeline: Timeline) => {
+    gates.attach(timeline);
     // Child ids come from the run's own deterministic id, not the workflow id, so a recorded history replays under any id.
     const goLiveId = `golive-${uuid4().replace(/-/g, '').slice(0, 12)}`;
     const report: GoLiveReport = {
@@ -202,7 +249,6 @@ export async function goLive(rawInput: GoLiveInput): Promise<GoLiveResult> {
       environment: input.environment,
       deployment: input.deployment,
       image: input.image,
-      requestedBy: input.requestedBy,
       outcome: 'live',
       passed: false,
       startedAt: new Date(Date.now()).toISOString(),
@@ -219,6 +265,8 @@ export async function goLive(rawInput: GoLiveInput): Promise<GoLiveResult> {
     };
 
     try {
+      await gates.start(input as unknown as Record<string, unknown>);
+      report.requestedBy = gates.requester ? `${gates.requester.principal} (key ${gates.requester.fingerprint})` : undefined;
       const target = await timeline.step('preflight', async (evidence) => {
         const t = await inspect.describeGoLiveTarget({ environment: input.environment });
         if (t.approvers.length === 0) throw new GoLiveStop('GoLiveBlocked', 'blocked', 'approvers: no approvers are configured for goLive (approvers.goLive or approvers.default); nothing was changed');
@@ -240,13 +288,15 @@ export async function goLive(rawInput: GoLiveInput): Promise<GoLiveResult> {
           : `the readiness audit ${h.workflowId}`;
         const audit = (await h.result()) as ReadinessAuditResult;
         status.waitingFor = undefined;
-        const waived = new Map<string, GoLiveWaiver>();
-        const refusedWaivers: { item: string; by: string; problem: string }[] = [];
-        for (const w of input.waivers ?? []) {
-          if (!target.approvers.includes(w.by)) refusedWaivers.push({ item: w.item, by: w.by, problem: `${w.by} may not waive items for goLive; allowed: ${target.approvers.join(', ')}` });
-          else if (!audit.blocking.some((b) => b.id === w.item)) refusedWaivers.push({ item: w.item, by: w.by, problem: `${w.item} is proved; the waiver is not needed` });
-          else waived.set(w.item, w);
+        const stillBlocking = () => audit.blocking.filter((b) => !waived.has(b.id));
+        if (stillBlocking().length > 0 && (input.waiverWaitSeconds ?? 0) > 0) {
+          status.blocking = stillBlocking();
+          status.waitingFor = `signed waivers of ${stillBlocking().map((b) => b.id).join(', ')} by one of ${gates.rules.approvers.join(', ')}: runbook golive waive ${input.deployment} --item ITEM --reason TEXT`;
+          await condition(() => stillBlocking().length === 0, input.waiverWaitSeconds! * 1000);
+          status.waitingFor = undefined;
         }
+        const refusedWaivers: { item: string; by: string; problem: string }[] = [];
+        for (const w of waived.values()) if (!audit.blocking.some((b) => b.id === w.item)) refusedWaivers.push({ item: w.item, by: w.by, problem: `${w.item} is proved; the waiver is not needed` });
         const blocking = audit.blocking.filter((b) => !waived.has(b.id));
         report.audit = {
           ...linked(h),
@@ -255,7 +305,8 @@ export async function goLive(rawInput: GoLiveInput): Promise<GoLiveResult> {
           score: audit.score,
           counts: audit.counts,
           blocking,
-          waived: audit.blocking.filter((b) => waived.has(b.id)).map((b) => ({ ...b, by: waived.get(b.id)!.by, reason: waived.get(b.id)!.reason })),
+          waived: audit.blocking.filter((b) => waived.has(b.id)).map((b) => ({ ...b, by: waived.get(b.id)!.by, fingerprint: waived.get(b.id)!.fingerprint, reason: waived.get(b.id)!.reason, signedAt: waived.get(b.id)!.signed.signedAt })),
+          refusedActs: gates.list().flatMap((g) => g.ignored).concat(gates.ignoredOutsideGates()),
           refusedWaivers,
           reportKeys: audit.reportKeys,
         };
@@ -291,10 +342,10 @@ export async function goLive(rawInput: GoLiveInput): Promise<GoLiveResult> {
 
       status.phase = 'approval';
       const approval = await timeline.step('approval', async (evidence) => {
-        status.waitingFor = `approval by one of ${target.approvers.join(', ')}: runbook golive approve ${input.deployment} --by NAME`;
-        const g = await gates.wait(`go live: roll out ${input.image} to ${input.deployment}`, target.approvers, (input.approvalTimeoutSeconds ?? 4 * 3600) * 1000);
+        status.waitingFor = `approval by ${gates.rules.approvals > 1 ? `${gates.rules.approvals} of` : 'one of'} ${gates.rules.approvers.join(', ')}: runbook golive approve ${input.deployment}`;
+        const g = await gates.wait(`go live: roll out ${input.image} to ${input.deployment}`, (input.approvalTimeoutSeconds ?? 4 * 3600) * 1000);
         status.waitingFor = undefined;
-        Object.assign(evidence, { outcome: g.outcome, by: g.by ?? null, reason: g.reason ?? null, allowed: g.allowed, ignored: g.ignored });
+        Object.assign(evidence, { outcome: g.outcome, by: g.by ?? null, fingerprint: g.fingerprint ?? null, reason: g.reason ?? null, approvals: g.approvals.map((a) => `${a.principal} (${a.fingerprint})`), allowed: g.allowed, ignored: g.ignored });
         if (g.outcome !== 'approved') throw new GoLiveStop('GoLiveNotApproved', 'not approved', `go-live was ${g.outcome}${g.by ? ` by ${g.by}` : ''}${g.reason ? `: ${g.reason}` : ''} at the approval gate; nothing was changed`);
         return g;
       });
@@ -302,6 +353,9 @@ export async function goLive(rawInput: GoLiveInput): Promise<GoLiveResult> {
 
       status.phase = 'rollout';
       const rollout = await timeline.step('rollout', async (evidence) => {
+        // The go-live holds the Deployment from its rollout on; its rollout and rollback children act under that hold.
+        const held = await acquireTarget({ environment: input.environment, runbook: 'goLive', kind: 'deployment', target: input.deployment });
+        if (held) evidence.target = `deployment ${input.deployment} held (${held.held})`;
         const rolloutInput: RolloutInput = {
           environment: input.environment,
           deployment: input.deployment,
@@ -311,7 +365,6 @@ export async function goLive(rawInput: GoLiveInput): Promise<GoLiveResult> {
           steps: input.steps,
           analysis: input.analysis,
           healthTimeoutSeconds: input.healthTimeoutSeconds,
-          requestedBy: input.requestedBy,
         };
         // The CLI's id for a rollout of this Deployment, so runbook rollout status/approve/abort act on it.
         const h = await startChild('rollout', {
@@ -324,7 +377,7 @@ export async function goLive(rawInput: GoLiveInput): Promise<GoLiveResult> {
         status.waitingFor = `the rollout ${h.workflowId}: runbook rollout status ${input.deployment}; its pauses are approved with runbook rollout approve ${input.deployment}`;
         const r = (await h.result()) as RolloutResult;
         status.waitingFor = undefined;
-        report.rollout = { ...linked(h), outcome: r.outcome, reason: r.reason, revision: r.revision, previousImages: r.previousImages, finalImages: r.finalImages, approvals: r.status.approvals.map((g) => ({ name: g.name, outcome: g.outcome, by: g.by, at: g.closedAt })) };
+        report.rollout = { ...linked(h), outcome: r.outcome, reason: r.reason, revision: r.revision, previousImages: r.previousImages, finalImages: r.finalImages, approvals: r.status.approvals.map((g) => ({ name: g.name, outcome: g.outcome, by: g.by, fingerprint: g.fingerprint, at: g.closedAt })) };
         Object.assign(evidence, { rolloutWorkflowId: h.workflowId, outcome: r.outcome, reason: r.reason ?? null, revision: r.revision });
         if (r.outcome === 'rolled back' || r.outcome === 'aborted') throw new GoLiveStop('GoLiveRolledBack', r.outcome, `the rollout ended ${r.outcome}: ${r.reason}`);
         return r;
@@ -364,7 +417,6 @@ export async function goLive(rawInput: GoLiveInput): Promise<GoLiveResult> {
             analysis: watchAnalysis,
             healthTimeoutSeconds: input.healthTimeoutSeconds,
             reason: `go-live ${goLiveId}: ${watched.reason}`.slice(0, 1000),
-            requestedBy: input.requestedBy,
           };
           const h = await startChild('rollback', {
             workflowId: `${goLiveId}-rollback`,

@@ -7,5 +7,6 @@ export { rollout } from './rollout';
 export { rollback } from './rollback';
 export { goLive } from './goLive';
 export { loadTest } from './loadTest';
+export { targetGuard } from './targetGuard';
 export { backupTemporalConfig } from './backupTemporalConfig';
 export { verifyTemporalConfig } from './verifyTemporalConfig';

@@ -1,8 +1,10 @@
-import { allHandlersFinished, condition, defineQuery, defineSignal, defineUpdate, log, patched, proxyActivities, proxySinks, setHandler, uuid4, workflowInfo } from '@temporalio/workflow';
+import { allHandlersFinished, ApplicationFailure, condition, defineQuery, defineSignal, defineUpdate, log, patched, proxyActivities, proxySinks, setHandler, uuid4, workflowInfo } from '@temporalio/workflow';
 import type { AuditActivities } from '../activities/audit';
 import type { CheckActivities } from '../activities/checks';
 import type { createVisibilityActivities } from '../activities/visibility';
-import { Attestation, AttestationRequest, attestationProblem, recordAttestation } from '../checklist/attestation';
+import { Attestation, attestationDays, attestationProblem, recordAttestation } from '../checklist/attestation';
+import { parseStatement, SignedStatement } from '../identity/statement';
+import { Gates } from './lib/gate';
 import { CHECKLIST, CheckId, CheckInput, CheckResult, ChecklistItem, checksInUse, combineChecks, DEFAULT_RPO_WINDOW_MS, ItemStatus, SECTIONS } from '../checklist/catalog';
 import { AuditItemResult, ReadinessReport, renderAuditHtml, renderAuditMarkdown, scoreOf } from '../reports/audit';
 import { PERMANENT_FAILURES } from './lib/failures';
@@ -64,10 +66,15 @@ export interface AuditStatus {
   waitUntil?: string;
 }
 
-/** Vouch for an item: refused at once unless the item is attestable and the person an approver. */
-export const attestUpdate = defineUpdate<Attestation, [AttestationRequest]>('attest');
+/** The gate id an attestation statement names. */
+export const ATTESTATION_GATE = 'attestations';
+/**
+ * Vouch for an item: a statement (act attest, gate attestations, the item, the comment as reason,
+ * validForDays) signed by an approver; refused at once unless it verifies and the item is attestable.
+ */
+export const attestUpdate = defineUpdate<Attestation, [SignedStatement]>('attest');
 /** Fire-and-forget form; a refused one is kept in the report with the reason. */
-export const attestSignal = defineSignal<[AttestationRequest]>('attest');
+export const attestSignal = defineSignal<[SignedStatement]>('attest');
 /** Stop waiting for attestations and report now. */
 export const closeAttestationsSignal = defineSignal<[{ by?: string }]>('closeAttestations');
 export const auditStatusQuery = defineQuery<AuditStatus>('auditStatus');
@@ -125,35 +132,93 @@ export async function readinessAudit(rawInput: ReadinessAuditInput): Promise<Rea
     status.attestations = [...current.values()];
   };
 
-  const problem = (r: AttestationRequest): string | undefined => {
-    if (!status.approvers) return 'the audit has not read its configuration yet; try again in a moment';
-    if (status.phase === 'reporting' || status.phase === 'done') return 'the audit is writing its report; attestations are closed';
-    return attestationProblem(r, status.approvers);
+  const gates = new Gates('readinessAudit', input.environment);
+  const DAY = 86_400_000;
+  /** Verifies a signed attestation for this run: signature, key, approver, item, validity; returns the record it makes. */
+  const judgeNew = (r: SignedStatement): Attestation => {
+    if (!status.approvers) throw new Error('the audit has not read its configuration yet; try again in a moment');
+    if (status.phase === 'reporting' || status.phase === 'done') throw new Error('the audit is writing its report; attestations are closed');
+    const st = parseStatement(String((r as Partial<SignedStatement> | null)?.statement ?? ''));
+    const v = gates.verifyAct(r, ATTESTATION_GATE, ['attest'], status.approvers, { item: st.item ?? '(none)' });
+    const request = { item: v.statement.item ?? '', by: v.principal, comment: v.statement.reason, validForDays: v.statement.validForDays };
+    const p = attestationProblem(request, status.approvers, gates.rules.attestationMaxDays[request.item]);
+    if (p) throw new Error(p);
+    const info = workflowInfo();
+    return recordAttestation(request, Date.now(), workflowId, { runId: info.runId, fingerprint: v.fingerprint, statement: r.statement, signature: r.signature }, gates.rules.attestationMaxDays[request.item]);
   };
-  const accept = async (r: AttestationRequest): Promise<Attestation> => {
-    const a = recordAttestation(r, Date.now(), workflowId);
-    current.set(a.item, a);
-    expired.delete(a.item);
-    refresh();
-    // One write at a time, in the order accepted, so the newest attestation of an item is the one kept.
-    const saved = writes.then(() => write.saveAttestation(a));
-    writes = saved.catch(() => undefined);
-    await saved;
-    return a;
+  /**
+   * A kept attestation counts only if its signed statement still verifies: the signature, a key still in
+   * the allowed signers, a principal still on the approver list, the item, and a validity within the
+   * item's and the policy's limits counted from when it was signed. Anything else is refused, with why.
+   */
+  const judgeStored = (raw: unknown, now: number): { ok: Attestation } | { expired: Attestation } | { refused: ReadinessReport['refusedAttestations'][number] } => {
+    const a = (raw ?? {}) as Partial<Attestation> & { key?: string };
+    const keyItem = typeof a.key === 'string' ? a.key.replace(/^.*\//, '').replace(/\.json$/, '') : '?';
+    const refuse = (problem: string) => ({ refused: { by: String(a.by ?? '?').slice(0, 128), item: keyItem.slice(0, 64), at: String(a.at ?? '?').slice(0, 40), problem: `stored attestation refused: ${problem}`.slice(0, 300) } });
+    if (typeof a.statement !== 'string' || typeof a.signature !== 'string') return refuse('unsigned (no signed statement kept with it)');
+    try {
+      const st = parseStatement(a.statement);
+      if (st.item !== keyItem) return refuse(`the statement is for ${st.item}, kept as ${keyItem}`);
+      const v = gates.verify({ statement: a.statement, signature: a.signature }, ATTESTATION_GATE, ['attest'], { item: keyItem, maxAgeMs: 3660 * DAY, anyRun: { workflowId: st.workflowId, runId: st.runId } });
+      if (!status.approvers!.includes(v.principal)) return refuse(`${v.principal} is no longer allowed to attest (not on the approver list)`);
+      const p = attestationProblem({ item: keyItem, by: v.principal, comment: v.statement.reason, validForDays: v.statement.validForDays }, status.approvers!, gates.rules.attestationMaxDays[keyItem]);
+      if (p) return refuse(p);
+      const signedAt = Date.parse(v.statement.at);
+      const record: Attestation = {
+        item: keyItem,
+        by: v.principal,
+        comment: v.statement.reason,
+        at: new Date(signedAt).toISOString(),
+        expiresAt: new Date(signedAt + attestationDays(keyItem, v.statement.validForDays, gates.rules.attestationMaxDays[keyItem]) * DAY).toISOString(),
+        workflowId: st.workflowId,
+        runId: st.runId,
+        fingerprint: v.fingerprint,
+        statement: a.statement,
+        signature: a.signature,
+      };
+      return Date.parse(record.expiresAt) > now ? { ok: record } : { expired: record };
+    } catch (err) {
+      return refuse((err as Error).message);
+    }
   };
+  const accept = async (r: SignedStatement): Promise<Attestation> =>
+    gates.serialised(async () => {
+      await gates.refresh();
+      let a: Attestation;
+      try {
+        a = judgeNew(r);
+      } catch (err) {
+        gates.ignore('decide', r, (err as Error).message);
+        throw ApplicationFailure.create({ type: 'DecisionRefused', message: (err as Error).message, nonRetryable: true });
+      }
+      current.set(a.item, a);
+      expired.delete(a.item);
+      refresh();
+      // One write at a time, in the order accepted, so the newest attestation of an item is the one kept.
+      const saved = writes.then(() => write.saveAttestation(a));
+      writes = saved.catch(() => undefined);
+      await saved;
+      return a;
+    });
   setHandler(auditStatusQuery, () => ({ ...status, pending: [...status.pending], attestations: [...status.attestations] }));
   setHandler(attestUpdate, accept, {
     validator: (r) => {
-      const p = problem(r);
-      if (p) throw new Error(p);
+      judgeNew(r);
     },
   });
   setHandler(attestSignal, async (r) => {
-    const p = problem(r);
-    if (p) {
-      const v = (r ?? {}) as Partial<AttestationRequest>;
+    try {
+      judgeNew(r);
+    } catch (err) {
+      const p = (err as Error).message;
+      let item = '?';
+      try {
+        item = parseStatement(String(r?.statement)).item ?? '?';
+      } catch {
+        /* a malformed statement names no item */
+      }
       log.warn('attestation refused', { problem: p.slice(0, 300) });
-      refused.push({ by: String(v.by ?? '?').slice(0, 128), item: String(v.item ?? '?').slice(0, 64), at: new Date(Date.now()).toISOString(), problem: p.slice(0, 300) });
+      refused.push({ by: '?', item: item.slice(0, 64), at: new Date(Date.now()).toISOString(), problem: p.slice(0, 300) });
       return;
     }
     await accept(r).catch((err) => log.warn('attestation not saved', { error: String(err) }));
@@ -168,16 +233,19 @@ export async function readinessAudit(rawInput: ReadinessAuditInput): Promise<Rea
 
     const target = await timeline.step('load configuration and attestations', async (evidence) => {
       const t = await inspect.describeAuditTarget({ environment: input.environment });
+      await gates.refresh();
       const stored = await inspect.loadAttestations();
       const now = Date.now();
-      for (const a of stored) {
-        if (current.has(a.item)) continue;
-        if (Date.parse(a.expiresAt) > now) current.set(a.item, a);
-        else expired.set(a.item, a);
-      }
       status.approvers = t.approvers;
+      for (const raw of stored) {
+        const j = judgeStored(raw, now);
+        if ('refused' in j) refused.push(j.refused);
+        else if ('expired' in j) {
+          if (!current.has(j.expired.item)) expired.set(j.expired.item, j.expired);
+        } else if (!current.has(j.ok.item)) current.set(j.ok.item, j.ok);
+      }
       refresh();
-      Object.assign(evidence, { approvers: t.approvers, attestationsKept: t.attestationsKept, storedAttestations: stored.length, expired: [...expired.keys()] });
+      Object.assign(evidence, { approvers: t.approvers, attestationsKept: t.attestationsKept, storedAttestations: stored.length, expired: [...expired.keys()], refused: refused.map((r) => `${r.item}: ${r.problem}`) });
       return t;
     });
 

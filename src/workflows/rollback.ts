@@ -3,6 +3,7 @@ import type { ContainerImage, KubernetesActivities } from '../activities/kuberne
 import { AnalysisRun, AnalysisSpec, analysisProblems, hasChecks, runAnalysis } from './lib/analysis';
 import { ANALYSIS_MEASURE, K8S_CHANGE, K8S_READ, K8S_WAIT } from './lib/kubernetesOptions';
 import { describe, ENVIRONMENT_NAME, InputChecker } from './lib/input';
+import { acquireTarget } from './lib/exclusive';
 import { runRunbook, Timeline, TimelineSnapshot } from './lib/timeline';
 import { K8S_NAME } from './rollout';
 
@@ -69,6 +70,8 @@ export async function rollback(rawInput: RollbackInput): Promise<RollbackResult>
       const d = await read.readDeployment({ deployment: input.deployment });
       if (!d.exists) throw ApplicationFailure.create({ type: 'InvalidInput', message: `deployment: ${input.deployment} does not exist`, nonRetryable: true });
       const sets = await read.listReplicaSets({ deployment: input.deployment });
+      const held = await acquireTarget({ environment: input.environment, runbook: 'rollback', checkFreezes: true, kind: 'deployment', target: input.deployment });
+      if (held) evidence.target = `deployment ${input.deployment} held (${held.held})`;
       Object.assign(evidence, { revision: d.revision, images: d.containers.map((c) => `${c.name}=${c.image}`), revisions: sets.map((s) => `${s.revision}=${s.containers.map((c) => c.image).join(',')}`), reason: input.reason ?? null, requestedBy: input.requestedBy ?? null });
       return d;
     });

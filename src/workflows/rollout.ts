@@ -14,7 +14,10 @@ import {
 import type { ContainerImage, DeploymentState, KubernetesActivities } from '../activities/kubernetes';
 import { AnalysisRun, AnalysisSpec, analysisProblems, hasChecks, runAnalysis } from './lib/analysis';
 import { ANALYSIS_MEASURE, K8S_CHANGE, K8S_READ, K8S_WAIT } from './lib/kubernetesOptions';
-import { GateRecord, Gates } from './lib/gate';
+import { GateRecord, Gates, startFieldProblem } from './lib/gate';
+import { acquireTarget } from './lib/exclusive';
+import type { SignedAct } from '../identity/policy';
+import type { SignedStatement } from '../identity/statement';
 import { describe, ENVIRONMENT_NAME, InputChecker } from './lib/input';
 import type { RunbookSinks } from './lib/sinks';
 import { runRunbook, Timeline, TimelineSnapshot } from './lib/timeline';
@@ -42,8 +45,8 @@ export interface RolloutInput {
   analysis?: AnalysisSpec;
   /** How long each change may take to become healthy (default 300). */
   healthTimeoutSeconds?: number;
-  /** Who started it, for the record. */
-  requestedBy?: string;
+  /** The requester's signed start (runbook rollout start signs it); a run started by go-live or a schedule has none. */
+  start?: SignedStatement;
   /** Override the environment's gate policy (kubernetes.rollout in config) for this run. */
   gateTimeoutSeconds?: number;
   onGateTimeout?: 'rollback' | 'remind';
@@ -66,7 +69,9 @@ export interface RolloutStatus {
   waitingFor?: string;
   analyses: AnalysisRun[];
   approvals: GateRecord[];
-  promotedFull?: { by: string; at: string };
+  promotedFull?: { by: string; at: string; signed: SignedAct[] };
+  /** Signed promote --full acts collected so far, when the policy needs more than one person. */
+  fullPromoteVotes?: SignedAct[];
   outcome?: RolloutOutcome;
   reason?: string;
 }
@@ -84,14 +89,12 @@ export interface RolloutResult {
   timeline: TimelineSnapshot;
 }
 
-export interface OperatorAction {
-  by: string;
-  reason?: string;
-}
+/** A signed act on a rollout: promote (approve the pause), promote-full, or abort. */
+export type OperatorAction = SignedStatement;
 
 export const rolloutStatusQuery = defineQuery<RolloutStatus>('status');
 /** Approve the pause the rollout waits at; with full, also skip every remaining step. Refused for people not in the approvers list. */
-export const promoteUpdate = defineUpdate<RolloutStatus, [OperatorAction & { full?: boolean }]>('promote');
+export const promoteUpdate = defineUpdate<RolloutStatus, [OperatorAction]>('promote');
 /** Abort now: the rollout is rolled back and ends as aborted. Refused for people not in the approvers list. */
 export const abortUpdate = defineUpdate<RolloutStatus, [OperatorAction]>('abort');
 
@@ -110,7 +113,8 @@ export function validateRolloutInput(input: unknown): RolloutInput {
   if (v.strategy !== undefined && v.strategy !== 'canary' && v.strategy !== 'rolling') check.problem(`strategy: expected canary or rolling, found ${describe(v.strategy)}`);
   const h = v.healthTimeoutSeconds;
   if (h !== undefined && !(typeof h === 'number' && Number.isInteger(h) && h >= 5 && h <= 86_400)) check.problem(`healthTimeoutSeconds: expected 5 to 86400, found ${describe(h)}`);
-  if (v.requestedBy !== undefined && !(typeof v.requestedBy === 'string' && /^[A-Za-z0-9._@+-]{1,128}$/.test(v.requestedBy))) check.problem(`requestedBy: expected a person's id, found ${describe(v.requestedBy)}`);
+  const startProblem = startFieldProblem(v.start);
+  if (startProblem) check.problem(startProblem);
   for (const p of analysisProblems(v.analysis, 'analysis')) check.problem(p);
   for (const f of ['gateTimeoutSeconds', 'remindEverySeconds'] as const) {
     const t = v[f];
@@ -146,6 +150,17 @@ export function validateRolloutInput(input: unknown): RolloutInput {
   }
   check.done();
   return v as unknown as RolloutInput;
+}
+
+/** The policy's mandatory gate: an approval pause must come before any step sets a weight above the limit. */
+export function mandatoryPauseProblem(steps: RolloutStep[], limit: number | undefined): string | undefined {
+  if (limit === undefined) return undefined;
+  for (const [i, s] of steps.entries()) {
+    if ('pause' in s && !s.pause.durationSeconds) return undefined;
+    if ('setWeight' in s && s.setWeight > limit) return `policy pauseBeforeWeight (${limit}%): step ${i + 1} sets ${s.setWeight}% before any approval pause; add a pause step before it (e.g. --steps 25,pause,${s.setWeight})`;
+  }
+  // Promotion takes every pod to the new version, which passes any limit below 100%.
+  return limit < 100 ? `policy pauseBeforeWeight (${limit}%): the rollout promotes to 100% without an approval pause; add a pause step` : undefined;
 }
 
 export function defaultSteps(strategy: 'canary' | 'rolling'): RolloutStep[] {
@@ -198,59 +213,97 @@ export async function rollout(rawInput: RolloutInput): Promise<RolloutResult> {
     analyses: [],
     approvals: [],
   };
-  let approvers: string[] = [];
+  let ready = false;
   let gateSettings = { timeoutMs: 4 * 3_600_000, onTimeout: 'remind' as 'rollback' | 'remind', remindEveryMs: 1_800_000 };
   let promoteFull = false;
   const setPhase = (phase: RolloutStatus['phase']) => {
     status.phase = phase;
     sinks.runbookMetrics.rolloutPhase(input.environment, input.deployment, phase);
   };
-  const snapshot = (): RolloutStatus => ({ ...status, approvals: gates.list(), analyses: status.analyses.map((a) => ({ ...a })) });
+  const snapshot = (): RolloutStatus => ({ ...status, approvals: gates.list(), analyses: status.analyses.map((a) => ({ ...a })), fullPromoteVotes: status.fullPromoteVotes && [...status.fullPromoteVotes] });
   setHandler(rolloutStatusQuery, snapshot);
 
-  const actorProblem = (a: OperatorAction | undefined): string | undefined => {
-    if (!a || typeof a !== 'object' || typeof a.by !== 'string' || a.by.length === 0 || a.by.length > 128) return `by: expected the approver id, found ${describe(a?.by)}`;
-    if (a.reason !== undefined && (typeof a.reason !== 'string' || a.reason.length > 1000)) return `reason: expected text of at most 1000 characters, found ${describe(a.reason)}`;
+  const phaseProblem = (): string | undefined => {
     if (status.phase === 'done') return 'the rollout has already ended';
-    if (approvers.length === 0) return 'the rollout is still in preflight; try again in a moment';
-    if (!approvers.includes(a.by)) return `${a.by} may not act on this rollout; allowed: ${approvers.join(', ')}`;
+    if (!ready) return 'the rollout is still in preflight; try again in a moment';
     return undefined;
+  };
+  const actOf = (p: unknown): string | undefined => {
+    try {
+      return (JSON.parse(String((p as { statement?: unknown } | null)?.statement)) as { act?: string }).act;
+    } catch {
+      return undefined;
+    }
+  };
+  // promote --full: each signer counts once; when enough distinct people signed, every remaining step is skipped.
+  const fullVote = { name: 'promote --full', required: 1, approvals: [] as SignedAct[], allowed: [] as string[] };
+  const checkFull = (p: OperatorAction) => {
+    const v = gates.verifyAct(p, 'promote-full', ['promote-full'], gates.rules.approvers);
+    Object.assign(fullVote, { required: gates.rules.rollout.fullPromoteApprovals, allowed: gates.rules.approvers });
+    gates.checkFourEyes(v, fullVote);
+    return v;
   };
   setHandler(
     promoteUpdate,
-    (p) => {
-      if (p.full) {
-        promoteFull = true;
-        status.promotedFull = { by: p.by, at: new Date(Date.now()).toISOString() };
+    async (p) => {
+      if (actOf(p) !== 'promote-full') {
+        await gates.applyDecision(p, ['promote']);
+        return snapshot();
       }
-      if (gates.current) gates.apply({ decision: 'approve', by: p.by, reason: p.reason ?? (p.full ? 'promote --full' : undefined) });
+      await gates.serialised(async () => {
+        await gates.refresh();
+        const v = (() => {
+          try {
+            return checkFull(p);
+          } catch (err) {
+            gates.ignore('decide', p, (err as Error).message);
+            throw ApplicationFailure.create({ type: 'DecisionRefused', message: (err as Error).message, nonRetryable: true });
+          }
+        })();
+        const act = gates.accept(v, p);
+        fullVote.approvals.push(act);
+        status.fullPromoteVotes = [...fullVote.approvals];
+        await gates.onAct?.(act, gates.current);
+        if (gates.agreed(fullVote) >= fullVote.required) {
+          promoteFull = true;
+          status.promotedFull = { by: act.principal, at: act.at, signed: [...fullVote.approvals] };
+          const open = gates.current;
+          if (open) {
+            open.approvals.push(act);
+            gates.close(open, 'approved', act);
+          }
+        }
+      });
       return snapshot();
     },
     {
       validator: (p) => {
-        const problem = actorProblem(p);
+        const problem = phaseProblem();
         if (problem) throw new Error(problem);
-        if (p.full !== undefined && typeof p.full !== 'boolean') throw new Error(`full: expected true or false, found ${describe(p.full)}`);
-        if (!p.full && !gates.current) throw new Error('the rollout is not waiting at a pause; use --full to skip the remaining steps');
+        if (actOf(p) === 'promote-full') checkFull(p);
+        else if (!gates.current) throw new Error('the rollout is not waiting at a pause; use --full to skip the remaining steps');
+        else gates.checkDecision(p, ['promote']);
       },
     },
   );
   setHandler(
     abortUpdate,
-    (a) => {
-      gates.aborted ??= { by: a.by, reason: a.reason, at: new Date(Date.now()).toISOString() };
+    async (a) => {
+      await gates.applyAbort(a);
       return snapshot();
     },
     {
       validator: (a) => {
-        const problem = actorProblem(a);
+        const problem = phaseProblem();
         if (problem) throw new Error(problem);
         if (status.phase === 'rolling back') throw new Error('the rollout is already rolling back');
+        gates.checkAbort(a);
       },
     },
   );
 
   return runRunbook('rollout', input.environment, async (timeline: Timeline) => {
+    gates.attach(timeline);
     const by = (step: string) => ({ workflowId, step });
     let stable!: DeploymentState;
     let images: ContainerImage[] = [];
@@ -258,6 +311,9 @@ export async function rollout(rawInput: RolloutInput): Promise<RolloutResult> {
     let canaryCreated = false;
     let stableChanged = false;
 
+    await gates.start(input as unknown as Record<string, unknown>);
+    const policyProblem = mandatoryPauseProblem(steps, gates.rules.rollout.pauseBeforeWeight);
+    if (policyProblem) throw ApplicationFailure.create({ type: 'StartRefused', message: `the rollout is refused before anything ran: ${policyProblem}`, nonRetryable: true });
     await timeline.step('preflight', async (evidence) => {
       const target = await read.describeRolloutTarget({ environment: input.environment, deployment: input.deployment });
       stable = await read.readDeployment({ deployment: input.deployment });
@@ -271,12 +327,15 @@ export async function rollout(rawInput: RolloutInput): Promise<RolloutResult> {
       if (!healthy) throw ApplicationFailure.create({ type: 'RolloutFailed', message: `deployment ${input.deployment} is not healthy before the rollout (${stable.updated}/${stable.replicas} updated, ${stable.available} available${stable.paused ? ', paused' : ''}); nothing was changed`, nonRetryable: true });
       const canary = await read.readDeployment({ deployment: `${input.deployment}-canary` });
       if (canary.exists) throw ApplicationFailure.create({ type: 'RolloutFailed', message: `${input.deployment}-canary already exists: another rollout is in progress or was left behind; roll it back first (runbook rollback ${input.deployment})`, nonRetryable: true });
-      approvers = target.approvers;
+      // One rollout, rollback or go-live per Deployment: taken before anything changes.
+      const held = await acquireTarget({ environment: input.environment, runbook: 'rollout', kind: 'deployment', target: input.deployment });
+      if (held) evidence.target = `deployment ${input.deployment} held (${held.held})`;
+      ready = true;
       images = [{ name: container!, image: input.image }];
       total = stable.replicas;
       status.previousImages = stable.containers;
       status.replicas = { stable: total, canary: 0, total };
-      Object.assign(evidence, { namespace: target.namespace, replicas: total, revision: stable.revision, images: stable.containers.map((c) => `${c.name}=${c.image}`), newImage: input.image, approvers });
+      Object.assign(evidence, { namespace: target.namespace, replicas: total, revision: stable.revision, images: stable.containers.map((c) => `${c.name}=${c.image}`), newImage: input.image, approvers: gates.rules.approvers, approvals: gates.rules.approvals, requester: gates.requester ? `${gates.requester.principal} (${gates.requester.fingerprint})` : gates.startedBy });
       gateSettings = {
         timeoutMs: input.gateTimeoutSeconds !== undefined ? input.gateTimeoutSeconds * 1000 : target.gate.timeoutMs,
         onTimeout: input.onGateTimeout ?? target.gate.onTimeout,
@@ -333,9 +392,9 @@ export async function rollout(rawInput: RolloutInput): Promise<RolloutResult> {
                 const early = await condition(() => promoteFull, step.pause.durationSeconds * 1000);
                 Object.assign(evidence, { bakedSeconds: step.pause.durationSeconds, endedEarly: early });
               } else {
-                status.waitingFor = `approval by one of ${approvers.join(', ')}`;
-                const g = await gates.wait(`step ${i + 1}: continue the rollout at ${status.weight}%`, approvers, gateSettings.timeoutMs, gateSettings.onTimeout === 'remind' ? { everyMs: gateSettings.remindEveryMs } : undefined);
-                Object.assign(evidence, { outcome: g.outcome, by: g.by ?? null, comment: g.reason ?? null, at: g.closedAt ?? null, reminders: g.reminders ?? 0, ignored: g.ignored });
+                status.waitingFor = `approval by ${gates.rules.approvals > 1 ? `${gates.rules.approvals} of` : 'one of'} ${gates.rules.approvers.join(', ')}`;
+                const g = await gates.wait(`step ${i + 1}: continue the rollout at ${status.weight}%`, gateSettings.timeoutMs, gateSettings.onTimeout === 'remind' ? { everyMs: gateSettings.remindEveryMs } : undefined);
+                Object.assign(evidence, { outcome: g.outcome, by: g.by ?? null, fingerprint: g.fingerprint ?? null, comment: g.reason ?? null, at: g.closedAt ?? null, approvals: g.approvals.map((a) => `${a.principal} (${a.fingerprint})`), reminders: g.reminders ?? 0, ignored: g.ignored });
                 if (g.outcome === 'rejected') throw new RolloutStop('rolled back', `rejected by ${g.by}${g.reason ? `: ${g.reason}` : ''} at step ${i + 1}`);
                 if (g.outcome === 'timed out') throw new RolloutStop('rolled back', `nobody approved step ${i + 1} within ${Math.round(gateSettings.timeoutMs / 1000)} s (policy: roll back)`);
                 if (g.outcome === 'aborted') throw new RolloutStop('aborted', abortReason());
@@ -413,10 +472,13 @@ export async function rollout(rawInput: RolloutInput): Promise<RolloutResult> {
       setPhase('done');
       status.outcome = stop.outcome;
       sinks.runbookMetrics.rolloutFinished(input.environment, stop.outcome);
+      gates.announce(stop.outcome === 'aborted' ? 'run aborted' : 'run rolled back', `${input.deployment} ${stop.outcome}: ${stop.message}`.slice(0, 500));
+      gates.outcomeSummary = `${stop.outcome}: ${stop.message}`;
       return result(stop.outcome, stop.message);
     }
     setPhase('done');
     status.outcome = 'promoted';
+    gates.outcomeSummary = `promoted: ${input.deployment} runs ${input.image}`;
     sinks.runbookMetrics.rolloutFinished(input.environment, 'promoted');
     return result('promoted');
 
@@ -442,6 +504,6 @@ export async function rollout(rawInput: RolloutInput): Promise<RolloutResult> {
 
   function abortReason(): string {
     const a = gates.aborted!;
-    return `aborted by ${a.by}${a.reason ? `: ${a.reason}` : ''}`;
+    return `aborted by ${a.principal} (key ${a.fingerprint})${a.reason ? `: ${a.reason}` : ''}`;
   }
 }

@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, dirname } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { freePort } from '../../src/system/process';
-import { processesInGroup, runCli, startCli, waitFor, httpStatus } from '../helpers';
+import { processesInGroup, runCli, startCli, taggedProcesses, waitFor, httpStatus } from '../helpers';
 
 const dir = mkdtempSync(join(tmpdir(), 'runbook-e2e-'));
 chmodSync(dir, 0o755);
@@ -107,7 +107,8 @@ describe('an operator session: stack up, worker, smoke, status, stack down', () 
       assert.match(unserved.stderr, /no worker has polled task queue batch-queue/);
       assert.match(unserved.stdout, /no worker completed the smoke test on batch-queue within 3s/);
 
-      // A drill from the command line: start, a refused approver, the approval, the report.
+      // A drill from the command line, signed with the sandbox's keys: started by sandbox-operator (the
+      // config's signing.key), whose own approval four-eyes refuses; sandbox-reviewer approves.
       const started = await runCli(['--config', configFile, 'drill', 'start', '--mode', 'switchover']);
       assert.equal(started.code, 0, started.stderr);
       const drillId = started.stdout.trim();
@@ -116,16 +117,17 @@ describe('an operator session: stack up, worker, smoke, status, stack down', () 
         const st = await runCli(['--config', configFile, '--json', 'drill', 'status', drillId]);
         return st.code === 0 && JSON.parse(st.stdout).gates.some((g: { outcome: string }) => g.outcome === 'waiting');
       }, 60_000, 500);
-      const refused = await runCli(['--config', configFile, 'drill', 'approve', drillId, '--by', 'mallory']);
+      const refused = await runCli(['--config', configFile, 'drill', 'approve', drillId]);
       assert.equal(refused.code, 2);
-      assert.match(refused.stderr, /approve refused: mallory may not decide gate 'start the drill'; allowed: sandbox-operator/);
-      const approved = await runCli(['--config', configFile, 'drill', 'approve', drillId, '--by', 'sandbox-operator', '--reason', 'e2e']);
+      assert.match(refused.stderr, /approve refused: four-eyes: sandbox-operator requested this run and may not approve it/);
+      const reviewerKey = join(dirname(configFile), 'keys', 'sandbox-reviewer');
+      const approved = await runCli(['--config', configFile, 'drill', 'approve', drillId, '--key', reviewerKey, '--reason', 'e2e']);
       assert.equal(approved.code, 0, approved.stderr);
-      assert.match(approved.stdout, /gate 'start the drill' approved by sandbox-operator/);
+      assert.match(approved.stdout, /gate 'start the drill' approved by sandbox-reviewer \(key SHA256:\S+\)/);
       const report = await runCli(['--config', configFile, 'drill', 'report', drillId], { timeoutMs: 180_000 });
       assert.equal(report.code, 0, report.stderr + report.stdout);
       assert.match(report.stdout, /DR drill passed: sandbox\/main switchover/);
-      assert.match(report.stdout, /primary pg-a -> pg-b; approved by sandbox-operator/);
+      assert.match(report.stdout, /primary pg-a -> pg-b; approved by sandbox-reviewer/);
       assert.match(report.stdout, /RTO [\d.]+ s \(target 1800\.0 s\), RPO 0\.0 s/);
 
       worker.child.kill('SIGTERM');
@@ -151,8 +153,9 @@ describe('an operator session: stack up, worker, smoke, status, stack down', () 
 
 describe('runbook demo', () => {
   test('brings the stack up, runs every runbook through a worker, reports, and leaves nothing running', async () => {
-    const before = new Set(serviceProcesses());
-    const res = await runCli(['--json', 'demo'], { timeoutMs: 180_000 });
+    // Everything the demo starts inherits this tag, so processes of test files running alongside do not count.
+    const tag = `demo-${process.pid}-${Date.now()}`;
+    const res = await runCli(['--json', 'demo'], { timeoutMs: 180_000, env: { RUNBOOK_TEST_TAG: tag } });
     assert.equal(res.code, 0, res.stderr);
     const report = JSON.parse(res.stdout);
     assert.equal(report.ok, true);
@@ -169,29 +172,10 @@ describe('runbook demo', () => {
     const rollout = report.runs[6].detail.result;
     assert.equal(rollout.outcome, 'promoted');
     assert.deepEqual(rollout.finalImages, [{ name: 'web', image: 'registry.sandbox.test/web:1.1' }]);
-    assert.deepEqual(rollout.status.approvals.map((g: { outcome: string; by: string }) => [g.outcome, g.by]), [['approved', 'sandbox-operator'], ['approved', 'sandbox-operator']]);
+    assert.deepEqual(rollout.status.approvals.map((g: { outcome: string; by: string }) => [g.outcome, g.by]), [['approved', 'sandbox-reviewer'], ['approved', 'sandbox-reviewer']]);
     const drill = report.runs[5].detail.report;
     assert.equal(drill.rpo.markerPresent, true);
     assert.ok(drill.rto.ms > 0);
-    const leftover = serviceProcesses().filter((p) => !before.has(p));
-    assert.deepEqual(leftover, []);
+    assert.deepEqual(taggedProcesses(tag), [], 'nothing the demo started is still running');
   });
 });
-
-/** Sandbox service processes on this machine (temporal, postgres, moto, named), by pid and name. */
-function serviceProcesses(): string[] {
-  const { readdirSync, readFileSync } = require('node:fs') as typeof import('node:fs');
-  const out: string[] = [];
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const cmd = readFileSync(`/proc/${entry}/cmdline`, 'utf8').replace(/\0/g, ' ');
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      if (stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z')) continue;
-      if (/temporal server start-dev|bin\/postgres |moto_server|named -g|\/(etcd|kube-apiserver|kube-controller-manager|kube-scheduler|kwok) /.test(cmd)) out.push(`${entry} ${cmd.slice(0, 60)}`);
-    } catch {
-      /* gone */
-    }
-  }
-  return out;
-}

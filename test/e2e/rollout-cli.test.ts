@@ -30,7 +30,8 @@ before(async () => {
   stack = JSON.parse(up.stdout).stack;
   configFile = stack.configFile;
   const doc = parse(readFileSync(configFile, 'utf8'));
-  doc.environments.sandbox.approvers = { rollout: ['alice'] };
+  doc.environments.sandbox.approvers = { rollout: ['sandbox-reviewer'] };
+  doc.environments.sandbox.policies = {};
   writeFileSync(configFile, stringify(doc));
   const kc = new k8s.KubeConfig();
   kc.loadFromFile(stack.kubernetes!.kubeconfig);
@@ -54,7 +55,7 @@ async function startWorker(): Promise<ReturnType<typeof startCli>> {
   return w;
 }
 
-const cli = (...args: string[]) => runCli(['--config', configFile, ...args], { env: { RUNBOOK_OPERATOR: 'alice' } });
+const cli = (...args: string[]) => runCli(['--config', configFile, ...args], { env: { RUNBOOK_SIGNING_KEY: join(stackDir, 'keys', 'sandbox-reviewer') } });
 
 async function status(deployment: string): Promise<{ phase: string; currentStep?: number; weight: number; outcome?: string; approvals: { outcome: string; by?: string }[] }> {
   const r = await cli('--json', 'rollout', 'status', deployment);
@@ -93,9 +94,9 @@ describe('runbook rollout, as an operator runs it', () => {
     await waitFor('at the gate', async () => (await status('web')).phase === 'paused', 90_000, 250);
     const refused = await cli('rollout', 'approve', 'web', '--by', 'mallory');
     assert.equal(refused.code, 2);
-    assert.match(refused.stderr, /approve refused: mallory may not act on this rollout; allowed: alice/);
+    assert.match(refused.stderr, /approve refused: key SHA256:\S+ is not listed for mallory in the allowed signers/);
     const list = await cli('rollout', 'list');
-    assert.match(list.stdout, /^web\s+paused\s+50%\s+waiting for approval by one of alice/m);
+    assert.match(list.stdout, /^web\s+paused\s+50%\s+waiting for approval by one of sandbox-reviewer/m);
 
     // Kill 1: while the run waits at the gate.
     worker.child.kill('SIGKILL');
@@ -103,7 +104,7 @@ describe('runbook rollout, as an operator runs it', () => {
     worker = await startWorker();
     const approve = await cli('rollout', 'approve', 'web', '--comment', 'canary looks fine');
     assert.equal(approve.code, 0, approve.stderr);
-    assert.match(approve.stdout, /approved by alice/);
+    assert.match(approve.stdout, /approved by sandbox-reviewer/);
 
     // Kill 2: in the middle of the promotion, while the stable Deployment rolls to the new image.
     const run = c.client.workflow.getHandle('rollout-sandbox-web');
@@ -115,7 +116,7 @@ describe('runbook rollout, as an operator runs it', () => {
     const watch = await runCli(['--config', configFile, 'rollout', 'status', 'web', '--watch'], { timeoutMs: 180_000 });
     assert.equal(watch.code, 0, watch.stdout + watch.stderr);
     assert.match(watch.stdout, /phase done: promoted/);
-    assert.match(watch.stdout, /gate 'step 2: continue the rollout at 50%': approved by alice \("canary looks fine"\)/);
+    assert.match(watch.stdout, /gate 'step 2: continue the rollout at 50%': approved by sandbox-reviewer \(key SHA256:\S+\) \("canary looks fine"\)/);
 
     const handle = c.client.workflow.getHandle('rollout-sandbox-web');
     const timeline = await handle.query(timelineQuery);

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync, appendFileSync } from 'node:fs';
 import { createServer as createTcpServer, connect as tcpConnect, Server as TcpServer, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -20,7 +20,10 @@ import { freePort } from '../../src/system/process';
 import { startPrometheus, stopPrometheus } from '../../src/sandbox/prometheus';
 import { StackState, startStack, stopStack } from '../../src/sandbox/stack';
 import { CertFiles, createCa, issueCert, TlsFront } from '../../src/sandbox/tls';
-import { attestSignal, attestUpdate, auditStatusQuery, closeAttestationsSignal, ReadinessAuditResult } from '../../src/workflows/readinessAudit';
+import { ATTESTATION_GATE, attestSignal, attestUpdate, auditStatusQuery, closeAttestationsSignal, ReadinessAuditResult } from '../../src/workflows/readinessAudit';
+import { signAct, Signer } from '../../src/cli/sign';
+import { generateKey, signStatement } from '../../src/identity/signer';
+import type { SignedStatement } from '../../src/identity/statement';
 import { RunbookWorker } from '../../src/worker';
 import { REPO, runCli, waitFor } from '../helpers';
 
@@ -96,6 +99,11 @@ before(async () => {
     body: { metadata: { name: 'web-good' }, spec: { podSelector: { matchLabels: { app: 'web-good' } }, policyTypes: ['Ingress'], ingress: [{ _from: [{ podSelector: { matchLabels: { role: 'frontend' } } }] }] } },
   });
 
+  // The auditor and mallory have keys in the allowed signers; only the auditor is on the approver list.
+  for (const who of ['auditor', 'mallory'] as const) {
+    keys[who] = { keyFile: join(dir, who), principal: who };
+    appendFileSync(join(stack.dir, 'keys', 'allowed_signers'), `${who} ${(await generateKey(keys[who].keyFile, who)).split(' ').slice(0, 2).join(' ')}\n`);
+  }
   workerPort = await freePort();
   auditConfig = writeConfig(join(stack.dir, 'audit.yaml'), (env) => {
     env.temporal = {
@@ -131,6 +139,11 @@ const itemOf = (r: ReadinessAuditResult, id: string): AuditItemResult => {
   return found;
 };
 const checkEvidence = (i: AuditItemResult, check: string) => i.evidence[check] as Record<string, any>;
+const keys = {} as Record<'auditor' | 'mallory', Signer>;
+/** A signed attestation for an audit run. */
+async function attestation(handle: { workflowId: string; describe(): Promise<{ runId: string }> }, who: 'auditor' | 'mallory', item: string, comment: string): Promise<SignedStatement> {
+  return signAct(c, keys[who], { runbook: 'readinessAudit', workflowId: handle.workflowId, runId: (await handle.describe()).runId, gate: ATTESTATION_GATE, act: 'attest', item, reason: comment });
+}
 const refusal = (err: unknown) => `${(err as Error).message} ${((err as Error).cause as Error | undefined)?.message ?? ''}`;
 
 /** Check activities built the way the worker builds them, for an environment changed from the audit's. */
@@ -165,13 +178,14 @@ describe('the readiness audit', () => {
     const { handle } = await startRunbook(c, 'readinessAudit', [{ environment: 'sandbox', waitForAttestationsSeconds: 300, certificateMinDays: 1 }], {});
     await waitFor('the audit to accept attestations', async () => (await handle.query(auditStatusQuery)).approvers !== undefined, 30_000);
 
-    await assert.rejects(handle.executeUpdate(attestUpdate, { args: [{ item: 'on-call-rotation', by: 'mallory', comment: 'trust me' }] }), (err) => /mallory may not attest in this environment; allowed: auditor/.test(refusal(err)));
-    await assert.rejects(handle.executeUpdate(attestUpdate, { args: [{ item: 'tls-enabled', by: 'auditor', comment: 'looks fine' }] }), (err) => /tls-enabled is proved by automated checks, not by attestation/.test(refusal(err)));
-    await assert.rejects(handle.executeUpdate(attestUpdate, { args: [{ item: 'no-such-item', by: 'auditor', comment: 'x' }] }), (err) => /no-such-item is not a checklist item/.test(refusal(err)));
-    const attestation = await handle.executeUpdate(attestUpdate, { args: [{ item: 'on-call-rotation', by: 'auditor', comment: 'rota for the next 4 weeks is staffed in the pager tool' }] });
-    assert.equal(attestation.by, 'auditor');
-    assert.equal(Date.parse(attestation.expiresAt) - Date.parse(attestation.at), 30 * 86_400_000, 'on-call attestations count for 30 days');
-    await handle.signal(attestSignal, { item: 'communication-plan', by: 'mallory', comment: 'signal form' });
+    await assert.rejects(handle.executeUpdate(attestUpdate, { args: [await attestation(handle, 'mallory', 'on-call-rotation', 'trust me')] }), (err) => /mallory \(key SHA256:\S+\) may not attest here; allowed: auditor/.test(refusal(err)));
+    await assert.rejects(handle.executeUpdate(attestUpdate, { args: [await attestation(handle, 'auditor', 'tls-enabled', 'looks fine')] }), (err) => /tls-enabled is proved by automated checks, not by attestation/.test(refusal(err)));
+    await assert.rejects(handle.executeUpdate(attestUpdate, { args: [await attestation(handle, 'auditor', 'no-such-item', 'x')] }), (err) => /no-such-item is not a checklist item/.test(refusal(err)));
+    const accepted = await handle.executeUpdate(attestUpdate, { args: [await attestation(handle, 'auditor', 'on-call-rotation', 'rota for the next 4 weeks is staffed in the pager tool')] });
+    assert.equal(accepted.by, 'auditor');
+    assert.match(accepted.fingerprint ?? '', /^SHA256:/);
+    assert.equal(Date.parse(accepted.expiresAt) - Date.parse(accepted.at), 30 * 86_400_000, 'on-call attestations count for 30 days');
+    await handle.signal(attestSignal, await attestation(handle, 'mallory', 'communication-plan', 'signal form'));
     await waitFor('the refused signal to be handled', async () => (await handle.query(auditStatusQuery)).attestations.length === 1, 5_000);
     await handle.signal(closeAttestationsSignal, { by: 'auditor' });
     const r = (await handle.result()) as ReadinessAuditResult;
@@ -247,10 +261,10 @@ describe('the readiness audit', () => {
     const onCall = itemOf(r, 'on-call-rotation');
     assert.equal(onCall.status, 'attested');
     assert.equal(onCall.evidence.by, 'auditor');
-    assert.equal(onCall.evidence.expiresAt, attestation.expiresAt);
+    assert.equal(onCall.evidence.expiresAt, accepted.expiresAt);
     assert.equal(itemOf(r, 'communication-plan').status, 'unknown');
     assert.equal(r.refusedAttestations.length, 1);
-    assert.match(r.refusedAttestations[0].problem, /mallory may not attest/);
+    assert.match(r.refusedAttestations[0].problem, /mallory \(key SHA256:\S+\) may not attest here/);
 
     // The report: sections, scores, readiness, files, metric.
     assert.deepEqual(r.sections.map((s) => s.name), ['Infrastructure Prerequisites', 'Cluster Configuration', 'Worker Deployment', 'Security Configuration', 'Monitoring Setup', 'Disaster Recovery', 'Performance Tuning', 'Pre-Go-Live', 'Post-Deployment']);
@@ -272,16 +286,19 @@ describe('the readiness audit', () => {
   });
 
   test('runbook audit through the CLI: a stored attestation keeps counting, an expired one does not, and an unknown person is refused with exit 2', async () => {
-    const past = Date.now() - 40 * 86_400_000;
+    const past = Date.now() - 200 * 86_400_000;
+    // A properly signed attestation from an earlier audit, signed 200 days ago: the item counts one for 180 days at most.
+    const old = await signStatement({ v: 1, namespace: 'default', environment: 'sandbox', runbook: 'readinessAudit', workflowId: 'an-earlier-audit', runId: 'r1', gate: ATTESTATION_GATE, act: 'attest', by: 'auditor', reason: 'stakeholder list reviewed', at: new Date(past).toISOString(), item: 'communication-plan' }, keys.auditor.keyFile);
     await store.putJson('sandbox/attestations/communication-plan.json', {
       item: 'communication-plan',
       by: 'auditor',
       comment: 'stakeholder list reviewed',
       at: new Date(past).toISOString(),
-      expiresAt: new Date(past + 30 * 86_400_000).toISOString(),
+      expiresAt: new Date(past + 180 * 86_400_000).toISOString(),
       workflowId: 'an-earlier-audit',
+      ...old,
     });
-    const ok = await runCli(['--config', auditConfig, '--json', 'audit', '--attest', 'rollback-criteria', '--by', 'auditor', '--comment', 'criteria agreed with product', '--valid-for', '60']);
+    const ok = await runCli(['--config', auditConfig, '--json', 'audit', '--attest', 'rollback-criteria', '--key', keys.auditor.keyFile, '--comment', 'criteria agreed with product', '--valid-for', '60']);
     assert.equal(ok.code, 1, `not ready (critical items fail), but ran: ${ok.stderr}`);
     const out = JSON.parse(ok.stdout);
     assert.equal(out.attestation.item, 'rollback-criteria');
@@ -293,11 +310,11 @@ describe('the readiness audit', () => {
     assert.equal(item('communication-plan').status, 'unknown');
     assert.match(item('communication-plan').summary, /the attestation by auditor expired at/);
 
-    const refused = await runCli(['--config', auditConfig, 'audit', '--attest', 'on-call-rotation', '--by', 'mallory', '--comment', 'trust me']);
+    const refused = await runCli(['--config', auditConfig, 'audit', '--attest', 'on-call-rotation', '--key', keys.mallory.keyFile, '--comment', 'trust me']);
     assert.equal(refused.code, 2, refused.stderr);
-    assert.match(refused.stdout, /attestation refused: mallory may not attest in this environment; allowed: auditor/);
+    assert.match(refused.stdout, /attestation refused: mallory \(key SHA256:\S+\) may not attest here; allowed: auditor/);
     assert.match(refused.stdout, /Readiness audit of sandbox: \d+%/);
-    const bad = await runCli(['--config', auditConfig, 'audit', '--attest', 'tls-enabled', '--comment', 'x', '--by', 'auditor']);
+    const bad = await runCli(['--config', auditConfig, 'audit', '--attest', 'tls-enabled', '--comment', 'x', '--key', keys.auditor.keyFile]);
     assert.equal(bad.code, 2);
   });
 

@@ -20,8 +20,9 @@ import { seedSampleDatabase } from '../../src/sandbox/seed';
 import { StackState, startStack, stopStack } from '../../src/sandbox/stack';
 import { RUNBOOK_DEFAULT_QUEUE } from '../../src/workflows/catalog';
 import { decideUpdate, gatesQuery, GateRecord } from '../../src/workflows/lib/gate';
+import { signedDecision } from '../../src/cli/sign';
 import { CLI_CASES, CliCase, CONFIG_CASES, configWith, fieldOf, GATE_CASES, WORKFLOW_CASES, WorkflowCase } from '../fixtures/bad-input/corpus';
-import { CliResult, httpStatus, runCli, startCli, waitFor } from '../helpers';
+import { CliResult, httpStatus, runCli, startCli, waitFor, operator } from '../helpers';
 
 const run = promisify(execFile);
 const dir = mkdtempSync(join(tmpdir(), 'runbook-bad-input-'));
@@ -271,7 +272,7 @@ describe('bad decisions and aborts sent to a drill waiting at its gate change no
     assert.equal(events.filter((e) => e.workflowExecutionUpdateAcceptedEventAttributes).length, 0, 'no update was accepted');
     assert.equal(events.filter((e) => e.workflowTaskFailedEventAttributes).length, 0, 'no signal handler failed a workflow task');
     const activities = events.filter((e) => e.activityTaskScheduledEventAttributes).map((e) => e.activityTaskScheduledEventAttributes!.activityType!.name).sort();
-    assert.deepEqual(activities, ['describeDrillTarget', 'inspectNodes', 'resolveServiceName'], 'only the preflight reads ran');
+    assert.deepEqual(activities, ['describeDrillTarget', 'describeGatePolicy', 'describeGatePolicy', 'inspectNodes', 'resolveServiceName'], 'only the policy and preflight reads ran');
   });
 });
 
@@ -295,7 +296,7 @@ describe('after the whole corpus', () => {
   });
 
   test('the gated drill still takes a valid decision and ends unchanged', async () => {
-    const g = await gated.executeUpdate(decideUpdate, { args: [{ decision: 'reject', by: 'sandbox-operator', reason: 'bad-input corpus done' }] });
+    const g = await gated.executeUpdate(decideUpdate, { args: [await signedDecision(c, gated, 'drDrill', 'reject', operator(stack), 'bad-input corpus done')] });
     assert.equal(g.outcome, 'rejected');
     const err = await gated.result().then(() => undefined, (e: unknown) => e);
     assert.equal(rootApplicationFailure(err)?.type, 'DrillNotApproved');

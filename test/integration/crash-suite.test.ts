@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { signedDecision } from '../../src/cli/sign';
 import { ChildProcess, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -22,7 +23,7 @@ import { decideUpdate, gatesQuery } from '../../src/workflows/lib/gate';
 import type { SmokeTestResult } from '../../src/workflows/smokeTest';
 import type { VerifyBackupResult } from '../../src/workflows/verifyBackup';
 import { HistoryEvent, HistoryWatch } from '../history-watch';
-import { httpStatus, RUNBOOK_BIN, waitFor } from '../helpers';
+import { httpStatus, RUNBOOK_BIN, waitFor, operator } from '../helpers';
 
 /*
  * Crash survival: each runbook runs once while its worker process group is killed with SIGKILL at
@@ -349,7 +350,7 @@ describe('every runbook survives its worker being killed at each step', { concur
       await crash(chain, 'preflight', () => watch.waitScheduled('describeDrillTarget'));
       await crash(chain, 'approval gate (waiting)', () => waitFor('the gate', async () => (await handle.query(gatesQuery)).some((g) => g.outcome === 'waiting'), 120_000, 100));
       // The new worker replays the run up to the gate and takes the decision.
-      await handle.executeUpdate(decideUpdate, { args: [{ decision: 'approve', by: 'sandbox-operator' }] });
+      await handle.executeUpdate(decideUpdate, { args: [await signedDecision(c, handle, 'drDrill', 'approve', operator(stack))] });
       for (const [point, type] of [
         ['write marker', 'writeDrillMarker'],
         ['fault: stop the primary hard', 'stopDatabaseNode'],

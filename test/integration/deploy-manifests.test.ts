@@ -1,11 +1,20 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import * as k8s from '@kubernetes/client-node';
+import { parse, stringify } from 'yaml';
 import { K8sObject, renderKustomization } from '../../scripts/render-manifests';
+import { connectClient, startRunbook } from '../../src/cli/client';
+import { CHECKLIST } from '../../src/checklist/catalog';
+import { loadConfig } from '../../src/config/load';
+import { createLogger } from '../../src/observability/logger';
 import { startKubernetes, stopKubernetes, KubernetesInfo } from '../../src/sandbox/kubernetes';
+import { startStack, stopStack } from '../../src/sandbox/stack';
+import { RunbookWorker } from '../../src/worker';
+import type { ReadinessAuditResult } from '../../src/workflows/readinessAudit';
+import type { RolloutResult } from '../../src/workflows/rollout';
 import { httpStatus, startCli, waitFor } from '../helpers';
 import { kubernetesActivityRules, ruleKey } from '../activity-rbac';
 
@@ -353,6 +362,89 @@ describe('the deploy manifests on a real control plane', () => {
     ];
     for (const [what, call] of forbidden) {
       await assert.rejects(call(), (err: unknown) => statusCode(err) === 403, `refused to ${what}`);
+    }
+  });
+});
+
+describe('the worker as its own ServiceAccount, on a real control plane', () => {
+  test('with its token it runs a readiness audit that answers every Kubernetes item, and a canary rollout to the end', async () => {
+    const o = overlays[0];
+    const namespace = o.managedNs;
+    // The application the runbooks manage: two replicas, probes, limits, a budget, an autoscaler, a policy.
+    const web: k8s.V1Deployment = {
+      metadata: { name: 'web', labels: { app: 'web' } },
+      spec: {
+        replicas: 2,
+        selector: { matchLabels: { app: 'web' } },
+        template: {
+          metadata: { labels: { app: 'web' } },
+          spec: {
+            containers: [
+              {
+                name: 'app',
+                image: 'registry.sandbox.test/web:1.0',
+                livenessProbe: { httpGet: { path: '/health', port: 8080 } },
+                readinessProbe: { httpGet: { path: '/ready', port: 8080 } },
+                startupProbe: { httpGet: { path: '/health', port: 8080 }, failureThreshold: 30 },
+                resources: { requests: { cpu: '100m', memory: '64Mi' }, limits: { cpu: '500m', memory: '256Mi' } },
+              },
+            ],
+          },
+        },
+      },
+    };
+    await apps.createNamespacedDeployment({ namespace, body: web });
+    await kc.makeApiClient(k8s.PolicyV1Api).createNamespacedPodDisruptionBudget({ namespace, body: { metadata: { name: 'web' }, spec: { minAvailable: 1, selector: { matchLabels: { app: 'web' } } } } });
+    await kc.makeApiClient(k8s.AutoscalingV2Api).createNamespacedHorizontalPodAutoscaler({
+      namespace,
+      body: { metadata: { name: 'web' }, spec: { scaleTargetRef: { apiVersion: 'apps/v1', kind: 'Deployment', name: 'web' }, minReplicas: 2, maxReplicas: 4, metrics: [{ type: 'Resource', resource: { name: 'cpu', target: { type: 'Utilization', averageUtilization: 70 } } }] } },
+    });
+    await kc.makeApiClient(k8s.NetworkingV1Api).createNamespacedNetworkPolicy({ namespace, body: { metadata: { name: 'web' }, spec: { podSelector: { matchLabels: { app: 'web' } }, policyTypes: ['Ingress'] } } });
+    await waitFor('web available', async () => ((await apps.readNamespacedDeployment({ name: 'web', namespace })).status?.availableReplicas ?? 0) === 2, 60_000, 250);
+
+    const dir = join(root, 'as-service-account');
+    const stack = await startStack({ dir, components: ['temporal', 's3'] });
+    let worker: RunbookWorker | undefined;
+    try {
+      // The kubeconfig holds nothing but the ServiceAccount's token, as the pod's would.
+      const kubeconfig = join(dir, 'worker-kubeconfig.json');
+      writeFileSync(kubeconfig, (await withToken(o.workerNs, 'runbook-worker')).exportConfig(), { mode: 0o600 });
+      const doc = parse(readFileSync(stack.configFile, 'utf8'));
+      doc.environments.sandbox.kubernetes = { kubeconfig, namespace, deployments: ['web'] };
+      doc.schedules = [];
+      const configFile = join(dir, 'runbook-as-sa.yaml');
+      writeFileSync(configFile, stringify(doc));
+      const loaded = loadConfig(configFile);
+      worker = new RunbookWorker({ loaded, httpPort: 0, logger: createLogger('error') });
+      await worker.start();
+      await worker.waitUntilReady(120_000);
+      const c = await connectClient(loaded, 'sandbox', loaded.config.environments.sandbox);
+      try {
+        const audit = await startRunbook(c, 'readinessAudit', [{ environment: 'sandbox', checkTimeoutSeconds: 20 }], {});
+        const report = (await audit.handle.result()) as ReadinessAuditResult;
+        const kubernetesItems = CHECKLIST.filter((i) => i.proof.kind === 'automated' && i.proof.checks.every((ch) => ch.startsWith('checkKubernetes'))).map((i) => i.id);
+        assert.ok(kubernetesItems.length >= 10, `${kubernetesItems.length} items proved by Kubernetes checks`);
+        const items = report.sections.flatMap((x) => x.items).filter((i) => kubernetesItems.includes(i.id));
+        assert.equal(items.length, kubernetesItems.length);
+        const unknown = items.filter((i) => i.status === 'unknown').map((i) => `${i.id}: ${i.summary}`);
+        assert.deepEqual(unknown, [], 'every Kubernetes item is answered with the ServiceAccount\'s rights');
+        assert.equal(items.find((i) => i.id === 'worker-replicas')?.status, 'pass', 'two replicas of web');
+        assert.equal(items.find((i) => i.id === 'pdb-configured')?.status, 'pass');
+        assert.equal(items.find((i) => i.id === 'hpa-configured')?.status, 'pass');
+        assert.equal(items.find((i) => i.id === 'network-policies')?.status, 'pass');
+
+        const rollout = await startRunbook(c, 'rollout', [{ environment: 'sandbox', deployment: 'web', image: 'registry.sandbox.test/web:1.1', steps: [{ setWeight: 50 }] }], { target: 'web' });
+        const result = (await rollout.handle.result()) as RolloutResult;
+        assert.equal(result.outcome, 'promoted', JSON.stringify(result.timeline?.steps?.filter((x) => x.outcome === 'failed')));
+        const after = await apps.readNamespacedDeployment({ name: 'web', namespace });
+        assert.equal(after.spec?.template.spec?.containers[0].image, 'registry.sandbox.test/web:1.1');
+        await assert.rejects(apps.readNamespacedDeployment({ name: 'web-canary', namespace }), (err: unknown) => statusCode(err) === 404, 'the canary is gone');
+      } finally {
+        await c.close();
+      }
+    } finally {
+      await worker?.shutdown();
+      await stopStack(stack);
     }
   });
 });

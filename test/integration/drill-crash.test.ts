@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { signedDecision } from '../../src/cli/sign';
 import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,7 +14,7 @@ import { StackState, startStack, stopStack } from '../../src/sandbox/stack';
 import type { DrDrillResult } from '../../src/workflows/drDrill';
 import { decideUpdate, gatesQuery } from '../../src/workflows/lib/gate';
 import { timelineQuery } from '../../src/workflows/lib/timeline';
-import { httpStatus, startCli, waitFor } from '../helpers';
+import { httpStatus, startCli, waitFor, operator } from '../helpers';
 
 const dir = mkdtempSync(join(tmpdir(), 'runbook-drill-crash-'));
 chmodSync(dir, 0o755);
@@ -73,7 +74,7 @@ describe('a drill whose worker is killed', () => {
       args: [{ environment: 'sandbox', database: 'main', mode: 'failover', failback: true }],
     });
     await waitFor('the gate', async () => (await handle.query(gatesQuery)).some((g) => g.outcome === 'waiting'), 30_000, 100);
-    await handle.executeUpdate(decideUpdate, { args: [{ decision: 'approve', by: 'sandbox-operator' }] });
+    await handle.executeUpdate(decideUpdate, { args: [await signedDecision(c, handle, 'drDrill', 'approve', operator(stack))] });
     // Kill the worker as soon as the promotion has started: the middle of the drill.
     const killedAt = await waitFor(
       'the promote step',

@@ -18,8 +18,9 @@ import type { DrillReport } from '../../src/reports/drill';
 import type { DrDrillResult } from '../../src/workflows/drDrill';
 import { abortSignal, decideUpdate, gatesQuery } from '../../src/workflows/lib/gate';
 import { timelineQuery } from '../../src/workflows/lib/timeline';
+import { signAct, signedDecision } from '../../src/cli/sign';
 import { RunbookWorker } from '../../src/worker';
-import { waitFor } from '../helpers';
+import { waitFor, operator } from '../helpers';
 
 const dir = mkdtempSync(join(tmpdir(), 'runbook-drill-test-'));
 chmodSync(dir, 0o755);
@@ -106,7 +107,7 @@ describe('the DR drill', () => {
     const before = await topology();
     const handle = await startDrill();
     await gateOpen(handle);
-    const gate = await handle.executeUpdate(decideUpdate, { args: [{ decision: 'reject', by: 'sandbox-operator', reason: 'not today' }] });
+    const gate = await handle.executeUpdate(decideUpdate, { args: [await signedDecision(c, handle, 'drDrill', 'reject', operator(stack), 'not today')] });
     assert.equal(gate.outcome, 'rejected');
     const { failure, report } = await drillFailure(handle);
     assert.equal(failure.type, 'DrillNotApproved');
@@ -135,19 +136,19 @@ describe('the DR drill', () => {
     await gateOpen(accepted);
     const preflight = (await accepted.query(timelineQuery)).steps.find((s) => s.name === 'preflight')!;
     assert.equal((preflight.evidence.lastRestoreTest as { workflowId: string }).workflowId, verify.workflowId);
-    await accepted.executeUpdate(decideUpdate, { args: [{ decision: 'reject', by: 'sandbox-operator' }] });
+    await accepted.executeUpdate(decideUpdate, { args: [await signedDecision(c, accepted, 'drDrill', 'reject', operator(stack))] });
     await drillFailure(accepted);
   });
 
-  test('an unauthorized approver is refused by the update validator and the drill keeps waiting; an abort then ends it unchanged; a timeout does too', async () => {
+  test('a typed name without a signature is refused by the update validator and the drill keeps waiting; a signed abort then ends it unchanged; a timeout does too', async () => {
     const before = await topology();
     const handle = await startDrill();
     await gateOpen(handle);
-    await assert.rejects(handle.executeUpdate(decideUpdate, { args: [{ decision: 'approve', by: 'mallory' }] }), (err: Error) =>
-      /mallory may not decide gate 'start the drill'; allowed: sandbox-operator/.test(`${err.message} ${(err.cause as Error | undefined)?.message}`),
+    await assert.rejects(handle.executeUpdate(decideUpdate, { args: [{ decision: 'approve', by: 'sandbox-operator' } as never] }), (err: Error) =>
+      /statement: expected the signed statement text/.test(`${err.message} ${(err.cause as Error | undefined)?.message}`),
     );
     assert.equal((await handle.query(gatesQuery))[0].outcome, 'waiting');
-    await handle.signal(abortSignal, { by: 'sandbox-operator', reason: 'changed my mind' });
+    await handle.signal(abortSignal, await signAct(c, operator(stack), { runbook: 'drDrill', workflowId: handle.workflowId, runId: (await handle.describe()).runId, gate: 'run', act: 'abort', reason: 'changed my mind' }));
     const { failure } = await drillFailure(handle);
     assert.equal(failure.type, 'DrillNotApproved');
     assert.match(failure.message, /aborted by sandbox-operator/);
@@ -163,7 +164,7 @@ describe('the DR drill', () => {
     const before = await topology();
     const handle = await startDrill();
     await gateOpen(handle);
-    await handle.executeUpdate(decideUpdate, { args: [{ decision: 'approve', by: 'sandbox-operator', reason: 'quarterly drill' }] });
+    await handle.executeUpdate(decideUpdate, { args: [await signedDecision(c, handle, 'drDrill', 'approve', operator(stack), 'quarterly drill')] });
     const result: DrDrillResult = await handle.result();
     assert.equal(result.passed, true, result.reasons.join('; '));
     assert.ok(result.rto!.ms > 0 && result.rto!.ms < 30 * 60_000, `RTO ${result.rto!.ms} ms`);
@@ -182,8 +183,7 @@ describe('the DR drill', () => {
     s3.destroy();
     assert.match(html, /<svg[^>]*aria-label="drill timeline"/);
     const metrics = await worker.metrics.registry.metrics();
-    assert.match(metrics, /^runbook_drill_rto_seconds\{environment="sandbox"\} [\d.]+$/m);
-    assert.match(metrics, /^runbook_drill_passed\{environment="sandbox"\} 1$/m);
+    assert.match(metrics, /^runbook_drills_total\{environment="sandbox",passed="true"\} [1-9]\d*$/m);
     assert.deepEqual(
       result.timeline.steps.map((s) => s.name),
       ['preflight', 'approval gate', 'write marker', 'fault: stop the primary hard', 'promote the replica', 'switch DNS', 'verify through the service name', 'measure RTO and RPO', 'failback: rejoin the old primary as a replica', 'write report'],
@@ -197,7 +197,7 @@ describe('the DR drill', () => {
     await gateOpen(handle);
     await stopNode(replicaNode.dataDir, 'immediate');
     try {
-      await handle.executeUpdate(decideUpdate, { args: [{ decision: 'approve', by: 'sandbox-operator' }] });
+      await handle.executeUpdate(decideUpdate, { args: [await signedDecision(c, handle, 'drDrill', 'approve', operator(stack))] });
       const { failure, report } = await drillFailure(handle);
       assert.equal(failure.type, 'DrillFailed');
       assert.match(failure.message, /step 'promote the replica' failed: connecting to 127\.0\.0\.\d:\d+\/app as postgres: connect ECONNREFUSED/);
@@ -216,7 +216,7 @@ describe('the DR drill', () => {
     const before = await topology();
     const handle = await startDrill({ mode: 'switchover', switchBack: true });
     await gateOpen(handle);
-    await handle.executeUpdate(decideUpdate, { args: [{ decision: 'approve', by: 'sandbox-operator' }] });
+    await handle.executeUpdate(decideUpdate, { args: [await signedDecision(c, handle, 'drDrill', 'approve', operator(stack))] });
     const result: DrDrillResult = await handle.result();
     assert.equal(result.passed, true, result.reasons.join('; '));
     assert.equal(result.rpo!.markerPresent, true);

@@ -25,8 +25,9 @@ import type { BackupDatabaseResult } from '../../src/workflows/backupDatabase';
 import type { DrDrillResult } from '../../src/workflows/drDrill';
 import { decideUpdate, gatesQuery } from '../../src/workflows/lib/gate';
 import type { VerifyBackupResult } from '../../src/workflows/verifyBackup';
+import { signedDecision } from '../../src/cli/sign';
 import { RunbookWorker } from '../../src/worker';
-import { waitFor } from '../helpers';
+import { waitFor, operator } from '../helpers';
 
 /*
  * Activity fault injection against the real servers made to misbehave: the S3 endpoint answering 5xx
@@ -293,7 +294,7 @@ async function dnsAnswer(): Promise<{ serial: number; address: string[] }> {
 
 async function approveDrill(handle: WorkflowHandle): Promise<void> {
   await waitFor('the gate', async () => (await handle.query(gatesQuery)).some((g) => g.outcome === 'waiting'), 60_000, 100);
-  await handle.executeUpdate(decideUpdate, { args: [{ decision: 'approve', by: 'sandbox-operator' }] });
+  await handle.executeUpdate(decideUpdate, { args: [await signedDecision(c, handle, 'drDrill', 'approve', operator(stack))] });
 }
 
 describe('transient faults are retried with backoff and the run succeeds', () => {

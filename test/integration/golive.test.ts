@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync, appendFileSync } from 'node:fs';
 import { createServer, Server } from 'node:http';
 import { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -24,11 +24,14 @@ import { createSampleDeployment } from '../../src/sandbox/kubernetes';
 import { StackState, startStack, stopStack } from '../../src/sandbox/stack';
 import { GoLiveInput, GoLiveResult, goLiveStatusQuery } from '../../src/workflows/goLive';
 import { decideUpdate } from '../../src/workflows/lib/gate';
-import { attestUpdate, auditStatusQuery, closeAttestationsSignal, ReadinessAuditResult } from '../../src/workflows/readinessAudit';
+import { ATTESTATION_GATE, attestUpdate, auditStatusQuery, closeAttestationsSignal, ReadinessAuditResult } from '../../src/workflows/readinessAudit';
+import { signAct, Signer, signedDecision } from '../../src/cli/sign';
+import { waive } from '../../src/cli/golive';
+import { generateKey } from '../../src/identity/signer';
 import type { RollbackResult } from '../../src/workflows/rollback';
 import { rolloutStatusQuery } from '../../src/workflows/rollout';
 import { RunbookWorker } from '../../src/worker';
-import { runCli, waitFor } from '../helpers';
+import { runCli, waitFor, operator } from '../helpers';
 
 const dir = mkdtempSync(join(tmpdir(), 'runbook-golive-test-'));
 chmodSync(dir, 0o755);
@@ -67,6 +70,12 @@ before(async () => {
   const env = doc.environments.sandbox;
   env.kubernetes.deployments = ['shop', 'cart', 'legacy'];
   env.approvers = { default: ['sandbox-operator'], goLive: ['alice'], rollout: ['alice', 'bob'], readinessAudit: ['auditor'] };
+  // Each person signs with a key of their own, listed in the allowed signers beside the sandbox operators'.
+  env.policies = {};
+  for (const who of ['alice', 'bob', 'auditor'] as const) {
+    keys[who] = { keyFile: join(dir, who), principal: who };
+    appendFileSync(join(stack.dir, 'keys', 'allowed_signers'), `${who} ${(await generateKey(keys[who].keyFile, who)).split(' ').slice(0, 2).join(' ')}\n`);
+  }
   doc.schedules = [];
   config = join(stack.dir, 'golive.yaml');
   writeFileSync(config, stringify(doc));
@@ -109,9 +118,10 @@ after(async () => {
 const WAIVER_REASON = "Temporal's own database is backed up by the platform team's pgBackRest; its restore tests run from the ops environment";
 /** Temporal's persistence database is a databases: entry like the app's: without a backup of it, both backup items block. */
 const WAIVERS = [
-  { item: 'backup-strategy', by: 'alice', reason: WAIVER_REASON },
-  { item: 'database-backups', by: 'alice', reason: WAIVER_REASON },
+  { item: 'backup-strategy', reason: WAIVER_REASON },
+  { item: 'database-backups', reason: WAIVER_REASON },
 ];
+const keys = {} as Record<'alice' | 'bob' | 'auditor', Signer>;
 
 function goLiveInput(deployment: string, image: string, extra: Partial<GoLiveInput> = {}): GoLiveInput {
   return {
@@ -121,7 +131,6 @@ function goLiveInput(deployment: string, image: string, extra: Partial<GoLiveInp
     steps: [{ setWeight: 50 }, { pause: {} }],
     watch: { durationSeconds: 3, intervalSeconds: 1, analysis: { http: [{ name: 'health', url: healthUrl, expectStatus: 200 }], pods: { maxRestarts: 0 } } },
     audit: { certificateMinDays: 1, checkTimeoutSeconds: 5 },
-    requestedBy: 'alice',
     ...extra,
   };
 }
@@ -203,9 +212,9 @@ describe('go-live', () => {
     assert.ok(backup.ok, backup.error);
     const verify = await runVerify(c, 'main', { mode: 'latest' }, false);
     assert.ok(verify.ok, verify.error);
-    const drill = await startDrill(c, { database: 'main', mode: 'failover', failback: true });
+    const drill = await startDrill(c, { database: 'main', mode: 'failover', failback: true, signer: operator(stack) });
     await waitForOpenGate(drill.handle);
-    await drill.handle.executeUpdate(decideUpdate, { args: [{ decision: 'approve', by: 'sandbox-operator', reason: 'go-live prerequisite' }] });
+    await drill.handle.executeUpdate(decideUpdate, { args: [await signedDecision(c, drill.handle, 'drDrill', 'approve', operator(stack), 'go-live prerequisite')] });
     const drilled = await awaitDrill(drill.handle, drill.workflowId, false);
     assert.ok(drilled.ok, drilled.error);
     const smoke = await runSmokeTest(c, { queue: 'standard' });
@@ -216,19 +225,20 @@ describe('go-live', () => {
     assert.equal(((await rolledBack.handle.result()) as RollbackResult).changed, true);
     for (const [runbook, id] of [['verifyBackup', verify.workflowId], ['drDrill', drill.workflowId], ['smokeTest', smoke.workflowId], ['rollback', rolledBack.workflowId]]) await completedInVisibility(runbook, id);
 
-    const handle = await startGoLive(goLiveInput('shop', 'registry.sandbox.test/shop:1.1', { audit: { certificateMinDays: 1, checkTimeoutSeconds: 5, waitForAttestationsSeconds: 120 }, waivers: WAIVERS }));
+    const handle = await startGoLive(goLiveInput('shop', 'registry.sandbox.test/shop:1.1', { audit: { certificateMinDays: 1, checkTimeoutSeconds: 5, waitForAttestationsSeconds: 120 }, waiverWaitSeconds: 300 }));
+    for (const w of WAIVERS) await waive(c, handle, keys.alice, w);
     // The audit waits for attestations: the on-call rota is vouched for while go-live waits at its gate.
     const auditId = await waitFor('the audit child', async () => (await handle.query(goLiveStatusQuery)).children.audit?.workflowId, 30_000, 200);
     const audit = c.client.workflow.getHandle(auditId);
     await waitFor('the audit to accept attestations', async () => (await audit.query(auditStatusQuery)).phase === 'waiting for attestations', 60_000, 200);
     assert.match((await handle.query(goLiveStatusQuery)).waitingFor ?? '', new RegExp(`runbook audit --attest ITEM --comment TEXT --workflow ${auditId}`));
-    await audit.executeUpdate(attestUpdate, { args: [{ item: 'on-call-rotation', by: 'auditor', comment: 'rota for the launch weeks staffed in the pager tool' }] });
+    await audit.executeUpdate(attestUpdate, { args: [await signAct(c, keys.auditor, { runbook: 'readinessAudit', workflowId: auditId, runId: (await audit.describe()).runId, gate: ATTESTATION_GATE, act: 'attest', item: 'on-call-rotation', reason: 'rota for the launch weeks staffed in the pager tool' })] });
     await audit.signal(closeAttestationsSignal, { by: 'auditor' });
 
     // The go-live approval: refused at once for someone else, given through the CLI by an approver.
     await waitFor('the go-live approval gate', async () => (await handle.query(goLiveStatusQuery)).approvals.some((g) => g.outcome === 'waiting'), 60_000, 200);
-    await assert.rejects(handle.executeUpdate(decideUpdate, { args: [{ decision: 'approve', by: 'bob' }] }), (err) => err instanceof WorkflowUpdateFailedError && /bob may not decide gate .*allowed: alice/.test(String((err.cause as Error).message)));
-    const approve = await runCli(['--config', config, 'golive', 'approve', 'shop', '--by', 'alice', '--comment', 'launch window open']);
+    await assert.rejects(handle.executeUpdate(decideUpdate, { args: [await signedDecision(c, handle, 'goLive', 'approve', keys.bob)] }), (err) => err instanceof WorkflowUpdateFailedError && /bob \(key SHA256:\S+\) may not approve here; allowed: alice/.test(String((err.cause as Error).message)));
+    const approve = await runCli(['--config', config, 'golive', 'approve', 'shop', '--key', keys.alice.keyFile, '--comment', 'launch window open']);
     assert.equal(approve.code, 0, approve.stderr);
     assert.match(approve.stdout, /approved by alice/);
 
@@ -238,7 +248,7 @@ describe('go-live', () => {
       return s.approvals.some((g) => g.outcome === 'waiting');
     }, 90_000, 200);
     assert.equal((await deployment('shop-canary'))?.spec?.template.spec?.containers[0].image, 'registry.sandbox.test/shop:1.1');
-    const promote = await runCli(['--config', config, 'rollout', 'approve', 'shop', '--by', 'bob', '--comment', 'canary healthy']);
+    const promote = await runCli(['--config', config, 'rollout', 'approve', 'shop', '--key', keys.bob.keyFile, '--comment', 'canary healthy']);
     assert.equal(promote.code, 0, promote.stderr);
 
     const r = (await handle.result()) as GoLiveResult;
@@ -287,7 +297,7 @@ describe('go-live', () => {
     const md = await (await store.s3.send(new (await import('@aws-sdk/client-s3')).GetObjectCommand({ Bucket: store.bucket, Key: r.reportKeys[1] }))).Body!.transformToString();
     assert.match(md, /^# Go-live LIVE: sandbox \/ shop/);
     assert.ok(md.includes(`| rollout | \`rollout-sandbox-shop\` (run \`${kept.rollout!.runId}\`) | promoted`));
-    assert.match(md, /database-backups fail, \*\*waived by alice\*\*: Temporal's own database is backed up by the platform team's pgBackRest/);
+    assert.match(md, /database-backups fail, \*\*waived by alice\*\* \(key SHA256:\S+, signed \S+\): Temporal's own database is backed up by the platform team's pgBackRest/);
     // The smoke tests it ran count as runs of their own runbook.
     await completedInVisibility('smokeTest', kept.smoke[0].workflowId);
   });
@@ -297,10 +307,11 @@ describe('go-live', () => {
     const handle = await startGoLive(goLiveInput('cart', 'registry.sandbox.test/cart:1.1', {
       steps: [{ setWeight: 50 }, { pause: { durationSeconds: 1 } }],
       watch: { durationSeconds: 60, intervalSeconds: 1, analysis: { http: [{ name: 'health', url: healthUrl, expectStatus: 200 }] } },
-      waivers: WAIVERS,
+      waiverWaitSeconds: 300,
     }));
+    for (const w of WAIVERS) await waive(c, handle, keys.alice, w);
     await waitFor('the go-live approval gate', async () => (await handle.query(goLiveStatusQuery)).approvals.some((g) => g.outcome === 'waiting'), 60_000, 200);
-    await handle.executeUpdate(decideUpdate, { args: [{ decision: 'approve', by: 'alice' }] });
+    await handle.executeUpdate(decideUpdate, { args: [await signedDecision(c, handle, 'goLive', 'approve', keys.alice)] });
     await waitFor('two quiet measurements', async () => ((await handle.query(goLiveStatusQuery)).watch?.measurements ?? 0) >= 2, 90_000, 100);
     assert.equal((await deployment('cart'))?.spec?.template.spec?.containers[0].image, 'registry.sandbox.test/cart:1.1');
     // The breach; once the old version is back, the service is healthy again.

@@ -6,6 +6,26 @@ import { Worker } from '@temporalio/worker';
 import * as workflows from '../../src/workflows';
 
 const dir = join(__dirname, '..', 'histories');
+
+/**
+ * The workflow id a recorded run had. Histories do not carry it, but signed decisions bind it: the
+ * statements in the run's updates and signals name it, and the workflow verifies them against its own
+ * id on replay too, so the history is replayed under that id.
+ */
+function recordedWorkflowId(history: { events?: Record<string, any>[] }): string | undefined {
+  for (const e of history.events ?? []) {
+    const payloads = e.workflowExecutionUpdateAcceptedEventAttributes?.acceptedRequest?.input?.args?.payloads ?? e.workflowExecutionSignaledEventAttributes?.input?.payloads ?? [];
+    for (const p of payloads) {
+      try {
+        const statement = JSON.parse(JSON.parse(Buffer.from(p.data, 'base64').toString('utf8')).statement);
+        if (typeof statement.workflowId === 'string') return statement.workflowId;
+      } catch {
+        /* not a signed statement */
+      }
+    }
+  }
+  return undefined;
+}
 const files = readdirSync(dir).filter((f) => f.endsWith('.json'));
 
 // Recorded runs of every runbook, happy and failure paths, replayed against the current code: a
@@ -21,7 +41,7 @@ describe('replay of recorded runbook histories', () => {
   for (const file of files) {
     test(`${file} replays without a determinism error`, async () => {
       const history = JSON.parse(readFileSync(join(dir, file), 'utf8'));
-      await Worker.runReplayHistory({ workflowsPath: require.resolve('../../src/workflows'), replayName: file }, history);
+      await Worker.runReplayHistory({ workflowsPath: require.resolve('../../src/workflows'), replayName: file }, history, recordedWorkflowId(history));
     });
   }
 });

@@ -18,8 +18,9 @@ import { GateRecord } from '../../src/workflows/lib/gate';
 import { timelineQuery } from '../../src/workflows/lib/timeline';
 import type { RollbackResult } from '../../src/workflows/rollback';
 import { abortUpdate, promoteUpdate, RolloutInput, RolloutResult, rolloutStatusQuery } from '../../src/workflows/rollout';
+import { actOnRollout } from '../../src/cli/rollout';
 import { RunbookWorker } from '../../src/worker';
-import { waitFor } from '../helpers';
+import { waitFor, operator } from '../helpers';
 
 const dir = mkdtempSync(join(tmpdir(), 'runbook-rollout-test-'));
 chmodSync(dir, 0o755);
@@ -39,7 +40,8 @@ before(async () => {
   stack = await startStack({ dir: join(dir, 'stack'), components: ['temporal', 'kubernetes'] });
   // Two approvers for rollouts; everyone else is refused.
   const doc = parse(readFileSync(stack.configFile, 'utf8'));
-  doc.environments.sandbox.approvers = { rollout: ['alice', 'bob'] };
+  doc.environments.sandbox.approvers = { rollout: ['sandbox-operator', 'sandbox-reviewer'] };
+  doc.environments.sandbox.policies = {};
   writeFileSync(stack.configFile, stringify(doc));
   loaded = loadConfig(stack.configFile);
   const kc = new k8s.KubeConfig();
@@ -124,7 +126,6 @@ describe('rollout', () => {
       deployment: 'shop',
       image: 'registry.sandbox.test/shop:1.1',
       steps: [{ setWeight: 25 }, { pause: {} }, { setWeight: 50 }, { pause: {} }, { setWeight: 75 }, { pause: {} }],
-      requestedBy: 'alice',
     });
     const expectedCanary = [1, 2, 3];
     for (let gate = 1; gate <= 3; gate++) {
@@ -137,7 +138,7 @@ describe('rollout', () => {
       assert.equal(canary.spec?.template.spec?.containers[0].image, 'registry.sandbox.test/shop:1.1');
       assert.equal(stable.spec?.template.spec?.containers[0].image, 'registry.sandbox.test/shop:1.0');
       assert.equal(canary.metadata?.annotations?.['runbook.dev/workflow-id'], handle.workflowId);
-      await handle.executeUpdate(promoteUpdate, { args: [{ by: gate === 2 ? 'bob' : 'alice', reason: `looks good at gate ${gate}` }] });
+      await actOnRollout(c, handle, 'promote', operator(stack, gate === 2 ? 'sandbox-reviewer' : 'sandbox-operator'), `looks good at gate ${gate}`);
     }
     const result = await handle.result() as RolloutResult;
     assert.equal(result.outcome, 'promoted');
@@ -149,9 +150,9 @@ describe('rollout', () => {
     assert.equal(stable.metadata?.annotations?.['runbook.dev/workflow-id'], handle.workflowId);
     const gates = result.timeline.steps.filter((s) => s.name.includes('pause for approval'));
     assert.deepEqual(gates.map((g) => [g.outcome, g.evidence.outcome, g.evidence.by, g.evidence.comment]), [
-      ['succeeded', 'approved', 'alice', 'looks good at gate 1'],
-      ['succeeded', 'approved', 'bob', 'looks good at gate 2'],
-      ['succeeded', 'approved', 'alice', 'looks good at gate 3'],
+      ['succeeded', 'approved', 'sandbox-operator', 'looks good at gate 1'],
+      ['succeeded', 'approved', 'sandbox-reviewer', 'looks good at gate 2'],
+      ['succeeded', 'approved', 'sandbox-operator', 'looks good at gate 3'],
     ]);
     for (const g of gates) assert.match(String((g.evidence as { at: string }).at), /^\d{4}-\d\d-\d\dT/);
   });
@@ -177,16 +178,16 @@ describe('rollout', () => {
     await createDeployment('cart', 'registry.sandbox.test/cart:1.0', 2);
     const handle = await startRollout({ deployment: 'cart', image: 'registry.sandbox.test/cart:1.1', steps: [{ setWeight: 50 }, { pause: {} }] });
     await atGate(handle, 1);
-    await assert.rejects(handle.executeUpdate(promoteUpdate, { args: [{ by: 'mallory' }] }), refused(/mallory may not act on this rollout; allowed: alice, bob/));
-    await assert.rejects(handle.executeUpdate(abortUpdate, { args: [{ by: 'mallory', reason: 'nope' }] }), refused(/mallory may not act/));
+    await assert.rejects(handle.executeUpdate(promoteUpdate, { args: [{ by: 'mallory' } as never] }), refused(/statement: expected the signed statement text/));
+    await assert.rejects(handle.executeUpdate(abortUpdate, { args: [{ by: 'mallory', reason: 'nope' } as never] }), refused(/statement: expected the signed statement text/));
     const s = await handle.query(rolloutStatusQuery);
     assert.equal(s.phase, 'paused');
     assert.equal(s.approvals[0].outcome, 'waiting');
     assert.equal(await exists('cart-canary'), true);
-    await handle.executeUpdate(promoteUpdate, { args: [{ by: 'alice', full: true }] });
+    await actOnRollout(c, handle, 'promote-full', operator(stack));
     const r = (await handle.result()) as RolloutResult;
     assert.equal(r.outcome, 'promoted');
-    assert.equal(r.status.promotedFull?.by, 'alice');
+    assert.equal(r.status.promotedFull?.by, 'sandbox-operator');
   });
 
   test('a gate timeout with policy "roll back" restores the old image', async () => {
@@ -260,10 +261,10 @@ describe('rollout', () => {
     await createDeployment('mail', 'registry.sandbox.test/mail:1.0', 2);
     const handle = await startRollout({ deployment: 'mail', image: 'registry.sandbox.test/mail:1.1', steps: [{ setWeight: 50 }, { pause: { durationSeconds: 600 } }, { setWeight: 100 }] });
     await waitFor('baking', async () => (await handle.query(rolloutStatusQuery)).phase === 'paused', 90_000, 200);
-    await handle.executeUpdate(abortUpdate, { args: [{ by: 'bob', reason: 'customer reports' }] });
+    await actOnRollout(c, handle, 'abort', operator(stack, 'sandbox-reviewer'), 'customer reports');
     const r = (await handle.result()) as RolloutResult;
     assert.equal(r.outcome, 'aborted');
-    assert.equal(r.reason, 'aborted by bob: customer reports');
+    assert.match(r.reason!, /^aborted by sandbox-reviewer \(key SHA256:\S+\): customer reports$/);
     assert.equal((await handle.describe()).status.name, 'COMPLETED');
     assert.equal(await image('mail'), 'registry.sandbox.test/mail:1.0');
     assert.equal(await exists('mail-canary'), false);

@@ -10,12 +10,14 @@ import { StackState, startStack, stopStack } from '../../src/sandbox/stack';
 import { startTemporalDevServer, stopTemporalDevServer } from '../../src/sandbox/temporal';
 import type { DrDrillResult } from '../../src/workflows/drDrill';
 import { decideUpdate, gatesQuery } from '../../src/workflows/lib/gate';
+import { signedDecision } from '../../src/cli/sign';
+import { actOnRollout } from '../../src/cli/rollout';
 import { timelineQuery } from '../../src/workflows/lib/timeline';
 import { RunbookWorker } from '../../src/worker';
-import { waitFor } from '../helpers';
+import { waitFor, operator } from '../helpers';
 import * as k8s from '@kubernetes/client-node';
 import { createDemoDeployment } from '../../src/cli/demoRollout';
-import { promoteUpdate, RolloutResult, rolloutStatusQuery } from '../../src/workflows/rollout';
+import { RolloutResult, rolloutStatusQuery } from '../../src/workflows/rollout';
 
 const dir = mkdtempSync(join(tmpdir(), 'runbook-server-restart-'));
 chmodSync(dir, 0o755);
@@ -62,7 +64,7 @@ describe('the Temporal server restarts in the middle of a drill', () => {
     try {
       const resumed = c.client.workflow.getHandle(handle.workflowId);
       await waitFor('the gate after the restart', async () => (await resumed.query(gatesQuery)).some((g) => g.outcome === 'waiting'), 60_000, 200);
-      await resumed.executeUpdate(decideUpdate, { args: [{ decision: 'approve', by: 'sandbox-operator' }] });
+      await resumed.executeUpdate(decideUpdate, { args: [await signedDecision(c, resumed, 'drDrill', 'approve', operator(stack))] });
       const result: DrDrillResult = await resumed.result();
       assert.equal(result.passed, true, result.reasons.join('; '));
       const timeline = await resumed.query(timelineQuery);
@@ -100,7 +102,7 @@ describe('the Temporal server restarts in the middle of a gated rollout', () => 
     try {
       const resumed = c.client.workflow.getHandle(handle.workflowId);
       await waitFor('the gate after the restart', async () => (await resumed.query(rolloutStatusQuery)).approvals.some((g) => g.outcome === 'waiting'), 60_000, 200);
-      await resumed.executeUpdate(promoteUpdate, { args: [{ by: 'sandbox-operator', reason: 'after the restart' }] });
+      await actOnRollout(c, resumed, 'promote', operator(stack), 'after the restart');
       const result: RolloutResult = await resumed.result();
       assert.equal(result.outcome, 'promoted', result.reason);
       assert.deepEqual(result.timeline.steps.map((s) => s.name), ['preflight', 'step 1: set weight 34%', 'step 2: pause for approval', 'promote: the stable Deployment takes the new image']);

@@ -31,7 +31,7 @@ import type { BackupTemporalConfigResult } from '../../src/workflows/backupTempo
 import type { ReadinessAuditResult } from '../../src/workflows/readinessAudit';
 import type { VerifyTemporalConfigResult } from '../../src/workflows/verifyTemporalConfig';
 import { RunbookWorker } from '../../src/worker';
-import { processesInGroup, runCli, startCli, waitFor } from '../helpers';
+import { operator, processesInGroup, runCli, startCli, waitFor } from '../helpers';
 
 const dir = mkdtempSync(join(tmpdir(), 'runbook-cluster-test-'));
 chmodSync(dir, 0o755);
@@ -148,9 +148,10 @@ describe('the Temporal cluster in the sandbox', () => {
     assert.equal(JSON.parse(smoke.stdout).ok, true);
 
     // A DR drill of the application's database, run on the cluster (whose own database is another pair).
-    const { handle, workflowId } = await startDrill(sandbox, { database: 'main', mode: 'failover', failback: true, approvalTimeoutSeconds: 300 });
+    // Signed by the operator who starts it, approved by the reviewer (four eyes, as the sandbox's policy asks).
+    const { handle, workflowId } = await startDrill(sandbox, { database: 'main', mode: 'failover', failback: true, approvalTimeoutSeconds: 300, signer: operator(stack!) });
     await waitForOpenGate(handle);
-    await decideDrill(sandbox, workflowId, 'approve', 'sandbox-operator', 'cluster test');
+    await decideDrill(sandbox, workflowId, 'approve', operator(stack!, 'sandbox-reviewer'), 'cluster test');
     const drill = await awaitDrill(handle, workflowId, false);
     assert.equal(drill.ok, true, drill.error);
     assert.equal(drill.report?.passed, true);

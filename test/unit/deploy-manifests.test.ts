@@ -183,7 +183,7 @@ for (const overlay of OVERLAYS) {
       const role = r.one<K8sObject & { rules: { apiGroups: string[]; resources: string[]; verbs: string[]; resourceNames?: string[] }[] }>('Role');
       const granted = role.rules.flatMap((rule) => rule.apiGroups.flatMap((g) => rule.resources.flatMap((res) => rule.verbs.map((v) => `${g}/${res}:${v}`))));
       assert.ok(NEEDED.length > 0);
-      assert.deepEqual([...granted].sort(), [...NEEDED].sort(), 'deploy/kubernetes/base/rbac/role.yaml grants exactly the calls of src/activities/kubernetes.ts');
+      assert.deepEqual([...granted].sort(), [...NEEDED].sort(), 'deploy/kubernetes/base/rbac/role.yaml grants exactly the calls of the activities (src/activities/)');
       assert.ok(!granted.some((g) => g.includes('*')));
       const binding = r.one<K8sObject & { roleRef: { kind: string; name: string }; subjects: { kind: string; name: string; namespace: string }[] }>('RoleBinding');
       assert.deepEqual(binding.roleRef, { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: role.metadata.name });
@@ -235,8 +235,11 @@ for (const overlay of OVERLAYS) {
 
 describe('the Kubernetes activities\' calls as RBAC rules', () => {
   test('map each client call to its resource and verb, and refuse a call they cannot map', () => {
-    const source = 'await api().apps.readNamespacedDeployment(x); api().apps.patchNamespacedDeploymentScale(y); api().core.listNamespacedPod(z); w.watch(`/apis/apps/v1/namespaces/${ns}/replicasets`)';
-    assert.deepEqual(kubernetesActivityRules(source).map(ruleKey), ['/pods:list', 'apps/deployments:get', 'apps/deployments/scale:patch', 'apps/replicasets:watch']);
+    const source =
+      'await api().apps.readNamespacedDeployment(x); api().apps.patchNamespacedDeploymentScale(y); api().core.listNamespacedPod(z); w.watch(`/apis/apps/v1/namespaces/${ns}/replicasets`); ' +
+      'kube.api(k8s.PolicyV1Api).listNamespacedPodDisruptionBudget({ namespace: ns }); deps.store.deleteKeys(keys); createCheckActivities(deps)';
+    assert.deepEqual(kubernetesActivityRules(source).map(ruleKey), ['/pods:list', 'apps/deployments:get', 'apps/deployments/scale:patch', 'apps/replicasets:watch', 'policy/poddisruptionbudgets:list']);
+    assert.throws(() => kubernetesActivityRules('kube.api(k8s.CoreV1Api).listPodForAllNamespaces()'), /cannot map/);
     assert.throws(() => kubernetesActivityRules('api().core.listNode()'), /cannot map/);
     assert.throws(() => kubernetesActivityRules('api().core.connectPostNamespacedPodExec()'), /cannot map/);
   });

@@ -14,6 +14,10 @@ export interface RunbookSinks extends Sinks {
     drillMeasured(environment: string, passed: boolean, rtoMs: number, rpoMs: number, endedAtMs: number): void;
     readinessScored(environment: string, section: string, score: number): void;
     gateReminder(runbook: string, environment: string): void;
+    actAccepted(runbook: string, environment: string, act: string, principal: string): void;
+    actRefused(runbook: string, environment: string, kind: string): void;
+    notificationSent(environment: string, channel: string): void;
+    notificationFailed(environment: string, channel: string): void;
     rolloutFinished(environment: string, outcome: string): void;
     rolloutPhase(environment: string, deployment: string, phase: string): void;
   };

@@ -91,6 +91,15 @@ export class Timeline {
     log.info('step finished', { runbook: this.state.runbook, environment: this.state.environment, step: record.name, outcome, durationMs: record.durationMs });
   }
 
+  /** Records something that happened beside the steps (a notification that could not be delivered), with its evidence. */
+  note(name: string, outcome: 'succeeded' | 'failed', evidence: Evidence): void {
+    const now = isoNow();
+    this.state.steps.push({ name, startedAt: now, endedAt: now, durationMs: 0, outcome, evidence, error: outcome === 'failed' ? String(evidence.error ?? '') : undefined });
+  }
+
+  /** Set by a runbook's gates: told how the run ended (notifications), awaited before the run completes. */
+  onFinish?: (outcome: Exclude<RunOutcome, 'running'>, reason?: string) => Promise<void>;
+
   finish(outcome: Exclude<RunOutcome, 'running'>): void {
     this.state.outcome = outcome;
     this.state.endedAt = isoNow();
@@ -110,11 +119,13 @@ export async function runRunbook<T extends object>(
   sinks.runbookMetrics.runStarted(runbook, environment);
   try {
     const result = await body(timeline);
+    await timeline.onFinish?.('succeeded');
     timeline.finish('succeeded');
     sinks.runbookMetrics.runFinished(runbook, environment, 'succeeded', Date.now());
     return { ...result, timeline: timeline.snapshot() };
   } catch (err) {
     const outcome = isCancellation(err) ? 'cancelled' : 'failed';
+    await timeline.onFinish?.(outcome, errorText(err));
     timeline.finish(outcome);
     sinks.runbookMetrics.runFinished(runbook, environment, outcome, Date.now());
     throw err;
