@@ -16,9 +16,13 @@ RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
 
 FROM ${NODE_IMAGE} AS runtime
 # pg_dump and pg_restore for backups and restore tests (the same major version as the servers the
-# activities talk to), nsupdate for RFC 2136 DNS updates, CA certificates for TLS to S3 and Temporal.
-RUN apt-get update \
- && apt-get install -y --no-install-recommends postgresql-client-15 bind9-dnsutils ca-certificates \
+# activities talk to); the PostgreSQL 15 server binaries for the scratch instances restore tests start
+# (no cluster is created at install: the image holds no database); pgBackRest for physical backups and
+# point-in-time restores; nsupdate for RFC 2136 DNS updates; CA certificates for TLS to S3 and Temporal.
+RUN mkdir -p /etc/postgresql-common/createcluster.d \
+ && echo 'create_main_cluster = false' > /etc/postgresql-common/createcluster.d/no-main-cluster.conf \
+ && apt-get update \
+ && apt-get install -y --no-install-recommends postgresql-client-15 postgresql-15 pgbackrest bind9-dnsutils ca-certificates \
  && rm -rf /var/lib/apt/lists/*
 # A numeric, non-root user, so Kubernetes can check runAsNonRoot without resolving names.
 RUN groupadd --system --gid 10001 runbook \

@@ -56,7 +56,8 @@ async function main(): Promise<void> {
     const loaded = loadConfig(stack.configFile);
     const db = loaded.config.environments.sandbox.databases.main;
     const password = readSecret(db.password, loaded.baseDir);
-    const pg = new PgClient({ host: db.host, port: db.port, user: db.user, password, database: db.database });
+    // A single node without a replica: the config gives its fixed address.
+    const pg = new PgClient({ host: db.host!, port: db.port, user: db.user, password, database: db.database });
     await pg.connect();
     let t = Date.now();
     await seedSampleDatabase(pg, { rows, padBytes, randomPadding: true });
@@ -81,7 +82,7 @@ async function main(): Promise<void> {
 
     const s3 = new S3Client({ endpoint: stack.s3!.endpoint, region: 'us-east-1', forcePathStyle: true, credentials: { accessKeyId: stack.s3!.accessKeyId, secretAccessKey: stack.s3!.secretAccessKey } });
     const file = join(dir, 'manual.pgcustom');
-    const restoreArgs = ['-h', db.host, '-p', String(db.port), '-U', db.user, '-d', 'manual_restore', '--no-owner', '--no-privileges', '--exit-on-error', file];
+    const restoreArgs = ['-h', db.host!, '-p', String(db.port), '-U', db.user, '-d', 'manual_restore', '--no-owner', '--no-privileges', '--exit-on-error', file];
 
     const runbookRestore = async (taskQueue: string) => {
       const result: VerifyBackupResult = await c.client.workflow.execute('verifyBackup', { taskQueue, workflowId: `bench-verify-${Date.now()}`, args: [{ environment: 'sandbox', database: 'main' }] });

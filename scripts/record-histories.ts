@@ -17,7 +17,7 @@ import { join } from 'node:path';
 import { Client as PgClient } from 'pg';
 import { connectClient } from '../src/cli/client';
 import { loadConfig } from '../src/config/load';
-import { readSecret } from '../src/config/secrets';
+import { primaryLocator, reachServer } from '../src/activities/primary';
 import { createLogger } from '../src/observability/logger';
 import { seedSampleDatabase } from '../src/sandbox/seed';
 import { sandboxKey, startStack, stopStack } from '../src/sandbox/stack';
@@ -41,7 +41,7 @@ async function main(): Promise<void> {
   const only = new Set(process.argv.slice(2));
   const wanted = (runbook: string) => only.size === 0 || only.has(runbook);
   const kubernetes = wanted('rollout') || wanted('rollback') || wanted('goLive');
-  const stack = await startStack({ dir, components: ['temporal', 'postgres', 'replica', 's3', 'dns', ...(kubernetes ? (['kubernetes'] as const) : [])] });
+  const stack = await startStack({ dir, components: ['temporal', 'postgres', 'replica', 's3', 'pgbackrest', 'dns', ...(kubernetes ? (['kubernetes'] as const) : [])] });
   const loaded = loadConfig(stack.configFile);
   // Short load-test phases (the block as the loader leaves it: durations in ms), so recording takes seconds.
   loaded.config.environments.sandbox.loadTest = {
@@ -52,7 +52,8 @@ async function main(): Promise<void> {
   const worker = new RunbookWorker({ loaded, httpPort: 0, logger: createLogger('warn') });
   try {
     const db = loaded.config.environments.sandbox.databases.main;
-    const pg = new PgClient({ host: db.host, port: db.port, user: db.user, password: readSecret(db.password, loaded.baseDir), database: db.database });
+    const server = await reachServer(primaryLocator(loaded.baseDir, db, db.user, db.password));
+    const pg = new PgClient({ ...server, database: db.database });
     await pg.connect();
     await seedSampleDatabase(pg, { rows: 2_000 });
     await pg.end();
@@ -101,13 +102,39 @@ async function main(): Promise<void> {
       await save('verifyBackup-passed', await start('verifyBackup', 'batch-queue', { database: 'main' }));
       await save('verifyBackup-no-such-backup', await start('verifyBackup', 'batch-queue', { database: 'main', selection: { mode: 'key', backupId: '20200101T000000Z-abcdef' } }));
     }
+    if (wanted('restoreCanary')) {
+      await save('restoreCanary-written', await start('restoreCanary', 'standard-queue', { database: 'pitr' }));
+      await save('restoreCanary-invalid-input', await start('restoreCanary', 'standard-queue', { database: 'pitr; DROP TABLE x' }));
+    }
+    if (wanted('pgbackrest')) {
+      // pgBackRest: a canary row, a full backup, a restore test to a moment between two canary rows, and a time outside the window.
+      await start('restoreCanary', 'standard-queue', { database: 'pitr' }).then((h) => h.result());
+      await save('backupDatabase-pgbackrest-full', await start('backupDatabase', 'batch-queue', { database: 'pitr', type: 'full' }));
+      await start('restoreCanary', 'standard-queue', { database: 'pitr' }).then((h) => h.result());
+      await new Promise((r) => setTimeout(r, 1_500));
+      const at = new Date().toISOString();
+      await new Promise((r) => setTimeout(r, 1_500));
+      await start('restoreCanary', 'standard-queue', { database: 'pitr' }).then((h) => h.result());
+      const pg = new PgClient({ ...server, password: server.password, database: db.database });
+      await pg.connect();
+      const switched = (await pg.query<{ f: string }>('SELECT pg_walfile_name(pg_switch_wal()) AS f')).rows[0].f;
+      while ((await pg.query<{ w: string | null }>('SELECT last_archived_wal AS w FROM pg_stat_archiver')).rows[0].w! < switched) await new Promise((r) => setTimeout(r, 200));
+      await pg.end();
+      await save('verifyBackup-pitr-passed', await start('verifyBackup', 'batch-queue', { database: 'pitr', selection: { mode: 'time', at } }));
+      await save('verifyBackup-pitr-outside-window', await start('verifyBackup', 'batch-queue', { database: 'pitr', selection: { mode: 'time', at: '2020-01-01T00:00:00Z' } }));
+      // A dump restored into a scratch instance on the worker's host (the default without a restore server).
+      await start('backupDatabase', 'batch-queue', { database: 'main' }).then((h) => h.result());
+      await save('verifyBackup-dump-scratch-instance', await start('verifyBackup', 'batch-queue', { database: 'main' }));
+    }
     if (wanted('drDrill')) {
+      // drDrill-rejected and drDrill-failover-passed were recorded before the topology drivers and replay
+      // on its legacy path; these record the current one (with a write load, so its timer and cancellation too).
       const rejected = await start('drDrill', 'critical-queue', { database: 'main', mode: 'failover' });
       await approve(rejected, 'reject');
-      await save('drDrill-rejected', rejected);
-      const drill = await start('drDrill', 'critical-queue', { database: 'main', mode: 'failover' });
+      await save('drDrill-topology-rejected', rejected);
+      const drill = await start('drDrill', 'critical-queue', { database: 'main', mode: 'failover', writeLoad: { rate: 20, warmupSeconds: 1 } });
       await approve(drill, 'approve');
-      await save('drDrill-failover-passed', drill);
+      await save('drDrill-topology-failover-write-load-passed', drill);
     }
     if (wanted('readinessAudit')) {
       // readinessAudit-report.json is the run from before the temporal-checks-read-their-targets patch; it stays.

@@ -5,6 +5,7 @@ import { watchFile, unwatchFile } from 'node:fs';
 import { createServer, IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createActivities, lazyClient } from './activities';
+import { scratchHostQueue } from './activities/scratchHost';
 import { dataConverterFor } from './codec';
 import { credentialFiles, temporalConnectionSettings, TemporalConnectionSettings } from './config/connection';
 import { parseDuration } from './config/duration';
@@ -117,6 +118,9 @@ interface Generation {
   running: Promise<void>;
 }
 
+/** A batch worker also serves its host's scratch-instance queue (src/activities/scratchHost.ts). */
+const extraWorkers = (queues: QueueKind[]) => (queues.includes('batch') ? 1 : 0);
+
 /**
  * One worker process: a Temporal worker per task queue on one connection, an HTTP server for
  * /health, /ready and /metrics, reconnection until the server is reachable, and a new connection
@@ -149,7 +153,7 @@ export class RunbookWorker {
     this.options = options;
     this.loaded = options.loaded;
     const { name, env } = selectEnvironment(options.loaded, options.environment);
-    checkSecretRefs(options.loaded, [name]);
+    checkSecretRefs(options.loaded, [name], 'worker');
     this.environment = name;
     this.queues = resolveQueues(options.queues, options.loaded.config.worker);
     this.tuning = resolveTuning(options.loaded.config.worker.tuning);
@@ -182,7 +186,7 @@ export class RunbookWorker {
 
   isReady(): boolean {
     const gen = this.generation;
-    return !this.stopping && gen !== undefined && gen.workers.length === this.queues.length && gen.workers.every((w) => w.getState() === 'RUNNING');
+    return !this.stopping && gen !== undefined && gen.workers.length === this.queues.length + extraWorkers(this.queues) && gen.workers.every((w) => w.getState() === 'RUNNING');
   }
 
   /** Waits until every queue is polling; rejects if the worker fails or stops first. */
@@ -238,11 +242,14 @@ export class RunbookWorker {
 
   private async bundle(): Promise<{ code: string }> {
     if (!this.workflowBundle) {
+      // Failures raised in workflow code are converted inside the bundle, so an encrypted environment's
+      // bundle carries its failure converter (and is cached under a name of its own).
+      const failureConverterPath = this.dataConverter?.failureConverterPath;
       this.workflowBundle = await cachedBundle({
         sourceRoot: __dirname,
         lockFile: join(__dirname, '..', 'package-lock.json'),
-        name: 'workflows',
-        build: () => bundleWorkflowCode({ workflowsPath: require.resolve('./workflows'), logger: new SdkLoggerAdapter(this.logger.child({ component: 'bundler' }, { level: 'warn' })) }),
+        name: failureConverterPath ? 'workflows-encoded-failures' : 'workflows',
+        build: () => bundleWorkflowCode({ workflowsPath: require.resolve('./workflows'), failureConverterPath, logger: new SdkLoggerAdapter(this.logger.child({ component: 'bundler' }, { level: 'warn' })) }),
       });
     }
     return this.workflowBundle;
@@ -250,7 +257,9 @@ export class RunbookWorker {
 
   private async launch(connection: NativeConnection): Promise<Generation> {
     const { env } = selectEnvironment(this.loaded, this.environment);
-    const activities = createActivities(this.loaded, this.environment);
+    // The activities' own Temporal client lives as long as this generation's connection.
+    const activityClient = lazyClient(this.loaded, this.environment);
+    const activities = createActivities(this.loaded, this.environment, activityClient);
     const workflowBundle = await this.bundle();
     const namespace = this.settings().namespace;
     const sinks: InjectedSinks<RunbookSinks> = {
@@ -294,15 +303,32 @@ export class RunbookWorker {
         };
         workers.push(await Worker.create(options));
       }
+      if (extraWorkers(this.queues)) {
+        // Activities only: the restore test's scratch-instance steps, pinned to the host that holds the instance.
+        workers.push(
+          await Worker.create({
+            connection,
+            namespace,
+            taskQueue: scratchHostQueue(env.temporal.taskQueues.batch),
+            activities,
+            dataConverter: this.dataConverter,
+            maxConcurrentActivityTaskExecutions: this.tuning.maxConcurrentActivityTaskExecutions,
+            maxConcurrentActivityTaskPolls: this.tuning.maxConcurrentActivityTaskPolls,
+            shutdownGraceTime: this.tuning.shutdownGraceTimeMs,
+            shutdownForceTime: this.tuning.shutdownGraceTimeMs + 10_000,
+          }),
+        );
+      }
     } catch (err) {
       await connection.close().catch(() => undefined);
+      await activityClient.close();
       throw err;
     }
     const running = Promise.all(workers.map((w) => w.run())).then(() => undefined);
     const generation: Generation = { connection, workers, running };
     this.generation = generation;
     this.logger.info({ environment: this.environment, namespace, taskQueues: this.taskQueueNames(), tuning: this.tuning }, 'worker polling');
-    running.finally(() => connection.close().catch(() => undefined)).catch(() => undefined);
+    running.finally(() => Promise.all([connection.close().catch(() => undefined), activityClient.close()])).catch(() => undefined);
     return generation;
   }
 
@@ -345,6 +371,11 @@ export class RunbookWorker {
       }
       await this.launch(connection);
       for (const w of old.workers) w.shutdown();
+      // The freshness collector reads with a client of its own: start it again on the new credentials.
+      const stopFreshness = this.stopFreshness;
+      this.stopFreshness = undefined;
+      await stopFreshness?.().catch(() => undefined);
+      this.startFreshness();
       await old.running.catch((err) => this.logger.warn({ err: (err as Error).message }, 'old worker generation ended with an error'));
       this.logger.info({ file }, 'credential rotation complete');
     });

@@ -1,29 +1,55 @@
-import { CancelledFailure, log } from '@temporalio/activity';
+import { CancelledFailure, Context, log } from '@temporalio/activity';
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { createWriteStream, mkdtempSync, rmSync } from 'node:fs';
+import { createWriteStream, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough, Readable, Transform, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { findPgBinary } from '../system/postgres';
+import { MissingBinaryError } from '../system/process';
+import { pgBinDirFor, scratchPaths } from '../system/scratch';
+import { dumpScratchServer, majorVersion, removeDumpScratch, restoreGlobals, scratchInstanceName, startDumpScratch } from './dumpScratch';
 import { checkServedEnvironment, classify, failure } from './errors';
+import { planParts, uploadInGrowingParts } from './multipart';
 import { heartbeater, withHeartbeat } from './heartbeat';
 import { connectPg, listTables, PgServer, pgToolEnv, quoteIdent, serverVersion, tableStats, TableStats } from './pg';
 import { renderRestoreReportMarkdown, RestoreReport } from './reports';
 import type { ObjectStore } from './s3';
 
+/**
+ * Where a database is reached: a fixed service address (a DNS name or proxy that follows the primary),
+ * or a lookup of the current primary through the topology driver, made at each use so a backup or a
+ * restore test after a failover reaches the new primary, never a node's old address.
+ */
+export type ServerLocator = PgServer | (() => Promise<PgServer>);
+
+const reach = (s: ServerLocator): Promise<PgServer> => Promise.resolve(typeof s === 'function' ? s() : s);
+
 /** One database as the backup activities see it: where it lives and where its restore tests run. */
 export interface BackupTarget {
-  server: PgServer;
+  server: ServerLocator;
   database: string;
+  /** dump: pg_dump to S3 (this module); pgbackrest: physical backups (src/activities/pgbackrest.ts). */
+  method?: 'dump' | 'pgbackrest';
+  /** The role the runbook connects as (the superuser of a scratch instance it starts). */
+  user: string;
   restore: {
-    server: PgServer;
+    server: ServerLocator;
     jobs: number;
     randomWindowMs: number;
     assertions: { name: string; sql: string }[];
     maxBackupAgeMs?: number;
+    /**
+     * Where the scratch database is made: a scratch instance the worker starts (default), the restore
+     * server (`server`), or the source server itself (`server` is then the source).
+     */
+    into?: 'scratchInstance' | 'restoreServer' | 'sourceServer';
+    scratchDir?: string;
+    sharedBuffers?: string;
   };
+  /** Roles and other globals (pg_dumpall --globals-only) beside each dump. */
+  globals?: boolean;
   /** Temporal's own persistence database: a restore test also compares its schema_version with the live server's. */
   temporalSchema?: boolean;
 }
@@ -34,6 +60,8 @@ export interface BackupDeps {
   prefix: string;
   databases: Record<string, BackupTarget>;
   retention: { keepLast?: number; maxAgeMs?: number };
+  /** S3's part-count limit, lowered only to test that dumps stay within it. */
+  multipart?: { maxParts: number };
 }
 
 export interface BackupManifest {
@@ -52,6 +80,32 @@ export interface BackupManifest {
   sha256: string;
   /** Row counts and checksums from the dump's own snapshot. */
   tables: TableStats[];
+  /** The database's size when the dump began (what a restore writes, roughly). */
+  databaseBytes?: number;
+  /** How the dump was uploaded: the part sizes grow with the dump (src/activities/multipart.ts). */
+  upload?: { parts: number; partBytes: number[] };
+  /** Owner and privileges of each table, from the same snapshot: checked when the globals are restored too. */
+  ownership?: TableOwnership[];
+  /** pg_dumpall --globals-only beside the dump (roles, their memberships and settings). */
+  globals?: { key: string; bytes: number; sha256: string; rolePasswords: boolean };
+}
+
+export interface TableOwnership {
+  schema: string;
+  name: string;
+  owner: string;
+  /** The table's ACL items, sorted; null when it has the default privileges. */
+  acl: string[] | null;
+}
+
+async function tableOwnership(client: Awaited<ReturnType<typeof connectPg>>): Promise<TableOwnership[]> {
+  const res = await client.query<{ schema: string; name: string; owner: string; acl: string[] | null }>(
+    `SELECT n.nspname AS schema, c.relname AS name, pg_get_userbyid(c.relowner) AS owner, c.relacl::text[] AS acl
+       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%'
+      ORDER BY 1, 2`,
+  );
+  return res.rows.map((r) => ({ ...r, acl: r.acl ? [...r.acl].sort() : null }));
 }
 
 export interface BackupListEntry {
@@ -161,7 +215,7 @@ export function createBackupActivities(deps: BackupDeps) {
   const keysFor = (database: string, backupId: string) => {
     if (!BACKUP_ID.test(backupId)) throw failure('InvalidInput', `backupId '${backupId}' is not a backup id (expected e.g. 20261125T030000Z-a1b2c3)`);
     const base = `${backupPrefix(database)}${backupId}/`;
-    return { base, dump: `${base}dump.pgcustom`, manifest: `${base}manifest.json` };
+    return { base, dump: `${base}dump.pgcustom`, manifest: `${base}manifest.json`, globals: `${base}globals.sql` };
   };
   const checkScratch = (name: string) => {
     // Only databases this runbook created may be dropped: the name is the guard.
@@ -207,7 +261,7 @@ export function createBackupActivities(deps: BackupDeps) {
   async function temporalSchemaCheck(t: BackupTarget, restored: Awaited<ReturnType<typeof connectPg>>): Promise<RestoreCheck> {
     const query = 'SELECT curr_version FROM schema_version WHERE db_name = $1';
     const found = (await restored.query<{ curr_version: string }>(query, [t.database]).catch(() => ({ rows: [] as { curr_version: string }[] }))).rows[0]?.curr_version;
-    const live = await connectPg(t.server, t.database, 'runbook-restore-validate');
+    const live = await connectPg(await reach(t.server), t.database, 'runbook-restore-validate');
     try {
       const expected = (await live.query<{ curr_version: string }>(query, [t.database])).rows[0]?.curr_version;
       const passed = found !== undefined && found === expected;
@@ -226,9 +280,19 @@ export function createBackupActivities(deps: BackupDeps) {
     const t = target(input.database);
     checkScratch(input.scratchName);
     const manifest = await deps.store.getJson<BackupManifest>(keysFor(input.database, input.backupId).manifest);
-    const client = await connectPg(t.restore.server, input.scratchName, 'runbook-restore-validate');
+    const scratch = t.restore.into === 'scratchInstance' ? dumpScratchServer(t.restore.scratchDir!, input.scratchName, t.user) : undefined;
+    if (t.restore.into === 'scratchInstance' && !scratch) throw failure('RestoreFailed', `the scratch instance of ${input.scratchName} is not on this worker's host (restoreTest.scratchDir ${t.restore.scratchDir})`);
+    const client = await connectPg(scratch ?? (await reach(t.restore.server)), input.scratchName, 'runbook-restore-validate');
     const checks: RestoreCheck[] = [];
     try {
+      const globals = scratch ? readGlobalsOutcome(t.restore.scratchDir!, input.scratchName) : undefined;
+      if (globals) {
+        checks.push({
+          name: 'roles and globals restored',
+          passed: globals.errors.length === 0,
+          detail: globals.errors.length === 0 ? `${manifest.globals!.bytes} bytes of pg_dumpall --globals-only applied${globals.rolePasswords ? '' : ' (without role passwords)'}` : globals.errors.slice(0, 5).join('; '),
+        });
+      }
       const present = new Set((await listTables(client)).map((x) => `${x.schema}.${x.name}`));
       const missing = manifest.tables.filter((x) => !present.has(`${x.schema}.${x.name}`)).map((x) => `${x.schema}.${x.name}`);
       checks.push({
@@ -247,6 +311,28 @@ export function createBackupActivities(deps: BackupDeps) {
           detail: passed
             ? `${found.rows} rows, checksum matches`
             : `expected ${expected.rows} rows (checksum ${expected.checksum}), found ${found.rows} rows (checksum ${found.checksum})`,
+        });
+      }
+      if (globals && manifest.ownership) {
+        // With the roles restored, pg_restore kept owners and grants: each table's must equal the source's.
+        const found = new Map((await tableOwnership(client)).map((o) => [`${o.schema}.${o.name}`, o]));
+        const differing = manifest.ownership.filter((o) => {
+          const f = found.get(`${o.schema}.${o.name}`);
+          return !f || f.owner !== o.owner || JSON.stringify(f.acl) !== JSON.stringify(o.acl);
+        });
+        checks.push({
+          name: 'owners and privileges',
+          passed: differing.length === 0,
+          detail:
+            differing.length === 0
+              ? `${manifest.ownership.length} tables with the source's owners and grants`
+              : differing
+                  .slice(0, 5)
+                  .map((o) => {
+                    const f = found.get(`${o.schema}.${o.name}`);
+                    return `${o.schema}.${o.name}: expected owner ${o.owner} ${JSON.stringify(o.acl)}, found ${f ? `${f.owner} ${JSON.stringify(f.acl)}` : 'no table'}`;
+                  })
+                  .join('; '),
         });
       }
       if (t.temporalSchema) checks.push(await temporalSchemaCheck(t, client));
@@ -271,16 +357,47 @@ export function createBackupActivities(deps: BackupDeps) {
     }
   }
 
+  /**
+   * pg_dumpall --globals-only (roles, memberships, role settings, tablespaces) uploaded beside the dump.
+   * Reading role passwords needs a superuser; without one the roles are dumped without them.
+   */
+  async function dumpGlobals(t: BackupTarget, key: string, signal: AbortSignal): Promise<NonNullable<BackupManifest['globals']>> {
+    const server = await reach(t.server);
+    for (const rolePasswords of [true, false]) {
+      const run = runTool(
+        findPgBinary('pg_dumpall'),
+        ['-h', server.host, '-p', String(server.port), '-U', server.user, '-l', t.database, '--globals-only', '--no-password', ...(rolePasswords ? [] : ['--no-role-passwords'])],
+        pgToolEnv(server, 'runbook-backup-globals'),
+        ['ignore', 'pipe'],
+        signal,
+      );
+      const digest = new Digest();
+      const chunks: Buffer[] = [];
+      await pipeline(run.child.stdout!, digest, new Writable({ write: (c: Buffer, _e, done) => (chunks.push(c), done()) }));
+      const code = await run.exitCode;
+      if (code !== 0) {
+        if (rolePasswords && /permission denied/i.test(run.stderrTail())) continue;
+        throw failure('DumpFailed', `pg_dumpall --globals-only exited with ${code}: ${run.stderrTail()}`);
+      }
+      await deps.store.putText(key, Buffer.concat(chunks).toString(), 'application/sql');
+      return { key, bytes: digest.bytes, sha256: digest.hex(), rolePasswords };
+    }
+    throw failure('DumpFailed', 'pg_dumpall --globals-only failed');
+  }
+
   return {
     /** Checks the bucket and the database's server exist and answer, before anything is written. */
-    async preflightBackupTarget(input: { database: string; environment?: string }): Promise<{ databaseName: string; serverVersion: string; maxBackupAgeMs?: number; randomWindowMs: number }> {
+    async preflightBackupTarget(input: {
+      database: string;
+      environment?: string;
+    }): Promise<{ databaseName: string; serverVersion: string; maxBackupAgeMs?: number; randomWindowMs: number; method: 'dump' | 'pgbackrest'; restoreInto: 'scratchInstance' | 'restoreServer' | 'sourceServer' }> {
       checkServedEnvironment(input.environment, deps.environment);
       const t = target(input.database);
       return withHeartbeat(async () => {
         await deps.store.checkBucket();
-        const client = await connectPg(t.server, t.database, 'runbook-preflight');
+        const client = await connectPg(await reach(t.server), t.database, 'runbook-preflight');
         try {
-          return { databaseName: t.database, serverVersion: await serverVersion(client), maxBackupAgeMs: t.restore.maxBackupAgeMs, randomWindowMs: t.restore.randomWindowMs };
+          return { databaseName: t.database, serverVersion: await serverVersion(client), maxBackupAgeMs: t.restore.maxBackupAgeMs, randomWindowMs: t.restore.randomWindowMs, method: t.method ?? 'dump', restoreInto: t.restore.into ?? 'restoreServer' };
         } finally {
           await client.end().catch(() => undefined);
         }
@@ -305,32 +422,39 @@ export function createBackupActivities(deps: BackupDeps) {
       const aborted = await deps.store.abortIncompleteUploads(keys.dump);
       if (aborted) log.info('aborted unfinished uploads of an earlier attempt', { backupId: input.backupId, aborted });
       const hb = heartbeater();
-      const client = await connectPg(t.server, t.database, 'runbook-backup');
+      const server = await reach(t.server);
+      const client = await connectPg(server, t.database, 'runbook-backup');
       try {
         // The exported snapshot is held by this open transaction until pg_dump has finished.
         await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY');
         const snapshot = (await client.query<{ s: string }>('SELECT pg_export_snapshot() AS s')).rows[0].s;
         const version = await serverVersion(client);
+        const databaseBytes = Number((await client.query<{ b: string }>('SELECT pg_database_size(current_database())::text AS b')).rows[0].b);
         const startedAt = new Date().toISOString();
         const dump = runTool(
           findPgBinary('pg_dump'),
-          ['-h', t.server.host, '-p', String(t.server.port), '-U', t.server.user, '-d', t.database, '-Fc', `--snapshot=${snapshot}`, '--no-password'],
-          pgToolEnv(t.server, 'runbook-backup-dump'),
+          ['-h', server.host, '-p', String(server.port), '-U', server.user, '-d', t.database, '-Fc', `--snapshot=${snapshot}`, '--no-password'],
+          pgToolEnv(server, 'runbook-backup-dump'),
           ['ignore', 'pipe'],
           hb.signal,
         );
         const digest = new Digest();
         const body = new PassThrough();
         dump.child.stdout!.pipe(digest).pipe(body);
-        const uploaded = deps.store.upload(keys.dump, body, 'application/octet-stream');
+        // Part sizes planned from the database's size and growing past it: the dump stays within S3's part limit.
+        const uploaded = uploadInGrowingParts(deps.store, keys.dump, body, 'application/octet-stream', planParts(databaseBytes, deps.multipart?.maxParts));
         // Awaited below, after the checksums; an upload failing before then must not be an unhandled rejection (it would end the worker).
         uploaded.catch(() => undefined);
         const tables: TableStats[] = [];
         const tableList = await listTables(client);
         const progress = setInterval(() => hb.beat({ phase: 'dump', bytes: digest.bytes, tablesChecksummed: tables.length, tables: tableList.length }), 500);
+        let ownership: TableOwnership[] = [];
+        let upload: Awaited<typeof uploaded>;
         try {
           for (const table of tableList) tables.push(await tableStats(client, table));
-          const [code] = await Promise.all([dump.exitCode, uploaded]);
+          ownership = await tableOwnership(client);
+          const [code, done] = await Promise.all([dump.exitCode, uploaded]);
+          upload = done;
           if (code !== 0) {
             await deps.store.deleteKeys([keys.dump]).catch(() => undefined);
             throw failure('DumpFailed', `pg_dump exited with ${code}: ${dump.stderrTail()}`);
@@ -342,13 +466,14 @@ export function createBackupActivities(deps: BackupDeps) {
           clearInterval(progress);
         }
         await client.query('COMMIT');
+        const globals = t.globals ? await dumpGlobals(t, keys.globals, hb.signal) : undefined;
         const manifest: BackupManifest = {
           formatVersion: 1,
           backupId: input.backupId,
           environment: deps.environment,
           database: input.database,
           databaseName: t.database,
-          server: { host: t.server.host, port: t.server.port, version },
+          server: { host: server.host, port: server.port, version },
           format: 'pg_dump custom',
           dumpKey: keys.dump,
           startedAt,
@@ -356,6 +481,10 @@ export function createBackupActivities(deps: BackupDeps) {
           bytes: digest.bytes,
           sha256: digest.hex(),
           tables,
+          databaseBytes,
+          upload: { parts: upload.parts, partBytes: upload.partSizes },
+          ownership,
+          ...(globals ? { globals } : {}),
         };
         await deps.store.putJson(keys.manifest, manifest);
         log.info('backup written', { backupId: input.backupId, bytes: manifest.bytes, tables: tables.length });
@@ -401,7 +530,38 @@ export function createBackupActivities(deps: BackupDeps) {
           phasesMs[name] = Date.now() - mark;
           mark = Date.now();
         };
-        const admin = await connectPg(t.restore.server, 'postgres', 'runbook-restore-admin');
+        let server = await reach(t.restore.server);
+        let withOwners = false;
+        if (t.restore.into === 'scratchInstance') {
+          // A fresh instance of the dump's major version for every attempt: whatever an earlier attempt left is removed first.
+          const started2 = await startDumpScratch({
+            root: t.restore.scratchDir!,
+            scratchDatabase: input.scratchName,
+            database: input.database,
+            superuser: t.user,
+            serverVersion: manifest.server.version,
+            sharedBuffers: t.restore.sharedBuffers ?? '128MB',
+            attempt: Context.current().info.attempt,
+          }).catch((err: unknown) => {
+            if (err instanceof MissingBinaryError) throw failure('ProgramMissing', err.message);
+            throw err;
+          });
+          server = started2.server;
+          phase('startScratchInstance');
+          if (manifest.globals) {
+            // The roles first, so owners and grants can be restored as they were.
+            const { body: sql } = await deps.store.download(manifest.globals.key);
+            const gd = new Digest();
+            const outcome = await restoreGlobals(pgBinDirFor(majorVersion(manifest.server.version)), server, (sql as Readable).pipe(gd), pgToolEnv(server, 'runbook-restore-globals'));
+            if (gd.hex() !== manifest.globals.sha256) {
+              throw failure('BackupChecksumMismatch', `the globals of backup ${input.backupId} are corrupt: sha256 ${gd.hex()} does not match the manifest's ${manifest.globals.sha256}`);
+            }
+            writeGlobalsOutcome(t.restore.scratchDir!, input.scratchName, { errors: outcome.errors, rolePasswords: manifest.globals.rolePasswords });
+            withOwners = true;
+            phase('restoreGlobals');
+          }
+        }
+        const admin = await connectPg(server, 'postgres', 'runbook-restore-admin');
         try {
           // A retry starts from an empty database, never from a half-restored one.
           await admin.query(`DROP DATABASE IF EXISTS ${quoteIdent(input.scratchName)} WITH (FORCE)`);
@@ -414,8 +574,10 @@ export function createBackupActivities(deps: BackupDeps) {
         const digest = new Digest();
         const jobs = t.restore.jobs;
         const progress = setInterval(() => hb.beat({ phase: 'restore', bytes: digest.bytes, totalBytes: manifest.bytes }), 500);
-        const baseArgs = ['-h', t.restore.server.host, '-p', String(t.restore.server.port), '-U', t.restore.server.user, '-d', input.scratchName, '--no-owner', '--no-privileges', '--exit-on-error', '--no-password'];
-        const env = pgToolEnv(t.restore.server, 'runbook-restore');
+        // Owners and grants only where their roles exist: a scratch instance that got the dump's globals.
+        const ownership = withOwners ? [] : ['--no-owner', '--no-privileges'];
+        const baseArgs = ['-h', server.host, '-p', String(server.port), '-U', server.user, '-d', input.scratchName, ...ownership, '--exit-on-error', '--no-password'];
+        const env = pgToolEnv(server, 'runbook-restore');
         let exit: number;
         let stderr: () => string;
         try {
@@ -470,8 +632,12 @@ export function createBackupActivities(deps: BackupDeps) {
     async dropScratchDatabase(input: { database: string; scratchName: string }): Promise<{ dropped: boolean }> {
       const t = target(input.database);
       checkScratch(input.scratchName);
+      if (t.restore.into === 'scratchInstance') {
+        // The database goes with its instance: stopped and its directory removed.
+        return withHeartbeat(async () => ({ dropped: (await removeDumpScratch(t.restore.scratchDir!, input.scratchName)).existed }));
+      }
       return withHeartbeat(async () => {
-        const admin = await connectPg(t.restore.server, 'postgres', 'runbook-restore-admin');
+        const admin = await connectPg(await reach(t.restore.server), 'postgres', 'runbook-restore-admin');
         try {
           const exists = await admin.query('SELECT 1 FROM pg_database WHERE datname = $1', [input.scratchName]);
           await admin.query(`DROP DATABASE IF EXISTS ${quoteIdent(input.scratchName)} WITH (FORCE)`);
@@ -502,3 +668,18 @@ export function createBackupActivities(deps: BackupDeps) {
 }
 
 export type BackupActivities = ReturnType<typeof createBackupActivities>;
+
+const GLOBALS_OUTCOME = 'globals-restored.json';
+
+/** What restoring the globals into a scratch instance gave, kept beside the instance for the validation step. */
+function writeGlobalsOutcome(root: string, scratchName: string, outcome: { errors: string[]; rolePasswords: boolean }): void {
+  writeFileSync(join(scratchPaths(root, scratchInstanceName(scratchName)).dir, GLOBALS_OUTCOME), JSON.stringify(outcome));
+}
+
+function readGlobalsOutcome(root: string, scratchName: string): { errors: string[]; rolePasswords: boolean } | undefined {
+  try {
+    return JSON.parse(readFileSync(join(scratchPaths(root, scratchInstanceName(scratchName)).dir, GLOBALS_OUTCOME), 'utf8'));
+  } catch {
+    return undefined;
+  }
+}

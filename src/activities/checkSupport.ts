@@ -7,8 +7,9 @@ import { hostname } from 'node:os';
 import type { CheckInput } from '../checklist/catalog';
 import type { TemporalConnectionSettings } from '../config/connection';
 import type { EnvironmentConfig } from '../config/schema';
-import { readSecret } from '../config/secrets';
-import { connectPg, PgServer } from './pg';
+import type { ServerLocator } from './backups';
+import { connectPg } from './pg';
+import { primaryLocator, reachServer } from './primary';
 import type { ObjectStore } from './s3';
 
 /** What a check found, before the wrapper adds its name and duration. */
@@ -28,6 +29,8 @@ export interface CheckDeps {
   temporal: () => Promise<Client>;
   temporalSettings: () => TemporalConnectionSettings;
   store?: ObjectStore;
+  /** Reads a pgBackRest database's repository (its newest backup), for databases backed up that way. */
+  physicalRepository?: (database: string) => Promise<{ backups: { label: string; stoppedAt: string; repoBytes: number; error: boolean }[] }>;
 }
 
 export const pass = (summary: string, evidence: Record<string, unknown> = {}): Verdict => ({ status: 'pass', summary, evidence });
@@ -48,21 +51,18 @@ export function ownWorkerIdentity(): string {
   return `${process.pid}@${hostname()}`;
 }
 
-/** A configured database's server, its password read from the reference at each use. */
-export function pgServerOf(db: EnvironmentConfig['databases'][string], baseDir: string): PgServer {
-  return {
-    host: db.host,
-    port: db.port,
-    user: db.user,
-    get password() {
-      return readSecret(db.password, baseDir);
-    },
-  };
+/**
+ * How the audit reaches a configured database: its service address when one is configured, otherwise
+ * the primary the topology driver finds at the moment of use (never a node's fixed address, which may
+ * be a replica since the last failover); the password is read from its reference at each use.
+ */
+export function pgServerOf(db: EnvironmentConfig['databases'][string], baseDir: string): ServerLocator {
+  return primaryLocator(baseDir, db, db.user, db.password);
 }
 
 /** Runs fn with a query function on one database, closing the connection afterwards. */
-export async function withPg<T>(server: PgServer, database: string, fn: (q: (sql: string, values?: unknown[]) => Promise<Record<string, unknown>[]>) => Promise<T>): Promise<T> {
-  const client = await connectPg(server, database, 'runbook-readiness-audit');
+export async function withPg<T>(server: ServerLocator, database: string, fn: (q: (sql: string, values?: unknown[]) => Promise<Record<string, unknown>[]>) => Promise<T>): Promise<T> {
+  const client = await connectPg(await reachServer(server), database, 'runbook-readiness-audit');
   try {
     return await fn(async (sql, values) => (await client.query<Record<string, unknown>>(sql, values)).rows);
   } finally {

@@ -5,6 +5,7 @@ import { CheckId, CheckInput, CheckResult, DEFAULT_RPO_WINDOW_MS } from '../chec
 import type { EnvironmentConfig } from '../config/schema';
 import { CheckDeps, errorText, fail, pass, pgServerOf, unknown, Verdict, VerdictFn } from './checkSupport';
 import { connectPg } from './pg';
+import { reachServer } from './primary';
 import { createTemporalChecks } from './temporalChecks';
 
 export type { CheckDeps } from './checkSupport';
@@ -159,11 +160,17 @@ export function createCheckActivities(deps: CheckDeps) {
     );
 
   // ---- PostgreSQL: every configured database's server
-  const databases = () => Object.entries(env.databases).map(([key, db]) => ({ key, db, server: pgServerOf(db, deps.baseDir) }));
+  const databases = () =>
+    Object.entries(env.databases).map(([key, db]) => ({
+      key,
+      db,
+      // The current primary (through the service address or the topology driver), not a node's fixed address.
+      server: pgServerOf(db, deps.baseDir),
+    }));
   const eachDatabase = async <T>(fn: (d: ReturnType<typeof databases>[number], q: (sql: string) => Promise<Record<string, string>[]>) => Promise<T>): Promise<Record<string, T>> => {
     const out: Record<string, T> = {};
     for (const d of databases()) {
-      const client = await connectPg(d.server, d.db.database, 'runbook-readiness-audit');
+      const client = await connectPg(await reachServer(d.server), d.db.database, 'runbook-readiness-audit');
       try {
         out[d.key] = await fn(d, async (sql) => (await client.query<Record<string, string>>(sql)).rows);
       } finally {
@@ -269,6 +276,18 @@ export function createCheckActivities(deps: CheckDeps) {
       const problems: string[] = [];
       for (const { key, db } of databases()) {
         const limitMs = db.restoreTest.maxBackupAge ?? env.targets.rpo ?? DEFAULT_RPO_WINDOW_MS;
+        if (db.backups.method === 'pgbackrest' && deps.physicalRepository) {
+          const last = (await deps.physicalRepository(key)).backups.filter((b) => !b.error).pop();
+          if (!last) {
+            newest[key] = null;
+            problems.push(`${key}: no complete pgBackRest backup`);
+            continue;
+          }
+          const ageMs = Date.now() - Date.parse(last.stoppedAt);
+          newest[key] = { label: last.label, endedAt: last.stoppedAt, bytes: last.repoBytes, ageHours: Number((ageMs / 3_600_000).toFixed(2)), limitHours: Number((limitMs / 3_600_000).toFixed(2)) };
+          if (ageMs > limitMs) problems.push(`${key}: the newest pgBackRest backup is ${(ageMs / 3_600_000).toFixed(1)} h old (limit ${(limitMs / 3_600_000).toFixed(1)} h)`);
+          continue;
+        }
         // Backup ids start with a UTC timestamp, so the last complete one in key order is the newest.
         const manifests = (await deps.store.list(`${env.backups.prefix}${key}/`)).filter((o) => o.key.endsWith('/manifest.json')).map((o) => o.key).sort();
         const last = manifests.pop();

@@ -5,7 +5,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { findBinary } from '../system/process';
+import { childEnv, findBinary } from '../system/process';
 import { failure } from './errors';
 
 const run = promisify(execFile);
@@ -64,7 +64,7 @@ export class Rfc2136Provider implements DnsProvider {
         args.push('-k', keyFile);
       }
       const script = `server ${this.server.host} ${this.server.port}\nzone ${this.zone}\nupdate delete ${fqdn}. A\nupdate add ${fqdn}. ${ttl} A ${address}\nsend\n`;
-      const child = run(findBinary('nsupdate', { hint: 'Install bind9-dnsutils (scripts/bootstrap does).' }), [...args, '-t', '10'], { timeout: 30_000 });
+      const child = run(findBinary('nsupdate', { hint: 'Install bind9-dnsutils (scripts/bootstrap does).' }), [...args, '-t', '10'], { timeout: 30_000, env: childEnv() });
       child.child.stdin?.end(script);
       await child;
     } catch (err) {

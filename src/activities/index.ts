@@ -1,15 +1,18 @@
 import type { LoadedConfig } from '../config/load';
 import { selectEnvironment } from '../config/load';
-import { readSecret, SecretRef } from '../config/secrets';
+import { readSecret } from '../config/secrets';
 import { BackupTarget, createBackupActivities } from './backups';
+import { pgServer, primaryLocator } from './primary';
 import { failure } from './errors';
-import type { PgServer } from './pg';
 import { createS3Client, ObjectStore } from './s3';
 import { createSmokeActivities } from './smoke';
 import { Route53Client } from '@aws-sdk/client-route-53';
 import type { EnvironmentConfig } from '../config/schema';
 import { DnsProvider, Rfc2136Provider, Route53Provider } from './dns';
-import { createDrillActivities, DrillTarget, localDriver, TopologyNode } from './topology';
+import { createDrillActivities, DrillTarget, ServiceEndpoint } from './topology';
+import { createLegacyDrillActivities, DrillTarget as LegacyDrillTarget, localDriver, TopologyNode } from './topologyLegacy';
+import { createTopologyDriver, electionTimeoutMs, topologyMembers } from '../topology';
+import { tmpdir } from 'node:os';
 import { Client, Connection } from '@temporalio/client';
 import { createTargetActivities } from './targets';
 import { dataConverterFor } from '../codec';
@@ -21,22 +24,13 @@ import { createGoLiveActivities } from './golive';
 import { createKubernetesActivities, KubernetesTarget } from './kubernetes';
 import { isAbsolute, join } from 'node:path';
 import { createLoadTestActivities } from './loadTest';
+import { createPhysicalBackupActivities, PhysicalNode, PhysicalTarget } from './pgbackrest';
+import { findPrimary } from './pgbackrestContext';
+import { createScratchHostActivities } from './scratchHost';
 import { createIdentityActivities } from './identity';
 import { createNotifyActivities } from './notify';
 import { createEvidenceActivities } from './evidence';
 import { createTemporalConfigActivities } from './temporalConfig';
-
-/** A server whose password is read from its reference at each use, so a rotated secret is picked up. */
-function pgServer(host: string, port: number, user: string, password: SecretRef, baseDir: string): PgServer {
-  return {
-    host,
-    port,
-    user,
-    get password() {
-      return readSecret(password, baseDir);
-    },
-  };
-}
 
 function backupActivitiesFor(loaded: LoadedConfig, environment: string, store: ObjectStore | undefined) {
   const { env } = selectEnvironment(loaded, environment);
@@ -51,15 +45,26 @@ function backupActivitiesFor(loaded: LoadedConfig, environment: string, store: O
   const databases: Record<string, BackupTarget> = {};
   for (const [name, db] of Object.entries(env.databases)) {
     const rt = db.restoreTest;
+    // Without a restore server, a dump restore test starts a scratch instance; restoring onto the source is an explicit choice.
+    const into = rt.into ?? (rt.host !== undefined ? 'restoreServer' : 'scratchInstance');
+    const nodes = physicalNodes(db);
+    const server = nodes ? pgServer(db.host ?? nodes[0].host, db.host ? db.port : nodes[0].port, db.user, db.password, loaded.baseDir) : undefined;
     databases[name] = {
-      server: pgServer(db.host, db.port, db.user, db.password, loaded.baseDir),
+      // A pgBackRest database's backups and preflight go to whichever node is primary now; others through the service address or the topology driver.
+      server: nodes && server ? async () => ({ ...server, ...(await findPrimary(server, db.database, nodes)).node, password: server.password }) : primaryLocator(loaded.baseDir, db, db.user, db.password),
+      user: db.user,
       database: db.database,
+      method: db.backups.method,
+      globals: db.backups.globals,
       restore: {
-        server: pgServer(rt.host ?? db.host, rt.port ?? db.port, rt.user ?? db.user, rt.password ?? db.password, loaded.baseDir),
+        server: rt.host ? pgServer(rt.host, rt.port ?? db.port, rt.user ?? db.user, rt.password ?? db.password, loaded.baseDir) : primaryLocator(loaded.baseDir, db, rt.user ?? db.user, rt.password ?? db.password),
         jobs: rt.jobs,
         randomWindowMs: rt.randomWindow,
         assertions: rt.assertions,
         maxBackupAgeMs: rt.maxBackupAge ?? env.targets.rpo,
+        into,
+        scratchDir: rt.scratchDir,
+        sharedBuffers: rt.scratchSharedBuffers,
       },
       temporalSchema: env.temporal.cluster?.persistenceDatabase === name,
     };
@@ -70,7 +75,76 @@ function backupActivitiesFor(loaded: LoadedConfig, environment: string, store: O
     prefix: env.backups.prefix,
     databases,
     retention: { keepLast: env.backups.retention.keepLast, maxAgeMs: env.backups.retention.maxAge },
+    multipart: { maxParts: env.backups.multipart.maxParts },
   });
+}
+
+/** A pgBackRest database's nodes: its own list, else the topology's, else the database's host. */
+function physicalNodes(db: EnvironmentConfig['databases'][string]): PhysicalNode[] | undefined {
+  const b = db.backups.pgbackrest;
+  if (db.backups.method !== 'pgbackrest' || !b) return undefined;
+  const topologyNodes = db.topology?.driver === 'local' ? db.topology.nodes : db.topology?.driver === 'patroni' ? db.topology.members : undefined;
+  const list: { host: string; port: number; name?: string; dataDir?: string; socketDir?: string }[] = b.nodes ?? topologyNodes ?? (db.host ? [{ host: db.host, port: db.port }] : []);
+  return list.map((n, i) => ({
+    name: n.name || (list.length === 1 ? 'primary' : `node-${i + 1}`),
+    host: n.host,
+    port: n.port,
+    dataDir: n.dataDir || b.dataDir!,
+    socketDir: n.socketDir || b.socketDir,
+  }));
+}
+
+const resolvePath = (p: string, baseDir: string) => (isAbsolute(p) ? p : join(baseDir, p));
+
+/** The pgBackRest databases of an environment, each closing over its secret references (read at each use). */
+function physicalBackupActivitiesFor(loaded: LoadedConfig, environment: string, store: ObjectStore | undefined) {
+  const { env } = selectEnvironment(loaded, environment);
+  const databases: Record<string, PhysicalTarget> = {};
+  for (const [name, db] of Object.entries(env.databases)) {
+    const b = db.backups.pgbackrest;
+    if (db.backups.method !== 'pgbackrest' || !b) continue;
+    const url = new URL(b.repo.endpoint);
+    const nodes = physicalNodes(db)!;
+    const rt = db.restoreTest;
+    const repo = b.repo;
+    databases[name] = {
+      database: db.database,
+      server: pgServer(db.host ?? nodes[0].host, db.host ? db.port : nodes[0].port, db.user, db.password, loaded.baseDir),
+      stanza: b.stanza,
+      repo: () => ({
+        bucket: repo.bucket,
+        path: repo.path,
+        endpoint: url.hostname,
+        port: Number(url.port || 443),
+        region: repo.region,
+        uriStyle: repo.uriStyle,
+        caFile: repo.caFile && resolvePath(repo.caFile, loaded.baseDir),
+        accessKeyId: repo.accessKeyId && readSecret(repo.accessKeyId, loaded.baseDir),
+        secretAccessKey: repo.secretAccessKey && readSecret(repo.secretAccessKey, loaded.baseDir),
+        cipherPass: repo.cipherPass && readSecret(repo.cipherPass, loaded.baseDir),
+      }),
+      access: b.access,
+      nodes,
+      dbUser: b.dbUser,
+      tls: b.tls && { port: b.tls.port, caFile: resolvePath(b.tls.caFile, loaded.baseDir), certFile: resolvePath(b.tls.certFile, loaded.baseDir), keyFile: resolvePath(b.tls.keyFile, loaded.baseDir) },
+      processMax: b.processMax,
+      compressType: b.compressType,
+      bundle: b.bundle,
+      retention: { full: b.retention.full, diff: b.retention.diff },
+      restore: {
+        scratchDir: rt.scratchDir,
+        sharedBuffers: rt.scratchSharedBuffers,
+        assertions: rt.assertions,
+        maxBackupAgeMs: rt.maxBackupAge ?? env.targets.rpo,
+        maxArchiveAgeMs: rt.maxArchiveAge ?? env.targets.rpo,
+        maxArchiveBacklog: rt.maxArchiveBacklog,
+        verifyRepository: rt.verifyRepository,
+        randomWindowMs: rt.randomWindow,
+        canaryKeepMs: rt.canary.keep,
+      },
+    };
+  }
+  return createPhysicalBackupActivities({ environment, databases, reports: env.backups && store ? { store, prefix: env.backups.prefix } : undefined });
 }
 
 function dnsProviderFor(loaded: LoadedConfig, dns: NonNullable<EnvironmentConfig['dns']>): DnsProvider {
@@ -88,28 +162,35 @@ function dnsProviderFor(loaded: LoadedConfig, dns: NonNullable<EnvironmentConfig
 function drillActivitiesFor(loaded: LoadedConfig, environment: string, store: ObjectStore | undefined) {
   const { env } = selectEnvironment(loaded, environment);
   const targets: Record<string, DrillTarget> = {};
+  const legacy: Record<string, LegacyDrillTarget> = {};
+  const zone = env.dns?.zone.replace(/\.$/, '');
   for (const [name, db] of Object.entries(env.databases)) {
-    if (!db.topology) continue;
+    const driver = createTopologyDriver(db, loaded.baseDir);
+    if (!db.topology || !driver) continue;
     const record = db.dnsRecord && env.dns ? env.dns.records[db.dnsRecord] : undefined;
-    const zone = env.dns?.zone.replace(/\.$/, '');
-    targets[name] = {
-      credentials: pgServer(db.host, db.port, db.user, db.password, loaded.baseDir),
-      database: db.database,
-      nodes: db.topology.nodes as [TopologyNode, TopologyNode],
-      serviceName: record && zone ? { fqdn: record.name.includes('.') ? record.name.replace(/\.$/, '') : `${record.name}.${zone}`, ttl: record.ttl } : undefined,
-      healthChecks: db.healthChecks,
-    };
+    const serviceName = record && zone ? { fqdn: record.name.includes('.') ? record.name.replace(/\.$/, '') : `${record.name}.${zone}`, ttl: record.ttl } : undefined;
+    // The service endpoint clients use: a DNS name the drill switches, else the configured host
+    // (HAProxy or a VIP that follows the leader by itself), else the driver's own view.
+    const endpoint: ServiceEndpoint = serviceName ? { kind: 'dns', ...serviceName } : db.host ? { kind: 'proxy', host: db.host, port: db.port } : { kind: 'driver' };
+    const credentials = pgServer('', 0, db.user, db.password, loaded.baseDir);
+    targets[name] = { credentials, database: db.database, driver, members: topologyMembers(db.topology), endpoint, healthChecks: db.healthChecks, electionTimeoutMs: electionTimeoutMs(db.topology) };
+    if (db.topology.driver === 'local') {
+      legacy[name] = { credentials: pgServer(db.host ?? db.topology.nodes[0].host, db.port, db.user, db.password, loaded.baseDir), database: db.database, nodes: db.topology.nodes as [TopologyNode, TopologyNode], serviceName, healthChecks: db.healthChecks };
+    }
   }
-  return createDrillActivities({
+  const common = {
     environment,
-    targets,
     dns: env.dns ? dnsProviderFor(loaded, env.dns) : undefined,
-    driver: localDriver,
     approvers: env.approvers.drDrill ?? env.approvers.default ?? [],
     rpoMs: env.targets.rpo,
     rtoMs: env.targets.rto,
     reports: env.backups && store ? { store, prefix: env.backups.prefix } : undefined,
-  });
+  };
+  return {
+    // Drills started before the topology drivers finish on the activities they were written against.
+    ...createLegacyDrillActivities({ ...common, targets: legacy, driver: localDriver }),
+    ...createDrillActivities({ ...common, targets, ackLogDir: loaded.config.worker.drillWriteLogDir ?? join(tmpdir(), 'runbook-drill-writes') }),
+  };
 }
 
 function kubernetesTargetFor(loaded: LoadedConfig, env: EnvironmentConfig): KubernetesTarget | undefined {
@@ -157,28 +238,44 @@ function temporalConfigActivitiesFor(loaded: LoadedConfig, environment: string, 
     environment,
     settings: () => temporalConnectionSettings(loaded, env.temporal),
     cluster,
-    persistence: own && { server: pgServer(own.host, own.port, own.user, own.password, loaded.baseDir), database: own.database },
+    // Its primary found as every runbook finds it: the service address, else the topology driver.
+    persistence: own && { server: primaryLocator(loaded.baseDir, own, own.user, own.password), database: own.database },
     baseDir: loaded.baseDir,
     backups: env.backups && store ? { store, prefix: env.backups.prefix } : undefined,
   });
 }
 
-/** All activities of one environment, built from config, each module closing over its own clients. */
-export function createActivities(loaded: LoadedConfig, environment: string) {
+/**
+ * All activities of one environment, built from config, each module closing over its own clients. The
+ * Temporal client the activities read with is the caller's when given (the worker closes it when the
+ * worker generation using it ends, so a rotated certificate leaves no connection on the old one).
+ */
+export function createActivities(loaded: LoadedConfig, environment: string, temporalClient?: () => Promise<Client>) {
   // One S3 client per environment: backups and drill reports share the bucket.
   const { env } = selectEnvironment(loaded, environment);
   const store = env.backups ? new ObjectStore(createS3Client(loaded, env.backups), env.backups.bucket) : undefined;
-  const temporal = lazyClient(loaded, environment);
+  const temporal = temporalClient ?? lazyClient(loaded, environment);
+  const physical = physicalBackupActivitiesFor(loaded, environment, store);
   return {
     ...createSmokeActivities(environment),
     ...createIdentityActivities({ loaded, environment }),
     ...createNotifyActivities({ loaded, environment }),
     ...createEvidenceActivities({ environment, reports: env.backups && store ? { store, prefix: env.backups.prefix } : undefined, retentionMs: env.backups?.evidenceRetention }),
     ...backupActivitiesFor(loaded, environment, store),
+    ...physical,
+    ...createScratchHostActivities({ batchQueue: env.temporal.taskQueues.batch }),
     ...drillActivitiesFor(loaded, environment, store),
     ...createVisibilityActivities({ environment, client: temporal }),
     ...createTargetActivities({ loaded, environment, client: temporal }),
-    ...createCheckActivities({ environment, env, baseDir: loaded.baseDir, temporal, temporalSettings: () => temporalConnectionSettings(loaded, env.temporal), store }),
+    ...createCheckActivities({
+      environment,
+      env,
+      baseDir: loaded.baseDir,
+      temporal,
+      temporalSettings: () => temporalConnectionSettings(loaded, env.temporal),
+      store,
+      physicalRepository: (database) => physical.inspectPhysicalRepository({ database }),
+    }),
     ...createAuditActivities({
       environment,
       approvers: env.approvers.readinessAudit ?? env.approvers.default ?? [],

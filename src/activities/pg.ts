@@ -1,3 +1,4 @@
+import { childEnv } from '../system/process';
 import { Client, ClientConfig } from 'pg';
 import { classify } from './errors';
 
@@ -83,7 +84,13 @@ export async function serverVersion(client: Client): Promise<string> {
   return res.rows[0].server_version;
 }
 
-/** Environment for pg_dump / pg_restore: the password travels in the environment, never on the command line. */
+/** The worker's libpq TLS settings, which the tools must honour as the worker's own connections do. */
+export const PG_TLS_VARIABLES = ['PGSSLMODE', 'PGSSLROOTCERT', 'PGSSLCERT', 'PGSSLKEY', 'PGSSLCRL', 'PGSSLCRLDIR', 'PGSSLMINPROTOCOLVERSION'] as const;
+
+/**
+ * Environment for pg_dump / pg_restore: the password travels in the environment, never on the command
+ * line; beside it only PATH, the locale and the TLS settings, never the worker's other variables.
+ */
 export function pgToolEnv(server: PgServer, applicationName: string): NodeJS.ProcessEnv {
-  return { ...process.env, PGPASSWORD: server.password, PGAPPNAME: applicationName, PGCONNECT_TIMEOUT: '10', TZ: 'UTC' };
+  return childEnv({ PGPASSWORD: server.password, PGAPPNAME: applicationName, PGCONNECT_TIMEOUT: '10', TZ: 'UTC' }, PG_TLS_VARIABLES);
 }

@@ -16,8 +16,33 @@ export interface RestoreReport {
   checks: { name: string; passed: boolean; detail: string }[];
   scratchDatabase: string;
   scratchDropped: boolean;
+  /** Where the scratch database lived: a scratch instance the worker started (its name), or a server. */
+  scratchInstance?: string;
+  /** pgBackRest databases: the recovery point, the target, replay and the repository's state. */
+  method?: 'dump' | 'pgbackrest';
+  pitr?: PitrReport;
   startedAt: string;
   endedAt: string;
+}
+
+export interface PitrReport {
+  stanza: string;
+  backup?: { label: string; type: string; startedAt: string; stoppedAt: string; databaseBytes: number; repoBytes: number };
+  target?: { type: 'immediate' | 'time' | 'end'; time?: string; description: string };
+  restoreMs?: number;
+  replayMs?: number;
+  walReplayedBytes?: number;
+  segmentsRestored?: number;
+  replayFrom?: string;
+  replayTo?: string;
+  stoppedBecause?: string;
+  lastTransactionAt?: string;
+  /** The recoverable window when the test ran. */
+  window?: { from?: string; until?: string; reason?: string };
+  /** What a loss of the primary right now would lose: the newest segment archived and when. */
+  rpoAchievable?: { newestArchivedWal: string | null; archivedAt: string | null; unarchivedWal: boolean; exposureMs?: number };
+  archive?: { min?: string; max?: string; scannedSegments?: number; missing: string[] };
+  checks?: { check: string; verify?: string };
 }
 
 function duration(ms: number | undefined): string {
@@ -37,9 +62,25 @@ export function renderRestoreReportMarkdown(r: RestoreReport): string {
     `- Test: \`${r.testId}\` (workflow \`${r.workflowId}\`), ${r.startedAt} to ${r.endedAt}`,
     `- Recovery point: ${r.backupId ? `\`${r.backupId}\` (${r.selection}), taken ${r.backupEndedAt}, age ${duration(r.backupAgeMs)}` : `none (${r.selection})`}`,
     `- RPO: ${r.rpo.limitMs === undefined ? 'no target set' : `newest backup ${duration(r.rpo.newestBackupAgeMs)} old, target ${duration(r.rpo.limitMs)}: ${r.rpo.met ? 'met' : 'VIOLATED'}`}`,
-    `- Restore: ${r.restore ? `${r.restore.bytes} bytes in ${duration(r.restore.durationMs)} (${r.restore.mode}, ${r.restore.jobs} job${r.restore.jobs === 1 ? '' : 's'})` : 'not run'}`,
-    `- Scratch database \`${r.scratchDatabase}\`: ${r.scratchDropped ? 'dropped' : 'NOT dropped'}`,
   ];
+  if (r.pitr) {
+    const p = r.pitr;
+    lines.push(
+      `- Stanza \`${p.stanza}\`, backup ${p.backup ? `\`${p.backup.label}\` (${p.backup.type}, ended ${p.backup.stoppedAt})` : 'none'}`,
+      `- Target: ${p.target?.description ?? 'none'}`,
+      `- Restore ${duration(p.restoreMs)}, replay ${duration(p.replayMs)}${p.walReplayedBytes !== undefined ? `, ${(p.walReplayedBytes / 1_048_576).toFixed(1)} MB of WAL (${p.segmentsRestored ?? 0} segments from the archive, ${p.replayFrom} to ${p.replayTo})` : ''}`,
+      `- Recovery ended: ${p.stoppedBecause ?? '-'}${p.lastTransactionAt ? `; last transaction ${p.lastTransactionAt}` : ''}`,
+      `- Recoverable window: ${p.window?.from && p.window.until ? `${p.window.from} to ${p.window.until}` : (p.window?.reason ?? '-')}`,
+      `- RPO achievable now: ${p.rpoAchievable ? `newest archived WAL ${p.rpoAchievable.newestArchivedWal ?? 'none'} at ${p.rpoAchievable.archivedAt ?? '-'}${p.rpoAchievable.exposureMs !== undefined ? ` (${duration(p.rpoAchievable.exposureMs)} of writes at risk)` : ''}` : '-'}`,
+      `- WAL archive: ${p.archive ? `${p.archive.min ?? '-'} to ${p.archive.max ?? '-'}, ${p.archive.scannedSegments ?? 0} segments checked, ${p.archive.missing.length ? `MISSING ${p.archive.missing.join(', ')}` : 'none missing'}` : '-'}`,
+      `- Scratch instance \`${r.scratchInstance ?? '-'}\`: ${r.scratchDropped ? 'removed' : 'NOT removed'}`,
+    );
+  } else {
+    lines.push(
+      `- Restore: ${r.restore ? `${r.restore.bytes} bytes in ${duration(r.restore.durationMs)} (${r.restore.mode}, ${r.restore.jobs} job${r.restore.jobs === 1 ? '' : 's'})` : 'not run'}`,
+      `- Scratch database \`${r.scratchDatabase}\`${r.scratchInstance ? ` in scratch instance \`${r.scratchInstance}\`` : ''}: ${r.scratchDropped ? 'dropped' : 'NOT dropped'}`,
+    );
+  }
   if (r.reasons.length) lines.push('', '## Why it failed', '', ...r.reasons.map((x) => `- ${x}`));
   lines.push('', '## Checks', '', '| check | result | detail |', '| --- | --- | --- |');
   for (const c of r.checks) lines.push(`| ${cell(c.name)} | ${c.passed ? 'pass' : '**FAIL**'} | ${cell(c.detail)} |`);

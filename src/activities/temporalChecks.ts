@@ -18,6 +18,7 @@ import { parse as parseYaml } from 'yaml';
 import type { TemporalConnectionSettings } from '../config/connection';
 import { decodeClusterMetadata, ClusterDescription, TemporalAdminConnection } from '../system/temporalAdmin';
 import { CheckDeps, errorText, fail, ownWorkerIdentity, pass, pgServerOf, unknown, Verdict, VerdictFn, withPg } from './checkSupport';
+import { reachServer } from './primary';
 
 export const TEMPORAL_CHECK_IDS = [
   'checkTemporalVersion',
@@ -297,7 +298,8 @@ export function createTemporalChecks(deps: CheckDeps): Record<TemporalCheckId, V
       const own = persistenceDb();
       if (!own) return noClusterConfig(`the version of its ${store} database`);
       if (!/^postgres/i.test(store)) return unknown(`persistence on ${store}; the configured database ${own.key} is PostgreSQL, so it is not the one this cluster uses`, evidence);
-      const found = await withPg(pgServerOf(own.db, deps.baseDir), own.db.database, async (q) => {
+      const server = await reachServer(pgServerOf(own.db, deps.baseDir));
+      const found = await withPg(server, own.db.database, async (q) => {
         const version = Number((await q('SHOW server_version_num'))[0].server_version_num);
         const schema = (await q('SELECT curr_version FROM schema_version WHERE db_name = $1', [own.db.database]))[0]?.curr_version ?? null;
         const meta = (await q('SELECT cluster_name, data, data_encoding FROM cluster_metadata_info'))
@@ -307,7 +309,7 @@ export function createTemporalChecks(deps: CheckDeps): Record<TemporalCheckId, V
       });
       const stored = found.meta.find((m) => m.clusterId === info.clusterId);
       Object.assign(evidence, {
-        database: `${own.db.host}:${own.db.port}/${own.db.database}`,
+        database: `${server.host}:${server.port}/${own.db.database}`,
         postgresVersion: pgVersionText(found.version),
         schemaVersion: found.schema,
         clusterIdsInDatabase: found.meta.map((m) => m.clusterId),
@@ -328,11 +330,12 @@ export function createTemporalChecks(deps: CheckDeps): Record<TemporalCheckId, V
         const own = persistenceDb();
         const visibilityDb = cluster?.visibilityDatabase;
         if (own && visibilityDb && /^postgres/i.test(store)) {
-          const found = await withPg(pgServerOf(own.db, deps.baseDir), visibilityDb, async (q) => ({
+          const server = await reachServer(pgServerOf(own.db, deps.baseDir));
+          const found = await withPg(server, visibilityDb, async (q) => ({
             version: Number((await q('SHOW server_version_num'))[0].server_version_num),
             schema: (await q('SELECT curr_version FROM schema_version WHERE db_name = $1', [visibilityDb]))[0]?.curr_version ?? null,
           }));
-          Object.assign(evidence, { database: `${own.db.host}:${own.db.port}/${visibilityDb}`, postgresVersion: pgVersionText(found.version), schemaVersion: found.schema });
+          Object.assign(evidence, { database: `${server.host}:${server.port}/${visibilityDb}`, postgresVersion: pgVersionText(found.version), schemaVersion: found.schema });
           return pass(`SQL advanced visibility on PostgreSQL ${pgVersionText(found.version)} (${visibilityDb}, schema ${found.schema}), Temporal's supported alternative to Elasticsearch`, evidence);
         }
         return pass(`SQL advanced visibility on ${store}, Temporal's supported alternative to Elasticsearch`, evidence);
@@ -513,9 +516,11 @@ export function createTemporalChecks(deps: CheckDeps): Record<TemporalCheckId, V
       const own = persistenceDb();
       if (!own) return noClusterConfig('a replica of it');
       const r = own.db.replica;
-      const evidence: Record<string, unknown> = { database: own.key, primary: `${own.db.host}:${own.db.port}`, replica: r ? `${r.host}:${r.port}` : null };
+      const evidence: Record<string, unknown> = { database: own.key, replica: r ? `${r.host}:${r.port}` : null };
       if (!r) return fail(`Temporal's persistence database ${own.key} has no replica configured (databases.${own.key}.replica)`, evidence);
-      const server = pgServerOf(own.db, deps.baseDir);
+      const server = await reachServer(pgServerOf(own.db, deps.baseDir));
+      const primary = `${server.host}:${server.port}`;
+      evidence.primary = primary;
       const onReplica = await withPg({ ...server, host: r.host, port: r.port, password: server.password }, own.db.database, async (q) => {
         const rec = (await q('SELECT pg_is_in_recovery() AS rec'))[0].rec === true;
         const receiver = rec ? ((await q('SELECT status, sender_host, sender_port FROM pg_stat_wal_receiver'))[0] ?? null) : null;
@@ -525,9 +530,9 @@ export function createTemporalChecks(deps: CheckDeps): Record<TemporalCheckId, V
       Object.assign(evidence, onReplica);
       if (!onReplica.inRecovery) return fail(`the replica ${r.host}:${r.port} of Temporal's database ${own.key} is not in recovery (it is a primary)`, evidence);
       if (onReplica.walReceiver !== 'streaming') return fail(`the replica of Temporal's database ${own.key} is not streaming (${onReplica.walReceiver ?? 'no WAL receiver'})`, evidence);
-      const streamingFromPrimary = onReplica.sender === `${own.db.host}:${own.db.port}`;
+      const streamingFromPrimary = onReplica.sender === primary;
       evidence.streamingFromConfiguredPrimary = streamingFromPrimary;
-      if (!streamingFromPrimary) return fail(`the replica of ${own.key} streams from ${onReplica.sender}, not from the configured primary ${own.db.host}:${own.db.port}`, evidence);
+      if (!streamingFromPrimary) return fail(`the replica of ${own.key} streams from ${onReplica.sender}, not from the configured primary ${primary}`, evidence);
       return pass(`Temporal's database ${own.key} has a streaming replica at ${r.host}:${r.port}`, evidence);
     },
 

@@ -20,6 +20,8 @@ import type { EnvironmentConfig } from '../config/schema';
 import { checkServedEnvironment, classify, failure } from './errors';
 import { withHeartbeat } from './heartbeat';
 import { connectPg, PgServer } from './pg';
+import type { ServerLocator } from './backups';
+import { reachServer } from './primary';
 import type { ObjectStore } from './s3';
 
 const INDEXED_VALUE_TYPES = ['Unspecified', 'Text', 'Keyword', 'Int', 'Double', 'Bool', 'Datetime', 'KeywordList'] as const;
@@ -108,7 +110,7 @@ export interface TemporalConfigDeps {
   settings: () => TemporalConnectionSettings;
   cluster?: NonNullable<EnvironmentConfig['temporal']['cluster']>;
   /** Temporal's persistence database server (from databases:), for the schema versions. */
-  persistence?: { server: PgServer; database: string };
+  persistence?: { server: ServerLocator; database: string };
   baseDir: string;
   backups?: { store: ObjectStore; prefix: string };
 }
@@ -293,8 +295,11 @@ export function createTemporalConfigActivities(deps: TemporalConfigDeps) {
   };
   const readSchemaVersions = async (): Promise<SchemaVersions> => {
     if (!deps.persistence) return { persistence: null, visibility: null };
-    const { server, database } = deps.persistence;
+    const { database } = deps.persistence;
     const visibilityDb = deps.cluster?.visibilityDatabase;
+    const server = await reachServer(deps.persistence.server).catch((err: unknown) => {
+      throw classify(err, `finding the primary of Temporal's database ${database}`);
+    });
     try {
       return {
         persistence: { database, version: await schemaVersion(server, database) },

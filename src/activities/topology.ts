@@ -1,139 +1,55 @@
+/**
+ * The DR drill's activities. Everything that depends on how the cluster is run goes through the
+ * database's topology driver (src/topology/: local or patroni); what a client sees goes through the
+ * service endpoint: a DNS name the drill switches, or an address that follows the leader by itself
+ * (HAProxy with Patroni's health checks, a VIP), which the drill only watches.
+ */
 import { Context, log } from '@temporalio/activity';
 import type { Client } from 'pg';
-import { nodeFiles, nodeRunning, rebuildNode, rewindNode, startNode, stopNode } from '../system/postgres';
+import type { ClusterState, DrillMode, TopologyDriver } from '../topology';
 import type { DnsProvider } from './dns';
 import { checkServedEnvironment, classify, failure } from './errors';
 import { withHeartbeat } from './heartbeat';
 import { connectPg, PgServer } from './pg';
 import type { ObjectStore } from './s3';
+import { createWriteLoadActivities, WRITES_TABLE_DDL } from './writeLoad';
 
-export interface TopologyNode {
-  name: string;
-  host: string;
-  port: number;
-  dataDir: string;
-}
-
-/**
- * How a drill acts on a node's processes. The local driver runs pg_ctl on the worker's machine (the
- * sandbox); a Kubernetes StatefulSet driver (scale to zero, delete the pod) implements the same.
- */
-export interface NodeDriver {
-  stop(node: TopologyNode, mode: 'fast' | 'immediate'): Promise<{ wasRunning: boolean }>;
-  start(node: TopologyNode): Promise<void>;
-  isRunning(node: TopologyNode): boolean;
-  /** Make a node a replica of the primary: rewind if possible, else a fresh copy. */
-  rejoinAsReplica(node: TopologyNode, primary: TopologyNode, credentials: PgServer): Promise<'pg_rewind' | 'base backup'>;
-  /** Replace the node's data with a fresh copy of the primary, as a replica. */
-  rebuildAsReplica(node: TopologyNode, primary: TopologyNode, credentials: PgServer): Promise<'base backup'>;
-}
-
-export const localDriver: NodeDriver = {
-  async stop(node, mode) {
-    const wasRunning = nodeRunning(node.dataDir);
-    await stopNode(node.dataDir, mode);
-    return { wasRunning };
-  },
-  async start(node) {
-    await startNode({ ...node, ...nodeFiles(node.dataDir) }, { adopt: false });
-  },
-  isRunning(node) {
-    return nodeRunning(node.dataDir);
-  },
-  async rejoinAsReplica(node, primary, credentials) {
-    const source = { host: primary.host, port: primary.port, user: credentials.user, password: credentials.password };
-    await stopNode(node.dataDir, 'fast');
-    let method: 'pg_rewind' | 'base backup' = 'pg_rewind';
-    try {
-      await rewindNode(node.dataDir, node.name, source);
-    } catch (err) {
-      log.warn('pg_rewind failed; taking a fresh base backup instead', { node: node.name, error: (err as Error).message });
-      await rebuildNode(node.dataDir, node.name, source);
-      method = 'base backup';
-    }
-    await startNode({ ...node, ...nodeFiles(node.dataDir) }, { adopt: false });
-    return method;
-  },
-  async rebuildAsReplica(node, primary, credentials) {
-    await stopNode(node.dataDir, 'fast');
-    await rebuildNode(node.dataDir, node.name, { host: primary.host, port: primary.port, user: credentials.user, password: credentials.password });
-    await startNode({ ...node, ...nodeFiles(node.dataDir) }, { adopt: false });
-    return 'base backup';
-  },
-};
+/** How clients reach the primary, and so how the drill switches and verifies it. */
+export type ServiceEndpoint =
+  | { kind: 'dns'; fqdn: string; ttl: number }
+  /** An address that follows the leader by itself: HAProxy routed by Patroni's health checks, a VIP. */
+  | { kind: 'proxy'; host: string; port: number }
+  /** No service address is configured: the drill reaches the primary through the driver. */
+  | { kind: 'driver' };
 
 export interface DrillTarget {
-  /** Credentials and database name; host/port come from each node. */
-  credentials: PgServer;
+  /** Credentials and database name; hosts and ports come from the members or the endpoint. */
+  credentials: Omit<PgServer, 'host' | 'port'>;
   database: string;
-  nodes: [TopologyNode, TopologyNode];
-  /** Fully qualified service name clients use, and its TTL. */
-  serviceName?: { fqdn: string; ttl: number };
+  driver: TopologyDriver;
+  members: { name: string; host: string; port: number }[];
+  endpoint: ServiceEndpoint;
   healthChecks: { name: string; sql: string }[];
+  electionTimeoutMs: number;
 }
 
 export interface DrillDeps {
   environment: string;
   targets: Record<string, DrillTarget>;
   dns?: DnsProvider;
-  driver: NodeDriver;
   approvers: string[];
   rpoMs?: number;
   rtoMs?: number;
   reports?: { store: ObjectStore; prefix: string };
-}
-
-export interface NodeState {
-  name: string;
-  host: string;
-  port: number;
-  reachable: boolean;
-  role: 'primary' | 'replica' | 'down';
-  /** Primary: current WAL position. Replica: last replayed position. */
-  lsn?: string;
-  lastReplayAt?: string;
-  /** On the primary: replicas streaming from it, by address, with bytes of replay lag. */
-  replicas?: { name: string; state: string; lagBytes: number; replayLagMs: number }[];
-  error?: string;
+  /** Where the write load records acknowledged commits (one file per drill), outside any worker's memory. */
+  ackLogDir: string;
 }
 
 const SCRATCH_TABLE = 'runbook_drill_markers';
+const SCRATCH_TABLE_DDL = `CREATE TABLE IF NOT EXISTS ${SCRATCH_TABLE} (drill_id text PRIMARY KEY, kind text NOT NULL, written_at timestamptz NOT NULL DEFAULT clock_timestamp())`;
 
-async function withNode<T>(target: DrillTarget, node: TopologyNode, fn: (c: Client) => Promise<T>, appName = 'runbook-drill'): Promise<T> {
-  const c = await connectPg({ ...target.credentials, host: node.host, port: node.port, password: target.credentials.password }, target.database, appName);
-  try {
-    return await fn(c);
-  } finally {
-    await c.end().catch(() => undefined);
-  }
-}
-
-async function inspect(target: DrillTarget, node: TopologyNode): Promise<NodeState> {
-  const base = { name: node.name, host: node.host, port: node.port };
-  try {
-    return await withNode(target, node, async (c) => {
-      const r = await c.query<{ rec: boolean; lsn: string; replay: string | null; at: Date | null }>(
-        'SELECT pg_is_in_recovery() AS rec, CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn()::text ELSE pg_current_wal_lsn()::text END AS lsn, pg_last_wal_replay_lsn()::text AS replay, pg_last_xact_replay_timestamp() AS at',
-      );
-      const row = r.rows[0];
-      if (row.rec) return { ...base, reachable: true, role: 'replica' as const, lsn: row.lsn, lastReplayAt: row.at?.toISOString() };
-      // Replicas are known by the name they report (cluster_name / application_name), not by address.
-      const reps = await c.query<{ name: string; state: string; lag: string; lag_ms: string }>(
-        `SELECT application_name AS name, state, coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn), 0)::text AS lag,
-                (coalesce(extract(epoch FROM replay_lag), 0) * 1000)::bigint::text AS lag_ms
-           FROM pg_stat_replication`,
-      );
-      return {
-        ...base,
-        reachable: true,
-        role: 'primary' as const,
-        lsn: row.lsn,
-        replicas: reps.rows.map((x) => ({ name: x.name, state: x.state, lagBytes: Number(x.lag), replayLagMs: Number(x.lag_ms) })),
-      };
-    });
-  } catch (err) {
-    return { ...base, reachable: false, role: 'down', error: (err as Error).message };
-  }
+export function describeEndpoint(e: ServiceEndpoint): string {
+  return e.kind === 'dns' ? `DNS name ${e.fqdn}` : e.kind === 'proxy' ? `${e.host}:${e.port} (follows the leader by itself)` : 'the primary as the topology driver finds it';
 }
 
 export function createDrillActivities(deps: DrillDeps) {
@@ -142,205 +58,228 @@ export function createDrillActivities(deps: DrillDeps) {
     if (!t) throw failure('InvalidInput', `database '${database}' has no drill topology in environment ${deps.environment} (databases.${database}.topology); configured: ${Object.keys(deps.targets).join(', ') || 'none'}`);
     return t;
   };
-  const node = (t: DrillTarget, name: string): TopologyNode => {
-    const n = t.nodes.find((x) => x.name === name);
-    if (!n) throw failure('InvalidInput', `node '${name}' is not in the topology (${t.nodes.map((x) => x.name).join(', ')})`);
-    return n;
+  const member = (t: DrillTarget, name: string) => {
+    const m = t.members.find((x) => x.name === name);
+    if (!m) throw failure('InvalidInput', `node '${name}' is not in the topology (${t.members.map((x) => x.name).join(', ')})`);
+    return m;
   };
   const dns = (): DnsProvider => {
     if (!deps.dns) throw failure('InvalidInput', `environment ${deps.environment} has no dns: section; the drill switches the service name through it`);
     return deps.dns;
   };
-  const service = (t: DrillTarget) => {
-    if (!t.serviceName) throw failure('InvalidInput', 'the database has no dnsRecord: the drill needs the service name clients use');
-    return t.serviceName;
-  };
+  const server = (t: DrillTarget, host: string, port: number): PgServer => ({ host, port, user: t.credentials.user, password: t.credentials.password });
+
+  /** Where a client connecting to the service endpoint lands right now (address only; nothing is checked). */
+  async function endpointAddress(t: DrillTarget): Promise<{ host: string; port: number; answers?: string[] }> {
+    if (t.endpoint.kind === 'proxy') return { host: t.endpoint.host, port: t.endpoint.port };
+    if (t.endpoint.kind === 'driver') return t.driver.primaryAddress();
+    const answers = await dns().resolveA(t.endpoint.fqdn);
+    if (answers.length !== 1) throw failure('ConnectionLost', `${t.endpoint.fqdn} answers ${JSON.stringify(answers)}, expected one address`);
+    const m = t.members.find((x) => x.host === answers[0]);
+    if (!m) throw failure('InvalidInput', `${t.endpoint.fqdn} points at ${answers[0]}, which is no node of the topology`);
+    return { host: answers[0], port: m.port, answers };
+  }
+
+  async function throughEndpoint<T>(t: DrillTarget, appName: string, fn: (c: Client, reached: { member?: string; writable: boolean; address: string }) => Promise<T>): Promise<T> {
+    const a = await endpointAddress(t);
+    const c = await connectPg(server(t, a.host, a.port), t.database, appName);
+    try {
+      // The node behind a proxy says who it is: the address and port it accepted the connection on.
+      const r = await c.query<{ addr: string | null; port: number | null; rec: boolean }>('SELECT host(inet_server_addr()) AS addr, inet_server_port() AS port, pg_is_in_recovery() AS rec');
+      const row = r.rows[0];
+      const m = t.members.find((x) => x.host === row.addr && x.port === row.port) ?? t.members.find((x) => x.host === row.addr);
+      return await fn(c, { member: m?.name, writable: !row.rec, address: `${a.host}:${a.port}` });
+    } finally {
+      await c.end().catch(() => undefined);
+    }
+  }
 
   return {
+    ...createWriteLoadActivities({ ackLogDir: deps.ackLogDir, target: (database) => target(database), endpointAddress }),
+
+    /** What the drill acts on, for the plan shown before approval. */
     async describeDrillTarget(input: { database: string; environment?: string }) {
       checkServedEnvironment(input.environment, deps.environment);
       const t = target(input.database);
       return {
-        nodes: t.nodes.map((n) => ({ name: n.name, host: n.host, port: n.port })),
-        serviceName: t.serviceName?.fqdn,
+        driver: t.driver.kind,
+        nodes: t.members,
+        serviceEndpoint: describeEndpoint(t.endpoint),
+        endpointKind: t.endpoint.kind,
+        serviceName: t.endpoint.kind === 'dns' ? t.endpoint.fqdn : undefined,
         dnsProvider: deps.dns?.kind,
         approvers: deps.approvers,
         rpoMs: deps.rpoMs,
         rtoMs: deps.rtoMs,
+        electionTimeoutMs: t.electionTimeoutMs,
         reports: Boolean(deps.reports),
       };
     },
 
-    async inspectNodes(input: { database: string }): Promise<NodeState[]> {
-      const t = target(input.database);
-      return Promise.all(t.nodes.map((n) => inspect(t, n)));
+    /** The cluster as its driver sees it: members, roles, lag, timelines, the DCS, the failover settings, and what is wrong. */
+    async describeCluster(input: { database: string }): Promise<ClusterState> {
+      return withHeartbeat(() => target(input.database).driver.describe());
     },
 
-    async resolveServiceName(input: { database: string }): Promise<string[]> {
-      return dns().resolveA(service(target(input.database)).fqdn);
+    /** Which member the service endpoint reaches now, and whether it accepts writes there. */
+    async locateServiceEndpoint(input: { database: string }): Promise<{ endpoint: string; reaches?: string; writable?: boolean; address?: string; answers?: string[]; error?: string }> {
+      const t = target(input.database);
+      const endpoint = describeEndpoint(t.endpoint);
+      try {
+        const answers = t.endpoint.kind === 'dns' ? await dns().resolveA(t.endpoint.fqdn) : undefined;
+        return await throughEndpoint(t, 'runbook-drill', async (_c, r) => ({ endpoint, reaches: r.member, writable: r.writable, address: r.address, answers }));
+      } catch (err) {
+        return { endpoint, error: (err as Error).message };
+      }
+    },
+
+    /** The fault and promotion the drill will carry out, in words and commands, for the approver. */
+    async planDrillFault(input: { database: string; member: string; candidate: string; mode: DrillMode }): Promise<string[]> {
+      const t = target(input.database);
+      return t.driver.faultPlan(input);
     },
 
     /** A row naming the drill, written on the primary; idempotent by drill id. Returns its LSN and time. */
     async writeDrillMarker(input: { database: string; node: string; drillId: string }): Promise<{ lsn: string; writtenAt: string }> {
       const t = target(input.database);
+      const m = member(t, input.node);
       try {
-        return await withHeartbeat(() => withNode(t, node(t, input.node), async (c) => {
-          await c.query(`CREATE TABLE IF NOT EXISTS ${SCRATCH_TABLE} (drill_id text PRIMARY KEY, kind text NOT NULL, written_at timestamptz NOT NULL DEFAULT clock_timestamp())`);
-          await c.query(`INSERT INTO ${SCRATCH_TABLE} (drill_id, kind) VALUES ($1, 'marker') ON CONFLICT (drill_id) DO NOTHING`, [input.drillId]);
-          const r = await c.query<{ lsn: string; at: Date }>(`SELECT pg_current_wal_lsn()::text AS lsn, written_at AS at FROM ${SCRATCH_TABLE} WHERE drill_id = $1`, [input.drillId]);
-          return { lsn: r.rows[0].lsn, writtenAt: r.rows[0].at.toISOString() };
-        }));
+        return await withHeartbeat(async () => {
+          const c = await connectPg(server(t, m.host, m.port), t.database, 'runbook-drill');
+          try {
+            await c.query(SCRATCH_TABLE_DDL);
+            await c.query(WRITES_TABLE_DDL);
+            await c.query(`INSERT INTO ${SCRATCH_TABLE} (drill_id, kind) VALUES ($1, 'marker') ON CONFLICT (drill_id) DO NOTHING`, [input.drillId]);
+            const r = await c.query<{ lsn: string; at: Date }>(`SELECT pg_current_wal_lsn()::text AS lsn, written_at AS at FROM ${SCRATCH_TABLE} WHERE drill_id = $1`, [input.drillId]);
+            return { lsn: r.rows[0].lsn, writtenAt: r.rows[0].at.toISOString() };
+          } finally {
+            await c.end().catch(() => undefined);
+          }
+        });
       } catch (err) {
         throw classify(err, `writing the drill marker on ${input.node}`);
       }
     },
 
-    /** Stops a node (immediate = the machine died; fast = a clean shutdown). Stopping a stopped node is a no-op. */
-    async stopDatabaseNode(input: { database: string; node: string; mode: 'fast' | 'immediate' }): Promise<{ wasRunning: boolean; stoppedAt: string }> {
+    /**
+     * The fault: failover kills the primary hard; switchover hands over in order. A retried attempt
+     * finds the fault done and does nothing (acted: false); the drill's RTO clock is its own, set
+     * once in the workflow before the first attempt, so a retry cannot move it.
+     */
+    async injectFault(input: { database: string; member: string; candidate: string; mode: DrillMode }) {
       const t = target(input.database);
-      const r = await withHeartbeat(() => deps.driver.stop(node(t, input.node), input.mode));
-      log.info('node stopped', { node: input.node, mode: input.mode, wasRunning: r.wasRunning });
-      return { ...r, stoppedAt: new Date().toISOString() };
+      const ctx = Context.current();
+      const startedAt = new Date().toISOString();
+      const r = await withHeartbeat(() => t.driver.injectFault({ ...input, progress: (d) => ctx.heartbeat(d) }));
+      log.info('fault injected', { member: input.member, mode: input.mode, acted: r.acted, attempt: ctx.info.attempt });
+      return { ...r, startedAt, endedAt: new Date().toISOString(), attempt: ctx.info.attempt };
     },
 
-    /** Switchover: waits until the replica has replayed everything up to the given LSN. */
-    async waitForReplay(input: { database: string; node: string; lsn: string; timeoutMs: number }): Promise<{ replayedLsn: string }> {
+    /** Waits for a new primary that commits a write: Patroni elects one; the local driver fences and promotes. */
+    async awaitNewPrimary(input: { database: string; formerPrimary: string; candidate: string; mode: DrillMode }) {
       const t = target(input.database);
-      const deadline = Date.now() + input.timeoutMs;
-      for (;;) {
-        const r = await withNode(t, node(t, input.node), (c) =>
-          c.query<{ done: boolean; lsn: string }>('SELECT pg_last_wal_replay_lsn() >= $1::pg_lsn AS done, pg_last_wal_replay_lsn()::text AS lsn', [input.lsn]),
-        );
-        Context.current().heartbeat({ replayed: r.rows[0].lsn, target: input.lsn });
-        if (r.rows[0].done) return { replayedLsn: r.rows[0].lsn };
-        if (Date.now() > deadline) throw failure('InvalidInput', `replica ${input.node} had replayed only ${r.rows[0].lsn} of ${input.lsn} after ${input.timeoutMs} ms`);
-        await new Promise((res) => setTimeout(res, 200));
-      }
-    },
-
-    /** The state of a node that must be down before another is promoted (fencing in failover mode). */
-    async confirmNodeDown(input: { database: string; node: string }): Promise<{ down: true }> {
-      const t = target(input.database);
-      const n = node(t, input.node);
-      const state = await inspect(t, n);
-      if (state.reachable || deps.driver.isRunning(n)) throw failure('InvalidInput', `node ${input.node} still answers: refusing to promote another node while it may accept writes`);
-      return { down: true };
-    },
-
-    /** Promotes a replica and waits until it accepts writes; promoting a primary is a no-op. */
-    async promoteNode(input: { database: string; node: string }): Promise<{ promoted: boolean; writableAt: string }> {
-      const t = target(input.database);
-      try {
-        return await withHeartbeat(() => withNode(t, node(t, input.node), async (c) => {
-          const rec = (await c.query<{ rec: boolean }>('SELECT pg_is_in_recovery() AS rec')).rows[0].rec;
-          if (rec) {
-            const ok = (await c.query<{ ok: boolean }>('SELECT pg_promote(true, 60) AS ok')).rows[0].ok;
-            if (!ok) throw failure('ConnectionLost', `pg_promote on ${input.node} did not finish within 60 s`);
-          }
-          // Writable means a write commits, not only that recovery ended.
-          await c.query(`CREATE TABLE IF NOT EXISTS ${SCRATCH_TABLE} (drill_id text PRIMARY KEY, kind text NOT NULL, written_at timestamptz NOT NULL DEFAULT clock_timestamp())`);
-          return { promoted: rec, writableAt: new Date().toISOString() };
-        }));
-      } catch (err) {
-        throw classify(err, `promoting ${input.node}`);
-      }
-    },
-
-    /** Points the service name at an address and waits until the authoritative source answers it. Idempotent. */
-    async switchServiceName(input: { database: string; address: string }): Promise<{ changed: boolean; previous: string[]; answeredAt: string }> {
-      const t = target(input.database);
-      const name = service(t);
-      const provider = dns();
-      const previous = await provider.resolveA(name.fqdn);
-      // Check before acting: after a crash and retry, a record already switched is not updated again.
-      const changed = !(previous.length === 1 && previous[0] === input.address);
-      if (changed) await withHeartbeat(() => provider.upsertA(name.fqdn, input.address, name.ttl));
-      for (let i = 0; i < 100; i++) {
-        Context.current().heartbeat({ waitingFor: input.address });
-        const now = await provider.resolveA(name.fqdn);
-        if (now.length === 1 && now[0] === input.address) return { changed, previous, answeredAt: new Date().toISOString() };
-        await new Promise((r) => setTimeout(r, 200));
-      }
-      throw failure('ServerUnreachable', `${name.fqdn} still does not answer ${input.address} 20 s after the update`);
+      const ctx = Context.current();
+      return withHeartbeat(() => t.driver.awaitNewPrimary({ ...input, timeoutMs: t.electionTimeoutMs, progress: (d) => ctx.heartbeat(d) }));
     },
 
     /**
-     * What a client sees: resolve the service name, connect there, look for the marker, write a row,
-     * run the health checks. The write's commit time is the end of the outage.
+     * Makes the service endpoint reach the new primary: a DNS record is switched (and waited for at
+     * the authoritative source); a proxy is watched until a connection through it lands on the new
+     * primary and may write. Idempotent.
      */
-    async verifyThroughServiceName(input: { database: string; drillId: string; markerDrillId: string }) {
+    async switchServiceEndpoint(input: { database: string; primary: string }): Promise<{ kind: ServiceEndpoint['kind']; changed: boolean; previous: string[]; reachedAt: string }> {
       const t = target(input.database);
-      const addresses = await dns().resolveA(service(t).fqdn);
-      if (addresses.length !== 1) throw failure('ConnectionLost', `${service(t).fqdn} answers ${JSON.stringify(addresses)}, expected one address`);
-      const n = t.nodes.find((x) => x.host === addresses[0]);
-      if (!n) throw failure('InvalidInput', `${service(t).fqdn} points at ${addresses[0]}, which is no node of the topology`);
-      try {
-        return await withHeartbeat(() => withNode(t, n, async (c) => {
-          const marker = await c.query(`SELECT 1 FROM ${SCRATCH_TABLE} WHERE drill_id = $1`, [input.markerDrillId]);
-          await c.query(`INSERT INTO ${SCRATCH_TABLE} (drill_id, kind) VALUES ($1, 'verify') ON CONFLICT (drill_id) DO NOTHING`, [input.drillId]);
-          const writeAt = new Date().toISOString();
-          const checks: { name: string; passed: boolean; detail: string }[] = [];
-          for (const h of t.healthChecks) {
-            try {
-              const r = await c.query({ text: h.sql, rowMode: 'array' });
-              checks.push({ name: h.name, passed: r.rows[0]?.[0] === true, detail: `returned ${JSON.stringify(r.rows[0]?.[0] ?? null)}` });
-            } catch (err) {
-              checks.push({ name: h.name, passed: false, detail: (err as Error).message });
-            }
-          }
-          return { address: addresses[0], node: n.name, markerPresent: marker.rowCount === 1, writeAt, checks };
-        }));
-      } catch (err) {
-        throw classify(err, `verifying through ${service(t).fqdn} (${addresses[0]})`);
-      }
-    },
-
-    /** Failback: the former primary becomes a streaming replica of the new one. A node already replicating is left as it is. */
-    async rejoinAsReplica(input: { database: string; node: string; primary: string }): Promise<{ method: 'pg_rewind' | 'base backup' | 'already a replica'; streaming: boolean }> {
-      const t = target(input.database);
-      const n = node(t, input.node);
-      const p = node(t, input.primary);
-      const before = await inspect(t, p);
-      if (before.role === 'primary' && before.replicas?.some((r) => r.name === n.name && r.state === 'streaming')) return { method: 'already a replica', streaming: true };
-      const streams = async (seconds: number) => {
-        for (let i = 0; i < seconds * 5; i++) {
-          const s = await inspect(t, p);
-          Context.current().heartbeat({ waitingForStreaming: n.name });
-          if (s.replicas?.some((r) => r.name === n.name && r.state === 'streaming')) return true;
+      const p = member(t, input.primary);
+      const ctx = Context.current();
+      if (t.endpoint.kind === 'dns') {
+        const { fqdn, ttl } = t.endpoint;
+        const provider = dns();
+        const previous = await provider.resolveA(fqdn);
+        // Check before acting: after a crash and retry, a record already switched is not updated again.
+        const changed = !(previous.length === 1 && previous[0] === p.host);
+        if (changed) await withHeartbeat(() => provider.upsertA(fqdn, p.host, ttl));
+        for (let i = 0; i < 100; i++) {
+          ctx.heartbeat({ waitingFor: p.host });
+          const now = await provider.resolveA(fqdn);
+          if (now.length === 1 && now[0] === p.host) return { kind: 'dns', changed, previous, reachedAt: new Date().toISOString() };
           await new Promise((r) => setTimeout(r, 200));
         }
-        return false;
-      };
-      const method = await deps.driver.rejoinAsReplica(n, p, t.credentials);
-      if (await streams(8)) return { method, streaming: true };
-      // pg_rewind can judge "no rewind required" for a node whose WAL went past the fork point
-      // (its last checkpoint is before it); such a node never streams. A fresh copy always does.
-      log.warn('rejoined node does not stream; replacing it with a fresh base backup', { node: n.name, method });
-      const rebuilt = await deps.driver.rebuildAsReplica(n, p, t.credentials);
-      if (await streams(30)) return { method: rebuilt, streaming: true };
-      throw failure('ConnectionLost', `${n.name} did not start streaming from ${p.name}, neither after ${method} nor after a fresh base backup`);
+        throw failure('ServerUnreachable', `${fqdn} still does not answer ${p.host} 20 s after the update`);
+      }
+      if (t.endpoint.kind === 'driver') return { kind: 'driver', changed: false, previous: [], reachedAt: new Date().toISOString() };
+      const deadline = Date.now() + 60_000;
+      let last = '';
+      while (Date.now() < deadline) {
+        try {
+          const r = await throughEndpoint(t, 'runbook-drill', async (_c, reached) => reached);
+          if (r.member === p.name && r.writable) return { kind: 'proxy', changed: false, previous: [], reachedAt: new Date().toISOString() };
+          last = `reaches ${r.member ?? 'an unknown node'}${r.writable ? '' : ' (read-only)'}`;
+        } catch (err) {
+          last = (err as Error).message;
+        }
+        ctx.heartbeat({ waitingFor: p.name, endpoint: describeEndpoint(t.endpoint), last });
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      throw failure('ConnectionLost', `${describeEndpoint(t.endpoint)} did not reach the new primary ${p.name} within 60 s (last: ${last})`);
     },
 
     /**
-     * Compensation: make sure some node is a writable primary and return it. Prefers a node that is
-     * already primary; else starts the node that was primary before the fault; else promotes the other.
+     * What a client sees: connect through the service endpoint, look for the marker, write a row, run
+     * the health checks. The write's commit time is the end of the outage.
      */
-    async ensureWritablePrimary(input: { database: string; formerPrimary: string }): Promise<{ primary: string; address: string; action: string }> {
+    async verifyThroughServiceEndpoint(input: { database: string; drillId: string; markerDrillId: string }) {
       const t = target(input.database);
-      const states = await Promise.all(t.nodes.map((n) => inspect(t, n)));
-      const primary = states.find((s) => s.role === 'primary');
-      if (primary) return { primary: primary.name, address: primary.host, action: 'already primary' };
-      const former = node(t, input.formerPrimary);
-      const other = t.nodes.find((n) => n.name !== former.name)!;
-      const otherState = states.find((s) => s.name === other.name)!;
-      if (otherState.role === 'replica') {
-        await withHeartbeat(() => withNode(t, other, (c) => c.query('SELECT pg_promote(true, 60)')));
-        return { primary: other.name, address: other.host, action: `promoted ${other.name}` };
+      try {
+        return await withHeartbeat(() =>
+          throughEndpoint(t, 'runbook-drill', async (c, reached) => {
+            // The table itself may be among what a failover lost (created just before the fault).
+            await c.query(SCRATCH_TABLE_DDL);
+            const marker = await c.query(`SELECT 1 FROM ${SCRATCH_TABLE} WHERE drill_id = $1`, [input.markerDrillId]);
+            await c.query(`INSERT INTO ${SCRATCH_TABLE} (drill_id, kind) VALUES ($1, 'verify') ON CONFLICT (drill_id) DO NOTHING`, [input.drillId]);
+            const writeAt = new Date().toISOString();
+            const checks: { name: string; passed: boolean; detail: string }[] = [];
+            for (const h of t.healthChecks) {
+              try {
+                const r = await c.query({ text: h.sql, rowMode: 'array' });
+                checks.push({ name: h.name, passed: r.rows[0]?.[0] === true, detail: `returned ${JSON.stringify(r.rows[0]?.[0] ?? null)}` });
+              } catch (err) {
+                checks.push({ name: h.name, passed: false, detail: (err as Error).message });
+              }
+            }
+            return { address: reached.address, node: reached.member ?? 'unknown', markerPresent: marker.rowCount === 1, writeAt, checks };
+          }),
+        );
+      } catch (err) {
+        throw classify(err, `verifying through ${describeEndpoint(t.endpoint)}`);
       }
-      await withHeartbeat(() => deps.driver.start(former));
-      const s = await inspect(t, former);
-      if (s.role !== 'primary') throw failure('ConnectionLost', `could not restore a writable primary: ${former.name} is ${s.role}`);
-      return { primary: former.name, address: former.host, action: `restarted ${former.name}` };
+    },
+
+    /** Failback: the former primary becomes a streaming replica of the new one; its data is kept aside, never deleted, when a rewind is impossible. */
+    async rejoinFormerPrimary(input: { database: string; member: string; primary: string; drillId: string }) {
+      const t = target(input.database);
+      const ctx = Context.current();
+      return withHeartbeat(() => t.driver.rejoin({ member: input.member, primary: input.primary, keepAsideSuffix: input.drillId, progress: (d) => ctx.heartbeat(d) }));
+    },
+
+    /** A planned switchover between two members (switching back after a drill). Idempotent. */
+    async switchPrimary(input: { database: string; from: string; to: string }) {
+      const t = target(input.database);
+      const ctx = Context.current();
+      return withHeartbeat(() => t.driver.switchover({ from: input.from, to: input.to, progress: (d) => ctx.heartbeat(d) }));
+    },
+
+    /** The LSN where the given primary's timeline began: what the old primary wrote after it is lost. */
+    async timelineSwitchPoint(input: { database: string; primary: string }): Promise<{ lsn?: string }> {
+      const t = target(input.database);
+      return { lsn: await withHeartbeat(() => t.driver.switchPoint(input.primary)) };
+    },
+
+    /** Compensation: some member is a writable primary afterwards, and the service endpoint reaches it. */
+    async restoreWritablePrimary(input: { database: string; formerPrimary: string }): Promise<{ primary: string; host: string; action: string }> {
+      const t = target(input.database);
+      const ctx = Context.current();
+      const p = await withHeartbeat(() => t.driver.restoreWritablePrimary({ formerPrimary: input.formerPrimary, progress: (d) => ctx.heartbeat(d) }));
+      return { primary: p.name, host: p.host, action: p.action };
     },
 
     async writeDrillReport(input: { drillId: string; json: unknown; markdown: string; html: string }): Promise<{ keys: string[] }> {

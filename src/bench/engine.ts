@@ -25,9 +25,15 @@ export function ensureRuntime(): void {
   if (!Runtime._instance) Runtime.install({ logger: new DefaultLogger('WARN') });
 }
 
-let bundle: Promise<{ code: string }> | undefined;
-function benchBundle(): Promise<{ code: string }> {
-  bundle ??= bundleWorkflowCode({ workflowsPath: require.resolve('./workflows'), logger: new DefaultLogger('WARN') });
+/** One bundle per failure converter: an encrypted environment's bundle encodes failure messages too. */
+const bundles = new Map<string, Promise<{ code: string }>>();
+function benchBundle(failureConverterPath?: string): Promise<{ code: string }> {
+  const key = failureConverterPath ?? '';
+  let bundle = bundles.get(key);
+  if (!bundle) {
+    bundle = bundleWorkflowCode({ workflowsPath: require.resolve('./workflows'), failureConverterPath, logger: new DefaultLogger('WARN') });
+    bundles.set(key, bundle);
+  }
   return bundle;
 }
 
@@ -60,7 +66,7 @@ export class BenchWorker {
       connection: o.connection,
       namespace: o.namespace,
       taskQueue: o.taskQueue,
-      workflowBundle: await benchBundle(),
+      workflowBundle: await benchBundle(o.dataConverter?.failureConverterPath),
       activities: createBenchActivities({ onActivityStarted: o.onActivityStarted }),
       dataConverter: o.dataConverter,
       shutdownGraceTime: '2s',

@@ -10,10 +10,10 @@
  */
 import type { Command } from 'commander';
 import { encryptionCodecFor } from '../codec';
+import { FileJwks, JwtVerifier, UrlJwks } from '../codec/jwt';
 import { startCodecServer } from '../codec/server';
 import { checkSecretRefs, ConfigError } from '../config/load';
-import { readSecret } from '../config/secrets';
-import { temporalConnectionSettings } from '../config/connection';
+import { readSecret, secretFilePath } from '../config/secrets';
 import { createLogger } from '../observability/logger';
 import { cliEnvironment, GlobalOptions, loadCliConfig, UsageError } from './common';
 
@@ -22,7 +22,7 @@ const MIN_TOKEN_CHARS = 16;
 export function registerCodecServer(program: Command, globals: () => GlobalOptions): void {
   program
     .command('codec-server')
-    .description("serve Temporal's codec-server protocol (POST /encode, /decode) for the environment's encrypted payloads, to holders of a configured bearer token")
+    .description("serve Temporal's codec-server protocol (POST /encode, /decode) for the environment's encrypted payloads, to holders of a configured bearer token or a verified JWT")
     .option('--port <port>', 'port to listen on', '8888')
     .option('--host <host>', 'address to listen on (put TLS in front for anything beyond this machine)', '127.0.0.1')
     .action(async (opts: { port: string; host: string }) => {
@@ -33,10 +33,12 @@ export function registerCodecServer(program: Command, globals: () => GlobalOptio
       const { name, env } = cliEnvironment(loaded, g);
       const enc = env.temporal.encryption;
       if (!enc) throw new UsageError(`environment ${name} does not encrypt payloads: there is no temporal.encryption block to serve`);
-      if (!enc.codecServer) throw new UsageError(`environment ${name}: temporal.encryption.codecServer.tokens lists nobody allowed to use the codec server`);
-      checkSecretRefs(loaded, [name]);
-      const codec = encryptionCodecFor(loaded, name, env.temporal)!;
-      const tokens = enc.codecServer.tokens.map((t, i) => {
+      if (!enc.codecServer) throw new UsageError(`environment ${name}: temporal.encryption.codecServer is not configured, so nobody may use the codec server; add tokens (for the CLI) or jwt (for the Web UI)`);
+      // Only what this process reads: the keys and its tokens, never the worker's database or cloud credentials.
+      checkSecretRefs(loaded, [name], 'codec-server');
+      // It decodes whole histories for the Web UI and the Temporal CLI, patch markers included.
+      const codec = encryptionCodecFor(loaded, name, env.temporal, { passSdkPatchMarkers: true })!;
+      const tokens = (enc.codecServer.tokens ?? []).map((t, i) => {
         const token = readSecret(t.token, loaded.baseDir);
         if (token.trim().length < MIN_TOKEN_CHARS || /\s/.test(token.trim())) {
           throw new ConfigError(loaded.file, [
@@ -46,9 +48,49 @@ export function registerCodecServer(program: Command, globals: () => GlobalOptio
         return { name: t.name, token: token.trim() };
       });
       const logger = createLogger(loaded.config.worker.logLevel);
-      const namespace = temporalConnectionSettings(loaded, env.temporal).namespace;
-      const server = await startCodecServer({ codec, namespace, tokens, allowedOrigins: enc.codecServer.allowedOrigins, host: opts.host, port, logger });
-      logger.info({ url: server.url, environment: name, namespace, keys: codec.keyIds, activeKey: codec.activeKeyId, allowedOrigins: enc.codecServer.allowedOrigins }, 'codec server listening');
+      const jwtConfig = enc.codecServer.jwt;
+      let jwt: JwtVerifier | undefined;
+      let jwks: UrlJwks | FileJwks | undefined;
+      if (jwtConfig) {
+        jwks = jwtConfig.jwksUrl
+          ? new UrlJwks(jwtConfig.jwksUrl, {
+              cacheForMs: jwtConfig.cacheFor,
+              refreshAtMostMs: jwtConfig.refreshAtMost,
+              onStale: (err) => logger.warn({ jwksUrl: jwtConfig.jwksUrl, err: err.message }, 'cannot read the JWKS again; verifying with the keys already held'),
+            })
+          : new FileJwks(secretFilePath(jwtConfig.jwksFile as `file:${string}`, loaded.baseDir));
+        jwt = new JwtVerifier({
+          issuer: jwtConfig.issuer,
+          audiences: Array.isArray(jwtConfig.audience) ? jwtConfig.audience : [jwtConfig.audience],
+          algorithms: jwtConfig.algorithms,
+          clockToleranceMs: jwtConfig.clockTolerance,
+          userClaim: jwtConfig.userClaim,
+          jwks,
+        });
+      }
+      const namespace = process.env.TEMPORAL_NAMESPACE || env.temporal.namespace;
+      const server = await startCodecServer({ codec, namespace, tokens, jwt, allowedOrigins: enc.codecServer.allowedOrigins, host: opts.host, port, logger });
+      logger.info(
+        {
+          url: server.url,
+          environment: name,
+          namespace,
+          keys: codec.keyIds,
+          activeKey: codec.activeKeyId,
+          requireEncryption: codec.requireEncryption,
+          staticTokenNames: tokens.map((t) => t.name),
+          webUiUsers: jwtConfig ? { issuer: jwtConfig.issuer, audience: jwtConfig.audience, jwks: jwks!.description, algorithms: jwtConfig.algorithms } : undefined,
+          allowedOrigins: enc.codecServer.allowedOrigins,
+        },
+        'codec server listening',
+      );
+      // Read the keys once now, so a wrong JWKS location shows at start rather than at the first user's request.
+      if (jwks) {
+        jwks
+          .keys(false)
+          .then(({ keys }) => logger.info({ jwks: jwks.description, keys: keys.map((k) => k.kid ?? '(no kid)') }, 'JWKS read'))
+          .catch((err: Error) => logger.error({ jwks: jwks.description, err: err.message }, 'cannot read the JWKS: Web UI tokens cannot be verified until it can be read'));
+      }
       await new Promise<void>((resolve) => {
         process.once('SIGTERM', () => resolve());
         process.once('SIGINT', () => resolve());

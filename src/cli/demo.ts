@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import pino from 'pino';
 import { Client as PgClient } from 'pg';
 import { loadConfig, LoadedConfig } from '../config/load';
-import { readSecret } from '../config/secrets';
+import { primaryLocator, reachServer } from '../activities/primary';
 import { seedSampleDatabase } from '../sandbox/seed';
 import { describeBackup, describeVerify, runBackup, runVerify } from './backup';
 import { awaitDrill, decideDrill, describeDrill, startDrill, waitForOpenGate } from './drill';
@@ -29,7 +29,8 @@ export interface DemoRun {
 /** Gives the sandbox database something worth backing up, once. */
 async function seedDemoDatabase(loaded: LoadedConfig): Promise<void> {
   const db = loaded.config.environments.sandbox.databases.main;
-  const client = new PgClient({ host: db.host, port: db.port, user: db.user, password: readSecret(db.password, loaded.baseDir), database: db.database });
+  const server = await reachServer(primaryLocator(loaded.baseDir, db, db.user, db.password));
+  const client = new PgClient({ ...server, database: db.database });
   await client.connect();
   try {
     const exists = await client.query("SELECT 1 FROM pg_tables WHERE tablename = 'orders'");

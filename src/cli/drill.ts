@@ -2,7 +2,8 @@ import type { Command } from 'commander';
 import { WorkflowFailedError, WorkflowHandle } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import type { DrillReport } from '../reports/drill';
-import type { DrDrillResult } from '../workflows/drDrill';
+import { MAX_WRITE_LOAD_RATE, type DrDrillResult } from '../workflows/drDrill';
+import { parseDuration } from '../config/duration';
 import { abortRunUpdate, decideUpdate, GateRecord, gatesQuery } from '../workflows/lib/gate';
 import type { SignedAct } from '../identity/policy';
 import { timelineQuery } from '../workflows/lib/timeline';
@@ -29,7 +30,15 @@ export function describeDrill(o: DrillOutcome): string {
     `  primary ${r.primaryBefore ?? '-'} -> ${r.primaryAfter ?? '-'}; approved by ${r.approval?.by ?? '-'}`,
     `  RTO ${secs(r.rto?.ms)} (target ${secs(r.rto?.targetMs)}), RPO ${secs(r.rpo?.ms)} (target ${secs(r.rpo?.targetMs)}), marker ${r.rpo ? (r.rpo.markerPresent ? 'present' : 'LOST') : '-'}`,
   ];
-  if (r.failback) lines.push(`  failback: ${'skipped' in r.failback ? `skipped (${r.failback.skipped})` : `${r.failback.method}, replica streaming`}`);
+  if (r.driver) lines.push(`  driver ${r.driver}; service endpoint ${r.serviceEndpoint ?? '-'}`);
+  const sp = r.rto?.split;
+  if (sp) lines.push(`  RTO split: detection ${secs(sp.detectionMs)}${r.rto?.detectionBoundMs !== undefined ? ` (bound ${secs(r.rto.detectionBoundMs)})` : ''}, promotion ${secs(sp.promotionMs)}, endpoint ${secs(sp.endpointMs)}, first write ${secs(sp.firstWriteMs)}`);
+  const w = r.rpo?.writes;
+  if (w) lines.push(`  writes: ${w.acknowledged} acknowledged at ${w.rate}/s, ${w.lost} lost (${r.rpo?.synchronousMode ? 'synchronous' : 'asynchronous'} replication), ${r.rpo?.lostBytes ?? 0} bytes of WAL`);
+  if (r.failback) {
+    lines.push(`  failback: ${'skipped' in r.failback ? `skipped (${r.failback.skipped})` : `${r.failback.method}, replica streaming`}`);
+    if ('keptAside' in r.failback && r.failback.keptAside) lines.push(`  the old data directory was kept at ${r.failback.keptAside.path} (last checkpoint ${r.failback.keptAside.lastLsn ?? '?'}, timeline ${r.failback.keptAside.timeline ?? '?'})`);
+  }
   for (const c of r.compensation) lines.push(`  compensation: ${c.name}: ${c.ok ? 'done' : `FAILED (${c.error})`}`);
   for (const reason of r.reasons) lines.push(`  reason: ${reason}`);
   if (r.reportKeys?.length) lines.push(`  report: ${r.reportKeys.join(', ')}`);
@@ -51,15 +60,47 @@ export async function awaitDrill(handle: WorkflowHandle, workflowId: string, sho
 /** Starts a drill with the requester's signed start statement (bound to the workflow id and the input). */
 export async function startDrill(
   c: ConnectedClient,
-  opts: { database: string; mode: 'failover' | 'switchover'; failback: boolean; switchBack?: boolean; approvalTimeoutSeconds?: number; requireRestoreTestWithinDays?: number; signer: Signer; reason?: string },
+  opts: {
+    database: string;
+    mode: 'failover' | 'switchover';
+    failback: boolean;
+    switchBack?: boolean;
+    approvalTimeoutSeconds?: number;
+    requireRestoreTestWithinDays?: number;
+    writeLoad?: { rate: number; warmupSeconds?: number };
+    targets?: { rpoMs?: number; rtoMs?: number };
+    signer: Signer;
+    reason?: string;
+  },
 ) {
   const db = c.env.databases[opts.database];
   if (!db) throw new UsageError(`--database: ${shown(opts.database)} is not configured for environment ${c.environment}; configured: ${Object.keys(c.env.databases).join(', ') || 'none'}`);
-  if (!db.topology) throw new UsageError(`databases.${opts.database}.topology is not configured: the drill needs the two nodes it acts on`);
+  if (!db.topology) throw new UsageError(`databases.${opts.database}.topology is not configured: the drill needs the cluster it acts on (driver local or patroni)`);
   const workflowId = newWorkflowId('drDrill', c.environment);
-  const input: Record<string, unknown> = JSON.parse(JSON.stringify({ environment: c.environment, database: opts.database, mode: opts.mode, failback: opts.failback, switchBack: opts.switchBack, approvalTimeoutSeconds: opts.approvalTimeoutSeconds, requireRestoreTestWithinDays: opts.requireRestoreTestWithinDays }));
+  const input: Record<string, unknown> = JSON.parse(
+    JSON.stringify({
+      environment: c.environment,
+      database: opts.database,
+      mode: opts.mode,
+      failback: opts.failback,
+      switchBack: opts.switchBack,
+      approvalTimeoutSeconds: opts.approvalTimeoutSeconds,
+      requireRestoreTestWithinDays: opts.requireRestoreTestWithinDays,
+      writeLoad: opts.writeLoad,
+      targets: opts.targets,
+    }),
+  );
   input.start = await signStart(c, opts.signer, 'drDrill', workflowId, input, opts.reason);
   return startRunbook(c, 'drDrill', [input], { workflowId });
+}
+
+/** A target duration from the command line: 0 (nothing may be lost) or a duration such as 30s or 5m. */
+function parseTarget(flag: string, text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  if (/^0(ms|s|m|h)?$/.test(text.trim())) return 0;
+  const ms = parseDuration(text);
+  if (ms === undefined) throw new UsageError(`${flag}: expected 0 or a duration such as 30s or 5m, found ${shown(text)}`);
+  return ms;
 }
 
 /** Waits until a run's approval gate is open; returns early if the run ends first (e.g. in preflight). */
@@ -120,20 +161,43 @@ export function registerDrill(program: Command, globals: () => GlobalOptions): v
     .option('--switch-back', 'after failback, make the original primary lead again and point the service name back')
     .option('--approval-timeout <seconds>', 'end the drill unchanged if nobody decides within this time', '3600')
     .option('--require-restore-test-within <days>', 'preflight also requires a restore test that passed within this many days')
+    .option('--write-load <rate>', `write numbered rows through the service endpoint at RATE per second (1-${MAX_WRITE_LOAD_RATE}) during the drill; the acknowledged rows lost are the RPO`)
+    .option('--warmup <seconds>', 'how long the write load runs before the fault', '3')
+    .option('--rpo-target <duration>', 'this drill\'s RPO target instead of targets.rpo: 0 (no acknowledged write may be lost) or a duration')
+    .option('--rto-target <duration>', 'this drill\'s RTO target instead of targets.rto, e.g. 60s')
     .option('--key <file>', 'your SSH key that signs the start (default: $RUNBOOK_SIGNING_KEY, then signing.key in the config)')
     .option('--by <principal>', 'the principal your key is listed for (default: the allowed signers\' entry for the key)')
     .option('--reason <text>', 'why, for the record (signed)')
     .option('--wait', 'wait for the drill to finish, showing progress (exit 0 only if it passed)')
-    .action(async (opts: { database: string; mode: string; failback: boolean; switchBack?: boolean; approvalTimeout: string; requireRestoreTestWithin?: string; key?: string; by?: string; reason?: string; wait?: boolean }) => {
+    .action(async (opts: { database: string; mode: string; failback: boolean; switchBack?: boolean; approvalTimeout: string; requireRestoreTestWithin?: string; writeLoad?: string; warmup: string; rpoTarget?: string; rtoTarget?: string; key?: string; by?: string; reason?: string; wait?: boolean }) => {
       if (opts.switchBack && !opts.failback) throw new UsageError('--switch-back needs failback: drop --no-failback');
       const days = opts.requireRestoreTestWithin === undefined ? undefined : Number(opts.requireRestoreTestWithin);
       if (days !== undefined && (!Number.isFinite(days) || days <= 0 || days > 366)) throw new UsageError(`--require-restore-test-within: expected days from 1 to 366, found ${shown(opts.requireRestoreTestWithin!)}`);
       if (opts.mode !== 'failover' && opts.mode !== 'switchover') throw new UsageError(`--mode: expected failover or switchover, found ${shown(opts.mode)}`);
       const timeout = Number(opts.approvalTimeout);
       if (!Number.isInteger(timeout) || timeout < 1 || timeout > 604_800) throw new UsageError(`--approval-timeout: expected seconds from 1 to 604800, found ${shown(opts.approvalTimeout)}`);
+      const rate = opts.writeLoad === undefined ? undefined : Number(opts.writeLoad);
+      if (rate !== undefined && (!Number.isFinite(rate) || rate < 1 || rate > MAX_WRITE_LOAD_RATE)) throw new UsageError(`--write-load: expected rows per second from 1 to ${MAX_WRITE_LOAD_RATE}, found ${shown(opts.writeLoad!)}`);
+      const warmup = Number(opts.warmup);
+      if (!Number.isFinite(warmup) || warmup < 0 || warmup > 600) throw new UsageError(`--warmup: expected seconds from 0 to 600, found ${shown(opts.warmup)}`);
+      const rpoMs = parseTarget('--rpo-target', opts.rpoTarget);
+      const rtoMs = parseTarget('--rto-target', opts.rtoTarget);
+      if (rtoMs === 0) throw new UsageError('--rto-target: expected a duration such as 60s; an RTO of 0 cannot be met');
+      const targets = rpoMs === undefined && rtoMs === undefined ? undefined : { rpoMs, rtoMs };
       await withDrillClient(async (c, g) => {
         const signer = resolveSigner(c, opts);
-        const { handle, workflowId } = await startDrill(c, { database: opts.database, mode: opts.mode as 'failover' | 'switchover', failback: opts.failback, switchBack: opts.switchBack, approvalTimeoutSeconds: timeout, requireRestoreTestWithinDays: days, signer, reason: reasonOf(opts.reason) });
+        const { handle, workflowId } = await startDrill(c, {
+          database: opts.database,
+          mode: opts.mode as 'failover' | 'switchover',
+          failback: opts.failback,
+          switchBack: opts.switchBack,
+          approvalTimeoutSeconds: timeout,
+          requireRestoreTestWithinDays: days,
+          writeLoad: rate === undefined ? undefined : { rate, warmupSeconds: warmup },
+          targets,
+          signer,
+          reason: reasonOf(opts.reason),
+        });
         if (!g.json) process.stderr.write(`drill started by ${signer.principal}: workflow ${workflowId}\napprove with: runbook drill approve ${workflowId} --key YOUR_KEY\n`);
         if (!opts.wait) return g.json ? printJson({ ok: true, workflowId }) : process.stdout.write(`${workflowId}\n`);
         const outcome = await awaitDrill(handle, workflowId, !g.json);

@@ -29,19 +29,64 @@ function aad(keyId: string): Buffer {
   return Buffer.from(`runbook-payload-v1:${keyId}`);
 }
 
+/** A payload that is not encrypted, met by a codec that requires encryption. */
+export class PlaintextPayloadError extends PayloadDecryptionError {
+  constructor(message: string) {
+    super(message);
+    this.name = 'PlaintextPayloadError';
+  }
+}
+
+export interface EncryptionCodecOptions {
+  /**
+   * Refuse payloads that are not encrypted on decode. Without it they pass through untouched
+   * (histories from before encryption was turned on).
+   */
+  requireEncryption?: boolean;
+  /**
+   * Let through, even when encryption is required, the one plaintext payload the SDK itself puts in
+   * every history: the data of a patch marker (`core_patch`: `{"id": ..., "deprecated": ...}`),
+   * written by the SDK's core outside any codec. Workers and clients never decode markers; the codec
+   * server does, when the Web UI or `temporal workflow show` sends it a whole history.
+   */
+  passSdkPatchMarkers?: boolean;
+}
+
+/** The exact shape of the SDK core's patch marker data: json/plain `{"id": string, "deprecated": boolean}` and nothing else. */
+export function isSdkPatchMarkerData(payload: Payload): boolean {
+  const keys = Object.keys(payload.metadata ?? {});
+  if (keys.length !== 1 || keys[0] !== METADATA_ENCODING_KEY || Buffer.from(payload.metadata![METADATA_ENCODING_KEY]).toString() !== 'json/plain') return false;
+  const data = Buffer.from(payload.data ?? []);
+  if (data.length > 512) return false;
+  try {
+    const value = JSON.parse(data.toString('utf8')) as Record<string, unknown>;
+    return (
+      !!value && typeof value === 'object' && !Array.isArray(value) &&
+      Object.keys(value).sort().join(',') === 'deprecated,id' && typeof value.id === 'string' && typeof value.deprecated === 'boolean'
+    );
+  } catch {
+    return false;
+  }
+}
+
 /**
  * AES-256-GCM over whole payloads (metadata included, so even the encoding of a value is hidden).
  * Encrypts with the active key; decrypts with any key it holds, found by the id in each payload's
- * metadata, so keys can rotate while older histories stay readable. Payloads that are not encrypted
- * pass through decode untouched (histories from before encryption was turned on).
+ * metadata, so keys can rotate while older histories stay readable. A payload that is not encrypted
+ * is refused when encryption is required, else passed through decode untouched.
  */
 export class EncryptionCodec implements PayloadCodec {
   private readonly keys: ReadonlyMap<string, Buffer>;
+  readonly requireEncryption: boolean;
+  private readonly passSdkPatchMarkers: boolean;
 
   constructor(
     keys: ReadonlyMap<string, Buffer>,
     readonly activeKeyId: string,
+    options: EncryptionCodecOptions = {},
   ) {
+    this.requireEncryption = options.requireEncryption ?? false;
+    this.passSdkPatchMarkers = options.passSdkPatchMarkers ?? false;
     for (const [id, key] of keys) {
       if (key.length !== KEY_BYTES) throw new Error(`encryption key '${id}' has ${key.length} bytes; AES-256 needs ${KEY_BYTES}`);
     }
@@ -74,7 +119,16 @@ export class EncryptionCodec implements PayloadCodec {
 
   private decodeOne(payload: Payload): Payload {
     const encoding = payload.metadata?.[METADATA_ENCODING_KEY];
-    if (!encoding || Buffer.from(encoding).toString() !== ENCRYPTED_ENCODING) return payload;
+    if (!encoding || Buffer.from(encoding).toString() !== ENCRYPTED_ENCODING) {
+      if (!this.requireEncryption || (this.passSdkPatchMarkers && isSdkPatchMarkerData(payload))) return payload;
+      // The encoding names the kind of value (json/plain, binary/null), never the value itself.
+      const kind = encoding ? `'${Buffer.from(encoding).toString().slice(0, 40)}'` : 'no encoding';
+      throw new PlaintextPayloadError(
+        `refused a payload that is not encrypted (${kind}): temporal.encryption.requireEncryption is on, so every payload must be ${ENCRYPTED_ENCODING}. ` +
+          `It was written by a client without this environment's keys (a start or signal from the Temporal CLI or Web UI without the codec server, ` +
+          `a client of another config) or before encryption was turned on; set requireEncryption: false to read such histories`,
+      );
+    }
     const idBytes = payload.metadata?.[KEY_ID_METADATA];
     if (!idBytes) throw new PayloadDecryptionError(`encrypted payload has no ${KEY_ID_METADATA} metadata; cannot tell which key to decrypt it with`);
     const keyId = Buffer.from(idBytes).toString();

@@ -3,12 +3,14 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer, IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { AppLogger } from '../observability/logger';
+import { JwtRejected, JwtVerifier, looksLikeJwt } from './jwt';
 
 /**
  * Temporal's codec-server protocol: POST /encode and /decode (also under /{namespace}/), a JSON body
  * `{ "payloads": [...] }` in proto3 JSON form, so each payload's `data` and every metadata value is
  * base64; the answer has the same shape. The Web UI calls it from the browser, hence CORS; the
- * Temporal CLI calls it with `--codec-endpoint` and `--codec-auth`.
+ * Temporal CLI calls it with `--codec-endpoint` and `--codec-auth`. GET /health answers probes without
+ * credentials and says nothing but that the process serves.
  */
 export interface CodecServerOptions {
   codec: PayloadCodec;
@@ -16,6 +18,8 @@ export interface CodecServerOptions {
   namespace: string;
   /** Bearer tokens allowed to use the server, each with a name for the audit log. */
   tokens: { name: string; token: string }[];
+  /** Verifies the Web UI's forwarded access tokens (JWTs); without it only the static tokens are accepted. */
+  jwt?: JwtVerifier;
   /** Web UI origins that may call it from a browser. */
   allowedOrigins: string[];
   host: string;
@@ -71,18 +75,38 @@ function toJson(p: Payload): JsonPayload {
 
 const digest = (text: string) => createHash('sha256').update(text).digest();
 
-/** The name of the token presented, compared in constant time; 401 without one, 403 for an unknown one. */
-function authorise(req: IncomingMessage, tokens: { name: string; digest: Buffer }[]): string {
+const CHALLENGE = 'Bearer realm="runbook codec server"';
+
+/** RFC 6750: a token that does not verify is 401 invalid_token, and the header says why (printable ASCII only, quotes cannot break it). */
+function invalidToken(reason: string): HttpError {
+  return new HttpError(401, `invalid token: ${reason}`, { 'www-authenticate': `${CHALLENGE}, error="invalid_token", error_description="${reason.replace(/[^\x20-\x7e]/g, '?').replace(/["\\]/g, "'")}"` });
+}
+
+/**
+ * Who presented the request: a static token's name (compared in constant time), or the user a verified
+ * JWT names. 401 without a bearer token or with a JWT that does not verify (the reason is given); 403
+ * for a token that is neither configured nor a JWT this server accepts; 503 when the JWKS cannot be read.
+ */
+async function authorise(req: IncomingMessage, tokens: { name: string; digest: Buffer }[], jwt: JwtVerifier | undefined): Promise<{ user: string; via: 'token' | 'jwt' }> {
   const header = req.headers.authorization;
-  const challenge = { 'www-authenticate': 'Bearer realm="runbook codec server"' };
+  const challenge = { 'www-authenticate': CHALLENGE };
   if (!header) throw new HttpError(401, 'authorization required: send Authorization: Bearer <token>', challenge);
   const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
   if (!match) throw new HttpError(401, 'authorization must be a bearer token: Authorization: Bearer <token>', challenge);
   const presented = digest(match[1]);
   let who: string | undefined;
   for (const t of tokens) if (timingSafeEqual(presented, t.digest)) who = t.name;
-  if (!who) throw new HttpError(403, 'this token is not allowed to use the codec server');
-  return who;
+  if (who) return { user: who, via: 'token' };
+  if (jwt && looksLikeJwt(match[1])) {
+    try {
+      return { user: (await jwt.verify(match[1])).user, via: 'jwt' };
+    } catch (err) {
+      if (err instanceof JwtRejected && err.status === 503) throw new HttpError(503, err.message, { 'retry-after': '30' });
+      if (err instanceof JwtRejected) throw invalidToken(err.message);
+      throw err;
+    }
+  }
+  throw new HttpError(403, jwt ? 'this token is not allowed to use the codec server: it is neither a configured token nor a JWT' : 'this token is not allowed to use the codec server');
 }
 
 function readBody(req: IncomingMessage): Promise<Buffer> {
@@ -113,6 +137,10 @@ export function startCodecServer(options: CodecServerOptions): Promise<RunningCo
       res.setHeader('vary', 'Origin');
     }
     const path = (req.url ?? '/').split('?')[0];
+    if (path === '/health' && (req.method === 'GET' || req.method === 'HEAD')) {
+      res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' });
+      return void res.end(req.method === 'HEAD' ? undefined : JSON.stringify({ status: 'serving' }));
+    }
     const route = /^(?:\/([^/]+))?\/(encode|decode)\/?$/.exec(path);
     if (!route) throw new HttpError(404, `no such endpoint ${path}; POST /encode or /decode`);
     // A browser's preflight carries no credentials; it only learns what the real request may send.
@@ -125,7 +153,7 @@ export function startCodecServer(options: CodecServerOptions): Promise<RunningCo
       return void res.end();
     }
     if (req.method !== 'POST') throw new HttpError(405, `${req.method} not allowed; use POST`, { allow: 'POST, OPTIONS' });
-    const who = authorise(req, tokens);
+    const { user: who, via } = await authorise(req, tokens, options.jwt);
     const namespaceHeader = req.headers['x-namespace'];
     const namespace = route[1] ? decodeURIComponent(route[1]) : Array.isArray(namespaceHeader) ? namespaceHeader[0] : namespaceHeader;
     if (namespace !== undefined && namespace !== '' && namespace !== options.namespace) {
@@ -149,7 +177,7 @@ export function startCodecServer(options: CodecServerOptions): Promise<RunningCo
       throw new HttpError(400, `${action} failed: ${(err as Error).message}`);
     }
     // Who read what (how many payloads, in which namespace) is kept; the payloads and tokens never are.
-    log.info({ action, user: who, namespace: namespace || options.namespace, payloads: payloads.length }, 'codec request');
+    log.info({ action, user: who, via, namespace: namespace || options.namespace, payloads: payloads.length }, 'codec request');
     res.writeHead(200, { 'content-type': 'application/json' });
     res.end(JSON.stringify({ payloads: result.map(toJson) }));
   };

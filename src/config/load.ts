@@ -131,6 +131,10 @@ export function loadConfig(file: string): LoadedConfig {
 }
 
 /** Every secret reference in an environment, with its field path. */
+/**
+ * The secret references the worker reads: Temporal credentials, payload keys, databases, S3, DNS and
+ * notification channels. The codec server's tokens are not among them: a worker never needs them.
+ */
 export function secretRefsOf(env: EnvironmentConfig, prefix: string): { path: string; ref: SecretRef }[] {
   const refs: { path: string; ref: SecretRef }[] = [];
   const add = (path: string, ref: SecretRef | undefined) => ref && refs.push({ path: `${prefix}.${path}`, ref });
@@ -139,25 +143,47 @@ export function secretRefsOf(env: EnvironmentConfig, prefix: string): { path: st
   add('temporal.tls.clientCert', env.temporal.tls?.clientCert);
   add('temporal.tls.clientKey', env.temporal.tls?.clientKey);
   env.temporal.encryption?.keys.forEach((k, i) => add(`temporal.encryption.keys.${i}.key`, k.key));
-  env.temporal.encryption?.codecServer?.tokens.forEach((t, i) => add(`temporal.encryption.codecServer.tokens.${i}.token`, t.token));
   for (const [name, db] of Object.entries(env.databases)) {
     add(`databases.${name}.password`, db.password);
     add(`databases.${name}.restoreTest.password`, db.restoreTest.password);
+    const repo = db.backups.pgbackrest?.repo;
+    add(`databases.${name}.backups.pgbackrest.repo.accessKeyId`, repo?.accessKeyId);
+    add(`databases.${name}.backups.pgbackrest.repo.secretAccessKey`, repo?.secretAccessKey);
+    add(`databases.${name}.backups.pgbackrest.repo.cipherPass`, repo?.cipherPass);
   }
   add('backups.accessKeyId', env.backups?.accessKeyId);
   add('backups.secretAccessKey', env.backups?.secretAccessKey);
   add('dns.tsig.secret', env.dns?.tsig?.secret);
   add('dns.route53.accessKeyId', env.dns?.route53?.accessKeyId);
   add('dns.route53.secretAccessKey', env.dns?.route53?.secretAccessKey);
+  env.notifications?.channels.forEach((c, i) => {
+    if (c.type === 'webhook') add(`notifications.channels.${i}.secret`, c.secret);
+    if (c.type === 'slack') add(`notifications.channels.${i}.url`, c.url);
+    if (c.type === 'email') add(`notifications.channels.${i}.password`, c.password);
+  });
   return refs;
 }
 
-/** Checks that the secret references of the named environments resolve on this machine. */
-export function checkSecretRefs(loaded: LoadedConfig, environments: string[]): void {
+/** The secret references `runbook codec-server` reads: the payload keys and its bearer tokens, nothing else. */
+export function codecServerSecretRefsOf(env: EnvironmentConfig, prefix: string): { path: string; ref: SecretRef }[] {
+  const enc = env.temporal.encryption;
+  return [
+    ...(enc?.keys ?? []).map((k, i) => ({ path: `${prefix}.temporal.encryption.keys.${i}.key`, ref: k.key })),
+    ...(enc?.codecServer?.tokens ?? []).map((t, i) => ({ path: `${prefix}.temporal.encryption.codecServer.tokens.${i}.token`, ref: t.token })),
+  ];
+}
+
+/**
+ * Checks that the secret references of the named environments resolve on this machine: those the
+ * worker reads, those the codec server reads, or all of them (`runbook config check --secrets`).
+ */
+export function checkSecretRefs(loaded: LoadedConfig, environments: string[], reader: 'worker' | 'codec-server' | 'all' = 'all'): void {
   const problems: ConfigProblem[] = [];
   for (const name of environments) {
     const env = loaded.config.environments[name];
-    for (const { path, ref } of secretRefsOf(env, `environments.${name}`)) {
+    const prefix = `environments.${name}`;
+    const refs = reader === 'worker' ? secretRefsOf(env, prefix) : reader === 'codec-server' ? codecServerSecretRefsOf(env, prefix) : [...new Map([...secretRefsOf(env, prefix), ...codecServerSecretRefsOf(env, prefix)].map((r) => [r.path, r])).values()];
+    for (const { path, ref } of refs) {
       const problem = secretRefProblem(ref, loaded.baseDir);
       if (problem) problems.push({ path, message: `secret reference ${ref} cannot be resolved: ${problem}` });
     }

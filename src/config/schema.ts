@@ -3,12 +3,24 @@ import { parseDuration } from './duration';
 import { isSecretRef, SecretRef } from './secrets';
 import { loadTestSchema } from './loadTest';
 import { parseAllowedSigners } from '../identity/allowedSigners';
+import { JWT_ALGORITHMS, jwksUrlProblem } from '../codec/jwt';
 
 /** A duration written as text ("15m", "1h30m", "90d"), held in milliseconds. */
 const duration = z.string().transform((text, ctx) => {
   const ms = parseDuration(text);
   if (ms === undefined) {
     ctx.addIssue({ code: z.ZodIssueCode.custom, message: `expected a positive duration such as "30s", "15m" or "90d", found "${text}"` });
+    return z.NEVER;
+  }
+  return ms;
+});
+
+/** An RPO target: a duration, or 0 ("0", "0s") for no acknowledged write lost at all. */
+const rpoTarget = z.string().transform((text, ctx) => {
+  if (/^\s*0(ms|s|m|h)?\s*$/.test(text)) return 0;
+  const ms = parseDuration(text);
+  if (ms === undefined) {
+    ctx.addIssue({ code: z.ZodIssueCode.custom, message: `expected 0 (nothing may be lost) or a positive duration such as "30s" or "15m", found "${text}"` });
     return z.NEVER;
   }
   return ms;
@@ -71,6 +83,35 @@ const keyId = z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'expected a key id of l
 const webOrigin = z.string().regex(/^https?:\/\/[^/\s]+$/, 'expected a web origin without a path, such as https://temporal-ui.example.com or http://localhost:8233');
 
 /**
+ * Access tokens of the Web UI's signed-in users, verified as JWTs against the identity provider's JSON
+ * Web Key Set, fetched from jwksUrl (cached, read again for an unknown key id) or read from jwksFile.
+ */
+const codecJwtSchema = z
+  .object({
+    issuer: z.string().min(1, 'expected the identity provider\'s issuer, exactly as its tokens carry it in iss (e.g. https://login.example.com/)'),
+    audience: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)], { error: 'expected the audience the tokens are issued for (aud), or a list of them' }),
+    jwksUrl: z
+      .string()
+      .superRefine((url, ctx) => {
+        const problem = jwksUrlProblem(url);
+        if (problem) ctx.addIssue({ code: z.ZodIssueCode.custom, message: problem });
+      })
+      .optional(),
+    jwksFile: z.string().regex(/^file:.+/, 'expected file:path/to/jwks.json (relative to the config file)').optional(),
+    algorithms: z.array(z.enum(JWT_ALGORITHMS, { error: `expected one of ${JWT_ALGORITHMS.join(', ')} (asymmetric algorithms only: HS* and none are never accepted)` })).min(1).default(['RS256', 'ES256']),
+    /** Allowed clock difference with the identity provider for exp, nbf and iat. */
+    clockTolerance: duration.prefault('60s'),
+    /** How long fetched keys are used before the JWKS is read again. */
+    cacheFor: duration.prefault('10m'),
+    /** An unknown key id reads the JWKS again, but at most this often. */
+    refreshAtMost: duration.prefault('30s'),
+    /** The claim that names the user in the audit log (sub when absent from a token). */
+    userClaim: z.string().min(1).default('sub'),
+  })
+  .strict()
+  .refine((j) => (j.jwksUrl === undefined) !== (j.jwksFile === undefined), { message: 'give either jwksUrl (the provider\'s JWKS endpoint) or jwksFile (a JWKS document on disk), exactly one' });
+
+/**
  * Payload encryption: every key listed can decrypt; only the active one encrypts. Each key is a secret
  * reference to 32 bytes written as hex or base64 (checked where the reference is resolved).
  */
@@ -78,15 +119,27 @@ const encryptionSchema = z
   .object({
     activeKey: keyId,
     keys: z.array(z.object({ id: keyId, key: secretRef }).strict()).min(1, 'list at least one key: [{ id, key: env:NAME or file:/path }]'),
+    /**
+     * Refuse payloads that are not encrypted (worker, CLI and codec server alike). Turn off only while
+     * histories written before encryption was turned on must still be read.
+     */
+    requireEncryption: z.boolean().default(true),
     /** Who may ask `runbook codec-server` to decode (or encode) this environment's payloads, and from which web origins. */
     codecServer: z
       .object({
+        /** Static bearer tokens, for the Temporal CLI (--codec-auth) and scripts. */
         tokens: z
           .array(z.object({ name: z.string().regex(/^[A-Za-z0-9._@+-]{1,128}$/, 'expected a name such as alice or temporal-ui'), token: secretRef }).strict())
-          .min(1, 'list at least one bearer token: [{ name, token: env:NAME or file:/path }]'),
+          .min(1, 'list at least one bearer token: [{ name, token: env:NAME or file:/path }], or leave tokens out and configure jwt')
+          .optional(),
+        /** The Web UI's signed-in users: their access token (a JWT the UI forwards), verified against the identity provider's keys. */
+        jwt: codecJwtSchema.optional(),
         allowedOrigins: z.array(webOrigin).default(['http://localhost:8233', 'http://127.0.0.1:8233']),
       })
       .strict()
+      .refine((c) => c.tokens !== undefined || c.jwt !== undefined, {
+        message: 'nobody could use the codec server: configure tokens (static bearer tokens for the CLI) or jwt (the Web UI\'s signed-in users), or both',
+      })
       .optional(),
   })
   .strict()
@@ -100,7 +153,7 @@ const encryptionSchema = z
       ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['activeKey'], message: `names key '${enc.activeKey}', which is not listed under keys (listed: ${[...seen].join(', ')})` });
     }
     const names = new Set<string>();
-    enc.codecServer?.tokens.forEach((t, i) => {
+    enc.codecServer?.tokens?.forEach((t, i) => {
       if (names.has(t.name)) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['codecServer', 'tokens', i, 'name'], message: `duplicate token name '${t.name}'` });
       names.add(t.name);
     });
@@ -151,17 +204,31 @@ const temporalSchema = z
   })
   .strict();
 
+/** A PostgreSQL setting's size, as postgresql.conf writes it. */
+const pgSize = z.string().regex(/^\d+(kB|MB|GB)$/, 'expected a size such as 128MB or 2GB');
+
 /** Where backups are restored for testing, and what a restored copy must satisfy. */
 const restoreTestSchema = z
   .object({
-    /** Server for scratch databases; defaults to the database's own server and credentials. */
+    /**
+     * Where a dump is restored: a scratch PostgreSQL instance the worker starts (the default without a
+     * host), a dedicated restore server (the default with a host), or a scratch database on the source
+     * server itself (an explicit choice: it loads production). Physical backups always restore into a
+     * scratch instance.
+     */
+    into: z.enum(['scratchInstance', 'restoreServer', 'sourceServer'], { error: 'expected scratchInstance, restoreServer (with host) or sourceServer' }).optional(),
+    /** Server for scratch databases (into: restoreServer). */
     host: hostname.optional(),
     port: port.optional(),
     user: identifier.optional(),
     password: secretRef.optional(),
+    /** Where scratch instances get their data directories; it must hold a whole restored copy. */
+    scratchDir: dataDir.default('/var/tmp/runbook-scratch'),
+    /** shared_buffers of a scratch instance (a restored configuration may ask for production's memory). */
+    scratchSharedBuffers: pgSize.default('128MB'),
     /** pg_restore parallel jobs where the archive can be read with seeks (not from a stream). */
     jobs: z.number().int().min(1).max(32).default(1),
-    /** How far back `random` recovery-point selection reaches. */
+    /** How far back `random` recovery-point selection reaches, and the default window of a random point in time. */
     randomWindow: duration.prefault('7d'),
     /** Each query must return a single true value on the restored copy. */
     assertions: z
@@ -176,13 +243,209 @@ const restoreTestSchema = z
       .default([]),
     /** A restore test fails when the newest backup is older than this; defaults to targets.rpo. */
     maxBackupAge: duration.optional(),
+    /** pgBackRest: a restore test fails when the newest archived WAL segment is older than this; defaults to targets.rpo. */
+    maxArchiveAge: duration.optional(),
+    /** pgBackRest: WAL segments waiting to be archived on the source beyond which a restore test fails. */
+    maxArchiveBacklog: z.number().int().min(1).max(100_000).default(8),
+    /** pgBackRest: run `pgbackrest verify` (reads every file of the repository) before restoring. */
+    verifyRepository: z.boolean().default(true),
+    /** The restore canary: a row with a timestamp written to the source on a schedule (restoreCanary runbook). */
+    canary: z
+      .object({
+        /** Rows older than this are deleted by the canary runbook; keep it longer than the oldest backup you keep. */
+        keep: duration.prefault('40d'),
+      })
+      .strict()
+      .prefault({}),
   })
   .strict()
-  .refine((r) => (r.user === undefined) === (r.password === undefined), { message: 'user and password go together: set both, or neither to use the database credentials' });
+  .refine((r) => (r.user === undefined) === (r.password === undefined), { message: 'user and password go together: set both, or neither to use the database credentials' })
+  .superRefine((r, ctx) => {
+    if (r.into === 'restoreServer' && r.host === undefined) ctx.addIssue({ code: 'custom', path: ['host'], message: 'into: restoreServer needs host (and port, user, password) of the restore server' });
+    if (r.into !== undefined && r.into !== 'restoreServer' && (r.host !== undefined || r.port !== undefined)) {
+      ctx.addIssue({ code: 'custom', path: ['host'], message: `host and port name a restore server; with into: ${r.into} drop them, or set into: restoreServer` });
+    }
+  });
+
+/** An S3 key prefix-safe path inside a bucket: pgBackRest's repo1-path. */
+const repoPath = z
+  .string()
+  .max(512)
+  .regex(/^\/[A-Za-z0-9_.\/-]*$/, 'expected an absolute repository path such as /pgbackrest')
+  .refine((p) => !p.split('/').some((s) => s === '.' || s === '..'), 'expected a repository path without . or .. segments');
+
+/** A file on the worker (absolute, or relative to the config file). */
+const filePath = z
+  .string()
+  .min(1)
+  .max(1024)
+  .refine((p) => !/[\x00-\x1f\x7f]/.test(p), 'expected a file path without control characters');
+
+/**
+ * pgBackRest to an S3 repository. `access` says where pgBackRest reads the database cluster's files:
+ * `local`, the worker runs on the database host (as the data directory's owner); `tls`, through the
+ * database host's pgBackRest TLS server (the worker is the repository host).
+ */
+const pgbackrestSchema = z
+  .object({
+    stanza: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/, 'expected a stanza name of letters, digits, _, . and -'),
+    repo: z
+      .object({
+        bucket: z.string().regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'expected an S3 bucket name (3-63 lower-case letters, digits, dots, hyphens)'),
+        path: repoPath.default('/pgbackrest'),
+        endpoint: z
+          .string()
+          .url('expected an https URL such as https://s3.eu-west-1.amazonaws.com')
+          .refine((u) => !u.startsWith('http://'), 'pgBackRest 2.45 speaks S3 only over HTTPS (plain HTTP arrived in 2.58, pgbackrest#2612): give the S3 server a TLS endpoint and write https://')
+          .refine((u) => /^https:\/\/[^/?#]+\/?$/.test(u), 'expected https://host or https://host:port, without a path')
+          .default('https://s3.amazonaws.com'),
+        region: z.string().min(1).default('us-east-1'),
+        uriStyle: z.enum(['path', 'host']).default('host'),
+        /** CA bundle the S3 endpoint's certificate is verified against (the system's when omitted); it is always verified. */
+        caFile: filePath.optional(),
+        accessKeyId: secretRef.optional(),
+        secretAccessKey: secretRef.optional(),
+        /** Repository encryption (aes-256-cbc) with this passphrase. */
+        cipherPass: secretRef.optional(),
+      })
+      .strict()
+      .refine((r) => (r.accessKeyId === undefined) === (r.secretAccessKey === undefined), {
+        message: 'accessKeyId and secretAccessKey go together: set both, or neither for the instance or pod role',
+      }),
+    access: z.enum(['local', 'tls'], { error: 'expected local (on the database host) or tls (through the database host\'s pgBackRest TLS server)' }).default('local'),
+    /**
+     * The cluster's nodes. Backups and checks run against whichever is primary at the time, so they follow
+     * the leader after a failover. Default: the topology's nodes, else the database's host and port.
+     */
+    nodes: z
+      .array(
+        z
+          .object({
+            name: z.string().regex(/^[a-z0-9][a-z0-9-]{0,30}$/, 'expected a node name of lower-case letters, digits and -').optional(),
+            host: hostname,
+            port: port.default(5432),
+            dataDir: dataDir.optional(),
+            socketDir: dataDir.optional(),
+          })
+          .strict(),
+      )
+      .min(1)
+      .optional(),
+    /** pg1-path: the data directory on the database host (for nodes that do not give their own). */
+    dataDir: dataDir.optional(),
+    /** The directory of the server's Unix socket on the database host. */
+    socketDir: dataDir.default('/var/run/postgresql'),
+    /** The role pgBackRest connects as (over the socket, on the database host). */
+    dbUser: identifier.default('postgres'),
+    /** access: tls: the database hosts' pgBackRest TLS servers, and this worker's client certificate. */
+    tls: z
+      .object({
+        port: port.default(8432),
+        caFile: filePath,
+        certFile: filePath,
+        keyFile: filePath,
+      })
+      .strict()
+      .optional(),
+    processMax: z.number().int().min(1).max(64).default(2),
+    compressType: z.enum(['lz4', 'zst', 'gz', 'bz2', 'none']).default('lz4'),
+    /** Small files bundled into larger repository objects (far fewer S3 requests). */
+    bundle: z.boolean().default(true),
+    retention: z
+      .object({
+        /** Full backups kept (with the differentials, incrementals and WAL they need). */
+        full: z.number().int().min(1, 'retention.full must be at least 1').default(2),
+        diff: z.number().int().min(1).optional(),
+      })
+      .strict()
+      .prefault({}),
+  })
+  .strict()
+  .superRefine((b, ctx) => {
+    if (b.access === 'tls' && !b.tls) ctx.addIssue({ code: 'custom', path: ['tls'], message: 'access: tls needs tls: { caFile, certFile, keyFile } for the database hosts\' pgBackRest TLS servers' });
+    b.nodes?.forEach((n, i) => {
+      if (!n.dataDir && !b.dataDir) ctx.addIssue({ code: 'custom', path: ['nodes', i, 'dataDir'], message: 'give each node its dataDir, or dataDir for all' });
+    });
+  });
+
+/** How a database is backed up: logical dumps (pg_dump to S3), or pgBackRest with WAL archiving. */
+const databaseBackupsSchema = z
+  .object({
+    method: z.enum(['dump', 'pgbackrest'], { error: 'expected dump (pg_dump to S3) or pgbackrest (physical backups and WAL archiving)' }).default('dump'),
+    /** dump: roles and other globals (pg_dumpall --globals-only) beside each dump, so a restore test can check owners and privileges. */
+    globals: z.boolean().default(false),
+    pgbackrest: pgbackrestSchema.optional(),
+  })
+  .strict()
+  .superRefine((b, ctx) => {
+    if (b.method === 'pgbackrest' && !b.pgbackrest) ctx.addIssue({ code: 'custom', path: ['pgbackrest'], message: 'method: pgbackrest needs a pgbackrest: block (stanza, repo, dataDir or nodes)' });
+    if (b.method !== 'pgbackrest' && b.pgbackrest) ctx.addIssue({ code: 'custom', path: ['method'], message: 'a pgbackrest: block is given, but method is dump: set method: pgbackrest' });
+    if (b.method === 'pgbackrest' && b.globals) ctx.addIssue({ code: 'custom', path: ['globals'], message: 'globals applies to dumps; a pgBackRest backup holds the whole cluster, roles included' });
+  });
+
+const memberName = z.string().regex(/^[a-z0-9][a-z0-9-]{0,30}$/, 'expected a node name of lower-case letters, digits and -');
+const httpUrl = z.string().regex(/^https?:\/\/[^\s/]+\/?$/, 'expected the base URL of a Patroni REST API, such as https://db-1.example.com:8008');
+/** A command as an argument list (no shell): {member}, {host} and {suffix} are replaced. */
+const commandArgv = z.array(z.string().min(1).max(1024).refine((a) => !/[\x00\n\r]/.test(a), 'expected an argument without NUL or line breaks')).min(1, 'expected a command as a list of arguments, e.g. [ssh, "{host}", sudo, systemctl, start, patroni]');
+
+const localTopologySchema = z
+  .object({
+    driver: z.literal('local'),
+    nodes: z
+      .array(z.object({ name: memberName, host: hostname, port: port.default(5432), dataDir }).strict())
+      .length(2, 'a drill needs exactly two nodes: the primary and its replica'),
+  })
+  .strict();
+
+const patroniTopologySchema = z
+  .object({
+    driver: z.literal('patroni'),
+    /** Every member of the cluster: its name in Patroni, its host, PostgreSQL's port and the REST API's base URL. */
+    members: z
+      .array(z.object({ name: memberName, host: hostname, port: port.default(5432), api: httpUrl }).strict())
+      .min(2, 'list every member of the Patroni cluster (at least two): { name, host, port, api }'),
+    api: z
+      .object({
+        username: z.string().min(1).max(128).optional(),
+        password: secretRef.optional(),
+        tls: z.object({ ca: secretRef.optional(), cert: secretRef.optional(), key: secretRef.optional(), serverName: hostname.optional() }).strict().optional(),
+      })
+      .strict()
+      .refine((a) => (a.username === undefined) === (a.password === undefined), { error: 'username and password go together (restapi.authentication of Patroni): set both or neither' })
+      .refine((a) => (a.tls?.cert === undefined) === (a.tls?.key === undefined), { error: 'tls.cert and tls.key go together for a client certificate: set both or neither' })
+      .prefault({}),
+    /**
+     * fault: kills a member's Patroni and PostgreSQL hard (shown in the plan before approval);
+     * recover: starts its Patroni again; keepAside (optional): renames its stopped data directory,
+     * so a member that cannot be rewound is cloned afresh without losing the old directory.
+     */
+    commands: z
+      .object({ fault: commandArgv, recover: commandArgv, keepAside: commandArgv.optional() })
+      .strict(),
+    /** How long the drill waits for Patroni to elect a new leader after the fault. */
+    electionTimeout: duration.prefault('2m'),
+    /** How long a rejoining former leader may take to stream before its rewind is judged impossible. */
+    rejoinTimeout: duration.prefault('5m'),
+  })
+  .strict()
+  .superRefine((t, ctx) => {
+    const seen = new Set<string>();
+    t.members.forEach((m, i) => {
+      if (seen.has(m.name)) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['members', i, 'name'], message: `duplicate member '${m.name}'` });
+      seen.add(m.name);
+    });
+    if (t.members.some((m) => m.api.startsWith('https:')) !== (t.api.tls !== undefined) && t.api.tls !== undefined) {
+      ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['api', 'tls'], message: 'tls is set, but no member api URL uses https://' });
+    }
+  });
 
 const databaseSchema = z
   .object({
-    host: hostname,
+    /**
+     * The service address clients use (a DNS name that follows the primary, an HAProxy or a VIP).
+     * Without it, the runbooks reach the current primary through the topology driver.
+     */
+    host: hostname.optional(),
     port: port.default(5432),
     database: identifier,
     user: identifier,
@@ -191,25 +454,24 @@ const databaseSchema = z
     /** The DNS record (a key of dns.records) clients use to reach the primary. */
     dnsRecord: z.string().optional(),
     restoreTest: restoreTestSchema.prefault({}),
+    /** The backup method of this database: dumps (default) or pgBackRest. */
+    backups: databaseBackupsSchema.prefault({}),
     /** Queries that must return true on a healthy primary (the drill runs them through the service name). */
     healthChecks: z
       .array(z.object({ name: z.string().min(1).max(200), sql: singleStatement }).strict())
       .default([]),
     /**
-     * How the drill reaches the nodes' processes. `local`: pg_ctl on the worker's machine (the sandbox);
-     * other drivers (a Kubernetes StatefulSet) slot in behind the same interface.
+     * The cluster behind the database, for the DR drill and for every runbook that must reach the
+     * current primary. `local`: two nodes whose data directories are on the worker's host (pg_ctl,
+     * pg_rewind, pg_basebackup); `patroni`: a Patroni cluster, through its REST API.
      */
-    topology: z
-      .object({
-        driver: z.enum(['local']),
-        nodes: z
-          .array(z.object({ name: z.string().regex(/^[a-z0-9][a-z0-9-]{0,30}$/, 'expected a node name of lower-case letters, digits and -'), host: hostname, port: port.default(5432), dataDir }).strict())
-          .length(2, 'a drill needs exactly two nodes: the primary and its replica'),
-      })
-      .strict()
-      .optional(),
+    topology: z.discriminatedUnion('driver', [localTopologySchema, patroniTopologySchema], { error: 'expected driver: local or driver: patroni' }).optional(),
   })
-  .strict();
+  .strict()
+  .refine((db) => db.host !== undefined || db.topology !== undefined, {
+    error: 'set host (the service address that follows the primary, e.g. a DNS name or an HAProxy) or topology (so the runbooks find the current primary through it)',
+    path: ['host'],
+  });
 
 const backupsSchema = z
   .object({
@@ -226,6 +488,11 @@ const backupsSchema = z
     forcePathStyle: z.boolean().default(false),
     accessKeyId: secretRef.optional(),
     secretAccessKey: secretRef.optional(),
+    /** Dumps are uploaded in parts that grow with the dump; S3 allows at most 10,000 parts (lower it only to test). */
+    multipart: z
+      .object({ maxParts: z.number().int().min(2, 'maxParts must be at least 2').max(10_000, 'S3 allows at most 10,000 parts per object').default(10_000) })
+      .strict()
+      .prefault({}),
     /** Evidence log records are written with S3 Object Lock (COMPLIANCE) retention this long; the bucket must have Object Lock enabled. */
     evidenceRetention: duration.optional(),
     retention: z
@@ -435,7 +702,8 @@ const environmentSchema = z
     monitoring: monitoringSchema.optional(),
     /** The loadTest runbook's phases and SLAs. */
     loadTest: loadTestSchema.optional(),
-    targets: z.object({ rpo: duration.optional(), rto: duration.optional() }).strict().prefault({}),
+    /** rpo 0 means no acknowledged write may be lost (a synchronous cluster); rto is how long a failover may take, end to end. */
+    targets: z.object({ rpo: z.preprocess((v) => (v === 0 ? "0" : v), rpoTarget).optional(), rto: duration.optional() }).strict().prefault({}),
     /** Who may approve gates, per runbook; "default" applies to runbooks without their own list. */
     approvers: z
       .record(
@@ -474,6 +742,12 @@ const environmentSchema = z
       }
     }
     for (const [name, db] of Object.entries(env.databases)) {
+      if (db.backups.method === 'pgbackrest' && !env.backups) {
+        ctx.addIssue({ code: 'custom', path: ['databases', name, 'backups', 'method'], message: 'a pgBackRest database writes its restore-test reports to the environment\'s backups bucket: add a backups: section' });
+      }
+      if (db.backups.pgbackrest && !db.backups.pgbackrest.nodes && !db.backups.pgbackrest.dataDir && !db.topology) {
+        ctx.addIssue({ code: 'custom', path: ['databases', name, 'backups', 'pgbackrest', 'dataDir'], message: 'pgBackRest needs the data directory on the database host: give dataDir (or nodes, or a topology)' });
+      }
       if (db.dnsRecord !== undefined && !(env.dns && db.dnsRecord in env.dns.records)) {
         ctx.addIssue({
           code: z.ZodIssueCode.custom,
@@ -505,10 +779,15 @@ const workerSchema = z
     tuning: tuningSchema.prefault({}),
     /** How often the worker reads the runbooks' freshness (newest runs per target, schedules, open gates) from Temporal for /metrics. */
     freshnessInterval: duration.prefault('60s'),
+    /** Where a drill's write load logs the commits it had acknowledged (default: runbook-drill-writes in the system temp directory). */
+    drillWriteLogDir: z
+      .string()
+      .refine((d) => d.startsWith('/') && !d.split('/').includes('..'), 'expected an absolute directory path without .. segments')
+      .optional(),
   })
   .strict();
 
-export const RUNBOOK_NAMES = ['smokeTest', 'backupDatabase', 'verifyBackup', 'drDrill', 'rollout', 'rollback', 'goLive', 'readinessAudit', 'loadTest', 'backupTemporalConfig', 'verifyTemporalConfig'] as const;
+export const RUNBOOK_NAMES = ['smokeTest', 'backupDatabase', 'verifyBackup', 'restoreCanary', 'drDrill', 'rollout', 'rollback', 'goLive', 'readinessAudit', 'loadTest', 'backupTemporalConfig', 'verifyTemporalConfig'] as const;
 
 /** A calendar field: a number, a list, or a range written "1-7". */
 const calendarField = (min: number, max: number) =>

@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
-import { findBinary } from '../system/process';
+import { childEnv, findBinary } from '../system/process';
 import { SIGNATURE_NAMESPACE, SignedStatement, Statement, statementText } from './statement';
 
 /**
@@ -13,7 +13,8 @@ export function sshKeygen(): string {
 
 function run(args: string[], input?: string): Promise<string> {
   return new Promise((resolve, reject) => {
-    const child = execFile(sshKeygen(), args, { timeout: 30_000, maxBuffer: 1 << 20 }, (err, stdout, stderr) => {
+    // ssh-agent is reached through SSH_AUTH_SOCK; nothing else of the caller's environment goes along.
+    const child = execFile(sshKeygen(), args, { timeout: 30_000, maxBuffer: 1 << 20, env: childEnv({}, ['HOME', 'SSH_AUTH_SOCK']) }, (err, stdout, stderr) => {
       if (err) reject(new Error(`ssh-keygen ${args[0]} ${args[1] ?? ''}: ${(stderr || err.message).trim()}`));
       else resolve(stdout);
     });

@@ -1,5 +1,10 @@
 import type { StepRecord } from '../workflows/lib/timeline';
 import type { GateRecord } from '../workflows/lib/gate';
+import type { FailoverSettings, KeptDataDirectory } from '../topology/types';
+import type { LostWrites } from '../activities/writeLoad';
+
+/** The write load's outcome: commits acknowledged during the drill and those the failover lost. */
+export type DrillWrites = LostWrites & { rate: number; writerError: string | null };
 
 /** Everything a DR drill found; rendered as JSON, Markdown and an HTML page with a timeline chart. */
 export interface DrillReport {
@@ -10,12 +15,41 @@ export interface DrillReport {
   mode: 'failover' | 'switchover';
   passed: boolean;
   reasons: string[];
+  /** Which topology driver ran (local, patroni) and how clients reach the primary. */
+  driver?: string;
+  serviceEndpoint?: string;
+  /** The fault and promotion as planned, shown to the approver. */
+  plan?: string[];
+  /** The settings that bound the failover (Patroni: ttl, loop_wait, retry_timeout, synchronous mode, maximum lag). */
+  settings?: FailoverSettings;
   primaryBefore?: string;
   primaryAfter?: string;
   approval?: GateRecord;
-  rto?: { ms: number; targetMs?: number; met: boolean | null };
-  rpo?: { markerPresent: boolean; lostBytes: number; ms: number; targetMs?: number; met: boolean | null };
-  failback?: { method: string; streaming: boolean } | { skipped: string };
+  rto?: {
+    ms: number;
+    targetMs?: number;
+    met: boolean | null;
+    /** When the clock started: once, as the fault was ordered. */
+    clockStartedAt?: string;
+    faultAt?: string;
+    /** fault -> new leader seen; -> it commits; -> the service endpoint reaches it; -> a write through it commits. */
+    split?: { detectionMs: number; promotionMs: number; endpointMs: number; firstWriteMs: number };
+    /** The most detection can take by the cluster's settings (Patroni: ttl + loop_wait). */
+    detectionBoundMs?: number;
+  };
+  rpo?: {
+    markerPresent: boolean;
+    lostBytes: number;
+    ms: number;
+    targetMs?: number;
+    met: boolean | null;
+    /** Synchronous replication was on (commits waited for a standby) or not. */
+    synchronousMode?: boolean;
+    /** Acknowledged rows missing on the new primary (write load rows and the marker). */
+    lostRows?: number;
+    writes?: DrillWrites;
+  };
+  failback?: { method: string; streaming: boolean; keptAside?: KeptDataDirectory } | { skipped: string };
   compensation: { name: string; ok: boolean; error?: string }[];
   steps: StepRecord[];
   startedAt: string;
@@ -34,9 +68,18 @@ export function renderDrillMarkdown(r: DrillReport): string {
     `- Primary before: ${r.primaryBefore ?? '-'}; after: ${r.primaryAfter ?? '-'}`,
     `- Approval: ${r.approval ? `${r.approval.outcome}${r.approval.by ? ` by ${r.approval.by}` : ''}${r.approval.reason ? ` (${r.approval.reason})` : ''} at ${r.approval.closedAt ?? '-'}` : 'not reached'}`,
     ...(r.approval?.approvals ?? []).map((a) => `  - signed ${a.act} by ${a.principal}, key ${a.fingerprint}, signed ${a.signedAt}${a.reason ? `: ${a.reason}` : ''}`),
+    `- Driver: ${r.driver ?? 'local'}; service endpoint: ${r.serviceEndpoint ?? '-'}`,
+    ...(r.plan?.length ? [`- Plan: ${r.plan.join('; ')}`] : []),
     `- RTO: ${r.rto ? `${secs(r.rto.ms)} (target ${secs(r.rto.targetMs)}): ${r.rto.met === null ? 'no target' : r.rto.met ? 'met' : 'MISSED'}` : 'not measured'}`,
-    `- RPO: ${r.rpo ? `${r.rpo.markerPresent ? 'marker row present, ' : 'marker row LOST, '}${r.rpo.lostBytes} bytes of WAL lost, ${secs(r.rpo.ms)} (target ${secs(r.rpo.targetMs)}): ${r.rpo.met === null ? 'no target' : r.rpo.met ? 'met' : 'MISSED'}` : 'not measured'}`,
-    `- Failback: ${!r.failback ? '-' : 'skipped' in r.failback ? `skipped (${r.failback.skipped})` : `${r.failback.method}, replica streaming: ${r.failback.streaming}`}`,
+    ...(r.rto?.split
+      ? [`  - detection ${secs(r.rto.split.detectionMs)}${r.rto.detectionBoundMs !== undefined ? ` (bound by ttl + loop_wait: ${secs(r.rto.detectionBoundMs)})` : ''}, promotion ${secs(r.rto.split.promotionMs)}, endpoint switch ${secs(r.rto.split.endpointMs)}, first verified write ${secs(r.rto.split.firstWriteMs)}`]
+      : []),
+    ...(r.settings ? [`  - settings: ${settingsText(r.settings)}`] : []),
+    `- RPO: ${r.rpo ? `${r.rpo.markerPresent ? 'marker row present, ' : 'marker row LOST, '}${r.rpo.lostRows ?? (r.rpo.markerPresent ? 0 : 1)} acknowledged rows lost, ${r.rpo.lostBytes} bytes of WAL lost, ${secs(r.rpo.ms)} (target ${secs(r.rpo.targetMs)}): ${r.rpo.met === null ? 'no target' : r.rpo.met ? 'met' : 'MISSED'}; ${r.rpo.synchronousMode ? 'synchronous' : 'asynchronous'} replication` : 'not measured'}`,
+    ...(r.rpo?.writes
+      ? [`  - write load ${r.rpo.writes.rate}/s: ${r.rpo.writes.acknowledged} commits acknowledged (${r.rpo.writes.acknowledgedBeforeFault} before the fault), ${r.rpo.writes.lost} lost${r.rpo.writes.firstLostAt ? ` (acknowledged ${r.rpo.writes.firstLostAt} to ${r.rpo.writes.lastLostAt})` : ''}; log ${r.rpo.writes.log}`]
+      : []),
+    `- Failback: ${!r.failback ? '-' : 'skipped' in r.failback ? `skipped (${r.failback.skipped})` : `${r.failback.method}, replica streaming: ${r.failback.streaming}${r.failback.keptAside ? `; the old data directory was kept at ${r.failback.keptAside.path} (last checkpoint ${r.failback.keptAside.lastLsn ?? '?'}, timeline ${r.failback.keptAside.timeline ?? '?'})` : ''}`}`,
   ];
   if (r.compensation.length) lines.push(`- Compensation: ${r.compensation.map((c) => `${c.name}: ${c.ok ? 'done' : `FAILED (${c.error})`}`).join('; ')}`);
   if (r.reasons.length) lines.push('', '## Why it failed', '', ...r.reasons.map((x) => `- ${x}`));
@@ -45,6 +88,14 @@ export function renderDrillMarkdown(r: DrillReport): string {
     lines.push(`| ${cell(s.name)} | ${s.startedAt} | ${secs(s.durationMs)} | ${s.outcome} | ${cell(JSON.stringify(s.evidence))}${s.error ? ` error: ${cell(s.error)}` : ''} |`);
   }
   return `${lines.join('\n')}\n`;
+}
+
+function settingsText(s: FailoverSettings): string {
+  const parts = [`synchronous_mode ${s.synchronousMode ? 'on' : 'off'}`];
+  if (s.ttl !== undefined) parts.unshift(`ttl ${s.ttl} s`, `loop_wait ${s.loopWait} s`, `retry_timeout ${s.retryTimeout} s`);
+  if (s.maximumLagOnFailover !== undefined) parts.push(`maximum_lag_on_failover ${s.maximumLagOnFailover} B`);
+  if (s.failsafeMode !== undefined) parts.push(`failsafe_mode ${s.failsafeMode ? 'on' : 'off'}`);
+  return parts.join(', ');
 }
 
 const COLORS: Record<string, string> = { succeeded: '#2e7d32', failed: '#c62828', cancelled: '#757575', skipped: '#bdbdbd', running: '#1565c0' };

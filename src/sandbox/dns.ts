@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { Resolver } from 'node:dns/promises';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { findBinary, freePort, spawnService, stopService, waitUntil } from '../system/process';
 
@@ -77,6 +77,8 @@ zone "${zone}" {
 `;
   writeFileSync(join(dir, 'named.conf'), conf);
   writeFileSync(join(dir, `${zone}.zone`), zoneFile(zone, opts.records ?? {}));
+  // The zone is written afresh: a journal of updates to the previous one would not apply to it (a restart).
+  rmSync(join(dir, `${zone}.zone.jnl`), { force: true });
   const logFile = join(opts.dir, 'named.log');
   // -g: foreground, log to stderr; -u bind is skipped so the zone journal is writable in our directory.
   const service = spawnService('dns (named)', findNamed(), ['-g', '-n', '1', '-c', join(dir, 'named.conf')], logFile);

@@ -26,9 +26,20 @@ max_connections = 50
 wal_keep_size = 256MB
 `;
 
+/** The port a node ran on before (its node.conf), so a restart keeps it. */
+function previousPort(dataDir: string): number | undefined {
+  try {
+    const m = /^port = (\d+)$/m.exec(readFileSync(join(dataDir, 'node.conf'), 'utf8'));
+    return m ? Number(m[1]) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 export async function startPostgres(opts: PostgresClusterOptions & { dataDir: string; socketDir: string }): Promise<PostgresClusterInfo> {
   const host = opts.host ?? '127.0.0.1';
-  const port = opts.port ?? (await freePort(host));
+  // A restarted stack keeps its port: a replica's primary_conninfo (written by a failback) names it.
+  const port = opts.port ?? previousPort(opts.dataDir) ?? (await freePort(host));
   const conf = join(opts.dataDir, 'postgresql.conf');
   if (!readFileSync(conf, 'utf8').includes('# runbook sandbox')) appendFileSync(conf, COMMON_SETTINGS);
   const logFile = join(opts.dir, 'postgres.log');

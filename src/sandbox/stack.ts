@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
+import { Client as PgClient } from 'pg';
 import { stringify } from 'yaml';
 import { generateKey } from '../identity/signer';
 import { startDnsServer, stopDnsServer, DnsServerInfo } from './dns';
@@ -8,6 +9,9 @@ import { ensureDatabase, initCluster, nodeRunning, reachableClusterDir, startPos
 import { kubernetesAnswers, kubernetesPids, startKubernetes, stopKubernetes, KubernetesInfo } from './kubernetes';
 import { disown, groupAlive } from '../system/process';
 import { startS3Server, stopS3Server, S3ServerInfo } from './s3';
+import { createStanza, enableArchiving, SANDBOX_PGBACKREST_BUCKET, SandboxPgBackRest, writeHostConfig } from './pgbackrest';
+import { createCa } from './tls';
+import { disownPatroni, PatroniClusterInfo, patroniPids, patroniStatus, startPatroniCluster, stopPatroniCluster } from './patroni';
 import { startTemporalDevServer, stopTemporalDevServer, temporalAnswers, TemporalDevServerInfo } from './temporal';
 import { describeTemporalCluster, startTemporalCluster, stopTemporalCluster, temporalClusterPids, TemporalClusterInfo } from './temporalCluster';
 
@@ -40,13 +44,17 @@ async function writeSandboxKeys(dir: string): Promise<void> {
  * `replica` is a streaming replica of the PostgreSQL primary, on the next loopback address (needs `postgres`).
  * `kubernetes` is the test control plane (etcd, API server, controllers, scheduler, kwok nodes); it is
  * not part of the default stack because it is built once from Go modules (scripts/k8s/build).
+ * `patroni` is a Patroni cluster (etcd, three PostgreSQL nodes, HAProxy), the database `ha` of the config.
  * `temporal-cluster` is a production-shaped Temporal cluster (src/sandbox/temporalCluster.ts) with its own
  * PostgreSQL pair, built once by scripts/temporal/build; it needs `s3` (archival). With it, the sandbox
  * environment runs on the cluster, and the dev server (when it runs too) serves the `ops` environment.
  */
-export type StackComponent = 'temporal' | 'postgres' | 'replica' | 's3' | 'dns' | 'kubernetes' | 'temporal-cluster';
-export const DEFAULT_COMPONENTS: StackComponent[] = ['temporal', 'postgres', 'replica', 's3', 'dns'];
-export const ALL_COMPONENTS: StackComponent[] = [...DEFAULT_COMPONENTS, 'kubernetes', 'temporal-cluster'];
+export type StackComponent = 'temporal' | 'postgres' | 'replica' | 's3' | 'pgbackrest' | 'dns' | 'kubernetes' | 'patroni' | 'temporal-cluster';
+/** `pgbackrest`: WAL archiving of the primary into a pgBackRest stanza on the S3 server's TLS endpoint (needs postgres and s3). */
+export const DEFAULT_COMPONENTS: StackComponent[] = ['temporal', 'postgres', 'replica', 's3', 'pgbackrest', 'dns'];
+export const ALL_COMPONENTS: StackComponent[] = [...DEFAULT_COMPONENTS, 'kubernetes', 'patroni', 'temporal-cluster'];
+/** The config key of the Patroni cluster's database. */
+export const PATRONI_DATABASE_KEY = 'ha';
 
 export interface StackState {
   dir: string;
@@ -57,8 +65,11 @@ export interface StackState {
   /** The streaming replica, same port as the primary on its own address. */
   postgresReplica?: PostgresClusterInfo;
   s3?: S3ServerInfo;
+  /** The stanza the primary archives into, and the database host's pgBackRest configuration. */
+  pgbackrest?: SandboxPgBackRest;
   dns?: DnsServerInfo;
   kubernetes?: KubernetesInfo;
+  patroni?: PatroniClusterInfo;
   temporalCluster?: TemporalClusterInfo;
 }
 
@@ -78,6 +89,10 @@ export interface StartStackOptions {
   /** Addresses of the Temporal cluster's own PostgreSQL primary and replica (default 127.0.0.4, 127.0.0.5). */
   temporalPostgresHost?: string;
   temporalReplicaHost?: string;
+  /** Address of the Patroni cluster's etcd and HAProxy (default 127.0.0.10; its nodes take the next three). */
+  patroniHost?: string;
+  /** Patroni's dynamic settings for the sandbox cluster (ttl, loop_wait, ...). */
+  patroniSettings?: Parameters<typeof startPatroniCluster>[0]['settings'];
 }
 
 function writeSecret(dir: string, name: string, value: string): string {
@@ -127,32 +142,55 @@ export function writeStackConfig(state: StackState): void {
     password: 'file:secrets/temporal-postgres-password',
     replica: { host: cluster.postgresReplica.host, port: cluster.postgresReplica.port },
   };
-  if (temporalDatabase) env.databases = { temporal: temporalDatabase };
+  const databases: Record<string, unknown> = {};
+  if (temporalDatabase) databases.temporal = temporalDatabase;
   if (state.postgres) {
-    env.databases = {
-      ...(env.databases as object | undefined),
-      main: {
-        host: state.postgres.host,
-        port: state.postgres.port,
-        database: state.postgres.database,
-        user: state.postgres.superuser,
-        password: 'file:secrets/postgres-password',
-        ...(state.dns ? { dnsRecord: 'db' } : {}),
-        ...(state.postgresReplica
-          ? {
-              replica: { host: state.postgresReplica.host, port: state.postgresReplica.port },
-              topology: {
-                driver: 'local',
-                nodes: [
-                  { name: 'pg-a', host: state.postgres.host, port: state.postgres.port, dataDir: state.postgres.dataDir },
-                  { name: 'pg-b', host: state.postgresReplica.host, port: state.postgresReplica.port, dataDir: state.postgresReplica.dataDir },
-                ],
-              },
-            }
-          : {}),
+    databases.main = {
+      // With a replica the runbooks follow the primary through the topology (after a failover it is the
+      // other node); a single node has a fixed address.
+      ...(state.postgresReplica ? {} : { host: state.postgres.host, port: state.postgres.port }),
+      database: state.postgres.database,
+      user: state.postgres.superuser,
+      password: 'file:secrets/postgres-password',
+      ...(state.dns ? { dnsRecord: 'db' } : {}),
+      ...(state.postgresReplica
+        ? {
+            topology: {
+              driver: 'local',
+              nodes: [
+                { name: 'pg-a', host: state.postgres.host, port: state.postgres.port, dataDir: state.postgres.dataDir },
+                { name: 'pg-b', host: state.postgresReplica.host, port: state.postgresReplica.port, dataDir: state.postgresReplica.dataDir },
+              ],
+            },
+          }
+        : {}),
+    };
+  }
+  if (state.patroni) {
+    const p = state.patroni;
+    const control = (action: string, ...rest: string[]) => [p.control, action, '{member}', ...rest];
+    databases[PATRONI_DATABASE_KEY] = {
+      // HAProxy's write port: the service address clients use; it follows the leader by Patroni's health checks.
+      host: p.haproxy.host,
+      port: p.haproxy.writePort,
+      database: p.database,
+      user: p.superuser,
+      password: `file:secrets/${p.secrets.postgresPassword}`,
+      topology: {
+        driver: 'patroni',
+        members: p.nodes.map((n) => ({ name: n.name, host: n.host, port: n.pgPort, api: n.apiUrl })),
+        // HTTPS with the sandbox CA's certificates and basic auth, as a production API should be.
+        api: { username: p.apiUser, password: `file:secrets/${p.secrets.apiPassword}`, tls: { ca: `file:${p.ca}` } },
+        // The sandbox's node control script stands in for systemctl over SSH on a real host.
+        commands: { fault: control('kill'), recover: control('start'), keepAside: control('keep-aside', '{suffix}') },
+        electionTimeout: '90s',
+        rejoinTimeout: '45s',
       },
     };
   }
+  // The pgBackRest database: the same primary, backed up physically with WAL archiving.
+  if (state.postgres && state.pgbackrest && state.s3?.tls) databases.pitr = pitrDatabase(state);
+  if (Object.keys(databases).length) env.databases = databases;
   if (state.s3) {
     env.backups = {
       bucket: SANDBOX_BUCKET,
@@ -177,6 +215,20 @@ export function writeStackConfig(state: StackState): void {
       ? [
           { id: 'sandbox-nightly-backup', runbook: 'backupDatabase', environment: 'sandbox', cron: '0 1 * * *', input: { database: 'main' } },
           { id: 'sandbox-nightly-restore-test', runbook: 'verifyBackup', environment: 'sandbox', cron: '0 3 * * *', input: { database: 'main', selection: { mode: 'random' } } },
+          ...(state.pgbackrest
+            ? [
+                { id: 'sandbox-restore-canary', runbook: 'restoreCanary', environment: 'sandbox', cron: '*/5 * * * *', input: { database: 'pitr' } },
+                { id: 'sandbox-weekly-full-backup', runbook: 'backupDatabase', environment: 'sandbox', cron: '30 1 * * 0', input: { database: 'pitr', type: 'full' } },
+                { id: 'sandbox-nightly-incremental-backup', runbook: 'backupDatabase', environment: 'sandbox', cron: '30 1 * * 1-6', input: { database: 'pitr', type: 'incr' } },
+                {
+                  id: 'sandbox-nightly-pitr-restore-test',
+                  runbook: 'verifyBackup',
+                  environment: 'sandbox',
+                  cron: '30 3 * * *',
+                  input: { database: 'pitr', selection: { mode: 'randomTime', within: '7d' } },
+                },
+              ]
+            : []),
           ...(state.postgresReplica && state.dns
             ? [
                 {
@@ -199,7 +251,11 @@ export function writeStackConfig(state: StackState): void {
           temporal: { address: state.temporal.address, namespace: state.temporal.namespace },
           databases: {
             temporal: {
-              ...temporalDatabase,
+              // Reached through the topology, as the sandbox's main database: after a failover drill the
+              // primary is the other node (a fixed host would pin the runbooks to the old one).
+              database: temporalDatabase.database,
+              user: temporalDatabase.user,
+              password: temporalDatabase.password,
               topology: {
                 driver: 'local',
                 nodes: [
@@ -234,6 +290,44 @@ export function writeStackConfig(state: StackState): void {
     state.configFile,
     `# Written by 'runbook stack up' for the local sandbox stack. Secrets are in secrets/ beside this file.\n${stringify(config)}`,
   );
+}
+
+/**
+ * The sandbox primary again, backed up with pgBackRest: the stanza the primary archives into, on the S3
+ * server's TLS endpoint verified against the sandbox CA, with the same S3 keys by reference. Backups
+ * follow whichever of the two nodes is primary.
+ */
+function pitrDatabase(state: StackState): Record<string, unknown> {
+  const pg = state.postgres!;
+  const b = state.pgbackrest!;
+  const node = (name: string, info: PostgresClusterInfo) => ({ name, host: info.host, port: info.port, dataDir: info.dataDir, socketDir: info.socketDir });
+  return {
+    host: pg.host,
+    port: pg.port,
+    database: pg.database,
+    user: pg.superuser,
+    password: 'file:secrets/postgres-password',
+    backups: {
+      method: 'pgbackrest',
+      pgbackrest: {
+        stanza: b.stanza,
+        repo: {
+          bucket: b.bucket,
+          path: b.repoPath,
+          endpoint: `https://${b.endpoint}:${b.port}`,
+          region: state.s3!.region,
+          uriStyle: 'path',
+          caFile: b.caFile,
+          accessKeyId: 'file:secrets/s3-access-key-id',
+          secretAccessKey: 'file:secrets/s3-secret-access-key',
+        },
+        nodes: [node('pg-a', pg), ...(state.postgresReplica ? [node('pg-b', state.postgresReplica)] : [])],
+        retention: { full: 2 },
+      },
+    },
+    // Backups are nightly; the RPO (targets.rpo) is met by WAL archiving and checked as the archive's age.
+    restoreTest: { maxBackupAge: '26h', randomWindow: '7d' },
+  };
 }
 
 const stateFile = (dir: string) => join(dir, 'state.json');
@@ -271,12 +365,35 @@ export async function startStack(opts: StartStackOptions): Promise<StackState> {
   const state: StackState = { dir, startedAt: new Date().toISOString(), configFile: join(dir, 'runbook.yaml') };
   const pgHost = opts.postgresHost ?? '127.0.0.2';
   if (components.includes('temporal-cluster') && !components.includes('s3')) {
-    throw new Error("the temporal-cluster component archives to the sandbox S3 server: add s3 to the components");
+    throw new Error('the temporal-cluster component archives to the sandbox S3 server: add s3 to the components');
   }
+  const pgbackrest = components.includes('pgbackrest');
+  if (pgbackrest && !(components.includes('postgres') && components.includes('s3'))) throw new Error('the pgbackrest component needs the postgres and s3 components');
+  // The sandbox CA issues the S3 TLS endpoint's certificate (pgBackRest verifies it).
+  const s3Started = components.includes('s3')
+    ? (pgbackrest ? createCa(join(dir, 'tls'), 'runbook-sandbox-ca') : Promise.resolve(undefined))
+        .then((tlsCa) => startS3Server({ dir, buckets: [SANDBOX_BUCKET, ...(pgbackrest ? [SANDBOX_PGBACKREST_BUCKET] : [])], tlsCa }))
+        .then((s) => (state.s3 = s))
+    : undefined;
   // Independent services start side by side; the machine has two cores and they mostly wait on I/O.
   // allSettled, not all: every start must have finished (and registered itself in state) before a
   // failure is cleaned up, or a service still starting would be left behind.
-  const s3Started = components.includes('s3') ? startS3Server({ dir, buckets: [SANDBOX_BUCKET] }).then((s) => (state.s3 = s)) : undefined;
+  const postgresStarted: Promise<unknown> = components.includes('postgres')
+    ? startSandboxPostgres(dir, pgHost, async (pgBase, dataDir) => {
+        if (!pgbackrest) return;
+        // Archiving is on from the first start (archive_mode needs a restart), into a repository that is ready.
+        const s3 = await s3Started!;
+        state.pgbackrest = writeHostConfig(join(pgBase, 'pgbackrest'), s3);
+        enableArchiving(dataDir, state.pgbackrest);
+      }).then(async (p) => {
+        state.postgres = p;
+        if (state.pgbackrest) await createStanza(state.pgbackrest, p);
+        if (components.includes('replica')) {
+          const password = readFileSync(join(dir, 'secrets', 'postgres-password'), 'utf8').trim();
+          state.postgresReplica = await startReplica(p, { dir: join(dirname(dirname(p.dataDir)), 'postgres-replica'), host: opts.replicaHost ?? '127.0.0.3', password });
+        }
+      })
+    : Promise.resolve();
   const results = await Promise.allSettled([
     components.includes('temporal')
       ? startTemporalDevServer({ dir, uiPort: opts.uiPort, dbFile: opts.persist ? join(dir, 'temporal.sqlite') : undefined }).then((t) => (state.temporal = t))
@@ -294,15 +411,17 @@ export async function startStack(opts: StartStackOptions): Promise<StackState> {
         )
       : undefined,
     components.includes('kubernetes') ? startKubernetes({ dir }).then((k) => (state.kubernetes = k)) : undefined,
-    components.includes('dns') ? startDnsServer({ dir, zone: SANDBOX_ZONE, records: { db: pgHost } }).then((d) => (state.dns = d)) : undefined,
-    components.includes('postgres')
-      ? startSandboxPostgres(dir, pgHost).then(async (p) => {
-          state.postgres = p;
-          if (components.includes('replica')) {
-            const password = readFileSync(join(dir, 'secrets', 'postgres-password'), 'utf8').trim();
-            state.postgresReplica = await startReplica(p, { dir: join(dirname(dirname(p.dataDir)), 'postgres-replica'), host: opts.replicaHost ?? '127.0.0.3', password });
-          }
-        })
+    components.includes('patroni')
+      ? startPatroniCluster({ dir, secretsDir: join(dir, 'secrets'), host: opts.patroniHost, settings: opts.patroniSettings }).then((p) => (state.patroni = p))
+      : undefined,
+    postgresStarted,
+    // The service name points at whichever node is primary now: after a failover drill without
+    // switch-back and a restart, that is the former replica.
+    components.includes('dns')
+      ? postgresStarted
+          .catch(() => undefined)
+          .then(async () => startDnsServer({ dir, zone: SANDBOX_ZONE, records: { db: (await currentPrimaryHost(state)) ?? pgHost } }))
+          .then((d) => (state.dns = d))
       : undefined,
   ]);
   const failure = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
@@ -313,7 +432,10 @@ export async function startStack(opts: StartStackOptions): Promise<StackState> {
   await writeSandboxKeys(dir);
   writeStackConfig(state);
   writeStateFile(state);
-  if (opts.detach) for (const pid of stackPids(state)) disown(pid);
+  if (opts.detach) {
+    for (const pid of stackPids(state)) disown(pid);
+    if (state.patroni) disownPatroni(state.patroni);
+  }
   return state;
 }
 
@@ -326,10 +448,36 @@ function stackSecret(dir: string, name: string): string {
   return value;
 }
 
-async function startSandboxPostgres(dir: string, host: string): Promise<PostgresClusterInfo & { database: string }> {
-  const pgDir = join(reachableClusterDir(dir), 'postgres-primary');
+/** The address of the sandbox node that is primary now (not in recovery), if any answers. */
+async function currentPrimaryHost(state: StackState): Promise<string | undefined> {
+  if (!state.postgres) return undefined;
+  const password = readFileSync(join(state.dir, 'secrets', 'postgres-password'), 'utf8').trim();
+  for (const n of [state.postgres, state.postgresReplica]) {
+    if (!n) continue;
+    const c = new PgClient({ host: n.host, port: n.port, user: n.superuser, password, database: 'postgres', connectionTimeoutMillis: 5_000 });
+    c.on('error', () => undefined);
+    try {
+      await c.connect();
+      if (!(await c.query<{ rec: boolean }>('SELECT pg_is_in_recovery() AS rec')).rows[0].rec) return n.host;
+    } catch {
+      /* try the other node */
+    } finally {
+      await c.end().catch(() => undefined);
+    }
+  }
+  return undefined;
+}
+
+async function startSandboxPostgres(
+  dir: string,
+  host: string,
+  beforeStart: (pgBase: string, dataDir: string) => Promise<void>,
+): Promise<PostgresClusterInfo & { database: string }> {
+  const pgBase = reachableClusterDir(dir);
+  const pgDir = join(pgBase, 'postgres-primary');
   const password = stackSecret(dir, 'postgres-password');
   const { dataDir, socketDir } = await initCluster({ dir: pgDir, password });
+  await beforeStart(pgBase, dataDir);
   const info = await startPostgres({ dir: pgDir, host, password, dataDir, socketDir });
   await ensureDatabase(info, SANDBOX_DATABASE);
   return { ...info, database: SANDBOX_DATABASE };
@@ -341,8 +489,10 @@ export function stackPids(state: StackState): number[] {
     state.postgres?.pid,
     state.postgresReplica?.pid,
     state.s3?.pid,
+    state.s3?.tls?.pid,
     state.dns?.pid,
     ...(state.kubernetes ? kubernetesPids(state.kubernetes) : []),
+    ...(state.patroni ? patroniPids(state.patroni) : []),
     ...(state.temporalCluster ? temporalClusterPids(state.temporalCluster) : []),
   ].filter(
     (p): p is number => p !== undefined,
@@ -351,23 +501,27 @@ export function stackPids(state: StackState): number[] {
 
 /** Stops every component that is running; safe to call twice. */
 export async function stopStack(state: StackState): Promise<void> {
+  // With WAL archiving on, a stopping primary archives its last segment into S3: S3 goes after it.
+  const databases = Promise.all([state.postgres && stopPostgres(state.postgres), state.postgresReplica && stopPostgres(state.postgresReplica)]);
   await Promise.all([
     state.temporal && stopTemporalDevServer(state.temporal.pid),
-    state.postgres && stopPostgres(state.postgres),
-    state.postgresReplica && stopPostgres(state.postgresReplica),
-    state.s3 && stopS3Server(state.s3.pid),
+    databases,
+    state.s3 && databases.then(() => stopS3Server(state.s3!.pid, state.s3!.tls)),
     state.dns && stopDnsServer(state.dns.pid),
     state.kubernetes && stopKubernetes(state.kubernetes),
+    state.patroni && stopPatroniCluster(state.patroni),
     state.temporalCluster && stopTemporalCluster(state.temporalCluster),
   ]);
   if (existsSync(stateFile(state.dir))) rmSync(stateFile(state.dir));
   // A cluster placed outside the stack directory (see reachableClusterDir) is removed with the stack.
   const pgBase = state.postgres && dirname(dirname(state.postgres.dataDir));
-  if (pgBase && !pgBase.startsWith(state.dir) && basename(pgBase).startsWith('runbook-pg-')) rmSync(pgBase, { recursive: true, force: true });
+  for (const base of [pgBase, state.patroni && dirname(state.patroni.dir)]) {
+    if (base && !base.startsWith(state.dir) && basename(base).startsWith('runbook-pg-')) rmSync(base, { recursive: true, force: true });
+  }
 }
 
 export interface ComponentStatus {
-  component: StackComponent;
+  component: StackComponent | string;
   pid: number;
   running: boolean;
   endpoint: string;
@@ -383,12 +537,14 @@ export async function stackStatus(state: StackState): Promise<ComponentStatus[]>
   if (state.postgresReplica) {
     out.push({ component: 'replica', pid: state.postgresReplica.pid, running: nodeRunning(state.postgresReplica.dataDir), endpoint: `${state.postgresReplica.host}:${state.postgresReplica.port}` });
   }
-  if (state.s3) out.push({ component: 's3', pid: state.s3.pid, running: groupAlive(state.s3.pid), endpoint: state.s3.endpoint });
+  if (state.s3) out.push({ component: 's3', pid: state.s3.pid, running: groupAlive(state.s3.pid) && (!state.s3.tls || groupAlive(state.s3.tls.pid)), endpoint: state.s3.tls ? `${state.s3.endpoint} ${state.s3.tls.endpoint}` : state.s3.endpoint });
   if (state.dns) out.push({ component: 'dns', pid: state.dns.pid, running: groupAlive(state.dns.pid), endpoint: `${state.dns.host}:${state.dns.port}` });
   if (state.kubernetes) {
     const k = state.kubernetes;
     out.push({ component: 'kubernetes', pid: k.pids.apiserver, running: kubernetesPids(k).every(groupAlive) && (await kubernetesAnswers(k)), endpoint: k.server });
   }
+  // Each Patroni part separately: a drill kills a node on purpose, and status says which one is down.
+  if (state.patroni) for (const p of await patroniStatus(state.patroni)) out.push(p);
   if (state.temporalCluster) {
     const c = state.temporalCluster;
     // Whole when every process lives and the ring, asked through the load balancer, has every one of them.

@@ -3,18 +3,18 @@
  * pg_basebackup): used by the local topology driver and by scratch instances, and by the sandbox.
  */
 import { execFile, execFileSync } from 'node:child_process';
-import { chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, appendFileSync, existsSync } from 'node:fs';
+import { chmodSync, chownSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, writeFileSync, appendFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
-import { adopt, disown, findBinary, groupAlive, stopService, systemUser, tailFile, waitUntil } from './process';
+import { adopt, childEnv, disown, findBinary, processAlive, stopService, systemUser, tailFile, waitUntil } from './process';
 
 const execFileAsync = promisify(execFile);
 
 const PG_BIN_DIRS = ['/usr/lib/postgresql/15/bin'];
 const PG_HINT = 'Install PostgreSQL 15 (scripts/bootstrap does: apt-get install postgresql-15), or set PG_BIN to its bin directory.';
 
-export function findPgBinary(name: 'initdb' | 'postgres' | 'pg_ctl' | 'pg_isready' | 'pg_basebackup' | 'pg_dump' | 'pg_restore' | 'pg_rewind' | 'psql'): string {
+export function findPgBinary(name: 'initdb' | 'postgres' | 'pg_ctl' | 'pg_controldata' | 'pg_isready' | 'pg_basebackup' | 'pg_dump' | 'pg_dumpall' | 'pg_restore' | 'pg_rewind' | 'psql'): string {
   const dirs = process.env.PG_BIN ? [process.env.PG_BIN, ...PG_BIN_DIRS] : PG_BIN_DIRS;
   return findBinary(name, { dirs, hint: PG_HINT });
 }
@@ -44,7 +44,7 @@ export function reachableClusterDir(preferred: string): string {
   if (!user) return preferred;
   mkdirSync(preferred, { recursive: true, mode: 0o755 });
   try {
-    execFileSync('test', ['-x', preferred], { uid: user.uid, gid: user.gid, stdio: 'ignore' });
+    execFileSync('test', ['-x', preferred], { uid: user.uid, gid: user.gid, stdio: 'ignore', env: childEnv() });
     return preferred;
   } catch {
     const dir = mkdtempSync(join(tmpdir(), 'runbook-pg-'));
@@ -92,7 +92,7 @@ export async function initCluster(opts: PostgresClusterOptions): Promise<{ dataD
     await execFileAsync(
       findPgBinary('initdb'),
       ['-D', dataDir, '-U', opts.superuser ?? 'postgres', '--pwfile', pwFile, '--auth-local=trust', '--auth-host=scram-sha-256', '-E', 'UTF8', '--locale=C', '--no-sync'],
-      { uid: user?.uid, gid: user?.gid, cwd: opts.dir },
+      { uid: user?.uid, gid: user?.gid, cwd: opts.dir, env: childEnv() },
     );
   } catch (err) {
     const e = err as { stderr?: string; message: string };
@@ -120,7 +120,7 @@ function writeNodeConf(dataDir: string, name: string, host: string, port: number
 
 function pgCtl(args: string[], env?: NodeJS.ProcessEnv): Promise<{ stdout: string; stderr: string }> {
   const user = postgresOwner();
-  return execFileAsync(findPgBinary('pg_ctl'), args, { uid: user?.uid, gid: user?.gid, cwd: '/', env: env ?? process.env });
+  return execFileAsync(findPgBinary('pg_ctl'), args, { uid: user?.uid, gid: user?.gid, cwd: '/', env: env ?? childEnv() });
 }
 
 function postmasterPid(dataDir: string): number | undefined {
@@ -135,7 +135,7 @@ function postmasterPid(dataDir: string): number | undefined {
 /** True when a postmaster is running for this data directory. */
 export function nodeRunning(dataDir: string): boolean {
   const pid = postmasterPid(dataDir);
-  return pid !== undefined && groupAlive(pid);
+  return pid !== undefined && processAlive(pid);
 }
 
 /**
@@ -167,7 +167,7 @@ export async function startNode(
   await waitUntil(
     `PostgreSQL ${node.name} on ${node.host}:${node.port}`,
     async () => {
-      await execFileAsync(isready, ['-h', node.host, '-p', String(node.port), '-t', '1']);
+      await execFileAsync(isready, ['-h', node.host, '-p', String(node.port), '-t', '1'], { env: childEnv() });
       return true;
     },
     { timeoutMs: 30_000, pid, logFile: node.logFile },
@@ -178,7 +178,7 @@ export async function startNode(
 /** Stops a node: fast (clients disconnected, clean shutdown) or immediate (as if the machine died). */
 export async function stopNode(dataDir: string, mode: 'fast' | 'immediate' = 'fast'): Promise<void> {
   const pid = postmasterPid(dataDir);
-  if (pid === undefined || !groupAlive(pid)) return;
+  if (pid === undefined || !processAlive(pid)) return;
   try {
     await pgCtl(['stop', '-w', '-t', '60', '-m', mode, '-D', dataDir]);
   } catch {
@@ -239,7 +239,7 @@ export async function rewindNode(dataDir: string, name: string, source: PgSource
       uid: user?.uid,
       gid: user?.gid,
       cwd: '/',
-      env: { ...process.env, PGPASSWORD: source.password },
+      env: childEnv({ PGPASSWORD: source.password, PGAPPNAME: 'runbook-rejoin' }, ['PGSSLMODE', 'PGSSLROOTCERT', 'PGSSLCERT', 'PGSSLKEY']),
     });
   } catch (err) {
     throw new Error(`pg_rewind of ${dataDir} failed: ${((err as { stderr?: string }).stderr ?? (err as Error).message).trim().split('\n').slice(-3).join(' ')}`);
@@ -247,17 +247,63 @@ export async function rewindNode(dataDir: string, name: string, source: PgSource
   writePrimaryConninfo(dataDir, name, source);
 }
 
-/** Replaces a node's data with a fresh base backup of the source, as a replica (when rewind is impossible). */
+/** What pg_controldata says about a stopped node: its last checkpoint and the timeline it was on. */
+export async function controlData(dataDir: string): Promise<{ state?: string; checkpointLsn?: string; timeline?: number }> {
+  const user = postgresOwner();
+  const { stdout } = await execFileAsync(findPgBinary('pg_controldata'), [dataDir], { uid: user?.uid, gid: user?.gid, cwd: '/', env: { ...process.env, LC_ALL: 'C' } });
+  const field = (name: string) => stdout.split('\n').find((l) => l.startsWith(`${name}:`))?.slice(name.length + 1).trim();
+  const tli = field("Latest checkpoint's TimeLineID");
+  return { state: field('Database cluster state'), checkpointLsn: field('Latest checkpoint location'), timeline: tli === undefined ? undefined : Number(tli) };
+}
+
+/**
+ * Renames a stopped node's data directory out of the way (dataDir.kept-SUFFIX) instead of deleting
+ * it: a former primary's directory may hold the only copy of commits that never reached a replica.
+ * Returns where it went with its last checkpoint LSN and timeline; a directory already gone is left.
+ */
+export async function keepDataDirAside(dataDir: string, suffix: string): Promise<{ path: string; lastLsn?: string; timeline?: number } | undefined> {
+  if (!existsSync(join(dataDir, 'PG_VERSION'))) return undefined;
+  if (nodeRunning(dataDir)) throw new Error(`PostgreSQL still runs on ${dataDir}: it must be stopped before its data directory is kept aside`);
+  const path = `${dataDir}.kept-${suffix}`;
+  if (existsSync(path)) throw new Error(`${path} exists already: refusing to overwrite a kept data directory`);
+  const ctl = await controlData(dataDir).catch(() => ({ checkpointLsn: undefined, timeline: undefined }));
+  renameSync(dataDir, path);
+  return { path, lastLsn: ctl.checkpointLsn, timeline: ctl.timeline };
+}
+
+/** The LSN at which the primary's current timeline began, from its timeline history file (undefined on timeline 1). */
+export function timelineSwitchPoint(dataDir: string, timeline: number): string | undefined {
+  const file = join(dataDir, 'pg_wal', `${timeline.toString(16).toUpperCase().padStart(8, '0')}.history`);
+  if (!existsSync(file)) return undefined;
+  const last = readFileSync(file, 'utf8').split('\n').filter((l) => /^\d+\t/.test(l)).pop();
+  return last?.split('\t')[1];
+}
+
+/** Newest timeline with a history file in a data directory (1 when there is none). */
+export function newestTimeline(dataDir: string): number {
+  let newest = 1;
+  for (const f of readdirSync(join(dataDir, 'pg_wal'))) {
+    const m = /^([0-9A-F]{8})\.history$/.exec(f);
+    if (m) newest = Math.max(newest, parseInt(m[1], 16));
+  }
+  return newest;
+}
+
+/**
+ * Makes a fresh base backup of the source into an empty data directory, as a replica (when rewind is
+ * impossible). It never deletes: an old data directory must have been kept aside first.
+ */
 export async function rebuildNode(dataDir: string, name: string, source: PgSource): Promise<void> {
   const user = postgresOwner();
-  rmSync(dataDir, { recursive: true, force: true });
+  if (existsSync(join(dataDir, 'PG_VERSION'))) throw new Error(`${dataDir} still holds a cluster: keep it aside (keepDataDirAside) before making a fresh copy`);
+  if (existsSync(dataDir) && readdirSync(dataDir).length > 0) renameSync(dataDir, `${dataDir}.partial-${Date.now()}`);
   ownDir(dataDir);
   try {
     await execFileAsync(findPgBinary('pg_basebackup'), ['-h', source.host, '-p', String(source.port), '-U', source.user, '-D', dataDir, '-X', 'stream', '-c', 'fast', '--no-sync'], {
       uid: user?.uid,
       gid: user?.gid,
       cwd: '/',
-      env: { ...process.env, PGPASSWORD: source.password },
+      env: childEnv({ PGPASSWORD: source.password, PGAPPNAME: 'runbook-rejoin' }, ['PGSSLMODE', 'PGSSLROOTCERT', 'PGSSLCERT', 'PGSSLKEY']),
     });
   } catch (err) {
     throw new Error(`pg_basebackup into ${dataDir} failed: ${(err as { stderr?: string }).stderr ?? (err as Error).message}`);

@@ -41,13 +41,29 @@ export function findBinary(name: string, opts: { envVar?: string; dirs?: string[
   throw new MissingBinaryError(name, opts.hint);
 }
 
+/** What any child program may need from this process: where programs are, the locale, the time zone. */
+const BASE_CHILD_VARIABLES = ['PATH', 'LANG', 'LANGUAGE', 'LC_ALL', 'LC_CTYPE', 'LC_MESSAGES', 'TZ'] as const;
+
+/**
+ * The environment of a child program: PATH, the locale and the time zone of this process, the other
+ * variables named in `inherit`, and the values given. Never the whole environment: a worker's holds
+ * every secret its config references (database passwords, cloud keys, payload keys), and a child
+ * (or a core dump of it, or /proc/<pid>/environ) has no business with them.
+ */
+export function childEnv(values: Record<string, string | undefined> = {}, inherit: readonly string[] = []): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const name of [...BASE_CHILD_VARIABLES, ...inherit]) if (process.env[name] !== undefined) env[name] = process.env[name];
+  for (const [name, value] of Object.entries(values)) if (value !== undefined) env[name] = value;
+  return env;
+}
+
 let scriptsDir: string | null | undefined;
 
 /** Where pip puts console scripts (temporal, moto_server), for machines where that is not on PATH. */
 export function pythonScriptsDir(): string[] {
   if (scriptsDir === undefined) {
     try {
-      scriptsDir = execFileSync('python3', ['-c', "import sysconfig; print(sysconfig.get_path('scripts'))"], { encoding: 'utf8' }).trim() || null;
+      scriptsDir = execFileSync('python3', ['-c', "import sysconfig; print(sysconfig.get_path('scripts'))"], { encoding: 'utf8', env: childEnv({}, ['HOME', 'PYENV_ROOT', 'PYENV_VERSION', 'VIRTUAL_ENV']) }).trim() || null;
     } catch {
       scriptsDir = null;
     }
@@ -181,6 +197,24 @@ export async function stopService(pid: number, signal: NodeJS.Signals = 'SIGTERM
     while (groupAlive(pid) && Date.now() < killDeadline) await sleep(50);
   }
   owned.delete(pid);
+}
+
+/**
+ * Whether a single process runs (it need not lead a process group: Patroni's postmaster does not).
+ * A zombie does not count: killed processes may wait a while to be reaped by whoever adopted them.
+ */
+export function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EPERM') return false;
+  }
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return true;
+  }
 }
 
 export function groupAlive(pgid: number): boolean {

@@ -1,6 +1,7 @@
 export { smokeTest } from './smokeTest';
 export { backupDatabase } from './backupDatabase';
 export { verifyBackup } from './verifyBackup';
+export { restoreCanary } from './restoreCanary';
 export { drDrill } from './drDrill';
 export { readinessAudit } from './readinessAudit';
 export { rollout } from './rollout';

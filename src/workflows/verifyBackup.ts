@@ -1,8 +1,13 @@
-import { ActivityCancellationType, ActivityFailure, ApplicationFailure, CancellationScope, isCancellation, proxyActivities, uuid4, workflowInfo } from '@temporalio/workflow';
+import { ActivityCancellationType, ActivityFailure, ApplicationFailure, CancellationScope, isCancellation, patched, proxyActivities, uuid4, workflowInfo } from '@temporalio/workflow';
 import type { BackupActivities, BackupListEntry } from '../activities/backups';
+import type { PhysicalBackupActivities } from '../activities/pgbackrest';
+import type { ScratchHostActivities } from '../activities/scratchHost';
 import type { RestoreReport } from '../activities/reports';
+import { parseDuration } from '../config/duration';
 import { PREFLIGHT, QUICK, TRANSFER } from './lib/backupOptions';
 import { BACKUP_ID, DATABASE_KEY, describe, ENVIRONMENT_NAME, InputChecker } from './lib/input';
+import { PHYSICAL_QUICK, SCRATCH_HOST_WAIT } from './lib/physicalOptions';
+import { physicalRestoreTest, PhysicalSelection } from './lib/physicalRestoreTest';
 import { runRunbook, TimelineSnapshot } from './lib/timeline';
 
 const preflight = proxyActivities<BackupActivities>(PREFLIGHT);
@@ -12,8 +17,19 @@ const quick = proxyActivities<BackupActivities>(QUICK);
 const transfer = proxyActivities<BackupActivities>({ ...TRANSFER, cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED });
 // Validation reads every table once: long on a large database; it heartbeats meanwhile, like every backup activity.
 const validation = proxyActivities<BackupActivities>({ ...QUICK, startToCloseTimeout: '2 hours', retry: { ...QUICK.retry, maximumAttempts: 2 } });
+const physicalQuick = proxyActivities<PhysicalBackupActivities>(PHYSICAL_QUICK);
+const claim = proxyActivities<ScratchHostActivities>(QUICK);
 
-export type RecoveryPointSelection = { mode: 'latest' } | { mode: 'random' } | { mode: 'key'; backupId: string };
+/**
+ * latest, random (a backup within restoreTest.randomWindow) and key (a dump's backup id) for every
+ * database; label (a pgBackRest backup), time (a point in time, ISO 8601 with a zone) and randomTime
+ * (a random point within `within`, default restoreTest.randomWindow) for pgBackRest databases.
+ */
+export type RecoveryPointSelection = PhysicalSelection;
+
+export const PGBACKREST_LABEL = /^\d{8}-\d{6}F(_\d{8}-\d{6}[DI])?$/;
+const ISO_TIME = /^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})$/;
+const MAX_WITHIN_MS = 400 * 86_400_000;
 
 export interface VerifyBackupInput {
   environment: string;
@@ -29,14 +45,38 @@ export function validateVerifyBackupInput(input: unknown): VerifyBackupInput {
   check.matches('database', DATABASE_KEY, 'a database key from the config (e.g. main)');
   const sel = check.value.selection as Record<string, unknown> | undefined;
   if (sel !== undefined) {
-    if (typeof sel !== 'object' || sel === null || !['latest', 'random', 'key'].includes(sel.mode as string)) {
-      check.problem(`selection.mode: expected latest, random or key, found ${describe(sel?.mode)}`);
+    if (typeof sel !== 'object' || sel === null || !['latest', 'random', 'key', 'label', 'time', 'randomTime'].includes(sel.mode as string)) {
+      check.problem(`selection.mode: expected latest, random, key, label, time or randomTime, found ${describe(sel?.mode)}`);
     } else if (sel.mode === 'key' && (typeof sel.backupId !== 'string' || !BACKUP_ID.test(sel.backupId))) {
       check.problem(`selection.backupId: expected a backup id such as 20261125T030000Z-a1b2c3, found ${describe(sel.backupId)}`);
+    } else if (sel.mode === 'label' && (typeof sel.label !== 'string' || !PGBACKREST_LABEL.test(sel.label))) {
+      check.problem(`selection.label: expected a pgBackRest backup label such as 20261125-030000F or 20261125-030000F_20261126-030000I, found ${describe(sel.label)}`);
+    } else if (sel.mode === 'time' && (typeof sel.at !== 'string' || !ISO_TIME.test(sel.at) || Number.isNaN(Date.parse(sel.at)))) {
+      check.problem(`selection.at: expected a time with its zone such as 2026-11-25T03:00:00Z, found ${describe(sel.at)}`);
+    } else if (sel.mode === 'time' && Date.parse(sel.at as string) > Date.now()) {
+      check.problem(`selection.at: ${describe(sel.at)} is in the future; a restore can only reach the past`);
+    } else if (sel.mode === 'randomTime' && sel.within !== undefined) {
+      const ms = typeof sel.within === 'string' ? parseDuration(sel.within) : undefined;
+      if (ms === undefined || ms > MAX_WITHIN_MS) check.problem(`selection.within: expected a duration of at most 400d such as 7d or 36h, found ${describe(sel.within)}`);
     }
   }
   check.done();
   return check.value as unknown as VerifyBackupInput;
+}
+
+function describeSelection(s: RecoveryPointSelection): string {
+  switch (s.mode) {
+    case 'key':
+      return `key ${s.backupId}`;
+    case 'label':
+      return `label ${s.label}`;
+    case 'time':
+      return `time ${s.at}`;
+    case 'randomTime':
+      return `random time${s.within ? ` within ${s.within}` : ''}`;
+    default:
+      return s.mode;
+  }
 }
 
 function causeMessage(err: unknown): string {
@@ -69,7 +109,7 @@ export async function verifyBackup(rawInput: VerifyBackupInput): Promise<VerifyB
       database: input.database,
       passed: false,
       reasons: [],
-      selection: selection.mode === 'key' ? `key ${selection.backupId}` : selection.mode,
+      selection: describeSelection(selection),
       rpo: { met: null },
       checks: [],
       scratchDatabase: `restore_test_${testId}`,
@@ -83,6 +123,26 @@ export async function verifyBackup(rawInput: VerifyBackupInput): Promise<VerifyB
       Object.assign(evidence, { databaseName: p.databaseName, serverVersion: p.serverVersion, rpoMs: p.maxBackupAgeMs ?? null });
       return p;
     });
+
+    if ((target.method ?? 'dump') === 'pgbackrest') {
+      await physicalRestoreTest(input, selection, timeline, report, workflowInfo().workflowId);
+      report.passed = report.reasons.length === 0;
+      report.endedAt = new Date(Date.now()).toISOString();
+      await timeline.step('write report', async (evidence) => {
+        Object.assign(evidence, await physicalQuick.writePhysicalRestoreReport({ report }));
+      });
+      if (!report.passed) {
+        throw ApplicationFailure.create({ type: 'RestoreTestFailed', message: `restore test failed: ${report.reasons.join('; ')}`, nonRetryable: true, details: [report] });
+      }
+      return { ...report, runbook: 'verifyBackup' as const };
+    }
+    if (selection.mode === 'label' || selection.mode === 'time' || selection.mode === 'randomTime') {
+      throw ApplicationFailure.create({
+        type: 'InvalidInput',
+        nonRetryable: true,
+        message: `selection.mode: ${selection.mode} needs a pgBackRest database (point-in-time restores replay archived WAL); ${input.database} is backed up with pg_dump: choose latest, random or key`,
+      });
+    }
 
     const backups = await quick.listBackups({ database: input.database });
     const now = Date.now();
@@ -135,11 +195,23 @@ export async function verifyBackup(rawInput: VerifyBackupInput): Promise<VerifyB
 
     if (chosen) {
       const scratchName = report.scratchDatabase;
+      // A scratch instance lives on one worker host: its restore, validation and removal go to that host's
+      // queue. Runs recorded before scratch instances existed take the old path when replayed.
+      let steps = { transfer, validation, quick };
+      if (target.restoreInto === 'scratchInstance' && patched('dump-restore-on-scratch-instance-host')) {
+        const host = await claim.claimScratchHost();
+        report.scratchInstance = scratchName.replace(/_/g, '-');
+        steps = {
+          transfer: proxyActivities<BackupActivities>({ ...TRANSFER, taskQueue: host.taskQueue, scheduleToStartTimeout: SCRATCH_HOST_WAIT, cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED }),
+          validation: proxyActivities<BackupActivities>({ ...QUICK, startToCloseTimeout: '2 hours', retry: { ...QUICK.retry, maximumAttempts: 2 }, taskQueue: host.taskQueue, scheduleToStartTimeout: SCRATCH_HOST_WAIT }),
+          quick: proxyActivities<BackupActivities>({ ...QUICK, taskQueue: host.taskQueue, scheduleToStartTimeout: SCRATCH_HOST_WAIT }),
+        };
+      }
       try {
         const restored = await timeline
           .step('restore into scratch database', async (evidence) => {
             evidence.scratchDatabase = scratchName;
-            const r = await transfer.restoreIntoScratchDatabase({ database: input.database, backupId: chosen.backupId, scratchName });
+            const r = await steps.transfer.restoreIntoScratchDatabase({ database: input.database, backupId: chosen.backupId, scratchName });
             Object.assign(evidence, { bytes: r.bytes, durationMs: r.durationMs, mode: r.mode, jobs: r.jobs, phasesMs: r.phasesMs, sha256: 'matches manifest' });
             report.restore = { bytes: r.bytes, durationMs: r.durationMs, mode: r.mode, jobs: r.jobs };
             report.checks.push({ name: 'restore completed', passed: true, detail: `pg_restore exited 0; sha256 matches the manifest` });
@@ -154,7 +226,7 @@ export async function verifyBackup(rawInput: VerifyBackupInput): Promise<VerifyB
           });
         if (restored) {
           await timeline.step('validate restored data', async (evidence) => {
-            const checks = await validation.validateRestoredDatabase({ database: input.database, backupId: chosen.backupId, scratchName });
+            const checks = await steps.validation.validateRestoredDatabase({ database: input.database, backupId: chosen.backupId, scratchName });
             report.checks.push(...checks);
             const failed = checks.filter((c) => !c.passed);
             Object.assign(evidence, { checks: checks.length, failed: failed.length });
@@ -165,7 +237,7 @@ export async function verifyBackup(rawInput: VerifyBackupInput): Promise<VerifyB
         // Runs on success, failure and cancellation alike: the scratch database never outlives the test.
         await CancellationScope.nonCancellable(() =>
           timeline.step('drop scratch database', async (evidence) => {
-            const d = await quick.dropScratchDatabase({ database: input.database, scratchName });
+            const d = await steps.quick.dropScratchDatabase({ database: input.database, scratchName });
             report.scratchDropped = true;
             Object.assign(evidence, { scratchDatabase: scratchName, existed: d.dropped });
           }),

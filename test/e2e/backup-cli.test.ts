@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
+import { primaryLocator, reachServer } from '../../src/activities/primary';
 import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Client as PgClient } from 'pg';
 import { loadConfig } from '../../src/config/load';
-import { readSecret } from '../../src/config/secrets';
 import { freePort } from '../../src/system/process';
 import { seedSampleDatabase } from '../../src/sandbox/seed';
 import { StackState, startStack, stopStack } from '../../src/sandbox/stack';
@@ -20,13 +20,13 @@ before(async () => {
   stack = await startStack({ dir: join(dir, 'stack'), components: ['temporal', 'postgres', 's3'] });
   const loaded = loadConfig(stack.configFile);
   const db = loaded.config.environments.sandbox.databases.main;
-  const pg = new PgClient({ host: db.host, port: db.port, user: db.user, password: readSecret(db.password, loaded.baseDir), database: db.database });
+  const pg = new PgClient({ ...(await reachServer(primaryLocator(loaded.baseDir, db, db.user, db.password))), database: db.database });
   await pg.connect();
   await seedSampleDatabase(pg, { rows: 20_000 });
   await pg.end();
   const httpPort = await freePort();
   worker = startCli(['--config', stack.configFile, 'worker', '--http-port', String(httpPort)]);
-  await waitFor('worker ready', async () => (await httpStatus(`http://127.0.0.1:${httpPort}/ready`)).status === 200, 60_000, 200);
+  await waitFor('worker ready', async () => (await httpStatus(`http://127.0.0.1:${httpPort}/ready`)).status === 200, 180_000, 200);
 });
 
 after(async () => {
@@ -63,6 +63,10 @@ describe('runbook backup, as an operator runs it', () => {
   const refused: { args: string[]; says: RegExp }[] = [
     { args: ['backup', 'verify', '--key', '../../etc/passwd'], says: /--key: expected a backup id/ },
     { args: ['backup', 'verify', '--latest', '--random'], says: /choose one of --latest, --random, --key/ },
+    { args: ['backup', 'verify', '--at', 'noon'], says: /--at: expected a time with its zone such as 2026-11-25T03:00:00Z, found "noon"/ },
+    { args: ['backup', 'verify', '--within', '7d'], says: /--within goes with --random-time/ },
+    { args: ['backup', 'verify', '--random-time'], says: /main is backed up with pg_dump: --label, --at and --random-time need a pgBackRest database/ },
+    { args: ['backup', 'run', '--type', 'full'], says: /--type: main is backed up with pg_dump/ },
     { args: ['backup', 'run', '--database', 'nosuch'], says: /--database: "nosuch" is not configured for environment sandbox; configured: main/ },
     { args: ['backup', 'list', '--database', 'nosuch'], says: /--database: "nosuch" is not configured/ },
   ];

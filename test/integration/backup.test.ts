@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -14,6 +14,7 @@ import { loadConfig } from '../../src/config/load';
 import { readSecret } from '../../src/config/secrets';
 import { createLogger } from '../../src/observability/logger';
 import { seedSampleDatabase } from '../../src/sandbox/seed';
+import { readLedger } from '../../src/system/scratch';
 import { StackState, startStack, stopStack } from '../../src/sandbox/stack';
 import type { BackupDatabaseResult } from '../../src/workflows/backupDatabase';
 import { timelineQuery } from '../../src/workflows/lib/timeline';
@@ -23,6 +24,7 @@ import { waitFor } from '../helpers';
 
 const dir = mkdtempSync(join(tmpdir(), 'runbook-backup-test-'));
 chmodSync(dir, 0o755);
+const scratchDir = join(dir, 'scratch');
 let stack: StackState;
 let worker: RunbookWorker;
 let brokenWorker: RunbookWorker;
@@ -31,12 +33,17 @@ let s3: S3Client;
 let admin: PgClient;
 let password: string;
 
-/** The stack's own database under two keys: `main` (RPO 1h) and `strict` (RPO 1 s, for the stale-backup case). */
+/**
+ * The stack's own database under several keys: `main` (RPO 1h), `strict` (RPO 1 s, for the stale-backup
+ * case), `onsource` (restored onto the source server, the explicit choice), and `big` (a database of its
+ * own, large enough for several upload parts, backed up with its roles). Restore tests run in scratch
+ * instances under the test's directory; S3's part limit is lowered to 4.
+ */
 function writeConfig(): string {
   const pg = stack.postgres!;
   const file = join(stack.dir, 'backup-test.yaml');
-  const db = (extra: string) =>
-    `{ host: ${pg.host}, port: ${pg.port}, database: app, user: postgres, password: file:secrets/postgres-password${extra} }`;
+  const db = (extra: string, database = 'app') =>
+    `{ host: ${pg.host}, port: ${pg.port}, database: ${database}, user: postgres, password: file:secrets/postgres-password${extra} }`;
   writeFileSync(
     file,
     `version: 1
@@ -44,8 +51,10 @@ environments:
   sandbox:
     temporal: { address: "${stack.temporal!.address}" }
     databases:
-      main: ${db(`, restoreTest: { assertions: [ { name: every order has a customer, sql: "SELECT NOT EXISTS (SELECT 1 FROM orders o LEFT JOIN customers c ON c.id = o.customer_id WHERE c.id IS NULL)" }, { name: invoices in 2026, sql: "SELECT min(issued_on) >= date '2026-01-01' FROM billing.invoices" } ] }`)}
-      strict: ${db(', restoreTest: { maxBackupAge: 1s }')}
+      main: ${db(`, restoreTest: { scratchDir: ${scratchDir}, assertions: [ { name: every order has a customer, sql: "SELECT NOT EXISTS (SELECT 1 FROM orders o LEFT JOIN customers c ON c.id = o.customer_id WHERE c.id IS NULL)" }, { name: invoices in 2026, sql: "SELECT min(issued_on) >= date '2026-01-01' FROM billing.invoices" } ] }`)}
+      strict: ${db(`, restoreTest: { scratchDir: ${scratchDir}, maxBackupAge: 1s }`)}
+      onsource: ${db(', restoreTest: { into: sourceServer }')}
+      big: ${db(`, backups: { globals: true }, restoreTest: { scratchDir: ${scratchDir} }`, 'bigapp')}
       offline: { host: 127.0.0.1, port: 1, database: app, user: postgres, password: file:secrets/postgres-password }
     backups:
       bucket: runbook-backups
@@ -55,6 +64,7 @@ environments:
       accessKeyId: file:secrets/s3-access-key-id
       secretAccessKey: file:secrets/s3-secret-access-key
       retention: { keepLast: 2 }
+      multipart: { maxParts: 4 }
     targets: { rpo: 1h }
   broken:
     temporal:
@@ -82,11 +92,14 @@ before(async () => {
   await admin.connect();
   // Padding makes the restore take long enough to interrupt it.
   await seedSampleDatabase(admin, { rows: 100_000, padBytes: 256 });
+  // Every CREATE and DROP DATABASE goes to the server log: a restore test must leave none on the source.
+  await admin.query("ALTER SYSTEM SET log_statement = 'ddl'");
+  await admin.query('SELECT pg_reload_conf()');
   const logger = createLogger('warn');
   worker = new RunbookWorker({ loaded, environment: 'sandbox', httpPort: 0, logger });
   brokenWorker = new RunbookWorker({ loaded, environment: 'broken', httpPort: 0, logger });
   await Promise.all([worker.start(), brokenWorker.start()]);
-  await Promise.all([worker.waitUntilReady(), brokenWorker.waitUntilReady()]);
+  await Promise.all([worker.waitUntilReady(180_000), brokenWorker.waitUntilReady(180_000)]);
   c = await connectClient(loaded, 'sandbox', loaded.config.environments.sandbox);
   s3 = new S3Client({ endpoint: stack.s3!.endpoint, region: 'us-east-1', forcePathStyle: true, credentials: { accessKeyId: stack.s3!.accessKeyId, secretAccessKey: stack.s3!.secretAccessKey } });
 });
@@ -99,6 +112,16 @@ after(async () => {
   await stopStack(stack);
   rmSync(dir, { recursive: true, force: true });
 });
+
+/** Scratch instance directories left in the scratch directory. */
+function scratchInstances(): string[] {
+  return existsSync(scratchDir) ? readdirSync(scratchDir).filter((n) => n.startsWith('restore-test-')) : [];
+}
+
+/** CREATE DATABASE statements for scratch databases the source server logged. */
+function scratchDatabasesCreatedOnSource(): string[] {
+  return readFileSync(stack.postgres!.logFile, 'utf8').split('\n').filter((l) => /CREATE DATABASE "restore_test_/.test(l));
+}
 
 async function scratchDatabases(): Promise<string[]> {
   const res = await admin.query<{ datname: string }>("SELECT datname FROM pg_database WHERE datname LIKE 'restore_test_%'");
@@ -161,6 +184,12 @@ describe('backups and restore tests', () => {
     assert.match((await getObject(`${base}.md`)).toString(), /^# Restore test PASSED: sandbox \/ main/);
     assert.deepEqual(await scratchDatabases(), []);
     assert.deepEqual(result.timeline.steps.map((s) => s.name), ['preflight', 'select recovery point', 'check RPO', 'restore into scratch database', 'validate restored data', 'drop scratch database', 'write report']);
+    // Restored in a scratch instance the worker started and removed, never on the production server.
+    assert.equal(result.scratchInstance, `restore-test-${result.testId}`);
+    assert.deepEqual(readLedger(scratchDir).filter((e) => e.name === result.scratchInstance).map((e) => e.event), ['create', 'remove']);
+    assert.deepEqual(scratchInstances(), []);
+    assert.deepEqual(scratchDatabasesCreatedOnSource(), [], 'no scratch database was ever created on the source server');
+    assert.equal(manifest.upload!.parts, 1, 'a small dump is one part');
   });
 
   test('a corrupted dump object fails the test with a checksum reason, and the scratch database is dropped', async () => {
@@ -176,6 +205,7 @@ describe('backups and restore tests', () => {
     assert.equal(report!.checks.find((x) => x.name === 'restore completed')!.passed, false);
     assert.equal(report!.scratchDropped, true);
     assert.deepEqual(await scratchDatabases(), []);
+    assert.deepEqual(scratchInstances(), []);
   });
 
   test('a backup older than the RPO target fails the test with the RPO reason, and the restore is still run and reported', async () => {
@@ -189,8 +219,9 @@ describe('backups and restore tests', () => {
     assert.deepEqual(await scratchDatabases(), []);
   });
 
-  test('killing the restore connection mid-restore: the activity retries or the test fails cleanly; no scratch database is left', async () => {
-    const handle = await c.client.workflow.start('verifyBackup', { taskQueue: 'batch-queue', workflowId: id('verify-kill'), args: [{ environment: 'sandbox', database: 'main' }] });
+  test('restoring onto the source server when chosen: killing the restore connection mid-restore retries or fails cleanly; no scratch database is left', async () => {
+    await backup('onsource');
+    const handle = await c.client.workflow.start('verifyBackup', { taskQueue: 'batch-queue', workflowId: id('verify-kill'), args: [{ environment: 'sandbox', database: 'onsource' }] });
     const killed = await waitFor(
       'a restore connection to kill',
       async () => {
@@ -220,15 +251,71 @@ describe('backups and restore tests', () => {
     assert.deepEqual(await scratchDatabases(), []);
   });
 
-  test('cancelling a running restore test drops the scratch database', async () => {
+  test('cancelling a running restore test stops and removes its scratch instance', async () => {
     const handle = await c.client.workflow.start('verifyBackup', { taskQueue: 'batch-queue', workflowId: id('verify-cancel'), args: [{ environment: 'sandbox', database: 'main' }] });
-    await waitFor('the scratch database to exist', async () => (await scratchDatabases()).length > 0, 60_000, 20);
+    await waitFor(
+      'the scratch instance to be restoring',
+      async () => scratchInstances().some((n) => /ready to accept connections/.test(readFileSync(join(scratchDir, n, 'postgres.log'), 'utf8'))),
+      120_000,
+      20,
+    );
     await handle.cancel();
     await assert.rejects(handle.result(), (e: unknown) => e instanceof WorkflowFailedError && /cancel/i.test(String(e.cause?.name) + e.cause?.message));
     const timeline = await handle.query(timelineQuery);
     assert.equal(timeline.outcome, 'cancelled');
     assert.equal(timeline.steps.find((s) => s.name === 'drop scratch database')?.outcome, 'succeeded');
     assert.deepEqual(await scratchDatabases(), []);
+    assert.deepEqual(scratchInstances(), []);
+  });
+
+  test('a dump larger than fixed 8 MiB parts allow under a lowered part limit is uploaded in larger parts, and restores with its roles, owners and privileges', async () => {
+    await admin.query('CREATE ROLE app_owner NOLOGIN');
+    await admin.query('CREATE ROLE app_reader NOLOGIN');
+    await admin.query('CREATE DATABASE bigapp');
+    const big = new PgClient({ host: stack.postgres!.host, port: stack.postgres!.port, user: 'postgres', password, database: 'bigapp' });
+    await big.connect();
+    try {
+      // Random padding barely compresses: a dump of about 40 MB, more than 4 parts of 8 MiB.
+      await seedSampleDatabase(big, { rows: 100_000, padBytes: 700, randomPadding: true });
+      await big.query('ALTER TABLE orders OWNER TO app_owner');
+      await big.query('GRANT SELECT ON customers TO app_reader');
+    } finally {
+      await big.end();
+    }
+    const b = await backup('big');
+    const manifest = JSON.parse((await getObject(b.manifestKey)).toString()) as BackupManifest;
+    assert.ok(manifest.bytes > 4 * 8 * 1024 * 1024, `the dump (${manifest.bytes} bytes) needs more than 4 parts of 8 MiB`);
+    assert.ok(manifest.upload!.parts <= 4, `${manifest.upload!.parts} parts within the limit of 4`);
+    assert.ok(manifest.upload!.partBytes[0] > 8 * 1024 * 1024, 'parts larger than 8 MiB');
+    const etag = (await s3.send(new GetObjectCommand({ Bucket: 'runbook-backups', Key: manifest.dumpKey }))).ETag!;
+    assert.match(etag, new RegExp(`-${manifest.upload!.parts}"$`), 'S3 stored it as that many parts');
+    assert.equal(manifest.globals!.rolePasswords, true);
+    assert.match((await getObject(manifest.globals!.key)).toString(), /CREATE ROLE app_reader;/);
+    assert.equal(manifest.ownership!.find((o) => o.name === 'orders')!.owner, 'app_owner');
+
+    const result: VerifyBackupResult = await c.client.workflow.execute('verifyBackup', { taskQueue: 'batch-queue', workflowId: id('verify'), args: [{ environment: 'sandbox', database: 'big' }] });
+    assert.equal(result.passed, true, result.reasons.join('; '));
+    assert.equal(result.restore!.bytes, manifest.bytes);
+    const owners = result.checks.find((x) => x.name === 'owners and privileges')!;
+    assert.equal(owners.passed, true, owners.detail);
+    assert.ok(result.checks.find((x) => x.name === 'roles and globals restored')!.passed);
+    assert.deepEqual(scratchInstances(), []);
+  });
+
+  test('a table that differs from its manifest fails the restore test by itself, while the dump\'s sha256 is intact', async () => {
+    const b = await backup();
+    const manifest = JSON.parse((await getObject(b.manifestKey)).toString()) as BackupManifest;
+    // The manifest says one order more than the dump holds: as if a write was lost between snapshot and dump.
+    const orders = manifest.tables.find((t) => t.name === 'orders')!;
+    orders.rows += 1;
+    await s3.send(new PutObjectCommand({ Bucket: 'runbook-backups', Key: b.manifestKey, Body: JSON.stringify(manifest) }));
+    const { failure, report } = await verifyFails({ environment: 'sandbox', database: 'main', selection: { mode: 'key', backupId: b.backupId } });
+    assert.equal(failure.type, 'RestoreTestFailed');
+    const failed = report!.checks.filter((x) => !x.passed);
+    assert.deepEqual(failed.map((x) => x.name), ['table public.orders']);
+    assert.match(failed[0].detail, new RegExp(`expected ${orders.rows} rows .* found ${orders.rows - 1} rows`));
+    assert.equal(report!.checks.find((x) => x.name === 'restore completed')!.passed, true, 'the sha256 matched');
+    assert.deepEqual(scratchInstances(), []);
   });
 
   test('retention keeps the newest two backups and never the only good one', async () => {
@@ -242,7 +329,7 @@ describe('backups and restore tests', () => {
 
   // A restore test that ran records its failure in a report; nothing else may change.
   const badInputs: { name: string; run: () => Promise<unknown>; says: RegExp; reportWritten?: boolean }[] = [
-    { name: 'an unknown database key', run: () => backup('nosuch'), says: /database 'nosuch' is not configured for environment sandbox; configured: main, strict, offline/ },
+    { name: 'an unknown database key', run: () => backup('nosuch'), says: /database 'nosuch' is not configured for environment sandbox; configured: main, strict, onsource, big, offline/ },
     { name: 'a missing bucket', run: () => backup('main', 'broken', 'broken-batch'), says: /bucket no-such-bucket does not exist \(check backups\.bucket/ },
     { name: 'an unreachable database server', run: () => backup('offline'), says: /connecting to 127\.0\.0\.1:1\/app as postgres: connect ECONNREFUSED/ },
     { name: 'a path in a backup key', run: () => verifyFails({ environment: 'sandbox', database: 'main', selection: { mode: 'key', backupId: '../../etc' } }).then((r) => { throw r.failure; }), says: /selection\.backupId: expected a backup id/ },

@@ -103,7 +103,8 @@ function writeConfig(): string {
   for (const [name, key] of [['backups', 'main'], ['restores', 'copy']]) {
     config.environments[name] = {
       temporal: { address: stack.temporal!.address, taskQueues: { critical: `${name}-critical`, standard: `${name}-standard`, batch: `${name}-batch` } },
-      databases: { [key]: { host: backupPg.host, port: backupPg.port, database: 'app', user: 'postgres', password: 'file:secrets/postgres-password' } },
+      // Restored onto the backup cluster itself (an explicit choice), where the suite counts the scratch databases.
+      databases: { [key]: { host: backupPg.host, port: backupPg.port, database: 'app', user: 'postgres', password: 'file:secrets/postgres-password', restoreTest: { into: 'sourceServer' } } },
       backups: { ...backups, prefix: 'crash/', retention: { keepLast: 2 } },
       targets: { rpo: '1h' },
     };
@@ -353,11 +354,11 @@ describe('every runbook survives its worker being killed at each step', { concur
       await handle.executeUpdate(decideUpdate, { args: [await signedDecision(c, handle, 'drDrill', 'approve', operator(stack))] });
       for (const [point, type] of [
         ['write marker', 'writeDrillMarker'],
-        ['fault: stop the primary hard', 'stopDatabaseNode'],
-        ['promote the replica', 'promoteNode'],
-        ['switch DNS', 'switchServiceName'],
-        ['verify through the service name', 'verifyThroughServiceName'],
-        ['failback: rejoin the old primary as a replica', 'rejoinAsReplica'],
+        ['fault: the primary dies hard', 'injectFault'],
+        ['new primary: detected and writable', 'awaitNewPrimary'],
+        ['switch the service endpoint', 'switchServiceEndpoint'],
+        ['verify through the service endpoint', 'verifyThroughServiceEndpoint'],
+        ['failback: rejoin the old primary as a replica', 'rejoinFormerPrimary'],
         ['write report', 'writeDrillReport'],
       ]) {
         await crash(chain, point, () => watch.waitScheduled(type));
@@ -393,11 +394,11 @@ describe('every runbook survives its worker being killed at each step', { concur
       const types: [string, string][] = [
         ['preflight', 'describeDrillTarget'],
         ['write marker', 'writeDrillMarker'],
-        ['fault', 'stopDatabaseNode'],
-        ['promote the replica', 'promoteNode'],
-        ['switch DNS', 'switchServiceName'],
-        ['verify', 'verifyThroughServiceName'],
-        ['failback', 'rejoinAsReplica'],
+        ['fault', 'injectFault'],
+        ['new primary: detected and writable', 'awaitNewPrimary'],
+        ['switch the service endpoint', 'switchServiceEndpoint'],
+        ['verify', 'verifyThroughServiceEndpoint'],
+        ['failback', 'rejoinFormerPrimary'],
         ['write report', 'writeDrillReport'],
       ];
       figures.push({ runbook: 'drDrill', point: 'approval gate', interrupted: 'waiting at the gate; the new worker replayed the run and took the approval' });

@@ -222,6 +222,33 @@ describe('the deploy manifests on a real control plane', () => {
     }
   });
 
+  test('where payloads are encrypted, the codec server gets its two Ready pods, as its own ServiceAccount with no API token mounted', async () => {
+    const withCodec = overlays.filter((o) => o.objects.some((x) => x.kind === 'Deployment' && x.metadata.name === 'runbook-codec-server'));
+    assert.ok(withCodec.length > 0, 'an overlay deploys the codec server');
+    for (const o of withCodec) {
+      await waitFor(`${o.name} codec server at 2 available replicas`, async () => {
+        const cur = await apps.readNamespacedDeployment({ name: 'runbook-codec-server', namespace: o.workerNs });
+        return cur.status?.availableReplicas === 2 && cur.status.updatedReplicas === 2;
+      }, 60_000, 250);
+      const pods = await core.listNamespacedPod({ namespace: o.workerNs, labelSelector: 'app.kubernetes.io/name=runbook-codec-server' });
+      assert.equal(pods.items.length, 2);
+      for (const p of pods.items) {
+        assert.equal(p.status?.conditions?.find((c) => c.type === 'Ready')?.status, 'True');
+        assert.equal(p.spec?.serviceAccountName, 'runbook-codec-server');
+        assert.ok(!(p.spec?.volumes ?? []).some((v) => v.projected?.sources?.some((src) => src.serviceAccountToken)), 'no ServiceAccount token is mounted');
+        assert.deepEqual(p.spec?.containers[0].args?.slice(-5), ['codec-server', '--host', '0.0.0.0', '--port', '8888']);
+      }
+      // The codec Service reaches the codec server pods only, never a worker.
+      const discovery = kc.makeApiClient(k8s.DiscoveryV1Api);
+      const slices = await waitFor(`${o.name} codec endpoints`, async () => {
+        const list = await discovery.listNamespacedEndpointSlice({ namespace: o.workerNs, labelSelector: 'kubernetes.io/service-name=runbook-codec-server' });
+        const ready = list.items.flatMap((sl) => (sl.endpoints ?? []).filter((e) => e.conditions?.ready).flatMap((e) => e.addresses));
+        return ready.length === 2 && ready;
+      }, 30_000, 250);
+      assert.deepEqual([...slices].sort(), pods.items.map((p) => p.status?.podIP).sort());
+    }
+  });
+
   test('the disruption budgets count two healthy pods per queue and allow one voluntary disruption', async () => {
     const policy = kc.makeApiClient(k8s.PolicyV1Api);
     for (const o of overlays) {
@@ -480,6 +507,49 @@ describe('the worker container as the Deployment runs it', () => {
       worker.child.kill('SIGTERM');
       const exit = await worker.exited;
       assert.equal(exit.code, 0, 'a SIGTERM drains and exits 0');
+    }
+  });
+});
+
+describe('the codec server container as the Deployment runs it', () => {
+  test('the production command line and config, with only its own secrets, answer /health, refuse a request without a token and decode for the CLI token', async () => {
+    const o = overlays.find((x) => x.objects.some((d) => d.kind === 'Deployment' && d.metadata.name === 'runbook-codec-server'))!;
+    const d = o.objects.find((x) => x.kind === 'Deployment' && x.metadata.name === 'runbook-codec-server') as unknown as k8s.V1Deployment;
+    const container = d.spec!.template.spec!.containers[0];
+    const cm = o.objects.find((x) => x.kind === 'ConfigMap') as unknown as { data: Record<string, string> };
+    const dir = mkdtempSync(join(root, 'codec-pod-'));
+    const configFile = join(dir, 'runbook.yaml');
+    // The identity provider is not reachable from here: its JWKS URL points at a closed loopback port instead.
+    writeFileSync(configFile, cm.data['runbook.yaml'].replace(/jwksUrl: \S+/, 'jwksUrl: http://127.0.0.1:9/.well-known/jwks.json'));
+    const key = Buffer.alloc(32, 9);
+    const token = `cli-token-${'x'.repeat(24)}`;
+    // The env the kubelet would build from its secretKeyRefs, and nothing of the workers' (no database or cloud credentials).
+    const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, HOME: process.env.HOME };
+    for (const e of container.env ?? []) env[e.name] = e.valueFrom?.secretKeyRef?.key === 'codec-key' ? key.toString('base64') : token;
+    const args = container.args!.map((a, i, all) => (a === '/etc/runbook/config/runbook.yaml' ? configFile : all[i - 1] === '--port' ? '0' : a));
+    const server = startCli(args, { env });
+    try {
+      const url = await waitFor('the codec server to listen', async () => {
+        if (server.child.exitCode !== null) throw new Error(`codec server exited: ${server.output.stderr}${server.output.stdout}`);
+        return /"url":"(http:\/\/[^"]+)"/.exec(server.output.stdout)?.[1];
+      }, 120_000, 100);
+      assert.match(url, /^http:\/\/0\.0\.0\.0:\d+$/, 'bound to every address of the pod');
+      const base = `http://127.0.0.1:${new URL(url).port}`;
+      assert.equal((await httpStatus(`${base}/health`)).status, 200);
+      const { EncryptionCodec } = await import('../../src/codec');
+      const { defaultPayloadConverter } = await import('@temporalio/common');
+      const [sealed] = await new EncryptionCodec(new Map([['2026-01', key]]), '2026-01').encode([defaultPayloadConverter.toPayload({ deployed: true })]);
+      const body = JSON.stringify({ payloads: [{ metadata: Object.fromEntries(Object.entries(sealed.metadata!).map(([k, v]) => [k, Buffer.from(v).toString('base64')])), data: Buffer.from(sealed.data!).toString('base64') }] });
+      const post = (headers: Record<string, string>) => fetch(`${base}/decode`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body });
+      assert.equal((await post({})).status, 401);
+      const res = await post({ authorization: `Bearer ${token}` });
+      assert.equal(res.status, 200, await res.clone().text());
+      const [p] = ((await res.json()) as { payloads: { metadata: Record<string, string>; data: string }[] }).payloads;
+      assert.deepEqual(JSON.parse(Buffer.from(p.data, 'base64').toString()), { deployed: true });
+    } finally {
+      server.child.kill('SIGTERM');
+      const exit = await server.exited;
+      assert.equal(exit.code, 0, 'a SIGTERM closes it and exits 0');
     }
   });
 });

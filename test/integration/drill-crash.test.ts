@@ -80,7 +80,7 @@ describe('a drill whose worker is killed', () => {
       'the promote step',
       async () => {
         const t = await handle.query(timelineQuery);
-        return t.steps.find((s) => s.name === 'promote the replica')?.name;
+        return t.steps.find((s) => s.name === 'new primary: detected and writable')?.name;
       },
       60_000,
       20,
@@ -88,7 +88,7 @@ describe('a drill whose worker is killed', () => {
     first.child.kill('SIGKILL');
     const exit = await first.exited;
     assert.equal(exit.signal, 'SIGKILL');
-    assert.equal(killedAt, 'promote the replica');
+    assert.equal(killedAt, 'new primary: detected and writable');
 
     await startWorker();
     const result: DrDrillResult = await handle.result();
@@ -96,8 +96,8 @@ describe('a drill whose worker is killed', () => {
     assert.equal(await walTimeline('127.0.0.3'), timelineBefore + 1, 'exactly one promotion: one new WAL timeline');
     assert.equal(await soaSerial(), serialBefore + 1, 'exactly one DNS update');
     const steps = result.timeline.steps.map((s) => `${s.name}:${s.outcome}`);
-    assert.equal(steps.filter((s) => s.startsWith('promote the replica')).length, 1);
-    assert.equal(steps.filter((s) => s.startsWith('switch DNS')).length, 1);
+    assert.equal(steps.filter((s) => s.startsWith('new primary: detected and writable')).length, 1);
+    assert.equal(steps.filter((s) => s.startsWith('switch the service endpoint')).length, 1);
     assert.ok(result.timeline.steps.every((s) => s.outcome === 'succeeded' || s.outcome === 'skipped'), steps.join(', '));
   });
 });

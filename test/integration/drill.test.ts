@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -47,7 +47,11 @@ after(async () => {
   if (!process.env.RUNBOOK_TEST_KEEP) rmSync(dir, { recursive: true, force: true });
 });
 
-const nodes = () => loaded.config.environments.sandbox.databases.main.topology!.nodes;
+const nodes = () => {
+  const t = loaded.config.environments.sandbox.databases.main.topology!;
+  assert.equal(t.driver, 'local');
+  return t.driver === 'local' ? t.nodes : [];
+};
 
 async function serviceAddress(): Promise<string[]> {
   const r = new Resolver({ timeout: 1_000, tries: 1 });
@@ -186,7 +190,7 @@ describe('the DR drill', () => {
     assert.match(metrics, /^runbook_drills_total\{environment="sandbox",passed="true"\} [1-9]\d*$/m);
     assert.deepEqual(
       result.timeline.steps.map((s) => s.name),
-      ['preflight', 'approval gate', 'write marker', 'fault: stop the primary hard', 'promote the replica', 'switch DNS', 'verify through the service name', 'measure RTO and RPO', 'failback: rejoin the old primary as a replica', 'write report'],
+      ['preflight', 'approval gate', 'write marker', 'fault: the primary dies hard', 'new primary: detected and writable', 'switch the service endpoint', 'verify through the service endpoint', 'measure RTO and RPO', 'failback: rejoin the old primary as a replica', 'write report'],
     );
   });
 
@@ -200,7 +204,7 @@ describe('the DR drill', () => {
       await handle.executeUpdate(decideUpdate, { args: [await signedDecision(c, handle, 'drDrill', 'approve', operator(stack))] });
       const { failure, report } = await drillFailure(handle);
       assert.equal(failure.type, 'DrillFailed');
-      assert.match(failure.message, /step 'promote the replica' failed: connecting to 127\.0\.0\.\d:\d+\/app as postgres: connect ECONNREFUSED/);
+      assert.match(failure.message, /step 'new primary: detected and writable' failed: connecting to 127\.0\.0\.\d:\d+\/app as postgres: connect ECONNREFUSED/);
       assert.deepEqual(report.compensation.map((x) => x.ok), [true]);
       const now = await topology();
       assert.equal(now.primary, before.primary, 'the former primary was restarted as the writable primary');
@@ -222,12 +226,40 @@ describe('the DR drill', () => {
     assert.equal(result.rpo!.markerPresent, true);
     assert.equal(result.rpo!.lostBytes, 0);
     assert.equal(result.rpo!.ms, 0);
-    assert.ok(result.timeline.steps.find((s) => s.name === 'fault: stop writes and drain')?.evidence.replayedLsn);
+    assert.ok(result.timeline.steps.find((s) => s.name === 'fault: planned switchover')?.evidence.replayedLsn);
     assert.equal(result.primaryAfter, result.primaryBefore);
     const after = await topology();
     assert.equal(after.primary, before.primary, 'the original primary leads again');
     assert.equal(after.replicaStreaming, true);
     assert.deepEqual(await serviceAddress(), [before.primary]);
     assert.ok(result.timeline.steps.filter((s) => s.name.startsWith('switch back:')).every((s) => s.outcome === 'succeeded'));
+  });
+
+  test('a former primary that cannot be rewound (it ran without wal_log_hints or checksums) keeps its data directory aside, named in the report, and a fresh copy streams', async () => {
+    const before = await topology();
+    const old = nodes().find((n) => n.host === before.primary)!;
+    // Many clusters run like this: without data checksums or wal_log_hints, pg_rewind refuses.
+    await sql(old.host, 'ALTER SYSTEM SET wal_log_hints = off');
+    await stopNode(old.dataDir, 'fast');
+    await startNode({ name: old.name, host: old.host, port: old.port, dataDir: old.dataDir, ...nodeFiles(old.dataDir) });
+    await waitFor('the replica to stream again', async () => (await topology()).replicaStreaming, 30_000, 200);
+    const handle = await startDrill();
+    await gateOpen(handle);
+    await handle.executeUpdate(decideUpdate, { args: [await signedDecision(c, handle, 'drDrill', 'approve', operator(stack))] });
+    const result: DrDrillResult = await handle.result();
+    assert.equal(result.passed, true, result.reasons.join('; '));
+    const failback = result.failback as { method: string; keptAside?: { path: string; lastLsn?: string; timeline?: number } };
+    assert.equal(failback.method, 'base backup');
+    assert.equal(failback.keptAside?.path, `${old.dataDir}.kept-${result.drillId}`);
+    assert.match(failback.keptAside!.lastLsn!, /^[0-9A-F]+\/[0-9A-F]+$/);
+    assert.equal(typeof failback.keptAside!.timeline, 'number');
+    // Nothing was deleted: the old cluster is whole where the report says, and a fresh copy streams.
+    assert.ok(existsSync(join(failback.keptAside!.path, 'PG_VERSION')));
+    assert.match(readFileSync(join(failback.keptAside!.path, 'postgresql.auto.conf'), 'utf8'), /wal_log_hints = 'off'/);
+    const rejoin = result.timeline.steps.find((s) => s.name === 'failback: rejoin the old primary as a replica')!;
+    assert.match(String((rejoin.evidence.detail as { rewindError?: string }).rewindError), /wal_log_hints/);
+    const after = await topology();
+    assert.equal(after.replicaStreaming, true);
+    assert.notEqual(after.primary, old.host);
   });
 });

@@ -7,16 +7,17 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { after, before, describe, test } from 'node:test';
 import { Client } from '@temporalio/client';
-import { defaultPayloadConverter, Payload } from '@temporalio/common';
-import { ConnectedClient, connectClient, RUNBOOK_ENVIRONMENT_KEY, RUNBOOK_NAME_KEY, startRunbook } from '../../src/cli/client';
-import { ENCRYPTED_ENCODING, EncryptionCodec, encryptionCodecFor, KEY_ID_METADATA } from '../../src/codec';
+import { defaultFailureConverter, defaultPayloadConverter, Payload } from '@temporalio/common';
+import type { temporal as proto } from '@temporalio/proto';
+import { ConnectedClient, connectClient, failureMessage, RUNBOOK_ENVIRONMENT_KEY, RUNBOOK_NAME_KEY, startRunbook } from '../../src/cli/client';
+import { ENCRYPTED_ENCODING, EncryptionCodec, encryptionCodecFor, KEY_ID_METADATA, PlaintextPayloadError } from '../../src/codec';
 import { loadConfig, LoadedConfig } from '../../src/config/load';
 import { createLogger } from '../../src/observability/logger';
 import { findTemporalCli, startTemporalDevServer, stopTemporalDevServer, TemporalDevServerInfo } from '../../src/sandbox/temporal';
 import { timelineQuery } from '../../src/workflows/lib/timeline';
 import type { SmokeTestResult } from '../../src/workflows/smokeTest';
 import { RunbookWorker } from '../../src/worker';
-import { jsonLines, startCli, waitFor } from '../helpers';
+import { jsonLines, runCli, startCli, waitFor } from '../helpers';
 
 const dir = mkdtempSync(join(tmpdir(), 'runbook-encryption-test-'));
 // Markers that must never be readable on the server: the environment (runbook input and result),
@@ -29,6 +30,7 @@ const keyA = randomBytes(32);
 const keyB = randomBytes(32);
 const keyEnv = { RUNBOOK_TEST_KEY_A: keyA.toString('base64'), RUNBOOK_TEST_KEY_B: keyB.toString('hex') };
 const UI_ORIGIN = 'https://temporal-ui.example.test';
+const OTHER_ENVIRONMENT = `elsewhere-${randomBytes(3).toString('hex')}`;
 
 let temporal: TemporalDevServerInfo;
 let worker: RunbookWorker;
@@ -44,6 +46,7 @@ function writeConfig(name: string, activeKey: string, keys: string): string {
   writeFileSync(
     file,
     `version: 1
+defaultEnvironment: ${ENVIRONMENT}
 environments:
   ${ENVIRONMENT}:
     temporal:
@@ -54,6 +57,13 @@ environments:
         codecServer:
           tokens: [{ name: web-ui, token: file:codec-token }]
           allowedOrigins: ["${UI_ORIGIN}"]
+  # Another environment on the same server and keys: its runs reach this worker, which refuses them.
+  ${OTHER_ENVIRONMENT}:
+    temporal:
+      address: "${temporal.address}"
+      encryption:
+        activeKey: ${activeKey}
+        keys: [${keys}]
 `,
   );
   return file;
@@ -66,7 +76,7 @@ before(async () => {
   loaded = loadConfig(writeConfig('runbook.yaml', 'a', '{ id: a, key: env:RUNBOOK_TEST_KEY_A }'));
   worker = new RunbookWorker({ loaded, httpPort: 0, logger: createLogger('warn') });
   await worker.start();
-  await worker.waitUntilReady();
+  await worker.waitUntilReady(240_000);
   c = await connectClient(loaded, ENVIRONMENT, loaded.config.environments[ENVIRONMENT]);
   codec = encryptionCodecFor(loaded, ENVIRONMENT, loaded.config.environments[ENVIRONMENT].temporal)!;
   // The same server seen by anyone without the keys: the SDK's default data converter.
@@ -167,6 +177,65 @@ describe('payload encryption against a real Temporal server', () => {
     assert.equal(described.typedSearchAttributes.get(RUNBOOK_NAME_KEY), 'smokeTest');
   });
 
+  test("a failed run's failure messages and stack traces are encrypted in the stored history, and the CLI shows the message decoded", async () => {
+    // A smoke test for another environment reaches this worker, whose first activity refuses it (InvalidInput).
+    const cli = await runCli(['--config', join(dir, 'runbook.yaml'), '--env', OTHER_ENVIRONMENT, '--json', 'smoke', '--timeout', '120'], { env: keyEnv, timeoutMs: 300_000 });
+    assert.equal(cli.code, 1, cli.stderr);
+    const outcome = JSON.parse(cli.stdout) as { ok: boolean; workflowId: string; error: string };
+    assert.equal(outcome.ok, false);
+    assert.match(outcome.error, new RegExp(`this worker acts on environment '${ENVIRONMENT}', not '${OTHER_ENVIRONMENT}'`));
+
+    const history = await rawHistory(outcome.workflowId);
+    const failures: { path: string; failure: proto.api.failure.v1.IFailure }[] = [];
+    const collect = (value: unknown, path: string) => {
+      if (!value || typeof value !== 'object' || value instanceof Uint8Array) return;
+      for (const [k, v] of Object.entries(value)) {
+        if ((k === 'failure' || k === 'cause') && v && typeof v === 'object') failures.push({ path: `${path}.${k}`, failure: v as proto.api.failure.v1.IFailure });
+        collect(v, `${path}.${k}`);
+      }
+    };
+    collect(history, 'history');
+    // The workflow's failure (an activity failure) and its application failure cause, and the activity's own failure.
+    assert.ok(failures.length >= 3, `only ${failures.length} failures in the history`);
+    for (const { path, failure } of failures) {
+      assert.equal(failure.message, 'Encoded failure', `${path} keeps its message`);
+      assert.equal(failure.stackTrace ?? '', '', `${path} keeps its stack trace`);
+      assert.equal(Buffer.from(failure.encodedAttributes!.metadata!.encoding!).toString(), ENCRYPTED_ENCODING, `${path}: attributes not encrypted`);
+    }
+    for (const { path, text } of leaves(history, 'history')) {
+      // (The environment's name is in the workflow id, which the server must read: only the message and stack are checked.)
+      for (const marker of ['this worker acts on environment', '.ts:', '    at ']) assert.ok(!text.includes(marker), `${path} contains plaintext "${marker}"`);
+    }
+    // With the keys, the message and the stack trace come back.
+    const activityFailed = history.events!.find((e) => e.activityTaskFailedEventAttributes)!.activityTaskFailedEventAttributes!.failure!;
+    const [attributes] = await codec.decode([activityFailed.encodedAttributes!]);
+    const decoded = defaultPayloadConverter.fromPayload(attributes) as { message: string; stack_trace: string };
+    assert.match(decoded.message, /this worker acts on environment/);
+    assert.match(decoded.stack_trace, /errors\.ts/);
+    await assert.rejects(c.client.workflow.getHandle(outcome.workflowId).result(), (err: Error) => /this worker acts on environment/.test(failureMessage(err)));
+  });
+
+  test('requireEncryption (the default): a run started with plaintext input by a client without the keys is refused by the worker, and nothing runs', async () => {
+    const id = `plaintext-start-${randomBytes(4).toString('hex')}`;
+    const handle = await plain.workflow.start('smokeTest', { taskQueue: 'standard-queue', workflowId: id, args: [{ environment: ENVIRONMENT }], memo: { injected: 'plaintext' } });
+    try {
+      const refused = await waitFor(
+        'the worker to refuse the plaintext input',
+        async () => (await rawHistory(id)).events!.find((e) => e.workflowTaskFailedEventAttributes)?.workflowTaskFailedEventAttributes?.failure ?? undefined,
+        180_000,
+        250,
+      );
+      const failure = refused.encodedAttributes ? defaultFailureConverter.failureToError({ ...refused, encodedAttributes: (await codec.decode([refused.encodedAttributes]))[0] }, defaultPayloadConverter) : defaultFailureConverter.failureToError(refused, defaultPayloadConverter);
+      assert.match(failureMessage(failure) + failure.message, /refused a payload that is not encrypted \('json\/plain'\).*requireEncryption/);
+      const events = (await rawHistory(id)).events!;
+      assert.ok(!events.some((e) => e.activityTaskScheduledEventAttributes), 'no activity was scheduled');
+      // A client of the environment refuses to read the plaintext memo as well.
+      await assert.rejects(c.client.workflow.getHandle(id).describe(), (err: Error) => err instanceof PlaintextPayloadError && /requireEncryption/.test(err.message));
+    } finally {
+      await handle.terminate('test: plaintext run refused').catch(() => undefined);
+    }
+  });
+
   test('after rotating to key B (A still listed), old histories decode, new runs are encrypted under B; without A the old run fails naming key a', async () => {
     const rotated = loadConfig(writeConfig('rotated.yaml', 'b', '{ id: a, key: env:RUNBOOK_TEST_KEY_A }, { id: b, key: env:RUNBOOK_TEST_KEY_B }'));
     const env = rotated.config.environments[ENVIRONMENT];
@@ -174,7 +243,7 @@ describe('payload encryption against a real Temporal server', () => {
     await worker.shutdown();
     await rotatedWorker.start();
     try {
-      await rotatedWorker.waitUntilReady();
+      await rotatedWorker.waitUntilReady(240_000);
       const rc = await connectClient(rotated, ENVIRONMENT, env);
       try {
         assert.equal(((await rc.client.workflow.getHandle(workflowId).result()) as SmokeTestResult).environment, ENVIRONMENT);
@@ -213,7 +282,7 @@ describe('runbook codec-server', () => {
     url = await waitFor(
       'the codec server to listen',
       async () => jsonLines(server.output.stdout).find((l) => l.msg === 'codec server listening')?.url as string | undefined,
-      30_000,
+      180_000,
     );
     const completed = (await rawHistory(workflowId)).events!.find((e) => e.workflowExecutionCompletedEventAttributes)!;
     encryptedResult = completed.workflowExecutionCompletedEventAttributes!.result!.payloads!;

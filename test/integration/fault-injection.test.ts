@@ -167,6 +167,8 @@ function writeConfig(checking: { endpoint: string; accessKeyId: string }): strin
   writeFileSync(join(secrets, 'wrong-s3-secret'), `${randomBytes(30).toString('base64')}\n`, { mode: 0o600 });
   const sandbox = config.environments.sandbox;
   (sandbox.databases.main as Record<string, unknown>).password = 'file:secrets/fault-postgres-password';
+  // The restore-connection fault terminates the restore's session on the source server: restore there.
+  (sandbox.databases.main as Record<string, unknown>).restoreTest = { into: 'sourceServer' };
   (sandbox.dns.tsig as Record<string, unknown>).secret = 'file:secrets/fault-tsig.key';
   sandbox.backups = { ...sandbox.backups, endpoint: relay.endpoint, prefix: 'fault/' };
   config.environments.wrongs3 = {
@@ -413,9 +415,9 @@ describe('permanent faults fail fast as non-retryable with their type, at the fi
       await approveDrill(handle);
       const { workflow } = await failureOf(handle.result());
       assert.equal(workflow.type, 'DrillFailed');
-      assert.match(workflow.message, /step 'switch DNS' failed: .*refused the update/);
+      assert.match(workflow.message, /step 'switch the service endpoint' failed: .*refused the update/);
       const events = await history(handle);
-      const a = attempts(events, 'switchServiceName');
+      const a = attempts(events, 'switchServiceEndpoint');
       assert.equal(a.attempt, 1);
       assert.equal(a.failureType, 'PermissionDenied');
       assert.equal(a.nonRetryable, true);

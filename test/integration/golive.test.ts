@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { primaryLocator, reachServer } from '../../src/activities/primary';
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync, appendFileSync } from 'node:fs';
 import { createServer, Server } from 'node:http';
 import { AddressInfo } from 'node:net';
@@ -16,7 +17,6 @@ import { ConnectedClient, connectClient, startRunbook } from '../../src/cli/clie
 import { awaitDrill, startDrill, waitForOpenGate } from '../../src/cli/drill';
 import { runSmokeTest } from '../../src/cli/smoke';
 import { loadConfig, LoadedConfig } from '../../src/config/load';
-import { readSecret } from '../../src/config/secrets';
 import { createLogger } from '../../src/observability/logger';
 import type { GoLiveReport } from '../../src/reports/golive';
 import { seedSampleDatabase } from '../../src/sandbox/seed';
@@ -82,7 +82,7 @@ before(async () => {
   loaded = loadConfig(config);
 
   const db = loaded.config.environments.sandbox.databases.main;
-  const pg = new PgClient({ host: db.host, port: db.port, user: db.user, password: readSecret(db.password, loaded.baseDir), database: db.database });
+  const pg = new PgClient({ ...(await reachServer(primaryLocator(loaded.baseDir, db, db.user, db.password))), database: db.database });
   await pg.connect();
   await seedSampleDatabase(pg, { rows: 200 });
   await pg.end();

@@ -52,7 +52,8 @@ describe('the local sandbox stack', () => {
       const state = await startStack({ dir: join(root, `round-${round}`) });
       const pids = stackPids(state);
       try {
-        assert.equal(pids.length, 5);
+        // Temporal, the PostgreSQL pair, the S3 server and its TLS endpoint, BIND.
+        assert.equal(pids.length, 6);
         assert.ok(await temporalAnswers(state.temporal!.address), 'Temporal answers');
 
         // Everything is reached through the config file the stack wrote, with its secret references.

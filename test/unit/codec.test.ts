@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { defaultPayloadConverter, Payload } from '@temporalio/common';
-import { EncryptionCodec, encryptionCodecFor, ENCRYPTED_ENCODING, KEY_ID_METADATA, PayloadDecryptionError } from '../../src/codec';
+import { EncryptionCodec, encryptionCodecFor, ENCRYPTED_ENCODING, FAILURE_CONVERTER_PATH, KEY_ID_METADATA, PayloadDecryptionError, PlaintextPayloadError, dataConverterFor } from '../../src/codec';
 import { decodeKeyText } from '../../src/codec/keys';
 import { checkSecretRefs, ConfigError, loadConfig } from '../../src/config/load';
 
@@ -45,11 +45,36 @@ describe('the payload encryption codec', () => {
     assert.notDeepEqual(Buffer.from(x.data!), Buffer.from(y.data!));
   });
 
-  test('payloads stored before encryption was turned on still decode (they pass through untouched)', async () => {
+  test('with requireEncryption off, payloads stored before encryption was turned on still decode (they pass through untouched)', async () => {
     const c = codec({ a: keyA }, 'a');
     const plain = payload({ old: true });
     const [out] = await c.decode([plain]);
     assert.equal(out, plain);
+  });
+
+  test('the SDK core\'s patch-marker data passes a codec that requires encryption only where it is asked to (the codec server), and only in its exact shape', async () => {
+    const marker = payload({ id: 'one-mutating-run-per-target', deprecated: false });
+    const strict = new EncryptionCodec(new Map([['a', keyA]]), 'a', { requireEncryption: true });
+    await assert.rejects(strict.decode([marker]), PlaintextPayloadError);
+    const server = new EncryptionCodec(new Map([['a', keyA]]), 'a', { requireEncryption: true, passSdkPatchMarkers: true });
+    assert.equal((await server.decode([marker]))[0], marker);
+    for (const other of [payload({ id: 'x', deprecated: 'no' }), payload({ id: 'x', deprecated: false, extra: 1 }), payload(['id', 'deprecated']), { metadata: { ...marker.metadata, extra: Buffer.from('1') }, data: marker.data }]) {
+      await assert.rejects(server.decode([other]), PlaintextPayloadError);
+    }
+  });
+
+  test('with requireEncryption, a plaintext payload is refused naming the setting and the encoding, never the value', async () => {
+    const c = new EncryptionCodec(new Map([['a', keyA]]), 'a', { requireEncryption: true });
+    const [sealed] = await c.encode([payload({ fine: true })]);
+    assert.deepEqual(value((await c.decode([sealed]))[0]), { fine: true });
+    for (const plain of [payload({ injected: MARKER }), payload(undefined), { metadata: {}, data: Buffer.from(MARKER) }]) {
+      await assert.rejects(c.decode([sealed, plain]), (err: Error) => {
+        assert.ok(err instanceof PlaintextPayloadError && err instanceof PayloadDecryptionError);
+        assert.match(err.message, /refused a payload that is not encrypted \(('json\/plain'|'binary\/null'|no encoding)\): temporal\.encryption\.requireEncryption is on/);
+        assert.ok(!err.message.includes(MARKER));
+        return true;
+      });
+    }
   });
 
   test('key rotation: payloads encrypted with key A decode after B becomes active; new payloads use B', async () => {
@@ -130,6 +155,12 @@ describe('encryption config', () => {
     { name: 'no keys', yaml: '        activeKey: a\n        keys: []\n', path: 'environments.prod.temporal.encryption.keys', says: /at least one key/ },
     { name: 'bad key id', yaml: '        activeKey: "a b"\n        keys: [{ id: "a b", key: env:KA }]\n', path: 'environments.prod.temporal.encryption.keys.0.id', says: /key id of letters/ },
     { name: 'inline token', yaml: '        activeKey: a\n        keys: [{ id: a, key: env:KA }]\n        codecServer: { tokens: [{ name: ui, token: s3cr3t-s3cr3t-s3cr3t }] }\n', path: 'environments.prod.temporal.encryption.codecServer.tokens.0.token', says: /inline secret values/ },
+    { name: 'requireEncryption not a boolean', yaml: '        activeKey: a\n        keys: [{ id: a, key: env:KA }]\n        requireEncryption: "yes"\n', path: 'environments.prod.temporal.encryption.requireEncryption', says: /expected boolean, found "yes"/ },
+    { name: 'codec server nobody may use', yaml: '        activeKey: a\n        keys: [{ id: a, key: env:KA }]\n        codecServer: { allowedOrigins: ["https://ui.example.com"] }\n', path: 'environments.prod.temporal.encryption.codecServer', says: /nobody could use the codec server: configure tokens .* or jwt/ },
+    { name: 'jwt with both a JWKS URL and a file', yaml: '        activeKey: a\n        keys: [{ id: a, key: env:KA }]\n        codecServer: { jwt: { issuer: "https://login.example.com/", audience: ui, jwksUrl: "https://login.example.com/jwks", jwksFile: "file:jwks.json" } }\n', path: 'environments.prod.temporal.encryption.codecServer.jwt', says: /either jwksUrl .* or jwksFile .*, exactly one/ },
+    { name: 'jwt JWKS over plain http to another host', yaml: '        activeKey: a\n        keys: [{ id: a, key: env:KA }]\n        codecServer: { jwt: { issuer: "https://login.example.com/", audience: ui, jwksUrl: "http://login.example.com/jwks" } }\n', path: 'environments.prod.temporal.encryption.codecServer.jwt.jwksUrl', says: /expected an https:\/\/ URL \(plain http only on loopback\), found http:\/\/login.example.com/ },
+    { name: 'jwt with a shared-secret algorithm', yaml: '        activeKey: a\n        keys: [{ id: a, key: env:KA }]\n        codecServer: { jwt: { issuer: "https://login.example.com/", audience: ui, jwksUrl: "https://login.example.com/jwks", algorithms: [HS256] } }\n', path: 'environments.prod.temporal.encryption.codecServer.jwt.algorithms.0', says: /asymmetric algorithms only: HS\* and none are never accepted/ },
+    { name: 'jwt without an audience', yaml: '        activeKey: a\n        keys: [{ id: a, key: env:KA }]\n        codecServer: { jwt: { issuer: "https://login.example.com/", jwksUrl: "https://login.example.com/jwks" } }\n', path: 'environments.prod.temporal.encryption.codecServer.jwt.audience', says: /expected the audience the tokens are issued for/ },
     { name: 'origin with a path', yaml: '        activeKey: a\n        keys: [{ id: a, key: env:KA }]\n        codecServer: { tokens: [{ name: ui, token: env:T }], allowedOrigins: ["https://ui.example.com/namespaces"] }\n', path: 'environments.prod.temporal.encryption.codecServer.allowedOrigins.0', says: /web origin without a path/ },
   ];
   for (const c of malformed) {
@@ -179,6 +210,18 @@ describe('encryption config', () => {
       assert.match(err.problems[0].message, /key 'a' \(env:RUNBOOK_TEST_CODEC_SHORT\): expected 32 bytes .* found base64 text of 24 bytes/);
       assert.ok(!err.message.includes(short));
     }
+  });
+
+  test('requireEncryption is on unless the config turns it off, and encrypted environments encode failure messages too', () => {
+    process.env.RUNBOOK_TEST_CODEC_KEY_A = keyA.toString('base64');
+    const on = loadConfig(file('require-default', '        activeKey: a\n        keys: [{ id: a, key: env:RUNBOOK_TEST_CODEC_KEY_A }]\n'));
+    assert.equal(encryptionCodecFor(on, 'prod', on.config.environments.prod.temporal)!.requireEncryption, true);
+    const converter = dataConverterFor(on, 'prod', on.config.environments.prod.temporal)!;
+    assert.equal(converter.failureConverterPath, FAILURE_CONVERTER_PATH);
+    const { failureConverter } = require(FAILURE_CONVERTER_PATH) as { failureConverter: { options: { encodeCommonAttributes: boolean } } };
+    assert.equal(failureConverter.options.encodeCommonAttributes, true);
+    const off = loadConfig(file('require-off', '        activeKey: a\n        keys: [{ id: a, key: env:RUNBOOK_TEST_CODEC_KEY_A }]\n        requireEncryption: false\n'));
+    assert.equal(encryptionCodecFor(off, 'prod', off.config.environments.prod.temporal)!.requireEncryption, false);
   });
 
   test('an unset key variable is reported like any other unresolved secret', () => {

@@ -57,6 +57,15 @@ const MALFORMED: { name: string; yaml: string; path: string; says: RegExp }[] = 
     says: /persistence of this environment's own Temporal.*drill it from an environment whose temporal: is another \(ops\) Temporal/,
   },
   { name: 'no frontend at all for high availability', yaml: base('    temporal:\n      cluster: { persistenceDatabase: t, minimumHosts: { frontend: 0 } }\n    databases:\n      t: { host: h, database: temporal, user: u, password: env:P }\n'), path: 'environments.sandbox.temporal.cluster.minimumHosts.frontend', says: />=1|at least 1|too small/ },
+  { name: 'database with neither a service address nor a topology', yaml: base('    databases:\n      main: { database: app, user: u, password: env:P }\n'), path: 'environments.sandbox.databases.main.host', says: /set host .*or topology/ },
+  { name: 'a words RPO target', yaml: base('    targets: { rpo: none }\n'), path: 'environments.sandbox.targets.rpo', says: /expected 0 \(nothing may be lost\) or a positive duration.*found "none"/ },
+  { name: 'unknown topology driver', yaml: base('    databases:\n      main: { host: h, database: app, user: u, password: env:P, topology: { driver: kubernetes } }\n'), path: 'environments.sandbox.databases.main.topology.driver', says: /expected driver: local or driver: patroni/ },
+  { name: 'Patroni topology without its commands', yaml: base('    databases:\n      ha:\n        host: haproxy\n        database: app\n        user: u\n        password: env:P\n        topology:\n          driver: patroni\n          members:\n            - { name: pg-1, host: h1, api: "https://h1:8008" }\n            - { name: pg-2, host: h2, api: "https://h2:8008" }\n'), path: 'environments.sandbox.databases.ha.topology.commands', says: /expected object/ },
+  { name: 'Patroni member API that is not a URL', yaml: base('    databases:\n      ha:\n        host: haproxy\n        database: app\n        user: u\n        password: env:P\n        topology:\n          driver: patroni\n          members:\n            - { name: pg-1, host: h1, api: "h1:8008" }\n            - { name: pg-2, host: h2, api: "https://h2:8008" }\n          commands: { fault: [ssh, "{host}", kill], recover: [ssh, "{host}", start] }\n'), path: 'environments.sandbox.databases.ha.topology.members.0.api', says: /base URL of a Patroni REST API/ },
+  { name: 'Patroni topology with one member', yaml: base('    databases:\n      ha:\n        host: haproxy\n        database: app\n        user: u\n        password: env:P\n        topology:\n          driver: patroni\n          members:\n            - { name: pg-1, host: h1, api: "https://h1:8008" }\n          commands: { fault: [ssh, "{host}", kill], recover: [ssh, "{host}", start] }\n'), path: 'environments.sandbox.databases.ha.topology.members', says: /list every member/ },
+  { name: 'Patroni API user without a password', yaml: base('    databases:\n      ha:\n        host: haproxy\n        database: app\n        user: u\n        password: env:P\n        topology:\n          driver: patroni\n          members:\n            - { name: pg-1, host: h1, api: "https://h1:8008" }\n            - { name: pg-2, host: h2, api: "https://h2:8008" }\n          commands: { fault: [ssh, "{host}", kill], recover: [ssh, "{host}", start] }\n          api: { username: runbook }\n'), path: 'environments.sandbox.databases.ha.topology.api', says: /username and password go together/ },
+  { name: 'Patroni fault command as one shell string', yaml: base('    databases:\n      ha:\n        host: haproxy\n        database: app\n        user: u\n        password: env:P\n        topology:\n          driver: patroni\n          members:\n            - { name: pg-1, host: h1, api: "https://h1:8008" }\n            - { name: pg-2, host: h2, api: "https://h2:8008" }\n          commands: { fault: "ssh h kill", recover: [start] }\n'), path: 'environments.sandbox.databases.ha.topology.commands.fault', says: /expected array/ },
+  { name: 'inline Patroni API password', yaml: base('    databases:\n      ha:\n        host: haproxy\n        database: app\n        user: u\n        password: env:P\n        topology:\n          driver: patroni\n          members:\n            - { name: pg-1, host: h1, api: "https://h1:8008" }\n            - { name: pg-2, host: h2, api: "https://h2:8008" }\n          commands: { fault: [ssh, "{host}", kill], recover: [ssh, "{host}", start] }\n          api: { username: runbook, password: hunter2 }\n'), path: 'environments.sandbox.databases.ha.topology.api.password', says: /inline secret values are not allowed/ },
   { name: 'huge string in approver list', yaml: base(`    approvers: { default: ["${'a'.repeat(5000)}"] }\n`), path: 'environments.sandbox.approvers.default.0', says: /approver id.*5000 characters/ },
 ];
 
@@ -112,7 +121,26 @@ describe('a valid config', () => {
     assert.equal(staging.databases.main.port, 5432);
     assert.equal(loaded.config.environments.production.temporal.taskQueues.critical, 'critical-queue');
     assert.equal(loaded.config.worker.tuning.shutdownGraceTime, 30_000);
-    assert.deepEqual(loaded.config.schedules.map((s) => s.id), ['nightly-backup', 'nightly-restore-test', 'quarterly-dr-drill']);
+    assert.deepEqual(loaded.config.schedules.map((s) => s.id), [
+      'nightly-backup',
+      'nightly-restore-test',
+      'ledger-restore-canary',
+      'ledger-nightly-backup',
+      'ledger-weekly-full-backup',
+      'ledger-nightly-pitr-restore-test',
+      'quarterly-dr-drill',
+    ]);
+    assert.equal(staging.databases.ledger.backups.method, 'pgbackrest');
+    assert.equal(staging.databases.ledger.backups.pgbackrest!.compressType, 'lz4');
+    const prod = loaded.config.environments.production;
+    assert.equal(prod.targets.rpo, 0, 'rpo: 0 is a target of no loss');
+    const t = prod.databases.main.topology!;
+    assert.equal(t.driver, 'patroni');
+    if (t.driver === 'patroni') {
+      assert.equal(t.members.length, 3);
+      assert.equal(t.electionTimeout, 120_000);
+      assert.equal(t.rejoinTimeout, 600_000);
+    }
   });
 
   test('environment selection: explicit, then default; an unknown name lists the defined ones', () => {

@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { parseConfig, secretRefsOf } from '../../src/config/load';
+import { codecServerSecretRefsOf, parseConfig, secretRefsOf } from '../../src/config/load';
 import { QUEUE_KINDS } from '../../src/config/schema';
 import { resolveTuning } from '../../src/worker';
 import { applyJson6902, configMapHash, K8sObject, renderKustomization, strategicMerge } from '../../scripts/render-manifests';
@@ -34,7 +34,12 @@ interface PodSpec {
   terminationGracePeriodSeconds: number;
   securityContext: { runAsNonRoot: boolean; runAsUser: number; seccompProfile: { type: string } };
   containers: Container[];
-  volumes: { name: string; configMap?: { name: string }; secret?: { secretName: string }; emptyDir?: object }[];
+  volumes: {
+    name: string;
+    configMap?: { name: string };
+    secret?: { secretName: string };
+    emptyDir?: { sizeLimit?: string };
+  }[];
 }
 interface Deployment extends K8sObject {
   spec: { replicas?: number; selector: { matchLabels: Record<string, string> }; strategy: { rollingUpdate: { maxUnavailable: number } }; template: { metadata: { labels: Record<string, string> }; spec: PodSpec } };
@@ -48,10 +53,19 @@ function render(overlay: string) {
     assert.equal(found.length, 1, `${overlay}: exactly one ${kind}`);
     return found[0];
   };
-  const deployments = of<Deployment>('Deployment');
+  const isWorker = (o: K8sObject) => o.metadata.labels?.['app.kubernetes.io/name'] === 'runbook-worker';
+  const isCodecServer = (o: K8sObject) => o.metadata.labels?.['app.kubernetes.io/name'] === 'runbook-codec-server';
+  const deployments = of<Deployment>('Deployment').filter(isWorker);
+  /** The worker's object of a kind (the codec server has its own Service, NetworkPolicy, ServiceAccount). */
+  const worker = <T extends K8sObject = K8sObject>(kind: string) => {
+    const found = of<T>(kind).filter((o) => !isCodecServer(o));
+    assert.equal(found.length, 1, `${overlay}: exactly one ${kind} of the worker`);
+    return found[0];
+  };
+  const codecServer = objects.filter(isCodecServer);
   const configMap = one('ConfigMap') as K8sObject & { data: Record<string, string> };
   const loaded = parseConfig(configMap.data['runbook.yaml'], `${overlay}/runbook.yaml`);
-  return { objects, of, one, deployments, configMap, loaded };
+  return { objects, of, one, worker, deployments, codecServer, configMap, loaded };
 }
 
 function matches(selector: Record<string, string>, labels: Record<string, string> | undefined): boolean {
@@ -65,7 +79,8 @@ for (const overlay of OVERLAYS) {
 
     test('renders the worker objects into one namespace and the RBAC into the namespace the runbooks manage', () => {
       const kinds = r.objects.map((o) => o.kind).sort();
-      assert.deepEqual(kinds, ['ConfigMap', 'Deployment', 'Deployment', 'Deployment', 'HorizontalPodAutoscaler', 'HorizontalPodAutoscaler', 'HorizontalPodAutoscaler', 'Namespace', 'NetworkPolicy', 'PodDisruptionBudget', 'PodDisruptionBudget', 'PodDisruptionBudget', 'Role', 'RoleBinding', 'Service', 'ServiceAccount', 'ServiceMonitor'].sort());
+      const codecServerKinds = r.codecServer.length > 0 ? ['Deployment', 'NetworkPolicy', 'Service', 'ServiceAccount'] : [];
+      assert.deepEqual(kinds, ['ConfigMap', 'Deployment', 'Deployment', 'Deployment', 'HorizontalPodAutoscaler', 'HorizontalPodAutoscaler', 'HorizontalPodAutoscaler', 'Namespace', 'NetworkPolicy', 'PodDisruptionBudget', 'PodDisruptionBudget', 'PodDisruptionBudget', 'Role', 'RoleBinding', 'Service', 'ServiceAccount', 'ServiceMonitor', ...codecServerKinds].sort());
       const managed = r.loaded.config.environments[r.loaded.config.worker.environment!].kubernetes?.namespace;
       assert.ok(managed && managed !== workerNs, 'the runbooks manage a namespace other than the workers\' own');
       for (const o of r.objects) {
@@ -187,13 +202,13 @@ for (const overlay of OVERLAYS) {
       assert.ok(!granted.some((g) => g.includes('*')));
       const binding = r.one<K8sObject & { roleRef: { kind: string; name: string }; subjects: { kind: string; name: string; namespace: string }[] }>('RoleBinding');
       assert.deepEqual(binding.roleRef, { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: role.metadata.name });
-      assert.deepEqual(binding.subjects, [{ kind: 'ServiceAccount', name: r.one('ServiceAccount').metadata.name, namespace: workerNs }]);
+      assert.deepEqual(binding.subjects, [{ kind: 'ServiceAccount', name: r.worker('ServiceAccount').metadata.name, namespace: workerNs }]);
       assert.equal(role.metadata.namespace, r.loaded.config.environments[r.loaded.config.worker.environment!].kubernetes?.namespace);
       assert.equal(r.of('ClusterRole').length + r.of('ClusterRoleBinding').length, 0, 'nothing cluster-wide');
     });
 
     test('the metrics Service selects every worker pod on the metrics port, and the ServiceMonitor selects the Service', () => {
-      const svc = r.one<K8sObject & { spec: { selector: Record<string, string>; ports: { name: string; port: number; targetPort: string }[] } }>('Service');
+      const svc = r.worker<K8sObject & { spec: { selector: Record<string, string>; ports: { name: string; port: number; targetPort: string }[] } }>('Service');
       const sm = r.one<K8sObject & { spec: { selector: { matchLabels: Record<string, string> }; endpoints: { port: string; path: string }[] } }>('ServiceMonitor');
       for (const d of r.deployments) assert.ok(matches(svc.spec.selector, d.spec.template.metadata.labels), `${d.metadata.name} pods behind the Service`);
       assert.deepEqual(svc.spec.ports.map((p) => [p.name, p.port, p.targetPort]), [['metrics', r.loaded.config.worker.http.port, 'metrics']]);
@@ -203,7 +218,7 @@ for (const overlay of OVERLAYS) {
 
     test('the NetworkPolicy covers the worker pods, lets in only the metrics port, and lets out every port the config connects to', () => {
       type Port = { port: number | string; protocol: string };
-      const np = r.one<K8sObject & { spec: { podSelector: { matchLabels: Record<string, string> }; policyTypes: string[]; ingress: { ports: Port[] }[]; egress: { ports: Port[]; to?: unknown[] }[] } }>('NetworkPolicy');
+      const np = r.worker<K8sObject & { spec: { podSelector: { matchLabels: Record<string, string> }; policyTypes: string[]; ingress: { ports: Port[] }[]; egress: { ports: Port[]; to?: unknown[] }[] } }>('NetworkPolicy');
       for (const d of r.deployments) assert.ok(matches(np.spec.podSelector.matchLabels, d.spec.template.metadata.labels));
       assert.deepEqual([...np.spec.policyTypes].sort(), ['Egress', 'Ingress']);
       assert.deepEqual(np.spec.ingress.flatMap((i) => i.ports), [{ port: 'metrics', protocol: 'TCP' }]);
@@ -215,6 +230,11 @@ for (const overlay of OVERLAYS) {
         needed.add(`${db.port}/TCP`);
         if (db.replica) needed.add(`${db.replica.port}/TCP`);
         if (db.restoreTest.port) needed.add(`${db.restoreTest.port}/TCP`);
+        const b = db.backups.pgbackrest;
+        if (b) {
+          needed.add(`${new URL(b.repo.endpoint).port || 443}/TCP`);
+          if (b.access === 'tls') needed.add(`${b.tls!.port}/TCP`);
+        }
       }
       if (env.dns?.server) {
         needed.add(`${env.dns.server.split(':').pop()}/UDP`);
@@ -222,6 +242,124 @@ for (const overlay of OVERLAYS) {
       }
       if (env.backups?.endpoint) needed.add(`${new URL(env.backups.endpoint).port || 443}/TCP`);
       for (const p of needed) assert.ok(allowed.has(p), `egress allows ${p}`);
+    });
+
+    const encryption = r.loaded.config.environments[r.loaded.config.worker.environment!].temporal.encryption;
+    test(`the codec server is deployed exactly where payloads are encrypted and someone may use it (${encryption?.codecServer ? 'here' : 'not here'})`, () => {
+      assert.equal(r.codecServer.length > 0, Boolean(encryption?.codecServer), 'a codec-server Deployment iff temporal.encryption.codecServer is configured');
+    });
+
+    if (encryption?.codecServer) {
+      type CodecDeployment = Deployment & { spec: { replicas: number }; };
+      const cs = () => r.codecServer.find((o) => o.kind === 'Deployment') as CodecDeployment;
+      const pod = () => cs().spec.template.spec as PodSpec & { automountServiceAccountToken?: boolean };
+
+      test('the codec server runs `runbook codec-server` on the pod address, with the config the workers read and probes on /health', () => {
+        const c = pod().containers[0];
+        assert.equal(pod().containers.length, 1);
+        const args = c.args.join(' ');
+        assert.match(args, /(^| )codec-server --host 0\.0\.0\.0 --port 8888$/);
+        const configPath = c.args[c.args.indexOf('--config') + 1];
+        const mount = c.volumeMounts.find((m) => configPath.startsWith(`${m.mountPath}/`));
+        assert.equal(pod().volumes.find((v) => v.name === mount?.name)?.configMap?.name, r.configMap.metadata.name);
+        assert.equal(c.ports.find((p) => p.name === 'codec')?.containerPort, 8888);
+        for (const probe of [c.startupProbe, c.livenessProbe, c.readinessProbe]) assert.deepEqual(probe.httpGet, { path: '/health', port: 'codec' });
+        assert.ok(cs().spec.replicas >= 2, 'two replicas, so a drain never leaves the Web UI without decoding');
+        assert.equal(cs().spec.strategy.rollingUpdate.maxUnavailable, 0);
+      });
+
+      test('the codec server has requests and limits, the restricted security context, its own ServiceAccount and no API token', () => {
+        const p = pod();
+        const c = p.containers[0];
+        for (const k of ['cpu', 'memory']) assert.ok(c.resources.requests[k] && c.resources.limits[k], `requests and limits ${k}`);
+        assert.equal(p.securityContext.runAsNonRoot, true);
+        assert.ok(p.securityContext.runAsUser >= 1000);
+        assert.equal(p.securityContext.seccompProfile.type, 'RuntimeDefault');
+        assert.deepEqual(c.securityContext, { allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] } });
+        const sa = r.codecServer.find((o) => o.kind === 'ServiceAccount') as K8sObject & { automountServiceAccountToken?: boolean };
+        assert.equal(p.serviceAccountName, sa.metadata.name);
+        assert.notEqual(p.serviceAccountName, 'runbook-worker', 'not the worker\'s identity: the Role is granted to that one');
+        assert.equal(sa.automountServiceAccountToken, false);
+        assert.equal(p.automountServiceAccountToken, false);
+        assert.match(c.image, /^[a-z0-9.-]+(\/[a-z0-9._-]+)+(:(?!latest$)[A-Za-z0-9._-]+|@sha256:[0-9a-f]{64})$/, c.image);
+      });
+
+      test('the codec server gets exactly the secrets it reads (payload keys, its tokens) by secretKeyRef, and none of the workers\'', () => {
+        const envName = r.loaded.config.worker.environment!;
+        const env = r.loaded.config.environments[envName];
+        const needed = codecServerSecretRefsOf(env, envName).map((x) => x.ref);
+        assert.ok(needed.length >= 2);
+        const c = pod().containers[0];
+        const given = (c.env ?? []).map((e) => {
+          assert.ok(e.valueFrom?.secretKeyRef?.name && e.valueFrom.secretKeyRef.key, `env ${e.name} comes from a Secret`);
+          return `env:${e.name}`;
+        });
+        assert.deepEqual([...given].sort(), needed.filter((ref) => ref.startsWith('env:')).sort(), 'the codec server\'s env is exactly its own secret references');
+        const workerOnly = secretRefsOf(env, envName).filter((x) => !needed.includes(x.ref));
+        assert.ok(workerOnly.length > 0);
+        for (const { ref } of workerOnly) assert.ok(!given.includes(ref), `the codec server does not get ${ref}`);
+        for (const d of r.deployments) {
+          for (const t of env.temporal.encryption!.codecServer!.tokens ?? []) assert.ok(!(d.spec.template.spec.containers[0].env ?? []).some((e) => `env:${e.name}` === t.token), `${d.metadata.name} does not get the codec token ${t.token}`);
+        }
+      });
+
+      test('the codec Service selects only the codec server pods on the codec port', () => {
+        const svc = r.codecServer.find((o) => o.kind === 'Service') as K8sObject & { spec: { selector: Record<string, string>; ports: { name: string; port: number; targetPort: string }[] } };
+        assert.ok(matches(svc.spec.selector, cs().spec.template.metadata.labels));
+        for (const d of r.deployments) assert.ok(!matches(svc.spec.selector, d.spec.template.metadata.labels), `${d.metadata.name} is not behind the codec Service`);
+        assert.deepEqual(svc.spec.ports.map((p) => [p.name, p.targetPort]), [['codec', 'codec']]);
+      });
+
+      test('the codec NetworkPolicy admits only the Web UI\'s ingress on the codec port, and lets out only DNS and HTTPS (the JWKS)', () => {
+        type Peer = { namespaceSelector?: { matchLabels: Record<string, string> }; podSelector?: { matchLabels: Record<string, string> }; ipBlock?: unknown };
+        const np = r.codecServer.find((o) => o.kind === 'NetworkPolicy') as K8sObject & { spec: { podSelector: { matchLabels: Record<string, string> }; policyTypes: string[]; ingress: { from?: Peer[]; ports: { port: string; protocol: string }[] }[]; egress: { to?: unknown[]; ports: { port: number; protocol: string }[] }[] } };
+        assert.ok(matches(np.spec.podSelector.matchLabels, cs().spec.template.metadata.labels));
+        for (const d of r.deployments) assert.ok(!matches(np.spec.podSelector.matchLabels, d.spec.template.metadata.labels));
+        assert.deepEqual([...np.spec.policyTypes].sort(), ['Egress', 'Ingress']);
+        assert.equal(np.spec.ingress.length, 1);
+        const [rule] = np.spec.ingress;
+        assert.deepEqual(rule.ports, [{ port: 'codec', protocol: 'TCP' }]);
+        // One peer, named by namespace and pod together (an AND): not "any pod", not "anything in a namespace".
+        assert.equal(rule.from?.length, 1);
+        const [peer] = rule.from!;
+        assert.ok(peer.namespaceSelector?.matchLabels && Object.keys(peer.namespaceSelector.matchLabels).length > 0, 'names the namespace');
+        assert.ok(peer.podSelector?.matchLabels && Object.keys(peer.podSelector.matchLabels).length > 0, 'names the pods');
+        assert.notEqual(peer.namespaceSelector.matchLabels['kubernetes.io/metadata.name'], workerNs, 'not the workers\' namespace');
+        assert.deepEqual(np.spec.egress.flatMap((e) => e.ports.map((p) => `${p.port}/${p.protocol}`)).sort(), ['443/TCP', '53/TCP', '53/UDP']);
+        const jwksUrl = encryption.codecServer!.jwt?.jwksUrl;
+        if (jwksUrl) assert.equal(new URL(jwksUrl).protocol, 'https:');
+      });
+    }
+    test('restore tests without a restore server run in scratch instances on the batch workers, on a writable volume of a stated size at restoreTest.scratchDir', () => {
+      const env = r.loaded.config.environments[r.loaded.config.worker.environment!];
+      const scratchDirs = new Set(
+        Object.values(env.databases)
+          .filter((db) => db.backups.method === 'pgbackrest' || (db.restoreTest.into ?? (db.restoreTest.host ? 'restoreServer' : 'scratchInstance')) === 'scratchInstance')
+          .map((db) => db.restoreTest.scratchDir),
+      );
+      assert.ok(scratchDirs.size > 0, `${overlay} runs restore tests in scratch instances`);
+      const batch = r.deployments.find((d) => d.metadata.name.endsWith('-batch'))!;
+      const pod = batch.spec.template.spec;
+      for (const dir of scratchDirs) {
+        const mount = pod.containers[0].volumeMounts.find((m) => dir === m.mountPath || dir.startsWith(`${m.mountPath}/`));
+        assert.ok(mount, `${dir} is on a mounted volume (the root filesystem is read-only)`);
+        const volume = pod.volumes.find((v) => v.name === mount.name)!;
+        const size = volume.emptyDir?.sizeLimit;
+        assert.match(size ?? '', /^\d+(Gi|Ti)$/, `the scratch volume states its size (${size})`);
+        assert.notEqual(mount.mountPath, '/tmp', 'not the spool directory');
+      }
+    });
+
+    test('pgBackRest TLS access: the client certificate, key and CA are mounted from a Secret', () => {
+      const env = r.loaded.config.environments[r.loaded.config.worker.environment!];
+      const files = Object.values(env.databases).flatMap((db) => (db.backups.pgbackrest?.access === 'tls' ? [db.backups.pgbackrest.tls!.caFile, db.backups.pgbackrest.tls!.certFile, db.backups.pgbackrest.tls!.keyFile] : []));
+      for (const d of r.deployments) {
+        const pod = d.spec.template.spec;
+        for (const file of files) {
+          const mount = pod.containers[0].volumeMounts.find((m) => file.startsWith(`${m.mountPath}/`));
+          assert.ok(pod.volumes.find((v) => v.name === mount?.name)?.secret, `${d.metadata.name}: ${file} comes from a Secret`);
+        }
+      }
     });
 
     test('images are pinned to a release tag or digest', () => {
@@ -312,6 +450,9 @@ describe('the Dockerfile', () => {
     assert.match(depsStage, /RUN npm ci --omit=dev/);
     assert.doesNotMatch(text, /npm install\b/);
     assert.match(text, /postgresql-client-15/, 'pg_dump and pg_restore');
+    assert.match(text, /\bpostgresql-15\b/, 'server binaries for scratch instances');
+    assert.match(text, /create_main_cluster = false/, 'no cluster created in the image');
+    assert.match(text, /\bpgbackrest\b/, 'pgBackRest for physical backups and restores');
     assert.match(text, /bind9-dnsutils/, 'nsupdate');
     assert.match(text, /COPY --from=deps .*node_modules/);
     const lock = JSON.parse(readFileSync(join(REPO, 'package-lock.json'), 'utf8')) as { packages: Record<string, { dev?: boolean }> };

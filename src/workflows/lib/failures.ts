@@ -21,6 +21,22 @@ export const FAILURE_TYPES = {
   /** A rollout that cannot become healthy: progress deadline exceeded, pods crash-looping, or too slow. */
   RolloutFailed: { retryable: false },
   RevisionNotFound: { retryable: false },
+  /** A pgBackRest command that failed for a reason a retry may fix (S3 unavailable, a lock held, a timeout). */
+  PgBackRestFailed: { retryable: true },
+  /** pgBackRest refused its configuration: an invalid option, no stanza in the repository, a certificate that does not verify. */
+  PgBackRestConfigError: { retryable: false },
+  /** A scratch instance's recovery ended with an error (a corrupt file, WAL that cannot be read, a target that cannot be reached). */
+  RecoveryFailed: { retryable: false },
+  /** The scratch directory cannot hold the restored copy. */
+  InsufficientScratchSpace: { retryable: false },
+  /** A program the activity runs is not installed on the worker. */
+  ProgramMissing: { retryable: false },
+  /** A configured command (a topology fault, recover or keep-aside command) failed: a retry may succeed. */
+  CommandFailed: { retryable: true },
+  /** Patroni refused an action (a switchover without a good candidate, a malformed request). */
+  PatroniRefused: { retryable: false },
+  /** A former primary could not be made a streaming replica without destroying data. */
+  RejoinFailed: { retryable: false },
 } as const;
 export type FailureType = keyof typeof FAILURE_TYPES;
 
