@@ -472,16 +472,19 @@ export async function startTemporalCluster(opts: TemporalClusterOptions): Promis
 
     // ---- the services, each its own process
     const binary = join(serverDir, 'bin', 'temporal-server');
-    const firstStart = (await pgQuery(pg, opts.postgresPassword, PERSISTENCE_DATABASE, 'SELECT 1 FROM cluster_metadata_info')).length === 0;
     for (const [i, { name, role }] of processNames(hosts).entries()) {
-      if (i === 1 && firstStart) {
-        // Every process writes the cluster's metadata when there is none, and the losers of that race
-        // exit: on a new database, the first one writes it before the others start.
+      if (i === 1) {
+        // Every process writes the cluster's metadata when there is none, or when the stored record
+        // differs from its config (a restart: the load balancer's address is new), and the losers of
+        // that race exit. So the first process gets past it alone: it joins the membership (whose rows
+        // were cleared above) only after its metadata step, and then the others start.
         const first = partial.processes[0];
         await waitUntil(
-          `Temporal ${first.name} to record the cluster's metadata`,
-          async () => (await pgQuery(pg, opts.postgresPassword, PERSISTENCE_DATABASE, 'SELECT 1 FROM cluster_metadata_info')).length > 0,
-          { timeoutMs: 60_000, intervalMs: 200, pid: first.pid, logFile: first.logFile },
+          `Temporal ${first.name} to record the cluster's metadata and join the membership`,
+          async () =>
+            (await pgQuery(pg, opts.postgresPassword, PERSISTENCE_DATABASE, 'SELECT 1 FROM cluster_metadata_info')).length > 0 &&
+            (await pgQuery(pg, opts.postgresPassword, PERSISTENCE_DATABASE, 'SELECT 1 FROM cluster_membership')).length > 0,
+          { timeoutMs: 120_000, intervalMs: 200, pid: first.pid, logFile: first.logFile },
         );
       }
       const [grpcPort, membershipPort, metricsPort] = [await freeLowPort(), await freeLowPort(), await freeLowPort()];
