@@ -137,8 +137,15 @@ async function main(): Promise<void> {
       await save('drDrill-topology-failover-write-load-passed', drill);
     }
     if (wanted('readinessAudit')) {
-      await save('readinessAudit-report', await start('readinessAudit', 'standard-queue', { checkTimeoutSeconds: 5 }));
+      // readinessAudit-report.json is the run from before the temporal-checks-read-their-targets patch; it stays.
+      await save('readinessAudit-report-temporal-targets', await start('readinessAudit', 'standard-queue', { checkTimeoutSeconds: 5 }));
       await save('readinessAudit-invalid-input', await start('readinessAudit', 'standard-queue', { concurrency: 0 }));
+    }
+    if (wanted('backupTemporalConfig') || wanted('verifyTemporalConfig')) {
+      await save('backupTemporalConfig-passed', await start('backupTemporalConfig', 'batch-queue', {}));
+      await save('backupTemporalConfig-invalid-input', await start('backupTemporalConfig', 'batch-queue', { environment: 'Not An Environment' }));
+      await save('verifyTemporalConfig-passed', await start('verifyTemporalConfig', 'batch-queue', {}));
+      await save('verifyTemporalConfig-no-such-backup', await start('verifyTemporalConfig', 'batch-queue', { backupId: '20200101T000000Z-abcdef' }));
     }
     if (wanted('loadTest')) {
       await save('loadTest-phases', await start('loadTest', 'batch-queue', {}));

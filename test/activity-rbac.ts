@@ -54,8 +54,10 @@ export function kubernetesActivityRules(source = activitiesSource()): ActivityRu
   // kube.api(k8s.PolicyV1Api).x). Namespaced calls map to a Role's rule; cluster-wide, all-namespace and
   // connect (exec, proxy) calls need more than a Role and fail the derivation.
   const CLUSTER_KINDS = /^(Node|Namespace|PersistentVolume|ClusterRole|ClusterRoleBinding|CustomResourceDefinition|StorageClass|PriorityClass|ValidatingWebhookConfiguration|MutatingWebhookConfiguration)\w*$/;
-  for (const [, verb, rest] of source.matchAll(/\.(read|list|create|patch|replace|delete|deleteCollection|connect\w*?)([A-Z]\w*)\(/g)) {
+  for (const [, receiver, verb, rest] of source.matchAll(/(\w*)\.(read|list|create|patch|replace|delete|deleteCollection|connect\w*?)([A-Z]\w*)\(/g)) {
     const method = `${verb}${rest}`;
+    // Temporal's own gRPC services have calls of the same shape (workflowService.listNamespaces): not Kubernetes.
+    if (receiver === 'workflowService' || receiver === 'operatorService') continue;
     const kubernetes = /Namespaced|ForAllNamespaces/.test(rest) || CLUSTER_KINDS.test(rest);
     if (!kubernetes) continue;
     if (/ForAllNamespaces/.test(rest) || !/Namespaced/.test(rest) || verb.startsWith('connect')) {

@@ -50,6 +50,8 @@ export interface BackupTarget {
   };
   /** Roles and other globals (pg_dumpall --globals-only) beside each dump. */
   globals?: boolean;
+  /** Temporal's own persistence database: a restore test also compares its schema_version with the live server's. */
+  temporalSchema?: boolean;
 }
 
 export interface BackupDeps {
@@ -309,6 +311,24 @@ export function createBackupActivities(deps: BackupDeps) {
     return { kept, deleted };
   }
 
+  /** The restored schema_version row of Temporal's database against the one the running server uses. */
+  async function temporalSchemaCheck(t: BackupTarget, restored: Awaited<ReturnType<typeof connectPg>>): Promise<RestoreCheck> {
+    const query = 'SELECT curr_version FROM schema_version WHERE db_name = $1';
+    const found = (await restored.query<{ curr_version: string }>(query, [t.database]).catch(() => ({ rows: [] as { curr_version: string }[] }))).rows[0]?.curr_version;
+    const live = await connectPg(await reach(t.server), t.database, 'runbook-restore-validate');
+    try {
+      const expected = (await live.query<{ curr_version: string }>(query, [t.database])).rows[0]?.curr_version;
+      const passed = found !== undefined && found === expected;
+      return {
+        name: 'Temporal schema version',
+        passed,
+        detail: found === undefined ? `the restored copy has no schema_version row for ${t.database}` : passed ? `schema ${found}, as the running server's database` : `restored schema ${found}, the running server's database has ${expected ?? 'none'}`,
+      };
+    } finally {
+      await live.end().catch(() => undefined);
+    }
+  }
+
   /** Compares the restored copy with the manifest, table by table, then runs the configured assertions. */
   async function validateRestoredDatabase(input: { database: string; backupId: string; scratchName: string }): Promise<RestoreCheck[]> {
     const t = target(input.database);
@@ -369,6 +389,7 @@ export function createBackupActivities(deps: BackupDeps) {
                   .join('; '),
         });
       }
+      if (t.temporalSchema) checks.push(await temporalSchemaCheck(t, client));
       for (const assertion of t.restore.assertions) {
         try {
           await client.query('BEGIN READ ONLY');

@@ -30,6 +30,7 @@ import { createScratchHostActivities } from './scratchHost';
 import { createIdentityActivities } from './identity';
 import { createNotifyActivities } from './notify';
 import { createEvidenceActivities } from './evidence';
+import { createTemporalConfigActivities } from './temporalConfig';
 
 function backupActivitiesFor(loaded: LoadedConfig, environment: string, store: ObjectStore | undefined) {
   const { env } = selectEnvironment(loaded, environment);
@@ -65,6 +66,7 @@ function backupActivitiesFor(loaded: LoadedConfig, environment: string, store: O
         scratchDir: rt.scratchDir,
         sharedBuffers: rt.scratchSharedBuffers,
       },
+      temporalSchema: env.temporal.cluster?.persistenceDatabase === name,
     };
   }
   return createBackupActivities({
@@ -228,6 +230,21 @@ export function lazyClient(loaded: LoadedConfig, environment: string): (() => Pr
   return Object.assign(get, { close });
 }
 
+function temporalConfigActivitiesFor(loaded: LoadedConfig, environment: string, store: ObjectStore | undefined) {
+  const { env } = selectEnvironment(loaded, environment);
+  const cluster = env.temporal.cluster;
+  const own = cluster && env.databases[cluster.persistenceDatabase];
+  return createTemporalConfigActivities({
+    environment,
+    settings: () => temporalConnectionSettings(loaded, env.temporal),
+    cluster,
+    // Its primary found as every runbook finds it: the service address, else the topology driver.
+    persistence: own && { server: primaryLocator(loaded.baseDir, own, own.user, own.password), database: own.database },
+    baseDir: loaded.baseDir,
+    backups: env.backups && store ? { store, prefix: env.backups.prefix } : undefined,
+  });
+}
+
 /**
  * All activities of one environment, built from config, each module closing over its own clients. The
  * Temporal client the activities read with is the caller's when given (the worker closes it when the
@@ -272,6 +289,7 @@ export function createActivities(loaded: LoadedConfig, environment: string, temp
       taskQueues: env.temporal.taskQueues,
       reports: env.backups && store ? { store, prefix: env.backups.prefix } : undefined,
     }),
+    ...temporalConfigActivitiesFor(loaded, environment, store),
     ...createLoadTestActivities({ environment, config: env.loadTest, settings: () => temporalConnectionSettings(loaded, env.temporal), dataConverter: dataConverterFor(loaded, environment, env.temporal) }),
   };
 }

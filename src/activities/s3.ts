@@ -48,8 +48,12 @@ export class ObjectStore {
   }
 
   async getJson<T>(key: string): Promise<T> {
+    return JSON.parse(await this.getText(key)) as T;
+  }
+
+  async getText(key: string): Promise<string> {
     const res = await this.wrap(`reading ${key}`, this.s3.send(new GetObjectCommand({ Bucket: this.bucket, Key: key })));
-    return JSON.parse(await res.Body!.transformToString()) as T;
+    return res.Body!.transformToString();
   }
 
   async exists(key: string): Promise<boolean> {

@@ -9,7 +9,10 @@
 
 export type Severity = 'critical' | 'high' | 'normal';
 
-/** The automated checks: each is an activity of the same name (src/activities/checks.ts). */
+/**
+ * The automated checks: each is an activity of the same name (src/activities/checks.ts; Temporal's
+ * own in src/activities/temporalChecks.ts).
+ */
 export const CHECK_IDS = [
   'checkTemporalVersion',
   'checkTemporalPersistence',
@@ -23,6 +26,8 @@ export const CHECK_IDS = [
   'checkTemporalNamespace',
   'checkNamespaceRetention',
   'checkHistoryShards',
+  'checkTemporalMembership',
+  'checkTemporalDatabaseReplica',
   'checkQueueIsolation',
   'checkQueuePollers',
   'checkKubernetesReplicas',
@@ -35,10 +40,8 @@ export const CHECK_IDS = [
   'checkKubernetesReadinessProbes',
   'checkKubernetesStartupProbes',
   'checkKubernetesSecretEnv',
-  'checkPostgresVersion',
   'checkPostgresConnections',
   'checkPostgresTimeouts',
-  'checkPostgresReplica',
   'checkRecentBackups',
   'checkDnsRecords',
   'checkRtoDefined',
@@ -118,7 +121,7 @@ const BLOCKS: Block[] = [
     rows: [
       ['temporal-version', 'Temporal version', 'Using supported version (1.20+ recommended)', 'critical', auto('checkTemporalVersion')],
       ['deployment-method', 'Deployment method', 'Kubernetes Helm, Docker Compose, or Temporal Cloud', 'normal', attested(365)],
-      ['high-availability', 'High availability', 'Multiple frontend, history, matching, and worker services', 'high', auto('checkKubernetesReplicas')],
+      ['high-availability', 'High availability', 'Multiple frontend, history, matching, and worker services', 'high', auto('checkTemporalMembership')],
       ['load-balancer', 'Load balancer', 'For frontend service access', 'high', attested(365)],
     ],
   },
@@ -126,7 +129,7 @@ const BLOCKS: Block[] = [
     section: 'Infrastructure Prerequisites',
     subsection: 'Dependencies',
     rows: [
-      ['persistence-database', 'Database', 'PostgreSQL 13+ or MySQL 8+ (production) or Cassandra', 'critical', auto('checkTemporalPersistence', 'checkPostgresVersion')],
+      ['persistence-database', 'Database', 'PostgreSQL 13+ or MySQL 8+ (production) or Cassandra', 'critical', auto('checkTemporalPersistence')],
       ['visibility-elasticsearch', 'Elasticsearch', '7.x or 8.x for visibility (recommended)', 'normal', auto('checkTemporalVisibilityStore')],
       ['archival-object-storage', 'Object storage', 'S3/GCS for archival (optional)', 'normal', auto('checkNamespaceArchival')],
     ],
@@ -147,7 +150,7 @@ const BLOCKS: Block[] = [
     rows: [
       ['db-connection-pooling', 'Connection pooling', 'Appropriate pool sizes', 'normal', auto('checkPostgresConnections')],
       ['db-connection-timeouts', 'Connection timeouts', 'Reasonable values', 'normal', auto('checkPostgresTimeouts')],
-      ['db-read-replicas', 'Read replicas', 'For visibility queries (if using SQL)', 'normal', auto('checkPostgresReplica')],
+      ['db-read-replicas', 'Read replicas', 'For visibility queries (if using SQL)', 'normal', auto('checkTemporalDatabaseReplica')],
       ['backup-strategy', 'Backup strategy', 'Regular automated backups', 'critical', auto('checkRecentBackups')],
     ],
   },
@@ -275,7 +278,7 @@ const BLOCKS: Block[] = [
     subsection: 'Backup Strategy',
     rows: [
       ['database-backups', 'Database backups', 'Regular, tested restores', 'critical', auto('checkRecentBackups')],
-      ['configuration-backups', 'Configuration backups', 'Namespace configs, schemas', 'normal', attested()],
+      ['configuration-backups', 'Configuration backups', 'Namespace configs, schemas', 'normal', runbook('verifyTemporalConfig', { days: 7 })],
       ['cross-region-replication', 'Cross-region replication', 'For critical deployments', 'normal', attested(365)],
       ['backup-verification', 'Backup verification', 'Regular restore tests', 'critical', runbook('verifyBackup', 'rpo')],
     ],

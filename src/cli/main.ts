@@ -14,6 +14,7 @@ import { registerRollout } from './rollout';
 import { registerSchedule } from './schedule';
 import { registerSmoke } from './smoke';
 import { registerStack } from './stack';
+import { registerTemporalConfig } from './temporalConfig';
 import { registerWorker } from './worker';
 import { runtimeInfo } from '../observability/runtime';
 
@@ -43,6 +44,7 @@ export function buildProgram(): Command {
   registerLoadTest(program, globals);
   registerGoLive(program, globals);
   registerEvidence(program, globals);
+  registerTemporalConfig(program, globals);
   program
     .command('version')
     .description('the release of runbook, and the Node.js and Temporal SDK it runs on')

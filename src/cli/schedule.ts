@@ -7,13 +7,15 @@ import { desiredSchedules, DesiredSchedule, MANAGED_BY } from '../schedules/plan
 import { validateBackupDatabaseInput } from '../workflows/backupDatabase';
 import { validateSmokeTestInput } from '../workflows/smokeTest';
 import { validateVerifyBackupInput } from '../workflows/verifyBackup';
+import { validateBackupTemporalConfigInput } from '../workflows/backupTemporalConfig';
+import { validateVerifyTemporalConfigInput } from '../workflows/verifyTemporalConfig';
 import { validateRestoreCanaryInput } from '../workflows/restoreCanary';
 import { validateDrDrillInput } from '../workflows/drDrill';
 import { validateGoLiveInput } from '../workflows/goLive';
 import { ConnectedClient, connectClient, searchAttributesFor } from './client';
 import { GlobalOptions, loadCliConfig, printJson, UsageError } from './common';
 
-const VALIDATORS = { smokeTest: validateSmokeTestInput, backupDatabase: validateBackupDatabaseInput, verifyBackup: validateVerifyBackupInput, restoreCanary: validateRestoreCanaryInput, drDrill: validateDrDrillInput, goLive: validateGoLiveInput };
+const VALIDATORS = { smokeTest: validateSmokeTestInput, backupDatabase: validateBackupDatabaseInput, verifyBackup: validateVerifyBackupInput, restoreCanary: validateRestoreCanaryInput, drDrill: validateDrDrillInput, goLive: validateGoLiveInput, backupTemporalConfig: validateBackupTemporalConfigInput, verifyTemporalConfig: validateVerifyTemporalConfigInput };
 
 export type ApplyAction = 'created' | 'updated' | 'unchanged' | 'deleted' | 'would delete';
 

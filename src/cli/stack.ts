@@ -4,7 +4,7 @@ import { freePort } from '../system/process';
 import { ALL_COMPONENTS, DEFAULT_COMPONENTS, DEFAULT_STACK_DIR, PATRONI_DATABASE_KEY, readStackState, StackComponent, stackStatus, startStack, stopStack, StackState } from '../sandbox/stack';
 import { GlobalOptions, printJson, UsageError } from './common';
 
-function parseComponents(list: string | undefined, withKubernetes: boolean, withPatroni = false): StackComponent[] {
+function parseComponents(list: string | undefined, withKubernetes: boolean, withPatroni = false, withTemporalCluster = false): StackComponent[] {
   let chosen: StackComponent[] = [...DEFAULT_COMPONENTS];
   if (list) {
     const names = list.split(',').map((s) => s.trim());
@@ -14,6 +14,9 @@ function parseComponents(list: string | undefined, withKubernetes: boolean, with
   }
   if (withKubernetes && !chosen.includes('kubernetes')) chosen.push('kubernetes');
   if (withPatroni && !chosen.includes('patroni')) chosen.push('patroni');
+  if (withTemporalCluster && !chosen.includes('temporal-cluster')) chosen.push('temporal-cluster');
+  // The cluster archives to the S3 server.
+  if (chosen.includes('temporal-cluster') && !chosen.includes('s3')) chosen.push('s3');
   return chosen;
 }
 
@@ -34,12 +37,19 @@ export function describeStack(state: StackState): string {
     lines.push(`  etcd      ${p.etcd.host}:${p.etcd.port}  (the DCS)`);
     lines.push(`  haproxy   write ${p.haproxy.host}:${p.haproxy.writePort}  read ${p.haproxy.host}:${p.haproxy.readPort}  stats http://${p.haproxy.host}:${p.haproxy.statsPort}/`);
   }
+  if (state.temporalCluster) {
+    const c = state.temporalCluster;
+    const roles = ['frontend', 'history', 'matching', 'worker'].map((r) => `${c.processes.filter((p) => p.role === r).length} ${r}`).join(', ');
+    lines.push(`  cluster   ${c.address}  Temporal ${c.serverVersion} (${roles}) behind HAProxy, mTLS (server name ${c.serverName}), namespace ${c.namespace}`);
+    lines.push(`            persistence ${c.postgres.host}:${c.postgres.port}/${c.persistenceDatabase}, visibility /${c.visibilityDatabase}, replica ${c.postgresReplica.host}; archival ${c.archivalUri}; started in ${(c.startMs / 1000).toFixed(1)} s`);
+    if (state.temporal) lines.push(`            environment sandbox runs on the cluster; environment ops on the dev server`);
+  }
   lines.push(`  config    ${state.configFile}`);
   return lines.join('\n');
 }
 
 export function registerStack(program: Command, globals: () => GlobalOptions): void {
-  const stack = program.command('stack').description('the local sandbox stack: Temporal dev server, PostgreSQL, S3 (moto), DNS (BIND 9); optionally Kubernetes and a Patroni cluster');
+  const stack = program.command('stack').description('the local sandbox stack: Temporal dev server, PostgreSQL, S3 (moto), DNS (BIND 9); optionally Kubernetes, a Patroni cluster and a Temporal cluster');
 
   stack
     .command('up')
@@ -51,14 +61,15 @@ export function registerStack(program: Command, globals: () => GlobalOptions): v
     .option('--no-persist', 'keep Temporal state in memory only')
     .option('--with-kubernetes', 'also start the Kubernetes test control plane (built once by scripts/k8s/build)')
     .option('--with-patroni', `also start a Patroni cluster: etcd, three PostgreSQL nodes and HAProxy (database ${PATRONI_DATABASE_KEY} of the config)`)
-    .action(async (opts: { dir: string; only?: string; uiPort?: string; headless?: boolean; persist: boolean; withKubernetes?: boolean; withPatroni?: boolean }) => {
+    .option('--with-temporal-cluster', 'also start a production-shaped Temporal cluster (built once by scripts/temporal/build); the sandbox environment runs on it')
+    .action(async (opts: { dir: string; only?: string; uiPort?: string; headless?: boolean; persist: boolean; withKubernetes?: boolean; withPatroni?: boolean; withTemporalCluster?: boolean }) => {
       const g = globals();
       let uiPort: number | undefined;
       if (!opts.headless) {
         uiPort = opts.uiPort !== undefined ? Number(opts.uiPort) : await freePort();
         if (!Number.isInteger(uiPort) || uiPort < 1 || uiPort > 65535) throw new UsageError(`--ui-port: expected a port number, found "${opts.uiPort}"`);
       }
-      const state = await startStack({ dir: opts.dir, components: parseComponents(opts.only, opts.withKubernetes === true, opts.withPatroni === true), uiPort, persist: opts.persist, detach: true });
+      const state = await startStack({ dir: opts.dir, components: parseComponents(opts.only, opts.withKubernetes === true, opts.withPatroni === true, opts.withTemporalCluster === true), uiPort, persist: opts.persist, detach: true });
       if (g.json) printJson({ ok: true, stack: state });
       else process.stdout.write(`${describeStack(state)}\nstop it with: runbook stack down${opts.dir !== DEFAULT_STACK_DIR ? ` --dir ${opts.dir}` : ''}\n`);
     });
@@ -76,7 +87,7 @@ export function registerStack(program: Command, globals: () => GlobalOptions): v
         return;
       }
       await stopStack(state);
-      const stopped = [state.temporal && 'temporal', state.postgres && 'postgres', state.postgresReplica && 'replica', state.s3 && 's3', state.dns && 'dns', state.kubernetes && 'kubernetes', state.patroni && 'patroni'].filter(Boolean);
+      const stopped = [state.temporal && 'temporal', state.postgres && 'postgres', state.postgresReplica && 'replica', state.s3 && 's3', state.dns && 'dns', state.kubernetes && 'kubernetes', state.patroni && 'patroni', state.temporalCluster && 'temporal-cluster'].filter(Boolean);
       if (g.json) printJson({ ok: true, stopped });
       else process.stdout.write(`stopped ${stopped.join(', ')}\n`);
     });

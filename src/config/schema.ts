@@ -159,6 +159,32 @@ const encryptionSchema = z
     });
   });
 
+const hostCount = z.number().int().min(1).max(100);
+
+/**
+ * The Temporal cluster itself, as the readiness audit and the config backup runbooks read it. Its
+ * settings and membership come from the cluster's own API at temporal.address; these fields say where
+ * the rest is: its persistence database (a key of databases:), its SQL visibility database, its dynamic
+ * config file, and what high availability means here.
+ */
+const temporalClusterSchema = z
+  .object({
+    /** A key of databases: Temporal's own persistence database, backed up and restore-tested like the others. */
+    persistenceDatabase: identifier,
+    /** The SQL visibility database on the same server, when visibility is SQL (its schema version is read and backed up). */
+    visibilityDatabase: identifier.optional(),
+    /** The dynamic config file every server reads (relative to this file); audited and kept by backupTemporalConfig. */
+    dynamicConfigFile: z.string().min(1).optional(),
+    /** Fewest hosts per service role the cluster's membership must show for high availability. */
+    minimumHosts: z
+      .object({ frontend: hostCount.default(2), history: hostCount.default(2), matching: hostCount.default(2), worker: hostCount.default(2) })
+      .strict()
+      .prefault({}),
+    /** The newest configuration backup a restore test accepts (a nightly backup plus slack). */
+    configBackupMaxAge: duration.prefault('26h'),
+  })
+  .strict();
+
 const temporalSchema = z
   .object({
     address: address.default('127.0.0.1:7233'),
@@ -166,6 +192,7 @@ const temporalSchema = z
     apiKey: secretRef.optional(),
     tls: tlsSchema.optional(),
     encryption: encryptionSchema.optional(),
+    cluster: temporalClusterSchema.optional(),
     taskQueues: z
       .object({
         critical: z.string().min(1).default('critical-queue'),
@@ -692,6 +719,21 @@ const environmentSchema = z
   })
   .strict()
   .superRefine((env, ctx) => {
+    const own = env.temporal.cluster?.persistenceDatabase;
+    if (own !== undefined && !(own in env.databases)) {
+      ctx.addIssue({
+        code: z.ZodIssueCode.custom,
+        path: ['temporal', 'cluster', 'persistenceDatabase'],
+        message: `names database '${own}', which is not defined under databases; add Temporal's persistence database there (host, port, database, user, password, replica)`,
+      });
+    } else if (own !== undefined && env.databases[own].topology) {
+      // A drill stops the primary the cluster runs on, with the drill's own workflow on that cluster.
+      ctx.addIssue({
+        code: z.ZodIssueCode.custom,
+        path: ['databases', own, 'topology'],
+        message: `database '${own}' holds the persistence of this environment's own Temporal, so a drill of it cannot run here: remove topology, and drill it from an environment whose temporal: is another (ops) Temporal`,
+      });
+    }
     for (const [runbook, p] of Object.entries(env.policies)) {
       const approvers = env.approvers[runbook] ?? env.approvers.default ?? [];
       const need = p.approvals ?? env.policies.default?.approvals ?? 1;
@@ -745,7 +787,7 @@ const workerSchema = z
   })
   .strict();
 
-export const RUNBOOK_NAMES = ['smokeTest', 'backupDatabase', 'verifyBackup', 'restoreCanary', 'drDrill', 'rollout', 'rollback', 'goLive', 'readinessAudit', 'loadTest'] as const;
+export const RUNBOOK_NAMES = ['smokeTest', 'backupDatabase', 'verifyBackup', 'restoreCanary', 'drDrill', 'rollout', 'rollback', 'goLive', 'readinessAudit', 'loadTest', 'backupTemporalConfig', 'verifyTemporalConfig'] as const;
 
 /** A calendar field: a number, a list, or a range written "1-7". */
 const calendarField = (min: number, max: number) =>

@@ -2,7 +2,7 @@ import { execFile } from 'node:child_process';
 import { appendFileSync, chmodSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { findPgBinary, ownDir, postgresOwner, startNode, stopNode, PostgresClusterInfo, PostgresClusterOptions } from '../system/postgres';
+import { findPgBinary, ownDir, postgresOwner, startNode, stopNode, writePrimaryConninfo, PostgresClusterInfo, PostgresClusterOptions } from '../system/postgres';
 import { freePort, groupAlive, stopService } from '../system/process';
 
 export { initCluster, nodeRunning, reachableClusterDir } from '../system/postgres';
@@ -66,6 +66,9 @@ export async function startReplica(primary: PostgresClusterInfo, opts: { dir: st
     } catch (err) {
       throw new Error(`pg_basebackup from ${primary.host}:${primary.port} failed: ${(err as { stderr?: string }).stderr ?? (err as Error).message}`);
     }
+  } else if (existsSync(join(dataDir, 'standby.signal'))) {
+    // A restart from the same directory: the primary came up on a new port, so point the standby at it again.
+    writePrimaryConninfo(dataDir, opts.name ?? 'pg-b', { host: primary.host, port: primary.port, user: primary.superuser, password: opts.password });
   }
   const logFile = join(opts.dir, 'postgres.log');
   const pid = await startNode({ name: opts.name ?? 'pg-b', host: opts.host, port: primary.port, dataDir, socketDir, logFile });

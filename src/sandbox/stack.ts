@@ -13,6 +13,7 @@ import { createStanza, enableArchiving, SANDBOX_PGBACKREST_BUCKET, SandboxPgBack
 import { createCa } from './tls';
 import { disownPatroni, PatroniClusterInfo, patroniPids, patroniStatus, startPatroniCluster, stopPatroniCluster } from './patroni';
 import { startTemporalDevServer, stopTemporalDevServer, temporalAnswers, TemporalDevServerInfo } from './temporal';
+import { describeTemporalCluster, startTemporalCluster, stopTemporalCluster, temporalClusterPids, TemporalClusterInfo } from './temporalCluster';
 
 export const DEFAULT_STACK_DIR = '.runbook/stack';
 export const SANDBOX_ZONE = 'sandbox.test';
@@ -44,11 +45,14 @@ async function writeSandboxKeys(dir: string): Promise<void> {
  * `kubernetes` is the test control plane (etcd, API server, controllers, scheduler, kwok nodes); it is
  * not part of the default stack because it is built once from Go modules (scripts/k8s/build).
  * `patroni` is a Patroni cluster (etcd, three PostgreSQL nodes, HAProxy), the database `ha` of the config.
+ * `temporal-cluster` is a production-shaped Temporal cluster (src/sandbox/temporalCluster.ts) with its own
+ * PostgreSQL pair, built once by scripts/temporal/build; it needs `s3` (archival). With it, the sandbox
+ * environment runs on the cluster, and the dev server (when it runs too) serves the `ops` environment.
  */
-export type StackComponent = 'temporal' | 'postgres' | 'replica' | 's3' | 'pgbackrest' | 'dns' | 'kubernetes' | 'patroni';
+export type StackComponent = 'temporal' | 'postgres' | 'replica' | 's3' | 'pgbackrest' | 'dns' | 'kubernetes' | 'patroni' | 'temporal-cluster';
 /** `pgbackrest`: WAL archiving of the primary into a pgBackRest stanza on the S3 server's TLS endpoint (needs postgres and s3). */
 export const DEFAULT_COMPONENTS: StackComponent[] = ['temporal', 'postgres', 'replica', 's3', 'pgbackrest', 'dns'];
-export const ALL_COMPONENTS: StackComponent[] = [...DEFAULT_COMPONENTS, 'kubernetes', 'patroni'];
+export const ALL_COMPONENTS: StackComponent[] = [...DEFAULT_COMPONENTS, 'kubernetes', 'patroni', 'temporal-cluster'];
 /** The config key of the Patroni cluster's database. */
 export const PATRONI_DATABASE_KEY = 'ha';
 
@@ -66,6 +70,7 @@ export interface StackState {
   dns?: DnsServerInfo;
   kubernetes?: KubernetesInfo;
   patroni?: PatroniClusterInfo;
+  temporalCluster?: TemporalClusterInfo;
 }
 
 export interface StartStackOptions {
@@ -81,6 +86,9 @@ export interface StartStackOptions {
   postgresHost?: string;
   /** Address of the replica (default 127.0.0.3). */
   replicaHost?: string;
+  /** Addresses of the Temporal cluster's own PostgreSQL primary and replica (default 127.0.0.4, 127.0.0.5). */
+  temporalPostgresHost?: string;
+  temporalReplicaHost?: string;
   /** Address of the Patroni cluster's etcd and HAProxy (default 127.0.0.10; its nodes take the next three). */
   patroniHost?: string;
   /** Patroni's dynamic settings for the sandbox cluster (ttl, loop_wait, ...). */
@@ -98,7 +106,25 @@ function writeSecret(dir: string, name: string, value: string): string {
 /** A runbook config file describing the sandbox environment, with every secret in a file beside it. */
 export function writeStackConfig(state: StackState): void {
   const env: Record<string, unknown> = {};
-  if (state.temporal) env.temporal = { address: state.temporal.address, namespace: state.temporal.namespace };
+  const cluster = state.temporalCluster;
+  const relative = (path: string) => (path.startsWith(`${state.dir}/`) ? path.slice(state.dir.length + 1) : path);
+  if (cluster) {
+    env.temporal = {
+      address: cluster.address,
+      namespace: cluster.namespace,
+      tls: {
+        serverCa: `file:${relative(cluster.pki.ca)}`,
+        clientCert: `file:${relative(cluster.pki.worker.cert)}`,
+        clientKey: `file:${relative(cluster.pki.worker.key)}`,
+        serverName: cluster.serverName,
+      },
+      cluster: {
+        persistenceDatabase: 'temporal',
+        visibilityDatabase: cluster.visibilityDatabase,
+        dynamicConfigFile: relative(cluster.dynamicConfigFile),
+      },
+    };
+  } else if (state.temporal) env.temporal = { address: state.temporal.address, namespace: state.temporal.namespace };
   if (state.dns) {
     env.dns = {
       provider: 'rfc2136',
@@ -108,7 +134,16 @@ export function writeStackConfig(state: StackState): void {
       records: { db: { name: 'db', ttl: 30 } },
     };
   }
+  const temporalDatabase = cluster && {
+    host: cluster.postgres.host,
+    port: cluster.postgres.port,
+    database: cluster.persistenceDatabase,
+    user: cluster.postgres.superuser,
+    password: 'file:secrets/temporal-postgres-password',
+    replica: { host: cluster.postgresReplica.host, port: cluster.postgresReplica.port },
+  };
   const databases: Record<string, unknown> = {};
+  if (temporalDatabase) databases.temporal = temporalDatabase;
   if (state.postgres) {
     databases.main = {
       // With a replica the runbooks follow the primary through the topology (after a failover it is the
@@ -175,7 +210,7 @@ export function writeStackConfig(state: StackState): void {
   // the requester of a run may not approve it, so the demo's runs are approved by the reviewer.
   env.signing = { allowedSigners: 'file:keys/allowed_signers', key: 'keys/sandbox-operator', maxAge: '15m' };
   env.policies = { default: { fourEyes: true } };
-  const schedules =
+  const schedules: Record<string, unknown>[] =
     state.postgres && state.s3
       ? [
           { id: 'sandbox-nightly-backup', runbook: 'backupDatabase', environment: 'sandbox', cron: '0 1 * * *', input: { database: 'main' } },
@@ -208,10 +243,45 @@ export function writeStackConfig(state: StackState): void {
             : []),
         ]
       : [];
+  // Runbooks that act on the cluster's own database (its failover) must not run on that cluster: the
+  // dev server, when it runs beside the cluster, is the small ops Temporal they run on.
+  const ops =
+    cluster && state.temporal && temporalDatabase
+      ? {
+          temporal: { address: state.temporal.address, namespace: state.temporal.namespace },
+          databases: {
+            temporal: {
+              // Reached through the topology, as the sandbox's main database: after a failover drill the
+              // primary is the other node (a fixed host would pin the runbooks to the old one).
+              database: temporalDatabase.database,
+              user: temporalDatabase.user,
+              password: temporalDatabase.password,
+              topology: {
+                driver: 'local',
+                nodes: [
+                  { name: 'temporal-pg-a', host: cluster.postgres.host, port: cluster.postgres.port, dataDir: cluster.postgres.dataDir },
+                  { name: 'temporal-pg-b', host: cluster.postgresReplica.host, port: cluster.postgresReplica.port, dataDir: cluster.postgresReplica.dataDir },
+                ],
+              },
+            },
+          },
+          ...(env.backups ? { backups: { ...(env.backups as object), prefix: 'ops/' } } : {}),
+          targets: { rpo: '15m', rto: '30m' },
+          approvers: env.approvers,
+          signing: env.signing,
+          policies: env.policies,
+        }
+      : undefined;
+  if (cluster && state.s3) {
+    schedules.push(
+      { id: 'sandbox-nightly-temporal-config-backup', runbook: 'backupTemporalConfig', environment: 'sandbox', cron: '0 2 * * *', input: {} },
+      { id: 'sandbox-nightly-temporal-config-restore-test', runbook: 'verifyTemporalConfig', environment: 'sandbox', cron: '0 4 * * *', input: {} },
+    );
+  }
   const config = {
     version: 1,
     defaultEnvironment: 'sandbox',
-    environments: { sandbox: env },
+    environments: { sandbox: env, ...(ops ? { ops } : {}) },
     // Freshness is read from Temporal every 5 s here (60 s by default), so the sandbox's /metrics follow runs at once.
     worker: { http: { host: '127.0.0.1', port: 9464 }, freshnessInterval: '5s' },
     schedules,
@@ -294,6 +364,9 @@ export async function startStack(opts: StartStackOptions): Promise<StackState> {
   chmodSync(dir, 0o755);
   const state: StackState = { dir, startedAt: new Date().toISOString(), configFile: join(dir, 'runbook.yaml') };
   const pgHost = opts.postgresHost ?? '127.0.0.2';
+  if (components.includes('temporal-cluster') && !components.includes('s3')) {
+    throw new Error('the temporal-cluster component archives to the sandbox S3 server: add s3 to the components');
+  }
   const pgbackrest = components.includes('pgbackrest');
   if (pgbackrest && !(components.includes('postgres') && components.includes('s3'))) throw new Error('the pgbackrest component needs the postgres and s3 components');
   // The sandbox CA issues the S3 TLS endpoint's certificate (pgBackRest verifies it).
@@ -330,6 +403,17 @@ export async function startStack(opts: StartStackOptions): Promise<StackState> {
       ? startTemporalDevServer({ dir, uiPort: opts.uiPort, dbFile: opts.persist ? join(dir, 'temporal.sqlite') : undefined }).then((t) => (state.temporal = t))
       : undefined,
     s3Started,
+    components.includes('temporal-cluster')
+      ? s3Started!.then(() =>
+          startTemporalCluster({
+            dir: join(dir, 'temporal-cluster'),
+            s3: state.s3!,
+            postgresHost: opts.temporalPostgresHost,
+            replicaHost: opts.temporalReplicaHost,
+            postgresPassword: stackSecret(dir, 'temporal-postgres-password'),
+          }).then((c) => (state.temporalCluster = c)),
+        )
+      : undefined,
     components.includes('kubernetes') ? startKubernetes({ dir }).then((k) => (state.kubernetes = k)) : undefined,
     components.includes('patroni')
       ? startPatroniCluster({ dir, secretsDir: join(dir, 'secrets'), host: opts.patroniHost, settings: opts.patroniSettings }).then((p) => (state.patroni = p))
@@ -359,6 +443,15 @@ export async function startStack(opts: StartStackOptions): Promise<StackState> {
   return state;
 }
 
+/** A generated secret kept in secrets/ (the same one again when the stack is restarted from dir). */
+function stackSecret(dir: string, name: string): string {
+  const file = join(dir, 'secrets', name);
+  if (existsSync(file)) return readFileSync(file, 'utf8').trim();
+  const value = randomBytes(18).toString('base64url');
+  writeSecret(dir, name, value);
+  return value;
+}
+
 /** The address of the sandbox node that is primary now (not in recovery), if any answers. */
 async function currentPrimaryHost(state: StackState): Promise<string | undefined> {
   if (!state.postgres) return undefined;
@@ -386,13 +479,7 @@ async function startSandboxPostgres(
 ): Promise<PostgresClusterInfo & { database: string }> {
   const pgBase = reachableClusterDir(dir);
   const pgDir = join(pgBase, 'postgres-primary');
-  const passwordFile = join(dir, 'secrets', 'postgres-password');
-  let password: string;
-  if (existsSync(passwordFile)) password = readFileSync(passwordFile, 'utf8').trim();
-  else {
-    password = randomBytes(18).toString('base64url');
-    writeSecret(dir, 'postgres-password', password);
-  }
+  const password = stackSecret(dir, 'postgres-password');
   const { dataDir, socketDir } = await initCluster({ dir: pgDir, password });
   await beforeStart(pgBase, dataDir);
   const info = await startPostgres({ dir: pgDir, host, password, dataDir, socketDir });
@@ -410,6 +497,7 @@ export function stackPids(state: StackState): number[] {
     state.dns?.pid,
     ...(state.kubernetes ? kubernetesPids(state.kubernetes) : []),
     ...(state.patroni ? patroniPids(state.patroni) : []),
+    ...(state.temporalCluster ? temporalClusterPids(state.temporalCluster) : []),
   ].filter(
     (p): p is number => p !== undefined,
   );
@@ -426,6 +514,7 @@ export async function stopStack(state: StackState): Promise<void> {
     state.dns && stopDnsServer(state.dns.pid),
     state.kubernetes && stopKubernetes(state.kubernetes),
     state.patroni && stopPatroniCluster(state.patroni),
+    state.temporalCluster && stopTemporalCluster(state.temporalCluster),
   ]);
   if (existsSync(stateFile(state.dir))) rmSync(stateFile(state.dir));
   // A cluster placed outside the stack directory (see reachableClusterDir) is removed with the stack.
@@ -460,5 +549,13 @@ export async function stackStatus(state: StackState): Promise<ComponentStatus[]>
   }
   // Each Patroni part separately: a drill kills a node on purpose, and status says which one is down.
   if (state.patroni) for (const p of await patroniStatus(state.patroni)) out.push(p);
+  if (state.temporalCluster) {
+    const c = state.temporalCluster;
+    // Whole when every process lives and the ring, asked through the load balancer, has every one of them.
+    const ring = await describeTemporalCluster(c.address, { ca: c.pki.ca, cert: c.pki.admin }).catch(() => undefined);
+    const members = new Set(Object.values(ring?.rings ?? {}).flat());
+    const running = temporalClusterPids(c).every(groupAlive) && c.processes.every((p) => members.has(p.grpcAddress));
+    out.push({ component: 'temporal-cluster', pid: c.haproxy.pid, running, endpoint: c.address });
+  }
   return out;
 }

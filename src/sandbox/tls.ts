@@ -17,13 +17,13 @@ export interface CertFiles {
   key: string;
 }
 
-/** A throwaway certificate authority for the sandbox: EC P-256, valid for two days. */
-export async function createCa(dir: string, name = 'runbook-sandbox-ca'): Promise<CertFiles> {
+/** A throwaway certificate authority for the sandbox: EC P-256, valid for two days unless told. */
+export async function createCa(dir: string, name = 'runbook-sandbox-ca', days = 2): Promise<CertFiles> {
   mkdirSync(dir, { recursive: true });
   const files = { cert: join(dir, 'ca.pem'), key: join(dir, 'ca.key') };
   await run(openssl(), [
     'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
-    '-keyout', files.key, '-out', files.cert, '-days', '2', '-subj', `/CN=${name}`,
+    '-keyout', files.key, '-out', files.cert, '-days', String(days), '-subj', `/CN=${name}`,
     '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign',
   ]);
   return files;
@@ -31,13 +31,14 @@ export async function createCa(dir: string, name = 'runbook-sandbox-ca'): Promis
 
 /**
  * Issues a leaf certificate signed by the CA: a server certificate for the given DNS names and IP
- * addresses, or a client certificate whose common name identifies the caller.
+ * addresses, a client certificate whose common name identifies the caller, or one for both roles
+ * (a Temporal service is a server to its peers and their client at once). Valid two days unless told.
  */
 export async function issueCert(
   dir: string,
   ca: CertFiles,
   name: string,
-  opts: { usage: 'server' | 'client'; dnsNames?: string[]; ips?: string[]; commonName?: string; organization?: string },
+  opts: { usage: 'server' | 'client' | 'server-client'; dnsNames?: string[]; ips?: string[]; commonName?: string; organization?: string; days?: number },
 ): Promise<CertFiles> {
   mkdirSync(dir, { recursive: true });
   const files = { cert: join(dir, `${name}.pem`), key: join(dir, `${name}.key`) };
@@ -49,12 +50,12 @@ export async function issueCert(
     [
       'basicConstraints=CA:FALSE',
       'keyUsage=critical,digitalSignature',
-      `extendedKeyUsage=${opts.usage === 'server' ? 'serverAuth' : 'clientAuth'}`,
+      `extendedKeyUsage=${{ server: 'serverAuth', client: 'clientAuth', 'server-client': 'serverAuth,clientAuth' }[opts.usage]}`,
       ...(san.length ? [`subjectAltName=${san.join(',')}`] : []),
     ].join('\n'),
   );
   await run(openssl(), ['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', files.key, '-out', csr, '-subj', `${opts.organization ? `/O=${opts.organization}` : ''}/CN=${opts.commonName ?? name}`]);
-  await run(openssl(), ['x509', '-req', '-in', csr, '-CA', ca.cert, '-CAkey', ca.key, '-CAcreateserial', '-out', files.cert, '-days', '2', '-extfile', ext]);
+  await run(openssl(), ['x509', '-req', '-in', csr, '-CA', ca.cert, '-CAkey', ca.key, '-CAcreateserial', '-out', files.cert, '-days', String(opts.days ?? 2), '-extfile', ext]);
   return files;
 }
 

@@ -211,7 +211,7 @@ const conninfoValue = (v: string) => `'${v.replace(/\\/g, '\\\\').replace(/'/g, 
  * Points a standby at its primary, with the password in postgresql.auto.conf (readable by the
  * postgres user only) rather than on any command line.
  */
-function writePrimaryConninfo(dataDir: string, name: string, source: PgSource): void {
+export function writePrimaryConninfo(dataDir: string, name: string, source: PgSource): void {
   const file = join(dataDir, 'postgresql.auto.conf');
   const conninfo = `host=${source.host} port=${source.port} user=${source.user} password=${conninfoValue(source.password)} application_name=${name}`;
   const kept = readFileSync(file, 'utf8')

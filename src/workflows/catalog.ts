@@ -14,6 +14,8 @@ export const RUNBOOK_DEFAULT_QUEUE = {
   rollback: 'critical',
   goLive: 'critical',
   loadTest: 'batch',
+  backupTemporalConfig: 'batch',
+  verifyTemporalConfig: 'batch',
 } as const satisfies Record<string, 'critical' | 'standard' | 'batch'>;
 
 export type ImplementedRunbook = keyof typeof RUNBOOK_DEFAULT_QUEUE;
@@ -33,6 +35,8 @@ export const RUNBOOK_TARGET_KIND = {
   rollback: 'deployment',
   goLive: 'deployment',
   loadTest: 'none',
+  backupTemporalConfig: 'none',
+  verifyTemporalConfig: 'none',
 } as const satisfies Record<ImplementedRunbook, 'database' | 'deployment' | 'none'>;
 
 /** The target of one run from its input: input.database or input.deployment, or undefined for environment-wide runbooks. */

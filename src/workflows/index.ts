@@ -9,3 +9,5 @@ export { rollback } from './rollback';
 export { goLive } from './goLive';
 export { loadTest } from './loadTest';
 export { targetGuard } from './targetGuard';
+export { backupTemporalConfig } from './backupTemporalConfig';
+export { verifyTemporalConfig } from './verifyTemporalConfig';

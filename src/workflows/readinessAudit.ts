@@ -1,4 +1,4 @@
-import { allHandlersFinished, ApplicationFailure, condition, defineQuery, defineSignal, defineUpdate, log, proxyActivities, proxySinks, setHandler, uuid4, workflowInfo } from '@temporalio/workflow';
+import { allHandlersFinished, ApplicationFailure, condition, defineQuery, defineSignal, defineUpdate, log, patched, proxyActivities, proxySinks, setHandler, uuid4, workflowInfo } from '@temporalio/workflow';
 import type { AuditActivities } from '../activities/audit';
 import type { CheckActivities } from '../activities/checks';
 import type { createVisibilityActivities } from '../activities/visibility';
@@ -24,6 +24,23 @@ const write = proxyActivities<AuditActivities>({
 });
 
 const sinks = proxySinks<RunbookSinks>();
+
+/**
+ * Audits started before Temporal's own checks read their real targets (its membership, its persistence
+ * database and replica) and before configuration backups had a runbook ran these checks and looked up
+ * these runbooks, in this order; replaying such a run keeps them (the two retired checks now answer
+ * unknown, as an unregistered activity).
+ */
+const TEMPORAL_TARGETS_PATCH = 'temporal-checks-read-their-targets';
+const CHECKS_BEFORE_TEMPORAL_TARGETS = [
+  'checkTemporalVersion', 'checkKubernetesReplicas', 'checkTemporalPersistence', 'checkPostgresVersion', 'checkTemporalVisibilityStore', 'checkNamespaceArchival',
+  'checkTemporalTls', 'checkTemporalMtls', 'checkKubernetesNetworkPolicies', 'checkDnsRecords', 'checkPostgresConnections', 'checkPostgresTimeouts', 'checkPostgresReplica',
+  'checkRecentBackups', 'checkTemporalNamespace', 'checkNamespaceRetention', 'checkKubernetesCpuLimits', 'checkKubernetesMemoryLimits', 'checkKubernetesHpa', 'checkKubernetesPdb',
+  'checkKubernetesLivenessProbes', 'checkKubernetesReadinessProbes', 'checkWorkerHealth', 'checkKubernetesStartupProbes', 'checkQueueIsolation', 'checkQueuePollers',
+  'checkTemporalCertificate', 'checkTemporalTlsVersion', 'checkTemporalClientAuth', 'checkKubernetesSecretEnv', 'checkPrometheusTargets', 'checkPrometheusKeyMetrics',
+  'checkPrometheusRetention', 'checkAlertServiceDown', 'checkAlertFailureRate', 'checkAlertLatency', 'checkRtoDefined', 'checkRpoDefined', 'checkHistoryShards',
+] as CheckId[];
+const RUNBOOKS_BEFORE_TEMPORAL_TARGETS = ['verifyBackup', 'drDrill', 'smokeTest', 'rollback'];
 
 export interface ReadinessAuditInput {
   environment: string;
@@ -233,7 +250,8 @@ export async function readinessAudit(rawInput: ReadinessAuditInput): Promise<Rea
     });
 
     status.phase = 'checking';
-    const checkIds = checksInUse();
+    const readsTargets = patched(TEMPORAL_TARGETS_PATCH);
+    const checkIds = readsTargets ? checksInUse() : CHECKS_BEFORE_TEMPORAL_TARGETS;
     const timeoutMs = (input.checkTimeoutSeconds ?? 10) * 1000;
     const checks = proxyActivities<CheckActivities>({
       // The check itself gives up at timeoutMs with `unknown`; this is the backstop for a lost worker.
@@ -258,7 +276,7 @@ export async function readinessAudit(rawInput: ReadinessAuditInput): Promise<Rea
 
     const runs = new Map<string, { workflowId: string; closedAt: string } | null | { error: string }>();
     await timeline.step('runbook evidence', async (evidence) => {
-      const names = [...new Set(CHECKLIST.flatMap((i) => (i.proof.kind === 'runbook' ? [i.proof.runbook] : [])))];
+      const names = readsTargets ? [...new Set(CHECKLIST.flatMap((i) => (i.proof.kind === 'runbook' ? [i.proof.runbook] : [])))] : RUNBOOKS_BEFORE_TEMPORAL_TARGETS;
       for (const name of names) {
         runs.set(name, await inspect.lastSuccessfulRun({ runbook: name }).catch((err: unknown) => ({ error: err instanceof Error && err.cause instanceof Error ? err.cause.message : String(err) })));
       }

@@ -190,11 +190,20 @@ describe('the readiness audit', () => {
     await handle.signal(closeAttestationsSignal, { by: 'auditor' });
     const r = (await handle.result()) as ReadinessAuditResult;
 
-    // Temporal through the mTLS front.
+    // Temporal: a dev server behind an mTLS front. What the client sees is TLS with client certificates;
+    // behind the front, the dev server's own services speak plaintext, and the audit says so.
     assert.equal(itemOf(r, 'temporal-version').status, 'pass');
     assert.match(checkEvidence(itemOf(r, 'temporal-version'), 'checkTemporalVersion').serverVersion, /^1\.\d+\.\d+/);
-    for (const id of ['tls-enabled', 'mtls-configured', 'mtls-enforced', 'min-tls-version', 'tls-certificates', 'client-auth']) assert.equal(itemOf(r, id).status, 'pass', `${id}: ${itemOf(r, id).summary}`);
-    assert.equal(checkEvidence(itemOf(r, 'mtls-enforced'), 'checkTemporalMtls').connectionWithoutClientCertificate, 'refused');
+    for (const id of ['min-tls-version', 'tls-certificates', 'client-auth']) assert.equal(itemOf(r, id).status, 'pass', `${id}: ${itemOf(r, id).summary}`);
+    assert.equal(itemOf(r, 'tls-enabled').status, 'fail');
+    assert.match(itemOf(r, 'tls-enabled').summary, /^services speak plaintext: .*frontend 127\.0\.0\.1:\d+/);
+    for (const id of ['mtls-configured', 'mtls-enforced']) {
+      assert.equal(itemOf(r, id).status, 'fail', id);
+      assert.match(itemOf(r, id).summary, /services that serve a client without a certificate: .*\(plaintext\)/, id);
+    }
+    assert.equal(checkEvidence(itemOf(r, 'mtls-enforced'), 'checkTemporalMtls').connectionWithoutClientCertificate, 'refused', 'the front itself refuses anonymous clients');
+    assert.equal(itemOf(r, 'high-availability').status, 'fail');
+    assert.match(itemOf(r, 'high-availability').summary, /too few hosts for high availability: frontend 1 \(at least 2\), history 1/);
     assert.match(checkEvidence(itemOf(r, 'min-tls-version'), 'checkTemporalTlsVersion').tls11, /^refused/);
     assert.equal(checkEvidence(itemOf(r, 'tls-certificates'), 'checkTemporalCertificate').chainValid, true);
     assert.ok(front.connections.some((x) => x.clientName === 'audit-worker'));
@@ -205,8 +214,9 @@ describe('the readiness audit', () => {
     const persistence = itemOf(r, 'persistence-database');
     assert.equal(persistence.status, 'fail', 'the dev server keeps its state in SQLite');
     assert.equal(checkEvidence(persistence, 'checkTemporalPersistence').persistenceStore, 'sqlite');
-    assert.equal(checkEvidence(persistence, 'checkPostgresVersion').status, 'pass');
-    assert.equal(itemOf(r, 'worker-assignment').status, 'pass');
+    // The auditing worker is the only one polling: it does not count itself as a deployed worker.
+    assert.equal(itemOf(r, 'worker-assignment').status, 'fail');
+    assert.match(itemOf(r, 'worker-assignment').summary, /no deployed worker polls: critical, standard, batch/);
 
     // Kubernetes: web-good complies, web-bad does not.
     for (const id of ['worker-replicas', 'liveness-probe', 'startup-probe', 'cpu-limits', 'memory-limits', 'pdb-configured', 'hpa-configured', 'network-policies']) {
@@ -226,8 +236,9 @@ describe('the readiness audit', () => {
     assert.equal(readiness.status, 'fail');
     assert.equal(checkEvidence(readiness, 'checkWorkerHealth').status, 'pass');
 
-    // PostgreSQL, DNS, targets.
-    assert.equal(itemOf(r, 'db-read-replicas').status, 'pass');
+    // PostgreSQL, DNS, targets. The app's replica is not Temporal's: without temporal.cluster the audit cannot tell which database is Temporal's.
+    assert.equal(itemOf(r, 'db-read-replicas').status, 'unknown');
+    assert.match(itemOf(r, 'db-read-replicas').summary, /no temporal.cluster.persistenceDatabase for environment sandbox/);
     assert.equal(itemOf(r, 'dns-configured').status, 'pass');
     assert.deepEqual(checkEvidence(itemOf(r, 'dns-configured'), 'checkDnsRecords').answers, { 'db.sandbox.test': ['127.0.0.2'] });
     assert.equal(itemOf(r, 'rpo-defined').status, 'pass');
@@ -345,7 +356,10 @@ describe('the readiness audit', () => {
       env.temporal = { address: `127.0.0.1:${openPort}`, namespace: 'default', tls: { serverCa: `file:${ca.cert}`, serverName: 'temporal.sandbox.test' } };
       env.monitoring = { prometheusUrl: `http://127.0.0.1:${(silent.address() as { port: number }).port}` };
     }, 'server-only-tls');
-    assert.equal((await serverOnly.checkTemporalTls({})).status, 'pass');
+    const serverOnlyTls = await serverOnly.checkTemporalTls({});
+    assert.equal(serverOnlyTls.status, 'fail', 'the frontend answers with TLS, the services behind it do not');
+    assert.match(String(serverOnlyTls.evidence.protocol), /^TLSv1\.[23]$/);
+    assert.match(serverOnlyTls.summary, /^services speak plaintext/);
     const mtls = await serverOnly.checkTemporalMtls({});
     assert.equal(mtls.status, 'fail');
     assert.equal(mtls.evidence.connectionWithoutClientCertificate, 'answered');

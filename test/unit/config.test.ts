@@ -47,6 +47,16 @@ const MALFORMED: { name: string; yaml: string; path: string; says: RegExp }[] = 
   { name: 'database names an undefined DNS record', yaml: base('    databases:\n      main: { host: h, database: app, user: u, password: env:P, dnsRecord: primary }\n'), path: 'environments.sandbox.databases.main.dnsRecord', says: /not defined under dns.records/ },
   { name: 'not YAML', yaml: 'version: 1\nenvironments: [unclosed\n', path: '', says: /not valid YAML/ },
   { name: 'no environments', yaml: 'version: 1\nenvironments: {}\n', path: 'environments', says: /at least one environment/ },
+  { name: "Temporal's persistence database not under databases", yaml: base('    temporal:\n      cluster: { persistenceDatabase: temporal }\n'), path: 'environments.sandbox.temporal.cluster.persistenceDatabase', says: /names database 'temporal', which is not defined under databases/ },
+  {
+    name: "a drill topology on Temporal's own persistence database",
+    yaml: base(
+      '    temporal:\n      cluster: { persistenceDatabase: temporal }\n    databases:\n      temporal:\n        host: h\n        database: temporal\n        user: u\n        password: env:P\n        topology:\n          driver: local\n          nodes: [{ name: a, host: h, dataDir: /a }, { name: b, host: h2, dataDir: /b }]\n',
+    ),
+    path: 'environments.sandbox.databases.temporal.topology',
+    says: /persistence of this environment's own Temporal.*drill it from an environment whose temporal: is another \(ops\) Temporal/,
+  },
+  { name: 'no frontend at all for high availability', yaml: base('    temporal:\n      cluster: { persistenceDatabase: t, minimumHosts: { frontend: 0 } }\n    databases:\n      t: { host: h, database: temporal, user: u, password: env:P }\n'), path: 'environments.sandbox.temporal.cluster.minimumHosts.frontend', says: />=1|at least 1|too small/ },
   { name: 'database with neither a service address nor a topology', yaml: base('    databases:\n      main: { database: app, user: u, password: env:P }\n'), path: 'environments.sandbox.databases.main.host', says: /set host .*or topology/ },
   { name: 'a words RPO target', yaml: base('    targets: { rpo: none }\n'), path: 'environments.sandbox.targets.rpo', says: /expected 0 \(nothing may be lost\) or a positive duration.*found "none"/ },
   { name: 'unknown topology driver', yaml: base('    databases:\n      main: { host: h, database: app, user: u, password: env:P, topology: { driver: kubernetes } }\n'), path: 'environments.sandbox.databases.main.topology.driver', says: /expected driver: local or driver: patroni/ },
