@@ -33,7 +33,7 @@ function usage(message: string): never {
 function parseArgs(argv: string[]): Options {
   const envConcurrency = process.env.RUNBOOK_TEST_CONCURRENCY;
   let concurrency = envConcurrency ? Number(envConcurrency) : 3;
-  let timeoutMs = 20 * 60_000;
+  let timeoutMs = 30 * 60_000;
   const files: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
