@@ -13,6 +13,8 @@ export const RUNBOOK_DEFAULT_QUEUE = {
   rollback: 'critical',
   goLive: 'critical',
   loadTest: 'batch',
+  release: 'critical',
+  promotion: 'critical',
 } as const satisfies Record<string, 'critical' | 'standard' | 'batch'>;
 
 export type ImplementedRunbook = keyof typeof RUNBOOK_DEFAULT_QUEUE;
@@ -31,6 +33,8 @@ export const RUNBOOK_TARGET_KIND = {
   rollback: 'deployment',
   goLive: 'deployment',
   loadTest: 'none',
+  release: 'deployment',
+  promotion: 'none',
 } as const satisfies Record<ImplementedRunbook, 'database' | 'deployment' | 'none'>;
 
 /** The target of one run from its input: input.database or input.deployment, or undefined for environment-wide runbooks. */
