@@ -52,7 +52,7 @@ export function createTargetActivities(deps: { loaded: LoadedConfig; environment
         for (let depth = 0; at?.parentExecution && depth < 8 && !ancestor; depth++) {
           const up = at.parentExecution;
           ancestor = up.workflowId === parent.workflowId && up.runId === parent.runId;
-          at = ancestor ? undefined : await client.workflow.getHandle(up.workflowId, up.runId ?? undefined).describe();
+          at = ancestor ? undefined : await client.workflow.getHandle(String(up.workflowId), up.runId ?? undefined).describe();
         }
         return { workflowId: parent.workflowId, runId: parent.runId, runbook: parent.type, since: guard.startTime.toISOString(), ancestor };
       } catch (err) {
