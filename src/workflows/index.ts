@@ -8,3 +8,5 @@ export { rollback } from './rollback';
 export { goLive } from './goLive';
 export { loadTest } from './loadTest';
 export { targetGuard } from './targetGuard';
+export { release } from './release';
+export { promotion } from './promotion';
