@@ -54,12 +54,14 @@ const planActivities = proxyActivities<LoadTestActivities>({
   retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumAttempts: 3, nonRetryableErrorTypes: ['InvalidInput'] },
 });
 
-// A phase drives load for its duration, then drains; it heartbeats each second, so a lost worker is noticed in 30 s.
+// A phase drives load for its duration, then drains; it heartbeats each second, so a lost worker is
+// noticed in 10 s, and the phase is measured again from the start (at most three attempts in all: a
+// worker lost at the phase's start and another in its middle still leave a measurement).
 function phaseActivities(phaseMs: number) {
   return proxyActivities<LoadTestActivities>({
     startToCloseTimeout: phaseMs * 3 + 5 * 60_000,
-    heartbeatTimeout: '30 seconds',
-    retry: { initialInterval: '5 seconds', backoffCoefficient: 2, maximumAttempts: 2, nonRetryableErrorTypes: ['InvalidInput'] },
+    heartbeatTimeout: '10 seconds',
+    retry: { initialInterval: '2 seconds', backoffCoefficient: 2, maximumAttempts: 3, nonRetryableErrorTypes: ['InvalidInput'] },
   });
 }
 
