@@ -714,7 +714,8 @@ export function createKubernetesActivities(opts: { environment: string; target: 
           const crashing = (await pods(input.deployment)).filter((p) => !p.ready && p.restarts >= (input.maxRestarts ?? 3) && p.images.every((img) => s.containers.some((c) => c.image === img)));
           if (crashing.length > 0) throw failure('RolloutFailed', `deployment ${s.name}: new pods keep restarting (${crashing.map((p) => `${p.name}: ${p.restarts} restarts`).join(', ')})`, s);
           if (Date.now() - started > input.timeoutMs) throw failure('RolloutFailed', `deployment ${s.name}: ${newReady} of the ${input.untilUpdated} new pods ready after ${Math.round(input.timeoutMs / 1000)} s`, s);
-          await new Promise((r) => setTimeout(r, 500));
+          // Short polls while a pause is due: the controller's next batch does not wait for us.
+          await new Promise((r) => setTimeout(r, input.untilUpdated < s.replicas ? 150 : 500));
           if (hb.signal.aborted) throw Context.current().cancellationSignal.reason ?? new Error('cancelled');
         }
       } finally {
