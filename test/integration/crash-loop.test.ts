@@ -69,12 +69,12 @@ interface Recorded {
 
 /** The newest recorded happy path of a runbook: its step names and how often each activity was scheduled. */
 function recorded(runbook: string): Recorded | undefined {
+  // Histories recorded with newer code sit beside the older ones (name.suffix.json): the newest recording first.
   const candidates = readdirSync(HISTORIES)
     .filter((f) => f.startsWith(`${runbook}-`) && f.endsWith('.json'))
-    // Histories recorded with newer code carry a suffix (name.suffix.json): prefer them.
-    .sort((a, b) => b.split('.').length - a.split('.').length || a.localeCompare(b));
-  for (const file of candidates) {
-    const history = JSON.parse(readFileSync(join(HISTORIES, file), 'utf8')) as { events: Record<string, any>[] };
+    .map((file) => ({ file, history: JSON.parse(readFileSync(join(HISTORIES, file), 'utf8')) as { events: Record<string, any>[] } }))
+    .sort((a, b) => Date.parse(b.history.events[0]?.eventTime ?? 0) - Date.parse(a.history.events[0]?.eventTime ?? 0) || a.file.localeCompare(b.file));
+  for (const { file, history } of candidates) {
     const last = history.events[history.events.length - 1];
     const payload = last.workflowExecutionCompletedEventAttributes?.result?.payloads?.[0];
     if (!payload) continue;
