@@ -250,7 +250,9 @@ export class RunbookWorker {
 
   private async launch(connection: NativeConnection): Promise<Generation> {
     const { env } = selectEnvironment(this.loaded, this.environment);
-    const activities = createActivities(this.loaded, this.environment);
+    // The activities' own Temporal client lives as long as this generation's connection.
+    const activityClient = lazyClient(this.loaded, this.environment);
+    const activities = createActivities(this.loaded, this.environment, activityClient);
     const workflowBundle = await this.bundle();
     const namespace = this.settings().namespace;
     const sinks: InjectedSinks<RunbookSinks> = {
@@ -296,13 +298,14 @@ export class RunbookWorker {
       }
     } catch (err) {
       await connection.close().catch(() => undefined);
+      await activityClient.close();
       throw err;
     }
     const running = Promise.all(workers.map((w) => w.run())).then(() => undefined);
     const generation: Generation = { connection, workers, running };
     this.generation = generation;
     this.logger.info({ environment: this.environment, namespace, taskQueues: this.taskQueueNames(), tuning: this.tuning }, 'worker polling');
-    running.finally(() => connection.close().catch(() => undefined)).catch(() => undefined);
+    running.finally(() => Promise.all([connection.close().catch(() => undefined), activityClient.close()])).catch(() => undefined);
     return generation;
   }
 
@@ -345,6 +348,11 @@ export class RunbookWorker {
       }
       await this.launch(connection);
       for (const w of old.workers) w.shutdown();
+      // The freshness collector reads with a client of its own: start it again on the new credentials.
+      const stopFreshness = this.stopFreshness;
+      this.stopFreshness = undefined;
+      await stopFreshness?.().catch(() => undefined);
+      this.startFreshness();
       await old.running.catch((err) => this.logger.warn({ err: (err as Error).message }, 'old worker generation ended with an error'));
       this.logger.info({ file }, 'credential rotation complete');
     });

@@ -168,12 +168,16 @@ export function lazyClient(loaded: LoadedConfig, environment: string): (() => Pr
   return Object.assign(get, { close });
 }
 
-/** All activities of one environment, built from config, each module closing over its own clients. */
-export function createActivities(loaded: LoadedConfig, environment: string) {
+/**
+ * All activities of one environment, built from config, each module closing over its own clients. The
+ * Temporal client the activities read with is the caller's when given (the worker closes it when the
+ * worker generation using it ends, so a rotated certificate leaves no connection on the old one).
+ */
+export function createActivities(loaded: LoadedConfig, environment: string, temporalClient?: () => Promise<Client>) {
   // One S3 client per environment: backups and drill reports share the bucket.
   const { env } = selectEnvironment(loaded, environment);
   const store = env.backups ? new ObjectStore(createS3Client(loaded, env.backups), env.backups.bucket) : undefined;
-  const temporal = lazyClient(loaded, environment);
+  const temporal = temporalClient ?? lazyClient(loaded, environment);
   return {
     ...createSmokeActivities(environment),
     ...createIdentityActivities({ loaded, environment }),

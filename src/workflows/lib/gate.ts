@@ -138,7 +138,9 @@ export class Gates {
    */
   attach(timeline: Timeline): void {
     this.timeline = timeline;
-    timeline.onFinish = async (outcome, reason) => {
+    timeline.onFinish = async (outcome, reason, err) => {
+      // Input the worker refused is not a run of the procedure: nobody is told, nothing is logged as evidence.
+      if (err instanceof ApplicationFailure && err.type === 'InvalidInput') return;
       if (outcome !== 'succeeded' && this.policy) this.announce(this.aborted ? 'run aborted' : 'run failed', (reason ?? outcome).slice(0, 500));
       if (this.policy) this.appendEvidence({ kind: 'outcome', outcome: this.aborted ? 'aborted' : outcome, summary: (reason ?? this.outcomeSummary ?? outcome).slice(0, 1000) });
       // Deliveries started by others while waiting are awaited too.

@@ -98,7 +98,7 @@ export class Timeline {
   }
 
   /** Set by a runbook's gates: told how the run ended (notifications), awaited before the run completes. */
-  onFinish?: (outcome: Exclude<RunOutcome, 'running'>, reason?: string) => Promise<void>;
+  onFinish?: (outcome: Exclude<RunOutcome, 'running'>, reason?: string, err?: unknown) => Promise<void>;
 
   finish(outcome: Exclude<RunOutcome, 'running'>): void {
     this.state.outcome = outcome;
@@ -125,7 +125,7 @@ export async function runRunbook<T extends object>(
     return { ...result, timeline: timeline.snapshot() };
   } catch (err) {
     const outcome = isCancellation(err) ? 'cancelled' : 'failed';
-    await timeline.onFinish?.(outcome, errorText(err));
+    await timeline.onFinish?.(outcome, errorText(err), err);
     timeline.finish(outcome);
     sinks.runbookMetrics.runFinished(runbook, environment, outcome, Date.now());
     throw err;
