@@ -11,7 +11,7 @@
  */
 import type { WorkflowHandle } from '@temporalio/client';
 import { execFileSync } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client as PgClient } from 'pg';
@@ -31,6 +31,11 @@ import { RunbookWorker } from '../src/worker';
 import { createDemoDeployment } from '../src/cli/demoRollout';
 import { rolloutStatusQuery } from '../src/workflows/rollout';
 import { CHECKLIST } from '../src/checklist/catalog';
+import { decideRelease, startRelease } from '../src/cli/release';
+import { startPromotion } from '../src/cli/promotion';
+import * as k8s from '@kubernetes/client-node';
+import { parse, stringify } from 'yaml';
+import { createSampleDeployment } from '../src/sandbox/kubernetes';
 
 const repoRoot = join(__dirname, '..');
 const out = join(repoRoot, 'test', 'histories');
@@ -40,9 +45,34 @@ async function main(): Promise<void> {
   chmodSync(dir, 0o755);
   const only = new Set(process.argv.slice(2));
   const wanted = (runbook: string) => only.size === 0 || only.has(runbook);
-  const kubernetes = wanted('rollout') || wanted('rollback') || wanted('goLive');
+  const kubernetes = wanted('rollout') || wanted('rollback') || wanted('goLive') || wanted('release') || wanted('promotion');
   const stack = await startStack({ dir, components: ['temporal', 'postgres', 'replica', 's3', 'pgbackrest', 'dns', ...(kubernetes ? (['kubernetes'] as const) : [])] });
-  const loaded = loadConfig(stack.configFile);
+  let configFile = stack.configFile;
+  if (wanted('release') || wanted('promotion')) {
+    // A release of 'shop' with its down Job, and a promotion of 'web' from the sandbox to a second
+    // environment ('prod': its own task queues and namespace on the same control plane).
+    const doc = parse(readFileSync(stack.configFile, 'utf8'));
+    const sandbox = doc.environments.sandbox;
+    const psql = (sql: string) => ['psql', '-v', 'ON_ERROR_STOP=1', '-c', sql];
+    sandbox.releases = {
+      shop: {
+        database: 'main',
+        container: 'app',
+        migration: { command: psql('ALTER TABLE orders ADD COLUMN discount numeric'), timeout: '2m' },
+        down: { command: psql('ALTER TABLE orders DROP COLUMN discount'), timeout: '2m' },
+        onFailure: 'down-migration',
+      },
+    };
+    const prod = JSON.parse(JSON.stringify(sandbox));
+    delete prod.releases;
+    prod.temporal.taskQueues = { critical: 'prod-critical', standard: 'prod-standard', batch: 'prod-batch' };
+    prod.kubernetes.namespace = 'prod';
+    doc.environments.prod = prod;
+    doc.promotions = { web: { runbook: 'rollout', deployment: 'web', stages: [{ environment: 'sandbox', bake: '1s' }, { environment: 'prod', bake: '1s' }] } };
+    configFile = join(dir, 'record.yaml');
+    writeFileSync(configFile, stringify(doc));
+  }
+  const loaded = loadConfig(configFile);
   // Short load-test phases (the block as the loader leaves it: durations in ms), so recording takes seconds.
   loaded.config.environments.sandbox.loadTest = {
     scenario: 'noop', baselineRate: 5, peakMultiplier: 2, phaseDuration: 3_000, concurrency: 100,
@@ -50,6 +80,7 @@ async function main(): Promise<void> {
     sla: { p99StartToComplete: 1_500, maxErrorRate: 0 },
   };
   const worker = new RunbookWorker({ loaded, httpPort: 0, logger: createLogger('warn') });
+  const prodWorker = wanted('promotion') ? new RunbookWorker({ loaded, environment: 'prod', httpPort: 0, logger: createLogger('warn') }) : undefined;
   try {
     const db = loaded.config.environments.sandbox.databases.main;
     const server = await reachServer(primaryLocator(loaded.baseDir, db, db.user, db.password));
@@ -59,6 +90,10 @@ async function main(): Promise<void> {
     await pg.end();
     await worker.start();
     await worker.waitUntilReady(180_000);
+    if (prodWorker) {
+      await prodWorker.start();
+      await prodWorker.waitUntilReady(180_000);
+    }
     const c = await connectClient(loaded, 'sandbox', loaded.config.environments.sandbox);
     mkdirSync(out, { recursive: true });
     const save = async (name: string, handle: WorkflowHandle) => {
@@ -67,12 +102,15 @@ async function main(): Promise<void> {
       const json = execFileSync(findTemporalCli(), ['workflow', 'show', '--address', stack.temporal!.address, '--workflow-id', handle.workflowId, '--output', 'json'], { encoding: 'utf8' });
       // Failure stack traces carry this checkout's absolute path; keep histories machine-independent.
       const suffix = process.env.RUNBOOK_RECORD_SUFFIX ? `.${process.env.RUNBOOK_RECORD_SUFFIX.replace(/[^a-z0-9-]/g, '')}` : '';
-      writeFileSync(join(out, `${name}${suffix}.json`), json.split(repoRoot).join('.'));
+      // The history does not carry its workflow id, which workflows derive child ids from: the replay test needs it.
+      const history = JSON.parse(json.split(repoRoot).join('.')) as Record<string, unknown>;
+      writeFileSync(join(out, `${name}${suffix}.json`), `${JSON.stringify({ workflowId: handle.workflowId, ...history }, null, 2)}\n`);
       console.log(`recorded ${name}`);
     };
     const start = (type: string, queue: string, input: Record<string, unknown>) =>
       c.client.workflow.start(type, { taskQueue: queue, workflowId: `record-${type}-${Date.now()}`, args: [{ environment: 'sandbox', ...input }] });
     const operator = { keyFile: sandboxKey(stack, 'sandbox-operator'), principal: 'sandbox-operator' };
+    const reviewer = { keyFile: sandboxKey(stack, 'sandbox-reviewer'), principal: 'sandbox-reviewer' };
     const approve = async (h: WorkflowHandle, decision: 'approve' | 'reject', runbook = 'drDrill') => {
       await waitForOpenGate(h);
       await h.executeUpdate(decideUpdate, { args: [await signedDecision(c, h, runbook, decision, operator)] });
@@ -189,10 +227,52 @@ async function main(): Promise<void> {
         await actOnRollout(c, rollout, 'promote', operator, 'recorded');
         await save('goLive-live-with-waivers', live);
       }
+      const kc = new k8s.KubeConfig();
+      kc.loadFromFile(stack.kubernetes!.kubeconfig);
+      const apps = kc.makeApiClient(k8s.AppsV1Api);
+      if (wanted('release')) {
+        // The application reaches PostgreSQL through its environment; its migration Job runs with the same.
+        const core = kc.makeApiClient(k8s.CoreV1Api);
+        const db = loaded.config.environments.sandbox.databases.main;
+        const primary = await reachServer(primaryLocator(loaded.baseDir, db, db.user, db.password));
+        const password = primary.password;
+        await core.createNamespacedSecret({ namespace: 'default', body: { metadata: { name: 'shop-db' }, stringData: { password } } });
+        const env = [
+          { name: 'PGHOST', value: primary.host },
+          { name: 'PGPORT', value: String(primary.port) },
+          { name: 'PGUSER', value: db.user },
+          { name: 'PGDATABASE', value: db.database },
+          { name: 'PGPASSWORD', valueFrom: { secretKeyRef: { name: 'shop-db', key: 'password' } } },
+        ];
+        await apps.createNamespacedDeployment({
+          namespace: 'default',
+          body: {
+            metadata: { name: 'shop', labels: { app: 'shop' } },
+            spec: { replicas: 2, selector: { matchLabels: { app: 'shop' } }, template: { metadata: { labels: { app: 'shop' } }, spec: { containers: [{ name: 'app', image: 'registry.sandbox.test/shop:1.0', env }] } } },
+          },
+        });
+        for (;;) {
+          if ((await apps.readNamespacedDeployment({ name: 'shop', namespace: 'default' })).status?.availableReplicas === 2) break;
+          await new Promise((r) => setTimeout(r, 200));
+        }
+        const released = (await startRelease(c, { environment: 'sandbox', deployment: 'shop', image: 'registry.sandbox.test/shop:1.1', steps: [{ setWeight: 50 }, { pause: { durationSeconds: 1 } }] }, operator)).handle;
+        await waitForOpenGate(released);
+        await decideRelease(c, released, 'approve', reviewer, 'recorded');
+        await save('release-released', released);
+        await save('release-no-release-config', (await startRelease(c, { environment: 'sandbox', deployment: 'nothing', image: 'registry.sandbox.test/nothing:1' }, operator)).handle);
+      }
+      if (wanted('promotion')) {
+        const core = kc.makeApiClient(k8s.CoreV1Api);
+        await core.createNamespace({ body: { metadata: { name: 'prod' } } });
+        await createSampleDeployment(apps, { name: 'web', image: 'registry.sandbox.test/web:1.0', replicas: 2, namespace: 'prod' });
+        await save('promotion-promoted', (await startPromotion(c, { environment: 'sandbox', promotion: 'web', image: 'registry.sandbox.test/web:1.5', steps: [{ setWeight: 50 }, { pause: { durationSeconds: 1 } }] }, operator)).handle);
+        await save('promotion-unknown', (await startPromotion(c, { environment: 'sandbox', promotion: 'nosuch', image: 'registry.sandbox.test/web:1.7' }, operator)).handle);
+      }
     }
     await c.close();
   } finally {
     await worker.shutdown().catch(() => undefined);
+    await prodWorker?.shutdown().catch(() => undefined);
     await stopStack(stack);
     rmSync(dir, { recursive: true, force: true });
   }

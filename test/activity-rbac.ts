@@ -21,6 +21,7 @@ const RESOURCES: Record<string, [string, string]> = {
   StatefulSet: ['apps', 'statefulsets'],
   PodDisruptionBudget: ['policy', 'poddisruptionbudgets'],
   HorizontalPodAutoscaler: ['autoscaling', 'horizontalpodautoscalers'],
+  Job: ['batch', 'jobs'],
   NetworkPolicy: ['networking.k8s.io', 'networkpolicies'],
   Pod: ['', 'pods'],
   Service: ['', 'services'],
@@ -63,7 +64,7 @@ export function kubernetesActivityRules(source = activitiesSource()): ActivityRu
     if (/ForAllNamespaces/.test(rest) || !/Namespaced/.test(rest) || verb.startsWith('connect')) {
       throw new Error(`${method}: a Kubernetes call the deploy tests cannot map to a namespaced resource and verb (cluster-wide, all-namespace and connect calls need more than a Role); map it in test/activity-rbac.ts`);
     }
-    const m = /^(read|list|create|patch|replace|delete|deleteCollection)Namespaced([A-Z][A-Za-z]*?)(Scale|Status)?$/.exec(method);
+    const m = /^(read|list|create|patch|replace|delete|deleteCollection)Namespaced([A-Z][A-Za-z]*?)(Scale|Status|Log)?$/.exec(method);
     if (!m || !RESOURCES[m[2]]) throw new Error(`${method}: a Kubernetes call the deploy tests cannot map to a resource and verb (namespaced calls only); map it in test/activity-rbac.ts`);
     const [group, resource] = RESOURCES[m[2]];
     add({ group, resource, subresource: m[3]?.toLowerCase(), verb: VERBS[m[1]] });

@@ -46,6 +46,10 @@ export const CRASH_TESTS: Record<string, string> = {
   backupTemporalConfig: 'test/integration/crash-loop.test.ts',
   verifyTemporalConfig: 'test/integration/crash-loop.test.ts',
   rollback: 'test/integration/crash-loop-rollback.test.ts',
+  // Killed inside its longest step, the migration Job, which must not run twice.
+  release: 'test/integration/release.test.ts',
+  // Killed during an environment's bake, which must not promote that environment again.
+  promotion: 'test/integration/promotion.test.ts',
   goLive: 'test/integration/crash-loop-golive.test.ts',
 };
 
@@ -59,12 +63,12 @@ export interface Recorded {
 
 /** The newest recorded happy path of a runbook: its step names and how often each activity was scheduled. */
 export function recorded(runbook: string): Recorded | undefined {
+  // Histories recorded with newer code sit beside the older ones (name.suffix.json): the newest recording first.
   const candidates = readdirSync(HISTORIES)
     .filter((f) => f.startsWith(`${runbook}-`) && f.endsWith('.json'))
-    // Histories recorded with newer code carry a suffix (name.suffix.json): prefer them.
-    .sort((a, b) => b.split('.').length - a.split('.').length || a.localeCompare(b));
-  for (const file of candidates) {
-    const history = JSON.parse(readFileSync(join(HISTORIES, file), 'utf8')) as { events: Record<string, any>[] };
+    .map((file) => ({ file, history: JSON.parse(readFileSync(join(HISTORIES, file), 'utf8')) as { events: Record<string, any>[] } }))
+    .sort((a, b) => Date.parse(b.history.events[0]?.eventTime ?? 0) - Date.parse(a.history.events[0]?.eventTime ?? 0) || a.file.localeCompare(b.file));
+  for (const { file, history } of candidates) {
     const last = history.events[history.events.length - 1];
     const payload = last.workflowExecutionCompletedEventAttributes?.result?.payloads?.[0];
     if (!payload) continue;

@@ -21,7 +21,13 @@ import { createVisibilityActivities } from './visibility';
 import { createAuditActivities } from './audit';
 import { createCheckActivities } from './checks';
 import { createGoLiveActivities } from './golive';
-import { createKubernetesActivities, KubernetesTarget } from './kubernetes';
+import { createKubernetesActivities, deploymentGuard, KubernetesTarget } from './kubernetes';
+import { lazyKubeApi } from './kube';
+import { createAutoscalerActivities } from './autoscaler';
+import { createJobActivities } from './jobs';
+import { createCanaryActivities } from './canaryAnalysis';
+import { createDatabaseRestoreActivities } from './databaseRestore';
+import { createReleaseActivities } from './release';
 import { isAbsolute, join } from 'node:path';
 import { createLoadTestActivities } from './loadTest';
 import { createPhysicalBackupActivities, PhysicalNode, PhysicalTarget } from './pgbackrest';
@@ -203,6 +209,21 @@ function kubernetesTargetFor(loaded: LoadedConfig, env: EnvironmentConfig): Kube
     deployments: k.deployments,
     approvers: env.approvers.rollout ?? env.approvers.default ?? [],
     gate: { timeoutMs: k.rollout.gateTimeout, onTimeout: k.rollout.onGateTimeout, remindEveryMs: k.rollout.remindEvery },
+    autoscalerCheckEveryMs: k.rollout.autoscalerCheckEvery,
+    gitops: { onManaged: k.gitops.onManaged },
+  };
+}
+
+/** Kubernetes activities of one environment: Deployments, autoscalers, Jobs and canary comparisons share one set of clients. */
+function kubernetesActivitiesFor(loaded: LoadedConfig, environment: string, env: EnvironmentConfig) {
+  const target = kubernetesTargetFor(loaded, env);
+  const api = lazyKubeApi(environment, target);
+  const allowed = deploymentGuard(api, target);
+  return {
+    ...createKubernetesActivities({ environment, target, api }),
+    ...createAutoscalerActivities({ api, allowed }),
+    ...createJobActivities({ api, allowed }),
+    ...createCanaryActivities({ api, allowed }),
   };
 }
 
@@ -282,7 +303,14 @@ export function createActivities(loaded: LoadedConfig, environment: string, temp
       rpoMs: env.targets.rpo,
       reports: env.backups && store ? { store, prefix: env.backups.prefix } : undefined,
     }),
-    ...createKubernetesActivities({ environment, target: kubernetesTargetFor(loaded, env) }),
+    ...kubernetesActivitiesFor(loaded, environment, env),
+    ...createReleaseActivities({ loaded, environment, reports: env.backups && store ? { store, prefix: env.backups.prefix } : undefined }),
+    ...createDatabaseRestoreActivities({
+      environment,
+      store,
+      prefix: env.backups?.prefix ?? '',
+      databases: Object.fromEntries(Object.entries(env.databases).map(([name, db]) => [name, { server: primaryLocator(loaded.baseDir, db, db.user, db.password), database: db.database }])),
+    }),
     ...createGoLiveActivities({
       environment,
       approvers: env.approvers.goLive ?? env.approvers.default ?? [],

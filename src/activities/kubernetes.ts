@@ -2,12 +2,17 @@ import * as k8s from '@kubernetes/client-node';
 import { Context } from '@temporalio/activity';
 import { checkServedEnvironment, failure } from './errors';
 import { heartbeater, withHeartbeat } from './heartbeat';
+import { canonical, jsonPatch, lazyKubeApi, mergePatch, strategicMerge } from './kube';
 
 /** Annotations this project writes on every object it touches: which run and which step. */
 export const ANNOTATION_WORKFLOW = 'runbook.dev/workflow-id';
 export const ANNOTATION_STEP = 'runbook.dev/step';
 export const ANNOTATION_STABLE_REPLICAS = 'runbook.dev/stable-replicas';
-const LABEL_TRACK = 'runbook.dev/track';
+export const LABEL_TRACK = 'runbook.dev/track';
+/** Flux's per-object switch: reconciliation of an object carrying it is suspended. */
+const FLUX_RECONCILE = 'kustomize.toolkit.fluxcd.io/reconcile';
+/** What the Flux annotation was before a rollout suspended reconciliation ("" when absent), so it is put back as it was. */
+const ANNOTATION_RECONCILE_WAS = 'runbook.dev/reconcile-was';
 const REVISION = 'deployment.kubernetes.io/revision';
 
 export interface KubernetesTarget {
@@ -18,7 +23,54 @@ export interface KubernetesTarget {
   deployments: string[];
   approvers: string[];
   gate: { timeoutMs: number; onTimeout: 'rollback' | 'remind'; remindEveryMs: number };
+  /** How often a canary's share follows an autoscaler during pauses. */
+  autoscalerCheckEveryMs?: number;
+  /** What to do with Deployments that Argo CD or Flux manage. */
+  gitops?: { onManaged: 'refuse' | 'proceed' | 'suspend' };
 }
+
+/** A GitOps tool's marker on an object: which tool manages it and by which label or annotation we know. */
+export interface GitOpsMarker {
+  tool: 'Argo CD' | 'Flux';
+  marker: string;
+  /** Whether reconciliation of this one object can be suspended (Flux) or not (Argo CD). */
+  suspendable: boolean;
+  /** Reconciliation is suspended now (Flux's reconcile: disabled). */
+  suspended: boolean;
+}
+
+/**
+ * Argo CD (its tracking annotation or label, any argocd.argoproj.io/ marker) or Flux (the
+ * kustomize- and helm-controller's ownership labels) on a Deployment, or undefined.
+ */
+export function gitopsMarker(labels: Record<string, string>, annotations: Record<string, string>): GitOpsMarker | undefined {
+  const suspended = annotations[FLUX_RECONCILE] === 'disabled';
+  for (const key of ['kustomize.toolkit.fluxcd.io/name', 'helm.toolkit.fluxcd.io/name']) {
+    if (labels[key]) return { tool: 'Flux', marker: `label ${key}=${labels[key]}`, suspendable: true, suspended };
+  }
+  if (annotations['argocd.argoproj.io/tracking-id']) return { tool: 'Argo CD', marker: `annotation argocd.argoproj.io/tracking-id=${annotations['argocd.argoproj.io/tracking-id']}`, suspendable: false, suspended: false };
+  const argo = [...Object.keys(annotations).map((k) => `annotation ${k}`), ...Object.keys(labels).map((k) => `label ${k}`)].find((k) => k.includes('argocd.argoproj.io/'));
+  if (argo) return { tool: 'Argo CD', marker: argo, suspendable: false, suspended: false };
+  // Argo CD's default tracking label before 3.0; Helm sets the same label, but with managed-by Helm.
+  if (labels['app.kubernetes.io/instance'] && labels['app.kubernetes.io/managed-by'] !== 'Helm' && annotations['kubectl.kubernetes.io/last-applied-configuration']) {
+    return { tool: 'Argo CD', marker: `label app.kubernetes.io/instance=${labels['app.kubernetes.io/instance']} with a client-side apply record (Argo CD's tracking label before 3.0)`, suspendable: false, suspended: false };
+  }
+  return undefined;
+}
+
+/**
+ * A change of the pod template: images and env of named containers, pod annotations, or a whole
+ * template. Values of null remove an env variable or an annotation.
+ */
+export interface PodTemplateChange {
+  containers?: { name: string; image?: string; env?: { name: string; value: string | null }[] }[];
+  podAnnotations?: Record<string, string | null>;
+  /** A whole pod template ({ metadata, spec }) replacing the Deployment's; the other fields apply on top of it. */
+  template?: Record<string, unknown>;
+}
+
+/** A pod template as JSON (what the Kubernetes API takes). */
+export type PodTemplate = Record<string, unknown>;
 
 export interface ContainerImage {
   name: string;
@@ -44,6 +96,9 @@ export interface DeploymentState {
   /** Labels that select this Deployment's pods (a Service uses the same). */
   selector: Record<string, string>;
   annotations: Record<string, string>;
+  labels?: Record<string, string>;
+  /** Argo CD or Flux manages it (by its markers). */
+  gitops?: GitOpsMarker;
 }
 
 export interface ReplicaSetState {
@@ -135,20 +190,9 @@ function stateOf(d: k8s.V1Deployment): DeploymentState {
     paused: d.spec?.paused === true,
     selector: { ...(d.spec?.selector.matchLabels ?? {}) },
     annotations: { ...(d.metadata?.annotations ?? {}) },
+    labels: { ...(d.metadata?.labels ?? {}) },
+    gitops: gitopsMarker(d.metadata?.labels ?? {}, d.metadata?.annotations ?? {}),
   };
-}
-
-/** Key-sorted JSON, so two templates the server defaulted the same way compare equal. */
-function canonical(v: unknown): string {
-  if (Array.isArray(v)) return `[${v.map(canonical).join(',')}]`;
-  if (v && typeof v === 'object') {
-    return `{${Object.keys(v as object)
-      .filter((k) => (v as Record<string, unknown>)[k] !== undefined)
-      .sort()
-      .map((k) => `${JSON.stringify(k)}:${canonical((v as Record<string, unknown>)[k])}`)
-      .join(',')}}`;
-  }
-  return JSON.stringify(v);
 }
 
 function withoutHash(t: k8s.V1PodTemplateSpec): k8s.V1PodTemplateSpec {
@@ -157,8 +201,60 @@ function withoutHash(t: k8s.V1PodTemplateSpec): k8s.V1PodTemplateSpec {
   return copy;
 }
 
-const strategicMerge = k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.StrategicMergePatch);
-const jsonPatch = k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.JsonPatch);
+/**
+ * The pod template a change gives, from the Deployment's current one: a whole template first (its
+ * labels must still carry the selector's, or the Deployment could not own its pods), then images and
+ * env per container, then pod annotations. Returns the new template and what changed, line by line.
+ */
+export function applyTemplateChange(current: k8s.V1PodTemplateSpec, selector: Record<string, string>, change: PodTemplateChange): { template: k8s.V1PodTemplateSpec; changes: string[] } {
+  const base = withoutHash(current);
+  let t: k8s.V1PodTemplateSpec = change.template ? (JSON.parse(JSON.stringify(change.template)) as k8s.V1PodTemplateSpec) : JSON.parse(JSON.stringify(base));
+  const changes: string[] = [];
+  if (change.template) {
+    const labels = t.metadata?.labels ?? {};
+    const missing = Object.entries(selector).filter(([k, v]) => labels[k] !== v);
+    if (missing.length) throw failure('InvalidInput', `change.template: its labels must keep the Deployment's selector (${missing.map(([k, v]) => `${k}=${v}`).join(', ')}), or the Deployment would not own its pods`);
+    if (!t.spec?.containers?.length) throw failure('InvalidInput', 'change.template: spec.containers: a pod template needs at least one container');
+    if (canonical(t) !== canonical(base)) changes.push('the whole pod template is replaced');
+  }
+  const containers = t.spec?.containers ?? [];
+  for (const c of change.containers ?? []) {
+    const target = containers.find((x) => x.name === c.name);
+    if (!target) throw failure('InvalidInput', `container: the pod template has no container ${c.name}; it has ${containers.map((x) => x.name).join(', ')}`);
+    if (c.image !== undefined && target.image !== c.image) {
+      changes.push(`container ${c.name}: image ${target.image} -> ${c.image}`);
+      target.image = c.image;
+    }
+    for (const e of c.env ?? []) {
+      const env = (target.env ??= []);
+      const at = env.findIndex((x) => x.name === e.name);
+      if (e.value === null) {
+        if (at >= 0) {
+          env.splice(at, 1);
+          changes.push(`container ${c.name}: env ${e.name} removed`);
+        }
+      } else if (at < 0 || env[at].value !== e.value || env[at].valueFrom) {
+        if (at >= 0) env[at] = { name: e.name, value: e.value };
+        else env.push({ name: e.name, value: e.value });
+        changes.push(`container ${c.name}: env ${e.name} set`);
+      }
+    }
+  }
+  for (const [k, v] of Object.entries(change.podAnnotations ?? {})) {
+    const annotations = ((t.metadata ??= {}).annotations ??= {});
+    if (v === null) {
+      if (k in annotations) {
+        delete annotations[k];
+        changes.push(`pod annotation ${k} removed`);
+      }
+    } else if (annotations[k] !== v) {
+      annotations[k] = v;
+      changes.push(`pod annotation ${k} set`);
+    }
+  }
+  t = withoutHash(t);
+  return { template: t, changes: canonical(t) === canonical(base) ? [] : changes.length ? changes : ['the pod template changes'] };
+}
 
 function changeAnnotations(by: ChangeContext): Record<string, string> {
   return { [ANNOTATION_WORKFLOW]: by.workflowId, [ANNOTATION_STEP]: by.step.slice(0, 200) };
@@ -174,8 +270,8 @@ export interface AnalysisChecks {
 export interface MeasurementResult {
   name: string;
   kind: 'http' | 'prometheus' | 'pods';
-  /** passed: condition held; failed: condition broken; error: could not measure. */
-  phase: 'passed' | 'failed' | 'error';
+  /** passed: condition held; failed: condition broken; error: could not measure; inconclusive: measured, but there was no data. */
+  phase: 'passed' | 'failed' | 'error' | 'inconclusive';
   value?: number;
   detail: string;
 }
@@ -207,29 +303,23 @@ export function conditionHolds(value: number, text: string): boolean {
   }
 }
 
-export function createKubernetesActivities(opts: { environment: string; target: KubernetesTarget | undefined }) {
-  const { environment, target } = opts;
-  let clients: { apps: k8s.AppsV1Api; core: k8s.CoreV1Api } | undefined;
-  const api = () => {
-    if (!target) throw failure('InvalidInput', `environment ${environment} has no kubernetes: section in the config; add the kubeconfig, namespace and deployments`);
-    if (!clients) {
-      const kc = new k8s.KubeConfig();
-      if (target.kubeconfig) kc.loadFromFile(target.kubeconfig);
-      else kc.loadFromDefault();
-      if (target.context) kc.setCurrentContext(target.context);
-      clients = { apps: kc.makeApiClient(k8s.AppsV1Api), core: kc.makeApiClient(k8s.CoreV1Api) };
-    }
-    return clients;
-  };
-  const ns = () => target!.namespace;
-
-  const allowed = (name: string) => {
+/** Refuses a Deployment (or its canary) that the environment's kubernetes.deployments does not list. */
+export function deploymentGuard(api: () => unknown, target: KubernetesTarget | undefined): (name: string) => void {
+  return (name: string) => {
     if (!target) api();
     const base = name.endsWith('-canary') ? name.slice(0, -'-canary'.length) : name;
     if (target!.deployments.length > 0 && !target!.deployments.includes(base)) {
       throw failure('InvalidInput', `deployment: ${name} is not one of the Deployments this environment may change (kubernetes.deployments: ${target!.deployments.join(', ')})`);
     }
   };
+}
+
+export function createKubernetesActivities(opts: { environment: string; target: KubernetesTarget | undefined; api?: ReturnType<typeof lazyKubeApi> }) {
+  const { environment, target } = opts;
+  const api = opts.api ?? lazyKubeApi(environment, target);
+  const ns = () => target!.namespace;
+
+  const allowed = deploymentGuard(api, target);
 
   async function call<T>(what: string, fn: () => Promise<T>): Promise<T> {
     try {
@@ -310,6 +400,30 @@ export function createKubernetesActivities(opts: { environment: string; target: 
     return { changed: true, state: stateOf(patched) };
   }
 
+  /** Replaces a Deployment's pod template (and unpauses it when asked); a no-op when it already has it. */
+  async function setTemplate(name: string, template: PodTemplate | k8s.V1PodTemplateSpec, by: ChangeContext, resume = false): Promise<{ changed: boolean; state: DeploymentState }> {
+    allowed(name);
+    const d = await mustRead(name);
+    const wanted = withoutHash(template as k8s.V1PodTemplateSpec);
+    const same = canonical(withoutHash(d.spec!.template)) === canonical(wanted);
+    if (same && !(resume && d.spec?.paused)) return { changed: false, state: stateOf(d) };
+    const patched = await call(`replacing the pod template of deployment ${name}`, () =>
+      api().apps.patchNamespacedDeployment(
+        {
+          name,
+          namespace: ns(),
+          body: [
+            { op: 'replace', path: '/spec/template', value: wanted },
+            ...(resume ? [{ op: 'add', path: '/spec/paused', value: false }] : []),
+            { op: 'add', path: '/metadata/annotations', value: { ...(d.metadata?.annotations ?? {}), ...changeAnnotations(by) } },
+          ],
+        },
+        jsonPatch,
+      ),
+    );
+    return { changed: true, state: stateOf(patched) };
+  }
+
   async function scale(name: string, replicas: number, by: ChangeContext): Promise<{ changed: boolean; previous: number }> {
     allowed(name);
     const d = await mustRead(name);
@@ -323,11 +437,65 @@ export function createKubernetesActivities(opts: { environment: string; target: 
 
   const activities = {
     /** What the rollout runbooks need from config, checked against this worker's environment. */
-    async describeRolloutTarget(input: { environment?: string; deployment: string }): Promise<{ namespace: string; approvers: string[]; gate: KubernetesTarget['gate'] }> {
+    async describeRolloutTarget(input: { environment?: string; deployment: string }): Promise<{ namespace: string; approvers: string[]; gate: KubernetesTarget['gate']; autoscalerCheckEveryMs: number; gitops: { onManaged: 'refuse' | 'proceed' | 'suspend' } }> {
       checkServedEnvironment(input.environment, environment);
       api();
       allowed(input.deployment);
-      return { namespace: target!.namespace, approvers: target!.approvers, gate: target!.gate };
+      return { namespace: target!.namespace, approvers: target!.approvers, gate: target!.gate, autoscalerCheckEveryMs: target!.autoscalerCheckEveryMs ?? 30_000, gitops: target!.gitops ?? { onManaged: 'refuse' } };
+    },
+
+    /**
+     * The pod template a change gives from the Deployment's current one, and what changes, line by line
+     * (empty when the Deployment already has it). Nothing is written.
+     */
+    async planTemplateChange(input: { deployment: string; change: PodTemplateChange }): Promise<{ template: PodTemplate; changes: string[]; images: ContainerImage[] }> {
+      allowed(input.deployment);
+      const d = await mustRead(input.deployment);
+      const { template, changes } = applyTemplateChange(d.spec!.template, d.spec?.selector.matchLabels ?? {}, input.change);
+      return { template: template as PodTemplate, changes, images: imagesOf(template.spec) };
+    },
+
+    /** Replaces the Deployment's pod template (a JSON patch); a no-op when it already has it. */
+    async setDeploymentTemplate(input: { deployment: string; template: PodTemplate; by: ChangeContext }): Promise<{ changed: boolean; revision: number }> {
+      const r = await setTemplate(input.deployment, input.template, input.by);
+      return { changed: r.changed, revision: r.state.revision };
+    },
+
+    /** The live replica counts of the stable Deployment and its canary: what an autoscaler may have changed since. */
+    async readReplicas(input: { deployment: string }): Promise<{ stable: number; stableReady: number; canary: number; canaryReady: number; canaryExists: boolean }> {
+      const stable = await mustRead(input.deployment);
+      const canary = await read(`${input.deployment}-canary`);
+      return {
+        stable: stable.spec?.replicas ?? 1,
+        stableReady: stable.status?.readyReplicas ?? 0,
+        canary: canary ? (canary.spec?.replicas ?? 1) : 0,
+        canaryReady: canary?.status?.readyReplicas ?? 0,
+        canaryExists: canary !== undefined,
+      };
+    },
+
+    /**
+     * Suspends (Flux's reconcile: disabled) or resumes GitOps reconciliation of a Deployment for the time
+     * of a rollout; what was there before is kept on the object and put back on resume. Idempotent.
+     */
+    async setGitOpsReconcile(input: { deployment: string; suspend: boolean; by: ChangeContext }): Promise<{ changed: boolean; annotation: string | null }> {
+      allowed(input.deployment);
+      const d = await mustRead(input.deployment);
+      const a = d.metadata?.annotations ?? {};
+      const marker = gitopsMarker(d.metadata?.labels ?? {}, a);
+      if (marker && !marker.suspendable) throw failure('InvalidInput', `deployment ${input.deployment} is managed by ${marker.tool} (${marker.marker}), which has no per-object switch to suspend; set kubernetes.gitops.onManaged to proceed (with the tool told to ignore replicas and the pod template) or roll out through the GitOps repository`);
+      let annotations: Record<string, string | null>;
+      if (input.suspend) {
+        if (ANNOTATION_RECONCILE_WAS in a) return { changed: false, annotation: a[FLUX_RECONCILE] ?? null };
+        annotations = { [FLUX_RECONCILE]: 'disabled', [ANNOTATION_RECONCILE_WAS]: a[FLUX_RECONCILE] ?? '' };
+      } else {
+        if (!(ANNOTATION_RECONCILE_WAS in a)) return { changed: false, annotation: a[FLUX_RECONCILE] ?? null };
+        annotations = { [FLUX_RECONCILE]: a[ANNOTATION_RECONCILE_WAS] || null, [ANNOTATION_RECONCILE_WAS]: null };
+      }
+      await call(`${input.suspend ? 'suspending' : 'resuming'} GitOps reconciliation of deployment ${input.deployment}`, () =>
+        api().apps.patchNamespacedDeployment({ name: input.deployment, namespace: ns(), body: { metadata: { annotations: { ...annotations, ...changeAnnotations(input.by) } } } }, mergePatch),
+      );
+      return { changed: true, annotation: annotations[FLUX_RECONCILE] };
     },
 
     async readDeployment(input: { deployment: string }): Promise<DeploymentState> {
@@ -366,28 +534,38 @@ export function createKubernetesActivities(opts: { environment: string; target: 
      * carry the stable pod labels (so the same Service sends them traffic) plus a track label that keeps
      * the two Deployments' selectors apart.
      */
-    async ensureCanary(input: { deployment: string; images: ContainerImage[]; replicas: number; by: ChangeContext }): Promise<{ name: string; created: boolean; changed: boolean }> {
+    async ensureCanary(input: { deployment: string; images?: ContainerImage[]; template?: PodTemplate; replicas: number; stableReplicas?: number; by: ChangeContext }): Promise<{ name: string; created: boolean; changed: boolean }> {
       allowed(input.deployment);
       const stable = await mustRead(input.deployment);
       const name = `${input.deployment}-canary`;
       const existing = await read(name);
+      const canaryTemplate = (t: k8s.V1PodTemplateSpec): k8s.V1PodTemplateSpec => {
+        const copy = withoutHash(t);
+        copy.metadata = { ...copy.metadata, labels: { ...(copy.metadata?.labels ?? {}), [LABEL_TRACK]: 'canary' } };
+        return copy;
+      };
       if (existing) {
-        const imagesChanged = (await setImages(name, input.images, input.by)).changed;
+        const templateChanged = input.template ? (await setTemplate(name, canaryTemplate(input.template as k8s.V1PodTemplateSpec), input.by)).changed : (await setImages(name, input.images ?? [], input.by)).changed;
         const scaled = (await scale(name, input.replicas, input.by)).changed;
-        return { name, created: false, changed: imagesChanged || scaled };
+        // The stable Deployment's full size when the canary goes (a rollback reads it): kept current as an autoscaler moves it.
+        if (input.stableReplicas !== undefined && existing.metadata?.annotations?.[ANNOTATION_STABLE_REPLICAS] !== String(input.stableReplicas)) {
+          await call(`annotating deployment ${name}`, () => api().apps.patchNamespacedDeployment({ name, namespace: ns(), body: { metadata: { annotations: { [ANNOTATION_STABLE_REPLICAS]: String(input.stableReplicas) } } } }, mergePatch));
+        }
+        return { name, created: false, changed: templateChanged || scaled };
       }
-      const template = withoutHash(stable.spec!.template);
-      template.metadata = { ...template.metadata, labels: { ...(template.metadata?.labels ?? {}), [LABEL_TRACK]: 'canary' } };
-      for (const c of template.spec?.containers ?? []) {
-        const img = input.images.find((i) => i.name === c.name);
-        if (img) c.image = img.image;
+      const template = canaryTemplate(input.template ? (input.template as k8s.V1PodTemplateSpec) : stable.spec!.template);
+      if (!input.template) {
+        for (const c of template.spec?.containers ?? []) {
+          const img = (input.images ?? []).find((i) => i.name === c.name);
+          if (img) c.image = img.image;
+        }
       }
       const body: k8s.V1Deployment = {
         metadata: {
           name,
           namespace: ns(),
           labels: { ...(stable.metadata?.labels ?? {}), [LABEL_TRACK]: 'canary' },
-          annotations: { ...changeAnnotations(input.by), 'runbook.dev/canary-of': input.deployment, [ANNOTATION_STABLE_REPLICAS]: String(stable.spec?.replicas ?? 1) },
+          annotations: { ...changeAnnotations(input.by), 'runbook.dev/canary-of': input.deployment, [ANNOTATION_STABLE_REPLICAS]: String(input.stableReplicas ?? stable.spec?.replicas ?? 1) },
         },
         spec: {
           replicas: input.replicas,
@@ -510,11 +688,12 @@ export function createKubernetesActivities(opts: { environment: string; target: 
      * until at least `untilUpdated` pods of the new revision are ready, then pauses the Deployment there
      * unless that is all of them. The controller may have started one more pod by the time it pauses.
      */
-    async rollForward(input: { deployment: string; images: ContainerImage[]; untilUpdated: number; timeoutMs: number; maxRestarts?: number; by: ChangeContext }): Promise<{ updated: number; ready: number; replicas: number; paused: boolean }> {
+    async rollForward(input: { deployment: string; images?: ContainerImage[]; template?: PodTemplate; untilUpdated: number; timeoutMs: number; maxRestarts?: number; by: ChangeContext }): Promise<{ updated: number; ready: number; replicas: number; paused: boolean }> {
       const hb = heartbeater();
       const started = Date.now();
       try {
-        await setImages(input.deployment, input.images, input.by, true);
+        if (input.template) await setTemplate(input.deployment, input.template, input.by, true);
+        else await setImages(input.deployment, input.images ?? [], input.by, true);
         for (;;) {
           const d = await mustRead(input.deployment);
           const s = stateOf(d);
@@ -535,7 +714,8 @@ export function createKubernetesActivities(opts: { environment: string; target: 
           const crashing = (await pods(input.deployment)).filter((p) => !p.ready && p.restarts >= (input.maxRestarts ?? 3) && p.images.every((img) => s.containers.some((c) => c.image === img)));
           if (crashing.length > 0) throw failure('RolloutFailed', `deployment ${s.name}: new pods keep restarting (${crashing.map((p) => `${p.name}: ${p.restarts} restarts`).join(', ')})`, s);
           if (Date.now() - started > input.timeoutMs) throw failure('RolloutFailed', `deployment ${s.name}: ${newReady} of the ${input.untilUpdated} new pods ready after ${Math.round(input.timeoutMs / 1000)} s`, s);
-          await new Promise((r) => setTimeout(r, 500));
+          // Short polls while a pause is due: the controller's next batch does not wait for us.
+          await new Promise((r) => setTimeout(r, input.untilUpdated < s.replicas ? 150 : 500));
           if (hb.signal.aborted) throw Context.current().cancellationSignal.reason ?? new Error('cancelled');
         }
       } finally {
@@ -543,8 +723,12 @@ export function createKubernetesActivities(opts: { environment: string; target: 
       }
     },
 
-    /** One measurement of every check of an analysis. */
-    async measureAnalysis(input: { checks: AnalysisChecks }): Promise<MeasurementResult[]> {
+    /**
+     * One measurement of every check of an analysis. A Prometheus query answering several series passes
+     * only when every series meets the condition. A query answering no series is an error, or with
+     * noData: inconclusive, inconclusive (there is nothing to judge, which is not a failure).
+     */
+    async measureAnalysis(input: { checks: AnalysisChecks; noData?: 'error' | 'inconclusive' }): Promise<MeasurementResult[]> {
       const results: MeasurementResult[] = [];
       for (const h of input.checks.http ?? []) {
         const name = h.name ?? `http ${h.url}`;
@@ -568,14 +752,21 @@ export function createKubernetesActivities(opts: { environment: string; target: 
           const body = (await res.json()) as { status: string; error?: string; data?: { resultType: string; result: unknown } };
           if (body.status !== 'success') throw new Error(body.error ?? `HTTP ${res.status}`);
           const r = body.data?.result;
-          const sample = body.data?.resultType === 'scalar' ? (r as [number, string]) : (r as { value: [number, string] }[])?.[0]?.value;
-          if (!sample) {
-            results.push({ name, kind: 'prometheus', phase: 'error', detail: 'the query returned no sample' });
+          const series: { labels: string; value: number }[] =
+            body.data?.resultType === 'scalar'
+              ? [{ labels: '', value: Number((r as [number, string])[1]) }]
+              : ((r as { metric?: Record<string, string>; value: [number, string] }[]) ?? []).map((x) => ({
+                  labels: Object.entries(x.metric ?? {}).map(([k, v]) => `${k}="${v}"`).join(','),
+                  value: Number(x.value[1]),
+                }));
+          if (series.length === 0) {
+            results.push({ name, kind: 'prometheus', phase: input.noData === 'inconclusive' ? 'inconclusive' : 'error', detail: 'the query returned no sample' });
             continue;
           }
-          const value = Number(sample[1]);
-          const ok = Number.isFinite(value) && conditionHolds(value, q.successCondition);
-          results.push({ name, kind: 'prometheus', phase: ok ? 'passed' : 'failed', value, detail: `${value} ${ok ? 'meets' : 'breaks'} "${q.successCondition}"` });
+          const breaking = series.find((x) => !(Number.isFinite(x.value) && conditionHolds(x.value, q.successCondition)));
+          const shown = breaking ?? series[0];
+          const of = series.length > 1 ? ` (${breaking ? `series {${shown.labels}} of ${series.length}` : `all ${series.length} series`})` : '';
+          results.push({ name, kind: 'prometheus', phase: breaking ? 'failed' : 'passed', value: shown.value, detail: `${shown.value} ${breaking ? 'breaks' : 'meets'} "${q.successCondition}"${of}` });
         } catch (err) {
           results.push({ name, kind: 'prometheus', phase: 'error', detail: `query failed: ${(err as Error).message}` });
         }

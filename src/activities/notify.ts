@@ -16,6 +16,8 @@ export function approveCommand(e: NotificationEvent): string | undefined {
   if (e.runbook === 'drDrill') return `runbook ${env} drill approve ${e.workflowId} --key YOUR_KEY`;
   if (e.runbook === 'goLive') return `runbook ${env} golive approve ${e.workflowId} --key YOUR_KEY`;
   if (e.runbook === 'rollout') return `runbook ${env} rollout approve ${e.workflowId.replace(`rollout-${e.environment}-`, '')} --key YOUR_KEY`;
+  if (e.runbook === 'release') return `runbook ${env} release approve ${e.workflowId.replace(`release-${e.environment}-`, '')} --key YOUR_KEY`;
+  if (e.runbook === 'promotion') return `runbook promotion approve ${e.workflowId.replace(/^promotion-/, '')} --key YOUR_KEY`;
   return undefined;
 }
 

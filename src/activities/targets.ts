@@ -16,6 +16,8 @@ export interface TargetHolder {
   runId: string;
   runbook: string;
   since: string;
+  /** The holder is the asking run's parent, grandparent or further up: the asker acts under its hold. */
+  ancestor?: boolean;
 }
 
 /**
@@ -35,7 +37,7 @@ export function createTargetActivities(deps: { loaded: LoadedConfig; environment
       return { onBusy: own.onBusyTarget ?? base.onBusyTarget ?? 'wait', waitUpToMs: own.busyTargetWait ?? base.busyTargetWait ?? 15 * 60_000, freezes };
     },
 
-    async describeTargetHolder(input: { guardWorkflowId: string }): Promise<TargetHolder | null> {
+    async describeTargetHolder(input: { guardWorkflowId: string; requester?: { workflowId: string; runId: string } }): Promise<TargetHolder | null> {
       const client = await deps.client();
       try {
         const guard = await client.workflow.getHandle(input.guardWorkflowId).describe();
@@ -44,7 +46,15 @@ export function createTargetActivities(deps: { loaded: LoadedConfig; environment
         // A guard started by hand (an operator holding a target during maintenance) is its own holder.
         if (!parentId) return { workflowId: guard.workflowId, runId: guard.runId, runbook: 'targetGuard (started by hand)', since: guard.startTime.toISOString() };
         const parent = await client.workflow.getHandle(parentId, guard.parentExecution?.runId ?? undefined).describe();
-        return { workflowId: parent.workflowId, runId: parent.runId, runbook: parent.type, since: guard.startTime.toISOString() };
+        // A release holds its Deployment; its rollout and that rollout's rollback act under the hold: walk up from the asker.
+        let ancestor = false;
+        let at = input.requester && (await client.workflow.getHandle(input.requester.workflowId, input.requester.runId).describe());
+        for (let depth = 0; at?.parentExecution && depth < 8 && !ancestor; depth++) {
+          const up = at.parentExecution;
+          ancestor = up.workflowId === parent.workflowId && up.runId === parent.runId;
+          at = ancestor ? undefined : await client.workflow.getHandle(String(up.workflowId), up.runId ?? undefined).describe();
+        }
+        return { workflowId: parent.workflowId, runId: parent.runId, runbook: parent.type, since: guard.startTime.toISOString(), ancestor };
       } catch (err) {
         if ((err as Error).name === 'WorkflowNotFoundError') return null;
         throw err;

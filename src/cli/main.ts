@@ -11,6 +11,8 @@ import { registerEvidence } from './evidence';
 import { registerLoadTest } from './loadtest';
 import { registerGoLive } from './golive';
 import { registerRollout } from './rollout';
+import { registerRelease } from './release';
+import { registerPromotion } from './promotion';
 import { registerSchedule } from './schedule';
 import { registerSmoke } from './smoke';
 import { registerStack } from './stack';
@@ -36,6 +38,8 @@ export function buildProgram(): Command {
   registerBackup(program, globals);
   registerDrill(program, globals);
   registerRollout(program, globals);
+  registerRelease(program, globals);
+  registerPromotion(program, globals);
   registerSchedule(program, globals);
   registerDemo(program, globals);
   registerCodecServer(program, globals);

@@ -4,7 +4,8 @@ import { ApplicationFailure } from '@temporalio/common';
 import { readFileSync } from 'node:fs';
 import { parse } from 'yaml';
 import { parseDuration } from '../config/duration';
-import type { AnalysisSpec } from '../workflows/lib/analysis';
+import type { AnalysisSpec, CompareSpec } from '../workflows/lib/analysis';
+import type { PodTemplateChange } from '../activities/kubernetes';
 import { RollbackResult, validateRollbackInput } from '../workflows/rollback';
 import { abortUpdate, describeStep, promoteUpdate, RolloutInput, RolloutResult, RolloutStatus, rolloutStatusQuery, RolloutStep, validateRolloutInput } from '../workflows/rollout';
 import { ConnectedClient, failureMessage, startRunbook } from './client';
@@ -37,21 +38,27 @@ export function parseSteps(spec: string): RolloutStep[] {
       return { pause: { durationSeconds: Math.round(ms / 1000) } };
     }
     if (part === 'analysis') return { analysis: {} };
-    throw new UsageError(`--steps: step ${i + 1} is ${shown(part)}; expected a weight (25), pause, pause:<duration> or analysis, separated by commas`);
+    if (part === 'compare') return { compare: {} };
+    throw new UsageError(`--steps: step ${i + 1} is ${shown(part)}; expected a weight (25), pause, pause:<duration>, analysis or compare, separated by commas`);
   });
 }
 
-export function readAnalysis(file: string): AnalysisSpec {
+export function readAnalysis(file: string, flag = '--analysis'): AnalysisSpec {
+  return readYamlFile<AnalysisSpec>(file, flag);
+}
+
+/** A YAML or JSON file an option names (an analysis, a comparison, a pod-template change). */
+export function readYamlFile<T>(file: string, flag: string): T {
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
   } catch (err) {
-    throw new UsageError(`--analysis: cannot read ${shown(file)}: ${(err as Error).message}`);
+    throw new UsageError(`${flag}: cannot read ${shown(file)}: ${(err as Error).message}`);
   }
   try {
-    return parse(text) as AnalysisSpec;
+    return parse(text) as T;
   } catch (err) {
-    throw new UsageError(`--analysis: ${shown(file)} is not YAML or JSON: ${(err as Error).message}`);
+    throw new UsageError(`${flag}: ${shown(file)} is not YAML or JSON: ${(err as Error).message}`);
   }
 }
 
@@ -102,6 +109,17 @@ export function renderStatus(s: RolloutStatus, workflowId: string): string {
     lines.push(`  analysis '${a.name}': ${a.reason ?? (a.passed ? 'passed' : `${Object.values(a.failures).reduce((x, y) => x + y, 0)} failed measurement(s) so far`)}`);
     for (const r of last?.results ?? []) lines.push(`    ${r.phase.padEnd(6)} ${r.name}: ${r.detail}`);
   }
+  if (s.background) lines.push(`  background analysis: ${s.background.measurements.length ? `${Object.values(s.background.failures).reduce((x, y) => x + y, 0)} failed, ${Object.values(s.background.inconclusive ?? {}).reduce((x, y) => x + y, 0)} without data` : 'not measured yet'}`);
+  for (const j of s.comparisons ?? []) {
+    lines.push(`  comparison at step ${j.step}: ${j.verdict}${j.score !== undefined ? ` (score ${j.score})` : ''}: ${j.reason}`);
+    for (const m of j.metrics) lines.push(`    ${m.result.padEnd(6)} ${m.name}: ${m.reason}`);
+  }
+  if (s.autoscaler) {
+    const a = s.autoscaler;
+    lines.push(`  autoscaler ${a.name}: ${a.original.minReplicas}-${a.original.maxReplicas}${a.bounds ? `, held at ${a.bounds.minReplicas}-${a.bounds.maxReplicas} for the stable share` : ''}${a.restored ? ', restored' : ''}; the canary followed it ${a.follows.length} time(s)`);
+  }
+  if (s.gitops) lines.push(`  managed by ${s.gitops.tool} (${s.gitops.marker}); policy ${s.gitops.policy}`);
+  if (s.rollback) lines.push(`  rollback ${s.rollback.workflowId}${s.rollback.error ? `: FAILED ${s.rollback.error}` : s.rollback.verified !== undefined ? `: verified ${s.rollback.verified ?? 'without analysis'}` : ''}`);
   if (s.promotedFull) lines.push(`  promoted in full by ${s.promotedFull.by} at ${s.promotedFull.at}`);
   return lines.join('\n');
 }
@@ -166,18 +184,21 @@ export function registerRollout(program: Command, globals: () => GlobalOptions):
   rollout
     .command('start <deployment>')
     .description('start a rollout; it pauses at each pause step until an approver promotes it')
-    .requiredOption('--image <image>', 'the new image, with a tag or digest (registry/app:1.2.3)')
+    .option('--image <image>', 'the new image, with a tag or digest (registry/app:1.2.3)')
     .option('--container <name>', 'which container gets the image (default: the first)')
+    .option('--change <file>', 'any other pod-template change (YAML or JSON): containers [{ name, image, env }], podAnnotations, or a whole template')
     .option('--strategy <strategy>', 'canary (a <name>-canary Deployment stepped through weights) or rolling (the Deployment itself, in batches)', 'canary')
-    .option('--steps <spec>', 'comma-separated steps: a weight (25), pause (wait for approval), pause:<duration> (bake), analysis; default 25,pause,50,pause for canary, pause for rolling')
-    .option('--analysis <file>', 'analysis template (YAML or JSON): intervalSeconds, count, failureLimit, http, prometheus, pods')
+    .option('--steps <spec>', 'comma-separated steps: a weight (25), pause (wait for approval), pause:<duration> (bake), analysis, compare; default 25,pause,50,pause for canary, pause for rolling')
+    .option('--analysis <file>', 'analysis template (YAML or JSON): intervalSeconds, count, failureLimit, inconclusiveLimit, http, prometheus, pods')
+    .option('--background-analysis <file>', 'an analysis measured all through every pause and bake; a failure rolls back at once')
+    .option('--comparison <file>', 'canary-versus-stable comparison for compare steps: metrics [{ name, address, query with {{track}} }], windowSeconds, minSamples, thresholds')
     .option('--health-timeout <duration>', 'how long each change may take to become healthy', '5m')
     .option('--gate-timeout <duration>', 'how long a pause waits for approval (default: kubernetes.rollout.gateTimeout from config)')
     .option('--on-gate-timeout <policy>', 'rollback or remind (default: kubernetes.rollout.onGateTimeout from config)')
     .option('--wait', 'wait for the rollout to finish, showing progress (exit 0 only if promoted)')
     .option('--key <file>', 'your SSH key that signs the start (default: $RUNBOOK_SIGNING_KEY, then signing.key in the config)')
     .option('--by <principal>', "the principal your key is listed for (default: the allowed signers' entry for the key)")
-    .action(async (dep: string, opts: { image: string; container?: string; strategy: string; steps?: string; analysis?: string; healthTimeout: string; gateTimeout?: string; onGateTimeout?: string; wait?: boolean; key?: string; by?: string }) => {
+    .action(async (dep: string, opts: { image?: string; container?: string; change?: string; strategy: string; steps?: string; analysis?: string; backgroundAnalysis?: string; comparison?: string; healthTimeout: string; gateTimeout?: string; onGateTimeout?: string; wait?: boolean; key?: string; by?: string }) => {
       const deployment = parseDeployment(dep);
       const seconds = (flag: string, v: string | undefined) => {
         if (v === undefined) return undefined;
@@ -189,15 +210,19 @@ export function registerRollout(program: Command, globals: () => GlobalOptions):
       if (opts.onGateTimeout !== undefined && opts.onGateTimeout !== 'rollback' && opts.onGateTimeout !== 'remind') throw new UsageError(`--on-gate-timeout: expected rollback or remind, found ${shown(opts.onGateTimeout)}`);
       const steps = opts.steps ? parseSteps(opts.steps) : undefined;
       const analysis = opts.analysis ? readAnalysis(opts.analysis) : undefined;
+      if (opts.image === undefined && opts.change === undefined) throw new UsageError('--image: give the new image (--image registry/app:1.2.3), or another change of the pod template (--change FILE)');
       await run(async (c, g) => {
         const input: RolloutInput = {
           environment: c.environment,
           deployment,
           image: opts.image,
           container: opts.container,
+          change: opts.change ? readYamlFile<PodTemplateChange>(opts.change, '--change') : undefined,
           strategy: opts.strategy as 'canary' | 'rolling',
           steps,
           analysis,
+          backgroundAnalysis: opts.backgroundAnalysis ? readAnalysis(opts.backgroundAnalysis, '--background-analysis') : undefined,
+          comparison: opts.comparison ? readYamlFile<CompareSpec>(opts.comparison, '--comparison') : undefined,
           healthTimeoutSeconds: seconds('--health-timeout', opts.healthTimeout),
           gateTimeoutSeconds: seconds('--gate-timeout', opts.gateTimeout),
           onGateTimeout: opts.onGateTimeout as 'rollback' | 'remind' | undefined,

@@ -4,6 +4,7 @@ import { isSecretRef, SecretRef } from './secrets';
 import { loadTestSchema } from './loadTest';
 import { parseAllowedSigners } from '../identity/allowedSigners';
 import { JWT_ALGORITHMS, jwksUrlProblem } from '../codec/jwt';
+import { gitopsSchema, promotionSchema, releaseSchema } from './releases';
 
 /** A duration written as text ("15m", "1h30m", "90d"), held in milliseconds. */
 const duration = z.string().transform((text, ctx) => {
@@ -560,9 +561,13 @@ const kubernetesSchema = z
         gateTimeout: duration.prefault('4h'),
         onGateTimeout: z.enum(['rollback', 'remind'], { error: 'expected rollback (undo the rollout) or remind (keep waiting, reminding every remindEvery)' }).default('remind'),
         remindEvery: duration.prefault('30m'),
+        /** With a HorizontalPodAutoscaler on the Deployment: how often a canary's share follows the autoscaler's count during pauses. */
+        autoscalerCheckEvery: duration.prefault('30s'),
       })
       .strict()
       .prefault({}),
+    /** Deployments managed by Argo CD or Flux: refuse (default), proceed, or suspend Flux reconciliation during a rollout. */
+    gitops: gitopsSchema.prefault({}),
   })
   .strict();
 
@@ -637,7 +642,7 @@ const freezeSchema = z
     from: z.iso.datetime({ offset: true, error: 'expected an ISO 8601 time such as 2026-12-20T00:00:00Z' }),
     to: z.iso.datetime({ offset: true, error: 'expected an ISO 8601 time such as 2027-01-04T00:00:00Z' }),
     action: z.enum(['refuse', 'gate'], { error: 'expected refuse (runs are refused) or gate (runs need an extra approval gate)' }).default('refuse'),
-    runbooks: z.array(z.enum(['drDrill', 'rollout', 'rollback', 'goLive', 'backupDatabase'])).default(['drDrill', 'rollout', 'rollback', 'goLive']),
+    runbooks: z.array(z.enum(['drDrill', 'rollout', 'rollback', 'goLive', 'backupDatabase', 'release', 'promotion'])).default(['drDrill', 'rollout', 'rollback', 'goLive', 'release', 'promotion']),
   })
   .strict()
   .refine((f) => Date.parse(f.from) < Date.parse(f.to), { message: 'from must be before to', path: ['to'] });
@@ -716,6 +721,8 @@ const environmentSchema = z
     policies: z.record(runbookKey, policySchema).prefault({}),
     freezes: z.array(freezeSchema).default([]),
     notifications: notificationsSchema.optional(),
+    /** Releases per Deployment: the migration Job, the database policy on failure, the watch window (the release runbook). */
+    releases: z.record(k8sName, releaseSchema).prefault({}),
   })
   .strict()
   .superRefine((env, ctx) => {
@@ -733,6 +740,14 @@ const environmentSchema = z
         path: ['databases', own, 'topology'],
         message: `database '${own}' holds the persistence of this environment's own Temporal, so a drill of it cannot run here: remove topology, and drill it from an environment whose temporal: is another (ops) Temporal`,
       });
+      }
+    for (const [deployment, r] of Object.entries(env.releases)) {
+      if (!(r.database in env.databases)) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['releases', deployment, 'database'], message: `names database '${r.database}', which is not defined under databases (defined: ${Object.keys(env.databases).join(', ') || 'none'})` });
+      if (!env.backups) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['releases', deployment], message: 'a release backs its database up first: add a backups: section' });
+      if (!env.kubernetes) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['releases', deployment], message: 'a release rolls out a Deployment: add a kubernetes: section' });
+      else if (env.kubernetes.deployments.length > 0 && !env.kubernetes.deployments.includes(deployment)) {
+        ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['releases', deployment], message: `${deployment} is not one of kubernetes.deployments (${env.kubernetes.deployments.join(', ')}), which the runbooks may change` });
+      }
     }
     for (const [runbook, p] of Object.entries(env.policies)) {
       const approvers = env.approvers[runbook] ?? env.approvers.default ?? [];
@@ -787,7 +802,7 @@ const workerSchema = z
   })
   .strict();
 
-export const RUNBOOK_NAMES = ['smokeTest', 'backupDatabase', 'verifyBackup', 'restoreCanary', 'drDrill', 'rollout', 'rollback', 'goLive', 'readinessAudit', 'loadTest', 'backupTemporalConfig', 'verifyTemporalConfig'] as const;
+export const RUNBOOK_NAMES = ['smokeTest', 'backupDatabase', 'verifyBackup', 'restoreCanary', 'drDrill', 'rollout', 'rollback', 'goLive', 'readinessAudit', 'loadTest', 'backupTemporalConfig', 'verifyTemporalConfig', 'release', 'promotion'] as const;
 
 /** A calendar field: a number, a list, or a range written "1-7". */
 const calendarField = (min: number, max: number) =>
@@ -845,9 +860,29 @@ export const configSchema = z
     }),
     worker: workerSchema.prefault({}),
     schedules: z.array(scheduleSchema).default([]),
+    /** Releases or rollouts promoted across environments in order (the promotion runbook). */
+    promotions: z.record(z.string().regex(/^[a-z0-9][a-z0-9-]{0,40}$/, 'expected a promotion name of lower-case letters, digits and -'), promotionSchema).prefault({}),
   })
   .strict()
   .superRefine((config, ctx) => {
+    for (const [name, p] of Object.entries(config.promotions)) {
+      const first = config.environments[p.stages[0].environment]?.temporal;
+      const queues = new Map<string, string>();
+      p.stages.forEach((stage, i) => {
+        const path = ['promotions', name, 'stages', i, 'environment'];
+        const env = config.environments[stage.environment];
+        if (!env) return ctx.addIssue({ code: z.ZodIssueCode.custom, path, message: `unknown environment '${stage.environment}'; defined: ${Object.keys(config.environments).join(', ')}` });
+        if (!env.kubernetes) ctx.addIssue({ code: z.ZodIssueCode.custom, path, message: `${stage.environment} has no kubernetes: section to roll ${p.deployment} out to` });
+        if (p.runbook === 'release' && !env.releases[p.deployment]) ctx.addIssue({ code: z.ZodIssueCode.custom, path, message: `${stage.environment} has no releases.${p.deployment} to run` });
+        // Each environment's run is a child workflow on that environment's task queue: one namespace, distinct queues.
+        if (first && (env.temporal.address !== first.address || env.temporal.namespace !== first.namespace)) {
+          ctx.addIssue({ code: z.ZodIssueCode.custom, path, message: `${stage.environment} uses Temporal ${env.temporal.address}/${env.temporal.namespace}, ${p.stages[0].environment} ${first.address}/${first.namespace}: a promotion runs its environments' runs as child workflows, so they share one Temporal namespace` });
+        }
+        const other = queues.get(env.temporal.taskQueues.critical);
+        if (other) ctx.addIssue({ code: z.ZodIssueCode.custom, path, message: `${stage.environment} and ${other} share the task queue ${env.temporal.taskQueues.critical}: give each environment its own temporal.taskQueues, so each run reaches that environment's workers` });
+        queues.set(env.temporal.taskQueues.critical, stage.environment);
+      });
+    }
     const known = Object.keys(config.environments);
     const unknownEnv = (name: string, path: (string | number)[]) =>
       ctx.addIssue({ code: z.ZodIssueCode.custom, path, message: `unknown environment '${name}'; defined: ${known.join(', ')}` });

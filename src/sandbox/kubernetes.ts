@@ -14,7 +14,8 @@ const run = promisify(execFile);
  * The Kubernetes test control plane: etcd, kube-apiserver, kube-controller-manager and kube-scheduler
  * built from the Kubernetes Go modules (scripts/k8s/build), and kwok playing the kubelet for fake
  * nodes. Deployments, ReplicaSets, rollout status and the scheduler are the real ones; only the
- * nodes and the containers on them are simulated (see src/sandbox/kwok-stages.yaml).
+ * nodes and the containers on them are simulated (see src/sandbox/kwok-stages.yaml), except the pods of
+ * Jobs, whose commands src/sandbox/jobRunner.ts runs as local processes.
  */
 export interface KubernetesInfo {
   dir: string;
@@ -23,7 +24,7 @@ export interface KubernetesInfo {
   /** Admin kubeconfig (system:masters client certificate). */
   kubeconfig: string;
   nodes: string[];
-  pids: { etcd: number; apiserver: number; controllerManager: number; scheduler: number; kwok: number };
+  pids: { etcd: number; apiserver: number; controllerManager: number; scheduler: number; kwok: number; jobRunner: number };
   logDir: string;
   versions: Record<string, string>;
 }
@@ -97,7 +98,7 @@ function kubeconfig(path: string, server: string, ca: string, client: CertFiles,
 }
 
 /** One HTTPS request with the admin client certificate; resolves with status and body. */
-function apiRequest(info: Pick<KubernetesInfo, 'server' | 'dir'>, method: 'GET' | 'POST', path: string, body?: unknown, timeoutMs = 3000): Promise<{ status: number; body: string }> {
+export function apiRequest(info: Pick<KubernetesInfo, 'server' | 'dir'>, method: 'GET' | 'POST' | 'PATCH', path: string, body?: unknown, timeoutMs = 3000, contentType = 'application/json'): Promise<{ status: number; body: string }> {
   const pki = join(info.dir, 'pki');
   return new Promise((resolvePromise, reject) => {
     const req = request(
@@ -107,7 +108,7 @@ function apiRequest(info: Pick<KubernetesInfo, 'server' | 'dir'>, method: 'GET' 
         ca: readFileSync(join(pki, 'ca.pem')),
         cert: readFileSync(join(pki, 'admin.pem')),
         key: readFileSync(join(pki, 'admin.key')),
-        headers: body === undefined ? {} : { 'content-type': 'application/json' },
+        headers: body === undefined ? {} : { 'content-type': contentType },
         timeout: timeoutMs,
       },
       (res) => {
@@ -285,6 +286,10 @@ export async function startKubernetes(opts: KubernetesOptions): Promise<Kubernet
     ], join(logDir, 'kwok.log'));
     pids.kwok = kwokProc.pid;
 
+    // kwok leaves the pods of Jobs alone: this runs their commands for real (see jobRunner.ts).
+    const runner = spawnService('job-runner', process.execPath, ['--import', 'tsx', join(__dirname, 'jobRunner.ts'), '--cluster-dir', dir, '--server', server, '--dir', join(dir, 'jobs')], join(logDir, 'job-runner.log'), { cwd: projectRoot });
+    pids.jobRunner = runner.pid;
+
     const names = info().nodes;
     for (const [i, name] of names.entries()) await createNode(info(), name, `10.0.${i + 1}.1`);
 
@@ -304,7 +309,7 @@ export async function startKubernetes(opts: KubernetesOptions): Promise<Kubernet
       async () => (await apiGet(info(), '/api/v1/namespaces/default/serviceaccounts/default')).status === 200,
       { timeoutMs: 60_000, pid: cm.pid, logFile: cm.logFile, intervalMs: 250 },
     );
-    for (const [name, pid] of [['kube-scheduler', sched.pid], ['kube-controller-manager', cm.pid]] as const) {
+    for (const [name, pid] of [['kube-scheduler', sched.pid], ['kube-controller-manager', cm.pid], ['job-runner', runner.pid]] as const) {
       if (!groupAlive(pid)) throw new Error(`${name} exited during start-up; see ${join(logDir, `${name}.log`)}`);
     }
     return info();
@@ -317,7 +322,7 @@ export async function startKubernetes(opts: KubernetesOptions): Promise<Kubernet
 /** Stops the control plane: kwok and the controllers first, the API server, then etcd. Safe to call twice. */
 export async function stopKubernetes(info: Pick<KubernetesInfo, 'pids'>): Promise<void> {
   const p = info.pids;
-  await Promise.all([p.kwok, p.scheduler, p.controllerManager].filter((x): x is number => x !== undefined).map((pid) => stopService(pid)));
+  await Promise.all([p.jobRunner, p.kwok, p.scheduler, p.controllerManager].filter((x): x is number => x !== undefined).map((pid) => stopService(pid)));
   if (p.apiserver !== undefined) await stopService(p.apiserver);
   if (p.etcd !== undefined) await stopService(p.etcd);
 }

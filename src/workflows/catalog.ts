@@ -16,6 +16,8 @@ export const RUNBOOK_DEFAULT_QUEUE = {
   loadTest: 'batch',
   backupTemporalConfig: 'batch',
   verifyTemporalConfig: 'batch',
+  release: 'critical',
+  promotion: 'critical',
 } as const satisfies Record<string, 'critical' | 'standard' | 'batch'>;
 
 export type ImplementedRunbook = keyof typeof RUNBOOK_DEFAULT_QUEUE;
@@ -37,6 +39,8 @@ export const RUNBOOK_TARGET_KIND = {
   loadTest: 'none',
   backupTemporalConfig: 'none',
   verifyTemporalConfig: 'none',
+  release: 'deployment',
+  promotion: 'none',
 } as const satisfies Record<ImplementedRunbook, 'database' | 'deployment' | 'none'>;
 
 /** The target of one run from its input: input.database or input.deployment, or undefined for environment-wide runbooks. */

@@ -62,7 +62,7 @@ export interface GoLiveWatch {
 }
 
 /** What go-live passes to its rollout (see RolloutInput), plus its own stages. */
-export type GoLiveInput = Pick<RolloutInput, 'environment' | 'deployment' | 'image' | 'container' | 'strategy' | 'steps' | 'analysis' | 'healthTimeoutSeconds' | 'start'> & GoLiveStages;
+export type GoLiveInput = Pick<RolloutInput, 'environment' | 'deployment' | 'container' | 'strategy' | 'steps' | 'analysis' | 'healthTimeoutSeconds' | 'start'> & { image: string } & GoLiveStages;
 
 export interface GoLiveStages {
   watch?: GoLiveWatch;

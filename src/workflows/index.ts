@@ -11,3 +11,5 @@ export { loadTest } from './loadTest';
 export { targetGuard } from './targetGuard';
 export { backupTemporalConfig } from './backupTemporalConfig';
 export { verifyTemporalConfig } from './verifyTemporalConfig';
+export { release } from './release';
+export { promotion } from './promotion';

@@ -1,14 +1,18 @@
-import { ApplicationFailure, proxyActivities, workflowInfo } from '@temporalio/workflow';
+import { ApplicationFailure, patched, proxyActivities, workflowInfo } from '@temporalio/workflow';
+import type { AutoscalerActivities } from '../activities/autoscaler';
 import type { ContainerImage, KubernetesActivities } from '../activities/kubernetes';
 import { AnalysisRun, AnalysisSpec, analysisProblems, hasChecks, runAnalysis } from './lib/analysis';
 import { ANALYSIS_MEASURE, K8S_CHANGE, K8S_READ, K8S_WAIT } from './lib/kubernetesOptions';
 import { describe, ENVIRONMENT_NAME, InputChecker } from './lib/input';
 import { acquireTarget } from './lib/exclusive';
 import { runRunbook, Timeline, TimelineSnapshot } from './lib/timeline';
-import { K8S_NAME } from './rollout';
+import { K8S_NAME } from './rolloutDefs';
 
-const read = proxyActivities<KubernetesActivities>(K8S_READ);
-const change = proxyActivities<KubernetesActivities>(K8S_CHANGE);
+/** Marker of the rollback that restores an autoscaler's bounds a rollout narrowed. */
+const RESTORES_AUTOSCALER = 'rollback-restores-autoscaler';
+
+const read = proxyActivities<KubernetesActivities & AutoscalerActivities>(K8S_READ);
+const change = proxyActivities<KubernetesActivities & AutoscalerActivities>(K8S_CHANGE);
 const wait = proxyActivities<KubernetesActivities>(K8S_WAIT);
 const measure = proxyActivities<KubernetesActivities>(ANALYSIS_MEASURE);
 
@@ -32,7 +36,11 @@ export interface RollbackResult {
   deployment: string;
   changed: boolean;
   from: { revision: number; images: ContainerImage[] };
-  to: { revision: number; images: ContainerImage[] };
+  to: { revision: number; images: ContainerImage[]; replicas?: number };
+  /** The canary of an interrupted rollout was found and removed. */
+  canaryRemoved?: boolean;
+  /** An autoscaler's bounds a rollout had narrowed, put back. */
+  autoscaler?: string;
   verified: boolean | null;
   analysis?: AnalysisRun;
   timeline: TimelineSnapshot;
@@ -95,6 +103,18 @@ export async function rollback(rawInput: RollbackInput): Promise<RollbackResult>
         if (stableReplicas > 0) evidence.scaled = await change.scaleDeployment({ deployment: input.deployment, replicas: stableReplicas, by });
       });
     }
+    let autoscaler: string | undefined;
+    if (patched(RESTORES_AUTOSCALER)) {
+      // A rollout narrows the autoscaler's bounds to the stable share and keeps the originals on it: put them back.
+      const hpa = await read.describeAutoscaler({ deployment: input.deployment });
+      if (hpa?.held) {
+        autoscaler = await timeline.step('restore the autoscaler', async (evidence) => {
+          const r = await change.restoreAutoscaler({ deployment: input.deployment, by });
+          Object.assign(evidence, { autoscaler: hpa.name, narrowed: `${hpa.minReplicas}-${hpa.maxReplicas}`, restored: r?.bounds ? `${r.bounds.minReplicas}-${r.bounds.maxReplicas}` : null, narrowedBy: hpa.held!.workflowId ?? null });
+          return `${hpa.name} back to ${r?.bounds?.minReplicas}-${r?.bounds?.maxReplicas}`;
+        });
+      }
+    }
     const after = await timeline.step('wait until healthy', async (evidence) => {
       const h = await wait.waitForRolloutHealthy({ deployment: input.deployment, timeoutMs: healthMs });
       Object.assign(evidence, { revision: h.revision, ready: h.ready, available: h.available, waitedMs: h.waitedMs });
@@ -114,7 +134,9 @@ export async function rollback(rawInput: RollbackInput): Promise<RollbackResult>
       deployment: input.deployment,
       changed: undo.changed,
       from: { revision: before.revision, images: before.containers },
-      to: { revision: after.revision, images: after.containers },
+      to: { revision: after.revision, images: after.containers, replicas: after.replicas },
+      canaryRemoved: canary.exists,
+      autoscaler,
       verified: analysis ? analysis.passed : null,
       analysis,
     };

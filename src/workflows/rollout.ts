@@ -2,199 +2,70 @@ import {
   ApplicationFailure,
   CancellationScope,
   condition,
-  defineQuery,
-  defineUpdate,
   isCancellation,
   log,
+  ParentClosePolicy,
+  patched,
   proxyActivities,
   proxySinks,
   setHandler,
+  sleep,
+  startChild,
+  uuid4,
   workflowInfo,
 } from '@temporalio/workflow';
-import type { ContainerImage, DeploymentState, KubernetesActivities } from '../activities/kubernetes';
-import { AnalysisRun, AnalysisSpec, analysisProblems, hasChecks, runAnalysis } from './lib/analysis';
+import type { AutoscalerActivities, AutoscalerState } from '../activities/autoscaler';
+import type { CanaryActivities } from '../activities/canaryAnalysis';
+import type { ContainerImage, DeploymentState, KubernetesActivities, PodTemplate, PodTemplateChange } from '../activities/kubernetes';
+import { AnalysisRun, AnalysisSpec, CompareSpec, hasChecks, runAnalysis } from './lib/analysis';
+import { causeText, childSearchAttributes, linked } from './lib/children';
 import { ANALYSIS_MEASURE, K8S_CHANGE, K8S_READ, K8S_WAIT } from './lib/kubernetesOptions';
-import { GateRecord, Gates, startFieldProblem } from './lib/gate';
+import { GateRecord, Gates } from './lib/gate';
 import { acquireTarget } from './lib/exclusive';
 import type { SignedAct } from '../identity/policy';
-import type { SignedStatement } from '../identity/statement';
-import { describe, ENVIRONMENT_NAME, InputChecker } from './lib/input';
 import type { RunbookSinks } from './lib/sinks';
-import { runRunbook, Timeline, TimelineSnapshot } from './lib/timeline';
+import { runRunbook, Timeline } from './lib/timeline';
+import { rolloutV1 } from './legacy/rolloutV1';
+import type { RollbackInput, RollbackResult } from './rollback';
+import {
+  abortUpdate,
+  defaultSteps,
+  describeStep,
+  mandatoryPauseProblem,
+  OperatorAction,
+  promoteUpdate,
+  ROLLOUT_V2_PATCH,
+  RolloutInput,
+  RolloutOutcome,
+  RolloutResult,
+  RolloutStatus,
+  rolloutStatusQuery,
+  RolloutStop,
+  splitReplicas,
+  validateRolloutInput,
+} from './rolloutDefs';
 
-const read = proxyActivities<KubernetesActivities>(K8S_READ);
-const change = proxyActivities<KubernetesActivities>(K8S_CHANGE);
-const wait = proxyActivities<KubernetesActivities>(K8S_WAIT);
-const measure = proxyActivities<KubernetesActivities>(ANALYSIS_MEASURE);
+export * from './rolloutDefs';
+
+type Activities = KubernetesActivities & AutoscalerActivities & CanaryActivities;
+const read = proxyActivities<Activities>(K8S_READ);
+const change = proxyActivities<Activities>(K8S_CHANGE);
+const wait = proxyActivities<Activities>(K8S_WAIT);
+const measure = proxyActivities<Activities>(ANALYSIS_MEASURE);
 
 const sinks = proxySinks<RunbookSinks>();
 
-export type RolloutStep = { setWeight: number } | { pause: { durationSeconds?: number } } | { analysis: AnalysisSpec | Record<string, never> };
-
-export interface RolloutInput {
-  environment: string;
-  deployment: string;
-  /** The new image of the container (the first one unless `container` says which). */
-  image: string;
-  container?: string;
-  /** canary: a <name>-canary Deployment stepped through weights; rolling: the Deployment's own rolling update in batches. */
-  strategy?: 'canary' | 'rolling';
-  /** Default: canary [25%, pause, 50%, pause]; rolling [pause]. */
-  steps?: RolloutStep[];
-  /** The analysis `{ analysis: {} }` steps run, and the check after a rollback. */
-  analysis?: AnalysisSpec;
-  /** How long each change may take to become healthy (default 300). */
-  healthTimeoutSeconds?: number;
-  /** The requester's signed start (runbook rollout start signs it); a run started by go-live or a schedule has none. */
-  start?: SignedStatement;
-  /** Override the environment's gate policy (kubernetes.rollout in config) for this run. */
-  gateTimeoutSeconds?: number;
-  onGateTimeout?: 'rollback' | 'remind';
-  remindEverySeconds?: number;
-}
-
-export type RolloutOutcome = 'promoted' | 'rolled back' | 'aborted' | 'unchanged';
-
-export interface RolloutStatus {
-  deployment: string;
-  strategy: 'canary' | 'rolling';
-  image: string;
-  previousImages: ContainerImage[];
-  phase: 'preflight' | 'progressing' | 'paused' | 'analysis' | 'promoting' | 'rolling back' | 'done';
-  currentStep?: number;
-  steps: RolloutStep[];
-  /** Share of replicas on the new version (canary replicas over all), in percent. */
-  weight: number;
-  replicas: { stable: number; canary: number; total: number };
-  waitingFor?: string;
-  analyses: AnalysisRun[];
-  approvals: GateRecord[];
-  promotedFull?: { by: string; at: string; signed: SignedAct[] };
-  /** Signed promote --full acts collected so far, when the policy needs more than one person. */
-  fullPromoteVotes?: SignedAct[];
-  outcome?: RolloutOutcome;
-  reason?: string;
-}
-
-export interface RolloutResult {
-  runbook: 'rollout';
-  outcome: RolloutOutcome;
-  reason?: string;
-  deployment: string;
-  image: string;
-  previousImages: ContainerImage[];
-  finalImages: ContainerImage[];
-  revision: number;
-  status: RolloutStatus;
-  timeline: TimelineSnapshot;
-}
-
-/** A signed act on a rollout: promote (approve the pause), promote-full, or abort. */
-export type OperatorAction = SignedStatement;
-
-export const rolloutStatusQuery = defineQuery<RolloutStatus>('status');
-/** Approve the pause the rollout waits at; with full, also skip every remaining step. Refused for people not in the approvers list. */
-export const promoteUpdate = defineUpdate<RolloutStatus, [OperatorAction]>('promote');
-/** Abort now: the rollout is rolled back and ends as aborted. Refused for people not in the approvers list. */
-export const abortUpdate = defineUpdate<RolloutStatus, [OperatorAction]>('abort');
-
-const IMAGE = /^[a-z0-9][a-z0-9._\-/:@]{0,254}$/i;
-export const K8S_NAME = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
-const CONTAINER = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
-
-export function validateRolloutInput(input: unknown): RolloutInput {
-  const check = InputChecker.of('rollout', input);
-  const v = check.value;
-  check.matches('environment', ENVIRONMENT_NAME, 'an environment name');
-  check.matches('deployment', K8S_NAME, 'a Deployment name (lower-case letters, digits and -, at most 63; the -canary suffix is added by the rollout)');
-  if (typeof v.deployment === 'string' && v.deployment.length > 56) check.problem(`deployment: at most 56 characters, so that <name>-canary is a valid name; found ${v.deployment.length}`);
-  if (typeof v.image !== 'string' || !IMAGE.test(v.image) || !/[:@]/.test(v.image)) check.problem(`image: expected an image reference with a tag or digest (registry/app:1.2.3), found ${describe(v.image)}`);
-  check.matches('container', CONTAINER, 'a container name', true);
-  if (v.strategy !== undefined && v.strategy !== 'canary' && v.strategy !== 'rolling') check.problem(`strategy: expected canary or rolling, found ${describe(v.strategy)}`);
-  const h = v.healthTimeoutSeconds;
-  if (h !== undefined && !(typeof h === 'number' && Number.isInteger(h) && h >= 5 && h <= 86_400)) check.problem(`healthTimeoutSeconds: expected 5 to 86400, found ${describe(h)}`);
-  const startProblem = startFieldProblem(v.start);
-  if (startProblem) check.problem(startProblem);
-  for (const p of analysisProblems(v.analysis, 'analysis')) check.problem(p);
-  for (const f of ['gateTimeoutSeconds', 'remindEverySeconds'] as const) {
-    const t = v[f];
-    if (t !== undefined && !(typeof t === 'number' && Number.isInteger(t) && t >= 1 && t <= 30 * 86_400)) check.problem(`${f}: expected 1 to 2592000 seconds, found ${describe(t)}`);
-  }
-  if (v.onGateTimeout !== undefined && v.onGateTimeout !== 'rollback' && v.onGateTimeout !== 'remind') check.problem(`onGateTimeout: expected rollback or remind, found ${describe(v.onGateTimeout)}`);
-  if (v.steps !== undefined) {
-    if (!Array.isArray(v.steps) || v.steps.length === 0 || v.steps.length > 50) check.problem(`steps: expected a list of 1 to 50 steps, found ${describe(v.steps)}`);
-    else {
-      let lastWeight = 0;
-      v.steps.forEach((s: unknown, i: number) => {
-        const step = (s ?? {}) as Record<string, unknown>;
-        const keys = Object.keys(step);
-        if (s === null || typeof s !== 'object' || keys.length !== 1) return check.problem(`steps[${i}]: expected one of { setWeight }, { pause }, { analysis }, found ${describe(s)}`);
-        if ('setWeight' in step) {
-          const w = step.setWeight;
-          if (!(typeof w === 'number' && Number.isInteger(w) && w >= 1 && w <= 100)) return check.problem(`steps[${i}].setWeight: expected a percentage from 1 to 100, found ${describe(w)}`);
-          if (w < lastWeight) check.problem(`steps[${i}].setWeight: weights only grow (${w} after ${lastWeight}); abort to go back`);
-          lastWeight = w;
-        } else if ('pause' in step) {
-          const p = (step.pause ?? {}) as Record<string, unknown>;
-          if (typeof p !== 'object' || Object.keys(p).some((k) => k !== 'durationSeconds')) return check.problem(`steps[${i}].pause: expected {} (wait for a person) or { durationSeconds }, found ${describe(step.pause)}`);
-          const d = p.durationSeconds;
-          if (d !== undefined && !(typeof d === 'number' && Number.isInteger(d) && d >= 1 && d <= 7 * 86_400)) check.problem(`steps[${i}].pause.durationSeconds: expected 1 to 604800, found ${describe(d)}`);
-        } else if ('analysis' in step) {
-          const a = step.analysis;
-          if (a !== null && typeof a === 'object' && Object.keys(a).length === 0) {
-            if (!v.analysis) check.problem(`steps[${i}].analysis: an empty analysis uses the rollout's analysis, but none is given`);
-          } else for (const p of analysisProblems(a, `steps[${i}].analysis`)) check.problem(p);
-        } else check.problem(`steps[${i}]: unknown step ${describe(keys[0])}; expected setWeight, pause or analysis`);
-      });
-    }
-  }
-  check.done();
-  return v as unknown as RolloutInput;
-}
-
-/** The policy's mandatory gate: an approval pause must come before any step sets a weight above the limit. */
-export function mandatoryPauseProblem(steps: RolloutStep[], limit: number | undefined): string | undefined {
-  if (limit === undefined) return undefined;
-  for (const [i, s] of steps.entries()) {
-    if ('pause' in s && !s.pause.durationSeconds) return undefined;
-    if ('setWeight' in s && s.setWeight > limit) return `policy pauseBeforeWeight (${limit}%): step ${i + 1} sets ${s.setWeight}% before any approval pause; add a pause step before it (e.g. --steps 25,pause,${s.setWeight})`;
-  }
-  // Promotion takes every pod to the new version, which passes any limit below 100%.
-  return limit < 100 ? `policy pauseBeforeWeight (${limit}%): the rollout promotes to 100% without an approval pause; add a pause step` : undefined;
-}
-
-export function defaultSteps(strategy: 'canary' | 'rolling'): RolloutStep[] {
-  return strategy === 'canary' ? [{ setWeight: 25 }, { pause: {} }, { setWeight: 50 }, { pause: {} }] : [{ pause: {} }];
-}
-
-export function describeStep(s: RolloutStep): string {
-  if ('setWeight' in s) return `set weight ${s.setWeight}%`;
-  if ('pause' in s) return s.pause.durationSeconds ? `bake for ${s.pause.durationSeconds} s` : 'pause for approval';
-  return 'analysis';
-}
-
-/** Canary and stable replica counts for a weight, keeping at least one stable pod until 100%. */
-export function splitReplicas(total: number, weight: number): { canary: number; stable: number } {
-  if (weight >= 100) return { canary: total, stable: 0 };
-  const canary = Math.min(Math.max(1, Math.ceil((total * weight) / 100)), Math.max(total - 1, 1));
-  return { canary, stable: Math.max(total - canary, 1) };
-}
-
-class RolloutStop extends Error {
-  constructor(
-    readonly outcome: 'rolled back' | 'aborted',
-    message: string,
-  ) {
-    super(message);
-  }
-}
-
 /**
  * A progressive rollout of one Deployment: steps (weights, pauses a person approves, bake times,
- * analyses) as data, each on the timeline; a failed health wait or analysis rolls back on its own;
- * abort at any moment rolls back and ends the run as aborted, with the reason.
+ * analyses, canary-versus-stable comparisons) as data, each on the timeline; a failed health wait,
+ * analysis or comparison rolls back on its own, through the rollback runbook as a child run whose
+ * verification decides the outcome; an analysis without data waits at a gate with the evidence; abort
+ * at any moment rolls back and ends the run as aborted, with the reason. With an autoscaler the canary
+ * share is computed from the live counts and kept while the autoscaler scales.
  */
 export async function rollout(rawInput: RolloutInput): Promise<RolloutResult> {
+  // Runs started before this code replay on the code they were recorded with.
+  if (!patched(ROLLOUT_V2_PATCH)) return rolloutV1(rawInput);
   const input = validateRolloutInput(rawInput);
   const strategy = input.strategy ?? 'canary';
   const steps = input.steps ?? defaultSteps(strategy);
@@ -204,7 +75,7 @@ export async function rollout(rawInput: RolloutInput): Promise<RolloutResult> {
   const status: RolloutStatus = {
     deployment: input.deployment,
     strategy,
-    image: input.image,
+    image: input.image ?? 'pod template change',
     previousImages: [],
     phase: 'preflight',
     steps,
@@ -220,7 +91,14 @@ export async function rollout(rawInput: RolloutInput): Promise<RolloutResult> {
     status.phase = phase;
     sinks.runbookMetrics.rolloutPhase(input.environment, input.deployment, phase);
   };
-  const snapshot = (): RolloutStatus => ({ ...status, approvals: gates.list(), analyses: status.analyses.map((a) => ({ ...a })), fullPromoteVotes: status.fullPromoteVotes && [...status.fullPromoteVotes] });
+  const snapshot = (): RolloutStatus => ({
+    ...status,
+    approvals: gates.list(),
+    analyses: status.analyses.map((a) => ({ ...a })),
+    fullPromoteVotes: status.fullPromoteVotes && [...status.fullPromoteVotes],
+    autoscaler: status.autoscaler && { ...status.autoscaler, follows: status.autoscaler.follows.slice(-10) },
+    comparisons: status.comparisons && [...status.comparisons],
+  });
   setHandler(rolloutStatusQuery, snapshot);
 
   const phaseProblem = (): string | undefined => {
@@ -306,10 +184,14 @@ export async function rollout(rawInput: RolloutInput): Promise<RolloutResult> {
     gates.attach(timeline);
     const by = (step: string) => ({ workflowId, step });
     let stable!: DeploymentState;
+    let template: PodTemplate | undefined;
     let images: ContainerImage[] = [];
-    let total = 0;
+    let imageOnly = true;
+    let autoscaler: AutoscalerState | null = null;
+    let followEveryMs = 30_000;
     let canaryCreated = false;
-    let stableChanged = false;
+    let requestedWeight = 0;
+    let gitopsSuspended = false;
 
     await gates.start(input as unknown as Record<string, unknown>);
     const policyProblem = mandatoryPauseProblem(steps, gates.rules.rollout.pauseBeforeWeight);
@@ -319,7 +201,7 @@ export async function rollout(rawInput: RolloutInput): Promise<RolloutResult> {
       stable = await read.readDeployment({ deployment: input.deployment });
       if (!stable.exists) throw ApplicationFailure.create({ type: 'InvalidInput', message: `deployment: ${target.namespace}/${input.deployment} does not exist`, nonRetryable: true });
       const container = input.container ?? stable.containers[0]?.name;
-      if (!stable.containers.some((c) => c.name === container)) {
+      if (input.image !== undefined && !stable.containers.some((c) => c.name === container)) {
         throw ApplicationFailure.create({ type: 'InvalidInput', message: `container: ${input.deployment} has no container ${container}; it has ${stable.containers.map((c) => c.name).join(', ')}`, nonRetryable: true });
       }
       if (target.approvers.length === 0) throw ApplicationFailure.create({ type: 'InvalidInput', message: 'approvers: no approvers are configured for rollout (approvers.rollout or approvers.default)', nonRetryable: true });
@@ -327,15 +209,36 @@ export async function rollout(rawInput: RolloutInput): Promise<RolloutResult> {
       if (!healthy) throw ApplicationFailure.create({ type: 'RolloutFailed', message: `deployment ${input.deployment} is not healthy before the rollout (${stable.updated}/${stable.replicas} updated, ${stable.available} available${stable.paused ? ', paused' : ''}); nothing was changed`, nonRetryable: true });
       const canary = await read.readDeployment({ deployment: `${input.deployment}-canary` });
       if (canary.exists) throw ApplicationFailure.create({ type: 'RolloutFailed', message: `${input.deployment}-canary already exists: another rollout is in progress or was left behind; roll it back first (runbook rollback ${input.deployment})`, nonRetryable: true });
+      if (stable.gitops) {
+        const policy = target.gitops.onManaged;
+        status.gitops = { ...stable.gitops, policy };
+        evidence.gitops = `${stable.gitops.tool} (${stable.gitops.marker}); policy ${policy}`;
+        const fix = 'set kubernetes.gitops.onManaged to proceed (once the tool ignores replicas and the pod template: Argo CD ignoreDifferences, Flux ssa: IfNotPresent) or suspend (Flux), or roll out through the GitOps repository';
+        if (policy === 'refuse') throw ApplicationFailure.create({ type: 'StartRefused', message: `deployment ${input.deployment} is managed by ${stable.gitops.tool} (${stable.gitops.marker}), which would undo the rollout's changes; nothing was changed. To coexist, ${fix}`, nonRetryable: true });
+        if (policy === 'suspend' && !stable.gitops.suspendable) throw ApplicationFailure.create({ type: 'StartRefused', message: `deployment ${input.deployment} is managed by ${stable.gitops.tool} (${stable.gitops.marker}), which cannot be suspended for one object; nothing was changed. ${fix}`, nonRetryable: true });
+      }
+      autoscaler = await read.describeAutoscaler({ deployment: input.deployment });
+      if (autoscaler?.held) throw ApplicationFailure.create({ type: 'RolloutFailed', message: `autoscaler ${autoscaler.name} still has the bounds an earlier rollout narrowed (${autoscaler.held.workflowId ?? 'unknown run'}); roll it back first (runbook rollback ${input.deployment}), which restores them`, nonRetryable: true });
+      if (autoscaler) {
+        status.autoscaler = { name: autoscaler.name, original: { minReplicas: autoscaler.minReplicas, maxReplicas: autoscaler.maxReplicas }, follows: [] };
+        evidence.autoscaler = `${autoscaler.name}: ${autoscaler.minReplicas}-${autoscaler.maxReplicas} replicas, ${autoscaler.currentReplicas} now`;
+      }
       // One rollout, rollback or go-live per Deployment: taken before anything changes.
       const held = await acquireTarget({ environment: input.environment, runbook: 'rollout', kind: 'deployment', target: input.deployment });
       if (held) evidence.target = `deployment ${input.deployment} held (${held.held})`;
+      const wanted: PodTemplateChange = { ...input.change, containers: [...(input.change?.containers ?? []), ...(input.image !== undefined ? [{ name: container!, image: input.image }] : [])] };
+      const plan = await read.planTemplateChange({ deployment: input.deployment, change: wanted });
+      template = plan.template;
+      imageOnly = !input.change;
+      images = input.image !== undefined ? [{ name: container!, image: input.image }] : [];
+      status.change = plan.changes;
       ready = true;
-      images = [{ name: container!, image: input.image }];
-      total = stable.replicas;
       status.previousImages = stable.containers;
-      status.replicas = { stable: total, canary: 0, total };
-      Object.assign(evidence, { namespace: target.namespace, replicas: total, revision: stable.revision, images: stable.containers.map((c) => `${c.name}=${c.image}`), newImage: input.image, approvers: gates.rules.approvers, approvals: gates.rules.approvals, requester: gates.requester ? `${gates.requester.principal} (${gates.requester.fingerprint})` : gates.startedBy });
+      status.previousRevision = stable.revision;
+      status.replicas = { stable: stable.replicas, canary: 0, total: stable.replicas };
+      followEveryMs = target.autoscalerCheckEveryMs;
+      Object.assign(evidence, { namespace: target.namespace, replicas: stable.replicas, revision: stable.revision, images: stable.containers.map((c) => `${c.name}=${c.image}`), change: plan.changes, approvers: gates.rules.approvers, approvals: gates.rules.approvals, requester: gates.requester ? `${gates.requester.principal} (${gates.requester.fingerprint})` : gates.startedBy });
+      if (input.image !== undefined) evidence.newImage = input.image;
       gateSettings = {
         timeoutMs: input.gateTimeoutSeconds !== undefined ? input.gateTimeoutSeconds * 1000 : target.gate.timeoutMs,
         onTimeout: input.onGateTimeout ?? target.gate.onTimeout,
@@ -343,12 +246,97 @@ export async function rollout(rawInput: RolloutInput): Promise<RolloutResult> {
       };
       evidence.gate = gateSettings;
     });
-    if (stable.containers.find((c) => c.name === images[0].name)?.image === input.image) {
+    if (status.change!.length === 0) {
       setPhase('done');
       status.outcome = 'unchanged';
-      timeline.skip('rollout', `${input.deployment} already runs ${input.image}`);
+      const why = input.image !== undefined && !input.change ? `${input.deployment} already runs ${input.image}` : `${input.deployment} already has that pod template`;
+      timeline.skip('rollout', why);
       sinks.runbookMetrics.rolloutFinished(input.environment, 'unchanged');
-      return result('unchanged', `${input.deployment} already runs ${input.image}`);
+      return result('unchanged', why);
+    }
+    if (status.gitops?.policy === 'suspend') {
+      await timeline.step('suspend GitOps reconciliation', async (evidence) => {
+        Object.assign(evidence, await change.setGitOpsReconcile({ deployment: input.deployment, suspend: true, by: by('suspend GitOps reconciliation') }), { tool: status.gitops!.tool });
+        gitopsSuspended = true;
+      });
+    }
+    const rolloutImages = imageOnly ? images : undefined;
+    const rolloutTemplate = imageOnly ? undefined : template;
+
+    /**
+     * Runs a pause (a gate, a bake) while the background analysis measures and the canary follows the
+     * autoscaler; a failing background analysis ends the pause and rolls back.
+     */
+    async function whileWatching<T>(stepName: string, work: () => Promise<T>): Promise<T> {
+      const follow = autoscaler !== null && strategy === 'canary' && canaryCreated && requestedWeight < 100;
+      const background = hasChecks(input.backgroundAnalysis) ? input.backgroundAnalysis : undefined;
+      if (!follow && !background) return work();
+      const scope = new CancellationScope();
+      let stopped: unknown;
+      const loops: Promise<void>[] = [];
+      const settled = scope.run(async () => {
+        if (background) {
+          loops.push(
+            (async () => {
+              const targets = strategy === 'canary' && canaryCreated ? [`${input.deployment}-canary`] : [input.deployment];
+              const run = await runAnalysis(
+                `background during ${stepName}`,
+                { ...background, count: 1_000_000, inconclusiveLimit: 1_000_000 },
+                targets,
+                (checks) => measure.measureAnalysis({ checks, noData: 'inconclusive' }),
+                (r) => (status.background = { ...r, measurements: r.measurements.slice(-5) }),
+                { inconclusive: true },
+              );
+              throw new RolloutStop('rolled back', `background analysis during ${stepName}: ${run.reason}`);
+            })(),
+          );
+        }
+        if (follow) {
+          loops.push(
+            (async () => {
+              for (;;) {
+                await sleep(followEveryMs);
+                const f = await change.followCanaryShare({ deployment: input.deployment, weight: requestedWeight, by: by(stepName) });
+                if (!f.changed) continue;
+                status.replicas = { stable: f.stable, canary: f.canary, total: f.stable + f.canary };
+                status.weight = Math.round((100 * f.canary) / (f.stable + f.canary));
+                status.autoscaler?.follows.push({ at: new Date(Date.now()).toISOString(), stable: f.stable, canary: f.canary, previousCanary: f.previousCanary });
+                timeline.note(`autoscaler: canary ${f.previousCanary} -> ${f.canary} pod(s) beside ${f.stable} stable`, 'succeeded', { stable: f.stable, canary: f.canary, previousCanary: f.previousCanary, weight: status.weight });
+              }
+            })(),
+          );
+        }
+        for (const l of loops) {
+          l.catch((err: unknown) => {
+            if (isCancellation(err) && stopped === undefined) return;
+            stopped ??= err;
+            scope.cancel();
+          });
+        }
+        return work();
+      });
+      try {
+        return await settled;
+      } catch (err) {
+        if (stopped !== undefined) throw stopped;
+        throw err;
+      } finally {
+        scope.cancel();
+        await Promise.allSettled(loops);
+      }
+    }
+
+    /** An analysis that could not judge (no data, a marginal score): a person decides, with the evidence on the gate's step. */
+    async function inconclusiveGate(i: number, reason: string, evidence: Record<string, unknown>): Promise<void> {
+      setPhase('paused');
+      status.waitingFor = `a decision on the inconclusive analysis (approve: continue, reject: roll back), by ${gates.rules.approvals > 1 ? `${gates.rules.approvals} of` : 'one of'} ${gates.rules.approvers.join(', ')}`;
+      const g = await whileWatching(`step ${i + 1}`, () =>
+        gates.wait(`step ${i + 1}: analysis inconclusive: continue the rollout at ${requestedWeight}%`, gateSettings.timeoutMs, gateSettings.onTimeout === 'remind' ? { everyMs: gateSettings.remindEveryMs } : undefined),
+      );
+      Object.assign(evidence, { inconclusive: reason, decision: g.outcome, decidedBy: g.by ?? null, fingerprint: g.fingerprint ?? null, comment: g.reason ?? null, reminders: g.reminders ?? 0 });
+      if (g.outcome === 'rejected') throw new RolloutStop('rolled back', `the analysis at step ${i + 1} was inconclusive (${reason}) and ${g.by} rejected continuing${g.reason ? `: ${g.reason}` : ''}`);
+      if (g.outcome === 'timed out') throw new RolloutStop('rolled back', `the analysis at step ${i + 1} was inconclusive (${reason}) and nobody decided within ${Math.round(gateSettings.timeoutMs / 1000)} s (policy: roll back)`);
+      if (g.outcome === 'aborted') throw new RolloutStop('aborted', abortReason());
     }
 
     // Everything forward runs in a scope that an abort cancels; the rollback runs outside it.
@@ -366,22 +354,33 @@ export async function rollout(rawInput: RolloutInput): Promise<RolloutResult> {
           await timeline.step(`step ${i + 1}: ${describeStep(step)}`, async (evidence) => {
             if ('setWeight' in step) {
               setPhase('progressing');
+              // The live counts: an autoscaler may have moved them since the last step.
+              const live = await read.readReplicas({ deployment: input.deployment });
+              const total = live.stable + (live.canaryExists ? live.canary : 0);
               if (strategy === 'canary') {
                 const split = splitReplicas(total, step.setWeight);
                 status.waitingFor = `${input.deployment}-canary to have ${split.canary} ready pod(s)`;
-                const c = await change.ensureCanary({ deployment: input.deployment, images, replicas: split.canary, by: by(`step ${i + 1}`) });
+                const c = await change.ensureCanary({ deployment: input.deployment, images: rolloutImages, template: rolloutTemplate, replicas: split.canary, stableReplicas: total, by: by(`step ${i + 1}`) });
                 canaryCreated = true;
                 const h = await wait.waitForRolloutHealthy({ deployment: c.name, timeoutMs: healthMs });
+                if (autoscaler) {
+                  // Before the stable Deployment shrinks: the autoscaler would otherwise scale it straight back.
+                  const held = await change.holdAutoscalerShare({ deployment: input.deployment, weight: step.setWeight, by: by(`step ${i + 1}`) });
+                  if (held && status.autoscaler) status.autoscaler.bounds = held.bounds;
+                  evidence.autoscaler = held && `${held.name}: ${held.original.minReplicas}-${held.original.maxReplicas} -> ${held.bounds.minReplicas}-${held.bounds.maxReplicas} for the stable share`;
+                }
                 // Capacity first: the stable Deployment shrinks only once the canary pods are ready.
                 await change.scaleDeployment({ deployment: input.deployment, replicas: split.stable, by: by(`step ${i + 1}`) });
+                requestedWeight = step.setWeight;
                 status.replicas = { stable: split.stable, canary: split.canary, total };
                 status.weight = Math.round((100 * split.canary) / (split.canary + split.stable));
-                Object.assign(evidence, { canary: split.canary, stable: split.stable, weight: status.weight, canaryReady: h.ready, waitedMs: h.waitedMs });
+                Object.assign(evidence, { canary: split.canary, stable: split.stable, total, weight: status.weight, canaryReady: h.ready, waitedMs: h.waitedMs });
               } else {
-                const target = Math.max(1, Math.ceil((total * step.setWeight) / 100));
-                status.waitingFor = `${target} of ${total} pods on ${input.image}`;
-                stableChanged = true;
-                const r = await wait.rollForward({ deployment: input.deployment, images, untilUpdated: target, timeoutMs: healthMs, by: by(`step ${i + 1}`) });
+                const target = Math.max(1, Math.round((total * step.setWeight) / 100));
+                status.waitingFor = `${target} of ${total} pods on the new version`;
+                const r = await wait.rollForward({ deployment: input.deployment, images: rolloutImages, template: rolloutTemplate, untilUpdated: target, timeoutMs: healthMs, by: by(`step ${i + 1}`) });
+                requestedWeight = step.setWeight;
+                status.replicas = { stable: Math.max(0, total - r.ready), canary: Math.min(r.ready, total), total };
                 status.weight = Math.round((100 * Math.min(r.ready, total)) / total);
                 Object.assign(evidence, { updated: r.updated, ready: r.ready, replicas: r.replicas, paused: r.paused, weight: status.weight });
               }
@@ -389,43 +388,71 @@ export async function rollout(rawInput: RolloutInput): Promise<RolloutResult> {
               setPhase('paused');
               if (step.pause.durationSeconds) {
                 status.waitingFor = `bake time of ${step.pause.durationSeconds} s (or promote --full)`;
-                const early = await condition(() => promoteFull, step.pause.durationSeconds * 1000);
+                const early = await whileWatching(`step ${i + 1}`, () => condition(() => promoteFull, step.pause.durationSeconds! * 1000));
                 Object.assign(evidence, { bakedSeconds: step.pause.durationSeconds, endedEarly: early });
               } else {
                 status.waitingFor = `approval by ${gates.rules.approvals > 1 ? `${gates.rules.approvals} of` : 'one of'} ${gates.rules.approvers.join(', ')}`;
-                const g = await gates.wait(`step ${i + 1}: continue the rollout at ${status.weight}%`, gateSettings.timeoutMs, gateSettings.onTimeout === 'remind' ? { everyMs: gateSettings.remindEveryMs } : undefined);
+                const g = await whileWatching(`step ${i + 1}`, () =>
+                  gates.wait(`step ${i + 1}: continue the rollout at ${requestedWeight}%`, gateSettings.timeoutMs, gateSettings.onTimeout === 'remind' ? { everyMs: gateSettings.remindEveryMs } : undefined),
+                );
                 Object.assign(evidence, { outcome: g.outcome, by: g.by ?? null, fingerprint: g.fingerprint ?? null, comment: g.reason ?? null, at: g.closedAt ?? null, approvals: g.approvals.map((a) => `${a.principal} (${a.fingerprint})`), reminders: g.reminders ?? 0, ignored: g.ignored });
                 if (g.outcome === 'rejected') throw new RolloutStop('rolled back', `rejected by ${g.by}${g.reason ? `: ${g.reason}` : ''} at step ${i + 1}`);
                 if (g.outcome === 'timed out') throw new RolloutStop('rolled back', `nobody approved step ${i + 1} within ${Math.round(gateSettings.timeoutMs / 1000)} s (policy: roll back)`);
                 if (g.outcome === 'aborted') throw new RolloutStop('aborted', abortReason());
               }
-            } else {
+              if (status.background) evidence.background = { measurements: status.background.measurements.length, failures: status.background.failures, inconclusive: status.background.inconclusive ?? {} };
+            } else if ('analysis' in step) {
               setPhase('analysis');
               const spec = Object.keys(step.analysis).length ? (step.analysis as AnalysisSpec) : input.analysis!;
               const targets = strategy === 'canary' && canaryCreated ? [`${input.deployment}-canary`] : [input.deployment];
               status.waitingFor = `analysis of ${targets.join(', ')}`;
-              const run = await analyse(`step ${i + 1}`, spec, targets);
-              Object.assign(evidence, { passed: run.passed, measurements: run.measurements.length, failures: run.failures, errors: run.errors, reason: run.reason ?? null });
-              if (!run.passed) throw new RolloutStop('rolled back', run.reason!);
+              const run = await analyse(`step ${i + 1}`, spec, targets, { inconclusive: true });
+              Object.assign(evidence, { passed: run.passed, verdict: run.verdict ?? null, measurements: run.measurements.length, failures: run.failures, errors: run.errors, inconclusive: run.inconclusive ?? {}, reason: run.reason ?? null });
+              if (run.verdict === 'inconclusive') await inconclusiveGate(i, run.reason!, evidence);
+              else if (!run.passed) throw new RolloutStop('rolled back', run.reason!);
+            } else {
+              setPhase('analysis');
+              const spec = Object.keys(step.compare).length ? (step.compare as CompareSpec) : input.comparison!;
+              status.waitingFor = `canary compared with stable over ${spec.windowSeconds ?? 300} s`;
+              if (spec.delaySeconds) await sleep(spec.delaySeconds * 1000);
+              const judged = await measure.compareCanaryWithStable({ deployment: input.deployment, spec });
+              (status.comparisons ??= []).push({ ...judged, step: i + 1 });
+              Object.assign(evidence, {
+                verdict: judged.verdict,
+                score: judged.score ?? null,
+                window: judged.window,
+                metrics: judged.metrics.map((m) => `${m.name}: ${m.result} (canary ${m.canarySamples} / stable ${m.stableSamples} samples${m.p !== undefined ? `, p=${m.p.toPrecision(3)}` : ''})`),
+                reason: judged.reason,
+              });
+              if (judged.verdict === 'fail') throw new RolloutStop('rolled back', `the canary was judged worse than the stable version at step ${i + 1}: ${judged.reason}`);
+              if (judged.verdict !== 'pass') await inconclusiveGate(i, judged.reason, evidence);
             }
             status.waitingFor = undefined;
           });
         }
         status.currentStep = undefined;
         setPhase('promoting');
-        await timeline.step('promote: the stable Deployment takes the new image', async (evidence) => {
-          status.waitingFor = `${input.deployment} to run ${input.image} on all ${total} pods`;
-          stableChanged = true;
+        await timeline.step(input.image !== undefined && imageOnly ? 'promote: the stable Deployment takes the new image' : 'promote: the stable Deployment takes the new pod template', async (evidence) => {
+          const live = await read.readReplicas({ deployment: input.deployment });
+          const total = live.stable + (live.canaryExists ? live.canary : 0);
+          status.waitingFor = `${input.deployment} to run the new version on all ${total} pods`;
           if (strategy === 'canary') {
-            await change.setDeploymentImage({ deployment: input.deployment, images, by: by('promote') });
+            if (autoscaler) {
+              const r = await change.restoreAutoscaler({ deployment: input.deployment, by: by('promote') });
+              if (status.autoscaler) status.autoscaler.restored = r?.restored ?? false;
+              evidence.autoscaler = r && (r.restored ? `${r.name} back to ${r.bounds!.minReplicas}-${r.bounds!.maxReplicas}` : `${r.name} unchanged`);
+            }
+            if (imageOnly) await change.setDeploymentImage({ deployment: input.deployment, images, by: by('promote') });
+            else await change.setDeploymentTemplate({ deployment: input.deployment, template: template!, by: by('promote') });
             await change.scaleDeployment({ deployment: input.deployment, replicas: total, by: by('promote') });
             const h = await wait.waitForRolloutHealthy({ deployment: input.deployment, timeoutMs: healthMs });
             const d = await change.deleteCanary({ deployment: input.deployment });
             status.replicas = { stable: total, canary: 0, total };
             Object.assign(evidence, { revision: h.revision, ready: h.ready, canaryDeleted: d.deleted });
           } else {
-            const r = await wait.rollForward({ deployment: input.deployment, images, untilUpdated: total, timeoutMs: healthMs, by: by('promote') });
+            const r = await wait.rollForward({ deployment: input.deployment, images: rolloutImages, template: rolloutTemplate, untilUpdated: total, timeoutMs: healthMs, by: by('promote') });
             const h = await wait.waitForRolloutHealthy({ deployment: input.deployment, timeoutMs: healthMs });
+            status.replicas = { stable: total, canary: 0, total };
             Object.assign(evidence, { revision: h.revision, ready: r.ready });
           }
           status.weight = 100;
@@ -435,60 +462,95 @@ export async function rollout(rawInput: RolloutInput): Promise<RolloutResult> {
     } catch (err) {
       if (err instanceof RolloutStop) stop = err;
       else if (isCancellation(err) && gates.aborted) stop = new RolloutStop('aborted', abortReason());
-      else if (err instanceof Error) {
-        const cause = (err as Error & { cause?: Error }).cause;
-        stop = new RolloutStop('rolled back', cause?.message ?? err.message);
-      } else throw err;
+      else if (err instanceof Error) stop = new RolloutStop('rolled back', causeText(err));
+      else throw err;
     }
 
-    if (stop) {
-      setPhase('rolling back');
-      status.reason = stop.message;
-      status.waitingFor = `${input.deployment} back on ${status.previousImages.map((c) => c.image).join(', ')}`;
-      log.warn('rolling back', { deployment: input.deployment, reason: stop.message });
-      await CancellationScope.nonCancellable(() =>
-        timeline.step('roll back', async (evidence) => {
-          if (stableChanged) {
-            const u = await change.undoDeployment({ deployment: input.deployment, toImages: status.previousImages, by: by('roll back') });
-            evidence.undone = u.changed;
-          }
-          await change.scaleDeployment({ deployment: input.deployment, replicas: total, by: by('roll back') });
-          const h = await wait.waitForRolloutHealthy({ deployment: input.deployment, timeoutMs: healthMs });
-          const d = await change.deleteCanary({ deployment: input.deployment });
-          status.replicas = { stable: total, canary: 0, total };
-          status.weight = 0;
-          Object.assign(evidence, { reason: stop!.message, canaryDeleted: d.deleted, revision: h.revision, ready: h.ready, images: h.containers.map((c) => `${c.name}=${c.image}`) });
-        }),
-      );
-      if (hasChecks(input.analysis)) {
-        await CancellationScope.nonCancellable(() =>
-          timeline.step('verify the rollback', async (evidence) => {
-            const run = await analyse('after rollback', input.analysis!, [input.deployment], { settle: true, maxCount: 3 });
-            Object.assign(evidence, { passed: run.passed, failures: run.failures, reason: run.reason ?? null });
+    try {
+      if (stop) {
+        setPhase('rolling back');
+        status.reason = stop.message;
+        status.waitingFor = `${input.deployment} back on revision ${status.previousRevision} (${status.previousImages.map((c) => c.image).join(', ')})`;
+        log.warn('rolling back', { deployment: input.deployment, reason: stop.message });
+        const stopped = stop;
+        // The rollback runbook does the undo (revert, canary removed, autoscaler restored, verified): its verification decides.
+        const rolledBack = await CancellationScope.nonCancellable(() =>
+          timeline.step('roll back', async (evidence) => {
+            const rollbackInput: RollbackInput = {
+              environment: input.environment,
+              deployment: input.deployment,
+              toRevision: status.previousRevision,
+              analysis: input.analysis,
+              healthTimeoutSeconds: input.healthTimeoutSeconds,
+              reason: `rollout ${workflowId}: ${stopped.message}`.slice(0, 1000),
+            };
+            const h = await startChild('rollback', {
+              workflowId: `${workflowId}-rollback-${uuid4().slice(0, 6)}`,
+              args: [rollbackInput],
+              typedSearchAttributes: childSearchAttributes('rollback'),
+              // A rollback finishes even if this run is terminated meanwhile.
+              parentClosePolicy: ParentClosePolicy.ABANDON,
+            });
+            status.rollback = linked(h);
+            evidence.rollbackWorkflowId = h.workflowId;
+            try {
+              const r = (await h.result()) as RollbackResult;
+              status.rollback.verified = r.verified;
+              status.replicas = { stable: r.to.replicas ?? status.replicas.total, canary: 0, total: r.to.replicas ?? status.replicas.total };
+              status.weight = 0;
+              Object.assign(evidence, { reason: stopped.message, changed: r.changed, revision: r.to.revision, images: r.to.images.map((c) => `${c.name}=${c.image}`), canaryRemoved: r.canaryRemoved ?? null, autoscaler: r.autoscaler ?? null, verified: r.verified });
+              return r;
+            } catch (err) {
+              status.rollback.error = causeText(err);
+              throw err;
+            }
           }),
-        );
+        ).catch((err: unknown) => err);
+        if (hasChecks(input.analysis)) {
+          await CancellationScope.nonCancellable(() =>
+            timeline.step('verify the rollback', async (evidence) => {
+              const run = rolledBack instanceof Error ? verificationOf(rolledBack) : (rolledBack as RollbackResult).analysis;
+              Object.assign(evidence, { passed: run?.passed ?? false, failures: run?.failures ?? {}, reason: run?.reason ?? (rolledBack instanceof Error ? causeText(rolledBack) : null), by: status.rollback?.workflowId });
+              if (!run?.passed) throw new Error(`the rollback ${status.rollback?.workflowId} did not verify: ${run?.reason ?? causeText(rolledBack)}`);
+            }),
+          ).catch(() => undefined);
+        }
+        if (rolledBack instanceof Error) {
+          status.waitingFor = undefined;
+          setPhase('done');
+          gates.announce('run failed', `${input.deployment}: the rollback after "${stop.message}" failed: ${causeText(rolledBack)}`.slice(0, 500));
+          throw ApplicationFailure.create({ type: 'RollbackFailed', message: `${input.deployment}: ${stop.message}; the rollback ${status.rollback?.workflowId} failed: ${causeText(rolledBack)}`, nonRetryable: true, details: [snapshot()] });
+        }
+        status.waitingFor = undefined;
+        setPhase('done');
+        status.outcome = stop.outcome;
+        sinks.runbookMetrics.rolloutFinished(input.environment, stop.outcome);
+        gates.announce(stop.outcome === 'aborted' ? 'run aborted' : 'run rolled back', `${input.deployment} ${stop.outcome}: ${stop.message}`.slice(0, 500));
+        gates.outcomeSummary = `${stop.outcome}: ${stop.message}`;
+        return await result(stop.outcome, stop.message);
       }
-      status.waitingFor = undefined;
       setPhase('done');
-      status.outcome = stop.outcome;
-      sinks.runbookMetrics.rolloutFinished(input.environment, stop.outcome);
-      gates.announce(stop.outcome === 'aborted' ? 'run aborted' : 'run rolled back', `${input.deployment} ${stop.outcome}: ${stop.message}`.slice(0, 500));
-      gates.outcomeSummary = `${stop.outcome}: ${stop.message}`;
-      return result(stop.outcome, stop.message);
+      status.outcome = 'promoted';
+      gates.outcomeSummary = `promoted: ${input.deployment} runs ${status.image}`;
+      sinks.runbookMetrics.rolloutFinished(input.environment, 'promoted');
+      return await result('promoted');
+    } finally {
+      if (gitopsSuspended) {
+        await CancellationScope.nonCancellable(() =>
+          timeline.step('resume GitOps reconciliation', async (evidence) => {
+            Object.assign(evidence, await change.setGitOpsReconcile({ deployment: input.deployment, suspend: false, by: by('resume GitOps reconciliation') }));
+          }),
+        ).catch(() => undefined);
+      }
     }
-    setPhase('done');
-    status.outcome = 'promoted';
-    gates.outcomeSummary = `promoted: ${input.deployment} runs ${input.image}`;
-    sinks.runbookMetrics.rolloutFinished(input.environment, 'promoted');
-    return result('promoted');
 
-    async function analyse(name: string, spec: AnalysisSpec, deployments: string[], opts?: { settle?: boolean; maxCount?: number }): Promise<AnalysisRun> {
+    async function analyse(name: string, spec: AnalysisSpec, deployments: string[], opts?: { settle?: boolean; maxCount?: number; inconclusive?: boolean }): Promise<AnalysisRun> {
       const index = status.analyses.length;
       return runAnalysis(
         name,
         spec,
         deployments,
-        (checks) => measure.measureAnalysis({ checks }),
+        (checks) => measure.measureAnalysis({ checks, noData: opts?.inconclusive ? 'inconclusive' : undefined }),
         (run) => {
           status.analyses[index] = { ...run, measurements: run.measurements.slice(-5) };
         },
@@ -498,7 +560,18 @@ export async function rollout(rawInput: RolloutInput): Promise<RolloutResult> {
 
     async function result(outcome: RolloutOutcome, reason?: string): Promise<Omit<RolloutResult, 'timeline'>> {
       const final = await CancellationScope.nonCancellable(() => read.readDeployment({ deployment: input.deployment }));
-      return { runbook: 'rollout', outcome, reason, deployment: input.deployment, image: input.image, previousImages: status.previousImages, finalImages: final.containers, revision: final.revision, status: snapshot() };
+      return {
+        runbook: 'rollout',
+        outcome,
+        reason,
+        deployment: input.deployment,
+        image: input.image ?? final.containers.map((c) => c.image).join(', '),
+        previousImages: status.previousImages,
+        finalImages: final.containers,
+        revision: final.revision,
+        previousRevision: status.previousRevision,
+        status: snapshot(),
+      };
     }
   });
 
@@ -507,3 +580,17 @@ export async function rollout(rawInput: RolloutInput): Promise<RolloutResult> {
     return `aborted by ${a.principal} (key ${a.fingerprint})${a.reason ? `: ${a.reason}` : ''}`;
   }
 }
+
+/** The analysis a failed rollback child carried (its verify step fails with the run as details). */
+function verificationOf(err: unknown): AnalysisRun | undefined {
+  let e: unknown = err;
+  while (e instanceof Error) {
+    const details = (e as Error & { details?: unknown[] }).details;
+    const run = details?.[0] as AnalysisRun | undefined;
+    if (run && typeof run === 'object' && 'measurements' in run) return run;
+    e = (e as Error & { cause?: unknown }).cause;
+  }
+  return undefined;
+}
+
+export type { GateRecord };

@@ -307,7 +307,7 @@ describe('the deploy manifests on a real control plane', () => {
         { namespace: o.managedNs, resource: 'secrets', verb: 'list' },
         { namespace: o.workerNs, resource: 'secrets', verb: 'get', name: 'runbook-secrets' },
         { namespace: o.managedNs, resource: 'pods', subresource: 'exec', verb: 'create' },
-        { namespace: o.managedNs, resource: 'pods', subresource: 'log', verb: 'get' },
+        { namespace: o.managedNs, resource: 'pods', subresource: 'attach', verb: 'create' },
         { namespace: o.managedNs, resource: 'pods', verb: 'delete' },
         { namespace: o.managedNs, resource: 'pods', verb: 'create' },
         { namespace: o.managedNs, resource: 'configmaps', verb: 'update' },

@@ -156,7 +156,7 @@ describe('the Kubernetes test control plane', () => {
 
   test('stopping the control plane leaves no process behind', async () => {
     const pids = kubernetesPids(cluster);
-    assert.equal(pids.length, 5);
+    assert.equal(pids.length, 6);
     await stopKubernetes(cluster);
     for (const pid of pids) assert.deepEqual(processesInGroup(pid), [], `process group ${pid} is empty`);
     cluster = undefined as unknown as KubernetesInfo;

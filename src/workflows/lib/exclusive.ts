@@ -19,8 +19,8 @@ export const guardWorkflowId = (environment: string, kind: 'database' | 'deploym
  * once: a drill and a backup of one database; a rollout, a rollback and a go-live of one Deployment.
  * The target is held by a child guard workflow whose id names the target; it is given back when this
  * run closes, however it closes. When another run holds it, the environment's policy decides: refuse at
- * once, or wait (checking every 10 s) up to a limit, then refuse. A child of the holder (a go-live's
- * rollout and rollback) acts under its parent's hold. Refusals are non-retryable TargetBusy failures
+ * once, or wait (checking every 10 s) up to a limit, then refuse. A descendant of the holder (a go-live's
+ * rollout and rollback, a release's rollout and the rollback that rollout starts) acts under its hold. Refusals are non-retryable TargetBusy failures
  * that name the holder.
  */
 export async function acquireTarget(opts: {
@@ -31,6 +31,7 @@ export async function acquireTarget(opts: {
   /** Runbooks without gates (backupDatabase, rollback) check change freezes here: one they are named in refuses them. */
   checkFreezes?: boolean;
 }): Promise<{ held: 'own' | 'parent' } | undefined> {
+  // Children and grandchildren of the holder (a release's rollout, that rollout's rollback) act under its hold.
   if (!patched(TARGET_GUARD_PATCH)) return undefined;
   const workflowId = guardWorkflowId(opts.environment, opts.kind, opts.target);
   const policy = await targets.describeTargetPolicy({ environment: opts.environment, runbook: opts.runbook });
@@ -57,8 +58,8 @@ export async function acquireTarget(opts: {
     } catch (err) {
       if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
     }
-    const holder = await targets.describeTargetHolder({ guardWorkflowId: workflowId });
-    if (holder && (holder.workflowId === me.parent?.workflowId || holder.workflowId === me.workflowId)) return { held: 'parent' };
+    const holder = await targets.describeTargetHolder({ guardWorkflowId: workflowId, requester: { workflowId: me.workflowId, runId: me.runId } });
+    if (holder && (holder.workflowId === me.parent?.workflowId || holder.workflowId === me.workflowId || holder.ancestor)) return { held: 'parent' };
     if (holder === null) {
       // The guard ended between the two calls: try again at once (after a breath, should it linger).
       await sleep(1_000);
