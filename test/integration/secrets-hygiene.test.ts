@@ -190,7 +190,9 @@ before(async () => {
   };
   const main = sandbox.databases.main;
   main.password = 'env:RUNBOOK_HYGIENE_PG_PASSWORD';
-  sandbox.databases.locked = { host: main.host, port: main.port, database: 'app', user: 'postgres', password: 'env:RUNBOOK_HYGIENE_WRONG_PASSWORD' };
+  // The primary's own address: the sandbox's main database is found through its topology, without a host.
+  const primary = { host: stack.postgres!.host, port: stack.postgres!.port };
+  sandbox.databases.locked = { ...primary, database: 'app', user: 'postgres', password: 'env:RUNBOOK_HYGIENE_WRONG_PASSWORD' };
   Object.assign(sandbox.backups, { prefix: 'hygiene/', accessKeyId: 'env:RUNBOOK_HYGIENE_S3_KEY_ID', secretAccessKey: 'env:RUNBOOK_HYGIENE_S3_SECRET' });
   sandbox.dns.tsig.secret = 'env:RUNBOOK_HYGIENE_TSIG';
   sandbox.kubernetes.deployments = ['shop'];
@@ -222,7 +224,7 @@ before(async () => {
   configFile = join(stack.dir, 'hygiene.yaml');
   writeFileSync(configFile, stringify(doc));
 
-  const admin = new PgClient({ host: main.host, port: main.port, user: 'postgres', password: secrets.RUNBOOK_HYGIENE_PG_PASSWORD, database: 'app' });
+  const admin = new PgClient({ host: stack.postgres!.host, port: stack.postgres!.port, user: 'postgres', password: secrets.RUNBOOK_HYGIENE_PG_PASSWORD, database: 'app' });
   await admin.connect();
   await seedSampleDatabase(admin, { rows: 300 });
   await admin.end();
