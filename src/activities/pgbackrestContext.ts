@@ -226,8 +226,13 @@ export function physicalContext(deps: PhysicalDeps) {
       );
       const x = r.rows[0];
       const cur = parseSegmentName(x.cur, segBytes).segno;
-      const last = x.aw && /^[0-9A-F]{24}$/.test(x.aw) ? parseSegmentName(x.aw, segBytes).segno : undefined;
-      const backlog = last === undefined ? Number(cur) : Math.max(0, Number(cur - last - 1n));
+      // The last archived file may be a segment, or a backup label (000000020000000000000048.00000028.backup)
+      // or partial segment named after one: each names the segment it belongs to. A timeline history
+      // file (00000002.history) names none.
+      const lastSegment = x.aw ? /^([0-9A-F]{24})(\.|$)/.exec(x.aw)?.[1] : undefined;
+      const last = lastSegment ? parseSegmentName(lastSegment, segBytes).segno : undefined;
+      // Nothing archived yet: every segment so far waits; a history file last: its segment is not known, so none is counted.
+      const backlog = last !== undefined ? Math.max(0, Number(cur - last - 1n)) : x.aw ? 0 : Number(cur);
       const failing = x.ft !== null && (x.at === null || x.ft > x.at);
       // WAL beyond the first bytes of the segment after the last archived one is WAL no archive holds yet.
       const segStart = cur * BigInt(segBytes);
