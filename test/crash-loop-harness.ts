@@ -43,8 +43,8 @@ export const CRASH_TESTS: Record<string, string> = {
   restoreCanary: 'test/integration/pgbackrest.test.ts',
   readinessAudit: 'test/integration/crash-loop.test.ts',
   loadTest: 'test/integration/crash-loop.test.ts',
-  backupTemporalConfig: 'test/integration/crash-loop.test.ts',
-  verifyTemporalConfig: 'test/integration/crash-loop.test.ts',
+  backupTemporalConfig: 'test/integration/crash-loop-config.test.ts',
+  verifyTemporalConfig: 'test/integration/crash-loop-config.test.ts',
   rollback: 'test/integration/crash-loop-rollback.test.ts',
   // Killed inside its longest step, the migration Job, which must not run twice.
   release: 'test/integration/release.test.ts',
