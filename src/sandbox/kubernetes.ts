@@ -1,5 +1,5 @@
 import { execFile, execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:https';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
@@ -158,7 +158,9 @@ export async function startKubernetes(opts: KubernetesOptions): Promise<Kubernet
   mkdirSync(logDir, { recursive: true });
   const nodeCount = opts.nodes ?? 3;
 
-  const [etcdPort, etcdPeerPort, apiPort] = [await freePort(host), await freePort(host), await freePort(host)];
+  const apiPort = await freePort(host);
+  let etcdPort = 0;
+  let etcdPeerPort = 0;
   const server = `https://${host}:${apiPort}`;
 
   const ca = await createCa(pki, 'runbook-kubernetes-ca');
@@ -201,21 +203,35 @@ export async function startKubernetes(opts: KubernetesOptions): Promise<Kubernet
     versions: versionsOf(binDir),
   });
   try {
-    const etcd = spawnService('etcd', bin('etcd'), [
-      '--name', 'sandbox',
-      '--data-dir', join(dir, 'etcd'),
-      '--listen-client-urls', `http://${host}:${etcdPort}`,
-      '--advertise-client-urls', `http://${host}:${etcdPort}`,
-      '--listen-peer-urls', `http://${host}:${etcdPeerPort}`,
-      '--initial-advertise-peer-urls', `http://${host}:${etcdPeerPort}`,
-      '--initial-cluster', `sandbox=http://${host}:${etcdPeerPort}`,
-      '--initial-cluster-state', 'new',
-      // Throwaway test data: skipping fsync keeps a 2-core machine responsive.
-      '--unsafe-no-fsync',
-      '--log-level', 'warn',
-    ], join(logDir, 'etcd.log'));
-    pids.etcd = etcd.pid;
-    await waitUntil('etcd', async () => (await fetch(`http://${host}:${etcdPort}/health`)).ok, { timeoutMs: 30_000, pid: etcd.pid, logFile: etcd.logFile });
+    // A free port can be taken by another process before etcd binds it (test files start stacks side by
+    // side): then etcd starts again on other ports.
+    for (let attempt = 1; ; attempt++) {
+      [etcdPort, etcdPeerPort] = [await freePort(host), await freePort(host)];
+      // What a failed attempt left (it never served) goes; the data of a cluster that ran stays.
+      if (attempt > 1) rmSync(join(dir, 'etcd'), { recursive: true, force: true });
+      const etcd = spawnService('etcd', bin('etcd'), [
+        '--name', 'sandbox',
+        '--data-dir', join(dir, 'etcd'),
+        '--listen-client-urls', `http://${host}:${etcdPort}`,
+        '--advertise-client-urls', `http://${host}:${etcdPort}`,
+        '--listen-peer-urls', `http://${host}:${etcdPeerPort}`,
+        '--initial-advertise-peer-urls', `http://${host}:${etcdPeerPort}`,
+        '--initial-cluster', `sandbox=http://${host}:${etcdPeerPort}`,
+        '--initial-cluster-state', 'new',
+        // Throwaway test data: skipping fsync keeps a 2-core machine responsive.
+        '--unsafe-no-fsync',
+        '--log-level', 'warn',
+      ], join(logDir, 'etcd.log'));
+      pids.etcd = etcd.pid;
+      try {
+        await waitUntil('etcd', async () => (await fetch(`http://${host}:${etcdPort}/health`)).ok, { timeoutMs: 30_000, pid: etcd.pid, logFile: etcd.logFile });
+        break;
+      } catch (err) {
+        if (attempt >= 3 || !/address already in use/.test((err as Error).message)) throw err;
+        await stopService(etcd.pid).catch(() => undefined);
+        pids.etcd = undefined;
+      }
+    }
 
     const apiserver = spawnService('kube-apiserver', bin('kube-apiserver'), [
       '--etcd-servers', `http://${host}:${etcdPort}`,
