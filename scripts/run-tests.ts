@@ -60,7 +60,9 @@ function parseArgs(argv: string[]): Options {
 function planJobs(files: string[]): { name: string; files: string[]; expectedMs: number }[] {
   let known: Record<string, number> = {};
   try {
-    known = JSON.parse(readFileSync(existsSync(DURATIONS_FILE) ? DURATIONS_FILE : COMMITTED_DURATIONS_FILE, 'utf8')) as Record<string, number>;
+    // The committed durations, overridden by this checkout's own runs (which may have run a few files only).
+    const read = (file: string) => (existsSync(file) ? (JSON.parse(readFileSync(file, 'utf8')) as Record<string, number>) : {});
+    known = { ...read(COMMITTED_DURATIONS_FILE), ...read(DURATIONS_FILE) };
   } catch {
     /* first run here: no order yet */
   }
