@@ -14,7 +14,7 @@ describe('runbook config check', () => {
   test('a good file passes with a summary; exit 0', async () => {
     const res = await runCli(['config', 'check', 'runbook.example.yaml', '--no-secrets']);
     assert.equal(res.code, 0, res.stderr);
-    assert.match(res.stdout, /runbook\.example\.yaml: ok \(2 environments, 3 schedules\)/);
+    assert.match(res.stdout, /runbook\.example\.yaml: ok \(2 environments, 7 schedules\)/);
     assert.match(res.stdout, /staging: .*RPO 15m RTO 1h/);
   });
 
@@ -23,7 +23,7 @@ describe('runbook config check', () => {
     writeFileSync(file, 'version: 1\nenvironments:\n  prod:\n    targets: { rpo: soon }\n    databases:\n      main: { host: h, database: app, user: u, password: s3cret }\n');
     const res = await runCli(['config', 'check', file]);
     assert.equal(res.code, 2);
-    assert.match(res.stderr, /bad\.yaml:4: environments\.prod\.targets\.rpo: expected a positive duration .* found "soon"/);
+    assert.match(res.stderr, /bad\.yaml:4: environments\.prod\.targets\.rpo: expected 0 \(nothing may be lost\) or a positive duration .* found "soon"/);
     assert.match(res.stderr, /bad\.yaml:6: environments\.prod\.databases\.main\.password: inline secret values are not allowed/);
     assert.doesNotMatch(res.stderr, /\n\s+at /);
     const json = await runCli(['--json', 'config', 'check', file]);
