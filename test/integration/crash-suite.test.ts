@@ -185,8 +185,19 @@ async function plantOldBackup(backupId: string, endedAt: string): Promise<void> 
 }
 
 async function pgOn<T>(host: string, port: number, fn: (pg: PgClient) => Promise<T>): Promise<T> {
-  const pg = new PgClient({ host, port, user: 'postgres', password, database: 'app' });
-  await pg.connect();
+  // A replica just rejoined streams before it reaches a consistent state and accepts connections (57P03): wait for it.
+  let pg: PgClient;
+  for (let tries = 1; ; tries++) {
+    pg = new PgClient({ host, port, user: 'postgres', password, database: 'app' });
+    try {
+      await pg.connect();
+      break;
+    } catch (err) {
+      await pg.end().catch(() => undefined);
+      if ((err as { code?: string }).code !== '57P03' || tries >= 120) throw err;
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  }
   try {
     return await fn(pg);
   } finally {
