@@ -4,6 +4,7 @@
  * tools: pg_ctl to stop and start, pg_promote, pg_rewind, and pg_basebackup into an empty directory
  * after the old one was kept aside. Nothing notices a failure by itself: the drill is the detector.
  */
+import { ApplicationFailure } from '@temporalio/common';
 import type { Client } from 'pg';
 import { connectPg, PgServer } from '../activities/pg';
 import { classify, failure } from '../activities/errors';
@@ -36,7 +37,7 @@ async function withNode<T>(opts: LocalDriverOptions, node: LocalNode, fn: (c: Cl
 
 const timelineOfWalFile = (walFile: string) => parseInt(walFile.slice(0, 8), 16);
 
-async function inspectNode(opts: LocalDriverOptions, node: LocalNode): Promise<MemberState & { replicas?: { name: string; state: string; lagBytes: number; replayLagMs: number; sync: boolean }[] }> {
+async function inspectNode(opts: LocalDriverOptions, node: LocalNode): Promise<MemberState & { cause?: unknown; replicas?: { name: string; state: string; lagBytes: number; replayLagMs: number; sync: boolean }[] }> {
   const base = { name: node.name, host: node.host, port: node.port };
   try {
     return await withNode(opts, node, async (c) => {
@@ -63,7 +64,8 @@ async function inspectNode(opts: LocalDriverOptions, node: LocalNode): Promise<M
       };
     });
   } catch (err) {
-    return { ...base, role: 'down', state: nodeRunning(node.dataDir) ? 'not answering' : 'stopped', error: (err as Error).message };
+    // The error itself rides along unserialised (not enumerable), for callers that classify it.
+    return Object.defineProperty({ ...base, role: 'down' as const, state: nodeRunning(node.dataDir) ? 'not answering' : 'stopped', error: (err as Error).message }, 'cause', { value: err, enumerable: false });
   }
 }
 
@@ -248,9 +250,14 @@ export function createLocalDriver(opts: LocalDriverOptions): TopologyDriver {
     async primaryAddress() {
       const states = await Promise.all(opts.nodes.map((n) => inspectNode(opts, n)));
       const primaries = states.filter((s) => s.role === 'primary');
-      // Refused credentials are not a missing primary: a retry cannot fix them.
-      const refused = states.find((s) => s.error && /password authentication failed|no pg_hba\.conf entry/.test(s.error));
-      if (primaries.length === 0 && refused) throw failure('AuthenticationFailed', `${refused.name} (${refused.host}:${refused.port}) refused the credentials: ${refused.error}`);
+      // A node's error that no retry can fix (refused credentials, a missing database) is that error,
+      // classified as every activity's is, not a missing primary.
+      if (primaries.length === 0) {
+        for (const s of states) {
+          const f = s.cause === undefined ? undefined : classify(s.cause, `${s.name} (${s.host}:${s.port})`);
+          if (f instanceof ApplicationFailure && f.nonRetryable) throw f;
+        }
+      }
       if (primaries.length !== 1) {
         throw failure('ServerUnreachable', `no single primary among ${states.map((s) => `${s.name}=${s.role}`).join(', ')}: ${states.map((s) => s.error).filter(Boolean).join('; ')}`);
       }
