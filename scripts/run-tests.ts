@@ -12,6 +12,7 @@
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
+import { failureDigest } from './test-digest';
 
 const REPO = join(__dirname, '..');
 const DURATIONS_FILE = join(REPO, '.runbook', 'test-durations.json');
@@ -145,6 +146,8 @@ async function main(): Promise<number> {
     `\n━━ ${tests} tests in ${results.length} jobs: ${tests - testFailures} passed, ${testFailures} failed; ${failed.length} job(s) failed` +
       `\n━━ wall ${seconds(wall)}, sum of file times ${seconds(busy)} (${(busy / wall).toFixed(2)}x overlap, concurrency ${opts.concurrency})\n`,
   );
+  // The failing tests and their errors come last: CI keeps only the tail of the output.
+  for (const r of failed) process.stdout.write(`\n━━ FAILED: ${r.name}\n${failureDigest(r.output)}\n`);
   for (const r of failed) process.stdout.write(`FAILED: ${r.name}\n`);
 
   // Only a full run's durations order the next run; a partial run adds to them.

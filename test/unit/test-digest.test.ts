@@ -1,0 +1,32 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { failureDigest } from '../../scripts/test-digest';
+
+test('the digest of a failed file is its failing tests with their errors, not the passing ones', () => {
+  const output = [
+    '▶ suite',
+    '  ✔ passes (12ms)',
+    '  ✖ loses a row (40ms)',
+    'ℹ tests 2',
+    'ℹ fail 1',
+    '',
+    '✖ failing tests:',
+    '',
+    'test at test/x.test.ts:10:3',
+    '✖ loses a row (40ms)',
+    "  AssertionError [ERR_ASSERTION]: rows 9 !== 10",
+  ].join('\n');
+  const digest = failureDigest(output);
+  assert.match(digest, /loses a row/);
+  assert.match(digest, /rows 9 !== 10/);
+  assert.doesNotMatch(digest, /passes/);
+});
+
+test('a killed file without a summary gives its last lines; a long digest is cut and says so', () => {
+  const killed = ['starting', 'step 1', 'run-tests: x did not finish within 30 minutes and was killed'].join('\n');
+  assert.match(failureDigest(killed), /did not finish within 30 minutes/);
+  const long = ['✖ failing tests:', ...Array.from({ length: 100 }, (_, i) => `line ${i}`)].join('\n');
+  const cut = failureDigest(long, 10).split('\n');
+  assert.equal(cut.length, 11);
+  assert.match(cut[10], /90 more lines/);
+});
