@@ -41,7 +41,7 @@ async function seedDemoDatabase(loaded: LoadedConfig): Promise<void> {
 }
 
 /**
- * Brings the sandbox up, runs a worker in this process, runs every runbook that exists against it,
+ * Brings the sandbox up, runs workers in this process, runs the core runbooks against it (README, Quickstart),
  * and prints what happened. Without --keep everything is stopped and removed again.
  */
 export async function runDemo(opts: { keep: boolean; json: boolean }): Promise<number> {
@@ -61,16 +61,22 @@ export async function runDemo(opts: { keep: boolean; json: boolean }): Promise<n
   const stackMs = Date.now() - t0;
   say(describeStack(stack));
   let worker: RunbookWorker | undefined;
+  let prodWorker: RunbookWorker | undefined;
   const runs: DemoRun[] = [];
   try {
-    const loaded = loadConfig(stack.configFile);
+    // The stack's configuration plus a release of web and a promotion across two environments (see demoRelease.ts).
+    const { DEMO_PROD_ENV, createDemoApps, runDemoPromotion, runDemoRelease, writeDemoConfig } = await import('./demoRelease');
+    const loaded = loadConfig(writeDemoConfig(stack));
     // Worker logs go to a file so the demo's own output stays readable.
     const logFile = join(stack.dir, 'worker.log');
     // Loaded here, not at the top: the worker SDK takes a second to load, which no other command needs.
     const { RunbookWorker } = await import('../worker');
-    worker = new RunbookWorker({ loaded, httpPort: 0, logger: createLogger('info', pino.destination({ dest: logFile, sync: true })) });
-    const { httpUrl } = await worker.start();
-    await worker.waitUntilReady();
+    const logger = createLogger('info', pino.destination({ dest: logFile, sync: true }));
+    worker = new RunbookWorker({ loaded, httpPort: 0, logger });
+    // The promotion's second environment has workers of its own (its own task queues).
+    prodWorker = new RunbookWorker({ loaded, environment: DEMO_PROD_ENV, httpPort: 0, logger });
+    const [{ httpUrl }] = await Promise.all([worker.start(), prodWorker.start()]);
+    await Promise.all([worker.waitUntilReady(), prodWorker.waitUntilReady()]);
     say(`worker serving ${worker.taskQueueNames().join(', ')}; health ${httpUrl}/ready, metrics ${httpUrl}/metrics; log ${logFile}`);
     const c = await connectClient(loaded, 'sandbox', loaded.config.environments.sandbox);
     try {
@@ -99,11 +105,19 @@ export async function runDemo(opts: { keep: boolean; json: boolean }): Promise<n
       runs.push({ runbook: 'drDrill', queue: c.env.temporal.taskQueues.critical, ok: outcome.ok, detail: outcome });
       say(describeDrill(outcome));
       say('gated canary rollout of the Deployment web (registry.sandbox.test/web:1.0 -> 1.1) on the Kubernetes test cluster (signed: requested by sandbox-operator, approved by sandbox-reviewer)...');
-      const { createDemoDeployment, runDemoRollout } = await import('./demoRollout');
-      await createDemoDeployment(stack.kubernetes!.kubeconfig);
+      const { runDemoRollout } = await import('./demoRollout');
+      await createDemoApps(loaded, stack.kubernetes!.kubeconfig);
       const rollout = await runDemoRollout(c, { requester, approver }, !opts.json);
       runs.push({ runbook: 'rollout', queue: c.env.temporal.taskQueues.critical, ok: rollout.ok, detail: rollout });
       say(rollout.text);
+      say('release of web 1.2: backup of the database, signed approval, migration Job (adds orders.gift_note), canary rollout...');
+      const release = await runDemoRelease(c, { requester, approver }, !opts.json);
+      runs.push({ runbook: 'release', queue: release.queue, ok: release.ok, detail: release });
+      say(release.text);
+      say(`promotion of web 1.3: sandbox, a bake and a signed approval, then ${DEMO_PROD_ENV} (namespace prod, its own workers)...`);
+      const promotion = await runDemoPromotion(c, { requester, approver }, !opts.json);
+      runs.push({ runbook: 'promotion', queue: promotion.queue, ok: promotion.ok, detail: promotion });
+      say(promotion.text);
     } finally {
       await c.close();
     }
@@ -118,7 +132,7 @@ export async function runDemo(opts: { keep: boolean; json: boolean }): Promise<n
     }
     return passed === runs.length ? 0 : 1;
   } finally {
-    await worker?.shutdown().catch(() => undefined);
+    await Promise.all([worker?.shutdown().catch(() => undefined), prodWorker?.shutdown().catch(() => undefined)]);
     if (!opts.keep) {
       await stopStack(stack);
       rmSync(dir, { recursive: true, force: true });
@@ -129,7 +143,7 @@ export async function runDemo(opts: { keep: boolean; json: boolean }): Promise<n
 export function registerDemo(program: Command, globals: () => GlobalOptions): void {
   program
     .command('demo')
-    .description('bring up the local stack, run every runbook against it with a worker, print a summary')
+    .description('bring up the local stack, run the core runbooks against it with workers, print a summary')
     .option('--keep', 'leave the stack running afterwards (in .runbook/stack, with persistent Temporal state)', false)
     .action(async (opts: { keep: boolean }) => {
       process.exitCode = await runDemo({ keep: opts.keep, json: Boolean(globals().json) });

@@ -155,7 +155,7 @@ describe('runbook demo', () => {
   test('brings the stack up, runs every runbook through a worker, reports, and leaves nothing running', async () => {
     // Everything the demo starts inherits this tag, so processes of test files running alongside do not count.
     const tag = `demo-${process.pid}-${Date.now()}`;
-    const res = await runCli(['--json', 'demo'], { timeoutMs: 180_000, env: { RUNBOOK_TEST_TAG: tag } });
+    const res = await runCli(['--json', 'demo'], { timeoutMs: 360_000, env: { RUNBOOK_TEST_TAG: tag } });
     assert.equal(res.code, 0, res.stderr);
     const report = JSON.parse(res.stdout);
     assert.equal(report.ok, true);
@@ -168,11 +168,27 @@ describe('runbook demo', () => {
       ['verifyBackup', 'batch-queue', true],
       ['drDrill', 'critical-queue', true],
       ['rollout', 'critical-queue', true],
+      ['release', 'critical-queue', true],
+      ['promotion', 'critical-queue', true],
     ]);
     const rollout = report.runs[6].detail.result;
     assert.equal(rollout.outcome, 'promoted');
     assert.deepEqual(rollout.finalImages, [{ name: 'web', image: 'registry.sandbox.test/web:1.1' }]);
     assert.deepEqual(rollout.status.approvals.map((g: { outcome: string; by: string }) => [g.outcome, g.by]), [['approved', 'sandbox-reviewer'], ['approved', 'sandbox-reviewer']]);
+    // The release: backup, the reviewer's signed approval, the migration Job that ran psql for real, the canary.
+    const release = report.runs[7].detail.result;
+    assert.equal(release.outcome, 'released');
+    assert.match(release.backup.backupId, /^\d{8}T\d{6}Z-/);
+    assert.equal(release.approval.by, 'sandbox-reviewer');
+    assert.equal(release.migration.exitCode, 0);
+    assert.match(release.migration.logTail, /ALTER TABLE/);
+    assert.equal(release.rollout.outcome, 'promoted');
+    // The promotion: a rollout in each environment, the approval between them signed by the reviewer.
+    const promotion = report.runs[8].detail.result;
+    assert.equal(promotion.outcome, 'promoted');
+    assert.deepEqual(promotion.stages.map((s: { environment: string; state: string }) => [s.environment, s.state]), [['sandbox', 'promoted'], ['sandbox-prod', 'promoted']]);
+    const approval = promotion.timeline.steps.find((s: { name: string }) => /approv/.test(s.name));
+    assert.equal(approval?.evidence?.by, 'sandbox-reviewer', JSON.stringify(promotion.timeline.steps.map((s: { name: string }) => s.name)));
     const drill = report.runs[5].detail.report;
     assert.equal(drill.rpo.markerPresent, true);
     assert.ok(drill.rto.ms > 0);
