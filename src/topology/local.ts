@@ -145,6 +145,30 @@ export function createLocalDriver(opts: LocalDriverOptions): TopologyDriver {
     return false;
   }
 
+  /**
+   * A rejoined node streams before it is consistent: it serves reads only once replay passes the point
+   * pg_rewind or the base backup left it at. On an idle primary that point can lie past the newest
+   * record (at the next WAL page's header), so each try commits an empty transaction on the primary
+   * (txid_current) to give replay a record to pass.
+   */
+  async function readable(n: LocalNode, primary: LocalNode, seconds: number, progress: Progress): Promise<number | undefined> {
+    const begun = Date.now();
+    for (;;) {
+      if ((await inspectNode(opts, n)).role === 'replica') return Date.now() - begun;
+      if (Date.now() - begun > seconds * 1000) return undefined;
+      progress({ waitingForConsistency: n.name });
+      await withNode(opts, primary, (c) => c.query('SELECT txid_current()')).catch(() => undefined);
+      await sleep(500);
+    }
+  }
+
+  /** The rejoin's result once the node serves reads; a node that streams but never gets consistent fails the step (retryable). */
+  async function consistent(n: LocalNode, p: LocalNode, r: RejoinResult, progress: Progress): Promise<RejoinResult> {
+    const ms = await readable(n, p, 120, progress);
+    if (ms === undefined) throw failure('ConnectionLost', `${n.name} streams from ${p.name} but did not reach a consistent state within 120 s (it still refuses connections: "the database system is not yet accepting connections")`);
+    return { ...r, detail: { ...(r.detail ?? {}), consistentAfterMs: ms } };
+  }
+
   return {
     kind: 'local',
     describe,
@@ -191,7 +215,7 @@ export function createLocalDriver(opts: LocalDriverOptions): TopologyDriver {
       const n = node(member);
       const p = node(primary);
       const before = await inspectNode(opts, p);
-      if (before.role === 'primary' && before.replicas?.some((r) => r.name === n.name && r.state === 'streaming')) return { method: 'already a replica', streaming: true };
+      if (before.role === 'primary' && before.replicas?.some((r) => r.name === n.name && r.state === 'streaming')) return consistent(n, p, { method: 'already a replica', streaming: true }, progress);
       await stopNode(n.dataDir, 'fast');
       let method = 'pg_rewind' as RejoinResult['method'];
       let rewindError: string | undefined;
@@ -210,14 +234,14 @@ export function createLocalDriver(opts: LocalDriverOptions): TopologyDriver {
       };
       if (rewindError) await rebuild();
       await start(n);
-      if (await streamsFrom(n, p, 8, progress)) return { method, streaming: true, keptAside, detail: rewindError ? { rewindError } : undefined };
+      if (await streamsFrom(n, p, 8, progress)) return consistent(n, p, { method, streaming: true, keptAside, detail: rewindError ? { rewindError } : undefined }, progress);
       if (method === 'base backup') throw failure('ConnectionLost', `${n.name} did not start streaming from ${p.name} after a fresh base backup`);
       // pg_rewind can judge "no rewind required" for a node whose WAL went past the fork point (its
       // last checkpoint is before it); such a node never streams. A fresh copy always does.
       rewindError = 'pg_rewind finished, but the node did not stream: its WAL went past the point where the timelines forked';
       await rebuild();
       await start(n);
-      if (await streamsFrom(n, p, 30, progress)) return { method, streaming: true, keptAside, detail: { rewindError } };
+      if (await streamsFrom(n, p, 30, progress)) return consistent(n, p, { method, streaming: true, keptAside, detail: { rewindError } }, progress);
       throw failure('ConnectionLost', `${n.name} did not start streaming from ${p.name}, neither after pg_rewind nor after a fresh base backup`);
     },
 
