@@ -185,19 +185,8 @@ async function plantOldBackup(backupId: string, endedAt: string): Promise<void> 
 }
 
 async function pgOn<T>(host: string, port: number, fn: (pg: PgClient) => Promise<T>): Promise<T> {
-  // A replica just rejoined streams before it reaches a consistent state and accepts connections (57P03): wait for it.
-  let pg: PgClient;
-  for (let tries = 1; ; tries++) {
-    pg = new PgClient({ host, port, user: 'postgres', password, database: 'app' });
-    try {
-      await pg.connect();
-      break;
-    } catch (err) {
-      await pg.end().catch(() => undefined);
-      if ((err as { code?: string }).code !== '57P03' || tries >= 120) throw err;
-      await new Promise((r) => setTimeout(r, 500));
-    }
-  }
+  const pg = new PgClient({ host, port, user: 'postgres', password, database: 'app' });
+  await pg.connect();
   try {
     return await fn(pg);
   } finally {
@@ -376,6 +365,9 @@ describe('every runbook survives its worker being killed at each step', { concur
       }
       const result: DrDrillResult = await handle.result();
       assert.equal(result.passed, true, result.reasons.join('; '));
+      // Rejoined means serving reads, not only streaming: the old primary answers at once (no "not yet accepting connections").
+      const failback = result.timeline.steps.find((s) => s.name.startsWith('failback'));
+      assert.equal(typeof (failback?.evidence.detail as { consistentAfterMs?: unknown } | undefined)?.consistentAfterMs, 'number', JSON.stringify(failback?.evidence));
 
       // Judged from PostgreSQL: exactly one promotion (one new WAL timeline), the old primary streams from the new one.
       assert.equal(await walTimeline('127.0.0.3'), timelineBefore + 1, 'exactly one promotion: one new WAL timeline');

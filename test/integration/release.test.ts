@@ -289,6 +289,11 @@ describe('release: backup, migration, canary, compensation in one run', () => {
     assert.equal(shown.code, 0, shown.stdout + shown.stderr);
     assert.match(shown.stdout, /phase done: released/);
     assert.match(shown.stdout, /migration\s+Job web-migrate-\S+: succeeded/);
+    // The same, for scripts: the workflow's state and its status as JSON, exit 0 for a release that succeeded.
+    const json = await runCli(['--config', configFile, '--json', 'release', 'status', 'web']);
+    assert.equal(json.code, 0, json.stdout + json.stderr);
+    const parsed = JSON.parse(json.stdout) as { ok: boolean; workflowId: string; state: string; status: { phase: string; outcome: string } };
+    assert.deepEqual([parsed.ok, parsed.workflowId, parsed.state, parsed.status.phase, parsed.status.outcome], [true, 'release-sandbox-web', 'COMPLETED', 'done', 'released']);
   });
 
   test('bad release input and config are refused, naming the field', async () => {
