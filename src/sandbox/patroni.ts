@@ -18,6 +18,8 @@ import { promisify } from 'node:util';
 import { Client as PgClient } from 'pg';
 import { stringify } from 'yaml';
 import { ownDir, postgresOwner, reachableClusterDir, stopNode } from '../system/postgres';
+import { archiveCommand, createStanza, SandboxPgBackRest, writeHostConfig } from './pgbackrest';
+import type { S3ServerInfo } from './s3';
 import { PatroniApi, PatroniClusterJson } from '../topology/patroniApi';
 import { createCa, issueCert } from './tls';
 import { adopt, disown, findBinary, freePort, groupAlive, spawnService, stopService, waitUntil } from '../system/process';
@@ -69,6 +71,8 @@ export interface PatroniClusterInfo {
   /** One line per control action taken (time, action, member), for tests that count faults. */
   controlLog: string;
   settings: PatroniSettings;
+  /** WAL archiving into a pgBackRest stanza of the cluster's own, from whichever member leads (when started with an S3 server). */
+  pgbackrest?: SandboxPgBackRest;
 }
 
 export interface PatroniClusterOptions {
@@ -80,7 +84,16 @@ export interface PatroniClusterOptions {
   nodeHosts?: string[];
   settings?: Partial<PatroniSettings>;
   database?: string;
+  /**
+   * The sandbox S3 server (with its TLS endpoint): the cluster archives WAL with pgBackRest into the
+   * stanza `ha` under a repository path of its own (each stack up bootstraps a new cluster, with a new
+   * system identifier), and the stanza is created on the first leader.
+   */
+  archiveTo?: S3ServerInfo;
 }
+
+/** The stanza the sandbox Patroni cluster archives into. */
+export const PATRONI_STANZA = 'ha';
 
 const PATRONI_HINT = 'Install Patroni 3.0 (scripts/bootstrap does: apt-get install patroni), or set PATRONI_PATH.';
 
@@ -121,6 +134,7 @@ function patroniConfig(
   settings: PatroniSettings,
   pw: { postgres: string; replication: string; api: string },
   ca: string,
+  archive?: string,
 ): string {
   const conf = {
     scope,
@@ -161,6 +175,8 @@ function patroniConfig(
             // Sandbox nodes are killed as processes, never as machines: the OS page cache survives, so
             // fsync buys nothing here and costs a shared two-core machine a lot.
             fsync: 'off',
+            // Every member carries the same archive_command; PostgreSQL runs it only on the leader.
+            ...(archive ? { archive_mode: 'on', archive_command: archive, archive_timeout: '60s' } : {}),
           },
         },
       },
@@ -428,6 +444,7 @@ export async function startPatroniCluster(opts: PatroniClusterOptions): Promise<
     await waitUntil('etcd', async () => (await httpStatus(`http://${host}:${etcdPort}/health`)) === 200, { timeoutMs: 30_000, pid: etcd.pid, logFile: etcd.logFile });
 
     writeFileSync(info.controlLog, '');
+    if (opts.archiveTo) info.pgbackrest = writeHostConfig(join(base, 'pgbackrest'), opts.archiveTo, { stanza: PATRONI_STANZA, repoPath: `/patroni/${info.scope}` });
     const ca = await createCa(join(base, 'pki'), 'runbook-patroni-ca');
     chmodSync(join(base, 'pki'), 0o755);
     chmodSync(ca.cert, 0o644);
@@ -442,7 +459,7 @@ export async function startPatroniCluster(opts: PatroniClusterOptions): Promise<
         chmodSync(join(node.dir, f), 0o600);
         chownToPostgres(join(node.dir, f));
       }
-      writeFileSync(node.configFile, patroniConfig(info.scope, node, `${host}:${etcdPort}`, settings, pw, ca.cert), { mode: 0o600 });
+      writeFileSync(node.configFile, patroniConfig(info.scope, node, `${host}:${etcdPort}`, settings, pw, ca.cert, info.pgbackrest && archiveCommand(info.pgbackrest)), { mode: 0o600 });
       chownToPostgres(node.configFile);
       writeFileSync(node.logFile, '', { flag: 'a' });
       chownToPostgres(node.logFile);
@@ -493,6 +510,12 @@ export async function startPatroniCluster(opts: PatroniClusterOptions): Promise<
       },
       { timeoutMs: 30_000, intervalMs: 250 },
     );
+    if (info.pgbackrest) {
+      const leader = (await patroniCluster(info)).members.find((m) => m.role === 'leader');
+      const node = nodes.find((n) => n.name === leader?.name);
+      if (!node) throw new Error('the Patroni cluster has no leader to create its pgBackRest stanza on');
+      await createStanza(info.pgbackrest, { dataDir: node.dataDir, port: node.pgPort, socketDir: join(node.dir, 'socket') });
+    }
     return info;
   } catch (err) {
     await stopPatroniCluster(info).catch(() => undefined);

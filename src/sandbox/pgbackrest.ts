@@ -87,17 +87,17 @@ export function writeHostConfig(dir: string, s3: S3ServerInfo, opts: { stanza?: 
   return cfg;
 }
 
+/**
+ * The archive_command that pushes a WAL segment into the stanza. PostgreSQL runs it in the node's data
+ * directory, through the shell, so `$PWD` is the data directory of whichever node is primary.
+ */
+export function archiveCommand(cfg: SandboxPgBackRest): string {
+  return `pgbackrest --config=${cfg.hostConfig} --stanza=${cfg.stanza} --pg1-path="$PWD" archive-push %p`;
+}
+
 /** postgresql.conf lines that archive every WAL segment into the stanza, from whichever node is primary. */
 export function archiveSettings(cfg: SandboxPgBackRest): string {
-  return [
-    '',
-    '# WAL archiving into the sandbox pgBackRest stanza',
-    'archive_mode = on',
-    // PostgreSQL runs archive_command in the node's data directory, through the shell.
-    `archive_command = 'pgbackrest --config=${cfg.hostConfig} --stanza=${cfg.stanza} --pg1-path="$PWD" archive-push %p'`,
-    "archive_timeout = '60s'",
-    '',
-  ].join('\n');
+  return ['', '# WAL archiving into the sandbox pgBackRest stanza', 'archive_mode = on', `archive_command = '${archiveCommand(cfg)}'`, "archive_timeout = '60s'", ''].join('\n');
 }
 
 export function enableArchiving(dataDir: string, cfg: SandboxPgBackRest): void {

@@ -55,6 +55,8 @@ export const DEFAULT_COMPONENTS: StackComponent[] = ['temporal', 'postgres', 're
 export const ALL_COMPONENTS: StackComponent[] = [...DEFAULT_COMPONENTS, 'kubernetes', 'patroni', 'temporal-cluster'];
 /** The config key of the Patroni cluster's database. */
 export const PATRONI_DATABASE_KEY = 'ha';
+/** The same Patroni database, backed up with pgBackRest and WAL archiving (with the pgbackrest component). */
+export const PATRONI_PITR_DATABASE_KEY = 'ha_pitr';
 
 export interface StackState {
   dir: string;
@@ -190,6 +192,7 @@ export function writeStackConfig(state: StackState): void {
   }
   // The pgBackRest database: the same primary, backed up physically with WAL archiving.
   if (state.postgres && state.pgbackrest && state.s3?.tls) databases.pitr = pitrDatabase(state);
+  if (state.patroni?.pgbackrest && state.s3?.tls) databases[PATRONI_PITR_DATABASE_KEY] = patroniPitrDatabase(state);
   if (Object.keys(databases).length) env.databases = databases;
   if (state.s3) {
     env.backups = {
@@ -293,20 +296,18 @@ export function writeStackConfig(state: StackState): void {
 }
 
 /**
- * The sandbox primary again, backed up with pgBackRest: the stanza the primary archives into, on the S3
- * server's TLS endpoint verified against the sandbox CA, with the same S3 keys by reference. Backups
- * follow whichever of the two nodes is primary.
+ * A database backed up with pgBackRest: the stanza its primary archives into, on the S3 server's TLS
+ * endpoint verified against the sandbox CA, with the same S3 keys by reference. Backups follow
+ * whichever of the nodes is primary.
  */
-function pitrDatabase(state: StackState): Record<string, unknown> {
-  const pg = state.postgres!;
-  const b = state.pgbackrest!;
-  const node = (name: string, info: PostgresClusterInfo) => ({ name, host: info.host, port: info.port, dataDir: info.dataDir, socketDir: info.socketDir });
+function pgbackrestDatabase(
+  state: StackState,
+  db: { host: string; port: number; database: string; user: string; password: string },
+  b: SandboxPgBackRest,
+  nodes: { name: string; host: string; port: number; dataDir: string; socketDir: string }[],
+): Record<string, unknown> {
   return {
-    host: pg.host,
-    port: pg.port,
-    database: pg.database,
-    user: pg.superuser,
-    password: 'file:secrets/postgres-password',
+    ...db,
     backups: {
       method: 'pgbackrest',
       pgbackrest: {
@@ -321,13 +322,39 @@ function pitrDatabase(state: StackState): Record<string, unknown> {
           accessKeyId: 'file:secrets/s3-access-key-id',
           secretAccessKey: 'file:secrets/s3-secret-access-key',
         },
-        nodes: [node('pg-a', pg), ...(state.postgresReplica ? [node('pg-b', state.postgresReplica)] : [])],
+        nodes,
         retention: { full: 2 },
       },
     },
     // Backups are nightly; the RPO (targets.rpo) is met by WAL archiving and checked as the archive's age.
     restoreTest: { maxBackupAge: '26h', randomWindow: '7d' },
   };
+}
+
+/** The sandbox primary again, backed up with pgBackRest (stanza app). */
+function pitrDatabase(state: StackState): Record<string, unknown> {
+  const pg = state.postgres!;
+  const node = (name: string, info: PostgresClusterInfo) => ({ name, host: info.host, port: info.port, dataDir: info.dataDir, socketDir: info.socketDir });
+  return pgbackrestDatabase(
+    state,
+    { host: pg.host, port: pg.port, database: pg.database, user: pg.superuser, password: 'file:secrets/postgres-password' },
+    state.pgbackrest!,
+    [node('pg-a', pg), ...(state.postgresReplica ? [node('pg-b', state.postgresReplica)] : [])],
+  );
+}
+
+/**
+ * The Patroni cluster's database again, backed up with pgBackRest (stanza ha): reached through
+ * HAProxy's write port, backed up on whichever member leads, its WAL archived by the leader.
+ */
+function patroniPitrDatabase(state: StackState): Record<string, unknown> {
+  const p = state.patroni!;
+  return pgbackrestDatabase(
+    state,
+    { host: p.haproxy.host, port: p.haproxy.writePort, database: p.database, user: p.superuser, password: `file:secrets/${p.secrets.postgresPassword}` },
+    p.pgbackrest!,
+    p.nodes.map((n) => ({ name: n.name, host: n.host, port: n.pgPort, dataDir: n.dataDir, socketDir: join(n.dir, 'socket') })),
+  );
 }
 
 const stateFile = (dir: string) => join(dir, 'state.json');
@@ -368,7 +395,7 @@ export async function startStack(opts: StartStackOptions): Promise<StackState> {
     throw new Error('the temporal-cluster component archives to the sandbox S3 server: add s3 to the components');
   }
   const pgbackrest = components.includes('pgbackrest');
-  if (pgbackrest && !(components.includes('postgres') && components.includes('s3'))) throw new Error('the pgbackrest component needs the postgres and s3 components');
+  if (pgbackrest && !((components.includes('postgres') || components.includes('patroni')) && components.includes('s3'))) throw new Error('the pgbackrest component needs s3, and postgres or the Patroni cluster (--with-patroni): add them to --only, or leave pgbackrest out');
   // The sandbox CA issues the S3 TLS endpoint's certificate (pgBackRest verifies it).
   const s3Started = components.includes('s3')
     ? (pgbackrest ? createCa(join(dir, 'tls'), 'runbook-sandbox-ca') : Promise.resolve(undefined))
@@ -416,7 +443,10 @@ export async function startStack(opts: StartStackOptions): Promise<StackState> {
       : undefined,
     components.includes('kubernetes') ? startKubernetes({ dir }).then((k) => (state.kubernetes = k)) : undefined,
     components.includes('patroni')
-      ? startPatroniCluster({ dir, secretsDir: join(dir, 'secrets'), host: opts.patroniHost, settings: opts.patroniSettings }).then((p) => (state.patroni = p))
+      ? // With pgbackrest the cluster archives WAL into a stanza of its own, so it waits for the S3 server.
+        (pgbackrest ? s3Started! : Promise.resolve(undefined))
+          .then((s3) => startPatroniCluster({ dir, secretsDir: join(dir, 'secrets'), host: opts.patroniHost, settings: opts.patroniSettings, archiveTo: s3 }))
+          .then((p) => (state.patroni = p))
       : undefined,
     postgresStarted,
     // The service name points at whichever node is primary now: after a failover drill without
