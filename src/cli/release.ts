@@ -163,6 +163,8 @@ export function registerRelease(program: Command, globals: () => GlobalOptions):
       approvalTimeoutSeconds: seconds('--approval-timeout', opts.approvalTimeout),
       decisionTimeoutSeconds: seconds('--decision-timeout', opts.decisionTimeout),
     };
+    // Everything but the environment (known once connected) is checked first: bad input needs no server.
+    checked(validateReleaseInput, { ...(JSON.parse(JSON.stringify(input)) as ReleaseInput), environment: 'environment' });
     await run(async (c, g) => {
       input.environment = c.environment;
       const signer = resolveSigner(c, opts);
