@@ -6,18 +6,20 @@
  * assertion) with psql, stop and remove. The runbook adds its repository checks (info, the source's
  * archiver, pgbackrest check, the WAL continuity scan), the report, and Temporal's orchestration.
  *
- * The data set (about 1 GB by default) is backed up once (full), then about BENCH_WAL_MB of WAL is
- * written after the backup and the target lies between two canary rows after it, so both paths
- * replay the same WAL. Rounds are interleaved (BENCH_ROUNDS, default 2), each after a CHECKPOINT.
+ * The data set is backed up once (full), then WAL is written after the backup and the target lies
+ * between two canary rows after it, so both paths replay the same WAL. Rounds are interleaved, each
+ * after a CHECKPOINT. Profiles: smoke (3,000 rows, 4 MB of WAL, one round: the script runs), quick
+ * (200,000 rows, about 200 MB, 64 MB of WAL, two rounds), full (1,000,000 rows, about 1 GB, 256 MB of
+ * WAL, three rounds); BENCH_ROWS, BENCH_PAD_BYTES, BENCH_WAL_MB and BENCH_ROUNDS override them.
  *
- *   npm run bench:pitr
- *   BENCH_ROWS=200000 npm run bench:pitr        # a smaller run
+ *   npm run bench:pitr [-- --full | --smoke] [--out DIR]
  *
- * Prints the machine, the data set, each time and the ratio. Not a test: nothing here asserts.
+ * Writes bench/results/pitr-<profile>.json (the README's PITR block is made from it). Not a test:
+ * nothing here asserts.
  */
 import { execFile } from 'node:child_process';
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { cpus, freemem, tmpdir, totalmem } from 'node:os';
+import { freemem, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { Client as PgClient } from 'pg';
@@ -34,17 +36,21 @@ import { ensureScratchRoot, pgBinDirFor, prepareScratch, removeScratch, scratchL
 import type { PhysicalBackupDatabaseResult } from '../src/workflows/backupDatabase';
 import type { VerifyBackupResult } from '../src/workflows/verifyBackup';
 import { RunbookWorker } from '../src/worker';
+import { beginBench, parseBenchArgs, ratio, runMain, summarize } from './lib/report';
 
 const run = promisify(execFile);
-const rows = Number(process.env.BENCH_ROWS ?? 1_000_000);
+const args = parseBenchArgs();
+const PROFILE_PARAMS = { smoke: { rows: 3_000, walMb: 4, rounds: 1 }, quick: { rows: 200_000, walMb: 64, rounds: 2 }, full: { rows: 1_000_000, walMb: 256, rounds: 3 } } as const;
+const rows = Number(process.env.BENCH_ROWS ?? PROFILE_PARAMS[args.profile].rows);
 const padBytes = Number(process.env.BENCH_PAD_BYTES ?? 960);
-const walMb = Number(process.env.BENCH_WAL_MB ?? 256);
-const rounds = Number(process.env.BENCH_ROUNDS ?? 2);
+const walMb = Number(process.env.BENCH_WAL_MB ?? PROFILE_PARAMS[args.profile].walMb);
+const rounds = Number(process.env.BENCH_ROUNDS ?? PROFILE_PARAMS[args.profile].rounds);
 const seconds = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
 const mb = (n: number) => `${(n / 1_048_576).toFixed(0)} MB`;
 
 async function main(): Promise<void> {
-  console.log(`machine: ${cpus().length} cores (${cpus()[0]?.model}), ${mb(totalmem())} memory, ${mb(freemem())} free, node ${process.version}`);
+  const record = beginBench('pitr', args);
+  console.log(`memory: ${mb(totalmem())}, ${mb(freemem())} free`);
   const dir = mkdtempSync(join(tmpdir(), 'runbook-bench-pitr-'));
   chmodSync(dir, 0o755);
   const scratchDir = join(dir, 'scratch');
@@ -85,6 +91,7 @@ async function main(): Promise<void> {
     await canary();
     t = Date.now();
     const backup: PhysicalBackupDatabaseResult = await c.client.workflow.execute('backupDatabase', { taskQueue: 'batch-queue', workflowId: `bench-backup-${Date.now()}`, args: [{ environment: 'sandbox', database: 'pitr', type: 'full' }] });
+    const backupMs = Date.now() - t;
     console.log(`backup: full backup ${backup.label} of ${mb(backup.databaseBytes)}, ${mb(backup.bytes)} in the repository (lz4, bundled), in ${seconds(Date.now() - t)}`);
 
     // WAL after the backup, which both paths replay: updates of random rows' padding.
@@ -150,13 +157,16 @@ async function main(): Promise<void> {
       if (restoredRows !== expectedRows) throw new Error(`manual check: canary ${restoredRows} != ${expectedRows}`);
       if ((await psql(inst.socketDir, port, assertion.sql)) !== 't') throw new Error('manual check: assertion failed');
       const checked = Date.now();
+      // Read before the removal takes the directory (and its log) away.
+      const stoppedAtTarget = /recovery stopping before commit/.test(scratchLog(inst));
       await removeScratch(scratchDir, name);
       const end = Date.now();
-      if (!/recovery stopping before commit/.test(scratchLog(inst))) console.log('  (manual: recovery did not stop at the target?)');
+      if (!stoppedAtTarget) throw new Error('manual: the scratch instance\'s log does not say recovery stopped before a commit after the target');
       return { total: end - start, restore: restored - start, replay: replayed - restored, checks: checked - replayed, remove: end - checked };
     };
 
-    const best = { runbook: Infinity, manual: Infinity };
+    const runs: Awaited<ReturnType<typeof runbook>>[] = [];
+    const manuals: Awaited<ReturnType<typeof manual>>[] = [];
     for (let round = 1; round <= rounds; round++) {
       await pg.query('CHECKPOINT');
       const r = await runbook();
@@ -166,13 +176,38 @@ async function main(): Promise<void> {
         `round ${round}: runbook ${seconds(r.total)} (repository checks ${seconds(r.checks)}, restore ${seconds(r.restore)}, replay ${seconds(r.replay)} of ${mb(r.wal)}, validation ${seconds(r.validate)}, removal ${seconds(r.remove)}); ` +
           `manual ${seconds(m.total)} (restore ${seconds(m.restore)}, start and replay ${seconds(m.replay)}, checks ${seconds(m.checks)}, removal ${seconds(m.remove)})`,
       );
-      best.runbook = Math.min(best.runbook, r.total);
-      best.manual = Math.min(best.manual, m.total);
+      runs.push(r);
+      manuals.push(m);
     }
     await c.close();
     await pg.end();
-    console.log(`best of ${rounds}: runbook PITR restore test ${seconds(best.runbook)}, manual pgbackrest restore + start + recovery + the same checks ${seconds(best.manual)}`);
-    console.log(`ratio runbook / manual: ${(best.runbook / best.manual).toFixed(2)}x (what the repository checks, the report and the orchestration add)`);
+    const sec = (xs: number[]) => summarize(xs.map((x) => x / 1000), 1);
+    const figures = {
+      databaseMb: Math.round(size / 1_048_576),
+      repositoryMb: Math.round(backup.bytes / 1_048_576),
+      backupSeconds: Number((backupMs / 1000).toFixed(1)),
+      walMb,
+      runbook: {
+        total: sec(runs.map((r) => r.total)),
+        checks: sec(runs.map((r) => r.checks)),
+        restore: sec(runs.map((r) => r.restore)),
+        replay: sec(runs.map((r) => r.replay)),
+        validate: sec(runs.map((r) => r.validate)),
+        remove: sec(runs.map((r) => r.remove)),
+        walReplayedMb: summarize(runs.map((r) => r.wal / 1_048_576), 0),
+      },
+      manual: {
+        total: sec(manuals.map((m) => m.total)),
+        restore: sec(manuals.map((m) => m.restore)),
+        replay: sec(manuals.map((m) => m.replay)),
+        checks: sec(manuals.map((m) => m.checks)),
+        remove: sec(manuals.map((m) => m.remove)),
+      },
+    };
+    record.finish({ rows, padBytes, walMb, rounds }, figures, [
+      ratio('runbook / by hand', figures.runbook.total.median, figures.manual.total.median, 'the runbook\'s PITR restore test (repository checks, restore, replay, checks, removal, report) against pgbackrest restore + start + recovery + the same checks by hand, medians'),
+      ratio('restore + replay, runbook / by hand', figures.runbook.restore.median + figures.runbook.replay.median, figures.manual.restore.median + figures.manual.replay.median, 'the restore and the WAL replay alone, medians'),
+    ]);
   } finally {
     await worker?.shutdown().catch(() => undefined);
     await stopStack(stack);
@@ -180,7 +215,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((err) => {
-  console.error(err);
-  process.exitCode = 1;
-});
+runMain(main);

@@ -237,6 +237,31 @@ function renderSticky(r: BenchResult): string {
   ].join('\n');
 }
 
+interface PitrFigures {
+  databaseMb: number;
+  repositoryMb: number;
+  backupSeconds: number;
+  walMb: number;
+  runbook: Record<'total' | 'checks' | 'restore' | 'replay' | 'validate' | 'remove' | 'walReplayedMb', Summary>;
+  manual: Record<'total' | 'restore' | 'replay' | 'checks' | 'remove', Summary>;
+}
+
+function renderPitr(r: BenchResult): string {
+  const f = r.figures as PitrFigures;
+  return [
+    header(r, 'bench:pitr'),
+    '',
+    `${Number(r.params.rows).toLocaleString('en-US')} orders, a database of ${f.databaseMb} MB (${f.repositoryMb} MB in the repository, lz4; the full backup took ${f.backupSeconds} s), then ${f.walMb} MB of WAL written after the backup; the target lies between two canary rows after it. ${r.params.rounds} rounds, interleaved, each after a CHECKPOINT.`,
+    '',
+    '| | whole test | repository checks | restore | start + WAL replay to the target | checks | removal |',
+    '| --- | --- | --- | --- | --- | --- | --- |',
+    `| runbook (\`verifyBackup\`, \`--at\`) | ${s(f.runbook.total, 's')} | ${s(f.runbook.checks, 's')} | ${s(f.runbook.restore, 's')} | ${s(f.runbook.replay, 's')} (${s(f.runbook.walReplayedMb, 'MB', 0)} replayed) | ${s(f.runbook.validate, 's')} | ${s(f.runbook.remove, 's')} |`,
+    `| by hand (\`pgbackrest restore --type=time\`, start, wait, \`psql\`) | ${s(f.manual.total, 's')} | — | ${s(f.manual.restore, 's')} | ${s(f.manual.replay, 's')} | ${s(f.manual.checks, 's')} | ${s(f.manual.remove, 's')} |`,
+    '',
+    ratioLines(r, 'bench/pitr.ts'),
+  ].join('\n');
+}
+
 /** Every block's generated text (the lines between its markers), from the results in dir. */
 export function renderBlocks(dir: string = RESULTS_DIR, profile?: Profile): Record<BenchName, string> {
   const blocks = {} as Record<BenchName, string>;
@@ -248,7 +273,7 @@ export function renderBlocks(dir: string = RESULTS_DIR, profile?: Profile): Reco
     }
     const newest = results[0];
     blocks[bench] =
-      bench === 'restore' ? renderRestore(results) : bench === 'drill' ? renderDrill(newest) : bench === 'orchestration' ? renderOrchestration(newest) : bench === 'scale' ? renderScale(newest) : renderSticky(newest);
+      bench === 'restore' ? renderRestore(results) : bench === 'pitr' ? renderPitr(newest) : bench === 'drill' ? renderDrill(newest) : bench === 'orchestration' ? renderOrchestration(newest) : bench === 'scale' ? renderScale(newest) : renderSticky(newest);
   }
   return blocks;
 }

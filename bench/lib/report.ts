@@ -10,7 +10,7 @@ import { join } from 'node:path';
 
 export type Profile = 'smoke' | 'quick' | 'full';
 export const PROFILES: readonly Profile[] = ['smoke', 'quick', 'full'];
-export const BENCHES = ['restore', 'drill', 'orchestration', 'scale', 'sticky'] as const;
+export const BENCHES = ['restore', 'pitr', 'drill', 'orchestration', 'scale', 'sticky'] as const;
 export type BenchName = (typeof BENCHES)[number];
 
 export const RESULTS_DIR = join(__dirname, '..', 'results');
