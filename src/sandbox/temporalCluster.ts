@@ -347,15 +347,22 @@ function processNames(hosts: Record<TemporalRole, number>): { name: string; role
 async function freeLowPort(host = '127.0.0.1'): Promise<number> {
   for (let attempt = 0; attempt < 100; attempt++) {
     const port = 20_000 + Math.floor(Math.random() * 12_700);
+    // A port handed out before may not be bound yet (its process is still starting): never hand it out twice.
+    if (handedOut.has(port)) continue;
     const free = await new Promise<boolean>((resolve) => {
       const server = createServer();
       server.once('error', () => resolve(false));
       server.listen({ host, port }, () => server.close(() => resolve(true)));
     });
-    if (free) return port;
+    if (free) {
+      handedOut.add(port);
+      return port;
+    }
   }
   throw new Error(`no free port below 32768 on ${host} for the Temporal cluster`);
 }
+/** Every port freeLowPort returned in this process: 36 ports drawn at random for one cluster collide often enough to matter. */
+const handedOut = new Set<number>();
 
 const INDEXED_VALUE_TYPES: Record<string, number> = { Text: 1, Keyword: 2, Int: 3, Double: 4, Bool: 5, Datetime: 6, KeywordList: 7 };
 
