@@ -204,10 +204,16 @@ async function main(): Promise<void> {
         remove: sec(manuals.map((m) => m.remove)),
       },
     };
-    record.finish({ rows, padBytes, walMb, rounds }, figures, [
+    const ratios = [
       ratio('runbook / by hand', figures.runbook.total.median, figures.manual.total.median, 'the runbook\'s PITR restore test (repository checks, restore, replay, checks, removal, report) against pgbackrest restore + start + recovery + the same checks by hand, medians'),
       ratio('restore + replay, runbook / by hand', figures.runbook.restore.median + figures.runbook.replay.median, figures.manual.restore.median + figures.manual.replay.median, 'the restore and the WAL replay alone, medians'),
-    ]);
+    ];
+    // A figure that is not a number would be written as null and break the README block: name it instead.
+    const notFinite = (v: unknown, path: string): string[] =>
+      typeof v === 'number' ? (Number.isFinite(v) ? [] : [path]) : v && typeof v === 'object' ? Object.entries(v).flatMap(([k, x]) => notFinite(x, `${path}.${k}`)) : [];
+    const bad = notFinite({ figures, ratios }, 'result');
+    if (bad.length) throw new Error(`not a number: ${bad.join(', ')}; rounds: ${JSON.stringify({ runs, manuals })}`);
+    record.finish({ rows, padBytes, walMb, rounds }, figures, ratios);
   } finally {
     await worker?.shutdown().catch(() => undefined);
     await stopStack(stack);

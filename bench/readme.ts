@@ -34,7 +34,8 @@ export function loadResults(dir: string, bench: BenchName, profile?: Profile): B
 
 const s = (x: Summary | undefined, unit: string, digits = 1) => (x ? formatSummary(x, unit, digits) : 'n/a');
 const date = (iso: string) => iso.slice(0, 10);
-const ratioValue = (r: Ratio) => `${r.value.toFixed(2)}x`;
+/** A ratio whose parts could not be measured (NaN, written to JSON as null; e.g. a per-step time below the noise of a smoke run) shows as n/a. */
+export const ratioValue = (r: Ratio) => (typeof r.value === 'number' && Number.isFinite(r.value) ? `${r.value.toFixed(2)}x` : 'n/a');
 
 function header(r: BenchResult, script: string): string {
   const l = r.load;

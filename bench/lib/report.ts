@@ -65,6 +65,8 @@ export function summarize(values: number[], digits = 2): Summary {
 
 /** "12.3 ms (11.0-14.2)": the median and, when there is more than one round, the spread. */
 export function formatSummary(s: Summary, unit: string, digits = 1): string {
+  // NaN and infinities are written to JSON as null: a value that could not be measured shows as n/a.
+  if (![s.median, s.min, s.max].every((n) => typeof n === 'number' && Number.isFinite(n))) return 'n/a';
   const f = (n: number) => n.toFixed(digits);
   return s.n > 1 ? `${f(s.median)} ${unit} (${f(s.min)}-${f(s.max)})` : `${f(s.median)} ${unit}`;
 }

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, test } from 'node:test';
-import { BENCHES, median, parseBenchArgs, RESULTS_DIR, summarize } from '../../bench/lib/report';
-import { applyBlocks, beginMarker, endMarker, README, renderBlocks } from '../../bench/readme';
+import { BENCHES, formatSummary, median, parseBenchArgs, Ratio, RESULTS_DIR, Summary, summarize } from '../../bench/lib/report';
+import { applyBlocks, beginMarker, endMarker, README, ratioValue, renderBlocks } from '../../bench/readme';
 
 const readme = readFileSync(README, 'utf8');
 
@@ -58,5 +58,14 @@ describe('benchmark options and figures', () => {
     assert.equal(median([4, 1, 3, 2]), 2.5);
     assert.deepEqual(summarize([10.123, 30, 20]), { median: 20, min: 10.12, max: 30, n: 3 });
     assert.deepEqual(summarize([7]), { median: 7, min: 7, max: 7, n: 1 });
+  });
+
+  test('a figure or ratio that could not be measured (NaN, read back from JSON as null) renders as n/a, not as an error', () => {
+    const unmeasured = JSON.parse(JSON.stringify({ summary: summarize([NaN]), ratio: { name: 'machinery/bare', value: NaN, of: 'x' } })) as { summary: Summary; ratio: Ratio };
+    assert.equal(unmeasured.ratio.value, null);
+    assert.equal(formatSummary(unmeasured.summary, 'ms'), 'n/a');
+    assert.equal(ratioValue(unmeasured.ratio), 'n/a');
+    assert.equal(ratioValue({ name: 'r', value: 1.234, of: 'x' }), '1.23x');
+    assert.equal(formatSummary(summarize([1, 2, 3]), 'ms'), '2.0 ms (1.0-3.0)');
   });
 });
