@@ -5,14 +5,14 @@ import { parse, stringify } from 'yaml';
 import type { WorkflowHandle } from '@temporalio/client';
 import { primaryLocator, reachServer } from '../activities/primary';
 import type { LoadedConfig } from '../config/load';
-import { createSampleDeployment } from '../sandbox/kubernetes';
+import { createSampleDeployment, waitForDeploymentAvailable } from '../sandbox/kubernetes';
 import type { StackState } from '../sandbox/stack';
-import { decideUpdate, gatesQuery } from '../workflows/lib/gate';
 import { promotionStatusQuery } from '../workflows/promotion';
 import type { ConnectedClient } from './client';
 import { awaitPromotion, describePromotionReport, startPromotion } from './promotion';
 import { awaitRelease, decideRelease, describeReleaseReport, startRelease } from './release';
-import { openGate, signAct, Signer } from './sign';
+import { decideGate, Signer } from './sign';
+import { waitForOpenGate } from './drill';
 
 /** The second environment of the demo's promotion: the same control plane, its own namespace and task queues. */
 export const DEMO_PROD_ENV = 'sandbox-prod';
@@ -102,31 +102,15 @@ export async function createDemoApps(loaded: LoadedConfig, kubeconfig: string): 
   });
   await core.createNamespace({ body: { metadata: { name: DEMO_PROD_NAMESPACE } } });
   await Promise.all([
-    waitAvailable(apps, 'default', 'web', 3),
+    waitForDeploymentAvailable(apps, 'default', 'web', 3),
     createSampleDeployment(apps, { name: 'web', image: 'registry.sandbox.test/web:1.0', replicas: 2, container: 'web', namespace: DEMO_PROD_NAMESPACE }),
   ]);
 }
 
-async function waitAvailable(apps: k8s.AppsV1Api, namespace: string, name: string, replicas: number): Promise<void> {
-  const deadline = Date.now() + 60_000;
-  for (;;) {
-    const d = await apps.readNamespacedDeployment({ name, namespace });
-    if ((d.status?.availableReplicas ?? 0) === replicas && (d.status?.updatedReplicas ?? 0) === replicas) return;
-    if (Date.now() > deadline) throw new Error(`the demo Deployment ${namespace}/${name} did not become available within 60 s`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
-
-/** Waits until the run stands at an open gate; false when it ended first. */
-async function atGate(handle: WorkflowHandle, what: string): Promise<boolean> {
-  const deadline = Date.now() + 180_000;
-  while (Date.now() < deadline) {
-    if ((await handle.query(gatesQuery)).some((g) => g.outcome === 'waiting')) return true;
-    const { status } = await handle.describe();
-    if (status.name !== 'RUNNING') return false;
-    await new Promise((r) => setTimeout(r, 250));
-  }
-  throw new Error(`the ${what} ${handle.workflowId} reached no gate within 180 s`);
+/** Waits for the run's gate; true when it is open, false when the run ended first. */
+async function atGate(handle: WorkflowHandle): Promise<boolean> {
+  await waitForOpenGate(handle, 180_000);
+  return (await handle.describe()).status.name === 'RUNNING';
 }
 
 export interface DemoOutcome {
@@ -145,7 +129,7 @@ export interface DemoOutcome {
 export async function runDemoRelease(c: ConnectedClient, signers: { requester: Signer; approver: Signer }, showProgress: boolean): Promise<DemoOutcome> {
   const { handle, workflowId } = await startRelease(c, { environment: c.environment, deployment: 'web', image: 'registry.sandbox.test/web:1.2', steps: [{ setWeight: 34 }, { pause: { durationSeconds: 2 } }], healthTimeoutSeconds: 120 }, signers.requester);
   const done = awaitRelease(handle, showProgress);
-  if (await atGate(handle, 'release')) await decideRelease(c, handle, 'approve', signers.approver, 'demo: migration reviewed');
+  if (await atGate(handle)) await decideRelease(c, handle, 'approve', signers.approver, 'demo: migration reviewed');
   const r = await done;
   const queue = (await handle.describe()).taskQueue;
   const text = r.report ? describeReleaseReport(r.report, r.report.reportKeys ?? []) : `release FAILED: ${r.error}`;
@@ -156,11 +140,7 @@ export async function runDemoRelease(c: ConnectedClient, signers: { requester: S
 export async function runDemoPromotion(c: ConnectedClient, signers: { requester: Signer; approver: Signer }, showProgress: boolean): Promise<DemoOutcome> {
   const { handle, workflowId } = await startPromotion(c, { environment: c.environment, promotion: 'web', image: 'registry.sandbox.test/web:1.3', steps: [{ setWeight: 50 }, { pause: { durationSeconds: 1 } }] }, signers.requester);
   const done = awaitPromotion(handle, showProgress);
-  if (await atGate(handle, 'promotion')) {
-    const { runId, gate } = await openGate(handle);
-    const signed = await signAct(c, signers.approver, { runbook: 'promotion', workflowId, runId, gate: gate.id, act: 'approve', reason: 'demo: sandbox looks healthy' });
-    await handle.executeUpdate(decideUpdate, { args: [signed] });
-  }
+  if (await atGate(handle)) await decideGate(c, handle, 'promotion', 'approve', signers.approver, 'demo: sandbox looks healthy');
   const r = await done;
   const queue = (await handle.describe()).taskQueue;
   const status = await handle.query(promotionStatusQuery).catch(() => undefined);

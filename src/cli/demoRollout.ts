@@ -1,7 +1,7 @@
 import * as k8s from '@kubernetes/client-node';
-import type { WorkflowHandle } from '@temporalio/client';
 import { createSampleDeployment } from '../sandbox/kubernetes';
-import { RolloutResult, rolloutStatusQuery } from '../workflows/rollout';
+import type { RolloutResult } from '../workflows/rollout';
+import { waitForOpenGate } from './drill';
 import type { Signer } from './sign';
 import type { ConnectedClient } from './client';
 import { waitWithProgress } from './progress';
@@ -14,18 +14,6 @@ export async function createDemoDeployment(kubeconfig: string): Promise<void> {
   await createSampleDeployment(kc.makeApiClient(k8s.AppsV1Api), { name: 'web', image: 'registry.sandbox.test/web:1.0', replicas: 3, container: 'web' });
 }
 
-/** Waits until the rollout stands at an open gate (or has ended). */
-async function atGate(handle: WorkflowHandle): Promise<boolean> {
-  const deadline = Date.now() + 120_000;
-  while (Date.now() < deadline) {
-    const s = await handle.query(rolloutStatusQuery);
-    if (s.approvals.some((g) => g.outcome === 'waiting')) return true;
-    if (s.phase === 'done') return false;
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  throw new Error(`the rollout ${handle.workflowId} reached no gate within 120 s`);
-}
-
 /** A two-gate canary (34%, pause, 67%, pause) requested by one sandbox operator and approved at each gate by the other (four-eyes). */
 export async function runDemoRollout(c: ConnectedClient, signers: { requester: Signer; approver: Signer }, showProgress: boolean): Promise<{ ok: boolean; workflowId: string; result?: RolloutResult; text: string }> {
   const { handle, workflowId } = await startRollout(c, {
@@ -36,7 +24,8 @@ export async function runDemoRollout(c: ConnectedClient, signers: { requester: S
   }, signers.requester);
   const done = waitWithProgress<RolloutResult>(handle, showProgress);
   for (let gate = 1; gate <= 2; gate++) {
-    if (!(await atGate(handle))) break;
+    await waitForOpenGate(handle, 120_000);
+    if ((await handle.describe()).status.name !== 'RUNNING') break;
     await actOnRollout(c, handle, 'promote', signers.approver, `demo: gate ${gate} looks healthy`);
   }
   const result = await done;

@@ -4,11 +4,11 @@ import { ApplicationFailure } from '@temporalio/common';
 import type { DrillReport } from '../reports/drill';
 import { MAX_WRITE_LOAD_RATE, type DrDrillResult } from '../workflows/drDrill';
 import { parseDuration } from '../config/duration';
-import { abortRunUpdate, decideUpdate, GateRecord, gatesQuery } from '../workflows/lib/gate';
+import { abortRunUpdate, GateRecord, gatesQuery } from '../workflows/lib/gate';
 import type { SignedAct } from '../identity/policy';
 import { timelineQuery } from '../workflows/lib/timeline';
 import { ConnectedClient, failureMessage, newWorkflowId, startRunbook } from './client';
-import { openGate, resolveSigner, runIdOf, signAct, Signer, signStart } from './sign';
+import { decideGate, resolveSigner, runIdOf, signAct, Signer, signStart } from './sign';
 import { GlobalOptions, parseWorkflowId, printJson, shown, UsageError, withClient } from './common';
 import { waitWithProgress } from './progress';
 import { renderTimeline } from './render';
@@ -117,15 +117,7 @@ export async function waitForOpenGate(handle: WorkflowHandle, timeoutMs = 60_000
 
 /** Decides the open gate through the update with a signed statement, so a refusal (unsigned, unknown key, not an approver, no gate open) comes back at once. */
 export async function decideDrill(c: ConnectedClient, workflowId: string, decision: 'approve' | 'reject', signer: Signer, reason?: string): Promise<GateRecord> {
-  const handle = c.client.workflow.getHandle(workflowId);
-  const { runId, gate } = await openGate(handle);
-  const signed = await signAct(c, signer, { runbook: 'drDrill', workflowId, runId, gate: gate.id, act: decision, reason });
-  try {
-    return await handle.executeUpdate(decideUpdate, { args: [signed] });
-  } catch (err) {
-    const cause = (err as { cause?: Error }).cause;
-    throw new UsageError(`${decision} refused: ${cause?.message ?? (err as Error).message}`);
-  }
+  return decideGate(c, c.client.workflow.getHandle(workflowId), 'drDrill', decision, signer, reason);
 }
 
 /** A signed abort of any gated run (act abort, gate run), refused at once unless the signer may abort. */

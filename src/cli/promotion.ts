@@ -1,7 +1,6 @@
 import type { Command } from 'commander';
 import { WorkflowExecutionAlreadyStartedError, WorkflowFailedError, WorkflowHandle, WorkflowNotFoundError } from '@temporalio/client';
 import type { CompareSpec } from '../workflows/lib/analysis';
-import { decideUpdate } from '../workflows/lib/gate';
 import { PromotionInput, PromotionReport, PromotionResult, PromotionStatus, promotionStatusQuery, validatePromotionInput } from '../workflows/promotion';
 import { ConnectedClient, connectClient, failureMessage, startRunbook } from './client';
 import { GlobalOptions, loadCliConfig, printJson, shown, UsageError } from './common';
@@ -9,7 +8,7 @@ import { abortRun } from './drill';
 import { waitWithProgress } from './progress';
 import { seconds } from './release';
 import { checked, parseSteps, readAnalysis, readYamlFile } from './rollout';
-import { openGate, resolveSigner, signAct, Signer, signStart } from './sign';
+import { decideGate, resolveSigner, Signer, signStart } from './sign';
 
 const NAME = /^[a-z0-9][a-z0-9-]{0,40}$/;
 
@@ -155,14 +154,7 @@ export function registerPromotion(program: Command, globals: () => GlobalOptions
       const g = globals();
       await withPromotionClient(g, name, async (c) => {
         const handle = await handleFor(c, name);
-        const { runId, gate } = await openGate(handle);
-        const signed = await signAct(c, resolveSigner(c, opts), { runbook: 'promotion', workflowId: handle.workflowId, runId, gate: gate.id, act, reason: opts.comment });
-        let decided;
-        try {
-          decided = await handle.executeUpdate(decideUpdate, { args: [signed] });
-        } catch (err) {
-          throw new UsageError(`${act} refused: ${(err as { cause?: Error }).cause?.message ?? failureMessage(err)}`);
-        }
+        const decided = await decideGate(c, handle, 'promotion', act, resolveSigner(c, opts), opts.comment);
         if (g.json) printJson({ ok: true, workflowId: handle.workflowId, gate: decided });
         else process.stdout.write(`gate '${decided.name}' ${decided.outcome} by ${decided.by} (key ${decided.fingerprint})\n`);
       });

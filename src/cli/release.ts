@@ -3,14 +3,13 @@ import { WorkflowExecutionAlreadyStartedError, WorkflowFailedError, WorkflowHand
 import { parseDuration } from '../config/duration';
 import type { ReleaseReport } from '../reports/release';
 import type { CompareSpec } from '../workflows/lib/analysis';
-import { decideUpdate } from '../workflows/lib/gate';
 import { ReleaseInput, ReleaseResult, ReleaseStatus, releaseStatusQuery, validateReleaseInput } from '../workflows/release';
 import { ConnectedClient, failureMessage, startRunbook } from './client';
 import { GlobalOptions, printJson, shown, UsageError, withClient } from './common';
 import { abortRun } from './drill';
 import { waitWithProgress } from './progress';
 import { checked, parseSteps, readAnalysis, readYamlFile } from './rollout';
-import { openGate, resolveSigner, signAct, Signer, signStart } from './sign';
+import { decideGate, resolveSigner, Signer, signStart } from './sign';
 
 const DEPLOYMENT = /^[a-z0-9]([-a-z0-9]{0,54}[a-z0-9])?$/;
 
@@ -97,13 +96,7 @@ export async function startRelease(c: ConnectedClient, input: ReleaseInput, sign
 
 /** Signs and sends approve or reject for the gate a release waits at (its approval, a restore, a forward fix). */
 export async function decideRelease(c: ConnectedClient, handle: WorkflowHandle, act: 'approve' | 'reject', signer: Signer, reason?: string) {
-  const { runId, gate } = await openGate(handle);
-  const signed = await signAct(c, signer, { runbook: 'release', workflowId: handle.workflowId, runId, gate: gate.id, act, reason });
-  try {
-    return await handle.executeUpdate(decideUpdate, { args: [signed] });
-  } catch (err) {
-    throw new UsageError(`${act} refused: ${(err as { cause?: Error }).cause?.message ?? failureMessage(err)}`);
-  }
+  return decideGate(c, handle, 'release', act, signer, reason);
 }
 
 /** The report a release left: its result, or the details of its failure. */

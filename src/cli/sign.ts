@@ -6,8 +6,8 @@ import { parseAllowedSigners } from '../identity/allowedSigners';
 import { signStatement } from '../identity/signer';
 import { parsePublicKeyLine, sameKey } from '../identity/sshsig';
 import { Act, inputHash, SignedStatement, Statement } from '../identity/statement';
-import { GateRecord, gatesQuery } from '../workflows/lib/gate';
-import type { ConnectedClient } from './client';
+import { decideUpdate, GateRecord, gatesQuery } from '../workflows/lib/gate';
+import { ConnectedClient, failureMessage } from './client';
 import { shown, UsageError } from './common';
 
 /** Who signs: the key file (--key, $RUNBOOK_SIGNING_KEY, signing.key in the config) and the principal (--by, else the allowed signers' entry for that key). */
@@ -81,6 +81,19 @@ export async function openGate(handle: WorkflowHandle): Promise<{ runId: string;
 
 export async function runIdOf(handle: WorkflowHandle): Promise<string> {
   return (await handle.describe()).runId;
+}
+
+/**
+ * Signs approve or reject for the gate a run waits at now and sends it through the update, so a
+ * refusal (unsigned, unknown key, not an approver, four-eyes, no gate open) comes back at once.
+ */
+export async function decideGate(c: Pick<ConnectedClient, 'namespace' | 'environment'>, handle: WorkflowHandle, runbook: string, act: 'approve' | 'reject', signer: Signer, reason?: string): Promise<GateRecord> {
+  const signed = await signedDecision(c, handle, runbook, act, signer, reason);
+  try {
+    return await handle.executeUpdate(decideUpdate, { args: [signed] });
+  } catch (err) {
+    throw new UsageError(`${act} refused: ${(err as { cause?: Error }).cause?.message ?? failureMessage(err)}`);
+  }
 }
 
 /** A signed decision (approve or reject) for the gate a run waits at now. */

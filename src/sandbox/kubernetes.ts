@@ -377,11 +377,16 @@ export async function createSampleDeployment(
       },
     },
   });
+  await waitForDeploymentAvailable(apps, namespace, name, replicas);
+}
+
+/** Waits until every replica of a Deployment runs its current template and is available (60 s at most). */
+export async function waitForDeploymentAvailable(apps: AppsV1Api, namespace: string, name: string, replicas: number): Promise<void> {
   const deadline = Date.now() + 60_000;
   for (;;) {
     const d = await apps.readNamespacedDeployment({ name, namespace });
     if ((d.status?.availableReplicas ?? 0) === replicas && (d.status?.updatedReplicas ?? 0) === replicas) return;
-    if (Date.now() > deadline) throw new Error(`the sample Deployment ${namespace}/${name} did not become available within 60 s`);
+    if (Date.now() > deadline) throw new Error(`the Deployment ${namespace}/${name} did not become available within 60 s`);
     await new Promise((r) => setTimeout(r, 250));
   }
 }
