@@ -11,13 +11,12 @@ import { createLogger } from '../../src/observability/logger';
 import { controlNode, patroniCluster, PATRONI_STANZA, waitForPatroniHealthy } from '../../src/sandbox/patroni';
 import { seedSampleDatabase } from '../../src/sandbox/seed';
 import { PATRONI_PITR_DATABASE_KEY, StackState, startStack, stopStack } from '../../src/sandbox/stack';
-import { parseInfo, pgbackrestEnv, runPgBackRest } from '../../src/system/pgbackrest';
-import { postgresOwner } from '../../src/system/postgres';
 import type { PhysicalBackupDatabaseResult } from '../../src/workflows/backupDatabase';
 import type { RestoreCanaryResult } from '../../src/workflows/restoreCanary';
 import type { VerifyBackupResult } from '../../src/workflows/verifyBackup';
 import { RunbookWorker } from '../../src/worker';
 import { waitFor } from '../helpers';
+import { sandboxRepositoryInfo } from '../pgbackrest-repo';
 
 /*
  * WAL archiving on the Patroni cluster: every member carries the same archive_command (pgBackRest into
@@ -91,18 +90,8 @@ async function archiveNow(): Promise<string> {
   return segment;
 }
 
-/** The stanza as pgBackRest reports it, read with the repository settings of the runbook config. */
-async function repositoryInfo() {
-  const b = stack.patroni!.pgbackrest!;
-  const env = pgbackrestEnv({
-    stanza: b.stanza,
-    lockDir: join(dir, 'test-locks'),
-    repo: { bucket: b.bucket, path: b.repoPath, endpoint: b.endpoint, port: b.port, region: 'us-east-1', uriStyle: 'path', caFile: b.caFile, accessKeyId: stack.s3!.accessKeyId, secretAccessKey: stack.s3!.secretAccessKey },
-  });
-  const run = await runPgBackRest(['info', '--output=json'], { env, runAs: postgresOwner() });
-  assert.equal(run.code, 0, run.stderr);
-  return parseInfo(run.stdout, b.stanza);
-}
+/** The cluster's stanza as pgBackRest reports it, read with the repository settings of the runbook config. */
+const repositoryInfo = () => sandboxRepositoryInfo(stack.patroni!.pgbackrest!, stack.s3!, join(dir, 'test-locks'));
 
 const canaryRow = (): Promise<RestoreCanaryResult> => c.client.workflow.execute('restoreCanary', { taskQueue: 'standard-queue', workflowId: id('canary'), args: [{ environment: 'sandbox', database: DB }] });
 const backup = (type: 'full' | 'incr'): Promise<PhysicalBackupDatabaseResult> => c.client.workflow.execute('backupDatabase', { taskQueue: 'batch-queue', workflowId: id('backup'), args: [{ environment: 'sandbox', database: DB, type }] });

@@ -17,7 +17,8 @@ import { SANDBOX_PGBACKREST_BUCKET } from '../../src/sandbox/pgbackrest';
 import { seedSampleDatabase } from '../../src/sandbox/seed';
 import { StackState, startStack, stopStack } from '../../src/sandbox/stack';
 import { createCa } from '../../src/sandbox/tls';
-import { parseInfo, pgbackrestEnv, runPgBackRest } from '../../src/system/pgbackrest';
+import { runPgBackRest } from '../../src/system/pgbackrest';
+import { sandboxRepoEnv, sandboxRepositoryInfo } from '../pgbackrest-repo';
 import { freePort } from '../../src/system/process';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
@@ -105,21 +106,8 @@ after(async () => {
 
 const id = (name: string) => `${name}-${Date.now()}-${Math.floor(Math.random() * 1e6)}`;
 
-/** The repository settings the runbook config gives, for pgBackRest run by the test itself. */
-function repoEnv(overrides: { caFile?: string } = {}): NodeJS.ProcessEnv {
-  const b = stack.pgbackrest!;
-  return pgbackrestEnv({
-    stanza: b.stanza,
-    lockDir: join(dir, 'test-locks'),
-    repo: { bucket: b.bucket, path: b.repoPath, endpoint: b.endpoint, port: b.port, region: 'us-east-1', uriStyle: 'path', caFile: overrides.caFile ?? b.caFile, accessKeyId: stack.s3!.accessKeyId, secretAccessKey: stack.s3!.secretAccessKey },
-  });
-}
-
-async function repositoryInfo() {
-  const run = await runPgBackRest(['info', '--output=json'], { env: repoEnv(), runAs: postgresOwner() });
-  assert.equal(run.code, 0, run.stderr);
-  return parseInfo(run.stdout, stack.pgbackrest!.stanza);
-}
+const repoEnv = (overrides: { caFile?: string } = {}) => sandboxRepoEnv(stack.pgbackrest!, stack.s3!, join(dir, 'test-locks'), overrides);
+const repositoryInfo = () => sandboxRepositoryInfo(stack.pgbackrest!, stack.s3!, join(dir, 'test-locks'));
 
 async function backup(type: 'full' | 'diff' | 'incr', database = 'pitr'): Promise<PhysicalBackupDatabaseResult> {
   return c.client.workflow.execute('backupDatabase', { taskQueue: 'batch-queue', workflowId: id('backup'), args: [{ environment: 'sandbox', database, type }] });
