@@ -125,3 +125,11 @@ export function taggedProcesses(tag: string): string[] {
   }
   return found;
 }
+
+/**
+ * The password of a sandbox PostgreSQL superuser, for a test's own setup and inspection (the stack's
+ * config connects the runbooks as their least-privilege roles, never as the superuser).
+ */
+export function superuserPassword(stack: { dir: string }, secret: 'postgres-password' | 'temporal-postgres-password' | 'patroni-postgres-password' = 'postgres-password'): string {
+  return readFileSync(join(stack.dir, 'secrets', secret), 'utf8').trim();
+}

@@ -9,6 +9,7 @@ import type { TemporalConnectionSettings } from '../config/connection';
 import type { EnvironmentConfig } from '../config/schema';
 import type { ServerLocator } from './backups';
 import { connectPg } from './pg';
+import { credentialFor } from '../config/pgRoles';
 import { primaryLocator, reachServer } from './primary';
 import type { ObjectStore } from './s3';
 
@@ -57,7 +58,8 @@ export function ownWorkerIdentity(): string {
  * be a replica since the last failover); the password is read from its reference at each use.
  */
 export function pgServerOf(db: EnvironmentConfig['databases'][string], baseDir: string): ServerLocator {
-  return primaryLocator(baseDir, db, db.user, db.password);
+  const checks = credentialFor(db, 'checks');
+  return primaryLocator(baseDir, db, checks.user, checks.password);
 }
 
 /** Runs fn with a query function on one database, closing the connection afterwards. */

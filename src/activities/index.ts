@@ -1,4 +1,5 @@
 import type { LoadedConfig } from '../config/load';
+import { credentialFor } from '../config/pgRoles';
 import { selectEnvironment } from '../config/load';
 import { readSecret } from '../config/secrets';
 import { BackupTarget, createBackupActivities } from './backups';
@@ -54,11 +55,13 @@ function backupActivitiesFor(loaded: LoadedConfig, environment: string, store: O
     // Without a restore server, a dump restore test starts a scratch instance; restoring onto the source is an explicit choice.
     const into = rt.into ?? (rt.host !== undefined ? 'restoreServer' : 'scratchInstance');
     const nodes = physicalNodes(db);
-    const server = nodes ? pgServer(db.host ?? nodes[0].host, db.host ? db.port : nodes[0].port, db.user, db.password, loaded.baseDir) : undefined;
+    // Backups and the restore test's reads of the source connect as the backup role; restores into a server as the restore user or the owner.
+    const backup = credentialFor(db, 'backup');
+    const server = nodes ? pgServer(db.host ?? nodes[0].host, db.host ? db.port : nodes[0].port, backup.user, backup.password, loaded.baseDir) : undefined;
     databases[name] = {
       // A pgBackRest database's backups and preflight go to whichever node is primary now; others through the service address or the topology driver.
-      server: nodes && server ? async () => ({ ...server, ...(await findPrimary(server, db.database, nodes)).node, password: server.password }) : primaryLocator(loaded.baseDir, db, db.user, db.password),
-      user: db.user,
+      server: nodes && server ? async () => ({ ...server, ...(await findPrimary(server, db.database, nodes)).node, password: server.password }) : primaryLocator(loaded.baseDir, db, backup.user, backup.password),
+      user: backup.user,
       database: db.database,
       method: db.backups.method,
       globals: db.backups.globals,
@@ -113,9 +116,12 @@ function physicalBackupActivitiesFor(loaded: LoadedConfig, environment: string, 
     const nodes = physicalNodes(db)!;
     const rt = db.restoreTest;
     const repo = b.repo;
+    const backup = credentialFor(db, 'backup');
+    const canary = credentialFor(db, 'canary');
     databases[name] = {
       database: db.database,
-      server: pgServer(db.host ?? nodes[0].host, db.host ? db.port : nodes[0].port, db.user, db.password, loaded.baseDir),
+      server: pgServer(db.host ?? nodes[0].host, db.host ? db.port : nodes[0].port, backup.user, backup.password, loaded.baseDir),
+      canary: pgServer('', 0, canary.user, canary.password, loaded.baseDir),
       stanza: b.stanza,
       repo: () => ({
         bucket: repo.bucket,
@@ -178,10 +184,11 @@ function drillActivitiesFor(loaded: LoadedConfig, environment: string, store: Ob
     // The service endpoint clients use: a DNS name the drill switches, else the configured host
     // (HAProxy or a VIP that follows the leader by itself), else the driver's own view.
     const endpoint: ServiceEndpoint = serviceName ? { kind: 'dns', ...serviceName } : db.host ? { kind: 'proxy', host: db.host, port: db.port } : { kind: 'driver' };
-    const credentials = pgServer('', 0, db.user, db.password, loaded.baseDir);
+    const drill = credentialFor(db, 'drill');
+    const credentials = pgServer('', 0, drill.user, drill.password, loaded.baseDir);
     targets[name] = { credentials, database: db.database, driver, members: topologyMembers(db.topology), endpoint, healthChecks: db.healthChecks, electionTimeoutMs: electionTimeoutMs(db.topology) };
     if (db.topology.driver === 'local') {
-      legacy[name] = { credentials: pgServer(db.host ?? db.topology.nodes[0].host, db.port, db.user, db.password, loaded.baseDir), database: db.database, nodes: db.topology.nodes as [TopologyNode, TopologyNode], serviceName, healthChecks: db.healthChecks };
+      legacy[name] = { credentials: pgServer(db.host ?? db.topology.nodes[0].host, db.port, drill.user, drill.password, loaded.baseDir), database: db.database, nodes: db.topology.nodes as [TopologyNode, TopologyNode], serviceName, healthChecks: db.healthChecks };
     }
   }
   const common = {
@@ -260,7 +267,8 @@ function temporalConfigActivitiesFor(loaded: LoadedConfig, environment: string, 
     settings: () => temporalConnectionSettings(loaded, env.temporal),
     cluster,
     // Its primary found as every runbook finds it: the service address, else the topology driver.
-    persistence: own && { server: primaryLocator(loaded.baseDir, own, own.user, own.password), database: own.database },
+    // Reads Temporal's schema version (a table): the backup role reads every table and writes none.
+    persistence: own && { server: primaryLocator(loaded.baseDir, own, credentialFor(own, 'backup').user, credentialFor(own, 'backup').password), database: own.database },
     baseDir: loaded.baseDir,
     backups: env.backups && store ? { store, prefix: env.backups.prefix } : undefined,
   });

@@ -46,7 +46,7 @@ export function createPhysicalBackupActivities(deps: PhysicalDeps) {
       return withHeartbeat(async () => {
         const { node } = await primaryNode(t);
         try {
-          const r = await withSource(t, node, (client) => writeCanaryRow(client, input.workflowId, t.restore.canaryKeepMs));
+          const r = await withSource(t, node, (client) => writeCanaryRow(client, input.workflowId, t.restore.canaryKeepMs), t.canary);
           return { ...r, node: node.name };
         } catch (err) {
           throw classify(err, `writing the restore canary on ${node.name}`);

@@ -43,8 +43,10 @@ export interface PhysicalNode {
 /** One pgBackRest database as the activities see it; secrets are read at each use. */
 export interface PhysicalTarget {
   database: string;
-  /** Credentials of the database's own role; host and port come from each node. */
+  /** Credentials of the backup role; host and port come from each node. */
   server: PgServer;
+  /** Credentials of the canary role (the restore canary's writes); host and port come from each node. */
+  canary: PgServer;
   stanza: string;
   repo: () => PgBackRestRepo;
   access: 'local' | 'tls';
@@ -210,8 +212,8 @@ export function physicalContext(deps: PhysicalDeps) {
   /** The node that is primary now: backups, checks and the canary follow it after a failover. */
   const primaryNode = (t: PhysicalTarget) => findPrimary(t.server, t.database, t.nodes);
 
-  async function withSource<T>(t: PhysicalTarget, node: PhysicalNode, fn: (client: PgClient) => Promise<T>): Promise<T> {
-    const client = await connectPg({ ...t.server, host: node.host, port: node.port, password: t.server.password }, t.database, 'runbook-pgbackrest');
+  async function withSource<T>(t: PhysicalTarget, node: PhysicalNode, fn: (client: PgClient) => Promise<T>, login: PgServer = t.server): Promise<T> {
+    const client = await connectPg({ ...login, host: node.host, port: node.port, password: login.password }, t.database, 'runbook-pgbackrest');
     try {
       return await fn(client);
     } finally {

@@ -28,7 +28,7 @@ export function pgServer(host: string, port: number, user: string, password: Sec
  */
 export function primaryLocator(baseDir: string, db: DatabaseConfig, user: string, password: SecretRef): ServerLocator {
   if (db.host) return pgServer(db.host, db.port, user, password, baseDir);
-  const driver = createTopologyDriver(db, baseDir)!;
+  const driver = createTopologyDriver(db, baseDir, { user, password })!;
   return async () => {
     const p = await driver.primaryAddress();
     return pgServer(p.host, p.port, user, password, baseDir);

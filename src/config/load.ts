@@ -146,6 +146,7 @@ export function secretRefsOf(env: EnvironmentConfig, prefix: string): { path: st
   for (const [name, db] of Object.entries(env.databases)) {
     add(`databases.${name}.password`, db.password);
     add(`databases.${name}.restoreTest.password`, db.restoreTest.password);
+    for (const [purpose, role] of Object.entries(db.roles)) add(`databases.${name}.roles.${purpose}.password`, role?.password);
     const repo = db.backups.pgbackrest?.repo;
     add(`databases.${name}.backups.pgbackrest.repo.accessKeyId`, repo?.accessKeyId);
     add(`databases.${name}.backups.pgbackrest.repo.secretAccessKey`, repo?.secretAccessKey);

@@ -5,6 +5,7 @@ import { loadTestSchema } from './loadTest';
 import { parseAllowedSigners } from '../identity/allowedSigners';
 import { JWT_ALGORITHMS, jwksUrlProblem } from '../codec/jwt';
 import { gitopsSchema, promotionSchema, releaseSchema } from './releases';
+import { RUNBOOK_ROLE_PURPOSES, RunbookRolePurpose } from './pgRoles';
 
 /** A duration written as text ("15m", "1h30m", "90d"), held in milliseconds. */
 const duration = z.string().transform((text, ctx) => {
@@ -440,6 +441,9 @@ const patroniTopologySchema = z
     }
   });
 
+/** A PostgreSQL login: a role name and a reference to its password. */
+const pgCredentialSchema = z.object({ user: identifier, password: secretRef }).strict();
+
 const databaseSchema = z
   .object({
     /**
@@ -452,6 +456,14 @@ const databaseSchema = z
     user: identifier,
     password: secretRef,
     replica: z.object({ host: hostname, port: port.default(5432) }).strict().optional(),
+    /**
+     * Least privilege: the role each runbook connects with (see src/config/pgRoles.ts and the README's
+     * "PostgreSQL roles"). A purpose without a role here uses user/password.
+     */
+    roles: z
+      .object(Object.fromEntries(RUNBOOK_ROLE_PURPOSES.map((p) => [p, pgCredentialSchema.optional()])) as Record<RunbookRolePurpose, z.ZodOptional<typeof pgCredentialSchema>>)
+      .strict()
+      .prefault({}),
     /** The DNS record (a key of dns.records) clients use to reach the primary. */
     dnsRecord: z.string().optional(),
     restoreTest: restoreTestSchema.prefault({}),

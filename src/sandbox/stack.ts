@@ -9,6 +9,7 @@ import { ensureDatabase, initCluster, nodeRunning, reachableClusterDir, startPos
 import { kubernetesAnswers, kubernetesPids, startKubernetes, stopKubernetes, KubernetesInfo } from './kubernetes';
 import { disown, groupAlive } from '../system/process';
 import { startS3Server, stopS3Server, S3ServerInfo } from './s3';
+import { ensureSandboxRoles, SANDBOX_ROLES, SandboxRoles } from './pgRoles';
 import { createStanza, enableArchiving, SANDBOX_PGBACKREST_BUCKET, SandboxPgBackRest, writeHostConfig } from './pgbackrest';
 import { createCa } from './tls';
 import { disownPatroni, PatroniClusterInfo, patroniPids, patroniStatus, startPatroniCluster, stopPatroniCluster } from './patroni';
@@ -73,6 +74,8 @@ export interface StackState {
   kubernetes?: KubernetesInfo;
   patroni?: PatroniClusterInfo;
   temporalCluster?: TemporalClusterInfo;
+  /** The runbook roles on each PostgreSQL server (no secrets: references to secrets/). */
+  roles?: { postgres?: SandboxRoles; patroni?: SandboxRoles; temporal?: SandboxRoles };
 }
 
 export interface StartStackOptions {
@@ -140,8 +143,7 @@ export function writeStackConfig(state: StackState): void {
     host: cluster.postgres.host,
     port: cluster.postgres.port,
     database: cluster.persistenceDatabase,
-    user: cluster.postgres.superuser,
-    password: 'file:secrets/temporal-postgres-password',
+    ...roleConfig(state.roles?.temporal, { user: cluster.postgres.superuser, password: 'file:secrets/temporal-postgres-password' }),
     replica: { host: cluster.postgresReplica.host, port: cluster.postgresReplica.port },
   };
   const databases: Record<string, unknown> = {};
@@ -152,8 +154,7 @@ export function writeStackConfig(state: StackState): void {
       // other node); a single node has a fixed address.
       ...(state.postgresReplica ? {} : { host: state.postgres.host, port: state.postgres.port }),
       database: state.postgres.database,
-      user: state.postgres.superuser,
-      password: 'file:secrets/postgres-password',
+      ...roleConfig(state.roles?.postgres, { user: state.postgres.superuser, password: 'file:secrets/postgres-password' }),
       ...(state.dns ? { dnsRecord: 'db' } : {}),
       ...(state.postgresReplica
         ? {
@@ -176,8 +177,7 @@ export function writeStackConfig(state: StackState): void {
       host: p.haproxy.host,
       port: p.haproxy.writePort,
       database: p.database,
-      user: p.superuser,
-      password: `file:secrets/${p.secrets.postgresPassword}`,
+      ...roleConfig(state.roles?.patroni, { user: p.superuser, password: `file:secrets/${p.secrets.postgresPassword}` }),
       topology: {
         driver: 'patroni',
         members: p.nodes.map((n) => ({ name: n.name, host: n.host, port: n.pgPort, api: n.apiUrl })),
@@ -337,7 +337,7 @@ function pitrDatabase(state: StackState): Record<string, unknown> {
   const node = (name: string, info: PostgresClusterInfo) => ({ name, host: info.host, port: info.port, dataDir: info.dataDir, socketDir: info.socketDir });
   return pgbackrestDatabase(
     state,
-    { host: pg.host, port: pg.port, database: pg.database, user: pg.superuser, password: 'file:secrets/postgres-password' },
+    { host: pg.host, port: pg.port, database: pg.database, ...roleConfig(state.roles?.postgres, { user: pg.superuser, password: 'file:secrets/postgres-password' }) },
     state.pgbackrest!,
     [node('pg-a', pg), ...(state.postgresReplica ? [node('pg-b', state.postgresReplica)] : [])],
   );
@@ -351,10 +351,18 @@ function patroniPitrDatabase(state: StackState): Record<string, unknown> {
   const p = state.patroni!;
   return pgbackrestDatabase(
     state,
-    { host: p.haproxy.host, port: p.haproxy.writePort, database: p.database, user: p.superuser, password: `file:secrets/${p.secrets.postgresPassword}` },
+    { host: p.haproxy.host, port: p.haproxy.writePort, database: p.database, ...roleConfig(state.roles?.patroni, { user: p.superuser, password: `file:secrets/${p.secrets.postgresPassword}` }) },
     p.pgbackrest!,
     p.nodes.map((n) => ({ name: n.name, host: n.host, port: n.pgPort, dataDir: n.dataDir, socketDir: join(n.dir, 'socket') })),
   );
+}
+
+/**
+ * A database's login and runbook roles in the stack's config: the sandbox's roles where they were
+ * created (a stack started by this code), the superuser only for a stack state written before them.
+ */
+function roleConfig(roles: SandboxRoles | undefined, superuser: { user: string; password: string }): { user: string; password: string; roles?: SandboxRoles['roles'] } {
+  return roles ? { ...roles.login, roles: roles.roles } : superuser;
 }
 
 const stateFile = (dir: string) => join(dir, 'state.json');
@@ -463,6 +471,12 @@ export async function startStack(opts: StartStackOptions): Promise<StackState> {
     await stopStack(state).catch(() => undefined);
     throw failure.reason;
   }
+  try {
+    state.roles = await createRunbookRoles(state);
+  } catch (err) {
+    await stopStack(state).catch(() => undefined);
+    throw err;
+  }
   await writeSandboxKeys(dir);
   writeStackConfig(state);
   writeStateFile(state);
@@ -471,6 +485,35 @@ export async function startStack(opts: StartStackOptions): Promise<StackState> {
     if (state.patroni) disownPatroni(state.patroni);
   }
   return state;
+}
+
+/**
+ * The runbook roles on every PostgreSQL server of the stack, so its config connects as no superuser:
+ * the sandbox database owned by app_owner, Temporal's own database read by the checks and backup roles.
+ */
+async function createRunbookRoles(state: StackState): Promise<StackState['roles']> {
+  const secret = (name: string) => stackSecret(state.dir, name);
+  const roles: NonNullable<StackState['roles']> = {};
+  if (state.postgres) {
+    const host = (await currentPrimaryHost(state)) ?? state.postgres.host;
+    const password = readFileSync(join(state.dir, 'secrets', 'postgres-password'), 'utf8').trim();
+    roles.postgres = await ensureSandboxRoles({ server: { host, port: state.postgres.port, user: state.postgres.superuser, password }, database: state.postgres.database, owner: true, secret });
+  }
+  if (state.patroni) {
+    const p = state.patroni;
+    const password = readFileSync(join(state.dir, 'secrets', p.secrets.postgresPassword), 'utf8').trim();
+    roles.patroni = await ensureSandboxRoles({ server: { host: p.haproxy.host, port: p.haproxy.writePort, user: p.superuser, password }, database: p.database, owner: true, secret });
+  }
+  if (state.temporalCluster) {
+    const c = state.temporalCluster;
+    const password = readFileSync(join(state.dir, 'secrets', 'temporal-postgres-password'), 'utf8').trim();
+    const checks = `"${SANDBOX_ROLES.checks}"`;
+    const server = { host: c.postgres.host, port: c.postgres.port, user: c.postgres.superuser, password };
+    // The audit reads Temporal's schema version and cluster metadata: SELECT on those tables, nothing else.
+    roles.temporal = await ensureSandboxRoles({ server, database: c.persistenceDatabase, owner: false, secret, extra: [{ in: 'target', sql: `GRANT SELECT ON schema_version, cluster_metadata_info TO ${checks}` }] });
+    await ensureSandboxRoles({ server, database: c.visibilityDatabase, owner: false, secret, extra: [{ in: 'target', sql: `GRANT SELECT ON schema_version TO ${checks}` }] });
+  }
+  return roles;
 }
 
 /** A generated secret kept in secrets/ (the same one again when the stack is restarted from dir). */

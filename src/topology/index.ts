@@ -2,6 +2,7 @@
  * The topology driver of a configured database: `local` or `patroni`, built from its config with
  * secrets read at each use (a rotated password is picked up).
  */
+import { credentialFor, PgCredential } from '../config/pgRoles';
 import { readSecret } from '../config/secrets';
 import type { EnvironmentConfig } from '../config/schema';
 import { createLocalDriver } from './local';
@@ -15,13 +16,17 @@ export { createPatroniDriver } from './patroni';
 export type DatabaseConfig = EnvironmentConfig['databases'][string];
 export type TopologyConfig = NonNullable<DatabaseConfig['topology']>;
 
-export function createTopologyDriver(db: DatabaseConfig, baseDir: string): TopologyDriver | undefined {
+/**
+ * `login` is who the driver's SQL connects as: the drill's role by default (it promotes, rewinds and
+ * re-clones); a runbook that only locates the primary passes its own.
+ */
+export function createTopologyDriver(db: DatabaseConfig, baseDir: string, login: PgCredential = credentialFor(db, 'drill')): TopologyDriver | undefined {
   const t = db.topology;
   if (!t) return undefined;
   const credentials = {
-    user: db.user,
+    user: login.user,
     get password() {
-      return readSecret(db.password, baseDir);
+      return readSecret(login.password, baseDir);
     },
   };
   if (t.driver === 'local') return createLocalDriver({ nodes: t.nodes, credentials, database: db.database });

@@ -11,7 +11,6 @@ import type { BackupManifest } from '../../src/activities/backups';
 import type { RestoreReport } from '../../src/activities/reports';
 import { ConnectedClient, connectClient } from '../../src/cli/client';
 import { loadConfig } from '../../src/config/load';
-import { readSecret } from '../../src/config/secrets';
 import { createLogger } from '../../src/observability/logger';
 import { seedSampleDatabase } from '../../src/sandbox/seed';
 import { readLedger } from '../../src/system/scratch';
@@ -20,7 +19,7 @@ import type { BackupDatabaseResult } from '../../src/workflows/backupDatabase';
 import { timelineQuery } from '../../src/workflows/lib/timeline';
 import type { VerifyBackupResult } from '../../src/workflows/verifyBackup';
 import { RunbookWorker } from '../../src/worker';
-import { waitFor } from '../helpers';
+import { waitFor, superuserPassword } from '../helpers';
 
 const dir = mkdtempSync(join(tmpdir(), 'runbook-backup-test-'));
 chmodSync(dir, 0o755);
@@ -94,7 +93,7 @@ before(async () => {
   stack = await startStack({ dir: join(dir, 'stack'), components: ['temporal', 'postgres', 's3'] });
   const file = writeConfig();
   const loaded = loadConfig(file);
-  password = readSecret(loaded.config.environments.sandbox.databases.main.password, loaded.baseDir);
+  password = superuserPassword(stack);
   admin = new PgClient({ host: stack.postgres!.host, port: stack.postgres!.port, user: 'postgres', password, database: 'app' });
   await admin.connect();
   await admin.query(`CREATE ROLE restorer LOGIN CREATEDB PASSWORD '${RESTORER_PASSWORD}'`);

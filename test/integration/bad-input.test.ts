@@ -14,7 +14,6 @@ import { parse, stringify } from 'yaml';
 import { connectPg, listTables, tableStats } from '../../src/activities/pg';
 import { ConnectedClient, connectClient } from '../../src/cli/client';
 import { loadConfig, LoadedConfig } from '../../src/config/load';
-import { readSecret } from '../../src/config/secrets';
 import { findBinary, freePort } from '../../src/system/process';
 import { seedSampleDatabase } from '../../src/sandbox/seed';
 import { StackState, startStack, stopStack } from '../../src/sandbox/stack';
@@ -22,7 +21,7 @@ import { RUNBOOK_DEFAULT_QUEUE } from '../../src/workflows/catalog';
 import { decideUpdate, gatesQuery, GateRecord } from '../../src/workflows/lib/gate';
 import { signedDecision } from '../../src/cli/sign';
 import { CLI_CASES, CliCase, CONFIG_CASES, configWith, fieldOf, GATE_CASES, WORKFLOW_CASES, WorkflowCase } from '../fixtures/bad-input/corpus';
-import { CliResult, httpStatus, runCli, startCli, waitFor, operator } from '../helpers';
+import { CliResult, httpStatus, runCli, startCli, waitFor, operator, superuserPassword } from '../helpers';
 
 const run = promisify(execFile);
 const dir = mkdtempSync(join(tmpdir(), 'runbook-bad-input-'));
@@ -34,7 +33,7 @@ let worker: ReturnType<typeof startCli>;
 let workerHttp: string;
 let gated: WorkflowHandle;
 let baseline: SystemsState;
-const password = () => readSecret(loaded.config.environments.sandbox.databases.main.password, loaded.baseDir);
+const password = () => superuserPassword(stack);
 
 /** Runs jobs at most `limit` at a time (the CLI is a node process each; two cores are shared with the stack). */
 function pool<T>(limit: number): (job: () => Promise<T>) => Promise<T> {

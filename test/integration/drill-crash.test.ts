@@ -8,13 +8,12 @@ import { after, before, describe, test } from 'node:test';
 import { Client as PgClient } from 'pg';
 import { ConnectedClient, connectClient } from '../../src/cli/client';
 import { loadConfig } from '../../src/config/load';
-import { readSecret } from '../../src/config/secrets';
 import { freePort } from '../../src/system/process';
 import { StackState, startStack, stopStack } from '../../src/sandbox/stack';
 import type { DrDrillResult } from '../../src/workflows/drDrill';
 import { decideUpdate, gatesQuery } from '../../src/workflows/lib/gate';
 import { timelineQuery } from '../../src/workflows/lib/timeline';
-import { httpStatus, startCli, waitFor, operator } from '../helpers';
+import { httpStatus, startCli, waitFor, operator, superuserPassword } from '../helpers';
 
 const dir = mkdtempSync(join(tmpdir(), 'runbook-drill-crash-'));
 chmodSync(dir, 0o755);
@@ -26,7 +25,7 @@ const workers: ReturnType<typeof startCli>[] = [];
 before(async () => {
   stack = await startStack({ dir: join(dir, 'stack') });
   const loaded = loadConfig(stack.configFile);
-  password = readSecret(loaded.config.environments.sandbox.databases.main.password, loaded.baseDir);
+  password = superuserPassword(stack);
   c = await connectClient(loaded, 'sandbox', loaded.config.environments.sandbox);
 });
 

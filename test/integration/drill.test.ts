@@ -10,7 +10,6 @@ import { Client as PgClient } from 'pg';
 import { Resolver } from 'node:dns/promises';
 import { ConnectedClient, connectClient, startRunbook } from '../../src/cli/client';
 import { loadConfig, LoadedConfig } from '../../src/config/load';
-import { readSecret } from '../../src/config/secrets';
 import { createLogger } from '../../src/observability/logger';
 import { nodeFiles, startNode, stopNode } from '../../src/system/postgres';
 import { StackState, startStack, stopStack } from '../../src/sandbox/stack';
@@ -20,7 +19,7 @@ import { abortSignal, decideUpdate, gatesQuery } from '../../src/workflows/lib/g
 import { timelineQuery } from '../../src/workflows/lib/timeline';
 import { signAct, signedDecision } from '../../src/cli/sign';
 import { RunbookWorker } from '../../src/worker';
-import { waitFor, operator } from '../helpers';
+import { waitFor, operator, superuserPassword } from '../helpers';
 
 const dir = mkdtempSync(join(tmpdir(), 'runbook-drill-test-'));
 chmodSync(dir, 0o755);
@@ -33,7 +32,7 @@ let password: string;
 before(async () => {
   stack = await startStack({ dir: join(dir, 'stack') });
   loaded = loadConfig(stack.configFile);
-  password = readSecret(loaded.config.environments.sandbox.databases.main.password, loaded.baseDir);
+  password = superuserPassword(stack);
   worker = new RunbookWorker({ loaded, httpPort: 0, logger: createLogger('warn') });
   await worker.start();
   await worker.waitUntilReady();

@@ -7,10 +7,9 @@ import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { Client as PgClient } from 'pg';
 import { loadConfig } from '../../src/config/load';
-import { readSecret } from '../../src/config/secrets';
 import { readStackState } from '../../src/sandbox/stack';
 import { patroniCluster, patroniPids } from '../../src/sandbox/patroni';
-import { processesInGroup, runCli } from '../helpers';
+import { processesInGroup, runCli, superuserPassword } from '../helpers';
 
 const root = mkdtempSync(join(tmpdir(), 'runbook-patroni-stack-'));
 chmodSync(root, 0o755);
@@ -56,7 +55,7 @@ describe('the Patroni cluster in the sandbox', () => {
       assert.equal(db.topology?.driver, 'patroni');
       assert.equal(db.host, p.haproxy.host);
       assert.equal(db.port, p.haproxy.writePort);
-      const password = readSecret(db.password, loaded.baseDir);
+      const password = superuserPassword(state, 'patroni-postgres-password');
 
       // The write port reaches the leader (a write commits there); the read port a replica.
       const leader = cluster.members.find((m) => m.role === 'leader')!;

@@ -10,7 +10,6 @@ import { parse, stringify } from 'yaml';
 import { connectClient, ConnectedClient } from '../../src/cli/client';
 import { decideRelease, startRelease } from '../../src/cli/release';
 import { loadConfig, LoadedConfig } from '../../src/config/load';
-import { readSecret } from '../../src/config/secrets';
 import type { ReleaseReport } from '../../src/reports/release';
 import { seedSampleDatabase } from '../../src/sandbox/seed';
 import { StackState, startStack, stopStack } from '../../src/sandbox/stack';
@@ -18,7 +17,7 @@ import { freePort } from '../../src/system/process';
 import { gatesQuery } from '../../src/workflows/lib/gate';
 import { timelineQuery } from '../../src/workflows/lib/timeline';
 import { ReleaseResult, releaseStatusQuery } from '../../src/workflows/release';
-import { httpStatus, operator, runCli, startCli, waitFor } from '../helpers';
+import { httpStatus, operator, runCli, startCli, waitFor, superuserPassword } from '../helpers';
 
 const dir = mkdtempSync(join(tmpdir(), 'runbook-release-test-'));
 chmodSync(dir, 0o755);
@@ -67,7 +66,7 @@ before(async () => {
   configFile = join(stack.dir, 'release.yaml');
   writeFileSync(configFile, stringify(doc));
   loaded = loadConfig(configFile);
-  dbPassword = readSecret(loaded.config.environments.sandbox.databases.main.password, loaded.baseDir);
+  dbPassword = superuserPassword(stack);
   const pg = await db();
   try {
     await seedSampleDatabase(pg, { rows: 500 });

@@ -13,7 +13,7 @@ import { MissingBinaryError } from '../../src/system/process';
 import { findPgBinary } from '../../src/system/postgres';
 import { stackPids, startStack, stopStack, StackState } from '../../src/sandbox/stack';
 import { temporalAnswers } from '../../src/sandbox/temporal';
-import { processesInGroup, waitFor } from '../helpers';
+import { processesInGroup, waitFor, superuserPassword } from '../helpers';
 
 const run = promisify(execFile);
 const root = mkdtempSync(join(tmpdir(), 'runbook-stack-test-'));
@@ -59,7 +59,7 @@ describe('the local sandbox stack', () => {
         // Everything is reached through the config file the stack wrote, with its secret references.
         const loaded = loadConfig(state.configFile);
         const env = loaded.config.environments.sandbox;
-        const dbPassword = readSecret(env.databases.main.password, loaded.baseDir);
+        const dbPassword = superuserPassword(state);
         assert.equal(await psql(state, dbPassword, 'SELECT current_database()'), 'app');
         // The replica streams from the primary on its own loopback address and is read-only.
         assert.equal(state.postgresReplica!.host, '127.0.0.3');

@@ -20,7 +20,6 @@ import { runBackup, runVerify } from '../../src/cli/backup';
 import { awaitDrill, decideDrill, startDrill, waitForOpenGate } from '../../src/cli/drill';
 import { runSmokeTest } from '../../src/cli/smoke';
 import { loadConfig, LoadedConfig } from '../../src/config/load';
-import { readSecret } from '../../src/config/secrets';
 import { createLogger } from '../../src/observability/logger';
 import type { AuditItemResult } from '../../src/reports/audit';
 import type { TemporalConfigRestoreReport } from '../../src/reports/temporalConfig';
@@ -31,7 +30,7 @@ import type { BackupTemporalConfigResult } from '../../src/workflows/backupTempo
 import type { ReadinessAuditResult } from '../../src/workflows/readinessAudit';
 import type { VerifyTemporalConfigResult } from '../../src/workflows/verifyTemporalConfig';
 import { RunbookWorker } from '../../src/worker';
-import { operator, processesInGroup, runCli, startCli, waitFor } from '../helpers';
+import { operator, processesInGroup, runCli, startCli, waitFor, superuserPassword } from '../helpers';
 
 const dir = mkdtempSync(join(tmpdir(), 'runbook-cluster-test-'));
 chmodSync(dir, 0o755);
@@ -292,7 +291,7 @@ describe('the Temporal cluster in the sandbox', () => {
 
     // The servers' schema moves on after the backup (as update-schema does in an upgrade): the old backup no longer matches.
     const db = loaded.config.environments.sandbox.databases.temporal;
-    const pg = new PgClient({ host: db.host, port: db.port, user: db.user, password: readSecret(db.password, loaded.baseDir), database: db.database });
+    const pg = new PgClient({ host: db.host, port: db.port, user: stack!.temporalCluster!.postgres.superuser, password: superuserPassword(stack!, 'temporal-postgres-password'), database: db.database });
     await pg.connect();
     const { rows } = await pg.query<{ curr_version: string }>("SELECT curr_version FROM schema_version WHERE db_name = 'temporal'");
     try {
