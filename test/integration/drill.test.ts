@@ -203,7 +203,7 @@ describe('the DR drill', () => {
       await handle.executeUpdate(decideUpdate, { args: [await signedDecision(c, handle, 'drDrill', 'approve', operator(stack))] });
       const { failure, report } = await drillFailure(handle);
       assert.equal(failure.type, 'DrillFailed');
-      assert.match(failure.message, /step 'new primary: detected and writable' failed: connecting to 127\.0\.0\.\d:\d+\/app as postgres: connect ECONNREFUSED/);
+      assert.match(failure.message, /step 'new primary: detected and writable' failed: connecting to 127\.0\.0\.\d:\d+\/app as runbook_drill: connect ECONNREFUSED/);
       assert.deepEqual(report.compensation.map((x) => x.ok), [true]);
       const now = await topology();
       assert.equal(now.primary, before.primary, 'the former primary was restarted as the writable primary');
