@@ -41,6 +41,9 @@ const ident = (name: string) => {
   return `"${name}"`;
 };
 
+/** Temporal's own database: the audit reads its schema version and cluster metadata (run in that database, and SELECT on schema_version in the visibility database). */
+export const temporalChecksGrant = (role: string, tables: string[]): RoleStatement => ({ in: 'target', sql: `GRANT SELECT ON ${tables.join(', ')} TO ${ident(role)}` });
+
 /** What each purpose is granted, besides LOGIN; the README's table is written from the same list. */
 export const ROLE_PRIVILEGES: Record<RunbookRolePurpose | 'owner', { attributes: string[]; grants: (role: string, database: string) => RoleStatement[]; why: string }> = {
   owner: {
@@ -55,8 +58,8 @@ export const ROLE_PRIVILEGES: Record<RunbookRolePurpose | 'owner', { attributes:
     attributes: ['REPLICATION'],
     grants: (role) => [
       { in: 'postgres', sql: `GRANT pg_read_all_data, pg_read_all_settings, pg_checkpoint, pg_monitor TO ${role}` },
+      // pgBackRest calls these in the database it connects to (pg1-database, postgres by default).
       { in: 'postgres', sql: `GRANT EXECUTE ON FUNCTION pg_backup_start(text, boolean), pg_backup_stop(boolean), pg_create_restore_point(text), pg_switch_wal() TO ${role}` },
-      { in: 'target', sql: `GRANT EXECUTE ON FUNCTION pg_backup_start(text, boolean), pg_backup_stop(boolean), pg_create_restore_point(text), pg_switch_wal() TO ${role}` },
     ],
     why: 'reads every table (pg_dump, the restore test compares against the source) but writes none; pgBackRest starts and stops backups, checkpoints and switches WAL',
   },

@@ -10,6 +10,7 @@ import { kubernetesAnswers, kubernetesPids, startKubernetes, stopKubernetes, Kub
 import { disown, groupAlive } from '../system/process';
 import { startS3Server, stopS3Server, S3ServerInfo } from './s3';
 import { ensureSandboxRoles, SANDBOX_ROLES, SandboxRoles } from './pgRoles';
+import { temporalChecksGrant } from '../config/pgRoles';
 import { createStanza, enableArchiving, SANDBOX_PGBACKREST_BUCKET, SandboxPgBackRest, writeHostConfig } from './pgbackrest';
 import { createCa } from './tls';
 import { disownPatroni, PatroniClusterInfo, patroniPids, patroniStatus, startPatroniCluster, stopPatroniCluster } from './patroni';
@@ -507,11 +508,10 @@ async function createRunbookRoles(state: StackState): Promise<StackState['roles'
   if (state.temporalCluster) {
     const c = state.temporalCluster;
     const password = readFileSync(join(state.dir, 'secrets', 'temporal-postgres-password'), 'utf8').trim();
-    const checks = `"${SANDBOX_ROLES.checks}"`;
     const server = { host: c.postgres.host, port: c.postgres.port, user: c.postgres.superuser, password };
     // The audit reads Temporal's schema version and cluster metadata: SELECT on those tables, nothing else.
-    roles.temporal = await ensureSandboxRoles({ server, database: c.persistenceDatabase, owner: false, secret, extra: [{ in: 'target', sql: `GRANT SELECT ON schema_version, cluster_metadata_info TO ${checks}` }] });
-    await ensureSandboxRoles({ server, database: c.visibilityDatabase, owner: false, secret, extra: [{ in: 'target', sql: `GRANT SELECT ON schema_version TO ${checks}` }] });
+    roles.temporal = await ensureSandboxRoles({ server, database: c.persistenceDatabase, owner: false, secret, extra: [temporalChecksGrant(SANDBOX_ROLES.checks, ['schema_version', 'cluster_metadata_info'])] });
+    await ensureSandboxRoles({ server, database: c.visibilityDatabase, owner: false, secret, extra: [temporalChecksGrant(SANDBOX_ROLES.checks, ['schema_version'])] });
   }
   return roles;
 }
