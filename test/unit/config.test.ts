@@ -137,6 +137,8 @@ describe('a valid config', () => {
     assert.equal(staging.databases.ledger.backups.pgbackrest!.compressType, 'lz4');
     const prod = loaded.config.environments.production;
     assert.equal(prod.targets.rpo, 0, 'rpo: 0 is a target of no loss');
+    assert.equal(prod.databases.main.roles.drill?.user, 'runbook_drill');
+    assert.equal(prod.databases.main.roles.canary, undefined, 'a purpose without a role falls back to user');
     const t = prod.databases.main.topology!;
     assert.equal(t.driver, 'patroni');
     if (t.driver === 'patroni') {
