@@ -38,6 +38,21 @@ import { parse, stringify } from 'yaml';
 import { createSampleDeployment } from '../src/sandbox/kubernetes';
 
 const repoRoot = join(__dirname, '..');
+
+/**
+ * The release that recorded each history (test/history-releases.json): a recording belongs to the
+ * package version of the code that made it, so the suite can prove the previous release's runs replay.
+ */
+const version = (JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as { version: string }).version;
+function noteRelease(file: string): void {
+  const manifestFile = join(repoRoot, 'test', 'history-releases.json');
+  const manifest = JSON.parse(readFileSync(manifestFile, 'utf8')) as { releases: Record<string, { runbooks: string[]; histories: string[] }> };
+  for (const r of Object.values(manifest.releases)) r.histories = r.histories.filter((h) => h !== file);
+  const entry = (manifest.releases[version] ??= { runbooks: [], histories: [] });
+  entry.histories = [...entry.histories, file].sort();
+  entry.runbooks = [...new Set([...entry.runbooks, file.split('-')[0]])].sort();
+  writeFileSync(manifestFile, `${JSON.stringify(manifest, null, 2)}\n`);
+}
 const out = join(repoRoot, 'test', 'histories');
 
 async function main(): Promise<void> {
@@ -105,7 +120,8 @@ async function main(): Promise<void> {
       // The history does not carry its workflow id, which workflows derive child ids from: the replay test needs it.
       const history = JSON.parse(json.split(repoRoot).join('.')) as Record<string, unknown>;
       writeFileSync(join(out, `${name}${suffix}.json`), `${JSON.stringify({ workflowId: handle.workflowId, ...history }, null, 2)}\n`);
-      console.log(`recorded ${name}`);
+      noteRelease(`${name}${suffix}.json`);
+      console.log(`recorded ${name} (release ${version})`);
     };
     const start = (type: string, queue: string, input: Record<string, unknown>) =>
       c.client.workflow.start(type, { taskQueue: queue, workflowId: `record-${type}-${Date.now()}`, args: [{ environment: 'sandbox', ...input }] });

@@ -38,6 +38,22 @@ describe('replay of recorded runbook histories', () => {
     }
   });
 
+  test("every recording names the release that made it, and the previous release's cover every runbook it shipped", () => {
+    const manifest = JSON.parse(readFileSync(join(__dirname, '..', 'history-releases.json'), 'utf8')) as { releases: Record<string, { runbooks: string[]; histories: string[] }> };
+    const listed = Object.values(manifest.releases).flatMap((r) => r.histories);
+    assert.deepEqual([...listed].sort(), [...files].sort(), 'test/history-releases.json lists each file of test/histories once (scripts/record-histories.ts keeps it)');
+    const current = (JSON.parse(readFileSync(join(__dirname, '..', '..', 'package.json'), 'utf8')) as { version: string }).version;
+    const num = (v: string) => v.split('.').map(Number);
+    const older = (a: string, b: string) => { const [x, y] = [num(a), num(b)]; for (let i = 0; i < 3; i++) if (x[i] !== y[i]) return x[i] < y[i]; return false; };
+    const previous = Object.keys(manifest.releases).filter((v) => older(v, current)).sort((a, b) => (older(a, b) ? 1 : -1))[0];
+    assert.ok(previous, `no release before ${current} has recordings: a worker upgrade could not be shown to keep runs in flight`);
+    const shipped = manifest.releases[previous];
+    for (const runbook of shipped.runbooks) {
+      if (!(runbook in workflows)) continue; // removed since, after its runs drained (README "Changing a runbook safely")
+      assert.ok(shipped.histories.some((f) => f.startsWith(`${runbook}-`)), `${runbook}: no history recorded by release ${previous}`);
+    }
+  });
+
   for (const file of files) {
     test(`${file} replays without a determinism error`, async () => {
       // Recordings name their workflow id beside the events (older ones only through signed statements).

@@ -444,6 +444,14 @@ describe('the Dockerfile', () => {
     assert.equal(min[1], node[1], `engines ${engines} names the same major`);
   });
 
+  test("the overlays deploy the worker image of this release (package.json's version)", () => {
+    const version = JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8')).version as string;
+    for (const overlay of ['staging', 'prod']) {
+      const k = readFileSync(join(REPO, 'deploy', 'kubernetes', 'overlays', overlay, 'worker', 'kustomization.yaml'), 'utf8');
+      assert.match(k, new RegExp(`newTag: "${version.replaceAll('.', '\\.')}"`), `${overlay} overlay's image tag`);
+    }
+  });
+
   test('installs exactly the locked production dependencies and the tools the activities run', () => {
     const depsStage = text.slice(text.indexOf(froms[0]), text.indexOf(froms[1]));
     assert.match(depsStage, /COPY package\.json package-lock\.json/);
