@@ -56,6 +56,11 @@ describe('the Patroni cluster in the sandbox', () => {
       assert.equal(db.host, p.haproxy.host);
       assert.equal(db.port, p.haproxy.writePort);
       const password = superuserPassword(state, 'patroni-postgres-password');
+      // The runbooks log in as the sandbox's least-privilege roles, created on the leader and replicated.
+      const logins = [db.user, ...Object.values(db.roles).map((r) => r!.user)];
+      assert.equal(logins.length, 5);
+      const roles = await sql<{ rolname: string; rolsuper: boolean }>(p.haproxy.host, p.haproxy.writePort, password, `SELECT rolname, rolsuper FROM pg_roles WHERE rolname IN (${logins.map((l) => `'${l}'`).join(', ')})`);
+      assert.deepEqual(roles.map((r) => r.rolsuper), logins.map(() => false));
 
       // The write port reaches the leader (a write commits there); the read port a replica.
       const leader = cluster.members.find((m) => m.role === 'leader')!;

@@ -294,6 +294,9 @@ describe('the Temporal cluster in the sandbox', () => {
     const pg = new PgClient({ host: db.host, port: db.port, user: stack!.temporalCluster!.postgres.superuser, password: superuserPassword(stack!, 'temporal-postgres-password'), database: db.database });
     await pg.connect();
     const { rows } = await pg.query<{ curr_version: string }>("SELECT curr_version FROM schema_version WHERE db_name = 'temporal'");
+    // The runbooks read this database as plain roles: the audit's checks role and the backup role.
+    const logins = await pg.query<{ rolname: string; rolsuper: boolean }>('SELECT rolname, rolsuper FROM pg_roles WHERE rolname = ANY($1) ORDER BY 1', [[db.user, db.roles.backup!.user, db.roles.checks!.user]]);
+    assert.deepEqual(logins.rows, [{ rolname: 'runbook_backup', rolsuper: false }, { rolname: 'runbook_checks', rolsuper: false }]);
     try {
       await pg.query("UPDATE schema_version SET curr_version = '1.99' WHERE db_name = 'temporal'");
       const stale = await runVerify(sandbox, 'temporal', { mode: 'latest' }, false);
