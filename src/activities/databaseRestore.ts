@@ -142,12 +142,23 @@ export function createDatabaseRestoreActivities(deps: { environment: string; sto
           // No new sessions while the old database is ended and renamed; it stays closed under its new name.
           await admin.query(`ALTER DATABASE ${quoteIdent(live)} ALLOW_CONNECTIONS false`);
           for (let attempt = 0; ; attempt++) {
-            await admin.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()', [live]);
+            // The owner role (pg_signal_backend) ends every client session but a superuser's, which only a
+            // superuser may end; PostgreSQL stops autovacuum workers itself when the database is renamed.
+            await admin.query(
+              `SELECT pg_terminate_backend(a.pid) FROM pg_stat_activity a JOIN pg_roles r ON r.oid = a.usesysid
+                WHERE a.datname = $1 AND a.pid <> pg_backend_pid() AND a.backend_type = 'client backend'
+                  AND (NOT r.rolsuper OR (SELECT rolsuper FROM pg_roles WHERE rolname = current_user))`,
+              [live],
+            );
             try {
               await admin.query(`ALTER DATABASE ${quoteIdent(live)} RENAME TO ${quoteIdent(aside)}`);
               break;
             } catch (err) {
-              if (attempt >= 20) throw err;
+              if (attempt >= 20) {
+                const left = (await admin.query<{ who: string }>("SELECT format('%s (%s, pid %s)', usename, coalesce(nullif(application_name, ''), backend_type), pid) AS who FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()", [live]).catch(() => ({ rows: [] }))).rows.map((r) => r.who);
+                await admin.query(`ALTER DATABASE ${quoteIdent(live)} ALLOW_CONNECTIONS true`).catch(() => undefined);
+                throw failure('RestoreFailed', `cannot swap the restored copy in: ${(err as Error).message}${left.length ? `; sessions this role may not end are still connected: ${left.join(', ')}` : ''}; the live database is unchanged and open again, the restored copy is ${restored}`);
+              }
               await new Promise((r) => setTimeout(r, 250));
             }
           }
