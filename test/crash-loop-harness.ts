@@ -196,7 +196,9 @@ export async function crashLoop(handle: WorkflowHandle, rec: Recorded, watch: Hi
     await new Promise((r) => setTimeout(r, 20));
   }
   killGroup(worker);
-  assert.deepEqual(pending, [], 'every step boundary was reached and killed');
+  const closed = watch.events.find((e) => e.workflowExecutionCompletedEventAttributes || e.workflowExecutionFailedEventAttributes || e.workflowExecutionTerminatedEventAttributes || e.workflowExecutionTimedOutEventAttributes);
+  const how = closed?.workflowExecutionFailedEventAttributes ? `failed: ${closed.workflowExecutionFailedEventAttributes.failure?.message}` : closed?.workflowExecutionCompletedEventAttributes ? 'completed' : 'closed';
+  assert.deepEqual(pending, [], `every step boundary was reached and killed (the run ${how} after ${points.length} kills: ${points.join('; ')})`);
   return points;
 }
 

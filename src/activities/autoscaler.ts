@@ -1,4 +1,4 @@
-import * as k8s from '@kubernetes/client-node';
+import type * as k8s from '@kubernetes/client-node';
 import { failure } from './errors';
 import { withHeartbeat } from './heartbeat';
 import { classifyKubernetes, ChangeContext, ANNOTATION_STABLE_REPLICAS, ANNOTATION_WORKFLOW, ANNOTATION_STEP } from './kubernetes';
@@ -76,7 +76,7 @@ export function createAutoscalerActivities(opts: { api: () => KubeApi; allowed: 
 
   async function patchHpa(name: string, body: object, what: string): Promise<void> {
     try {
-      await api().autoscaling.patchNamespacedHorizontalPodAutoscaler({ name, namespace: ns(), body }, mergePatch);
+      await api().autoscaling.patchNamespacedHorizontalPodAutoscaler({ name, namespace: ns(), body }, mergePatch());
     } catch (err) {
       throw classifyKubernetes(err, `${what} autoscaler ${ns()}/${name}`);
     }
@@ -155,7 +155,7 @@ export function createAutoscalerActivities(opts: { api: () => KubeApi; allowed: 
         try {
           await api().apps.patchNamespacedDeployment(
             { name, namespace: ns(), body: { metadata: { annotations: { [ANNOTATION_STABLE_REPLICAS]: annotation, [ANNOTATION_WORKFLOW]: input.by.workflowId, [ANNOTATION_STEP]: input.by.step.slice(0, 200) } }, spec: { replicas: wanted } } },
-            mergePatch,
+            mergePatch(),
           );
         } catch (err) {
           throw classifyKubernetes(err, `scaling deployment ${name}`);

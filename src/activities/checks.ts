@@ -1,4 +1,4 @@
-import * as k8s from '@kubernetes/client-node';
+import type * as k8s from '@kubernetes/client-node';
 import { Resolver } from 'node:dns/promises';
 import { isAbsolute, join } from 'node:path';
 import { CheckId, CheckInput, CheckResult, DEFAULT_RPO_WINDOW_MS } from '../checklist/catalog';
@@ -7,6 +7,7 @@ import { CheckDeps, errorText, fail, pass, pgServerOf, unknown, Verdict, Verdict
 import { connectPg } from './pg';
 import { reachServer } from './primary';
 import { createTemporalChecks } from './temporalChecks';
+import { k8sRuntime } from './k8sRuntime';
 
 export type { CheckDeps } from './checkSupport';
 
@@ -80,7 +81,7 @@ function selects(selector: k8s.V1LabelSelector | undefined, labels: Record<strin
 }
 
 class KubernetesView {
-  private readonly kc = new k8s.KubeConfig();
+  private readonly kc = new (k8sRuntime().KubeConfig)();
   readonly namespace: string;
 
   constructor(
@@ -99,7 +100,7 @@ class KubernetesView {
 
   /** The configured Deployments (all in the namespace when none are listed); a missing one is a problem of its own. */
   async workloads(): Promise<{ items: Workload[]; missing: string[] }> {
-    const apps = this.api(k8s.AppsV1Api);
+    const apps = this.api(k8sRuntime().AppsV1Api);
     const all = (await apps.listNamespacedDeployment({ namespace: this.namespace })).items;
     const wanted = this.config.deployments.length ? this.config.deployments : all.map((d) => d.metadata!.name!);
     const items: Workload[] = [];
@@ -136,9 +137,9 @@ export function createCheckActivities(deps: CheckDeps) {
       const ns = kube.namespace;
       const [{ items, missing }, pdbs, hpas, policies] = await Promise.all([
         kube.workloads(),
-        needs.pdbs ? kube.api(k8s.PolicyV1Api).listNamespacedPodDisruptionBudget({ namespace: ns }).then((l) => l.items) : [],
-        needs.hpas ? kube.api(k8s.AutoscalingV2Api).listNamespacedHorizontalPodAutoscaler({ namespace: ns }).then((l) => l.items) : [],
-        needs.policies ? kube.api(k8s.NetworkingV1Api).listNamespacedNetworkPolicy({ namespace: ns }).then((l) => l.items) : [],
+        needs.pdbs ? kube.api(k8sRuntime().PolicyV1Api).listNamespacedPodDisruptionBudget({ namespace: ns }).then((l) => l.items) : [],
+        needs.hpas ? kube.api(k8sRuntime().AutoscalingV2Api).listNamespacedHorizontalPodAutoscaler({ namespace: ns }).then((l) => l.items) : [],
+        needs.policies ? kube.api(k8sRuntime().NetworkingV1Api).listNamespacedNetworkPolicy({ namespace: ns }).then((l) => l.items) : [],
       ]);
       if (items.length === 0 && missing.length === 0) return unknown(`no Deployments in namespace ${ns}`, { namespace: ns });
       const deployments: Record<string, string> = {};

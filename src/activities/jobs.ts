@@ -1,4 +1,4 @@
-import * as k8s from '@kubernetes/client-node';
+import type * as k8s from '@kubernetes/client-node';
 import { Context } from '@temporalio/activity';
 import { failure } from './errors';
 import { heartbeater } from './heartbeat';

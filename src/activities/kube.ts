@@ -1,5 +1,6 @@
-import * as k8s from '@kubernetes/client-node';
+import type * as k8s from '@kubernetes/client-node';
 import { failure } from './errors';
+import { k8sRuntime } from './k8sRuntime';
 
 /** Where and as whom the Kubernetes activities of one environment act. */
 export interface KubeConnection {
@@ -25,15 +26,15 @@ export function lazyKubeApi(environment: string, target: KubeConnection | undefi
   return () => {
     if (!target) throw failure('InvalidInput', `environment ${environment} has no kubernetes: section in the config; add the kubeconfig, namespace and deployments`);
     if (!api) {
-      const kc = new k8s.KubeConfig();
+      const kc = new (k8sRuntime().KubeConfig)();
       if (target.kubeconfig) kc.loadFromFile(target.kubeconfig);
       else kc.loadFromDefault();
       if (target.context) kc.setCurrentContext(target.context);
       api = {
-        apps: kc.makeApiClient(k8s.AppsV1Api),
-        core: kc.makeApiClient(k8s.CoreV1Api),
-        batch: kc.makeApiClient(k8s.BatchV1Api),
-        autoscaling: kc.makeApiClient(k8s.AutoscalingV2Api),
+        apps: kc.makeApiClient(k8sRuntime().AppsV1Api),
+        core: kc.makeApiClient(k8sRuntime().CoreV1Api),
+        batch: kc.makeApiClient(k8sRuntime().BatchV1Api),
+        autoscaling: kc.makeApiClient(k8sRuntime().AutoscalingV2Api),
         namespace: target.namespace,
       };
     }
@@ -54,9 +55,10 @@ export function canonical(v: unknown): string {
   return JSON.stringify(v);
 }
 
-export const strategicMerge = k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.StrategicMergePatch);
-export const jsonPatch = k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.JsonPatch);
-export const mergePatch = k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch);
+/** Request options that set a patch's content type (functions: the client library loads on first use). */
+export const strategicMerge = () => k8sRuntime().setHeaderOptions('Content-Type', k8sRuntime().PatchStrategy.StrategicMergePatch);
+export const jsonPatch = () => k8sRuntime().setHeaderOptions('Content-Type', k8sRuntime().PatchStrategy.JsonPatch);
+export const mergePatch = () => k8sRuntime().setHeaderOptions('Content-Type', k8sRuntime().PatchStrategy.MergePatch);
 
 /** "app=shop,tier=web" from a selector's matchLabels. */
 export function selectorText(labels: Record<string, string> | undefined): string {

@@ -1,4 +1,4 @@
-import * as k8s from '@kubernetes/client-node';
+import type * as k8s from '@kubernetes/client-node';
 import { Context } from '@temporalio/activity';
 import { checkServedEnvironment, failure } from './errors';
 import { heartbeater, withHeartbeat } from './heartbeat';
@@ -394,7 +394,7 @@ export function createKubernetesActivities(opts: { environment: string; target: 
             spec: { ...(resume ? { paused: false } : {}), template: { spec: { containers: images.map((c) => ({ name: c.name, image: c.image })) } } },
           },
         },
-        strategicMerge,
+        strategicMerge(),
       ),
     );
     return { changed: true, state: stateOf(patched) };
@@ -418,7 +418,7 @@ export function createKubernetesActivities(opts: { environment: string; target: 
             { op: 'add', path: '/metadata/annotations', value: { ...(d.metadata?.annotations ?? {}), ...changeAnnotations(by) } },
           ],
         },
-        jsonPatch,
+        jsonPatch(),
       ),
     );
     return { changed: true, state: stateOf(patched) };
@@ -430,7 +430,7 @@ export function createKubernetesActivities(opts: { environment: string; target: 
     const previous = d.spec?.replicas ?? 1;
     if (previous === replicas) return { changed: false, previous };
     await call(`scaling deployment ${name}`, () =>
-      api().apps.patchNamespacedDeployment({ name, namespace: ns(), body: { metadata: { annotations: changeAnnotations(by) }, spec: { replicas } } }, strategicMerge),
+      api().apps.patchNamespacedDeployment({ name, namespace: ns(), body: { metadata: { annotations: changeAnnotations(by) }, spec: { replicas } } }, strategicMerge()),
     );
     return { changed: true, previous };
   }
@@ -493,7 +493,7 @@ export function createKubernetesActivities(opts: { environment: string; target: 
         annotations = { [FLUX_RECONCILE]: a[ANNOTATION_RECONCILE_WAS] || null, [ANNOTATION_RECONCILE_WAS]: null };
       }
       await call(`${input.suspend ? 'suspending' : 'resuming'} GitOps reconciliation of deployment ${input.deployment}`, () =>
-        api().apps.patchNamespacedDeployment({ name: input.deployment, namespace: ns(), body: { metadata: { annotations: { ...annotations, ...changeAnnotations(input.by) } } } }, mergePatch),
+        api().apps.patchNamespacedDeployment({ name: input.deployment, namespace: ns(), body: { metadata: { annotations: { ...annotations, ...changeAnnotations(input.by) } } } }, mergePatch()),
       );
       return { changed: true, annotation: annotations[FLUX_RECONCILE] };
     },
@@ -549,7 +549,7 @@ export function createKubernetesActivities(opts: { environment: string; target: 
         const scaled = (await scale(name, input.replicas, input.by)).changed;
         // The stable Deployment's full size when the canary goes (a rollback reads it): kept current as an autoscaler moves it.
         if (input.stableReplicas !== undefined && existing.metadata?.annotations?.[ANNOTATION_STABLE_REPLICAS] !== String(input.stableReplicas)) {
-          await call(`annotating deployment ${name}`, () => api().apps.patchNamespacedDeployment({ name, namespace: ns(), body: { metadata: { annotations: { [ANNOTATION_STABLE_REPLICAS]: String(input.stableReplicas) } } } }, mergePatch));
+          await call(`annotating deployment ${name}`, () => api().apps.patchNamespacedDeployment({ name, namespace: ns(), body: { metadata: { annotations: { [ANNOTATION_STABLE_REPLICAS]: String(input.stableReplicas) } } } }, mergePatch()));
         }
         return { name, created: false, changed: templateChanged || scaled };
       }
@@ -641,7 +641,7 @@ export function createKubernetesActivities(opts: { environment: string; target: 
               { op: 'add', path: '/metadata/annotations', value: { ...(d.metadata?.annotations ?? {}), ...changeAnnotations(input.by) } },
             ],
           },
-          jsonPatch,
+          jsonPatch(),
         ),
       );
       return { changed: true, fromRevision, toRevision: revisionOf(target), images: imagesOf(template.spec) };
@@ -706,7 +706,7 @@ export function createKubernetesActivities(opts: { environment: string; target: 
             const pause = input.untilUpdated < s.replicas;
             if (pause) {
               await call(`pausing deployment ${s.name}`, () =>
-                api().apps.patchNamespacedDeployment({ name: s.name, namespace: ns(), body: { metadata: { annotations: changeAnnotations(input.by) }, spec: { paused: true } } }, strategicMerge),
+                api().apps.patchNamespacedDeployment({ name: s.name, namespace: ns(), body: { metadata: { annotations: changeAnnotations(input.by) }, spec: { paused: true } } }, strategicMerge()),
               );
             }
             return { updated: s.updated, ready: newReady, replicas: s.replicas, paused: pause };

@@ -1,8 +1,6 @@
 import { Context } from '@temporalio/activity';
 import { Client, Connection } from '@temporalio/client';
 import type { DataConverter } from '@temporalio/common';
-import { NativeConnection } from '@temporalio/worker';
-import { BenchWorker, drive } from '../bench/engine';
 import type { Scenario } from '../bench/scenarios';
 import { percentiles, Percentiles, ProcessSampler } from '../bench/stats';
 import type { TemporalConnectionSettings } from '../config/connection';
@@ -91,6 +89,9 @@ export function createLoadTestActivities(deps: LoadTestActivityDeps) {
       const ctx = Context.current();
       const s = deps.settings();
       const connection = await Connection.connect({ address: s.address, tls: s.tls, apiKey: s.apiKey, connectTimeout: 10_000 });
+      // Loaded here: the worker library is large, and the CLI reaches this module without running a load test.
+      const { NativeConnection } = await import('@temporalio/worker');
+      const { BenchWorker, drive } = await import('../bench/engine');
       const native = await NativeConnection.connect({ address: s.address, tls: s.tls, apiKey: s.apiKey });
       const client = new Client({ connection, namespace: s.namespace, dataConverter: deps.dataConverter });
       const scheduleToStart: number[] = [];

@@ -1,5 +1,4 @@
 import { createHmac } from 'node:crypto';
-import { createTransport } from 'nodemailer';
 import type { LoadedConfig } from '../config/load';
 import { selectEnvironment } from '../config/load';
 import { readSecret } from '../config/secrets';
@@ -72,6 +71,8 @@ export function createNotifyActivities(deps: { loaded: LoadedConfig; environment
       } else if (channel.type === 'slack') {
         await post(readSecret(channel.url, deps.loaded.baseDir), JSON.stringify({ text }), {}, what);
       } else {
+        // Loaded on the first email: most processes never send one.
+        const { createTransport } = await import('nodemailer');
         const transport = createTransport({
           host: channel.host,
           port: channel.port,

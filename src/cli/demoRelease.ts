@@ -1,4 +1,3 @@
-import * as k8s from '@kubernetes/client-node';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse, stringify } from 'yaml';
@@ -13,6 +12,7 @@ import { awaitPromotion, describePromotionReport, startPromotion } from './promo
 import { awaitRelease, decideRelease, describeReleaseReport, startRelease } from './release';
 import { decideGate, Signer } from './sign';
 import { waitForOpenGate } from './drill';
+import { k8sRuntime } from '../activities/k8sRuntime';
 
 /** The second environment of the demo's promotion: the same control plane, its own namespace and task queues. */
 export const DEMO_PROD_ENV = 'sandbox-prod';
@@ -64,10 +64,10 @@ export function writeDemoConfig(stack: StackState): string {
  * Secret; and web:1.0 in the prod namespace for the promotion.
  */
 export async function createDemoApps(loaded: LoadedConfig, kubeconfig: string): Promise<void> {
-  const kc = new k8s.KubeConfig();
+  const kc = new (k8sRuntime().KubeConfig)();
   kc.loadFromFile(kubeconfig);
-  const apps = kc.makeApiClient(k8s.AppsV1Api);
-  const core = kc.makeApiClient(k8s.CoreV1Api);
+  const apps = kc.makeApiClient(k8sRuntime().AppsV1Api);
+  const core = kc.makeApiClient(k8sRuntime().CoreV1Api);
   const db = loaded.config.environments.sandbox.databases.main;
   const server = await reachServer(primaryLocator(loaded.baseDir, db, db.user, db.password));
   await core.createNamespacedSecret({ namespace: 'default', body: { metadata: { name: 'web-db' }, stringData: { password: server.password ?? '' } } });

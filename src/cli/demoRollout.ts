@@ -1,4 +1,3 @@
-import * as k8s from '@kubernetes/client-node';
 import { createSampleDeployment } from '../sandbox/kubernetes';
 import type { RolloutResult } from '../workflows/rollout';
 import { waitForOpenGate } from './drill';
@@ -6,12 +5,13 @@ import type { Signer } from './sign';
 import type { ConnectedClient } from './client';
 import { waitWithProgress } from './progress';
 import { actOnRollout, renderStatus, startRollout } from './rollout';
+import { k8sRuntime } from '../activities/k8sRuntime';
 
 /** The demo's application: three replicas of web:1.0 in the sandbox cluster's default namespace. */
 export async function createDemoDeployment(kubeconfig: string): Promise<void> {
-  const kc = new k8s.KubeConfig();
+  const kc = new (k8sRuntime().KubeConfig)();
   kc.loadFromFile(kubeconfig);
-  await createSampleDeployment(kc.makeApiClient(k8s.AppsV1Api), { name: 'web', image: 'registry.sandbox.test/web:1.0', replicas: 3, container: 'web' });
+  await createSampleDeployment(kc.makeApiClient(k8sRuntime().AppsV1Api), { name: 'web', image: 'registry.sandbox.test/web:1.0', replicas: 3, container: 'web' });
 }
 
 /** A two-gate canary (34%, pause, 67%, pause) requested by one sandbox operator and approved at each gate by the other (four-eyes). */

@@ -1,7 +1,6 @@
 import type { Command } from 'commander';
 import { WorkflowFailedError } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
-import { createActivities } from '../activities';
 import type { TemporalConfigRestoreReport } from '../reports/temporalConfig';
 import type { BackupTemporalConfigResult } from '../workflows/backupTemporalConfig';
 import type { VerifyTemporalConfigResult } from '../workflows/verifyTemporalConfig';
@@ -89,6 +88,7 @@ export function registerTemporalConfig(program: Command, globals: () => GlobalOp
       const loaded = loadCliConfig(g);
       const { name, env } = cliEnvironment(loaded, g);
       if (!env.backups) throw new UsageError(`environment ${name} has no backups: section`);
+      const { createActivities } = await import('../activities');
       const backups = await createActivities(loaded, name).listTemporalConfigBackups();
       if (g.json) return printJson({ ok: true, environment: name, backups });
       if (backups.length === 0) return void process.stdout.write(`no configuration backups in ${name}\n`);

@@ -61,7 +61,7 @@ function phaseActivities(phaseMs: number) {
   return proxyActivities<LoadTestActivities>({
     startToCloseTimeout: phaseMs * 3 + 5 * 60_000,
     heartbeatTimeout: '10 seconds',
-    retry: { initialInterval: '2 seconds', backoffCoefficient: 2, maximumAttempts: 3, nonRetryableErrorTypes: ['InvalidInput'] },
+    retry: { initialInterval: '2 seconds', backoffCoefficient: 2, maximumAttempts: 5, nonRetryableErrorTypes: ['InvalidInput'] },
   });
 }
 
