@@ -1,6 +1,7 @@
 import { Command, CommanderError } from 'commander';
 import { GlobalOptions, reportError } from './common';
 import { registerAudit } from './audit';
+import { registerChecklist } from './checklist';
 import { registerBackup } from './backup';
 import { registerBench } from './bench';
 import { registerCodecServer } from './codecServer';
@@ -44,6 +45,7 @@ export function buildProgram(): Command {
   registerDemo(program, globals);
   registerCodecServer(program, globals);
   registerAudit(program, globals);
+  registerChecklist(program, globals);
   registerBench(program, globals);
   registerLoadTest(program, globals);
   registerGoLive(program, globals);
