@@ -10,8 +10,8 @@
 export type Severity = 'critical' | 'high' | 'normal';
 
 /**
- * The automated checks: each is an activity of the same name (src/activities/checks.ts; Temporal's
- * own in src/activities/temporalChecks.ts).
+ * The automated checks: each is an activity of the same name (src/activities/checks/, one module
+ * per system the checks read).
  */
 export const CHECK_IDS = [
   'checkTemporalVersion',

@@ -4,14 +4,14 @@
  */
 import type { Client } from '@temporalio/client';
 import { hostname } from 'node:os';
-import type { CheckInput } from '../checklist/catalog';
-import type { TemporalConnectionSettings } from '../config/connection';
-import type { EnvironmentConfig } from '../config/schema';
-import type { ServerLocator } from './backups';
-import { connectPg } from './pg';
-import { credentialFor } from '../config/pgRoles';
-import { primaryLocator, reachServer } from './primary';
-import type { ObjectStore } from './s3';
+import type { CheckInput } from '../../checklist/catalog';
+import type { TemporalConnectionSettings } from '../../config/connection';
+import type { EnvironmentConfig } from '../../config/schema';
+import type { ServerLocator } from '../backups';
+import { connectPg } from '../pg';
+import { credentialFor } from '../../config/pgRoles';
+import { primaryLocator, reachServer } from '../primary';
+import type { ObjectStore } from '../s3';
 
 /** What a check found, before the wrapper adds its name and duration. */
 export interface Verdict {

@@ -15,10 +15,10 @@ import { isIP } from 'node:net';
 import { isAbsolute, join } from 'node:path';
 import { checkServerIdentity, connect as tlsConnect, DetailedPeerCertificate, TLSSocket } from 'node:tls';
 import { parse as parseYaml } from 'yaml';
-import type { TemporalConnectionSettings } from '../config/connection';
-import { decodeClusterMetadata, ClusterDescription, TemporalAdminConnection } from '../system/temporalAdmin';
-import { CheckDeps, errorText, fail, ownWorkerIdentity, pass, pgServerOf, unknown, Verdict, VerdictFn, withPg } from './checkSupport';
-import { reachServer } from './primary';
+import type { TemporalConnectionSettings } from '../../config/connection';
+import { decodeClusterMetadata, ClusterDescription, TemporalAdminConnection } from '../../system/temporalAdmin';
+import { CheckDeps, errorText, fail, ownWorkerIdentity, pass, pgServerOf, unknown, Verdict, VerdictFn, withPg } from './support';
+import { reachServer } from '../primary';
 
 export const TEMPORAL_CHECK_IDS = [
   'checkTemporalVersion',
