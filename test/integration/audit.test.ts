@@ -30,6 +30,9 @@ import { REPO, runCli, waitFor } from '../helpers';
 const dir = mkdtempSync(join(tmpdir(), 'runbook-audit-test-'));
 chmodSync(dir, 0o755);
 const LITERAL_SECRET = 'hunter2-literal-value';
+const CONFIGMAP_PASSWORD = 'configmap-pw-7731';
+const CONFIGMAP_URL = `postgres://app:${CONFIGMAP_PASSWORD}@db.internal:5432/app`;
+const CONFIGMAP_KEY = ['-----BEGIN', 'RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA\n-----END RSA PRIVATE KEY-----\n'].join(' ');
 let stack: StackState;
 let front: TlsFront;
 let ca: CertFiles;
@@ -53,11 +56,14 @@ function deployment(name: string, opts: { replicas: number; compliant: boolean }
         startupProbe: { ...probe, failureThreshold: 30 },
         resources: { requests: { cpu: '250m', memory: '256Mi' }, limits: { cpu: '1', memory: '512Mi' } },
         env: [{ name: 'DB_PASSWORD', valueFrom: { secretKeyRef: { name: 'db', key: 'password' } } }, { name: 'LOG_LEVEL', value: 'info' }],
+        // Settings without secrets, from a ConfigMap read by env and mounted: nothing to report.
+        envFrom: [{ configMapRef: { name: 'web-settings' } }],
       }
-    : { name: 'app', image: 'app:1.0', env: [{ name: 'DB_PASSWORD', value: LITERAL_SECRET }] };
+    : { name: 'app', image: 'app:1.0', env: [{ name: 'DB_PASSWORD', value: LITERAL_SECRET }], envFrom: [{ configMapRef: { name: 'web-bad-env' } }] };
+  const volumes: k8s.V1Volume[] = opts.compliant ? [{ name: 'settings', configMap: { name: 'web-settings' } }] : [{ name: 'certs', projected: { sources: [{ configMap: { name: 'web-bad-files' } }] } }];
   return {
     metadata: { name, labels: { app: name } },
-    spec: { replicas: opts.replicas, selector: { matchLabels: { app: name } }, template: { metadata: { labels: { app: name } }, spec: { containers: [container] } } },
+    spec: { replicas: opts.replicas, selector: { matchLabels: { app: name } }, template: { metadata: { labels: { app: name } }, spec: { containers: [container], volumes } } },
   };
 }
 
@@ -87,6 +93,10 @@ before(async () => {
   const kc = new k8s.KubeConfig();
   kc.loadFromFile(stack.kubernetes!.kubeconfig);
   const namespace = 'default';
+  const core = kc.makeApiClient(k8s.CoreV1Api);
+  await core.createNamespacedConfigMap({ namespace, body: { metadata: { name: 'web-settings' }, data: { LOG_FORMAT: 'json', 'app.yaml': 'database:\n  host: db.internal\n  password: ${DB_PASSWORD}\n' } } });
+  await core.createNamespacedConfigMap({ namespace, body: { metadata: { name: 'web-bad-env' }, data: { DATABASE_URL: CONFIGMAP_URL, LOG_FORMAT: 'json' } } });
+  await core.createNamespacedConfigMap({ namespace, body: { metadata: { name: 'web-bad-files' }, data: { 'tls.key': CONFIGMAP_KEY } } });
   await kc.makeApiClient(k8s.AppsV1Api).createNamespacedDeployment({ namespace, body: deployment('web-good', { replicas: 2, compliant: true }) });
   await kc.makeApiClient(k8s.AppsV1Api).createNamespacedDeployment({ namespace, body: deployment('web-bad', { replicas: 1, compliant: false }) });
   await kc.makeApiClient(k8s.PolicyV1Api).createNamespacedPodDisruptionBudget({ namespace, body: { metadata: { name: 'web-good' }, spec: { minAvailable: 1, selector: { matchLabels: { app: 'web-good' } } } } });
@@ -229,8 +239,12 @@ describe('the readiness audit', () => {
     assert.match(itemOf(r, 'worker-replicas').summary, /web-bad: 1 replica/);
     const secrets = itemOf(r, 'no-hardcoded-secrets');
     assert.equal(secrets.status, 'fail');
-    assert.match(secrets.summary, /web-bad: app sets DB_PASSWORD to a literal value/);
-    assert.ok(!JSON.stringify(r).includes(LITERAL_SECRET), 'the secret value itself is never evidence');
+    assert.match(secrets.summary, /web-bad: app sets DB_PASSWORD to a literal value holding a secret by its name/);
+    // In the ConfigMaps it reads and mounts, by shape: the object, the field and the kind, never the value.
+    assert.match(secrets.summary, /app takes its env from ConfigMap web-bad-env, whose key DATABASE_URL holds a password in a connection string/);
+    assert.match(secrets.summary, /volume certs mounts ConfigMap web-bad-files, whose file tls\.key holds a private key/);
+    assert.doesNotMatch(secrets.summary, /web-good/, 'settings and a password by reference are not secrets');
+    for (const value of [LITERAL_SECRET, CONFIGMAP_PASSWORD, 'MIIEowIBAAKCAQEA']) assert.ok(!JSON.stringify(r).includes(value), 'the secret value itself is never evidence');
     // Readiness: probes missing on web-bad fail it, while the worker's own /ready answers.
     const readiness = itemOf(r, 'readiness-probe');
     assert.equal(readiness.status, 'fail');

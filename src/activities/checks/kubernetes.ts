@@ -7,10 +7,9 @@ import { isAbsolute, join } from 'node:path';
 import type { CheckId } from '../../checklist/catalog';
 import type { EnvironmentConfig } from '../../config/schema';
 import { k8sRuntime } from '../k8sRuntime';
+import { namedSecretKind, secretKind } from './secretShapes';
 import { CheckDeps, fail, pass, unknown, Verdict, VerdictFn } from './support';
 
-const SECRET_NAME = /(PASSWORD|PASSWD|SECRET|TOKEN|API_?KEY|PRIVATE_?KEY|ACCESS_?KEY|CREDENTIAL)/i;
-const KEY_MATERIAL = /-----BEGIN [A-Z ]*PRIVATE KEY-----|\bAKIA[0-9A-Z]{16}\b/;
 
 interface Workload {
   name: string;
@@ -20,6 +19,7 @@ interface Workload {
   /** The long-running containers (probes, resources and HA concern these). */
   containers: k8s.V1Container[];
   initContainers: k8s.V1Container[];
+  volumes: k8s.V1Volume[];
 }
 
 function selects(selector: k8s.V1LabelSelector | undefined, labels: Record<string, string>): boolean {
@@ -75,6 +75,7 @@ class KubernetesView {
         podLabels: d.spec?.template.metadata?.labels ?? {},
         containers: spec?.containers ?? [],
         initContainers: spec?.initContainers ?? [],
+        volumes: spec?.volumes ?? [],
       });
     }
     return { items, missing };
@@ -85,20 +86,22 @@ export function createKubernetesChecks(deps: CheckDeps): Record<Extract<CheckId,
   const { env } = deps;
   const kube = env.kubernetes ? new KubernetesView(env.kubernetes, deps.baseDir) : undefined;
   /** One check per Deployment; the check passes when no Deployment has a problem. */
-  const perWorkload = (what: string, judge: (w: Workload, ctx: { pdbs: k8s.V1PodDisruptionBudget[]; hpas: k8s.V2HorizontalPodAutoscaler[]; policies: k8s.V1NetworkPolicy[] }) => string | undefined, needs: { pdbs?: boolean; hpas?: boolean; policies?: boolean } = {}) =>
+  type Context = { pdbs: k8s.V1PodDisruptionBudget[]; hpas: k8s.V2HorizontalPodAutoscaler[]; policies: k8s.V1NetworkPolicy[]; configMaps: k8s.V1ConfigMap[] };
+  const perWorkload = (what: string, judge: (w: Workload, ctx: Context) => string | undefined, needs: { pdbs?: boolean; hpas?: boolean; policies?: boolean; configMaps?: boolean } = {}) =>
     async (): Promise<Verdict> => {
       if (!kube) return unknown(`no kubernetes: section for environment ${deps.environment}`);
       const ns = kube.namespace;
-      const [{ items, missing }, pdbs, hpas, policies] = await Promise.all([
+      const [{ items, missing }, pdbs, hpas, policies, configMaps] = await Promise.all([
         kube.workloads(),
         needs.pdbs ? kube.api(k8sRuntime().PolicyV1Api).listNamespacedPodDisruptionBudget({ namespace: ns }).then((l) => l.items) : [],
         needs.hpas ? kube.api(k8sRuntime().AutoscalingV2Api).listNamespacedHorizontalPodAutoscaler({ namespace: ns }).then((l) => l.items) : [],
         needs.policies ? kube.api(k8sRuntime().NetworkingV1Api).listNamespacedNetworkPolicy({ namespace: ns }).then((l) => l.items) : [],
+        needs.configMaps ? kube.api(k8sRuntime().CoreV1Api).listNamespacedConfigMap({ namespace: ns }).then((l) => l.items) : [],
       ]);
       if (items.length === 0 && missing.length === 0) return unknown(`no Deployments in namespace ${ns}`, { namespace: ns });
       const deployments: Record<string, string> = {};
       for (const name of missing) deployments[name] = 'not found';
-      for (const w of items) deployments[w.name] = judge(w, { pdbs, hpas, policies }) ?? 'ok';
+      for (const w of items) deployments[w.name] = judge(w, { pdbs, hpas, policies, configMaps }) ?? 'ok';
       const bad = Object.entries(deployments).filter(([, v]) => v !== 'ok');
       const evidence = { namespace: ns, deployments };
       return bad.length === 0 ? pass(`${what}: every Deployment (${items.length}) complies`, evidence) : fail(`${what}: ${bad.map(([n, v]) => `${n}: ${v}`).join('; ')}`, evidence);
@@ -146,14 +149,44 @@ export function createKubernetesChecks(deps: CheckDeps): Record<Extract<CheckId,
       const matching = policies.filter((p) => selects(p.spec?.podSelector, w.podLabels));
       return matching.length ? undefined : 'no NetworkPolicy selects its pods';
     }, { policies: true }),
-    checkKubernetesSecretEnv: perWorkload('secrets in pod env', (w) =>
-      containersLacking(w, (c) =>
-        (c.env ?? [])
-          .filter((e) => e.value !== undefined && e.value !== '' && (SECRET_NAME.test(e.name) || KEY_MATERIAL.test(e.value)))
-          // The variable's name is evidence; its value never leaves the worker.
-          .map((e) => `sets ${e.name} to a literal value (use valueFrom.secretKeyRef)`),
-        [...w.initContainers, ...w.containers],
-      ),
+    // Secrets in the pod spec, in the ConfigMaps its env reads and in the ConfigMaps it mounts, by name and
+    // by shape. The object, the field and the kind of secret are evidence; a value never leaves the worker.
+    checkKubernetesSecretEnv: perWorkload(
+      'secrets in workloads',
+      (w, { configMaps }) => {
+        const found: string[] = [];
+        const data = (name: string) => {
+          const cm = configMaps.find((c) => c.metadata?.name === name);
+          return cm ? { ...(cm.data ?? {}) } : undefined;
+        };
+        for (const c of [...w.initContainers, ...w.containers]) {
+          for (const e of c.env ?? []) {
+            const kind = namedSecretKind(e.name, e.value);
+            if (kind) found.push(`${c.name} sets ${e.name} to a literal value holding ${kind} (use valueFrom.secretKeyRef)`);
+            const ref = e.valueFrom?.configMapKeyRef;
+            const refKind = ref && namedSecretKind(e.name, data(ref.name ?? '')?.[ref.key]);
+            if (ref && refKind) found.push(`${c.name} reads ${e.name} from ConfigMap ${ref.name} key ${ref.key}, which holds ${refKind} (keep it in a Secret)`);
+          }
+          for (const from of c.envFrom ?? []) {
+            const name = from.configMapRef?.name;
+            for (const [key, value] of Object.entries((name && data(name)) || {})) {
+              const kind = namedSecretKind(key, value);
+              if (kind) found.push(`${c.name} takes its env from ConfigMap ${name}, whose key ${key} holds ${kind} (keep it in a Secret)`);
+            }
+          }
+        }
+        for (const v of w.volumes) {
+          const names = [v.configMap?.name, ...(v.projected?.sources ?? []).map((s) => s.configMap?.name)].filter((n): n is string => !!n);
+          for (const name of names) {
+            for (const [file, content] of Object.entries(data(name) ?? {})) {
+              const kind = secretKind(content);
+              if (kind) found.push(`volume ${v.name} mounts ConfigMap ${name}, whose file ${file} holds ${kind} (mount a Secret instead)`);
+            }
+          }
+        }
+        return found.length ? found.join(', ') : undefined;
+      },
+      { configMaps: true },
     ),
   };
 }
