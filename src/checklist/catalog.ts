@@ -53,6 +53,7 @@ export const CHECK_IDS = [
   'checkAlertFailureRate',
   'checkAlertLatency',
   'checkWorkerHealth',
+  'checkRestoreTested',
 ] as const;
 export type CheckId = (typeof CHECK_IDS)[number];
 
@@ -277,7 +278,7 @@ const BLOCKS: Block[] = [
     section: 'Disaster Recovery',
     subsection: 'Backup Strategy',
     rows: [
-      ['database-backups', 'Database backups', 'Regular, tested restores', 'critical', auto('checkRecentBackups')],
+      ['database-backups', 'Database backups', 'Regular, tested restores', 'critical', auto('checkRecentBackups', 'checkRestoreTested')],
       ['configuration-backups', 'Configuration backups', 'Namespace configs, schemas', 'normal', runbook('verifyTemporalConfig', { days: 7 })],
       ['cross-region-replication', 'Cross-region replication', 'For critical deployments', 'normal', attested(365)],
       ['backup-verification', 'Backup verification', 'Regular restore tests', 'critical', runbook('verifyBackup', 'rpo')],

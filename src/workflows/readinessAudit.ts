@@ -32,6 +32,7 @@ const sinks = proxySinks<RunbookSinks>();
  * unknown, as an unregistered activity).
  */
 const TEMPORAL_TARGETS_PATCH = 'temporal-checks-read-their-targets';
+const RESTORE_TESTED_PATCH = 'database-backups-need-a-restore-test';
 const CHECKS_BEFORE_TEMPORAL_TARGETS = [
   'checkTemporalVersion', 'checkKubernetesReplicas', 'checkTemporalPersistence', 'checkPostgresVersion', 'checkTemporalVisibilityStore', 'checkNamespaceArchival',
   'checkTemporalTls', 'checkTemporalMtls', 'checkKubernetesNetworkPolicies', 'checkDnsRecords', 'checkPostgresConnections', 'checkPostgresTimeouts', 'checkPostgresReplica',
@@ -251,7 +252,8 @@ export async function readinessAudit(rawInput: ReadinessAuditInput): Promise<Rea
 
     status.phase = 'checking';
     const readsTargets = patched(TEMPORAL_TARGETS_PATCH);
-    const checkIds = readsTargets ? checksInUse() : CHECKS_BEFORE_TEMPORAL_TARGETS;
+    // database-backups needs a restore test of each database (checkRestoreTested): audits started before keep their checks.
+    const checkIds = readsTargets ? checksInUse().filter((id) => id !== 'checkRestoreTested' || patched(RESTORE_TESTED_PATCH)) : CHECKS_BEFORE_TEMPORAL_TARGETS;
     const timeoutMs = (input.checkTimeoutSeconds ?? 10) * 1000;
     const checks = proxyActivities<CheckActivities>({
       // The check itself gives up at timeoutMs with `unknown`; this is the backstop for a lost worker.
@@ -303,7 +305,8 @@ export async function readinessAudit(rawInput: ReadinessAuditInput): Promise<Rea
     const judge = (item: ChecklistItem): Pick<AuditItemResult, 'status' | 'summary' | 'evidence'> => {
       const p = item.proof;
       if (p.kind === 'automated') {
-        const found = p.checks.map((c) => results.get(c));
+        // Only the checks this run scheduled (a run started before a check existed judges without it).
+        const found = p.checks.filter((c) => (checkIds as readonly string[]).includes(c)).map((c) => results.get(c));
         const st = combineChecks(found);
         const shown = found.filter((r): r is CheckResult => r !== undefined);
         const notes = st === 'pass' ? shown.map((r) => r.summary) : shown.filter((r) => r.status !== 'pass').map((r) => r.summary);

@@ -9,7 +9,10 @@ import { ApplicationFailure } from '@temporalio/common';
 import { Client as PgClient } from 'pg';
 import type { BackupManifest } from '../../src/activities/backups';
 import type { RestoreReport } from '../../src/activities/reports';
+import { createCheckActivities } from '../../src/activities/checks';
+import { createS3Client, ObjectStore } from '../../src/activities/s3';
 import { ConnectedClient, connectClient } from '../../src/cli/client';
+import { temporalConnectionSettings } from '../../src/config/connection';
 import { loadConfig } from '../../src/config/load';
 import { createLogger } from '../../src/observability/logger';
 import { seedSampleDatabase } from '../../src/sandbox/seed';
@@ -342,6 +345,34 @@ describe('backups and restore tests', () => {
     assert.match(failed[0].detail, new RegExp(`expected ${orders.rows} rows .* found ${orders.rows - 1} rows`));
     assert.equal(report!.checks.find((x) => x.name === 'restore completed')!.passed, true, 'the sha256 matched');
     assert.deepEqual(scratchInstances(), []);
+  });
+
+  test("database-backups' restore-test check is scoped to each database: main's passed test proves main only; strict's failed test and offline's missing one fail them", async () => {
+    const l = loadConfig(join(stack.dir, 'backup-test.yaml'));
+    const env = l.config.environments.sandbox;
+    const checks = createCheckActivities({
+      environment: 'sandbox',
+      env,
+      baseDir: l.baseDir,
+      temporal: async () => c.client,
+      temporalSettings: () => temporalConnectionSettings(l, env.temporal),
+      store: new ObjectStore(createS3Client(l, env.backups!), env.backups!.bucket),
+    });
+    const r = await checks.checkRestoreTested({});
+    assert.equal(r.status, 'fail');
+    const newest = r.evidence.newest as Record<string, { workflowId: string; ageHours: number } | null>;
+    assert.match(newest.main!.workflowId, /^verify-/, 'main: its own passed restore test');
+    assert.ok(newest.main!.ageHours < 1);
+    assert.doesNotMatch(r.summary, /\bmain:/, 'main is proved');
+    assert.equal(newest.strict, null);
+    assert.match(r.summary, /strict: no passed restore test of this database \(the newest \d+ failed\)/);
+    assert.equal(newest.offline, null);
+    assert.match(r.summary, /offline: no passed restore test of this database; run verifyBackup for it/);
+    // The same reports under another environment's name prove nothing there.
+    const other = createCheckActivities({ environment: 'broken', env: { ...env, databases: { main: env.databases.main } }, baseDir: l.baseDir, temporal: async () => c.client, temporalSettings: () => temporalConnectionSettings(l, env.temporal), store: new ObjectStore(createS3Client(l, env.backups!), env.backups!.bucket) });
+    const elsewhere = await other.checkRestoreTested({});
+    assert.equal(elsewhere.status, 'fail');
+    assert.match(elsewhere.summary, /main: no passed restore test of this database/);
   });
 
   test('retention keeps the newest two backups and never the only good one', async () => {
