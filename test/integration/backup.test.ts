@@ -298,7 +298,7 @@ describe('backups and restore tests', () => {
   });
 
   test('a dump larger than fixed 8 MiB parts allow under a lowered part limit is uploaded in larger parts, and restores with its roles, owners and privileges', async () => {
-    await admin.query('CREATE ROLE app_owner NOLOGIN');
+    await admin.query('CREATE ROLE big_owner NOLOGIN');
     await admin.query('CREATE ROLE app_reader NOLOGIN');
     await admin.query('CREATE DATABASE bigapp');
     const big = new PgClient({ host: stack.postgres!.host, port: stack.postgres!.port, user: 'postgres', password, database: 'bigapp' });
@@ -306,7 +306,7 @@ describe('backups and restore tests', () => {
     try {
       // Random padding barely compresses: a dump of about 40 MB, more than 4 parts of 8 MiB.
       await seedSampleDatabase(big, { rows: 100_000, padBytes: 700, randomPadding: true });
-      await big.query('ALTER TABLE orders OWNER TO app_owner');
+      await big.query('ALTER TABLE orders OWNER TO big_owner');
       await big.query('GRANT SELECT ON customers TO app_reader');
     } finally {
       await big.end();
@@ -320,7 +320,7 @@ describe('backups and restore tests', () => {
     assert.match(etag, new RegExp(`-${manifest.upload!.parts}"$`), 'S3 stored it as that many parts');
     assert.equal(manifest.globals!.rolePasswords, true);
     assert.match((await getObject(manifest.globals!.key)).toString(), /CREATE ROLE app_reader;/);
-    assert.equal(manifest.ownership!.find((o) => o.name === 'orders')!.owner, 'app_owner');
+    assert.equal(manifest.ownership!.find((o) => o.name === 'orders')!.owner, 'big_owner');
 
     const result: VerifyBackupResult = await c.client.workflow.execute('verifyBackup', { taskQueue: 'batch-queue', workflowId: id('verify'), args: [{ environment: 'sandbox', database: 'big' }] });
     assert.equal(result.passed, true, result.reasons.join('; '));
@@ -348,6 +348,10 @@ describe('backups and restore tests', () => {
   });
 
   test("database-backups' restore-test check is scoped to each database: main's passed test proves main only; strict's failed test and offline's missing one fail them", async () => {
+    // A fresh backup of main and its restore test (retention removes older backups with their reports).
+    await backup();
+    const verified: VerifyBackupResult = await c.client.workflow.execute('verifyBackup', { taskQueue: 'batch-queue', workflowId: id('verify'), args: [{ environment: 'sandbox', database: 'main' }] });
+    assert.equal(verified.passed, true, verified.reasons.join('; '));
     const l = loadConfig(join(stack.dir, 'backup-test.yaml'));
     const env = l.config.environments.sandbox;
     const checks = createCheckActivities({
@@ -361,7 +365,7 @@ describe('backups and restore tests', () => {
     const r = await checks.checkRestoreTested({});
     assert.equal(r.status, 'fail');
     const newest = r.evidence.newest as Record<string, { workflowId: string; ageHours: number } | null>;
-    assert.match(newest.main!.workflowId, /^verify-/, 'main: its own passed restore test');
+    assert.equal(newest.main?.workflowId, verified.workflowId, 'main: its own passed restore test');
     assert.ok(newest.main!.ageHours < 1);
     assert.doesNotMatch(r.summary, /\bmain:/, 'main is proved');
     assert.equal(newest.strict, null);
