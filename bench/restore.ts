@@ -15,7 +15,7 @@
  */
 import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { execFile } from 'node:child_process';
-import { chmodSync, createWriteStream, mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, createWriteStream, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -96,7 +96,12 @@ async function main(): Promise<void> {
     const password = readSecret(db.password, loaded.baseDir);
     // A single node without a replica: the config gives its fixed address.
     const pg = new PgClient({ host: db.host!, port: db.port, user: db.user, password, database: db.database });
+    pg.on('error', (err) => console.error(`bench connection: ${err.message}`));
     await pg.connect();
+    // The benchmark's own housekeeping (a CHECKPOINT before each variant) needs the sandbox's superuser; the runbooks never do.
+    const admin = new PgClient({ host: db.host!, port: db.port, user: stack.postgres!.superuser, password: readFileSync(join(stack.dir, 'secrets', 'postgres-password'), 'utf8').trim(), database: db.database });
+    admin.on('error', (err) => console.error(`bench admin connection: ${err.message}`));
+    await admin.connect();
     let t = Date.now();
     await seedSampleDatabase(pg, { rows: p.rows, padBytes: p.padBytes, randomPadding: true });
     const seedMs = Date.now() - t;
@@ -202,7 +207,7 @@ async function main(): Promise<void> {
     ];
     for (let round = 0; round < p.rounds; round++) {
       for (let i = 0; i < steps.length; i++) {
-        await pg.query('CHECKPOINT');
+        await admin.query('CHECKPOINT');
         await steps[(i + round) % steps.length].go();
       }
       const s = runs.streamed.at(-1)!;
@@ -220,6 +225,7 @@ async function main(): Promise<void> {
     s3.destroy();
     await c.close();
     await pg.end();
+    await admin.end();
 
     const sum = (xs: number[]) => summarize(xs.map((x) => x / 1000));
     const phaseNames = [...new Set(runs.streamed.flatMap((r) => Object.keys(r.phasesMs)))];

@@ -161,19 +161,22 @@ async function startCheckingS3(): Promise<{ info: S3ServerInfo; accessKeyId: str
 function writeConfig(checking: { endpoint: string; accessKeyId: string }): string {
   const config = parse(readFileSync(stack.configFile, 'utf8')) as { environments: Record<string, Record<string, Record<string, unknown>>>; worker: Record<string, unknown>; schedules?: unknown };
   const secrets = join(stack.dir, 'secrets');
-  copyFileSync(join(secrets, 'postgres-password'), join(secrets, 'fault-postgres-password'));
+  // The runbooks' own logins (no superuser): the owner restores onto the source server, the backup role dumps.
+  copyFileSync(join(secrets, 'pg-app_owner-password'), join(secrets, 'fault-postgres-password'));
+  copyFileSync(join(secrets, 'pg-runbook_backup-password'), join(secrets, 'fault-backup-password'));
   copyFileSync(join(secrets, 'tsig.key'), join(secrets, 'fault-tsig.key'));
   writeFileSync(join(secrets, 'wrong-s3-access-key-id'), `${checking.accessKeyId}\n`, { mode: 0o600 });
   writeFileSync(join(secrets, 'wrong-s3-secret'), `${randomBytes(30).toString('base64')}\n`, { mode: 0o600 });
   const sandbox = config.environments.sandbox;
   (sandbox.databases.main as Record<string, unknown>).password = 'file:secrets/fault-postgres-password';
+  ((sandbox.databases.main as { roles: Record<string, { password: string }> }).roles.backup).password = 'file:secrets/fault-backup-password';
   // The restore-connection fault terminates the restore's session on the source server: restore there.
   (sandbox.databases.main as Record<string, unknown>).restoreTest = { into: 'sourceServer' };
   (sandbox.dns.tsig as Record<string, unknown>).secret = 'file:secrets/fault-tsig.key';
   sandbox.backups = { ...sandbox.backups, endpoint: relay.endpoint, prefix: 'fault/' };
   config.environments.wrongs3 = {
     temporal: { address: stack.temporal!.address, taskQueues: { critical: 'wrongs3-critical', standard: 'wrongs3-standard', batch: 'wrongs3-batch' } },
-    databases: { main: { host: stack.postgres!.host, port: stack.postgres!.port, database: 'app', user: 'postgres', password: 'file:secrets/fault-postgres-password' } },
+    databases: { main: { host: stack.postgres!.host, port: stack.postgres!.port, database: 'app', user: 'app_owner', password: 'file:secrets/fault-postgres-password' } },
     backups: { ...sandbox.backups, endpoint: checking.endpoint, accessKeyId: 'file:secrets/wrong-s3-access-key-id', secretAccessKey: 'file:secrets/wrong-s3-secret' },
   };
   config.worker = { ...config.worker, logLevel: 'error' };
@@ -387,7 +390,7 @@ describe('permanent faults fail fast as non-retryable with their type, at the fi
   });
 
   test('a wrong database password: AuthenticationFailed at preflight, one attempt', async () => {
-    const file = join(stack.dir, 'secrets', 'fault-postgres-password');
+    const file = join(stack.dir, 'secrets', 'fault-backup-password');
     const good = readFileSync(file, 'utf8');
     writeFileSync(file, `${randomBytes(12).toString('base64url')}\n`);
     try {
@@ -395,7 +398,7 @@ describe('permanent faults fail fast as non-retryable with their type, at the fi
       const { activity } = await failureOf(handle.result());
       assert.equal(activity?.type, 'AuthenticationFailed');
       assert.equal(activity?.nonRetryable, true);
-      assert.match(activity!.message, /password authentication failed for user "postgres"/);
+      assert.match(activity!.message, /password authentication failed for user "runbook_backup"/);
       const a = attempts(await history(handle), 'preflightBackupTarget');
       assert.equal(a.attempt, 1);
       assert.equal(a.failureType, 'AuthenticationFailed');

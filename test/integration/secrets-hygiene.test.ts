@@ -25,7 +25,7 @@ import { StackState, startStack, stopStack } from '../../src/sandbox/stack';
 import { createCa, issueCert, TlsFront } from '../../src/sandbox/tls';
 import { findPgBinary } from '../../src/system/postgres';
 import { findBinary } from '../../src/system/process';
-import { CliResult, jsonLines, runCli, startCli, waitFor } from '../helpers';
+import { CliResult, jsonLines, runCli, startCli, waitFor, superuserPassword } from '../helpers';
 
 /**
  * Secrets reach the processes only through env: and file: references. After real runs of every kind
@@ -150,7 +150,12 @@ before(async () => {
 
   const stackSecret = (name: string) => readFileSync(join(stack.dir, 'secrets', name), 'utf8').trim();
   Object.assign(secrets, {
-    RUNBOOK_HYGIENE_PG_PASSWORD: stackSecret('postgres-password'),
+    // The logins the sandbox gives the runbooks: the owner and one role per purpose (no superuser).
+    RUNBOOK_HYGIENE_PG_PASSWORD: stackSecret('pg-app_owner-password'),
+    RUNBOOK_HYGIENE_PG_BACKUP_PASSWORD: stackSecret('pg-runbook_backup-password'),
+    RUNBOOK_HYGIENE_PG_DRILL_PASSWORD: stackSecret('pg-runbook_drill-password'),
+    RUNBOOK_HYGIENE_PG_CHECKS_PASSWORD: stackSecret('pg-runbook_checks-password'),
+    RUNBOOK_HYGIENE_PG_CANARY_PASSWORD: stackSecret('pg-runbook_canary-password'),
     RUNBOOK_HYGIENE_WRONG_PASSWORD: `wrong-${randomBytes(12).toString('hex')}`,
     // The S3 and Route 53 server takes any credentials, so distinctive ones are planted.
     RUNBOOK_HYGIENE_S3_KEY_ID: `HYGIENE${randomBytes(8).toString('hex').toUpperCase()}`,
@@ -190,6 +195,7 @@ before(async () => {
   };
   const main = sandbox.databases.main;
   main.password = 'env:RUNBOOK_HYGIENE_PG_PASSWORD';
+  for (const purpose of ['backup', 'drill', 'checks', 'canary']) main.roles[purpose].password = `env:RUNBOOK_HYGIENE_PG_${purpose.toUpperCase()}_PASSWORD`;
   // The primary's own address: the sandbox's main database is found through its topology, without a host.
   const primary = { host: stack.postgres!.host, port: stack.postgres!.port };
   sandbox.databases.locked = { ...primary, database: 'app', user: 'postgres', password: 'env:RUNBOOK_HYGIENE_WRONG_PASSWORD' };
@@ -224,7 +230,7 @@ before(async () => {
   configFile = join(stack.dir, 'hygiene.yaml');
   writeFileSync(configFile, stringify(doc));
 
-  const admin = new PgClient({ host: stack.postgres!.host, port: stack.postgres!.port, user: 'postgres', password: secrets.RUNBOOK_HYGIENE_PG_PASSWORD, database: 'app' });
+  const admin = new PgClient({ host: stack.postgres!.host, port: stack.postgres!.port, user: 'postgres', password: superuserPassword(stack), database: 'app' });
   await admin.connect();
   await seedSampleDatabase(admin, { rows: 300 });
   await admin.end();
@@ -447,7 +453,7 @@ describe('no secret leaves its reference', () => {
         assert.ok(tool.startsWith('pg_'), `${tool} got a PGPASSWORD`);
         // A configured database's password, or that of a scratch instance the worker started for a restore
         // test (generated for it, no secret of the config): never any other planted secret.
-        const configured = [secrets.RUNBOOK_HYGIENE_PG_PASSWORD, secrets.RUNBOOK_HYGIENE_WRONG_PASSWORD];
+        const configured = Object.entries(secrets).filter(([k]) => /^RUNBOOK_HYGIENE_(PG_\w*PASSWORD|WRONG_PASSWORD)$/.test(k)).map(([, v]) => v);
         const planted = Object.values(secrets).filter((v) => !configured.includes(v));
         assert.ok(configured.includes(PGPASSWORD) || ((tool.startsWith('pg_restore') || tool.startsWith('pg_dumpall')) && !planted.includes(PGPASSWORD)), `${tool}: PGPASSWORD is a configured database password or a scratch instance's own`);
       }

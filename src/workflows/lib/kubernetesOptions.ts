@@ -30,9 +30,12 @@ export const K8S_WAIT: ActivityOptions = {
   retry: { initialInterval: '2 seconds', backoffCoefficient: 2, maximumAttempts: 5, nonRetryableErrorTypes: PERMANENT_FAILURES },
 };
 
-/** One measurement of an analysis: a few HTTP calls and queries. */
+/**
+ * One measurement of an analysis: a few HTTP calls and queries. Three attempts: a worker lost in the
+ * middle costs one, and the worker that takes over may be slow to heartbeat while it starts.
+ */
 export const ANALYSIS_MEASURE: ActivityOptions = {
   startToCloseTimeout: '1 minute',
   heartbeatTimeout: '10 seconds',
-  retry: { initialInterval: '1 second', maximumAttempts: 2, nonRetryableErrorTypes: PERMANENT_FAILURES },
+  retry: { initialInterval: '1 second', maximumAttempts: 3, nonRetryableErrorTypes: PERMANENT_FAILURES },
 };
