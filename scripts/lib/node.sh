@@ -20,13 +20,3 @@ project_node_bin() {
   [ "$major" = "$NODE_MAJOR" ] || return 1
   dirname "$machine"
 }
-
-# V8's compiled code for every module, kept between runs (Node.js's module compile cache): each CLI
-# and test process starts with about 15% less CPU. Only where the cache directory can be written (a
-# read-only image runs without it); an explicit NODE_COMPILE_CACHE (or NODE_DISABLE_COMPILE_CACHE) wins.
-use_compile_cache() {
-  [ -n "${NODE_COMPILE_CACHE:-}" ] && return 0
-  local dir="${XDG_CACHE_HOME:-$HOME/.cache}/runbook/node-compile-cache"
-  if mkdir -p "$dir" 2>/dev/null && [ -w "$dir" ]; then export NODE_COMPILE_CACHE="$dir"; fi
-  return 0
-}

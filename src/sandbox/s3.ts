@@ -4,7 +4,7 @@ import { request } from 'node:http';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
-import { findBinary, freePort, groupAlive, spawnService, stopService, waitUntil } from '../system/process';
+import { findBinary, freePort, groupAlive, spawnService, stopService, tailFile, waitUntil } from '../system/process';
 import { CertFiles, issueCert } from './tls';
 
 export interface S3ServerInfo {
@@ -128,15 +128,24 @@ function httpAnswers(url: string): Promise<boolean> {
 
 export async function startS3Server(opts: { dir: string; host?: string; port?: number; buckets?: string[]; tlsCa?: CertFiles }): Promise<S3ServerInfo> {
   const host = opts.host ?? '127.0.0.1';
-  const port = opts.port ?? (await freePort(host));
   const logFile = join(opts.dir, 's3.log');
-  const service = spawnService('s3 (moto)', findMotoServer(), ['-H', host, '-p', String(port)], logFile);
-  const endpoint = `http://${host}:${port}`;
-  try {
-    await waitUntil('S3 server (moto)', () => httpAnswers(`${endpoint}/moto-api/`), { timeoutMs: 30_000, pid: service.pid, logFile, intervalMs: 200 });
-  } catch (err) {
-    await stopService(service.pid);
-    throw err;
+  let port: number;
+  let service: { pid: number };
+  let endpoint: string;
+  for (let attempt = 1; ; attempt++) {
+    port = opts.port ?? (await freePort(host));
+    service = spawnService('s3 (moto)', findMotoServer(), ['-H', host, '-p', String(port)], logFile);
+    endpoint = `http://${host}:${port}`;
+    try {
+      await waitUntil('S3 server (moto)', () => httpAnswers(`${endpoint}/moto-api/`), { timeoutMs: 30_000, pid: service.pid, logFile, intervalMs: 200 });
+      break;
+    } catch (err) {
+      await stopService(service.pid);
+      // A free port found by binding port 0 can be taken by another process before moto binds it
+      // (stacks start side by side): a port we chose ourselves is chosen again, twice at most.
+      if (opts.port === undefined && attempt < 3 && /Address already in use|is in use by another program/.test(tailFile(logFile))) continue;
+      throw err;
+    }
   }
   const info: S3ServerInfo = { pid: service.pid, endpoint, region: 'us-east-1', accessKeyId: 'sandbox', secretAccessKey: 'sandbox-secret', logFile };
   if (opts.tlsCa) {
