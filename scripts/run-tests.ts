@@ -87,7 +87,9 @@ const count = (output: string, label: string) => Number(new RegExp(`^ℹ ${label
 function runJob(job: { name: string; files: string[] }, timeoutMs: number): Promise<JobResult> {
   const started = Date.now();
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', '--test', '--test-concurrency=1', '--test-reporter=spec', ...job.files], {
+    // --test-force-exit: once every test of the file has finished (its after hooks included), a handle
+    // something left open (a socket of a stopped server) must not keep the file running until the timeout.
+    const child = spawn(process.execPath, ['--import', 'tsx', '--test', '--test-force-exit', '--test-concurrency=1', '--test-reporter=spec', ...job.files], {
       cwd: REPO,
       env: { ...process.env, FORCE_COLOR: '0', NO_COLOR: '1' },
       stdio: ['ignore', 'pipe', 'pipe'],
