@@ -176,8 +176,11 @@ export function createPatroniDriver(opts: PatroniDriverOptions): TopologyDriver 
     return undefined;
   }
 
-  async function describe(): Promise<ClusterState> {
-    const problems: string[] = [];
+  /** One reading of the cluster, the members' own status and whether each member reaches the DCS. */
+  async function sample() {
+    // The members' own status first and side by side with /cluster (which waits on the DCS), so
+    // both describe the same moment.
+    const reading = Promise.all(opts.members.map((m) => api.status(m.api).then((s) => ({ m, s }), (err: Error) => ({ m, s: undefined as PatroniStatusJson | undefined, error: err.message }))));
     let cluster: PatroniClusterJson | undefined;
     let url = opts.members[0].api;
     let clusterError: string | undefined;
@@ -187,7 +190,7 @@ export function createPatroniDriver(opts: PatroniDriverOptions): TopologyDriver 
       clusterError = (err as Error).message;
     }
     const settings = await settingsFrom(url);
-    const statuses = await Promise.all(opts.members.map((m) => api.status(m.api).then((s) => ({ m, s }), (err: Error) => ({ m, s: undefined as PatroniStatusJson | undefined, error: err.message }))));
+    const statuses = await reading;
     // A member that has not heard from the DCS for longer than a loop and its retries cannot reach it.
     const staleAfter = (settings.loopWait ?? 10) + (settings.retryTimeout ?? 10) + 5;
     const nowS = Date.now() / 1000;
@@ -198,6 +201,30 @@ export function createPatroniDriver(opts: PatroniDriverOptions): TopologyDriver 
       .map((x) => `${x.m.name} (last heard from the DCS ${x.s!.dcs_last_seen ? Math.round(nowS - x.s!.dcs_last_seen) : '?'} s ago${x.s!.failsafe_mode_is_active ? ', failsafe mode active' : ''})`);
     const dcsReachable = !clusterError && dcsProblems.length === 0;
     const dcsDetail = clusterError ? `GET /cluster failed: ${clusterError}` : dcsProblems.length ? `not reachable from ${dcsProblems.join(', ')}` : 'reachable from every member';
+    return { cluster, settings, statuses, dcsReachable, dcsDetail };
+  }
+
+  async function describe(): Promise<ClusterState> {
+    const problems: string[] = [];
+    const started = Date.now();
+    let reading = await sample();
+    if (!reading.dcsReachable) {
+      // One reading can catch a leader between a missed DCS call and its next loop (a busy etcd, a
+      // lease renewed late): read again for up to a ttl (at most 15 s, all readings included, so the
+      // answer comes well within the activity's timeout) before calling the DCS unreachable.
+      const first = reading.dcsDetail;
+      const windowMs = Math.min(Math.max(reading.settings.ttl ?? 30, 5), 15) * 1000;
+      let took = Date.now() - started;
+      while (!reading.dcsReachable && Date.now() - started + 1_000 + took < windowMs) {
+        await sleep(1_000);
+        const t0 = Date.now();
+        reading = await sample();
+        took = Date.now() - t0;
+      }
+      const seconds = ((Date.now() - started) / 1000).toFixed(1);
+      reading.dcsDetail = reading.dcsReachable ? `reachable from every member again after ${seconds} s (first reading: ${first})` : `${reading.dcsDetail}, still after ${seconds} s`;
+    }
+    const { cluster, settings, statuses, dcsReachable, dcsDetail } = reading;
     if (!dcsReachable) problems.push(`the DCS is not reachable: ${dcsDetail}; Patroni could neither fail over nor be trusted to`);
     const leader = cluster && leaderOf(cluster);
     const leaderStatus = leader && statuses.find((x) => x.m.name === leader.name)?.s;

@@ -8,8 +8,8 @@ import { after, describe, test } from 'node:test';
 import { Client as PgClient } from 'pg';
 import { loadConfig } from '../../src/config/load';
 import { readStackState } from '../../src/sandbox/stack';
-import { patroniCluster, patroniPids } from '../../src/sandbox/patroni';
-import { processesInGroup, runCli, superuserPassword } from '../helpers';
+import { patroniApi, patroniCluster, patroniPids } from '../../src/sandbox/patroni';
+import { processesInGroup, runCli, superuserPassword, waitFor } from '../helpers';
 
 const root = mkdtempSync(join(tmpdir(), 'runbook-patroni-stack-'));
 chmodSync(root, 0o755);
@@ -88,6 +88,25 @@ describe('the Patroni cluster in the sandbox', () => {
         const replica = cluster.members.find((m) => m.role !== 'leader')!.name;
         await assert.rejects(wrongPassword.switchover({ from: leader.name, to: replica, progress: () => undefined }), (err: ApplicationFailure) => err.type === 'AuthenticationFailed' && /credentials were refused/.test(err.message));
         assert.equal((await driver.describe()).primary, leader.name, 'nothing switched over');
+      }
+
+      // A DCS that stalls for a moment (etcd frozen, as a starved etcd would be) puts the leader in
+      // failsafe mode; a reading taken then is confirmed by reading again, and the blip is not
+      // reported as a DCS outage once the leader reaches etcd again.
+      process.kill(p.etcd.pid, 'SIGSTOP');
+      let resumed = false;
+      try {
+        await waitFor('the leader to enter failsafe mode', async () => (await patroniApi(p).status(p.nodes.find((n) => n.name === leader.name)!.apiUrl)).failsafe_mode_is_active === true, 60_000, 250);
+        const reading = driver.describe();
+        await new Promise((r) => setTimeout(r, 300));
+        process.kill(p.etcd.pid, 'SIGCONT');
+        resumed = true;
+        const blip = await reading;
+        assert.equal(blip.dcs?.reachable, true, blip.dcs?.detail);
+        assert.match(blip.dcs!.detail, /^reachable from every member again after [\d.]+ s \(first reading: .*(not reachable from|GET \/cluster failed)/);
+        assert.deepEqual(blip.problems, []);
+      } finally {
+        if (!resumed) process.kill(p.etcd.pid, 'SIGCONT');
       }
 
       const status = await runCli(['stack', 'status', '--dir', dir, '--json']);
