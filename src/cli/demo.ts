@@ -41,7 +41,7 @@ async function seedDemoDatabase(loaded: LoadedConfig): Promise<void> {
 }
 
 /**
- * Brings the sandbox up, runs workers in this process, runs the core runbooks against it (README, Quickstart),
+ * Brings the sandbox up, runs workers in this process, runs 13 runbook runs against it (README, Quickstart),
  * and prints what happened. Without --keep everything is stopped and removed again.
  */
 export async function runDemo(opts: { keep: boolean; json: boolean }): Promise<number> {
@@ -118,6 +118,24 @@ export async function runDemo(opts: { keep: boolean; json: boolean }): Promise<n
       const promotion = await runDemoPromotion(c, { requester, approver }, !opts.json);
       runs.push({ runbook: 'promotion', queue: promotion.queue, ok: promotion.ok, detail: promotion });
       say(promotion.text);
+      const { createGoLiveApp, runDemoAudit, runDemoGoLive, runDemoLoadTest, runDemoRollback, DEMO_GOLIVE_DEPLOYMENT } = await import('./demoOperations');
+      say('rollback of web to its previous revision (1.3 -> 1.2), verified by its pods...');
+      const rollback = await runDemoRollback(c, !opts.json);
+      runs.push({ runbook: 'rollback', queue: rollback.queue, ok: rollback.ok, detail: rollback });
+      say(rollback.text);
+      say('readiness audit of the sandbox against the production checklist (the sandbox is not production: the score says how far)...');
+      const audit = await runDemoAudit(c, !opts.json);
+      runs.push({ runbook: 'readinessAudit', queue: audit.queue, ok: audit.ok, detail: audit });
+      say(audit.text);
+      say(`go-live of ${DEMO_GOLIVE_DEPLOYMENT} 1.1: audit gate (the reviewer signs a waiver for each critical item the sandbox cannot prove), smoke tests, signed approval, rollout, watch window...`);
+      await createGoLiveApp(stack.kubernetes!.kubeconfig);
+      const golive = await runDemoGoLive(c, { requester, approver }, !opts.json);
+      runs.push({ runbook: 'goLive', queue: golive.queue, ok: golive.ok, detail: golive });
+      say(golive.text);
+      say('load test: baseline, peak, the bench workers stopped for 4 s, recovery (5 s each; the failure phase misses its SLA by design)...');
+      const load = await runDemoLoadTest(c, !opts.json);
+      runs.push({ runbook: 'loadTest', queue: load.queue, ok: load.ok, detail: load });
+      say(load.text);
     } finally {
       await c.close();
     }
@@ -126,7 +144,10 @@ export async function runDemo(opts: { keep: boolean; json: boolean }): Promise<n
       printJson({ ok: passed === runs.length, stackStartMs: stackMs, temporalUi: stack.temporal?.uiUrl, kept: opts.keep, stack, runs });
     } else {
       say('');
-      say(`summary: ${passed} of ${runs.length} runbook runs passed (stack up in ${stackMs} ms)`);
+      say(`summary (stack up in ${(stackMs / 1000).toFixed(1)} s, runbooks ${((Date.now() - t0 - stackMs) / 1000).toFixed(1)} s):`);
+      const width = Math.max(...runs.map((r) => r.runbook.length));
+      for (const r of runs) say(`  ${r.runbook.padEnd(width)}  ${r.queue.padEnd(15)} ${r.ok ? 'passed' : 'FAILED'}`);
+      say(`${passed} of ${runs.length} runbook runs passed`);
       say(`Temporal UI: ${stack.temporal?.uiUrl ?? '(headless)'}${opts.keep ? '' : ' (stopped with the demo; use --keep to keep the stack)'}`);
       if (opts.keep) say(`the stack keeps running; start a worker with 'runbook worker' and stop the stack with 'runbook stack down'`);
     }
@@ -143,7 +164,7 @@ export async function runDemo(opts: { keep: boolean; json: boolean }): Promise<n
 export function registerDemo(program: Command, globals: () => GlobalOptions): void {
   program
     .command('demo')
-    .description('bring up the local stack, run the core runbooks against it with workers, print a summary')
+    .description('bring up the local stack, run 13 runbook runs against it with a worker (see the README), print a summary table')
     .option('--keep', 'leave the stack running afterwards (in .runbook/stack, with persistent Temporal state)', false)
     .action(async (opts: { keep: boolean }) => {
       process.exitCode = await runDemo({ keep: opts.keep, json: Boolean(globals().json) });

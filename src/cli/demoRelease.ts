@@ -13,6 +13,7 @@ import { awaitRelease, decideRelease, describeReleaseReport, startRelease } from
 import { decideGate, Signer } from './sign';
 import { waitForOpenGate } from './drill';
 import { k8sRuntime } from '../activities/k8sRuntime';
+import { DEMO_LOAD_TEST } from './demoOperations';
 
 /** The second environment of the demo's promotion: the same control plane, its own namespace and task queues. */
 export const DEMO_PROD_ENV = 'sandbox-prod';
@@ -37,8 +38,10 @@ export function writeDemoConfig(stack: StackState): string {
       onFailure: 'down-migration',
     },
   };
+  sandbox.loadTest = DEMO_LOAD_TEST;
   const prod = JSON.parse(JSON.stringify(sandbox));
   delete prod.releases;
+  delete prod.loadTest;
   prod.temporal.taskQueues = { critical: 'prod-critical', standard: 'prod-standard', batch: 'prod-batch' };
   prod.kubernetes.namespace = DEMO_PROD_NAMESPACE;
   doc.environments[DEMO_PROD_ENV] = prod;

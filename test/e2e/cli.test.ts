@@ -152,10 +152,10 @@ describe('an operator session: stack up, worker, smoke, status, stack down', () 
 });
 
 describe('runbook demo', () => {
-  test('brings the stack up, runs every runbook through a worker, reports, and leaves nothing running', async () => {
+  test('brings the stack up, runs the runbooks the Quickstart lists through a worker (13 runs), reports, and leaves nothing running', async () => {
     // Everything the demo starts inherits this tag, so processes of test files running alongside do not count.
     const tag = `demo-${process.pid}-${Date.now()}`;
-    const res = await runCli(['--json', 'demo'], { timeoutMs: 360_000, env: { RUNBOOK_TEST_TAG: tag } });
+    const res = await runCli(['--json', 'demo'], { timeoutMs: 480_000, env: { RUNBOOK_TEST_TAG: tag } });
     assert.equal(res.code, 0, res.stderr);
     const report = JSON.parse(res.stdout);
     assert.equal(report.ok, true);
@@ -170,6 +170,10 @@ describe('runbook demo', () => {
       ['rollout', 'critical-queue', true],
       ['release', 'critical-queue', true],
       ['promotion', 'critical-queue', true],
+      ['rollback', 'critical-queue', true],
+      ['readinessAudit', 'standard-queue', true],
+      ['goLive', 'critical-queue', true],
+      ['loadTest', 'batch-queue', true],
     ]);
     const rollout = report.runs[6].detail.result;
     assert.equal(rollout.outcome, 'promoted');
@@ -192,6 +196,36 @@ describe('runbook demo', () => {
     const drill = report.runs[5].detail.report;
     assert.equal(drill.rpo.markerPresent, true);
     assert.ok(drill.rto.ms > 0);
+    // The rollback: web back from the promotion's 1.3 to the release's 1.2, verified by its pods.
+    const rollback = report.runs[9].detail.result;
+    assert.equal(rollback.changed, true);
+    assert.equal(rollback.verified, true);
+    assert.deepEqual([rollback.from.images, rollback.to.images], [[{ name: 'web', image: 'registry.sandbox.test/web:1.3' }], [{ name: 'web', image: 'registry.sandbox.test/web:1.2' }]]);
+    // The audit reports every catalog item; the sandbox is not production-ready, and its score line says so.
+    const audit = report.runs[10].detail;
+    const c = audit.result.counts;
+    assert.equal(c.pass + c.fail + c.attested + c.unknown, 106);
+    assert.equal(audit.result.ready, false);
+    assert.match(audit.text, new RegExp(`^Readiness audit of sandbox: ${Math.round(audit.result.score * 100)}% \\(${c.pass + c.attested} of 106 items pass or are attested\\); NOT READY: \\d+ critical items? not proved`));
+    // The go-live: every blocking item waived by the reviewer (signed), approved by the reviewer, rolled out, watched.
+    const golive = report.runs[11].detail.result;
+    assert.equal(golive.outcome, 'live');
+    assert.ok(golive.audit.waived.length > 0);
+    assert.deepEqual(golive.audit.blocking, []);
+    assert.ok(golive.audit.waived.every((w: { by: string }) => w.by === 'sandbox-reviewer'));
+    assert.equal(golive.approval.by, 'sandbox-reviewer');
+    assert.equal(golive.rollout.outcome, 'promoted');
+    assert.deepEqual(golive.rollout.finalImages, [{ name: 'shop', image: 'registry.sandbox.test/shop:1.1' }]);
+    assert.equal(golive.watch.passed, true);
+    // The load test: four phases, nothing lost; the failure phase (workers stopped) misses its SLA by design.
+    const load = report.runs[12].detail.result;
+    assert.equal(load.passed, true);
+    assert.deepEqual(load.phases.map((p: { phase: string; verdict: { held: boolean; nothingLost: boolean } }) => [p.phase, p.verdict.held, p.verdict.nothingLost]), [
+      ['baseline', true, true],
+      ['peak', true, true],
+      ['failure', false, true],
+      ['recovery', true, true],
+    ]);
     assert.deepEqual(taggedProcesses(tag), [], 'nothing the demo started is still running');
   });
 });
