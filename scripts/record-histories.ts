@@ -91,11 +91,12 @@ async function main(): Promise<void> {
   // Short load-test phases (the block as the loader leaves it: durations in ms), so recording takes seconds.
   loaded.config.environments.sandbox.loadTest = {
     scenario: 'noop', baselineRate: 5, peakMultiplier: 2, phaseDuration: 3_000, concurrency: 100,
-    failure: { mode: 'workers-stopped', outage: 2_000, dependencyDelay: 2_000 },
+    failure: { mode: 'workers-stopped', outage: 2_000, dependencyDelay: 2_000, approvalTimeout: 3_600_000, allowInProduction: false },
     sla: { p99StartToComplete: 1_500, maxErrorRate: 0 },
   };
   const worker = new RunbookWorker({ loaded, httpPort: 0, logger: createLogger('warn') });
   const prodWorker = wanted('promotion') ? new RunbookWorker({ loaded, environment: 'prod', httpPort: 0, logger: createLogger('warn') }) : undefined;
+  const generator = wanted('loadTest') ? new RunbookWorker({ loaded, queues: [], loadGenerator: true, httpPort: 0, logger: createLogger('warn') }) : undefined;
   try {
     const db = loaded.config.environments.sandbox.databases.main;
     const server = await reachServer(primaryLocator(loaded.baseDir, db, db.user, db.password));
@@ -105,6 +106,10 @@ async function main(): Promise<void> {
     await pg.end();
     await worker.start();
     await worker.waitUntilReady(180_000);
+    if (generator) {
+      await generator.start();
+      await generator.waitUntilReady(180_000);
+    }
     if (prodWorker) {
       await prodWorker.start();
       await prodWorker.waitUntilReady(180_000);
@@ -289,6 +294,7 @@ async function main(): Promise<void> {
   } finally {
     await worker.shutdown().catch(() => undefined);
     await prodWorker?.shutdown().catch(() => undefined);
+    await generator?.shutdown().catch(() => undefined);
     await stopStack(stack);
     rmSync(dir, { recursive: true, force: true });
   }

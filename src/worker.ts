@@ -11,6 +11,7 @@ import { credentialFiles, temporalConnectionSettings, TemporalConnectionSettings
 import { parseDuration } from './config/duration';
 import { checkSecretRefs, LoadedConfig, selectEnvironment } from './config/load';
 import { QUEUE_KINDS, QueueKind, WorkerConfig } from './config/schema';
+import { loadGeneratorQueue } from './activities/loadTest';
 import { AppLogger, createLogger, SdkLoggerAdapter } from './observability/logger';
 import { RunbookMetrics } from './observability/metrics';
 import { runtimeInfo } from './observability/runtime';
@@ -132,6 +133,12 @@ export interface RunbookWorkerOptions {
   httpPort?: number;
   httpHost?: string;
   logger?: AppLogger;
+  /**
+   * Also (with queues: [] only) be the load generator: a worker on the environment's load-generator
+   * queue (`<batch>-load-generator`) that runs the loadTest runbook's phases and fault commands, so
+   * the load never runs inside a production worker.
+   */
+  loadGenerator?: boolean;
 }
 
 interface Generation {
@@ -177,7 +184,7 @@ export class RunbookWorker {
     const { name, env } = selectEnvironment(options.loaded, options.environment);
     checkSecretRefs(options.loaded, [name], 'worker');
     this.environment = name;
-    this.queues = resolveQueues(options.queues, options.loaded.config.worker);
+    this.queues = options.loadGenerator && options.queues?.length === 0 ? [] : resolveQueues(options.queues, options.loaded.config.worker);
     this.tuning = resolveTuning(options.loaded.config.worker.tuning);
     this.logger = options.logger ?? createLogger(options.loaded.config.worker.logLevel);
     this.settings = () => temporalConnectionSettings(this.loaded, env.temporal);
@@ -208,7 +215,7 @@ export class RunbookWorker {
 
   isReady(): boolean {
     const gen = this.generation;
-    return !this.stopping && gen !== undefined && gen.workers.length === this.queues.length + extraWorkers(this.queues) && gen.workers.every((w) => w.getState() === 'RUNNING');
+    return !this.stopping && gen !== undefined && gen.workers.length === this.queues.length + extraWorkers(this.queues) + (this.options.loadGenerator ? 1 : 0) && gen.workers.every((w) => w.getState() === 'RUNNING');
   }
 
   /** Waits until every queue is polling; rejects if the worker fails or stops first. */
@@ -230,7 +237,7 @@ export class RunbookWorker {
 
   taskQueueNames(): string[] {
     const { env } = selectEnvironment(this.loaded, this.environment);
-    return this.queues.map((q) => env.temporal.taskQueues[q]);
+    return [...this.queues.map((q) => env.temporal.taskQueues[q]), ...(this.options.loadGenerator ? [loadGeneratorQueue(env.temporal.taskQueues.batch)] : [])];
   }
 
   private async connectAndRun(): Promise<void> {
@@ -319,6 +326,21 @@ export class RunbookWorker {
             dataConverter: this.dataConverter,
             maxConcurrentActivityTaskExecutions: this.tuning.maxConcurrentActivityTaskExecutions,
             maxConcurrentActivityTaskPolls: this.tuning.maxConcurrentActivityTaskPolls,
+            shutdownGraceTime: this.tuning.shutdownGraceTimeMs,
+            shutdownForceTime: this.tuning.shutdownGraceTimeMs + 10_000,
+          }),
+        );
+      }
+      if (this.options.loadGenerator) {
+        // Activities only: the load test's phases (a bench worker and the load it drives) and its fault commands.
+        workers.push(
+          await Worker.create({
+            connection,
+            namespace,
+            taskQueue: loadGeneratorQueue(env.temporal.taskQueues.batch),
+            activities: { runLoadPhase: activities.runLoadPhase, recoverLoadTestFault: activities.recoverLoadTestFault },
+            dataConverter: this.dataConverter,
+            maxConcurrentActivityTaskExecutions: 4,
             shutdownGraceTime: this.tuning.shutdownGraceTimeMs,
             shutdownForceTime: this.tuning.shutdownGraceTimeMs + 10_000,
           }),

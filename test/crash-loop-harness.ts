@@ -139,9 +139,14 @@ function killGroup(child: ChildProcess): void {
   }
 }
 
-async function startWorker(): Promise<ChildProcess> {
+/** A runbook worker and the load generator (the load test's phases run there), started and killed together. */
+async function startWorker(): Promise<ChildProcess[]> {
+  return Promise.all([startProcess([]), startProcess(['--load-generator'])]);
+}
+
+async function startProcess(extra: string[]): Promise<ChildProcess> {
   const port = await freePort();
-  const child = spawn(RUNBOOK_BIN, ['--config', configFile, 'worker', '--http-port', String(port)], { detached: true, stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawn(RUNBOOK_BIN, ['--config', configFile, 'worker', ...extra, '--http-port', String(port)], { detached: true, stdio: ['ignore', 'ignore', 'pipe'] });
   let err = '';
   child.stderr!.on('data', (d: Buffer) => (err = (err + d.toString()).slice(-4_000)));
   workers.push({ child, exited: new Promise((r) => child.on('exit', r)) });
@@ -163,7 +168,7 @@ export async function crashLoop(handle: WorkflowHandle, rec: Recorded, watch: Hi
   const killedInside = new Set<string>();
   let worker = await startWorker();
   const kill = async (point: string) => {
-    killGroup(worker);
+    worker.forEach(killGroup);
     points.push(point);
     worker = await startWorker();
   };
@@ -195,7 +200,7 @@ export async function crashLoop(handle: WorkflowHandle, rec: Recorded, watch: Hi
     }
     await new Promise((r) => setTimeout(r, 20));
   }
-  killGroup(worker);
+  worker.forEach(killGroup);
   const closed = watch.events.find((e) => e.workflowExecutionCompletedEventAttributes || e.workflowExecutionFailedEventAttributes || e.workflowExecutionTerminatedEventAttributes || e.workflowExecutionTimedOutEventAttributes);
   const how = closed?.workflowExecutionFailedEventAttributes ? `failed: ${closed.workflowExecutionFailedEventAttributes.failure?.message}` : closed?.workflowExecutionCompletedEventAttributes ? 'completed' : 'closed';
   assert.deepEqual(pending, [], `every step boundary was reached and killed (the run ${how} after ${points.length} kills: ${points.join('; ')})`);

@@ -326,7 +326,7 @@ export function createActivities(loaded: LoadedConfig, environment: string, temp
       reports: env.backups && store ? { store, prefix: env.backups.prefix } : undefined,
     }),
     ...temporalConfigActivitiesFor(loaded, environment, store),
-    ...createLoadTestActivities({ environment, config: env.loadTest, settings: () => temporalConnectionSettings(loaded, env.temporal), dataConverter: dataConverterFor(loaded, environment, env.temporal) }),
+    ...createLoadTestActivities({ environment, config: env.loadTest, production: env.production, batchQueue: env.temporal.taskQueues.batch, settings: () => temporalConnectionSettings(loaded, env.temporal), dataConverter: dataConverterFor(loaded, environment, env.temporal) }),
   };
 }
 

@@ -140,6 +140,8 @@ export interface DriveOptions {
   signal?: AbortSignal;
   /** Workflow ids kept for reading histories afterwards (the first N). */
   keepIds?: number;
+  /** Called as each workflow settles: when it was started and when it ended (performance.now() times), and whether it completed. */
+  onSettled?: (startedAt: number, endedAt: number, completed: boolean) => void;
 }
 
 export interface DriveResult {
@@ -215,8 +217,12 @@ export async function drive(o: DriveOptions): Promise<DriveResult> {
           await handle.result();
           result.completed++;
           result.startToCompleteMs.push(performance.now() - begun);
+          o.onSettled?.(begun, performance.now(), true);
         } catch (err) {
-          if (!terminated.has(id)) fail(err);
+          if (!terminated.has(id)) {
+            fail(err);
+            o.onSettled?.(begun, performance.now(), false);
+          }
         } finally {
           handles.delete(id);
           lastEnd = performance.now();

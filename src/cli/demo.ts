@@ -62,6 +62,7 @@ export async function runDemo(opts: { keep: boolean; json: boolean }): Promise<n
   say(describeStack(stack));
   let worker: RunbookWorker | undefined;
   let prodWorker: RunbookWorker | undefined;
+  let generator: RunbookWorker | undefined;
   const runs: DemoRun[] = [];
   try {
     // The stack's configuration plus a release of web and a promotion across two environments (see demoRelease.ts).
@@ -75,8 +76,10 @@ export async function runDemo(opts: { keep: boolean; json: boolean }): Promise<n
     worker = new RunbookWorker({ loaded, httpPort: 0, logger });
     // The promotion's second environment has workers of its own (its own task queues).
     prodWorker = new RunbookWorker({ loaded, environment: DEMO_PROD_ENV, httpPort: 0, logger });
-    const [{ httpUrl }] = await Promise.all([worker.start(), prodWorker.start()]);
-    await Promise.all([worker.waitUntilReady(), prodWorker.waitUntilReady()]);
+    // The load test's load runs in a load generator of its own, never in the runbook worker.
+    generator = new RunbookWorker({ loaded, queues: [], loadGenerator: true, httpPort: 0, logger });
+    const [{ httpUrl }] = await Promise.all([worker.start(), prodWorker.start(), generator.start()]);
+    await Promise.all([worker.waitUntilReady(), prodWorker.waitUntilReady(), generator.waitUntilReady()]);
     say(`worker serving ${worker.taskQueueNames().join(', ')}; health ${httpUrl}/ready, metrics ${httpUrl}/metrics; log ${logFile}`);
     const c = await connectClient(loaded, 'sandbox', loaded.config.environments.sandbox);
     try {
@@ -153,7 +156,7 @@ export async function runDemo(opts: { keep: boolean; json: boolean }): Promise<n
     }
     return passed === runs.length ? 0 : 1;
   } finally {
-    await Promise.all([worker?.shutdown().catch(() => undefined), prodWorker?.shutdown().catch(() => undefined)]);
+    await Promise.all([worker?.shutdown().catch(() => undefined), prodWorker?.shutdown().catch(() => undefined), generator?.shutdown().catch(() => undefined)]);
     if (!opts.keep) {
       await stopStack(stack);
       rmSync(dir, { recursive: true, force: true });

@@ -8,7 +8,8 @@ export function registerWorker(program: Command, globals: () => GlobalOptions): 
     .description('run a worker for one environment: polls its task queues, serves /health, /ready and /metrics')
     .option('--queues <list>', 'comma-separated task queue kinds to serve: critical,standard,batch (default: all)')
     .option('--http-port <port>', 'port for /health, /ready, /metrics (default: worker.http.port, 9464)')
-    .action(async (opts: { queues?: string; httpPort?: string }) => {
+    .option('--load-generator', "be the environment's load generator only: run the loadTest runbook's phases and fault commands (task queue <batch>-load-generator), no runbook queue")
+    .action(async (opts: { queues?: string; httpPort?: string; loadGenerator?: boolean }) => {
       const g = globals();
       let httpPort: number | undefined;
       if (opts.httpPort !== undefined) {
@@ -21,9 +22,10 @@ export function registerWorker(program: Command, globals: () => GlobalOptions): 
       if (queues && (queues.length === 0 || unknown.length > 0)) {
         throw new UsageError(`--queues: expected a comma-separated list of ${QUEUE_KINDS.join(', ')}, found ${shown(opts.queues!)}${unknown.length ? ` (unknown: ${unknown.map((q) => shown(q)).join(', ')})` : ''}`);
       }
+      if (opts.loadGenerator && queues) throw new UsageError('--load-generator: a load generator serves no runbook queue; drop --queues (run production workers as processes of their own)');
       // Loaded here, not at the top: the worker SDK takes a second to load, which no other command needs.
       const { runWorkerUntilSignalled } = await import('../worker');
-      const code = await runWorkerUntilSignalled({ loaded, environment: g.env ?? process.env.RUNBOOK_ENV, queues, httpPort });
+      const code = await runWorkerUntilSignalled({ loaded, environment: g.env ?? process.env.RUNBOOK_ENV, queues: opts.loadGenerator ? [] : queues, loadGenerator: opts.loadGenerator, httpPort });
       // Everything is drained and closed; exit now rather than wait on a stray handle (a client channel).
       process.exit(code);
     });

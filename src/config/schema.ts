@@ -719,6 +719,8 @@ const environmentSchema = z
     monitoring: monitoringSchema.optional(),
     /** The loadTest runbook's phases and SLAs. */
     loadTest: loadTestSchema.optional(),
+    /** This environment serves production: runbooks that inject faults for a test refuse it unless their config allows it. */
+    production: z.boolean({ error: 'expected true or false' }).default(false),
     /** rpo 0 means no acknowledged write may be lost (a synchronous cluster); rto is how long a failover may take, end to end. */
     targets: z.object({ rpo: z.preprocess((v) => (v === 0 ? "0" : v), rpoTarget).optional(), rto: duration.optional() }).strict().prefault({}),
     /** Who may approve gates, per runbook; "default" applies to runbooks without their own list. */

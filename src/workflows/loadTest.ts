@@ -1,7 +1,8 @@
-import { proxyActivities, uuid4 } from '@temporalio/workflow';
+import { ApplicationFailure, proxyActivities, uuid4 } from '@temporalio/workflow';
 import type { LoadPhase, LoadPhaseFigures, LoadTestActivities, LoadTestPlan } from '../activities/loadTest';
 import { ENVIRONMENT_NAME, InputChecker } from './lib/input';
 import { runRunbook, TimelineSnapshot } from './lib/timeline';
+import { GateRecord, Gates } from './lib/gate';
 
 export interface LoadTestInput {
   environment: string;
@@ -30,6 +31,8 @@ export interface LoadTestResult {
   plan: LoadTestPlan;
   taskQueue: string;
   phases: LoadTestPhaseReport[];
+  /** mode command: the signed approval the fault was injected on. */
+  approval?: GateRecord;
   timeline: TimelineSnapshot;
 }
 
@@ -57,8 +60,9 @@ const planActivities = proxyActivities<LoadTestActivities>({
 // A phase drives load for its duration, then drains; it heartbeats each second, so a lost worker is
 // noticed in 10 s, and the phase is measured again from the start (at most three attempts in all: a
 // worker lost at the phase's start and another in its middle still leave a measurement).
-function phaseActivities(phaseMs: number) {
+function phaseActivities(phaseMs: number, taskQueue?: string) {
   return proxyActivities<LoadTestActivities>({
+    ...(taskQueue ? { taskQueue } : {}),
     startToCloseTimeout: phaseMs * 3 + 5 * 60_000,
     heartbeatTimeout: '10 seconds',
     retry: { initialInterval: '2 seconds', backoffCoefficient: 2, maximumAttempts: 5, nonRetryableErrorTypes: ['InvalidInput'] },
@@ -72,19 +76,35 @@ function phaseActivities(phaseMs: number) {
  */
 export async function loadTest(rawInput: LoadTestInput): Promise<LoadTestResult> {
   const input = validateLoadTestInput(rawInput);
+  const gates = new Gates('loadTest', input.environment);
   return runRunbook('loadTest', input.environment, async (timeline) => {
+    gates.attach(timeline);
     const plan = await timeline.step('read plan and SLAs', async (evidence) => {
       const p = await planActivities.loadTestPlan();
-      Object.assign(evidence, { scenario: p.scenario, baselineRate: p.baselineRate, peakMultiplier: p.peakMultiplier, phaseDurationMs: p.phaseDurationMs, failure: p.failure, sla: p.sla });
+      Object.assign(evidence, { scenario: p.scenario, baselineRate: p.baselineRate, peakMultiplier: p.peakMultiplier, phaseDurationMs: p.phaseDurationMs, failure: p.failure, sla: p.sla, generatorQueue: p.generatorQueue ?? null, production: p.production ?? null });
       return p;
     });
+    // A real fault (mode command) is injected only on a signed approval, asked before any load runs.
+    let approval: GateRecord | undefined;
+    if (plan.failure.mode === 'command') {
+      approval = await timeline.step('approval gate', async (evidence) => {
+        const g = await gates.wait(`inject the fault: ${plan.failure.target}`, plan.failure.approvalTimeoutMs ?? 3_600_000);
+        Object.assign(evidence, { fault: plan.failure.target, inject: plan.failure.inject, recover: plan.failure.recover, outageMs: plan.failure.outageMs, outcome: g.outcome, by: g.by ?? null, fingerprint: g.fingerprint ?? null, reason: g.reason ?? null, allowed: g.allowed });
+        if (g.outcome !== 'approved') {
+          throw ApplicationFailure.create({ type: 'LoadTestNotApproved', nonRetryable: true, message: `the fault (${plan.failure.target}) was ${g.outcome}${g.by ? ` by ${g.by}` : ''} at the approval gate: no load was run and nothing was injected` });
+        }
+        return g;
+      });
+    }
     const taskQueue = `runbook-loadtest-${uuid4().slice(0, 8)}`;
-    const { runLoadPhase } = phaseActivities(plan.phaseDurationMs);
+    // Plans from this version name the load generator's queue: the phases run in that worker, never in a production one.
+    const { runLoadPhase, recoverLoadTestFault } = phaseActivities(plan.phaseDurationMs, plan.generatorQueue);
     const rates: Record<LoadPhase, number> = { baseline: plan.baselineRate, peak: plan.baselineRate * plan.peakMultiplier, failure: plan.baselineRate, recovery: plan.baselineRate };
     const phases: LoadTestPhaseReport[] = [];
     for (const phase of ['baseline', 'peak', 'failure', 'recovery'] as const) {
       const failing = phase === 'failure';
       const report = await timeline.step(`${phase} phase`, async (evidence) => {
+        const fault = failing && plan.failure.mode === 'command' ? { target: plan.failure.target!, inject: plan.failure.inject!, recover: plan.failure.recover!, outageMs: plan.failure.outageMs } : undefined;
         const figures = await runLoadPhase({
           phase,
           taskQueue,
@@ -94,6 +114,17 @@ export async function loadTest(rawInput: LoadTestInput): Promise<LoadTestResult>
           concurrency: plan.concurrency,
           outageMs: failing && plan.failure.mode === 'workers-stopped' ? plan.failure.outageMs : undefined,
           dependencyDelayMs: failing && plan.failure.mode === 'slow-dependency' ? plan.failure.dependencyDelayMs : undefined,
+          ...(fault ? { fault } : {}),
+        }).catch(async (err: unknown) => {
+          // The phase did not end cleanly: its fault must not stay in place (recover is safe to run twice).
+          if (fault) {
+            const r = await recoverLoadTestFault({ recover: fault.recover }).then(
+              (x) => ({ recovered: x.argv }),
+              (e: unknown) => ({ recoverFailed: e instanceof Error ? e.message : String(e) }),
+            );
+            evidence.afterFailure = r;
+          }
+          throw err;
         });
         const verdict = judgePhase(figures, plan.sla);
         Object.assign(evidence, {
@@ -106,6 +137,8 @@ export async function loadTest(rawInput: LoadTestInput): Promise<LoadTestResult>
           p99Ms: figures.startToCompleteMs.p99,
           errorRate: verdict.errors.rate,
           slaHeld: verdict.held,
+          ...(figures.fault ? { fault: figures.fault } : {}),
+          ...(figures.drainMs !== undefined ? { drainMs: figures.drainMs, backlog: figures.backlog } : {}),
         });
         return { phase, figures, verdict };
       });
@@ -115,13 +148,20 @@ export async function loadTest(rawInput: LoadTestInput): Promise<LoadTestResult>
     for (const p of phases) {
       const v = p.verdict;
       if (p.phase === 'failure') {
-        if (!v.nothingLost || p.figures.failed > 0) reasons.push(`failure phase: ${p.figures.failed} failed and ${p.figures.unfinished} unfinished of ${p.figures.started}; nothing may be lost`);
+        const f = p.figures;
+        if (!v.nothingLost || f.failed > 0) reasons.push(`failure phase: ${f.failed} failed and ${f.unfinished} unfinished of ${f.started}; nothing may be lost`);
+        if (f.fault?.recoverError) reasons.push(`failure phase: ${f.fault.recoverError}; the fault (${f.fault.target}) may still be in place`);
+        const drainWithin = plan.sla.drainWithinMs;
+        if (f.drainMs === null) reasons.push(`failure phase: the backlog of ${f.backlog} workflows never drained after the fault ended`);
+        else if (f.drainMs !== undefined && drainWithin !== undefined && f.drainMs > drainWithin) {
+          reasons.push(`failure phase: the backlog of ${f.backlog} workflows took ${f.drainMs} ms to drain after the fault ended, above sla.drainWithin of ${drainWithin} ms`);
+        }
         continue;
       }
       if (!v.latency.held) reasons.push(`${p.phase} phase: p99 start-to-complete ${v.latency.p99Ms} ms above the SLA of ${v.latency.slaMs} ms`);
       if (!v.errors.held) reasons.push(`${p.phase} phase: error rate ${v.errors.rate} above the SLA of ${v.errors.max}`);
       if (!v.nothingLost) reasons.push(`${p.phase} phase: ${p.figures.unfinished} workflows did not finish`);
     }
-    return { runbook: 'loadTest' as const, environment: input.environment, passed: reasons.length === 0, reasons, plan, taskQueue, phases };
+    return { runbook: 'loadTest' as const, environment: input.environment, passed: reasons.length === 0, reasons, plan, taskQueue, phases, ...(approval ? { approval } : {}) };
   });
 }

@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { Client, Connection, WorkflowFailedError } from '@temporalio/client';
+import { generateKey } from '../../src/identity/signer';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -8,11 +10,12 @@ import { createLogger } from '../../src/observability/logger';
 import { startTemporalDevServer, stopTemporalDevServer, TemporalDevServerInfo } from '../../src/sandbox/temporal';
 import type { LoadTestResult } from '../../src/workflows/loadTest';
 import { RunbookWorker } from '../../src/worker';
-import { runCli } from '../helpers';
+import { runCli, waitFor } from '../helpers';
 
 const dir = mkdtempSync(join(tmpdir(), 'runbook-loadtest-test-'));
 let temporal: TemporalDevServerInfo;
 let worker: RunbookWorker;
+let generator: RunbookWorker;
 let config: string;
 
 // Phases of a few seconds: noop workflows at 5/s, a peak at 10/s, the bench worker stopped for 7 s of
@@ -32,12 +35,13 @@ before(async () => {
   config = join(dir, 'runbook.yaml');
   writeFileSync(config, `version: 1\nenvironments:\n  ci:\n    temporal: { address: "${temporal.address}" }${loadTestBlock}\n`);
   worker = new RunbookWorker({ loaded: loadConfig(config), queues: ['batch'], httpPort: 0, logger: createLogger('warn') });
-  await worker.start();
-  await worker.waitUntilReady();
+  generator = new RunbookWorker({ loaded: loadConfig(config), queues: [], loadGenerator: true, httpPort: 0, logger: createLogger('warn') });
+  await Promise.all([worker.start(), generator.start()]);
+  await Promise.all([worker.waitUntilReady(), generator.waitUntilReady()]);
 });
 
 after(async () => {
-  await worker?.shutdown();
+  await Promise.all([worker?.shutdown(), generator?.shutdown()]);
   await stopTemporalDevServer(temporal.pid);
   rmSync(dir, { recursive: true, force: true });
 });
@@ -52,7 +56,8 @@ describe('the loadTest runbook', () => {
     assert.equal(result.passed, true);
     assert.deepEqual(result.reasons, []);
     assert.match(result.taskQueue, /^runbook-loadtest-[0-9a-f]{8}$/);
-    assert.deepEqual(result.plan.sla, { p99StartToCompleteMs: 5_000, maxErrorRate: 0 });
+    assert.deepEqual(result.plan.sla, { p99StartToCompleteMs: 5_000, maxErrorRate: 0, drainWithinMs: 8_000 });
+    assert.match(result.plan.generatorQueue!, /-load-generator$/);
     assert.deepEqual(result.phases.map((p) => p.phase), ['baseline', 'peak', 'failure', 'recovery']);
     const [baseline, peak, failure, recovery] = result.phases;
     assert.deepEqual([baseline, peak, failure, recovery].map((p) => p.figures.targetRate), [5, 10, 5, 5]);
@@ -69,6 +74,9 @@ describe('the loadTest runbook', () => {
     }
     for (const p of [baseline, peak, recovery]) assert.equal(p.verdict.held, true, `${p.phase}: p99 ${p.verdict.latency.p99Ms} ms`);
     assert.equal(failure.figures.workersDownMs, 7_000);
+    // The backlog of the outage drained after the workers came back, within sla.drainWithin (default: a phase).
+    assert.ok(failure.figures.backlog! > 0);
+    assert.ok(typeof failure.figures.drainMs === 'number' && failure.figures.drainMs <= 8_000, `drained in ${failure.figures.drainMs} ms`);
     assert.equal(failure.verdict.latency.held, false);
     assert.equal(failure.verdict.held, false);
     assert.ok(failure.figures.startToCompleteMs.max >= 5_500, `the first workflow of the outage waited for the workers: ${failure.figures.startToCompleteMs.max} ms`);
@@ -106,6 +114,9 @@ describe('the loadTest runbook', () => {
     ['{ baselineRate: 5, sla: { p99StartToComplete: 2s, maxErrorRate: 5 } }', /loadTest\.sla\.maxErrorRate.*fraction from 0 to 1/s],
     ['{ baselineRate: 5 }', /loadTest\.sla/],
     ['{ baselineRate: 5, sla: { p99StartToComplete: 2s }, failure: { mode: crash } }', /loadTest\.failure\.mode.*workers-stopped/s],
+    ['{ baselineRate: 5, sla: { p99StartToComplete: 2s }, failure: { mode: command, target: matching } }', /loadTest\.failure\.inject.*needs inject: the command that injects the fault.*loadTest\.failure\.recover.*needs recover/s],
+    ['{ baselineRate: 5, sla: { p99StartToComplete: 2s }, failure: { inject: [kill, "1"] } }', /loadTest\.failure\.inject.*used only with failure\.mode: command/s],
+    ['{ baselineRate: 5, sla: { p99StartToComplete: 2s, drainWithin: later } }', /loadTest\.sla\.drainWithin.*expected a positive duration/s],
   ];
   for (const [block, message] of badConfigs) {
     test(`loadTest: ${block} is refused at load, naming the field`, () => {
@@ -115,4 +126,138 @@ describe('the loadTest runbook', () => {
       });
     });
   }
+
+  test('production: must be true or false', () => {
+    assert.throws(() => parseConfig('version: 1\nenvironments:\n  ci:\n    production: "yes"\n', 'runbook.yaml'), /environments\.ci\.production: expected boolean, found "yes"/);
+  });
+});
+
+/**
+ * A real fault: the Temporal server itself (the dev server's process) stopped with SIGSTOP for the
+ * outage and resumed with SIGCONT, injected by the load generator only on a signed approval.
+ */
+describe('the loadTest runbook with a real fault (failure.mode: command)', () => {
+  const lab = join(dir, 'lab');
+  let file: string;
+  let client: Client;
+  let connection: Connection;
+  let workers: RunbookWorker[] = [];
+  const injected = () => (existsSync(join(lab, 'injected')) ? readFileSync(join(lab, 'injected'), 'utf8').trim().split('\n').length : 0);
+
+  before(async () => {
+    mkdirSync(join(lab, 'keys'), { recursive: true });
+    const lines: string[] = [];
+    for (const who of ['alice', 'bob']) lines.push(`${who} ${(await generateKey(join(lab, 'keys', who), who)).split(' ').slice(0, 2).join(' ')}`);
+    writeFileSync(join(lab, 'keys', 'allowed_signers'), `${lines.join('\n')}\n`);
+    const pid = temporal.pid;
+    const fault = (recover: string, drainWithin: string) => `
+      scenario: noop
+      baselineRate: 5
+      peakMultiplier: 2
+      phaseDuration: 5s
+      failure:
+        mode: command
+        target: the Temporal server (dev server pid ${pid}) frozen
+        outage: 3s
+        inject: [sh, -c, "echo injected >> ${join(lab, 'injected')}; kill -STOP ${pid}"]
+        recover: [sh, -c, "${recover}"]
+      sla: { p99StartToComplete: 5s, maxErrorRate: 0, drainWithin: ${drainWithin} }`;
+    const env = (name: string, extra: string, loadTest: string) => `
+  ${name}:
+    temporal: { address: "${temporal.address}", taskQueues: { critical: ${name}-critical, standard: ${name}-standard, batch: ${name}-batch } }
+    signing: { allowedSigners: "file:keys/allowed_signers", key: keys/alice }
+    approvers: { default: [alice, bob] }
+    policies: { default: { fourEyes: true } }${extra}
+    loadTest:${loadTest}`;
+    file = join(lab, 'runbook.yaml');
+    writeFileSync(
+      file,
+      `version: 1\nenvironments:${env('lab', '', fault(`kill -CONT ${pid}`, '5s'))}${env('slow', '', fault(`kill -CONT ${pid}; exit 3`, '1ms'))}${env('prod', '\n    production: true', fault(`kill -CONT ${pid}`, '5s'))}\n`,
+    );
+    const loaded = loadConfig(file);
+    for (const e of ['lab', 'slow']) {
+      workers.push(new RunbookWorker({ loaded, environment: e, queues: ['batch'], httpPort: 0, logger: createLogger('warn') }));
+      workers.push(new RunbookWorker({ loaded, environment: e, queues: [], loadGenerator: true, httpPort: 0, logger: createLogger('warn') }));
+    }
+    workers.push(new RunbookWorker({ loaded, environment: 'prod', queues: ['batch'], httpPort: 0, logger: createLogger('warn') }));
+    await Promise.all(workers.map((w) => w.start()));
+    await Promise.all(workers.map((w) => w.waitUntilReady()));
+    connection = await Connection.connect({ address: temporal.address });
+    client = new Client({ connection });
+  });
+
+  after(async () => {
+    await Promise.all(workers.map((w) => w.shutdown().catch(() => undefined)));
+    workers = [];
+    await connection?.close();
+  });
+
+  const start = async (env: string): Promise<string> => {
+    const r = await runCli(['--config', file, '--env', env, '--json', 'loadtest']);
+    assert.equal(r.code, 0, r.stderr);
+    return (JSON.parse(r.stdout) as { workflowId: string }).workflowId;
+  };
+  const decide = (env: string, id: string, act: 'approve' | 'reject', who: string) =>
+    waitFor(`the ${act} of ${id} to be accepted`, async () => {
+      const r = await runCli(['--config', file, '--env', env, 'loadtest', act, id, '--key', join(lab, 'keys', who), '--reason', 'load test of the lab']);
+      if (r.code !== 0 && /not waiting at an approval gate/.test(r.stderr)) return false;
+      assert.equal(r.code, 0, r.stderr);
+      return r.stdout;
+    }, 60_000, 500);
+
+  test('the fault waits for a signed approval; rejected, no load runs and nothing is injected', async () => {
+    const id = await start('lab');
+    assert.match(await decide('lab', id, 'reject', 'bob'), /rejected by bob/);
+    const err = await client.workflow.getHandle(id).result().then(() => assert.fail('the load test passed'), (e: unknown) => e);
+    assert.ok(err instanceof WorkflowFailedError);
+    assert.match(String((err.cause as Error).message), /the fault \(the Temporal server .*\) was rejected by bob at the approval gate: no load was run and nothing was injected/);
+    assert.equal(injected(), 0, 'the inject command never ran');
+  });
+
+  test('approved: the server is frozen for 3 s in the failure phase; the backlog drains after it within sla.drainWithin; the report names the fault', async () => {
+    const id = await start('lab');
+    assert.match(await decide('lab', id, 'approve', 'bob'), /approved by bob/);
+    const result = (await client.workflow.getHandle(id).result()) as LoadTestResult;
+    const failure = result.phases.find((p) => p.phase === 'failure')!;
+    assert.deepEqual(result.reasons, []);
+    assert.equal(result.passed, true);
+    assert.equal(result.approval?.by, 'bob');
+    assert.equal(injected(), 1);
+    assert.match(failure.figures.fault!.target, /the Temporal server/);
+    assert.ok(failure.figures.fault!.downMs >= 3_000, `down ${failure.figures.fault!.downMs} ms`);
+    assert.equal(failure.figures.fault!.recoverError, undefined);
+    assert.ok(failure.figures.backlog! > 0, 'workflows waited for the server');
+    assert.ok(typeof failure.figures.drainMs === 'number' && failure.figures.drainMs <= 5_000, `drained in ${failure.figures.drainMs} ms`);
+    assert.ok(failure.figures.startToCompleteMs.max >= 2_000, `the frozen server held workflows back: max ${failure.figures.startToCompleteMs.max} ms`);
+    assert.equal(result.plan.generatorQueue, 'lab-batch-load-generator');
+  });
+
+  test('a backlog slower to drain than sla.drainWithin, and a recover command that fails, each fail the run with the reason', async () => {
+    const id = await start('slow');
+    await decide('slow', id, 'approve', 'bob');
+    const result = (await client.workflow.getHandle(id).result()) as LoadTestResult;
+    assert.equal(result.passed, false);
+    const text = result.reasons.join('\n');
+    assert.match(text, /failure phase: the backlog of \d+ workflows took \d+ ms to drain after the fault ended, above sla.drainWithin of 1 ms/);
+    assert.match(text, /failure phase: the recover command .* failed \(3\).*; the fault \(the Temporal server .*\) may still be in place/);
+  });
+
+  test('an environment marked production refuses the fault before any load, unless allowInProduction; without a load generator the run says how to start one', async () => {
+    const r = await runCli(['--config', file, '--env', 'prod', 'loadtest', '--wait'], { timeoutMs: 60_000 });
+    assert.equal(r.code, 1);
+    assert.match(r.stdout, /environment prod is marked production \(environments.prod.production: true\): the load test's fault injection .* is refused there; nothing was started. Allow it with loadTest.failure.allowInProduction: true/);
+    assert.equal(injected(), 2, 'only the approved runs injected');
+    writeFileSync(file, readFileSync(file, 'utf8').replaceAll('        outage: 3s\n', '        outage: 3s\n        allowInProduction: true\n'));
+    const w = new RunbookWorker({ loaded: loadConfig(file), environment: 'prod', queues: ['batch'], httpPort: 0, logger: createLogger('error') });
+    await w.start();
+    await w.waitUntilReady();
+    await workers.find((x) => x.environment === 'prod')!.shutdown();
+    try {
+      const again = await runCli(['--config', file, '--env', 'prod', 'loadtest', '--wait'], { timeoutMs: 60_000 });
+      assert.equal(again.code, 1);
+      assert.match(again.stdout, /no load generator polls task queue prod-batch-load-generator: start one with 'runbook worker --load-generator'/);
+    } finally {
+      await w.shutdown();
+    }
+  });
 });

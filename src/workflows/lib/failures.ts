@@ -33,6 +33,10 @@ export const FAILURE_TYPES = {
   ProgramMissing: { retryable: false },
   /** A configured command (a topology fault, recover or keep-aside command) failed: a retry may succeed. */
   CommandFailed: { retryable: true },
+  /** The load test's fault injection is refused in an environment marked production. */
+  LoadTestRefused: { retryable: false },
+  /** No load generator (runbook worker --load-generator) polls its task queue. */
+  NoLoadGenerator: { retryable: false },
   /** Patroni refused an action (a switchover without a good candidate, a malformed request). */
   PatroniRefused: { retryable: false },
   /** A former primary could not be made a streaming replica without destroying data. */
