@@ -5,7 +5,10 @@
  * One stack for the whole file; the tests run in order and the last one stops it.
  */
 import assert from 'node:assert/strict';
-import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { parse, stringify } from 'yaml';
+import { decideGate } from '../../src/cli/sign';
+import type { LoadTestResult } from '../../src/workflows/loadTest';
 import { connect as tcpConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -308,6 +311,58 @@ describe('the Temporal cluster in the sandbox', () => {
     } finally {
       await pg.query('UPDATE schema_version SET curr_version = $1 WHERE db_name = $2', [rows[0].curr_version, 'temporal']);
       await pg.end();
+    }
+  });
+
+  test("a load test whose approved fault freezes the cluster's persistence database for 3 s: the backlog drains after it, every start completes or fails visibly, and the verdict says which", async () => {
+    // An environment of its own (its own task queues) on the same cluster, with the loadTest block.
+    const doc = parse(readFileSync(stack!.configFile, 'utf8'));
+    const lab = JSON.parse(JSON.stringify(doc.environments.sandbox));
+    lab.temporal.taskQueues = { critical: 'lab-critical', standard: 'lab-standard', batch: 'lab-batch' };
+    const pg = cluster().postgres.pid;
+    lab.loadTest = {
+      scenario: 'noop',
+      baselineRate: 4,
+      peakMultiplier: 2,
+      phaseDuration: '5s',
+      // The postmaster first (no new backends), then every backend (each is a session of its own).
+      failure: { mode: 'command', target: `the cluster's persistence database (PostgreSQL postmaster ${pg} and its backends) frozen`, outage: '3s', inject: ['sh', '-c', `kill -STOP ${pg}; pkill -STOP -P ${pg}`], recover: ['sh', '-c', `pkill -CONT -P ${pg}; kill -CONT ${pg}`] },
+      sla: { p99StartToComplete: '5s', maxErrorRate: 0, drainWithin: '10s' },
+    };
+    doc.environments = { ...doc.environments, lab };
+    doc.schedules = [];
+    const file = join(stack!.dir, 'loadlab.yaml');
+    writeFileSync(file, stringify(doc), { mode: 0o600 });
+    const labLoaded = loadConfig(file);
+    const batch = new RunbookWorker({ loaded: labLoaded, environment: 'lab', queues: ['batch'], httpPort: 0, logger: createLogger('warn') });
+    const generator = new RunbookWorker({ loaded: labLoaded, environment: 'lab', queues: [], loadGenerator: true, httpPort: 0, logger: createLogger('warn') });
+    workers.push(batch, generator);
+    await Promise.all([batch.start(), generator.start()]);
+    await Promise.all([batch.waitUntilReady(), generator.waitUntilReady()]);
+    const c = await connectClient(labLoaded, 'lab', labLoaded.config.environments.lab);
+    try {
+      const { handle } = await startRunbook(c, 'loadTest', [{ environment: 'lab' }], {});
+      await waitForOpenGate(handle, 60_000);
+      await decideGate(c, handle, 'loadTest', 'approve', operator(stack!, 'sandbox-reviewer'), 'cluster load test');
+      const result = (await handle.result()) as LoadTestResult;
+      const failure = result.phases.find((p) => p.phase === 'failure')!;
+      assert.equal(result.approval?.by, 'sandbox-reviewer');
+      assert.equal(failure.figures.fault?.recoverError, undefined);
+      assert.ok(failure.figures.fault!.downMs >= 3_000);
+      // Nothing is left hanging: every workflow started completed or failed visibly, with its error.
+      assert.equal(failure.figures.unfinished, 0);
+      assert.equal(failure.figures.completed + failure.figures.failed, failure.figures.started);
+      assert.equal(failure.figures.errors.reduce((n, e) => n + e.count, 0), failure.figures.failed);
+      assert.ok(failure.figures.backlog! > 0);
+      assert.ok(typeof failure.figures.drainMs === 'number', `the backlog drained: ${failure.figures.drainMs}`);
+      assert.ok(failure.figures.startToCompleteMs.max >= 2_000, `workflows waited for the database: max ${failure.figures.startToCompleteMs.max} ms`);
+      // A stalled database can make the frontend refuse a start (seen: "Namespace not found"): the run then fails, saying so.
+      for (const p of result.phases.filter((x) => x.phase !== 'failure')) assert.equal(p.verdict.held, true, `${p.phase}: ${JSON.stringify(p.verdict)}`);
+      assert.equal(result.passed, failure.figures.failed === 0 && failure.figures.drainMs! <= 10_000, result.reasons.join('; '));
+      if (failure.figures.failed > 0) assert.match(result.reasons.join('\n'), new RegExp(`failure phase: ${failure.figures.failed} failed and 0 unfinished of ${failure.figures.started}; nothing may be lost`));
+      process.stdout.write(`# cluster load test: database frozen ${failure.figures.fault!.downMs} ms, backlog ${failure.figures.backlog} drained in ${failure.figures.drainMs} ms, failure-phase p99 ${failure.figures.startToCompleteMs.p99} ms, ${failure.figures.failed} failed ${JSON.stringify(failure.figures.errors)}\n`);
+    } finally {
+      await c.close();
     }
   });
 
