@@ -39,6 +39,20 @@ export function createAuditActivities(deps: { environment: string; approvers: st
       return { key };
     },
 
+    /** The scores of the environment's newest audits (at most limit), oldest first, from the reports kept in S3. */
+    async readScoreTrend(input: { limit: number }): Promise<{ auditId: string; endedAt: string; score: number; ready: boolean }[]> {
+      if (!deps.reports) return [];
+      const limit = Math.min(Math.max(Math.trunc(input.limit), 1), 50);
+      const reports = (await deps.reports.store.list(`${deps.reports.prefix}audits/`)).filter((o) => o.key.endsWith('/report.json'));
+      reports.sort((a, b) => (a.lastModified?.getTime() ?? 0) - (b.lastModified?.getTime() ?? 0));
+      const out: { auditId: string; endedAt: string; score: number; ready: boolean }[] = [];
+      for (const o of reports.slice(-limit)) {
+        const r = await deps.reports.store.getJson<Record<string, unknown>>(o.key).catch(() => undefined);
+        if (r && typeof r.auditId === 'string' && typeof r.score === 'number' && typeof r.endedAt === 'string') out.push({ auditId: r.auditId.slice(0, 80), endedAt: r.endedAt.slice(0, 40), score: r.score, ready: r.ready === true });
+      }
+      return out.sort((a, b) => Date.parse(a.endedAt) - Date.parse(b.endedAt));
+    },
+
     async writeAuditReport(input: { auditId: string; json: unknown; markdown: string; html: string }): Promise<{ keys: string[] }> {
       if (!deps.reports) return { keys: [] };
       if (!/^[a-z0-9-]{4,80}$/.test(input.auditId)) throw failure('InvalidInput', `audit id '${input.auditId}' is not a plain id`);

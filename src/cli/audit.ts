@@ -4,7 +4,7 @@ import type { Attestation } from '../checklist/attestation';
 import { ITEM_ID } from '../checklist/attestation';
 import { checklistItem } from '../checklist/catalog';
 import { parseDuration } from '../config/duration';
-import type { ReadinessReport } from '../reports/audit';
+import { coverageText, ReadinessReport, trendText } from '../reports/audit';
 import { ATTESTATION_GATE, attestUpdate, auditStatusQuery, closeAttestationsSignal, ReadinessAuditResult } from '../workflows/readinessAudit';
 import { resolveSigner, runIdOf, signAct, Signer } from './sign';
 import { ConnectedClient, failureMessage, startRunbook } from './client';
@@ -93,6 +93,8 @@ export function describeAudit(o: AuditOutcome): string {
   const proved = r.counts.pass + r.counts.attested;
   const total = proved + r.counts.fail + r.counts.unknown;
   lines.push(`Readiness audit of ${r.environment}: ${pct(r.score)} (${proved} of ${total} items pass or are attested); ${r.ready ? 'READY' : `NOT READY: ${r.blocking.length} critical item${r.blocking.length === 1 ? '' : 's'} not proved`} (workflow ${o.workflowId})`);
+  if (r.coverage) lines.push(`coverage: ${coverageText(r.coverage)}`);
+  if (r.trend?.length) lines.push(`score trend: ${trendText(r.trend)}`);
   const width = Math.max(...r.sections.map((s) => s.name.length));
   for (const s of r.sections) lines.push(`  ${s.name.padEnd(width)}  ${pct(s.score).padStart(4)}  pass ${s.counts.pass}, fail ${s.counts.fail}, attested ${s.counts.attested}, unknown ${s.counts.unknown}`);
   if (r.blocking.length) {

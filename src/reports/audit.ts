@@ -43,7 +43,44 @@ export interface ReadinessReport {
   attestations: Attestation[];
   /** Attestations sent as signals and refused, with the reason. */
   refusedAttestations: { by: string; item: string; at: string; problem: string }[];
+  /** How the items stand by kind of proof (absent in reports of audits started before it existed). */
+  coverage?: Coverage;
+  /** This audit's score after the previous audits' of the environment, oldest first, read from the reports kept in S3. */
+  trend?: TrendPoint[];
 }
+
+export interface Coverage {
+  /** Items a check proved (an automated item that passes). */
+  byChecks: number;
+  /** Items a recent enough runbook run proved. */
+  byRunbookRuns: number;
+  attested: number;
+  failing: number;
+  unknown: number;
+  total: number;
+}
+
+export interface TrendPoint {
+  auditId: string;
+  endedAt: string;
+  score: number;
+  ready: boolean;
+}
+
+export function coverageOf(items: Pick<AuditItemResult, 'proof' | 'status'>[]): Coverage {
+  const n = (f: (i: Pick<AuditItemResult, 'proof' | 'status'>) => boolean) => items.filter(f).length;
+  return {
+    byChecks: n((i) => i.status === 'pass' && i.proof === 'automated'),
+    byRunbookRuns: n((i) => i.status === 'pass' && i.proof === 'runbook'),
+    attested: n((i) => i.status === 'attested'),
+    failing: n((i) => i.status === 'fail'),
+    unknown: n((i) => i.status === 'unknown'),
+    total: items.length,
+  };
+}
+
+export const coverageText = (c: Coverage) => `proved by checks ${c.byChecks}, by runbook runs ${c.byRunbookRuns}, attested ${c.attested}; failing ${c.failing}, unknown ${c.unknown} (of ${c.total} items)`;
+export const trendText = (t: TrendPoint[]) => `${t.map((p) => `${Math.round(p.score * 100)}%`).join(' -> ')} (the last ${t.length} audit${t.length === 1 ? '' : 's'}, oldest first)`;
 
 export const emptyCounts = (): StatusCounts => ({ pass: 0, fail: 0, attested: 0, unknown: 0 });
 
@@ -65,6 +102,8 @@ export function renderAuditMarkdown(r: ReadinessReport): string {
     '',
     `- Audit \`${r.auditId}\` (workflow \`${r.workflowId}\`), ${r.startedAt} to ${r.endedAt}`,
     `- Items: ${countsText(r.counts)}`,
+    ...(r.coverage ? [`- Coverage: ${coverageText(r.coverage)}`] : []),
+    ...(r.trend?.length ? [`- Score trend: ${trendText(r.trend)}`] : []),
   ];
   if (r.blocking.length) lines.push('', '## Critical items not proved', '', ...r.blocking.map((b) => `- \`${b.id}\` (${b.status}): ${b.summary}`));
   lines.push('', '## Sections', '', '| section | score | pass | fail | attested | unknown |', '| --- | --- | --- | --- | --- | --- |');
@@ -113,6 +152,7 @@ export function renderAuditHtml(r: ReadinessReport): string {
 <style>body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse;width:100%}td,th{border:1px solid #ddd;padding:4px;vertical-align:top;text-align:left}pre{white-space:pre-wrap;font-size:11px}</style></head>
 <body><h1>Readiness audit: ${esc(r.environment)} ${r.ready ? 'READY' : 'NOT READY'} — ${pct(r.score)}</h1>
 <p>Audit <code>${esc(r.auditId)}</code> (workflow <code>${esc(r.workflowId)}</code>), ${esc(r.startedAt)} to ${esc(r.endedAt)}. ${esc(countsText(r.counts))}.</p>
+${r.coverage ? `<p>Coverage: ${esc(coverageText(r.coverage))}.</p>` : ''}${r.trend?.length ? `<p>Score trend: ${esc(trendText(r.trend))}.</p>` : ''}
 ${blocking}
 ${rows}
 </body></html>

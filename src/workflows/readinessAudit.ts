@@ -6,7 +6,7 @@ import { Attestation, attestationDays, attestationProblem, recordAttestation } f
 import { parseStatement, SignedStatement } from '../identity/statement';
 import { Gates } from './lib/gate';
 import { CHECKLIST, CheckId, CheckInput, CheckResult, ChecklistItem, checksInUse, combineChecks, DEFAULT_RPO_WINDOW_MS, ItemStatus, SECTIONS } from '../checklist/catalog';
-import { AuditItemResult, ReadinessReport, renderAuditHtml, renderAuditMarkdown, scoreOf } from '../reports/audit';
+import { AuditItemResult, coverageOf, ReadinessReport, renderAuditHtml, renderAuditMarkdown, scoreOf } from '../reports/audit';
 import { PERMANENT_FAILURES } from './lib/failures';
 import { describe, ENVIRONMENT_NAME, InputChecker } from './lib/input';
 import type { RunbookSinks } from './lib/sinks';
@@ -364,8 +364,15 @@ export async function readinessAudit(rawInput: ReadinessAuditInput): Promise<Rea
     for (const s of sections) sinks.runbookMetrics.readinessScored(input.environment, s.name, s.score);
     sinks.runbookMetrics.readinessScored(input.environment, 'overall', overall.score);
 
+    report.coverage = coverageOf(items);
     const reportKeys = await timeline.step('write report', async (evidence) => {
       report.endedAt = new Date(Date.now()).toISOString();
+      // Runs started before the trend existed write their report without it.
+      if (patched('audit-score-trend')) {
+        // A trend that cannot be read leaves this audit's own point; the report is still written.
+        const before = await write.readScoreTrend({ limit: 9 }).catch(() => []);
+        report.trend = [...before.filter((t) => t.auditId !== auditId), { auditId, endedAt: report.endedAt, score: report.score, ready: report.ready }];
+      }
       const { keys } = await write.writeAuditReport({ auditId, json: report, markdown: renderAuditMarkdown(report), html: renderAuditHtml(report) });
       Object.assign(evidence, { keys, score: report.score, ready: report.ready, ...report.counts });
       return keys;

@@ -150,6 +150,7 @@ const itemOf = (r: ReadinessAuditResult, id: string): AuditItemResult => {
 };
 const checkEvidence = (i: AuditItemResult, check: string) => i.evidence[check] as Record<string, any>;
 const keys = {} as Record<'auditor' | 'mallory', Signer>;
+let firstAudit: ReadinessAuditResult | undefined;
 /** A signed attestation for an audit run. */
 async function attestation(handle: { workflowId: string; describe(): Promise<{ runId: string }> }, who: 'auditor' | 'mallory', item: string, comment: string): Promise<SignedStatement> {
   return signAct(c, keys[who], { runbook: 'readinessAudit', workflowId: handle.workflowId, runId: (await handle.describe()).runId, gate: ATTESTATION_GATE, act: 'attest', item, reason: comment });
@@ -289,10 +290,23 @@ describe('the readiness audit', () => {
     const dr = r.sections.find((s) => s.name === 'Disaster Recovery')!;
     assert.equal(dr.score, Number(((dr.counts.pass + dr.counts.attested) / dr.items.length).toFixed(4)));
     assert.deepEqual(r.reportKeys, [`sandbox/audits/${r.auditId}/report.json`, `sandbox/audits/${r.auditId}/report.md`, `sandbox/audits/${r.auditId}/report.html`]);
+    // The coverage line counts every item once, by how it stands and what proved it.
+    const all = r.sections.flatMap((s) => s.items);
+    const cov = r.coverage!;
+    assert.equal(cov.byChecks + cov.byRunbookRuns + cov.attested + cov.failing + cov.unknown, 106);
+    assert.equal(cov.total, 106);
+    assert.deepEqual([cov.byChecks + cov.byRunbookRuns, cov.attested, cov.failing, cov.unknown], [r.counts.pass, r.counts.attested, r.counts.fail, r.counts.unknown]);
+    assert.equal(cov.byRunbookRuns, all.filter((i) => i.proof === 'runbook' && i.status === 'pass').length);
+    assert.ok(cov.byChecks > 0 && cov.byRunbookRuns > 0 && cov.attested > 0, JSON.stringify(cov));
+    // The first audit kept in this bucket: its trend is itself.
+    assert.deepEqual(r.trend, [{ auditId: r.auditId, endedAt: r.endedAt, score: r.score, ready: false }]);
+    firstAudit = r;
     const md = await store.s3.send(new (await import('@aws-sdk/client-s3')).GetObjectCommand({ Bucket: store.bucket, Key: r.reportKeys[1] }));
     const markdown = await md.Body!.transformToString();
     assert.match(markdown, /^# Readiness audit: sandbox NOT READY/);
     assert.match(markdown, /\| Disaster Recovery \| \d+% \|/);
+    assert.match(markdown, new RegExp(`^- Coverage: proved by checks ${cov.byChecks}, by runbook runs ${cov.byRunbookRuns}, attested ${cov.attested}; failing ${cov.failing}, unknown ${cov.unknown} \\(of 106 items\\)$`, 'm'));
+    assert.match(markdown, new RegExp(`^- Score trend: ${Math.round(r.score * 100)}% \\(the last 1 audit, oldest first\\)$`, 'm'));
     assert.equal((await store.getJson<{ by: string }>('sandbox/attestations/on-call-rotation.json')).by, 'auditor');
     const metric = await worker.metrics.registry.getSingleMetricAsString('runbook_readiness_score');
     assert.match(metric, new RegExp(`runbook_readiness_score\\{section="Disaster Recovery",environment="sandbox"\\} ${dr.score}`));
@@ -321,6 +335,9 @@ describe('the readiness audit', () => {
     assert.equal(item('rollback-criteria').status, 'attested');
     assert.equal(item('on-call-rotation').status, 'attested', 'the attestation stored by the earlier audit still counts');
     assert.notEqual(item('on-call-rotation').evidence.workflowId, out.workflowId);
+    // The score trend, read from the reports kept in S3: the first test's audit, then this one.
+    assert.deepEqual(out.report.trend.map((t: { auditId: string }) => t.auditId), [firstAudit!.auditId, out.report.auditId]);
+    assert.equal(out.report.trend[0].score, firstAudit!.score);
     assert.equal(item('communication-plan').status, 'unknown');
     assert.match(item('communication-plan').summary, /the attestation by auditor expired at/);
 
@@ -328,6 +345,8 @@ describe('the readiness audit', () => {
     assert.equal(refused.code, 2, refused.stderr);
     assert.match(refused.stdout, /attestation refused: mallory \(key SHA256:\S+\) may not attest here; allowed: auditor/);
     assert.match(refused.stdout, /Readiness audit of sandbox: \d+%/);
+    assert.match(refused.stdout, /^coverage: proved by checks \d+, by runbook runs \d+, attested \d+; failing \d+, unknown \d+ \(of 106 items\)$/m);
+    assert.match(refused.stdout, /^score trend: \d+% -> \d+% -> \d+% \(the last 3 audits, oldest first\)$/m);
     const bad = await runCli(['--config', auditConfig, 'audit', '--attest', 'tls-enabled', '--comment', 'x', '--key', keys.auditor.keyFile]);
     assert.equal(bad.code, 2);
   });
