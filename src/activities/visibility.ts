@@ -3,6 +3,8 @@ import { failure } from './errors';
 
 const RUNBOOK = /^[a-zA-Z]{1,64}$/;
 const ENVIRONMENT = /^[a-z][a-z0-9-]{0,30}$/;
+/** A database key or a Deployment name. */
+const TARGET = /^[a-z0-9_][a-z0-9_-]{0,62}$/;
 
 /**
  * What this project's own runbooks have proved, found through Temporal visibility: the checklist's
@@ -10,17 +12,18 @@ const ENVIRONMENT = /^[a-z][a-z0-9-]{0,30}$/;
  */
 export function createVisibilityActivities(deps: { environment: string; client: () => Promise<Client> }) {
   return {
-    /** The newest completed run of a runbook in this environment, or null. */
-    async lastSuccessfulRun(input: { runbook: string }): Promise<{ workflowId: string; closedAt: string } | null> {
+    /** The newest completed run of a runbook in this environment (with target: of that database or Deployment only), or null. */
+    async lastSuccessfulRun(input: { runbook: string; target?: string }): Promise<{ workflowId: string; closedAt: string; target?: string } | null> {
       if (!RUNBOOK.test(input.runbook) || !ENVIRONMENT.test(deps.environment)) throw failure('InvalidInput', `'${input.runbook}' is not a runbook name`);
+      if (input.target !== undefined && !TARGET.test(input.target)) throw failure('InvalidInput', `'${input.target}' is not a database key or Deployment name`);
       const client = await deps.client();
       // Names are checked above: nothing from outside is spliced into the query unchecked.
-      const query = `WorkflowType = '${input.runbook}' AND ExecutionStatus = 'Completed' AND RunbookEnvironment = '${deps.environment}'`;
+      const query = `WorkflowType = '${input.runbook}' AND ExecutionStatus = 'Completed' AND RunbookEnvironment = '${deps.environment}'${input.target !== undefined ? ` AND RunbookTarget = '${input.target}'` : ''}`;
       let newest: { workflowId: string; closedAt: string } | null = null;
       let seen = 0;
       for await (const w of client.workflow.list({ query })) {
         const closedAt = w.closeTime?.toISOString();
-        if (closedAt && (!newest || closedAt > newest.closedAt)) newest = { workflowId: w.workflowId, closedAt };
+        if (closedAt && (!newest || closedAt > newest.closedAt)) newest = { workflowId: w.workflowId, closedAt, ...(input.target !== undefined ? { target: input.target } : {}) };
         if (++seen >= 100) break;
       }
       return newest;

@@ -279,11 +279,12 @@ export async function drDrill(rawInput: DrDrillInput): Promise<DrDrillResult> {
           candidate: r?.name ?? null,
         });
         if (input.requireRestoreTestWithinDays !== undefined) {
-          const last = await inspect.lastSuccessfulRun({ runbook: 'verifyBackup' });
+          // A restore test of this database: another database's proves nothing about this one.
+          const last = await inspect.lastSuccessfulRun({ runbook: 'verifyBackup', target: db });
           const ageMs = last ? Date.now() - Date.parse(last.closedAt) : undefined;
           evidence.lastRestoreTest = last ? { ...last, ageDays: Number((ageMs! / 86_400_000).toFixed(2)) } : null;
           if (ageMs === undefined || ageMs > input.requireRestoreTestWithinDays * 86_400_000) {
-            problems.push(`no restore test passed within ${input.requireRestoreTestWithinDays} days${last ? ` (the last one: ${last.workflowId} at ${last.closedAt})` : ''}`);
+            problems.push(`no restore test of database ${db} passed within ${input.requireRestoreTestWithinDays} days${last ? ` (the last one: ${last.workflowId} at ${last.closedAt})` : ''}`);
           }
         }
         if (problems.length) throw new DrillFailure('DrillPreflightFailed', `preflight failed, nothing was changed: ${problems.join('; ')}`);

@@ -8,7 +8,7 @@ import { WorkflowFailedError, WorkflowHandle } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import { Client as PgClient } from 'pg';
 import { Resolver } from 'node:dns/promises';
-import { ConnectedClient, connectClient, startRunbook } from '../../src/cli/client';
+import { ConnectedClient, connectClient, RUNBOOK_ENVIRONMENT_KEY, RUNBOOK_NAME_KEY, RUNBOOK_TARGET_KEY, startRunbook } from '../../src/cli/client';
 import { loadConfig, LoadedConfig } from '../../src/config/load';
 import { createLogger } from '../../src/observability/logger';
 import { nodeFiles, startNode, stopNode } from '../../src/system/postgres';
@@ -120,15 +120,31 @@ describe('the DR drill', () => {
     assert.equal(await markerCount(before.primary, report.drillId), 0);
   });
 
-  test('a drill that requires a recent restore test fails preflight without one, unchanged, and passes it after one', async () => {
+  test('a drill that requires a recent restore test of its database fails preflight without one (another database\'s does not count), unchanged, and passes it after one', async () => {
     const before = await topology();
+    await c.client.workflow.execute('backupDatabase', { taskQueue: 'batch-queue', workflowId: `drill-test-backup-${Date.now()}`, args: [{ environment: 'sandbox', database: 'main' }] });
+    // A restore test that passed, but is recorded for another database: it proves nothing about main.
+    const other = await c.client.workflow.start('verifyBackup', {
+      taskQueue: 'batch-queue',
+      workflowId: `drill-test-other-verify-${Date.now()}`,
+      args: [{ environment: 'sandbox', database: 'main' }],
+      typedSearchAttributes: [
+        { key: RUNBOOK_NAME_KEY, value: 'verifyBackup' },
+        { key: RUNBOOK_ENVIRONMENT_KEY, value: 'sandbox' },
+        { key: RUNBOOK_TARGET_KEY, value: 'orders' },
+      ],
+    });
+    await other.result();
+    await waitFor('the other restore test in visibility', async () => {
+      for await (const w of c.client.workflow.list({ query: `WorkflowId = '${other.workflowId}' AND ExecutionStatus = 'Completed'` })) return w.workflowId;
+      return undefined;
+    });
     const refused = await startDrill({ requireRestoreTestWithinDays: 7 });
     const { failure } = await drillFailure(refused);
     assert.equal(failure.type, 'DrillPreflightFailed');
-    assert.match(failure.message, /preflight failed, nothing was changed: no restore test passed within 7 days/);
+    assert.match(failure.message, /preflight failed, nothing was changed: no restore test of database main passed within 7 days$/);
     assert.deepEqual(await topology(), before);
 
-    await c.client.workflow.execute('backupDatabase', { taskQueue: 'batch-queue', workflowId: `drill-test-backup-${Date.now()}`, args: [{ environment: 'sandbox', database: 'main' }] });
     const { handle: verify } = await startRunbook(c, 'verifyBackup', [{ environment: 'sandbox', database: 'main' }], {});
     await verify.result();
     await waitFor('the restore test in visibility', async () => {
@@ -139,6 +155,7 @@ describe('the DR drill', () => {
     await gateOpen(accepted);
     const preflight = (await accepted.query(timelineQuery)).steps.find((s) => s.name === 'preflight')!;
     assert.equal((preflight.evidence.lastRestoreTest as { workflowId: string }).workflowId, verify.workflowId);
+    assert.equal((preflight.evidence.lastRestoreTest as { target: string }).target, 'main');
     await accepted.executeUpdate(decideUpdate, { args: [await signedDecision(c, accepted, 'drDrill', 'reject', operator(stack))] });
     await drillFailure(accepted);
   });
