@@ -294,7 +294,7 @@ export function createActivities(loaded: LoadedConfig, environment: string, temp
     ...physical,
     ...createScratchHostActivities({ batchQueue: env.temporal.taskQueues.batch }),
     ...drillActivitiesFor(loaded, environment, store),
-    ...createVisibilityActivities({ environment, client: temporal }),
+    ...createVisibilityActivities({ environment, client: temporal, deployments: env.kubernetes?.deployments }),
     ...createTargetActivities({ loaded, environment, client: temporal }),
     ...createCheckActivities({
       environment,

@@ -276,11 +276,12 @@ export async function readinessAudit(rawInput: ReadinessAuditInput): Promise<Rea
       Object.assign(evidence, { checks: found.length, pass: count('pass'), fail: count('fail'), unknown: count('unknown') });
     });
 
-    const runs = new Map<string, { workflowId: string; closedAt: string } | null | { error: string }>();
+    const runs = new Map<string, { workflowId: string; closedAt: string; deployment?: string } | null | { error: string }>();
     await timeline.step('runbook evidence', async (evidence) => {
       const names = readsTargets ? [...new Set(CHECKLIST.flatMap((i) => (i.proof.kind === 'runbook' ? [i.proof.runbook] : [])))] : RUNBOOKS_BEFORE_TEMPORAL_TARGETS;
       for (const name of names) {
-        runs.set(name, await inspect.lastSuccessfulRun({ runbook: name }).catch((err: unknown) => ({ error: err instanceof Error && err.cause instanceof Error ? err.cause.message : String(err) })));
+        // A rollback proves rollback-tested only when it changed a Deployment and its analysis verified the result.
+        runs.set(name, await inspect.lastSuccessfulRun({ runbook: name, ...(name === 'rollback' ? { verifiedChange: true } : {}) }).catch((err: unknown) => ({ error: err instanceof Error && err.cause instanceof Error ? err.cause.message : String(err) })));
       }
       Object.assign(evidence, Object.fromEntries(runs));
     });
@@ -317,11 +318,11 @@ export async function readinessAudit(rawInput: ReadinessAuditInput): Promise<Rea
         const window = p.within === 'rpo' ? `the RPO window (${daysText(windowMs)})` : `${p.within.days} days`;
         const run = runs.get(p.runbook);
         if (run && 'error' in run) return { status: 'unknown', summary: `cannot search Temporal visibility: ${run.error}`, evidence: { runbook: p.runbook, error: run.error } };
-        if (!run) return { status: 'fail', summary: `no completed ${p.runbook} run found`, evidence: { runbook: p.runbook, windowDays: windowMs / 86_400_000, lastRun: null } };
+        if (!run) return { status: 'fail', summary: p.runbook === 'rollback' ? 'no completed rollback that changed a Deployment and was verified by its analysis found' : `no completed ${p.runbook} run found`, evidence: { runbook: p.runbook, windowDays: windowMs / 86_400_000, lastRun: null } };
         const ageMs = now - Date.parse(run.closedAt);
         const evidence = { runbook: p.runbook, windowDays: Number((windowMs / 86_400_000).toFixed(4)), lastRun: run, ageDays: Number((ageMs / 86_400_000).toFixed(4)) };
         return ageMs <= windowMs
-          ? { status: 'pass', summary: `${p.runbook} ${run.workflowId} completed ${daysText(ageMs)} ago (within ${window})`, evidence }
+          ? { status: 'pass', summary: `${p.runbook} ${run.workflowId}${'deployment' in run && run.deployment ? ` of ${run.deployment}, changed and verified,` : ''} completed ${daysText(ageMs)} ago (within ${window})`, evidence }
           : { status: 'fail', summary: `the last completed ${p.runbook} run is ${daysText(ageMs)} old, older than ${window}`, evidence };
       }
       const a = current.get(item.id);

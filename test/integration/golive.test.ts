@@ -221,9 +221,13 @@ describe('go-live', () => {
     assert.ok(smoke.ok, smoke.error);
     await apps.patchNamespacedDeployment({ name: 'legacy', namespace: 'default', body: [{ op: 'replace', path: '/spec/template/spec/containers/0/image', value: 'registry.sandbox.test/legacy:1.1' }] }, k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.JsonPatch));
     await available('legacy', 2, 'registry.sandbox.test/legacy:1.1');
-    const rolledBack = await startRunbook(c, 'rollback', [{ environment: 'sandbox', deployment: 'legacy', reason: 'rollback drill' }], { target: 'legacy' });
-    assert.equal(((await rolledBack.handle.result()) as RollbackResult).changed, true);
-    for (const [runbook, id] of [['verifyBackup', verify.workflowId], ['drDrill', drill.workflowId], ['smokeTest', smoke.workflowId], ['rollback', rolledBack.workflowId]]) await completedInVisibility(runbook, id);
+    // A rollback verified by its analysis proves rollback-tested; a newer one without an analysis does not.
+    const rolledBack = await startRunbook(c, 'rollback', [{ environment: 'sandbox', deployment: 'legacy', reason: 'rollback drill', analysis: { count: 1, pods: { maxRestarts: 0, minReadyRatio: 1 } } }], { target: 'legacy' });
+    const verifiedRollback = (await rolledBack.handle.result()) as RollbackResult;
+    assert.deepEqual([verifiedRollback.changed, verifiedRollback.verified], [true, true]);
+    const unverified = await startRunbook(c, 'rollback', [{ environment: 'sandbox', deployment: 'legacy', reason: 'no analysis' }], { target: 'legacy' });
+    assert.deepEqual([((await unverified.handle.result()) as RollbackResult).changed, ((await unverified.handle.result()) as RollbackResult).verified], [true, null]);
+    for (const [runbook, id] of [['verifyBackup', verify.workflowId], ['drDrill', drill.workflowId], ['smokeTest', smoke.workflowId], ['rollback', rolledBack.workflowId], ['rollback', unverified.workflowId]]) await completedInVisibility(runbook, id);
 
     const handle = await startGoLive(goLiveInput('shop', 'registry.sandbox.test/shop:1.1', { audit: { certificateMinDays: 1, checkTimeoutSeconds: 5, waitForAttestationsSeconds: 120 }, waiverWaitSeconds: 300 }));
     for (const w of WAIVERS) await waive(c, handle, keys.alice, w);
@@ -266,6 +270,9 @@ describe('go-live', () => {
     const item = (id: string) => auditResult.sections.flatMap((s) => s.items).find((i) => i.id === id)!;
     assert.equal(item('on-call-rotation').status, 'attested');
     assert.equal(item('dr-drills-quarterly').status, 'pass');
+    assert.equal(item('rollback-tested').status, 'pass');
+    assert.equal((item('rollback-tested').evidence.lastRun as { workflowId: string }).workflowId, rolledBack.workflowId, 'the verified rollback, not the newer unverified one');
+    assert.match(item('rollback-tested').summary, /of legacy, changed and verified,/);
     assert.equal(item('persistence-database').status, 'pass');
     assert.equal(item('database-backups').status, 'fail', 'a waiver does not make the audit say it passes');
     assert.deepEqual(auditResult.blocking.map((b) => b.id), ['backup-strategy', 'database-backups']);
