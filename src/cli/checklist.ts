@@ -14,7 +14,7 @@ export function describeProof(p: Proof): string {
   if (p.kind === 'automated') return `${p.checks.length === 1 ? 'check' : 'checks'} ${p.checks.join(', ')}`;
   if (p.kind === 'runbook') {
     const window = p.within === 'rpo' ? `within the environment's RPO (${DEFAULT_RPO_WINDOW_MS / 3_600_000} h without one)` : `within ${p.within.days} days`;
-    return `a completed ${p.runbook} run ${window}`;
+    return `a completed ${p.runbook} run ${window}${p.runbook === 'rollback' ? ' that changed a Deployment (one of kubernetes.deployments, when listed) and was verified by its analysis' : ''}`;
   }
   return `attested by an approver, valid ${p.validForDays} days`;
 }

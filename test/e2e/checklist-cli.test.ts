@@ -19,6 +19,7 @@ describe('runbook checklist', () => {
       if (item.proof.kind === 'runbook') assert.match(i.provedBy, new RegExp(`${item.proof.runbook} run within`));
       if (item.proof.kind === 'attested') assert.match(i.provedBy, new RegExp(`valid ${item.proof.validForDays} days`));
     }
+    assert.match(out.items.find((i) => i.id === 'rollback-tested')!.provedBy, /rollback run within 90 days that changed a Deployment .* and was verified by its analysis$/);
     const count = (k: string) => CHECKLIST.filter((i) => i.proof.kind === k).length;
     assert.deepEqual(out.coverage, { items: CHECKLIST.length, automated: count('automated'), runbook: count('runbook'), attested: count('attested') });
   });
