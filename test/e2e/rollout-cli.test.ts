@@ -10,6 +10,7 @@ import { loadConfig } from '../../src/config/load';
 import { createSampleDeployment } from '../../src/sandbox/kubernetes';
 import { freePort } from '../../src/system/process';
 import type { StackState } from '../../src/sandbox/stack';
+import { gatesQuery } from '../../src/workflows/lib/gate';
 import { timelineQuery } from '../../src/workflows/lib/timeline';
 import { rolloutStatusQuery } from '../../src/workflows/rollout';
 import { HistoryWatch } from '../history-watch';
@@ -173,6 +174,8 @@ describe('runbook rollout, as an operator runs it', () => {
       await crash('step 1: in the middle of the health wait', () => watch.waitScheduled('waitForRolloutHealthy'));
       await crash('step 1: stable scaled down', () => watch.waitScheduled('scaleDeployment'));
       await crash('step 2: at the gate', () => waitFor('the gate', async () => (await handle.query(rolloutStatusQuery)).phase === 'paused', 90_000, 50));
+      // The restarted worker replays to the pause and opens the gate again (after reading its approvers): approve once it waits.
+      await waitFor('the gate to open again after the restart', async () => (await handle.query(gatesQuery)).some((g) => g.outcome === 'waiting'), 90_000, 100);
       const approve = await cli('rollout', 'approve', 'api', '--comment', 'after three crashes');
       assert.equal(approve.code, 0, approve.stderr);
       await crash('step 3: canary scaled up', () => watch.waitScheduledCount('ensureCanary', 2));
