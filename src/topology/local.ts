@@ -169,6 +169,36 @@ export function createLocalDriver(opts: LocalDriverOptions): TopologyDriver {
     return { ...r, detail: { ...(r.detail ?? {}), consistentAfterMs: ms } };
   }
 
+  /**
+   * Whether the node really follows the primary: it replays a commit made on the primary after it
+   * joined. A node whose own WAL went past the fork point can show as streaming for a moment at each
+   * reconnection and serve reads from its own WAL, yet never follow.
+   */
+  async function follows(n: LocalNode, p: LocalNode, seconds: number, progress: Progress): Promise<number | undefined> {
+    const begun = Date.now();
+    const target = await withNode(opts, p, async (c) => {
+      await c.query('SELECT txid_current()');
+      return (await c.query<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn')).rows[0].lsn;
+    });
+    for (;;) {
+      const ok = await withNode(opts, p, (c) => c.query<{ ok: boolean }>("SELECT replay_lsn >= $1::pg_lsn AS ok FROM pg_stat_replication WHERE application_name = $2 AND state = 'streaming'", [target, n.name])).then(
+        (r) => r.rows.some((x) => x.ok),
+        () => false,
+      );
+      if (ok) return Date.now() - begun;
+      if (Date.now() - begun > seconds * 1000) return undefined;
+      progress({ waitingForReplay: n.name, lsn: target });
+      await sleep(250);
+    }
+  }
+
+  /** Consistent, and replaying the primary's new commits; otherwise undefined (the caller makes a fresh copy). */
+  async function joined(n: LocalNode, p: LocalNode, r: RejoinResult, progress: Progress): Promise<RejoinResult | undefined> {
+    const c = await consistent(n, p, r, progress);
+    const ms = await follows(n, p, 20, progress);
+    return ms === undefined ? undefined : { ...c, detail: { ...(c.detail ?? {}), replayedNewCommitAfterMs: ms } };
+  }
+
   return {
     kind: 'local',
     describe,
@@ -215,7 +245,11 @@ export function createLocalDriver(opts: LocalDriverOptions): TopologyDriver {
       const n = node(member);
       const p = node(primary);
       const before = await inspectNode(opts, p);
-      if (before.role === 'primary' && before.replicas?.some((r) => r.name === n.name && r.state === 'streaming')) return consistent(n, p, { method: 'already a replica', streaming: true }, progress);
+      if (before.role === 'primary' && before.replicas?.some((r) => r.name === n.name && r.state === 'streaming')) {
+        // Already a replica (a retried rejoin): done if it follows; otherwise it is rewound or copied again below.
+        const done = await joined(n, p, { method: 'already a replica', streaming: true }, progress);
+        if (done) return done;
+      }
       await stopNode(n.dataDir, 'fast');
       let method = 'pg_rewind' as RejoinResult['method'];
       let rewindError: string | undefined;
@@ -234,15 +268,22 @@ export function createLocalDriver(opts: LocalDriverOptions): TopologyDriver {
       };
       if (rewindError) await rebuild();
       await start(n);
-      if (await streamsFrom(n, p, 8, progress)) return consistent(n, p, { method, streaming: true, keptAside, detail: rewindError ? { rewindError } : undefined }, progress);
-      if (method === 'base backup') throw failure('ConnectionLost', `${n.name} did not start streaming from ${p.name} after a fresh base backup`);
+      if (await streamsFrom(n, p, 8, progress)) {
+        const done = await joined(n, p, { method, streaming: true, keptAside, detail: rewindError ? { rewindError } : undefined }, progress);
+        if (done) return done;
+      }
+      if (method === 'base backup') throw failure('ConnectionLost', `${n.name} did not start following ${p.name} (streaming and replaying its commits) after a fresh base backup`);
       // pg_rewind can judge "no rewind required" for a node whose WAL went past the fork point (its
-      // last checkpoint is before it); such a node never streams. A fresh copy always does.
-      rewindError = 'pg_rewind finished, but the node did not stream: its WAL went past the point where the timelines forked';
+      // last checkpoint is before it); such a node never follows (at most it shows as streaming for a
+      // moment at each reconnection). A fresh copy always does.
+      rewindError = 'pg_rewind finished, but the node did not follow the primary: its WAL went past the point where the timelines forked';
       await rebuild();
       await start(n);
-      if (await streamsFrom(n, p, 30, progress)) return consistent(n, p, { method, streaming: true, keptAside, detail: { rewindError } }, progress);
-      throw failure('ConnectionLost', `${n.name} did not start streaming from ${p.name}, neither after pg_rewind nor after a fresh base backup`);
+      if (await streamsFrom(n, p, 30, progress)) {
+        const done = await joined(n, p, { method, streaming: true, keptAside, detail: { rewindError } }, progress);
+        if (done) return done;
+      }
+      throw failure('ConnectionLost', `${n.name} did not start following ${p.name}, neither after pg_rewind nor after a fresh base backup`);
     },
 
     async switchover({ from, to, progress }) {
