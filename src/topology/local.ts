@@ -178,7 +178,9 @@ export function createLocalDriver(opts: LocalDriverOptions): TopologyDriver {
     const begun = Date.now();
     const target = await withNode(opts, p, async (c) => {
       await c.query('SELECT txid_current()');
-      return (await c.query<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn')).rows[0].lsn;
+      // The insert position: a transaction that only took an xid commits without waiting for its
+      // WAL to be written, so the write position (pg_current_wal_lsn) can still be before its commit.
+      return (await c.query<{ lsn: string }>('SELECT pg_current_wal_insert_lsn()::text AS lsn')).rows[0].lsn;
     });
     for (;;) {
       const ok = await withNode(opts, p, (c) => c.query<{ ok: boolean }>("SELECT replay_lsn >= $1::pg_lsn AS ok FROM pg_stat_replication WHERE application_name = $2 AND state = 'streaming'", [target, n.name])).then(

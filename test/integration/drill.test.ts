@@ -12,6 +12,7 @@ import { ConnectedClient, connectClient, RUNBOOK_ENVIRONMENT_KEY, RUNBOOK_NAME_K
 import { loadConfig, LoadedConfig } from '../../src/config/load';
 import { createLogger } from '../../src/observability/logger';
 import { nodeFiles, startNode, stopNode } from '../../src/system/postgres';
+import { createTopologyDriver } from '../../src/topology';
 import { StackState, startStack, stopStack } from '../../src/sandbox/stack';
 import type { DrillReport } from '../../src/reports/drill';
 import type { DrDrillResult } from '../../src/workflows/drDrill';
@@ -277,5 +278,24 @@ describe('the DR drill', () => {
     const after = await topology();
     assert.equal(after.replicaStreaming, true);
     assert.notEqual(after.primary, old.host);
+  });
+
+  test('a replica that streams but does not replay the primary\'s new commits is not counted as rejoined: the rejoin restarts it until it follows', async () => {
+    const before = await topology();
+    assert.equal(before.replicaStreaming, true);
+    const primary = nodes().find((n) => n.host === before.primary)!;
+    const replica = nodes().find((n) => n.host !== before.primary)!;
+    // Connected and streaming, but replay stopped: it would pass "streams" and "serves reads".
+    await sql(replica.host, 'SELECT pg_wal_replay_pause()');
+    const pausedBefore = await sql(replica.host, "SELECT pg_get_wal_replay_pause_state() AS state, inet_server_addr()::text AS addr");
+    const driver = createTopologyDriver(loaded.config.environments.sandbox.databases.main, loaded.baseDir)!;
+    const seen: Record<string, unknown>[] = [];
+    const r = await driver.rejoin({ member: replica.name, primary: primary.name, keepAsideSuffix: `test-${Date.now()}`, progress: (d) => seen.push(d) });
+    assert.notEqual(r.method, 'already a replica', `a paused replica is not taken as rejoined: ${JSON.stringify(r)} ${JSON.stringify(pausedBefore)}`);
+    assert.ok(seen.some((d) => d.waitingForReplay === replica.name), 'it waited for the new commit to be replayed');
+    assert.equal(typeof r.detail?.replayedNewCommitAfterMs, 'number');
+    const [{ paused }] = await sql<{ paused: boolean }>(replica.host, 'SELECT pg_is_wal_replay_paused() AS paused');
+    assert.equal(paused, false);
+    assert.equal((await topology()).replicaStreaming, true);
   });
 });
