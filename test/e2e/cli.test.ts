@@ -155,7 +155,7 @@ describe('runbook demo', () => {
   test('brings the stack up, runs the runbooks the Quickstart lists through a worker (13 runs), reports, and leaves nothing running', async () => {
     // Everything the demo starts inherits this tag, so processes of test files running alongside do not count.
     const tag = `demo-${process.pid}-${Date.now()}`;
-    const res = await runCli(['--json', 'demo'], { timeoutMs: 480_000, env: { RUNBOOK_TEST_TAG: tag } });
+    const res = await runCli(['--json', 'demo'], { timeoutMs: 900_000, env: { RUNBOOK_TEST_TAG: tag } });
     assert.equal(res.code, 0, res.stderr);
     const report = JSON.parse(res.stdout);
     assert.equal(report.ok, true);
