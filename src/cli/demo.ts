@@ -64,6 +64,11 @@ export async function runDemo(opts: { keep: boolean; json: boolean }): Promise<n
   let prodWorker: RunbookWorker | undefined;
   let generator: RunbookWorker | undefined;
   const runs: DemoRun[] = [];
+  /** Records a demo run that reports its own queue and text, and prints the text. */
+  const record = (runbook: string, o: { queue: string; ok: boolean; text: string }) => {
+    runs.push({ runbook, queue: o.queue, ok: o.ok, detail: o });
+    say(o.text);
+  };
   try {
     // The stack's configuration plus a release of web and a promotion across two environments (see demoRelease.ts).
     const { DEMO_PROD_ENV, createDemoApps, runDemoPromotion, runDemoRelease, writeDemoConfig } = await import('./demoRelease');
@@ -114,31 +119,19 @@ export async function runDemo(opts: { keep: boolean; json: boolean }): Promise<n
       runs.push({ runbook: 'rollout', queue: c.env.temporal.taskQueues.critical, ok: rollout.ok, detail: rollout });
       say(rollout.text);
       say('release of web 1.2: backup of the database, signed approval, migration Job (adds orders.gift_note), canary rollout...');
-      const release = await runDemoRelease(c, { requester, approver }, !opts.json);
-      runs.push({ runbook: 'release', queue: release.queue, ok: release.ok, detail: release });
-      say(release.text);
+      record('release', await runDemoRelease(c, { requester, approver }, !opts.json));
       say(`promotion of web 1.3: sandbox, a bake and a signed approval, then ${DEMO_PROD_ENV} (namespace prod, its own workers)...`);
-      const promotion = await runDemoPromotion(c, { requester, approver }, !opts.json);
-      runs.push({ runbook: 'promotion', queue: promotion.queue, ok: promotion.ok, detail: promotion });
-      say(promotion.text);
+      record('promotion', await runDemoPromotion(c, { requester, approver }, !opts.json));
       const { createGoLiveApp, runDemoAudit, runDemoGoLive, runDemoLoadTest, runDemoRollback, DEMO_GOLIVE_DEPLOYMENT } = await import('./demoOperations');
       say('rollback of web to its previous revision (1.3 -> 1.2), verified by its pods...');
-      const rollback = await runDemoRollback(c, !opts.json);
-      runs.push({ runbook: 'rollback', queue: rollback.queue, ok: rollback.ok, detail: rollback });
-      say(rollback.text);
+      record('rollback', await runDemoRollback(c, !opts.json));
       say('readiness audit of the sandbox against the production checklist (the sandbox is not production: the score says how far)...');
-      const audit = await runDemoAudit(c, !opts.json);
-      runs.push({ runbook: 'readinessAudit', queue: audit.queue, ok: audit.ok, detail: audit });
-      say(audit.text);
+      record('readinessAudit', await runDemoAudit(c, !opts.json));
       say(`go-live of ${DEMO_GOLIVE_DEPLOYMENT} 1.1: audit gate (the reviewer signs a waiver for each critical item the sandbox cannot prove), smoke tests, signed approval, rollout, watch window...`);
       await createGoLiveApp(stack.kubernetes!.kubeconfig);
-      const golive = await runDemoGoLive(c, { requester, approver }, !opts.json);
-      runs.push({ runbook: 'goLive', queue: golive.queue, ok: golive.ok, detail: golive });
-      say(golive.text);
+      record('goLive', await runDemoGoLive(c, { requester, approver }, !opts.json));
       say('load test: baseline, peak, the bench workers stopped for 4 s, recovery (5 s each; the failure phase misses its SLA by design)...');
-      const load = await runDemoLoadTest(c, !opts.json);
-      runs.push({ runbook: 'loadTest', queue: load.queue, ok: load.ok, detail: load });
-      say(load.text);
+      record('loadTest', await runDemoLoadTest(c, !opts.json));
     } finally {
       await c.close();
     }
