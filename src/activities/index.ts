@@ -206,7 +206,7 @@ function drillActivitiesFor(loaded: LoadedConfig, environment: string, store: Ob
   };
 }
 
-function kubernetesTargetFor(loaded: LoadedConfig, env: EnvironmentConfig): KubernetesTarget | undefined {
+export function kubernetesTargetFor(loaded: LoadedConfig, env: EnvironmentConfig): KubernetesTarget | undefined {
   const k = env.kubernetes;
   if (!k) return undefined;
   return {

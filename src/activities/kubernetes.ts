@@ -7,6 +7,8 @@ import { canonical, jsonPatch, lazyKubeApi, mergePatch, strategicMerge } from '.
 /** Annotations this project writes on every object it touches: which run and which step. */
 export const ANNOTATION_WORKFLOW = 'runbook.dev/workflow-id';
 export const ANNOTATION_STEP = 'runbook.dev/step';
+/** Set by an undo beside the two above: the revision it went back from (a retried undo does not undo again). */
+export const ANNOTATION_UNDONE_FROM = 'runbook.dev/undone-from-revision';
 export const ANNOTATION_STABLE_REPLICAS = 'runbook.dev/stable-replicas';
 export const LABEL_TRACK = 'runbook.dev/track';
 /** Flux's per-object switch: reconciliation of an object carrying it is suspended. */
@@ -617,9 +619,18 @@ export function createKubernetesActivities(opts: { environment: string; target: 
       allowed(input.deployment);
       const d = await mustRead(input.deployment);
       const fromRevision = revisionOf(d);
+      // A retry after this run's own undo went through (its worker died before it reported) must not
+      // undo again: the reverted template became the newest revision, so "the one before" would be the
+      // template just left. The undo's annotations say this run made it, and from which revision.
+      const notes = d.metadata?.annotations ?? {};
+      const mine = notes[ANNOTATION_WORKFLOW] === input.by.workflowId && notes[ANNOTATION_STEP] === input.by.step.slice(0, 200);
+      const undoneFrom = mine ? Number(notes[ANNOTATION_UNDONE_FROM]) : NaN;
       if (input.toImages) {
         const r = await setImages(input.deployment, input.toImages, input.by, true);
-        return { changed: r.changed, fromRevision, images: r.state.containers };
+        return { changed: r.changed || mine, fromRevision, images: r.state.containers };
+      }
+      if (Number.isInteger(undoneFrom) && undoneFrom > 0 && d.spec?.paused !== true) {
+        return { changed: true, fromRevision: undoneFrom, toRevision: fromRevision, images: imagesOf(d.spec!.template.spec) };
       }
       const sets = await replicaSets(d);
       const current = canonical(withoutHash(d.spec!.template));
@@ -638,7 +649,7 @@ export function createKubernetesActivities(opts: { environment: string; target: 
             body: [
               { op: 'replace', path: '/spec/template', value: template },
               { op: 'add', path: '/spec/paused', value: false },
-              { op: 'add', path: '/metadata/annotations', value: { ...(d.metadata?.annotations ?? {}), ...changeAnnotations(input.by) } },
+              { op: 'add', path: '/metadata/annotations', value: { ...(d.metadata?.annotations ?? {}), ...changeAnnotations(input.by), [ANNOTATION_UNDONE_FROM]: String(fromRevision) } },
             ],
           },
           jsonPatch(),

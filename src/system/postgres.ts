@@ -260,12 +260,14 @@ export async function controlData(dataDir: string): Promise<{ state?: string; ch
  * Renames a stopped node's data directory out of the way (dataDir.kept-SUFFIX) instead of deleting
  * it: a former primary's directory may hold the only copy of commits that never reached a replica.
  * Returns where it went with its last checkpoint LSN and timeline; a directory already gone is left.
+ * When dataDir.kept-SUFFIX exists already (an earlier attempt kept one), the next is numbered (.2, .3).
  */
 export async function keepDataDirAside(dataDir: string, suffix: string): Promise<{ path: string; lastLsn?: string; timeline?: number } | undefined> {
   if (!existsSync(join(dataDir, 'PG_VERSION'))) return undefined;
   if (nodeRunning(dataDir)) throw new Error(`PostgreSQL still runs on ${dataDir}: it must be stopped before its data directory is kept aside`);
-  const path = `${dataDir}.kept-${suffix}`;
-  if (existsSync(path)) throw new Error(`${path} exists already: refusing to overwrite a kept data directory`);
+  // A kept directory is never overwritten: a retried rejoin that keeps a second copy numbers it.
+  let path = `${dataDir}.kept-${suffix}`;
+  for (let i = 2; existsSync(path); i++) path = `${dataDir}.kept-${suffix}.${i}`;
   const ctl = await controlData(dataDir).catch(() => ({ checkpointLsn: undefined, timeline: undefined }));
   renameSync(dataDir, path);
   return { path, lastLsn: ctl.checkpointLsn, timeline: ctl.timeline };

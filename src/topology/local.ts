@@ -9,7 +9,9 @@ import type { Client } from 'pg';
 import { connectPg, PgServer } from '../activities/pg';
 import { classify, failure } from '../activities/errors';
 import { keepDataDirAside, newestTimeline, nodeFiles, nodeRunning, rebuildNode, rewindNode, startNode, stopNode, controlData, timelineSwitchPoint } from '../system/postgres';
-import { sleep } from '../system/process';
+import { rmSync, readFileSync, writeFileSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+import { processAlive, sleep } from '../system/process';
 import type { ClusterState, DrillMode, FaultResult, MemberState, NewPrimary, Progress, RejoinResult, TopologyDriver } from './types';
 
 export interface LocalNode {
@@ -66,6 +68,53 @@ async function inspectNode(opts: LocalDriverOptions, node: LocalNode): Promise<M
   } catch (err) {
     // The error itself rides along unserialised (not enumerable), for callers that classify it.
     return Object.defineProperty({ ...base, role: 'down' as const, state: nodeRunning(node.dataDir) ? 'not answering' : 'stopped', error: (err as Error).message }, 'cause', { value: err, enumerable: false });
+  }
+}
+
+/** Rejoins under way in this process, by data directory. */
+const rejoinsHere = new Map<string, Promise<void>>();
+
+/**
+ * Runs fn as the only rejoin of a data directory: in this process (an attempt the server gave up on
+ * can still be running when the retry starts) and across processes (a lock file beside the data
+ * directory, holding the pid; a dead holder's lock is taken over). A later attempt waits for the
+ * earlier one, so two attempts never stop, keep aside and copy the same directory at once.
+ */
+async function exclusively<T>(dataDir: string, progress: Progress, fn: () => Promise<T>): Promise<T> {
+  for (let earlier = rejoinsHere.get(dataDir); earlier; earlier = rejoinsHere.get(dataDir)) {
+    progress({ waitingForEarlierRejoin: dataDir, holder: process.pid });
+    await earlier;
+  }
+  let release!: () => void;
+  rejoinsHere.set(dataDir, new Promise<void>((r) => (release = r)));
+  const lock = join(dirname(dataDir), `.${basename(dataDir)}.rejoin.lock`);
+  try {
+    const deadline = Date.now() + 15 * 60_000;
+    for (;;) {
+      try {
+        writeFileSync(lock, `${process.pid}\n`, { flag: 'wx' });
+        break;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+        const holder = Number(readFileSync(lock, 'utf8').trim());
+        // No rejoin of this process holds it (checked above): a lock with our pid is a leftover.
+        if (!Number.isInteger(holder) || holder <= 0 || holder === process.pid || !processAlive(holder)) {
+          rmSync(lock, { force: true });
+          continue;
+        }
+        if (Date.now() > deadline) throw failure('ConnectionLost', `another rejoin of ${dataDir} (process ${holder}, lock ${lock}) still runs after 15 minutes`);
+        progress({ waitingForEarlierRejoin: dataDir, holder });
+        await sleep(1000);
+      }
+    }
+    try {
+      return await fn();
+    } finally {
+      rmSync(lock, { force: true });
+    }
+  } finally {
+    rejoinsHere.delete(dataDir);
+    release();
   }
 }
 
@@ -201,6 +250,64 @@ export function createLocalDriver(opts: LocalDriverOptions): TopologyDriver {
     return ms === undefined ? undefined : { ...c, detail: { ...(c.detail ?? {}), replayedNewCommitAfterMs: ms } };
   }
 
+  /** The rejoin itself (one at a time per node: see exclusively). */
+  async function rejoinNode(n: LocalNode, p: LocalNode, keepAsideSuffix: string, progress: Progress): Promise<RejoinResult> {
+    const before = await inspectNode(opts, p);
+    if (before.role === 'primary' && before.replicas?.some((r) => r.name === n.name && r.state === 'streaming')) {
+      // Already a replica (a retried rejoin): done if it follows; otherwise it is rewound or copied again below.
+      const done = await joined(n, p, { method: 'already a replica', streaming: true }, progress);
+      if (done) return done;
+    }
+    await stopNode(n.dataDir, 'fast');
+    let method = 'pg_rewind' as RejoinResult['method'];
+    let rewindError: string | undefined;
+    try {
+      await rewindNode(n.dataDir, n.name, source(p));
+    } catch (err) {
+      rewindError = (err as Error).message;
+    }
+    let keptAside: RejoinResult['keptAside'];
+    const rebuild = async (why: string) => {
+      try {
+        await stopNode(n.dataDir, 'fast');
+        // The old directory may hold commits that never reached the new primary: it is kept, never deleted.
+        keptAside = (await keepDataDirAside(n.dataDir, keepAsideSuffix)) ?? keptAside;
+        await rebuildNode(n.dataDir, n.name, source(p));
+      } catch (err) {
+        throw new Error(`making a fresh copy of ${n.name} from ${p.name} (${why}): ${(err as Error).message}`);
+      }
+      method = 'base backup';
+    };
+    if (rewindError) await rebuild(rewindError);
+    // A rewound node that cannot start (its WAL is not on the primary's timeline history) gets a fresh copy too.
+    let startError: string | undefined;
+    try {
+      await start(n);
+    } catch (err) {
+      if (method === 'base backup') throw err;
+      startError = (err as Error).message.split('\n')[0];
+    }
+    // A rewound node replays from its last checkpoint before it connects: on a busy host that takes a while.
+    if (!startError && (await streamsFrom(n, p, 20, progress))) {
+      const done = await joined(n, p, { method, streaming: true, keptAside, detail: rewindError ? { rewindError } : undefined }, progress);
+      if (done) return done;
+    }
+    if (method === 'base backup') throw failure('ConnectionLost', `${n.name} did not start following ${p.name} (streaming and replaying its commits) after a fresh base backup`);
+    // pg_rewind can judge "no rewind required" for a node whose WAL went past the fork point (its
+    // last checkpoint is before it); such a node never follows (at most it shows as streaming for a
+    // moment at each reconnection). A fresh copy always does.
+    rewindError = startError
+      ? `pg_rewind finished, but the node did not start: ${startError}`
+      : 'pg_rewind finished, but the node did not follow the primary within 20 s (streaming and replaying a new commit): its WAL went past the point where the timelines forked';
+    await rebuild(rewindError);
+    await start(n);
+    if (await streamsFrom(n, p, 30, progress)) {
+      const done = await joined(n, p, { method, streaming: true, keptAside, detail: { rewindError } }, progress);
+      if (done) return done;
+    }
+    throw failure('ConnectionLost', `${n.name} did not start following ${p.name}, neither after pg_rewind nor after a fresh base backup`);
+  }
+
   return {
     kind: 'local',
     describe,
@@ -246,46 +353,7 @@ export function createLocalDriver(opts: LocalDriverOptions): TopologyDriver {
     async rejoin({ member, primary, keepAsideSuffix, progress }): Promise<RejoinResult> {
       const n = node(member);
       const p = node(primary);
-      const before = await inspectNode(opts, p);
-      if (before.role === 'primary' && before.replicas?.some((r) => r.name === n.name && r.state === 'streaming')) {
-        // Already a replica (a retried rejoin): done if it follows; otherwise it is rewound or copied again below.
-        const done = await joined(n, p, { method: 'already a replica', streaming: true }, progress);
-        if (done) return done;
-      }
-      await stopNode(n.dataDir, 'fast');
-      let method = 'pg_rewind' as RejoinResult['method'];
-      let rewindError: string | undefined;
-      try {
-        await rewindNode(n.dataDir, n.name, source(p));
-      } catch (err) {
-        rewindError = (err as Error).message;
-      }
-      let keptAside: RejoinResult['keptAside'];
-      const rebuild = async () => {
-        await stopNode(n.dataDir, 'fast');
-        // The old directory may hold commits that never reached the new primary: it is kept, never deleted.
-        keptAside = (await keepDataDirAside(n.dataDir, keepAsideSuffix)) ?? keptAside;
-        await rebuildNode(n.dataDir, n.name, source(p));
-        method = 'base backup';
-      };
-      if (rewindError) await rebuild();
-      await start(n);
-      if (await streamsFrom(n, p, 8, progress)) {
-        const done = await joined(n, p, { method, streaming: true, keptAside, detail: rewindError ? { rewindError } : undefined }, progress);
-        if (done) return done;
-      }
-      if (method === 'base backup') throw failure('ConnectionLost', `${n.name} did not start following ${p.name} (streaming and replaying its commits) after a fresh base backup`);
-      // pg_rewind can judge "no rewind required" for a node whose WAL went past the fork point (its
-      // last checkpoint is before it); such a node never follows (at most it shows as streaming for a
-      // moment at each reconnection). A fresh copy always does.
-      rewindError = 'pg_rewind finished, but the node did not follow the primary: its WAL went past the point where the timelines forked';
-      await rebuild();
-      await start(n);
-      if (await streamsFrom(n, p, 30, progress)) {
-        const done = await joined(n, p, { method, streaming: true, keptAside, detail: { rewindError } }, progress);
-        if (done) return done;
-      }
-      throw failure('ConnectionLost', `${n.name} did not start following ${p.name}, neither after pg_rewind nor after a fresh base backup`);
+      return exclusively(n.dataDir, progress, () => rejoinNode(n, p, keepAsideSuffix, progress));
     },
 
     async switchover({ from, to, progress }) {

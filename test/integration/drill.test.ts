@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { WorkflowFailedError, WorkflowHandle } from '@temporalio/client';
@@ -296,6 +296,33 @@ describe('the DR drill', () => {
     assert.equal(typeof r.detail?.replayedNewCommitAfterMs, 'number');
     const [{ paused }] = await sql<{ paused: boolean }>(replica.host, 'SELECT pg_is_wal_replay_paused() AS paused');
     assert.equal(paused, false);
+    assert.equal((await topology()).replicaStreaming, true);
+  });
+
+  test('two rejoins of the same node at once (a retry while the attempt the server gave up on still runs) take turns: the second waits, then finds a replica that follows', async () => {
+    const before = await topology();
+    const primary = nodes().find((n) => n.host === before.primary)!;
+    const replica = nodes().find((n) => n.host !== before.primary)!;
+    // Paused replay makes the first rejoin restart the node, so the two would overlap without the lock.
+    await sql(replica.host, 'SELECT pg_wal_replay_pause()');
+    const driver = createTopologyDriver(loaded.config.environments.sandbox.databases.main, loaded.baseDir)!;
+    const order: string[] = [];
+    const rejoin = (who: string) => {
+      const seen: Record<string, unknown>[] = [];
+      return driver
+        .rejoin({ member: replica.name, primary: primary.name, keepAsideSuffix: `test-${who}-${Date.now()}`, progress: (d) => seen.push(d) })
+        .then((r) => {
+          order.push(who);
+          return { r, seen };
+        });
+    };
+    const [first, second] = await Promise.all([rejoin('first'), rejoin('second')]);
+    assert.deepEqual(order, ['first', 'second'], 'the second finished after the first');
+    assert.notEqual(first.r.method, 'already a replica', JSON.stringify(first.r));
+    assert.ok(second.seen.some((d) => d.waitingForEarlierRejoin === replica.dataDir), 'the second waited for the first');
+    assert.equal(second.r.method, 'already a replica', JSON.stringify(second.r));
+    assert.equal(typeof second.r.detail?.replayedNewCommitAfterMs, 'number');
+    assert.equal(existsSync(join(dirname(replica.dataDir), `.${basename(replica.dataDir)}.rejoin.lock`)), false, 'the lock is released');
     assert.equal((await topology()).replicaStreaming, true);
   });
 });

@@ -20,6 +20,8 @@ import type { RollbackResult } from '../../src/workflows/rollback';
 import { abortUpdate, promoteUpdate, RolloutInput, RolloutResult, rolloutStatusQuery } from '../../src/workflows/rollout';
 import { actOnRollout } from '../../src/cli/rollout';
 import { RunbookWorker } from '../../src/worker';
+import { createKubernetesActivities } from '../../src/activities/kubernetes';
+import { kubernetesTargetFor } from '../../src/activities/index';
 import { waitFor, operator } from '../helpers';
 
 const dir = mkdtempSync(join(tmpdir(), 'runbook-rollout-test-'));
@@ -172,6 +174,35 @@ describe('rollout', () => {
     // A second rollback to the same target changes nothing: the image named is already running.
     const again = await startRunbook(c, 'rollback', [{ environment: 'sandbox', deployment: 'shop', toImage: 'registry.sandbox.test/shop:1.0' }], { workflowId: `rollback-test-shop-again-${Date.now()}` });
     assert.equal(((await again.handle.result()) as RollbackResult).changed, false);
+  });
+
+  test("a retried undo (its first attempt went through, then its worker died) does not undo again: one revision more, on the previous image, reported as this run's change", async () => {
+    await apps.patchNamespacedDeployment({ name: 'shop', namespace: 'default', body: { spec: { template: { spec: { containers: [{ name: 'shop', image: 'registry.sandbox.test/shop:1.2' }] } } } } }, k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.StrategicMergePatch));
+    await waitFor('shop on 1.2', async () => (await image('shop')) === 'registry.sandbox.test/shop:1.2', 60_000, 250);
+    const revision = async () => Number((await apps.readNamespacedDeployment({ name: 'shop', namespace: 'default' })).metadata?.annotations?.['deployment.kubernetes.io/revision']);
+    const onRevision = await revision();
+    const env = loaded.config.environments.sandbox;
+    const acts = createKubernetesActivities({ environment: 'sandbox', target: kubernetesTargetFor(loaded, env) });
+    const by = { workflowId: `undo-retry-${Date.now()}`, step: 'rollback' };
+    const first = await acts.undoDeployment({ deployment: 'shop', by });
+    assert.equal(first.changed, true);
+    assert.equal(first.fromRevision, onRevision);
+    assert.equal(await image('shop'), 'registry.sandbox.test/shop:1.0');
+    // The controller numbers the revision once it has seen the change.
+    await waitFor('the undo numbered as a new revision', async () => (await revision()) === onRevision + 1, 60_000, 100);
+    // The same call again, as the retry of an attempt whose result was lost.
+    const retry = await acts.undoDeployment({ deployment: 'shop', by });
+    assert.deepEqual([retry.changed, retry.fromRevision], [true, onRevision], JSON.stringify(retry));
+    assert.equal(await image('shop'), 'registry.sandbox.test/shop:1.0', 'not undone back to 1.2');
+    await waitFor('the controller caught up', async () => {
+      const d = await apps.readNamespacedDeployment({ name: 'shop', namespace: 'default' });
+      return (d.status?.observedGeneration ?? 0) >= (d.metadata?.generation ?? 0);
+    }, 60_000, 100);
+    assert.equal(await revision(), onRevision + 1, 'no second revision');
+    // Another run's undo is a new undo: it goes back to the revision before (1.2).
+    const other = await acts.undoDeployment({ deployment: 'shop', by: { workflowId: `undo-other-${Date.now()}`, step: 'rollback' } });
+    assert.equal(other.changed, true);
+    assert.equal(await image('shop'), 'registry.sandbox.test/shop:1.2');
   });
 
   test('an unauthorized approver is refused at once and the rollout keeps waiting', async () => {

@@ -30,3 +30,22 @@ test('a killed file without a summary gives its last lines; a long digest is cut
   assert.equal(cut.length, 11);
   assert.match(cut[10], /90 more lines/);
 });
+
+test('stack frames and error bookkeeping are left out and long lines are cut, so several files fit in the tail', () => {
+  const output = [
+    '✖ failing tests:',
+    '✖ the drill passes (37859ms)',
+    '  Error [WorkflowFailedError]: Workflow execution failed',
+    '      at WorkflowClient.result (/x/workflow-client.ts:977:15)',
+    `    cause: ApplicationFailure: drill failed: ${'x'.repeat(400)}`,
+    "      failure: { message: 'long', source: 'TypeScriptSDK' },",
+    "    code: 'ERR_ASSERTION',",
+    '  }',
+  ].join('\n');
+  const lines = failureDigest(output).split('\n');
+  assert.ok(lines.includes('✖ the drill passes (37859ms)'));
+  assert.ok(lines.some((l) => l.includes('Workflow execution failed')));
+  assert.ok(lines.every((l) => !/^\s+at /.test(l) && !/code: 'ERR_ASSERTION'/.test(l) && l.trim() !== '}'), lines.join('\n'));
+  const cause = lines.find((l) => l.includes('cause: ApplicationFailure'))!;
+  assert.ok(cause.length <= 241 && cause.endsWith('…'), cause);
+});
