@@ -1,4 +1,6 @@
 import { Attestation, ITEM_ID } from '../checklist/attestation';
+import { ReadinessReport, renderAuditHtml } from '../reports/audit';
+import type { ReportLinks } from '../reports/html';
 import { checkServedEnvironment, failure } from './errors';
 import type { ObjectStore } from './s3';
 
@@ -6,7 +8,7 @@ import type { ObjectStore } from './s3';
  * What the readiness audit reads and writes besides the checks: who may attest, the attestations
  * kept in the backup bucket (so they outlive one audit and expire on their own), and the report.
  */
-export function createAuditActivities(deps: { environment: string; approvers: string[]; rpoMs?: number; reports?: { store: ObjectStore; prefix: string } }) {
+export function createAuditActivities(deps: { environment: string; approvers: string[]; rpoMs?: number; reports?: { store: ObjectStore; prefix: string; links?: ReportLinks } }) {
   const attestationPrefix = () => `${deps.reports!.prefix}attestations/`;
   return {
     async describeAuditTarget(input: { environment: string }): Promise<{ approvers: string[]; rpoMs?: number; attestationsKept: boolean }> {
@@ -59,7 +61,9 @@ export function createAuditActivities(deps: { environment: string; approvers: st
       const base = `${deps.reports.prefix}audits/${input.auditId}/report`;
       await deps.reports.store.putJson(`${base}.json`, input.json);
       await deps.reports.store.putText(`${base}.md`, input.markdown, 'text/markdown');
-      await deps.reports.store.putText(`${base}.html`, input.html, 'text/html');
+      const r = input.json as ReadinessReport | undefined;
+      const html = r && typeof r === 'object' && Array.isArray(r.sections) && typeof r.workflowId === 'string' ? renderAuditHtml(r, deps.reports.links) : input.html;
+      await deps.reports.store.putText(`${base}.html`, html, 'text/html');
       return { keys: [`${base}.json`, `${base}.md`, `${base}.html`] };
     },
   };

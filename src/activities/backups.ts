@@ -1,4 +1,5 @@
 import { CancelledFailure, Context, log } from '@temporalio/activity';
+import type { ReportLinks } from '../reports/html';
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createWriteStream, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -14,7 +15,7 @@ import { checkServedEnvironment, classify, failure } from './errors';
 import { planParts, uploadInGrowingParts } from './multipart';
 import { heartbeater, withHeartbeat } from './heartbeat';
 import { connectPg, listTables, PgServer, pgToolEnv, quoteIdent, serverVersion, tableStats, TableStats } from './pg';
-import { renderRestoreReportMarkdown, RestoreReport } from './reports';
+import { renderRestoreReportHtml, renderRestoreReportMarkdown, RestoreReport } from './reports';
 import type { ObjectStore } from './s3';
 
 /**
@@ -62,6 +63,8 @@ export interface BackupDeps {
   retention: { keepLast?: number; maxAgeMs?: number };
   /** S3's part-count limit, lowered only to test that dumps stay within it. */
   multipart?: { maxParts: number };
+  /** The Temporal UI, for links in the restore test's HTML page. */
+  links?: ReportLinks;
 }
 
 export interface BackupManifest {
@@ -708,16 +711,17 @@ export function createBackupActivities(deps: BackupDeps) {
     },
 
     /** The restore test's report, as JSON and Markdown, next to the backup it tested. */
-    async writeRestoreReport(input: { report: RestoreReport }): Promise<{ jsonKey: string; markdownKey: string }> {
+    async writeRestoreReport(input: { report: RestoreReport }): Promise<{ jsonKey: string; markdownKey: string; htmlKey: string }> {
       const { report } = input;
       target(report.database);
       if (!/^[a-z0-9-]{4,64}$/.test(report.testId)) throw failure('InvalidInput', `report testId '${report.testId}' is not a test id`);
       const dir = report.backupId ? keysFor(report.database, report.backupId).base : backupPrefix(report.database);
       const base = `${dir}restore-tests/${report.testId}`;
-      const keys = { jsonKey: `${base}.json`, markdownKey: `${base}.md` };
+      const keys = { jsonKey: `${base}.json`, markdownKey: `${base}.md`, htmlKey: `${base}.html` };
       return withHeartbeat(async () => {
         await deps.store.putJson(keys.jsonKey, report);
         await deps.store.putText(keys.markdownKey, renderRestoreReportMarkdown(report), 'text/markdown');
+        await deps.store.putText(keys.htmlKey, renderRestoreReportHtml(report, deps.links), 'text/html');
         return keys;
       });
     },

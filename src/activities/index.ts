@@ -1,4 +1,5 @@
 import type { LoadedConfig } from '../config/load';
+import type { ReportLinks } from '../reports/html';
 import { credentialFor } from '../config/pgRoles';
 import { selectEnvironment } from '../config/load';
 import { readSecret } from '../config/secrets';
@@ -85,6 +86,7 @@ function backupActivitiesFor(loaded: LoadedConfig, environment: string, store: O
     databases,
     retention: { keepLast: env.backups.retention.keepLast, maxAgeMs: env.backups.retention.maxAge },
     multipart: { maxParts: env.backups.multipart.maxParts },
+    links: reportLinks(env),
   });
 }
 
@@ -156,7 +158,7 @@ function physicalBackupActivitiesFor(loaded: LoadedConfig, environment: string, 
       },
     };
   }
-  return createPhysicalBackupActivities({ environment, databases, reports: env.backups && store ? { store, prefix: env.backups.prefix } : undefined });
+  return createPhysicalBackupActivities({ environment, databases, reports: env.backups && store ? { store, prefix: env.backups.prefix, links: reportLinks(env) } : undefined });
 }
 
 function dnsProviderFor(loaded: LoadedConfig, dns: NonNullable<EnvironmentConfig['dns']>): DnsProvider {
@@ -197,13 +199,18 @@ function drillActivitiesFor(loaded: LoadedConfig, environment: string, store: Ob
     approvers: env.approvers.drDrill ?? env.approvers.default ?? [],
     rpoMs: env.targets.rpo,
     rtoMs: env.targets.rto,
-    reports: env.backups && store ? { store, prefix: env.backups.prefix } : undefined,
+    reports: env.backups && store ? { store, prefix: env.backups.prefix, links: reportLinks(env) } : undefined,
   };
   return {
     // Drills started before the topology drivers finish on the activities they were written against.
     ...createLegacyDrillActivities({ ...common, targets: legacy, driver: localDriver }),
     ...createDrillActivities({ ...common, targets, ackLogDir: loaded.config.worker.drillWriteLogDir ?? join(tmpdir(), 'runbook-drill-writes') }),
   };
+}
+
+/** Where run pages link their runs: the environment's Temporal UI (notifications.temporalUiUrl) and namespace. */
+function reportLinks(env: EnvironmentConfig): ReportLinks {
+  return { temporalUi: env.notifications?.temporalUiUrl, namespace: env.temporal.namespace };
 }
 
 export function kubernetesTargetFor(loaded: LoadedConfig, env: EnvironmentConfig): KubernetesTarget | undefined {
@@ -309,10 +316,10 @@ export function createActivities(loaded: LoadedConfig, environment: string, temp
       environment,
       approvers: env.approvers.readinessAudit ?? env.approvers.default ?? [],
       rpoMs: env.targets.rpo,
-      reports: env.backups && store ? { store, prefix: env.backups.prefix } : undefined,
+      reports: env.backups && store ? { store, prefix: env.backups.prefix, links: reportLinks(env) } : undefined,
     }),
     ...kubernetesActivitiesFor(loaded, environment, env),
-    ...createReleaseActivities({ loaded, environment, reports: env.backups && store ? { store, prefix: env.backups.prefix } : undefined }),
+    ...createReleaseActivities({ loaded, environment, reports: env.backups && store ? { store, prefix: env.backups.prefix, links: reportLinks(env) } : undefined }),
     ...createDatabaseRestoreActivities({
       environment,
       store,
@@ -323,7 +330,7 @@ export function createActivities(loaded: LoadedConfig, environment: string, temp
       environment,
       approvers: env.approvers.goLive ?? env.approvers.default ?? [],
       taskQueues: env.temporal.taskQueues,
-      reports: env.backups && store ? { store, prefix: env.backups.prefix } : undefined,
+      reports: env.backups && store ? { store, prefix: env.backups.prefix, links: reportLinks(env) } : undefined,
     }),
     ...temporalConfigActivitiesFor(loaded, environment, store),
     ...createLoadTestActivities({ environment, config: env.loadTest, production: env.production, batchQueue: env.temporal.taskQueues.batch, settings: () => temporalConnectionSettings(loaded, env.temporal), dataConverter: dataConverterFor(loaded, environment, env.temporal) }),

@@ -11,7 +11,7 @@ import { checkServedEnvironment, classify, failure } from './errors';
 import { heartbeater, withHeartbeat } from './heartbeat';
 import { pgbackrestFailure, physicalContext, PhysicalDeps, SCRATCH_PREFIX } from './pgbackrestContext';
 import { createPhysicalRestoreActivities } from './pgbackrestRestore';
-import { renderRestoreReportMarkdown, RestoreReport } from './reports';
+import { renderRestoreReportHtml, renderRestoreReportMarkdown, RestoreReport } from './reports';
 import { scratchPaths } from '../system/scratch';
 
 export type { ArchiverState, PhysicalDeps, PhysicalNode, PhysicalTarget, RepositoryOverview } from './pgbackrestContext';
@@ -168,17 +168,19 @@ export function createPhysicalBackupActivities(deps: PhysicalDeps) {
     },
 
     /** The restore test's report as JSON and Markdown under <prefix><database>/pgbackrest/restore-tests/. */
-    async writePhysicalRestoreReport(input: { report: RestoreReport }): Promise<{ jsonKey: string; markdownKey: string }> {
+    async writePhysicalRestoreReport(input: { report: RestoreReport }): Promise<{ jsonKey: string; markdownKey: string; htmlKey: string }> {
       const { report } = input;
       target(report.database);
       if (!deps.reports) throw failure('InvalidInput', `environment ${deps.environment} has no backups: section to write restore-test reports to`);
       if (!/^[a-z0-9-]{4,64}$/.test(report.testId)) throw failure('InvalidInput', `report testId '${report.testId}' is not a test id`);
       const base = `${deps.reports.prefix}${report.database}/pgbackrest/restore-tests/${report.testId}`;
-      const keys = { jsonKey: `${base}.json`, markdownKey: `${base}.md` };
+      const keys = { jsonKey: `${base}.json`, markdownKey: `${base}.md`, htmlKey: `${base}.html` };
       const store = deps.reports.store;
+      const links = deps.reports.links;
       return withHeartbeat(async () => {
         await store.putJson(keys.jsonKey, report);
         await store.putText(keys.markdownKey, renderRestoreReportMarkdown(report), 'text/markdown');
+        await store.putText(keys.htmlKey, renderRestoreReportHtml(report, links), 'text/html');
         return keys;
       });
     },

@@ -4,6 +4,7 @@
  * scratch instance. The activities themselves are in pgbackrest.ts (backups, the repository, reports)
  * and pgbackrestRestore.ts (restores into scratch instances and their proof).
  */
+import type { ReportLinks } from '../reports/html';
 import { chownSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -73,7 +74,7 @@ export interface PhysicalTarget {
 export interface PhysicalDeps {
   environment: string;
   databases: Record<string, PhysicalTarget>;
-  reports?: { store: ObjectStore; prefix: string };
+  reports?: { store: ObjectStore; prefix: string; links?: ReportLinks };
   /** pgBackRest's lock files (default: under the system temp directory). */
   lockDir?: string;
 }

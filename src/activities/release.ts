@@ -1,4 +1,7 @@
 import type { LoadedConfig } from '../config/load';
+import { isRunReport } from '../reports/html';
+import { renderReleaseHtml, ReleaseReport } from '../reports/release';
+import type { ReportLinks } from '../reports/html';
 import type { QueueKind } from '../config/schema';
 import type { AnalysisSpec } from '../workflows/lib/analysis';
 import { checkServedEnvironment, failure } from './errors';
@@ -43,14 +46,16 @@ const ID = /^[a-z0-9-]{4,80}$/;
  * What the release and promotion runbooks read from config, checked against the worker's environment,
  * and where their reports go (next to the go-live and drill reports in the backup bucket).
  */
-export function createReleaseActivities(deps: { loaded: LoadedConfig; environment: string; reports?: { store: ObjectStore; prefix: string } }) {
-  const write = async (kind: 'releases' | 'promotions', id: string, json: unknown, markdown: string): Promise<{ keys: string[] }> => {
+export function createReleaseActivities(deps: { loaded: LoadedConfig; environment: string; reports?: { store: ObjectStore; prefix: string; links?: ReportLinks } }) {
+  const write = async (kind: 'releases' | 'promotions', id: string, json: unknown, markdown: string, html?: (links?: ReportLinks) => string): Promise<{ keys: string[] }> => {
     if (!deps.reports) return { keys: [] };
     if (!ID.test(id)) throw failure('InvalidInput', `report id '${id}' is not a plain id`);
     const base = `${deps.reports.prefix}${kind}/${id}/report`;
     await deps.reports.store.putJson(`${base}.json`, json);
     await deps.reports.store.putText(`${base}.md`, markdown, 'text/markdown');
-    return { keys: [`${base}.json`, `${base}.md`] };
+    if (!html) return { keys: [`${base}.json`, `${base}.md`] };
+    await deps.reports.store.putText(`${base}.html`, html(deps.reports.links), 'text/html');
+    return { keys: [`${base}.json`, `${base}.md`, `${base}.html`] };
   };
   return {
     async describeRelease(input: { environment: string; deployment: string }): Promise<ReleasePlan> {
@@ -102,7 +107,8 @@ export function createReleaseActivities(deps: { loaded: LoadedConfig; environmen
       };
     },
 
-    writeReleaseReport: (input: { releaseId: string; json: unknown; markdown: string }) => write('releases', input.releaseId, input.json, input.markdown),
+    writeReleaseReport: (input: { releaseId: string; json: unknown; markdown: string }) =>
+      write('releases', input.releaseId, input.json, input.markdown, isRunReport(input.json) ? (links) => renderReleaseHtml(input.json as ReleaseReport, links) : undefined),
     writePromotionReport: (input: { promotionId: string; json: unknown; markdown: string }) => write('promotions', input.promotionId, input.json, input.markdown),
   };
 }

@@ -1,3 +1,4 @@
+import { esc, renderRunPage, ReportLinks } from '../reports/html';
 /** What a restore test found, as written next to the backup (JSON) and rendered for people (Markdown). */
 export interface RestoreReport {
   testId: string;
@@ -85,4 +86,37 @@ export function renderRestoreReportMarkdown(r: RestoreReport): string {
   lines.push('', '## Checks', '', '| check | result | detail |', '| --- | --- | --- |');
   for (const c of r.checks) lines.push(`| ${cell(c.name)} | ${c.passed ? 'pass' : '**FAIL**'} | ${cell(c.detail)} |`);
   return `${lines.join('\n')}\n`;
+}
+
+/** The restore test's page: the verdict, the recovery point and its age against the RPO, the restore, every check. */
+export function renderRestoreReportHtml(r: RestoreReport, links?: ReportLinks): string {
+  const summary: [string, string][] = [
+    ['Environment / database', `${r.environment} / ${r.database}`],
+    ['Started / ended', `${r.startedAt} to ${r.endedAt}`],
+    ['Recovery point', r.backupId ? `${r.backupId} (${r.selection}), taken ${r.backupEndedAt}, age ${duration(r.backupAgeMs)}` : `none (${r.selection})`],
+    ['RPO', r.rpo.limitMs === undefined ? 'no target set' : `newest backup ${duration(r.rpo.newestBackupAgeMs)} old, target ${duration(r.rpo.limitMs)}: ${r.rpo.met ? 'met' : 'VIOLATED'}`],
+  ];
+  const p = r.pitr;
+  if (p) {
+    summary.push(
+      ['Stanza / backup', `${p.stanza} / ${p.backup ? `${p.backup.label} (${p.backup.type}, ended ${p.backup.stoppedAt})` : 'none'}`],
+      ['Target', p.target?.description ?? 'none'],
+      ['Restore and replay', `restore ${duration(p.restoreMs)}, replay ${duration(p.replayMs)}${p.walReplayedBytes !== undefined ? `, ${(p.walReplayedBytes / 1_048_576).toFixed(1)} MB of WAL` : ''}`],
+      ['Recovery ended', `${p.stoppedBecause ?? '-'}${p.lastTransactionAt ? `; last transaction ${p.lastTransactionAt}` : ''}`],
+      ['WAL archive', p.archive ? `${p.archive.min ?? '-'} to ${p.archive.max ?? '-'}, ${p.archive.missing.length ? `MISSING ${p.archive.missing.join(', ')}` : 'none missing'}` : '-'],
+      ['Scratch instance', `${r.scratchInstance ?? '-'}: ${r.scratchDropped ? 'removed' : 'NOT removed'}`],
+    );
+  } else {
+    summary.push(
+      ['Restore', r.restore ? `${r.restore.bytes} bytes in ${duration(r.restore.durationMs)} (${r.restore.mode}, ${r.restore.jobs} job${r.restore.jobs === 1 ? '' : 's'})` : 'not run'],
+      ['Scratch database', `${r.scratchDatabase}${r.scratchInstance ? ` in scratch instance ${r.scratchInstance}` : ''}: ${r.scratchDropped ? 'dropped' : 'NOT dropped'}`],
+    );
+  }
+  const checks = `<table class="checks"><thead><tr><th>check</th><th>result</th><th>detail</th></tr></thead><tbody>${r.checks
+    .map((c) => `<tr class="${c.passed ? 'pass' : 'fail'}"><td>${esc(c.name)}</td><td style="font-weight:bold;color:${c.passed ? '#2e7d32' : '#c62828'}">${c.passed ? 'pass' : 'FAIL'}</td><td>${esc(c.detail)}</td></tr>`)
+    .join('')}</tbody></table>`;
+  return renderRunPage(
+    { kind: 'Restore test', title: `${r.environment} / ${r.database} ${r.testId}`, verdict: r.passed ? 'PASSED' : 'FAILED', ok: r.passed, summary, reasons: r.reasons, sections: [{ title: 'Checks', html: checks }], runs: [{ label: 'this restore test', workflowId: r.workflowId }] },
+    links,
+  );
 }

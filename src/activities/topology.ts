@@ -4,6 +4,9 @@
  * service endpoint: a DNS name the drill switches, or an address that follows the leader by itself
  * (HAProxy with Patroni's health checks, a VIP), which the drill only watches.
  */
+import { isRunReport } from '../reports/html';
+import { DrillReport, renderDrillHtml } from '../reports/drill';
+import type { ReportLinks } from '../reports/html';
 import { Context, log } from '@temporalio/activity';
 import type { Client } from 'pg';
 import type { ClusterState, DrillMode, TopologyDriver } from '../topology';
@@ -40,7 +43,7 @@ export interface DrillDeps {
   approvers: string[];
   rpoMs?: number;
   rtoMs?: number;
-  reports?: { store: ObjectStore; prefix: string };
+  reports?: { store: ObjectStore; prefix: string; links?: ReportLinks };
   /** Where the write load records acknowledged commits (one file per drill), outside any worker's memory. */
   ackLogDir: string;
 }
@@ -288,7 +291,9 @@ export function createDrillActivities(deps: DrillDeps) {
       const base = `${deps.reports.prefix}drills/${input.drillId}/report`;
       await deps.reports.store.putJson(`${base}.json`, input.json);
       await deps.reports.store.putText(`${base}.md`, input.markdown, 'text/markdown');
-      await deps.reports.store.putText(`${base}.html`, input.html, 'text/html');
+      // The page is drawn here, where the Temporal UI's address is known; the workflow's own is kept for a report without steps.
+      const html = isRunReport(input.json) ? renderDrillHtml(input.json as DrillReport, deps.reports.links) : input.html;
+      await deps.reports.store.putText(`${base}.html`, html, 'text/html');
       return { keys: [`${base}.json`, `${base}.md`, `${base}.html`] };
     },
   };

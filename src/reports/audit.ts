@@ -1,4 +1,5 @@
 import type { Attestation } from '../checklist/attestation';
+import { renderRunPage, ReportLinks } from './html';
 import type { ItemStatus, Severity } from '../checklist/catalog';
 
 /** One checklist item as the audit found it. */
@@ -122,7 +123,7 @@ export function renderAuditMarkdown(r: ReadinessReport): string {
 
 const COLORS: Record<ItemStatus, string> = { pass: '#2e7d32', attested: '#1565c0', fail: '#c62828', unknown: '#9e9e9e' };
 
-export function renderAuditHtml(r: ReadinessReport): string {
+export function renderAuditHtml(r: ReadinessReport, links?: ReportLinks): string {
   const bar = (s: AuditSection) => {
     const total = s.items.length || 1;
     let x = 0;
@@ -134,7 +135,7 @@ export function renderAuditHtml(r: ReadinessReport): string {
     });
     return `<svg xmlns="http://www.w3.org/2000/svg" width="300" height="14" role="img" aria-label="${esc(`${s.name}: ${countsText(s.counts)}`)}">${parts.join('')}</svg>`;
   };
-  const rows = r.sections
+  const sections = r.sections
     .map((s) => {
       const items = s.items
         .map(
@@ -143,18 +144,29 @@ export function renderAuditHtml(r: ReadinessReport): string {
             `<td style="color:${COLORS[i.status]};font-weight:bold">${i.status}</td><td>${esc(i.summary)}<details><summary>evidence</summary><pre>${esc(JSON.stringify(i.evidence, null, 2))}</pre></details></td></tr>`,
         )
         .join('\n');
-      return `<h2>${esc(s.name)} — ${pct(s.score)}</h2>${bar(s)}<table><tr><th>item</th><th>subsection</th><th>severity</th><th>proof</th><th>status</th><th>finding</th></tr>\n${items}</table>`;
-    })
-    .join('\n');
-  const blocking = r.blocking.length ? `<h2>Critical items not proved</h2><ul>${r.blocking.map((b) => `<li><code>${esc(b.id)}</code> (${b.status}): ${esc(b.summary)}</li>`).join('')}</ul>` : '';
-  return `<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Readiness audit ${esc(r.environment)} ${esc(r.auditId)}</title>
-<style>body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse;width:100%}td,th{border:1px solid #ddd;padding:4px;vertical-align:top;text-align:left}pre{white-space:pre-wrap;font-size:11px}</style></head>
-<body><h1>Readiness audit: ${esc(r.environment)} ${r.ready ? 'READY' : 'NOT READY'} — ${pct(r.score)}</h1>
-<p>Audit <code>${esc(r.auditId)}</code> (workflow <code>${esc(r.workflowId)}</code>), ${esc(r.startedAt)} to ${esc(r.endedAt)}. ${esc(countsText(r.counts))}.</p>
-${r.coverage ? `<p>Coverage: ${esc(coverageText(r.coverage))}.</p>` : ''}${r.trend?.length ? `<p>Score trend: ${esc(trendText(r.trend))}.</p>` : ''}
-${blocking}
-${rows}
-</body></html>
-`;
+      return { title: `${s.name} — ${pct(s.score)}`, html: `${bar(s)}<table><tr><th>item</th><th>subsection</th><th>severity</th><th>proof</th><th>status</th><th>finding</th></tr>\n${items}</table>` };
+    });
+  const summary: [string, string][] = [
+    ['Environment', r.environment],
+    ['Score', pct(r.score)],
+    ['Items', countsText(r.counts)],
+    ['Started / ended', `${r.startedAt} to ${r.endedAt}`],
+  ];
+  if (r.coverage) summary.push(['Coverage', coverageText(r.coverage)]);
+  if (r.trend?.length) summary.push(['Score trend', trendText(r.trend)]);
+  if (r.attestations.length) summary.push(['Attestations', r.attestations.map((a) => `${a.item} by ${a.by} (expires ${a.expiresAt})`).join('; ')]);
+  if (r.refusedAttestations.length) summary.push(['Refused attestations', r.refusedAttestations.map((x) => `${x.by} for ${x.item}: ${x.problem}`).join('; ')]);
+  return renderRunPage(
+    {
+      kind: 'Readiness audit',
+      title: `${r.environment} ${r.auditId}`,
+      verdict: r.ready ? 'READY' : 'NOT READY',
+      ok: r.ready,
+      summary,
+      reasons: r.blocking.map((b) => `critical item not proved: ${b.id} (${b.status}): ${b.summary}`),
+      sections,
+      runs: [{ label: 'this audit', workflowId: r.workflowId }],
+    },
+    links,
+  );
 }

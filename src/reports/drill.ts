@@ -2,6 +2,7 @@ import type { StepRecord } from '../workflows/lib/timeline';
 import type { GateRecord } from '../workflows/lib/gate';
 import type { FailoverSettings, KeptDataDirectory } from '../topology/types';
 import type { LostWrites } from '../activities/writeLoad';
+import { renderRunPage, ReportLinks } from './html';
 
 /** The write load's outcome: commits acknowledged during the drill and those the failover lost. */
 export type DrillWrites = LostWrites & { rate: number; writerError: string | null };
@@ -125,15 +126,40 @@ export function renderTimelineSvg(steps: StepRecord[]): string {
   );
 }
 
-export function renderDrillHtml(r: DrillReport): string {
-  const md = renderDrillMarkdown(r);
-  return `<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>DR drill ${esc(r.drillId)}</title>
-<style>body{font-family:system-ui,sans-serif;margin:2em;max-width:1000px}pre{white-space:pre-wrap;background:#f5f5f5;padding:1em}</style></head>
-<body><h1>DR drill ${r.passed ? 'passed' : 'FAILED'}: ${esc(r.environment)} / ${esc(r.database)} (${r.mode})</h1>
-<p>RTO ${secs(r.rto?.ms)} (target ${secs(r.rto?.targetMs)}) · RPO ${secs(r.rpo?.ms)} (target ${secs(r.rpo?.targetMs)}) · approved by ${esc(r.approval?.by ?? '-')}</p>
-${r.steps.length ? renderTimelineSvg(r.steps) : ''}
-<pre>${esc(md)}</pre>
-</body></html>
-`;
+/** The drill's page: verdict, RTO and RPO against target, approval, failback, the timeline chart, each step's evidence. */
+export function renderDrillHtml(r: DrillReport, links?: ReportLinks): string {
+  const target = (ms: number | undefined, met: boolean | null | undefined) => `target ${secs(ms)}: ${met === null || met === undefined ? 'no target' : met ? 'met' : 'MISSED'}`;
+  const summary: [string, string][] = [
+    ['Environment / database', `${r.environment} / ${r.database}`],
+    ['Mode', r.mode],
+    ['Started / ended', `${r.startedAt} to ${r.endedAt}`],
+    ['RTO', r.rto ? `${secs(r.rto.ms)} (${target(r.rto.targetMs, r.rto.met)})` : 'not measured'],
+  ];
+  if (r.rto?.split) summary.push(['RTO split', `detection ${secs(r.rto.split.detectionMs)}${r.rto.detectionBoundMs !== undefined ? ` (bound ${secs(r.rto.detectionBoundMs)})` : ''}, promotion ${secs(r.rto.split.promotionMs)}, endpoint switch ${secs(r.rto.split.endpointMs)}, first verified write ${secs(r.rto.split.firstWriteMs)}`]);
+  summary.push(['RPO', r.rpo ? `${secs(r.rpo.ms)}, ${r.rpo.lostRows ?? (r.rpo.markerPresent ? 0 : 1)} acknowledged rows and ${r.rpo.lostBytes} WAL bytes lost (${target(r.rpo.targetMs, r.rpo.met)}); ${r.rpo.synchronousMode ? 'synchronous' : 'asynchronous'} replication` : 'not measured']);
+  if (r.rpo?.writes) summary.push(['Write load', `${r.rpo.writes.rate}/s: ${r.rpo.writes.acknowledged} commits acknowledged, ${r.rpo.writes.lost} lost`]);
+  summary.push(['Approval', r.approval ? `${r.approval.outcome}${r.approval.by ? ` by ${r.approval.by}` : ''}${r.approval.closedAt ? ` at ${r.approval.closedAt}` : ''}${r.approval.reason ? `: ${r.approval.reason}` : ''}` : 'not reached']);
+  for (const a of r.approval?.approvals ?? []) summary.push(['Signed', `${a.act} by ${a.principal}, key ${a.fingerprint}, signed ${a.signedAt}${a.reason ? `: ${a.reason}` : ''}`]);
+  summary.push(['Primary before / after', `${r.primaryBefore ?? '-'} / ${r.primaryAfter ?? '-'}`], ['Driver / service endpoint', `${r.driver ?? 'local'} / ${r.serviceEndpoint ?? '-'}`]);
+  if (r.settings) summary.push(['Failover settings', settingsText(r.settings)]);
+  if (r.plan?.length) summary.push(['Plan', r.plan.join('; ')]);
+  summary.push([
+    'Failback',
+    !r.failback ? '-' : 'skipped' in r.failback ? `skipped (${r.failback.skipped})` : `${r.failback.method}, replica streaming: ${r.failback.streaming}${r.failback.keptAside ? `; old data directory kept at ${r.failback.keptAside.path}` : ''}`,
+  ]);
+  if (r.compensation.length) summary.push(['Compensation', r.compensation.map((c) => `${c.name}: ${c.ok ? 'done' : `FAILED (${c.error})`}`).join('; ')]);
+  return renderRunPage(
+    {
+      kind: 'DR drill',
+      title: `${r.environment} / ${r.database} (${r.mode}) ${r.drillId}`,
+      verdict: r.passed ? 'PASSED' : 'FAILED',
+      ok: r.passed,
+      summary,
+      reasons: r.reasons,
+      sections: r.steps.length ? [{ title: 'Timeline', html: renderTimelineSvg(r.steps) }] : [],
+      steps: r.steps,
+      runs: [{ label: 'this drill', workflowId: r.workflowId }],
+    },
+    links,
+  );
 }

@@ -2,6 +2,7 @@ import type { ContainerImage } from '../activities/kubernetes';
 import type { StatusCounts } from './audit';
 import type { GateRecord } from '../workflows/lib/gate';
 import type { StepRecord } from '../workflows/lib/timeline';
+import { esc, renderRunPage, ReportLinks } from './html';
 
 interface Linked {
   workflowId: string;
@@ -75,4 +76,42 @@ export function renderGoLiveMarkdown(r: GoLiveReport): string {
   lines.push('', '## Steps', '', '| step | outcome | duration |', '| --- | --- | --- |');
   for (const s of r.steps) lines.push(`| ${cell(s.name)} | ${s.outcome}${s.error ? `: ${cell(s.error)}` : ''} | ${s.durationMs ?? 0} ms |`);
   return `${lines.join('\n')}\n`;
+}
+
+/** The go-live's page: the verdict, each stage's result, the audit gate with its waivers, and links to every child run. */
+export function renderGoLiveHtml(r: GoLiveReport, links?: ReportLinks): string {
+  const summary: [string, string][] = [
+    ['Environment / Deployment', `${r.environment} / ${r.deployment}`],
+    ['Image', r.image],
+    ['Started / ended', `${r.startedAt} to ${r.endedAt}`],
+  ];
+  if (r.requestedBy) summary.push(['Requested by', r.requestedBy]);
+  if (r.audit) summary.push(['Readiness audit', `${r.audit.blocking.length === 0 ? 'gate passed' : `${r.audit.blocking.length} critical item(s) not proved`}, score ${(r.audit.score * 100).toFixed(0)}%`]);
+  for (const w of r.audit?.waived ?? []) summary.push(['Waived', `${w.id} (${w.status}) by ${w.by}, key ${w.fingerprint}, signed ${w.signedAt}: ${w.reason}`]);
+  for (const s of r.smoke) summary.push([`Smoke test on ${s.queue}`, `passed in ${s.roundTripMs} ms on ${s.worker.host}:${s.worker.pid}`]);
+  if (r.approval) summary.push(['Approval', `${r.approval.outcome}${r.approval.by ? ` by ${r.approval.by}` : ''}${r.approval.closedAt ? ` at ${r.approval.closedAt}` : ''}${r.approval.reason ? `: ${r.approval.reason}` : ''}`]);
+  if (r.rollout) summary.push(['Rollout', `${r.rollout.outcome}${r.rollout.reason ? `: ${r.rollout.reason}` : ''}; ${images(r.rollout.previousImages)} → ${images(r.rollout.finalImages)} (revision ${r.rollout.revision})`]);
+  for (const g of r.rollout?.approvals ?? []) summary.push([`Rollout ${g.name}`, `${g.outcome}${g.by ? ` by ${g.by}` : ''}${g.at ? ` at ${g.at}` : ''}`]);
+  if (r.watch) summary.push(['Watch window', `${r.watch.passed ? 'quiet' : `alert: ${r.watch.reason ?? ''}`} (${r.watch.measurements} of ${r.watch.of} measurements, every ${r.watch.intervalSeconds} s)`]);
+  if (r.rollback) summary.push(['Rollback', r.rollback.error ? `failed: ${r.rollback.error}` : `${r.rollback.changed ? 'reverted' : 'already reverted'} to ${images(r.rollback.images ?? [])}, verified: ${r.rollback.verified ?? 'no analysis'}`]);
+  const refused = [...(r.audit?.refusedActs ?? []).map((a) => `refused act claimed by ${a.by} at ${a.at}: ${a.problem}`), ...(r.audit?.refusedWaivers ?? []).map((w) => `waiver of ${w.item} by ${w.by} not applied: ${w.problem}`)];
+  const runs: { label: string; workflowId: string; runId?: string }[] = [{ label: 'this go-live', workflowId: r.workflowId }];
+  if (r.audit) runs.push({ label: 'readiness audit', workflowId: r.audit.workflowId, runId: r.audit.runId });
+  for (const s of r.smoke) runs.push({ label: `smoke test on ${s.queue}`, workflowId: s.workflowId, runId: s.runId });
+  if (r.rollout) runs.push({ label: 'rollout', workflowId: r.rollout.workflowId, runId: r.rollout.runId });
+  if (r.rollback) runs.push({ label: 'rollback', workflowId: r.rollback.workflowId, runId: r.rollback.runId });
+  return renderRunPage(
+    {
+      kind: 'Go-live',
+      title: `${r.environment} / ${r.deployment} → ${r.image}`,
+      verdict: r.passed ? 'LIVE' : r.outcome.toUpperCase(),
+      ok: r.passed,
+      summary,
+      reasons: [...(r.reason ? [r.reason] : []), ...(r.audit?.blocking ?? []).map((b) => `critical item not proved: ${b.id} (${b.status}): ${b.summary}`)],
+      sections: refused.length ? [{ title: 'Refused', html: `<ul>${refused.map((x) => `<li>${esc(x)}</li>`).join('')}</ul>` }] : [],
+      steps: r.steps,
+      runs,
+    },
+    links,
+  );
 }

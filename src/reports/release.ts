@@ -2,6 +2,7 @@ import type { ContainerImage } from '../activities/kubernetes';
 import type { JobOutcome } from '../activities/jobs';
 import type { GateRecord } from '../workflows/lib/gate';
 import type { StepRecord } from '../workflows/lib/timeline';
+import { esc, renderRunPage, ReportLinks } from './html';
 
 interface Linked {
   workflowId: string;
@@ -81,4 +82,48 @@ export function renderReleaseMarkdown(r: ReleaseReport): string {
   lines.push('', '## Steps', '', '| step | outcome | duration |', '| --- | --- | --- |');
   for (const s of r.steps) lines.push(`| ${cell(s.name)} | ${s.outcome}${s.error ? `: ${cell(s.error)}` : ''} | ${s.durationMs ?? 0} ms |`);
   return `${lines.join('\n')}\n`;
+}
+
+const jobText = (j: JobOutcome & { command: string[] }) => `Job ${j.name}${j.pod ? ` (pod ${j.pod})` : ''}: ${j.succeeded ? 'succeeded' : `failed${j.reason ? `: ${j.reason}` : ''}`}${j.exitCode !== undefined ? `, exit ${j.exitCode}` : ''}; ${j.command.join(' ')}`;
+
+/** The release's page: the verdict, backup, restore test, approval, migration with its log, rollout, watch and compensation. */
+export function renderReleaseHtml(r: ReleaseReport, links?: ReportLinks): string {
+  const summary: [string, string][] = [
+    ['Environment / Deployment', `${r.environment} / ${r.deployment}`],
+    ['Image', r.image],
+    ['Database / policy on failure', `${r.database} / ${r.policy}`],
+    ['Started / ended', `${r.startedAt} to ${r.endedAt}`],
+  ];
+  if (r.requestedBy) summary.push(['Requested by', r.requestedBy]);
+  if (r.backup) summary.push(['Backup', `${r.backup.backupId}, ${r.backup.bytes} bytes, sha256 ${r.backup.sha256}, manifest ${r.backup.manifestKey}`]);
+  if (r.restoreTest) summary.push(['Restore test', r.restoreTest.passed ? 'passed' : `failed: ${r.restoreTest.reason ?? ''}`]);
+  if (r.approval) summary.push(['Approval', `${r.approval.outcome}${r.approval.by ? ` by ${r.approval.by}` : ''}${r.approval.fingerprint ? ` (key ${r.approval.fingerprint})` : ''}${r.approval.closedAt ? ` at ${r.approval.closedAt}` : ''}`]);
+  if (r.migration) summary.push(['Migration', jobText(r.migration)]);
+  if (r.rollout) summary.push(['Rollout', `${r.rollout.outcome}${r.rollout.reason ? `: ${r.rollout.reason}` : ''}; ${images(r.rollout.previousImages)} → ${images(r.rollout.finalImages)}`]);
+  if (r.watch) summary.push(['Watch window', `${r.watch.passed ? 'quiet' : `alert: ${r.watch.reason ?? ''}`} (${r.watch.measurements} of ${r.watch.of})`]);
+  const c = r.compensation;
+  if (c) {
+    summary.push(['Database after compensation', c.database]);
+    if (c.rollback) summary.push([`Rolled back by ${c.rollback.by}`, c.rollback.error ? `failed: ${c.rollback.error}` : `${images(c.rollback.images ?? [])}, verified: ${c.rollback.verified ?? 'no analysis'}`]);
+    if (c.downMigration) summary.push(['Down-migration', jobText(c.downMigration)]);
+    if (c.restore) summary.push(['Restore of the backup', `${c.restore.backupId}: gate ${c.restore.gate.outcome}${c.restore.gate.by ? ` by ${c.restore.gate.by}` : ''}${c.restore.keptAside ? `; the database as it was kept as ${c.restore.keptAside}` : ''}${c.restore.error ? `; failed: ${c.restore.error}` : ''}`]);
+    if (c.forwardFix) summary.push(['Forward fix', `gate ${c.forwardFix.gate.outcome}${c.forwardFix.gate.by ? ` by ${c.forwardFix.gate.by}` : ''}`]);
+  }
+  const sections = (
+    [
+      ['Migration log', r.migration],
+      ['Down-migration log', c?.downMigration],
+    ] as [string, (JobOutcome & { command: string[] }) | undefined][]
+  )
+    .filter(([, j]) => j?.logTail)
+    .map(([title, j]) => ({ title: `${title} (last lines, from the ${j!.logSource})`, html: `<pre>${esc(j!.logTail!)}</pre>` }));
+  const runs: { label: string; workflowId: string; runId?: string }[] = [{ label: 'this release', workflowId: r.workflowId }];
+  if (r.backup) runs.push({ label: 'backup', workflowId: r.backup.workflowId, runId: r.backup.runId });
+  if (r.restoreTest) runs.push({ label: 'restore test', workflowId: r.restoreTest.workflowId, runId: r.restoreTest.runId });
+  if (r.rollout) runs.push({ label: 'rollout', workflowId: r.rollout.workflowId, runId: r.rollout.runId });
+  if (c?.rollback) runs.push({ label: 'rollback', workflowId: c.rollback.workflowId, runId: c.rollback.runId });
+  return renderRunPage(
+    { kind: 'Release', title: `${r.environment} / ${r.deployment} → ${r.image}`, verdict: r.passed ? 'RELEASED' : r.outcome.toUpperCase(), ok: r.passed, summary, reasons: r.reason ? [r.reason] : [], sections, steps: r.steps, runs },
+    links,
+  );
 }

@@ -131,6 +131,8 @@ export function writeStackConfig(state: StackState): void {
       },
     };
   } else if (state.temporal) env.temporal = { address: state.temporal.address, namespace: state.temporal.namespace };
+  // Run pages and messages link to the dev server's UI when it has one (not with the cluster: its UI is not part of the stack).
+  if (!cluster && state.temporal?.uiUrl) env.notifications = { temporalUiUrl: state.temporal.uiUrl };
   if (state.dns) {
     env.dns = {
       provider: 'rfc2136',

@@ -195,6 +195,9 @@ describe('backups and restore tests', () => {
     const stored = JSON.parse((await getObject(`${base}.json`)).toString()) as RestoreReport;
     assert.equal(stored.passed, true);
     assert.match((await getObject(`${base}.md`)).toString(), /^# Restore test PASSED: sandbox \/ main/);
+    const page = (await getObject(`${base}.html`)).toString();
+    assert.match(page, /<span class="verdict ok">PASSED<\/span>/);
+    assert.equal((page.match(/<tr class="pass">/g) ?? []).length, result.checks.length, 'every check a row on the page');
     assert.deepEqual(await scratchDatabases(), []);
     assert.deepEqual(result.timeline.steps.map((s) => s.name), ['preflight', 'select recovery point', 'check RPO', 'restore into scratch database', 'validate restored data', 'drop scratch database', 'write report']);
     // Restored in a scratch instance the worker started and removed, never on the production server.

@@ -317,9 +317,9 @@ describe('every runbook survives its worker being killed at each step', { concur
       const creates = ddl.filter((x) => x === 'create').length;
       assert.ok(creates >= 1 && creates <= restore.attempt, `one scratch database per restore attempt at most (${creates} created, ${restore.attempt} attempts)`);
       assert.equal(ddl[ddl.length - 1], 'drop', `the last statement on ${result.scratchDatabase} drops it: ${ddl.join(', ')}`);
-      // Judged from S3: one report (JSON and Markdown) for this test, next to the backup.
+      // Judged from S3: one report (JSON, Markdown and HTML) for this test, next to the backup.
       const reports = await s3Keys(`crash/copy/${backupId}/restore-tests/`);
-      assert.deepEqual(reports, [`crash/copy/${backupId}/restore-tests/${result.testId}.json`, `crash/copy/${backupId}/restore-tests/${result.testId}.md`]);
+      assert.deepEqual(reports, [`crash/copy/${backupId}/restore-tests/${result.testId}.html`, `crash/copy/${backupId}/restore-tests/${result.testId}.json`, `crash/copy/${backupId}/restore-tests/${result.testId}.md`]);
       const stored = JSON.parse((await getObject(reports[0])).toString()) as { passed: boolean; scratchDropped: boolean };
       assert.equal(stored.passed, true);
       assert.equal(stored.scratchDropped, true);

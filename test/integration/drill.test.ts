@@ -203,6 +203,14 @@ describe('the DR drill', () => {
     const html = await (await s3.send(new GetObjectCommand({ Bucket: 'runbook-backups', Key: result.reportKeys[2] }))).Body!.transformToString();
     s3.destroy();
     assert.match(html, /<svg[^>]*aria-label="drill timeline"/);
+    // A real page: the verdict and RTO first, then a table of the steps, each step's evidence folded under it, then the run.
+    assert.match(html, /<h1>DR drill: .*<span class="verdict ok">PASSED<\/span><\/h1>/);
+    assert.ok(html.indexOf('<table class="summary">') < html.indexOf('<table class="steps">'), 'summary before steps');
+    assert.match(html, /<th>RTO<\/th><td>\d+\.\d+ s \(/);
+    for (const s of result.timeline.steps.filter((x) => x.name !== 'write report')) assert.ok(html.includes(`<td>${s.name}`) || html.includes(`<td>${s.name.replace(/&/g, '&amp;')}`), `step ${s.name} in the table`);
+    assert.ok((html.match(/<details><summary>evidence<\/summary>/g) ?? []).length >= 5, 'evidence folded under the steps');
+    assert.ok(html.includes(`<code>${result.workflowId}</code>`), 'the run is named');
+    assert.doesNotMatch(html, /<pre>#/, 'no Markdown pasted into the page');
     const metrics = await worker.metrics.registry.metrics();
     assert.match(metrics, /^runbook_drills_total\{environment="sandbox",passed="true"\} [1-9]\d*$/m);
     assert.deepEqual(

@@ -194,7 +194,10 @@ describe('go-live', () => {
 
     // The audit it ran is linked, and the report is kept next to the other reports.
     assert.equal(report.audit!.runId, await runId(report.audit!.workflowId));
-    assert.deepEqual(report.reportKeys, [`sandbox/golive/${report.goLiveId}/report.json`, `sandbox/golive/${report.goLiveId}/report.md`]);
+    assert.deepEqual(report.reportKeys, [`sandbox/golive/${report.goLiveId}/report.json`, `sandbox/golive/${report.goLiveId}/report.md`, `sandbox/golive/${report.goLiveId}/report.html`]);
+    const page = await store.getText(report.reportKeys[2]);
+    assert.match(page, /<span class="verdict bad">BLOCKED<\/span>/);
+    assert.ok(page.includes(`<code>${report.audit!.workflowId}</code>`), 'the audit run is named on the page');
     const kept = await store.getJson<GoLiveReport>(report.reportKeys[0]);
     assert.equal(kept.outcome, 'blocked');
     const cli = await runCli(['--config', config, 'golive', 'status', 'shop']);
@@ -297,7 +300,7 @@ describe('go-live', () => {
     ]);
 
     // The report in S3 links every child run by workflow and run id.
-    assert.deepEqual(r.reportKeys, [`sandbox/golive/${r.goLiveId}/report.json`, `sandbox/golive/${r.goLiveId}/report.md`]);
+    assert.deepEqual(r.reportKeys, [`sandbox/golive/${r.goLiveId}/report.json`, `sandbox/golive/${r.goLiveId}/report.md`, `sandbox/golive/${r.goLiveId}/report.html`]);
     const kept = await store.getJson<GoLiveReport>(r.reportKeys[0]);
     assert.equal(kept.outcome, 'live');
     for (const child of [kept.audit!, kept.rollout!, ...kept.smoke]) assert.equal(child.runId, await runId(child.workflowId), child.workflowId);

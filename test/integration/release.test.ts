@@ -216,6 +216,7 @@ describe('release: backup, migration, canary, compensation in one run', () => {
     const jobs = await batch.listNamespacedJob({ namespace: 'default', labelSelector: `runbook.dev/release=${report.releaseId}` });
     assert.deepEqual(jobs.items.map((j) => [j.metadata?.labels?.['runbook.dev/job'], j.status?.succeeded]).sort(), [['down-migration', 1], ['migration', 1]]);
     assert.ok(report.reportKeys.some((k) => k.endsWith(`releases/${report.releaseId}/report.md`)));
+    assert.ok(report.reportKeys.some((k) => k.endsWith(`releases/${report.releaseId}/report.html`)), 'and its page');
   });
 
   test('with the restore policy, the database is back to the pre-release backup after a signed approval, the discarded state kept aside', async () => {
