@@ -26,6 +26,7 @@ import { generateKey, signStatement } from '../../src/identity/signer';
 import type { SignedStatement } from '../../src/identity/statement';
 import { RunbookWorker } from '../../src/worker';
 import { REPO, runCli, waitFor } from '../helpers';
+import { Browser, keepPage } from '../browser';
 
 const dir = mkdtempSync(join(tmpdir(), 'runbook-audit-test-'));
 chmodSync(dir, 0o755);
@@ -307,6 +308,20 @@ describe('the readiness audit', () => {
     assert.match(markdown, /\| Disaster Recovery \| \d+% \|/);
     assert.match(markdown, new RegExp(`^- Coverage: proved by checks ${cov.byChecks}, by runbook runs ${cov.byRunbookRuns}, attested ${cov.attested}; failing ${cov.failing}, unknown ${cov.unknown} \\(of 106 items\\)$`, 'm'));
     assert.match(markdown, new RegExp(`^- Score trend: ${Math.round(r.score * 100)}% \\(the last 1 audit, oldest first\\)$`, 'm'));
+    // The page, opened in a real browser: no errors, the verdict and score first, one row per item, the blocking items listed.
+    const page = await store.getText(r.reportKeys[2]);
+    const browser = await Browser.launch();
+    try {
+      const tab = await browser.open(keepPage('audit-report', page).url);
+      assert.deepEqual(tab.errors, []);
+      assert.equal(await tab.evaluate<string>('document.querySelector("h1 .verdict").textContent'), 'NOT READY');
+      assert.equal(await tab.evaluate<string>('[...document.querySelectorAll("table.summary th")].find((th) => th.textContent === "Score").nextElementSibling.textContent'), `${Math.round(r.score * 100)}%`);
+      assert.equal(await tab.evaluate<number>('document.querySelectorAll("h2 + svg + table tr").length'), 106 + r.sections.length, 'a header row per section and a row per item');
+      assert.equal(await tab.evaluate<number>('document.querySelectorAll("ul.reasons li").length'), r.blocking.length);
+      await tab.screenshot('audit-report');
+    } finally {
+      await browser.close();
+    }
     assert.equal((await store.getJson<{ by: string }>('sandbox/attestations/on-call-rotation.json')).by, 'auditor');
     const metric = await worker.metrics.registry.getSingleMetricAsString('runbook_readiness_score');
     assert.match(metric, new RegExp(`runbook_readiness_score\\{section="Disaster Recovery",environment="sandbox"\\} ${dr.score}`));

@@ -20,6 +20,7 @@ import { abortSignal, decideUpdate, gatesQuery } from '../../src/workflows/lib/g
 import { timelineQuery } from '../../src/workflows/lib/timeline';
 import { signAct, signedDecision } from '../../src/cli/sign';
 import { RunbookWorker } from '../../src/worker';
+import { Browser, keepPage } from '../browser';
 import { waitFor, operator, superuserPassword } from '../helpers';
 
 const dir = mkdtempSync(join(tmpdir(), 'runbook-drill-test-'));
@@ -211,6 +212,23 @@ describe('the DR drill', () => {
     assert.ok((html.match(/<details><summary>evidence<\/summary>/g) ?? []).length >= 5, 'evidence folded under the steps');
     assert.ok(html.includes(`<code>${result.workflowId}</code>`), 'the run is named');
     assert.doesNotMatch(html, /<pre>#/, 'no Markdown pasted into the page');
+    const browser = await Browser.launch();
+    try {
+      const tab = await browser.open(keepPage('drill-report', html).url);
+      assert.deepEqual(tab.errors, [], 'the page renders without console errors');
+      assert.equal(await tab.evaluate<string>('document.querySelector("h1 .verdict").textContent'), 'PASSED');
+      const rows = await tab.evaluate<string[]>('[...document.querySelectorAll("table.steps tbody tr td:nth-child(2)")].map((td) => td.firstChild.textContent)');
+      assert.deepEqual(rows, result.timeline.steps.map((s) => s.name).slice(0, rows.length), 'the steps in order');
+      assert.ok(rows.length >= result.timeline.steps.length - 1);
+      // Evidence is folded: hidden until its summary is clicked.
+      assert.equal(await tab.evaluate<boolean>('document.querySelector("table.steps details pre").getClientRects().length === 0'), true);
+      await tab.evaluate('document.querySelector("table.steps details summary").click()');
+      assert.equal(await tab.evaluate<boolean>('document.querySelector("table.steps details pre").getClientRects().length > 0'), true);
+      assert.equal(await tab.evaluate<number>('document.querySelectorAll("svg[aria-label=\'drill timeline\'] rect").length'), rows.length);
+      await tab.screenshot('drill-report');
+    } finally {
+      await browser.close();
+    }
     const metrics = await worker.metrics.registry.metrics();
     assert.match(metrics, /^runbook_drills_total\{environment="sandbox",passed="true"\} [1-9]\d*$/m);
     assert.deepEqual(
