@@ -24,6 +24,12 @@ export function progressLine(p: ProgressSnapshot): string {
     parts.push(`${d.deployment}: ${d.ready ?? d.newReady ?? 0}/${d.replicas} ready, ${d.updated ?? 0} updated`);
   }
   if (d && typeof d.inFlight === 'number') parts.push(`${d.completed}/${d.started} workflows completed, ${d.inFlight} running, ${d.failed} failed`);
+  if (d && typeof d.percent === 'number') parts.push(`${d.phase ?? ''} ${d.percent.toFixed(1)}%${typeof d.node === 'string' ? ` on ${d.node}` : ''}`.trim());
+  if (d && typeof d.acknowledged === 'number') parts.push(`${d.acknowledged} writes acknowledged`);
+  if (d && typeof d.weight === 'number') parts.push(`canary weight ${d.weight}%`);
+  // A drill's topology driver reports what it waits for (a node to stream, replay, an earlier rejoin).
+  const waiting = d && Object.entries(d).find(([k, v]) => k.startsWith('waitingFor') && typeof v === 'string');
+  if (waiting) parts.push(`${waiting[0].replace(/^waitingFor/, 'waiting for ').replace(/([a-z])([A-Z])/g, '$1 $2').toLowerCase()}: ${waiting[1]}`);
   if (p.attempt && p.attempt > 1) parts.push(`attempt ${p.attempt}`);
   return parts.join(' ');
 }
@@ -44,20 +50,56 @@ export async function readProgress(handle: WorkflowHandle): Promise<ProgressSnap
   return { step: running?.name, activity: pending?.activityType?.name ?? undefined, attempt: pending?.attempt ?? undefined, details };
 }
 
-/** Waits for the result, printing a progress line to stderr whenever it changes (not in --json mode). */
+/** Where progress goes: a terminal gets one line rewritten in place, anything else a plain line per change. */
+export interface ProgressStream {
+  isTTY?: boolean;
+  columns?: number;
+  write(text: string): unknown;
+}
+
+/**
+ * Shows progress lines on a stream. On a terminal the line is rewritten in place (with the time
+ * since the start, so a long step visibly lives) and cut to the terminal's width; elsewhere (a pipe,
+ * a log file, CI) each changed line is printed once, as plain text without control characters.
+ */
+export function progressPrinter(stream: ProgressStream, started = Date.now()): { show(line: string, now?: number): void; end(): void } {
+  let last = '';
+  let drawn = false;
+  return {
+    show(line: string, now = Date.now()) {
+      if (stream.isTTY) {
+        const text = `  ${line} (${Math.floor((now - started) / 1000)} s)`;
+        const width = Math.max(20, (stream.columns ?? 80) - 1);
+        stream.write(`\r\x1b[2K${text.length > width ? `${text.slice(0, width - 1)}…` : text}`);
+        drawn = true;
+      } else if (line !== last) {
+        stream.write(`  ${line}\n`);
+      }
+      last = line;
+    },
+    end() {
+      if (drawn) stream.write('\n');
+      drawn = false;
+    },
+  };
+}
+
+/** Waits for the result, printing progress to stderr (not in --json mode): see progressPrinter. */
 export async function waitWithProgress<T>(handle: WorkflowHandle, show: boolean, intervalMs = 1_000): Promise<T> {
   const result = handle.result() as Promise<T>;
   if (!show) return result;
+  const printer = progressPrinter(process.stderr);
   let last = '';
   let done = false;
   result.then(() => (done = true), () => (done = true));
-  while (!done) {
-    const line = await readProgress(handle).then(progressLine, () => last);
-    if (line !== last) {
-      process.stderr.write(`  ${line}\n`);
-      last = line;
+  try {
+    while (!done) {
+      last = await readProgress(handle).then(progressLine, () => last);
+      if (last) printer.show(last);
+      await Promise.race([result.catch(() => undefined), new Promise((r) => setTimeout(r, intervalMs))]);
     }
-    await Promise.race([result.catch(() => undefined), new Promise((r) => setTimeout(r, intervalMs))]);
+  } finally {
+    printer.end();
   }
   return result;
 }

@@ -9,6 +9,7 @@ import { after, before, describe, test } from 'node:test';
 import { Client } from '@temporalio/client';
 import { defaultFailureConverter, defaultPayloadConverter, Payload } from '@temporalio/common';
 import type { temporal as proto } from '@temporalio/proto';
+import { readProgress } from '../../src/cli/progress';
 import { ConnectedClient, connectClient, failureMessage, RUNBOOK_ENVIRONMENT_KEY, RUNBOOK_NAME_KEY, startRunbook } from '../../src/cli/client';
 import { ENCRYPTED_ENCODING, EncryptionCodec, encryptionCodecFor, KEY_ID_METADATA, PlaintextPayloadError } from '../../src/codec';
 import { loadConfig, LoadedConfig } from '../../src/config/load';
@@ -161,6 +162,30 @@ describe('payload encryption against a real Temporal server', () => {
     const [answer] = raw.queryResult!.payloads!;
     assert.equal(Buffer.from(answer.metadata!.encoding!).toString(), ENCRYPTED_ENCODING);
     assert.ok(!Buffer.from(answer.data!).toString('latin1').includes(STEP_NAME));
+  });
+
+  test("a running step's progress (its activity's heartbeat details) is encrypted on the server and decoded by the CLI's progress line", async () => {
+    const id = `enc-progress-${randomBytes(4).toString('hex')}`;
+    const { handle } = await startRunbook(c, 'smokeTest', [{ environment: ENVIRONMENT, holdSeconds: 20 }], { workflowId: id });
+    try {
+      let seen: Awaited<ReturnType<typeof readProgress>> | undefined;
+      await waitFor('a heartbeat with details', async () => {
+        seen = await readProgress(handle);
+        return typeof seen.details?.heartbeats === 'number';
+      }, 30_000, 250);
+      assert.equal(seen!.step, STEP_NAME);
+      assert.equal(typeof seen!.details!.remainingMs, 'number');
+      // What the server holds is ciphertext.
+      const raw = await c.connection.workflowService.describeWorkflowExecution({ namespace: c.namespace, execution: { workflowId: id } });
+      const [detail] = raw.pendingActivities![0].heartbeatDetails!.payloads!;
+      assert.equal(Buffer.from(detail.metadata!.encoding!).toString(), ENCRYPTED_ENCODING);
+      assert.ok(!Buffer.from(detail.data!).toString('latin1').includes('remainingMs'));
+      // A client without the keys gets no details (and no error): the progress line shows the step alone.
+      const blind = await readProgress(plain.workflow.getHandle(id));
+      assert.equal(blind.details, undefined);
+    } finally {
+      await handle.terminate('progress seen').catch(() => undefined);
+    }
   });
 
   test('a memo is encrypted too; search attributes stay readable so runs can still be found', async () => {
