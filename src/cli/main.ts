@@ -9,6 +9,7 @@ import { registerConfig } from './config';
 import { registerDemo } from './demo';
 import { registerDrill } from './drill';
 import { registerEvidence } from './evidence';
+import { registerReport } from './report';
 import { registerLoadTest } from './loadtest';
 import { registerGoLive } from './golive';
 import { registerRollout } from './rollout';
@@ -50,6 +51,7 @@ export function buildProgram(): Command {
   registerLoadTest(program, globals);
   registerGoLive(program, globals);
   registerEvidence(program, globals);
+  registerReport(program, globals);
   registerTemporalConfig(program, globals);
   program
     .command('version')
