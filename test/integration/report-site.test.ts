@@ -119,7 +119,7 @@ describe('runbook report site', () => {
     try {
       const tab = await browser.open(`file://${join(out, 'index.html')}`);
       assert.deepEqual(tab.errors, []);
-      const points = (chart: string) => tab.evaluate<number>(`document.querySelectorAll('svg[data-chart="${chart}"] .mark-symbol path').length`);
+      const points = (chart: string) => tab.evaluate<number>(`document.querySelectorAll('svg[data-chart="${chart}"] .mark-symbol.role-mark path').length`);
       assert.equal(await points('rto'), env.drills.length);
       assert.equal(await points('rpo'), env.drills.length);
       assert.equal(await points('restores'), env.restoreTests.length);
