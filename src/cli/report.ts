@@ -154,7 +154,7 @@ async function scheduleStates(loaded: LoadedConfig, name: string, env: Environme
         paused: d.state.paused,
         onServer: true,
         lastRun: last ? { at: last.takenAt.toISOString(), workflowId: last.action.workflow.workflowId } : undefined,
-        nextRun: next?.toISOString(),
+        nextRun: d.state.paused ? undefined : next?.toISOString(),
         missed,
         due: dueCount,
       });
