@@ -320,7 +320,7 @@ describe('every runbook survives its worker being killed at each step', { concur
       // Judged from S3: one report (JSON, Markdown and HTML) for this test, next to the backup.
       const reports = await s3Keys(`crash/copy/${backupId}/restore-tests/`);
       assert.deepEqual(reports, [`crash/copy/${backupId}/restore-tests/${result.testId}.html`, `crash/copy/${backupId}/restore-tests/${result.testId}.json`, `crash/copy/${backupId}/restore-tests/${result.testId}.md`]);
-      const stored = JSON.parse((await getObject(reports[0])).toString()) as { passed: boolean; scratchDropped: boolean };
+      const stored = JSON.parse((await getObject(reports[1])).toString()) as { passed: boolean; scratchDropped: boolean };
       assert.equal(stored.passed, true);
       assert.equal(stored.scratchDropped, true);
       const steps = result.timeline.steps.map((s) => s.name);

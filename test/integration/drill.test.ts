@@ -221,9 +221,10 @@ describe('the DR drill', () => {
       assert.deepEqual(rows, result.timeline.steps.map((s) => s.name).slice(0, rows.length), 'the steps in order');
       assert.ok(rows.length >= result.timeline.steps.length - 1);
       // Evidence is folded: hidden until its summary is clicked.
-      assert.equal(await tab.evaluate<boolean>('document.querySelector("table.steps details pre").getClientRects().length === 0'), true);
+      const shown = () => tab.evaluate<[boolean, boolean]>('[document.querySelector("table.steps details").open, document.querySelector("table.steps details pre").checkVisibility()]');
+      assert.deepEqual(await shown(), [false, false]);
       await tab.evaluate('document.querySelector("table.steps details summary").click()');
-      assert.equal(await tab.evaluate<boolean>('document.querySelector("table.steps details pre").getClientRects().length > 0'), true);
+      assert.deepEqual(await shown(), [true, true]);
       assert.equal(await tab.evaluate<number>('document.querySelectorAll("svg[aria-label=\'drill timeline\'] rect").length'), rows.length);
       await tab.screenshot('drill-report');
     } finally {
