@@ -140,7 +140,11 @@ async function scheduleStates(loaded: LoadedConfig, name: string, env: Environme
         startTime: msToTs(from),
         endTime: msToTs(now.getTime()),
       })) as { startTime?: Parameters<typeof tsToMs>[0][] | null };
-      const due = (matching.startTime ?? []).map((t) => new Date(tsToMs(t))).slice(-20);
+      // The server keeps the schedule's last 10 actions: once it holds that many, a due time before the
+      // oldest of them cannot be judged from it and is left out (not counted as missed).
+      const recent = d.info.recentActions;
+      const judgedFrom = recent.length >= 10 ? recent[0].scheduledAt.getTime() - 1_000 : -Infinity;
+      const due = (matching.startTime ?? []).map((t) => new Date(tsToMs(t))).filter((t) => t.getTime() >= judgedFrom);
       const next = d.info.nextActionTimes[0];
       const period = due.length >= 2 ? due[due.length - 1].getTime() - due[due.length - 2].getTime() : next && due.length ? next.getTime() - due[due.length - 1].getTime() : 3_600_000;
       // A run is expected within its jitter and a grace of a period (at most 10 minutes) after its time.
