@@ -156,7 +156,8 @@ describe('runbook demo', () => {
     // Everything the demo starts inherits this tag, so processes of test files running alongside do not count.
     const tag = `demo-${process.pid}-${Date.now()}`;
     const res = await runCli(['--json', 'demo'], { timeoutMs: 900_000, env: { RUNBOOK_TEST_TAG: tag } });
-    assert.equal(res.code, 0, res.stderr);
+    // With --json an error is printed as JSON on stdout: both streams say why a demo failed.
+    assert.equal(res.code, 0, `${res.stderr}\n${res.stdout.slice(-3000)}`);
     const report = JSON.parse(res.stdout);
     assert.equal(report.ok, true);
     assert.match(report.temporalUi, /^http:\/\/127\.0\.0\.1:\d+$/);
