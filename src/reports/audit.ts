@@ -1,5 +1,5 @@
 import type { Attestation } from '../checklist/attestation';
-import { renderRunPage, ReportLinks } from './html';
+import { esc, renderRunPage, ReportLinks } from './html';
 import type { ItemStatus, Severity } from '../checklist/catalog';
 
 /** One checklist item as the audit found it. */
@@ -93,7 +93,6 @@ export function scoreOf(items: { status: ItemStatus }[]): { score: number; count
 
 const pct = (x: number) => `${Math.round(x * 100)}%`;
 const cell = (s: string) => s.replace(/\|/g, '\\|').replace(/\n/g, ' ');
-const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
 const STATUS_TEXT: Record<ItemStatus, string> = { pass: 'pass', fail: '**FAIL**', attested: 'attested', unknown: 'unknown' };
 const countsText = (c: StatusCounts) => `pass ${c.pass}, fail ${c.fail}, attested ${c.attested}, unknown ${c.unknown}`;
 

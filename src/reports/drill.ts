@@ -2,7 +2,7 @@ import type { StepRecord } from '../workflows/lib/timeline';
 import type { GateRecord } from '../workflows/lib/gate';
 import type { FailoverSettings, KeptDataDirectory } from '../topology/types';
 import type { LostWrites } from '../activities/writeLoad';
-import { renderRunPage, ReportLinks } from './html';
+import { esc, renderRunPage, ReportLinks } from './html';
 
 /** The write load's outcome: commits acknowledged during the drill and those the failover lost. */
 export type DrillWrites = LostWrites & { rate: number; writerError: string | null };
@@ -57,7 +57,6 @@ export interface DrillReport {
   endedAt: string;
 }
 
-const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
 const secs = (ms: number | undefined) => (ms === undefined ? '-' : `${(ms / 1000).toFixed(1)} s`);
 const cell = (s: string) => s.replace(/\|/g, '\\|').replace(/\n/g, ' ');
 
