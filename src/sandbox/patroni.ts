@@ -20,7 +20,7 @@ import { stringify } from 'yaml';
 import { ownDir, postgresOwner, reachableClusterDir, stopNode } from '../system/postgres';
 import { archiveCommand, createStanza, SandboxPgBackRest, writeHostConfig } from './pgbackrest';
 import type { S3ServerInfo } from './s3';
-import { PatroniApi, PatroniClusterJson } from '../topology/patroniApi';
+import { memberUp, PatroniApi, PatroniClusterJson } from '../topology/patroniApi';
 import { createCa, issueCert } from './tls';
 import { adopt, disown, findBinary, freePort, groupAlive, spawnService, stopService, waitUntil } from '../system/process';
 
@@ -359,7 +359,7 @@ export async function patroniCluster(info: PatroniClusterInfo): Promise<PatroniC
   throw new Error(`no Patroni member answers: ${String(last)}`);
 }
 
-/** Waits until one leader runs and every other member streams from it. */
+/** Waits until one leader runs, every other member streams from it, and every member reports itself running. */
 export async function waitForPatroniHealthy(info: PatroniClusterInfo, timeoutMs = 90_000): Promise<string> {
   let leader = '';
   await waitUntil(
@@ -368,6 +368,9 @@ export async function waitForPatroniHealthy(info: PatroniClusterInfo, timeoutMs 
       const c = await patroniCluster(info);
       const l = c.members.find((m) => m.role === 'leader' && m.state === 'running');
       if (!l || c.members.length !== info.nodes.length) return false;
+      // A replica's own Patroni reports its state to the DCS once per loop: PostgreSQL can stream
+      // while the member still shows "starting" or "creating replica" in /cluster.
+      if (!c.members.every((m) => memberUp(m.state))) return false;
       const status = await patroniApi(info).status(info.nodes.find((n) => n.name === l.name)!.apiUrl);
       const streaming = new Set((status.replication ?? []).filter((r) => r.state === 'streaming').map((r) => r.application_name));
       leader = l.name;

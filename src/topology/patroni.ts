@@ -13,7 +13,7 @@ import { promisify } from 'node:util';
 import { connectPg, PgServer } from '../activities/pg';
 import { classify, failure } from '../activities/errors';
 import { sleep } from '../system/process';
-import { PatroniApi, PatroniApiAuth, PatroniApiError, PatroniClusterJson, PatroniConfigJson, PatroniStatusJson } from './patroniApi';
+import { memberUp, PatroniApi, PatroniApiAuth, PatroniApiError, PatroniClusterJson, PatroniConfigJson, PatroniStatusJson } from './patroniApi';
 import { Address, ClusterState, FailoverSettings, FaultResult, KeptDataDirectory, lsnText, MemberState, NewPrimary, Progress, RejoinResult, TopologyDriver } from './types';
 
 const execFileAsync = promisify(execFile);
@@ -167,7 +167,7 @@ export function createPatroniDriver(opts: PatroniDriverOptions): TopologyDriver 
       const m = c?.cluster.members.find((x) => x.name === name);
       last = m ? `${m.role} ${m.state} timeline ${m.timeline ?? '?'}` : 'not registered';
       progress({ waitingForStreaming: name, member: last, leader: leader?.name ?? null });
-      if (leader && m && m.role !== 'leader' && m.state === 'running' && (await streamingTo(leader.name, name))) {
+      if (leader && m && m.role !== 'leader' && memberUp(m.state) && (await streamingTo(leader.name, name))) {
         // Streaming on the leader's timeline, not on an old one it forked from.
         if (m.timeline === undefined || leader.timeline === undefined || m.timeline === leader.timeline) return { leader: leader.name, timeline: m.timeline };
       }
@@ -234,7 +234,7 @@ export function createPatroniDriver(opts: PatroniDriverOptions): TopologyDriver 
       const c = cluster?.members.find((x) => x.name === m.name);
       const st = statuses.find((x) => x.m.name === m.name)!;
       const a = addressOf(cluster, m.name);
-      if (!c || c.state !== 'running') {
+      if (!c || !memberUp(c.state)) {
         return { name: m.name, host: a.host, port: a.port, role: 'down', state: c?.state ?? 'not registered', timeline: c?.timeline, error: !c ? (st.s ? 'not registered in the DCS' : `API not answering: ${(st as { error?: string }).error}`) : `state ${c.state}` };
       }
       const isLeader = c.role === 'leader';
@@ -357,7 +357,7 @@ export function createPatroniDriver(opts: PatroniDriverOptions): TopologyDriver 
       const { cluster, leader } = await currentLeader();
       if (leader?.name !== primary) throw failure('InvalidInput', `the leader is ${leader?.name ?? 'nobody'}, not ${primary}: refusing to rejoin ${name} to a member that does not lead`);
       const c = cluster.members.find((x) => x.name === name);
-      if (c && c.state === 'running' && c.timeline === leader.timeline && (await streamingTo(primary, name))) return { method: 'already a replica', streaming: true };
+      if (c && memberUp(c.state) && c.timeline === leader.timeline && (await streamingTo(primary, name))) return { method: 'already a replica', streaming: true };
       let recovered: string[] | undefined;
       if ((await api.health(m.api, 'health')) === 0) recovered = (await runCommand('recover', m)).argv;
       const streamed = await waitForStreaming(name, opts.rejoinTimeoutMs, progress);

@@ -29,6 +29,15 @@ export interface PatroniClusterJson {
   scheduled_switchover?: Record<string, string>;
 }
 
+/**
+ * Whether a member in /cluster is up: a leader shows "running"; a replica shows "running" up to
+ * Patroni 3.0.3 and "streaming" (or "in archive recovery" while it replays from the archive) from
+ * 3.0.4 on.
+ */
+export function memberUp(state: string | undefined): boolean {
+  return state === 'running' || state === 'streaming' || state === 'in archive recovery';
+}
+
 /** GET /patroni (the member's own status) */
 export interface PatroniStatusJson {
   state: string;
