@@ -1,6 +1,7 @@
 import { ApplicationFailure, WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
 import { ParentClosePolicy, patched, proxyActivities, sleep, startChild, workflowInfo } from '@temporalio/workflow';
 import type { TargetActivities } from '../../activities/targets';
+import { isPlanRun, recordPlanned } from './plan';
 import type { targetGuard } from '../targetGuard';
 
 const targets = proxyActivities<TargetActivities>({
@@ -47,6 +48,20 @@ export async function acquireTarget(opts: {
   }
   const deadline = Date.now() + (policy.onBusy === 'wait' ? policy.waitUpToMs : 0);
   const me = workflowInfo();
+  if (isPlanRun()) {
+    // A plan takes nothing: it says what the real run would take, and who holds it now.
+    const holder = await targets.describeTargetHolder({ guardWorkflowId: workflowId, requester: { workflowId: me.workflowId, runId: me.runId } });
+    const busy = holder && !(holder.workflowId === me.parent?.workflowId || holder.ancestor);
+    recordPlanned([
+      {
+        kind: 'change',
+        by: 'targetGuard',
+        what: `takes ${opts.kind} ${opts.target} for this run (guard workflow ${workflowId}), so no other mutating runbook acts on it meanwhile${busy ? `; it is held now by ${holder.runbook} ${holder.workflowId} since ${holder.since}, so the real run would ${policy.onBusy === 'wait' ? `wait up to ${Math.round(policy.waitUpToMs / 1000)} s, then be refused` : 'be refused at once'}` : ''}`,
+        detail: { guardWorkflowId: workflowId, heldBy: busy ? holder.workflowId : null },
+      },
+    ]);
+    return { held: 'own' };
+  }
   for (;;) {
     try {
       await startChild<typeof targetGuard>('targetGuard', {

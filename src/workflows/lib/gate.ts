@@ -1,3 +1,4 @@
+import { isPlanRun, recordPlanned } from './plan';
 import { ApplicationFailure, condition, defineQuery, defineSignal, defineUpdate, log, proxyActivities, proxySinks, setHandler, workflowInfo } from '@temporalio/workflow';
 import type { IdentityActivities } from '../../activities/identity';
 import { AllowedSigner, parseAllowedSigners } from '../../identity/allowedSigners';
@@ -262,6 +263,10 @@ export class Gates {
   }
 
   private async verifyStart(input: Record<string, unknown>, info: ReturnType<typeof workflowInfo>): Promise<void> {
+    if (isPlanRun() && input.start === undefined) {
+      recordPlanned([{ kind: 'gate', by: 'start', what: 'the real run is started with a signed start statement (runbook ... start signs it) or by a schedule' }]);
+      return;
+    }
     if (input.start === undefined) {
       this.startedBy = info.searchAttributes?.TemporalScheduledById ? 'schedule' : 'unsigned start';
       return;
@@ -442,6 +447,27 @@ export class Gates {
   }
 
   /**
+   * A plan run's gate: what the real run would wait for, recorded on the step; the gate is passed as
+   * approved by nobody, so the plan goes on to show what the approval would let happen.
+   */
+  private planned(gate: GateRecord, rules: GatePolicy, timeoutMs: number, remind?: { everyMs: number }): GateRecord {
+    const who = gate.allowed.length ? gate.allowed.join(', ') : 'nobody (no approvers are configured: the real run could not pass this gate)';
+    const until = remind ? `waiting past ${Math.round(timeoutMs / 1000)} s with a reminder every ${Math.round(remind.everyMs / 1000)} s` : `up to ${Math.round(timeoutMs / 1000)} s, then the run ends as timed out`;
+    recordPlanned([
+      {
+        kind: 'gate',
+        by: 'gate',
+        what: `waits at gate '${gate.name}' for ${gate.required} signed approval${gate.required === 1 ? '' : 's'} from ${who} (${until})`,
+        detail: { gate: gate.id, required: gate.required, allowed: gate.allowed, timeoutMs, notify: rules.notify.gates },
+      },
+    ]);
+    gate.outcome = 'approved';
+    gate.by = 'nobody: a plan does not wait';
+    gate.closedAt = new Date(Date.now()).toISOString();
+    return gate;
+  }
+
+  /**
    * Opens a gate and waits until enough distinct approvers have signed, someone rejects or aborts, or
    * the timeout passes (a rejection). The signers are read again as the gate opens.
    */
@@ -463,6 +489,7 @@ export class Gates {
       this.close(gate, 'aborted', this.aborted);
       return gate;
     }
+    if (isPlanRun()) return this.planned(gate, rules, timeoutMs, remind);
     this.open = gate;
     sinks.runbookMetrics.gateOpened(this.runbook, this.environment, Date.now());
     const notify = rules.notify;

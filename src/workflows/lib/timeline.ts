@@ -1,5 +1,6 @@
 import { defineQuery, isCancellation, log, proxySinks, setHandler } from '@temporalio/workflow';
 import type { RunbookSinks } from './sinks';
+import { setRunningStepLookup } from './plan';
 
 export type StepOutcome = 'running' | 'succeeded' | 'failed' | 'skipped' | 'cancelled';
 export type RunOutcome = 'running' | 'succeeded' | 'failed' | 'cancelled';
@@ -51,6 +52,11 @@ export class Timeline {
   constructor(runbook: string, environment: string) {
     this.state = { runbook, environment, startedAt: isoNow(), outcome: 'running', steps: [] };
     setHandler(timelineQuery, () => this.snapshot());
+    // A plan run records what each step would change on that step (src/workflows/planInterceptors.ts).
+    setRunningStepLookup(() => {
+      for (let i = this.state.steps.length - 1; i >= 0; i--) if (this.state.steps[i].outcome === 'running') return this.state.steps[i].evidence;
+      return undefined;
+    });
   }
 
   snapshot(): TimelineSnapshot {
