@@ -5,6 +5,9 @@ import { watchFile, unwatchFile } from 'node:fs';
 import { createServer, IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createActivities, lazyClient } from './activities';
+import { createPlanActivities } from './plan/recording';
+import { PLANNERS } from './plan/planners';
+import { planQueue } from './plan/types';
 import { scratchHostQueue } from './activities/scratchHost';
 import { dataConverterFor } from './codec';
 import { credentialFiles, temporalConnectionSettings, TemporalConnectionSettings } from './config/connection';
@@ -105,6 +108,13 @@ export function runbookSinks(metrics: RunbookMetrics): InjectedSinks<RunbookSink
       rolloutPhase: { fn: (_info, environment, deployment, phase) => metrics.rolloutPhase(environment, deployment, phase), callDuringReplay: false },
     },
   };
+}
+
+/** A plan run's sinks: it is not a run of the runbook, so it counts in no metric. */
+function silentSinks(): InjectedSinks<RunbookSinks> {
+  const quiet = { fn: () => undefined, callDuringReplay: false };
+  const fns = runbookSinks({} as RunbookMetrics).runbookMetrics;
+  return { runbookMetrics: Object.fromEntries(Object.keys(fns).map((k) => [k, quiet])) as unknown as InjectedSinks<RunbookSinks>['runbookMetrics'] };
 }
 
 let runtimeInstalled: Promise<{ sdkMetricsUrl: string }> | undefined;
@@ -215,7 +225,7 @@ export class RunbookWorker {
 
   isReady(): boolean {
     const gen = this.generation;
-    return !this.stopping && gen !== undefined && gen.workers.length === this.queues.length + extraWorkers(this.queues) + (this.options.loadGenerator ? 1 : 0) && gen.workers.every((w) => w.getState() === 'RUNNING');
+    return !this.stopping && gen !== undefined && gen.workers.length === 2 * this.queues.length + extraWorkers(this.queues) + (this.options.loadGenerator ? 1 : 0) && gen.workers.every((w) => w.getState() === 'RUNNING');
   }
 
   /** Waits until every queue is polling; rejects if the worker fails or stops first. */
@@ -237,7 +247,7 @@ export class RunbookWorker {
 
   taskQueueNames(): string[] {
     const { env } = selectEnvironment(this.loaded, this.environment);
-    return [...this.queues.map((q) => env.temporal.taskQueues[q]), ...(this.options.loadGenerator ? [loadGeneratorQueue(env.temporal.taskQueues.batch)] : [])];
+    return [...this.queues.map((q) => env.temporal.taskQueues[q]), ...this.queues.map((q) => planQueue(env.temporal.taskQueues[q])), ...(this.options.loadGenerator ? [loadGeneratorQueue(env.temporal.taskQueues.batch)] : [])];
   }
 
   private async connectAndRun(): Promise<void> {
@@ -278,7 +288,7 @@ export class RunbookWorker {
         sourceRoot: __dirname,
         lockFile: join(__dirname, '..', 'package-lock.json'),
         name: failureConverterPath ? 'workflows-encoded-failures' : 'workflows',
-        build: () => bundleWorkflowCode({ workflowsPath: require.resolve('./workflows'), failureConverterPath, logger: new SdkLoggerAdapter(this.logger.child({ component: 'bundler' }, { level: 'warn' })) }),
+        build: () => bundleWorkflowCode({ workflowsPath: require.resolve('./workflows'), workflowInterceptorModules: [require.resolve('./workflows/planInterceptors')], failureConverterPath, logger: new SdkLoggerAdapter(this.logger.child({ component: 'bundler' }, { level: 'warn' })) }),
       });
     }
     return this.workflowBundle;
@@ -314,6 +324,27 @@ export class RunbookWorker {
           shutdownForceTime: this.tuning.shutdownGraceTimeMs + 10_000,
         };
         workers.push(await Worker.create(options));
+      }
+      // Plans: the same workflows on each queue's plan queue, with no activity that changes anything
+      // (recording stand-ins instead) and no metrics, so a plan is neither an action nor a run.
+      const planActivities = createPlanActivities({ environment: this.environment, env, real: activities, planners: PLANNERS });
+      for (const kind of this.queues) {
+        workers.push(
+          await Worker.create({
+            connection,
+            namespace,
+            taskQueue: planQueue(env.temporal.taskQueues[kind]),
+            workflowBundle,
+            activities: planActivities,
+            sinks: silentSinks(),
+            dataConverter: this.dataConverter,
+            maxConcurrentActivityTaskExecutions: 10,
+            maxConcurrentWorkflowTaskExecutions: 10,
+            maxCachedWorkflows: 50,
+            shutdownGraceTime: this.tuning.shutdownGraceTimeMs,
+            shutdownForceTime: this.tuning.shutdownGraceTimeMs + 10_000,
+          }),
+        );
       }
       if (extraWorkers(this.queues)) {
         // Activities only: the restore test's scratch-instance steps, pinned to the host that holds the instance.

@@ -259,6 +259,36 @@ async function removeUnloggedTrigger(server: PgServer, database: string): Promis
   }
 }
 
+/** Where a dump's objects live: the dump, its manifest and its globals under <prefix><database>/<backupId>/. */
+export function dumpBackupKeys(prefix: string, database: string, backupId: string) {
+  const base = `${prefix}${database}/${backupId}/`;
+  return { base, dump: `${base}dump.pgcustom`, manifest: `${base}manifest.json`, globals: `${base}globals.sql` };
+}
+
+/** A dump restore test's report: beside the backup it tested, or under the database when none was chosen. */
+export function restoreReportKeys(prefix: string, database: string, backupId: string | undefined, testId: string): { jsonKey: string; markdownKey: string; htmlKey: string } {
+  const dir = backupId ? dumpBackupKeys(prefix, database, backupId).base : `${prefix}${database}/`;
+  const base = `${dir}restore-tests/${testId}`;
+  return { jsonKey: `${base}.json`, markdownKey: `${base}.md`, htmlKey: `${base}.html` };
+}
+
+/**
+ * The dump retention rule, on backups newest first (as listBackups gives them): kept are the newest
+ * keepLast and those younger than maxAge, and the newest backup always; without either limit, all.
+ */
+export function retentionVerdict(backups: readonly { backupId: string; endedAt: string }[], policy: { keepLast?: number; maxAgeMs?: number }, nowMs: number): { kept: string[]; deleted: string[] } {
+  const { keepLast, maxAgeMs } = policy;
+  if (keepLast === undefined && maxAgeMs === undefined) return { kept: backups.map((b) => b.backupId), deleted: [] };
+  const kept: string[] = [];
+  const deleted: string[] = [];
+  for (const [i, b] of backups.entries()) {
+    const young = maxAgeMs !== undefined && nowMs - Date.parse(b.endedAt) < maxAgeMs;
+    const recent = keepLast !== undefined && i < keepLast;
+    (i === 0 || young || recent ? kept : deleted).push(b.backupId);
+  }
+  return { kept, deleted };
+}
+
 export function createBackupActivities(deps: BackupDeps) {
   const target = (database: string): BackupTarget => {
     const t = deps.databases[database];
@@ -271,8 +301,7 @@ export function createBackupActivities(deps: BackupDeps) {
   const backupPrefix = (database: string) => `${deps.prefix}${database}/`;
   const keysFor = (database: string, backupId: string) => {
     if (!BACKUP_ID.test(backupId)) throw failure('InvalidInput', `backupId '${backupId}' is not a backup id (expected e.g. 20261125T030000Z-a1b2c3)`);
-    const base = `${backupPrefix(database)}${backupId}/`;
-    return { base, dump: `${base}dump.pgcustom`, manifest: `${base}manifest.json`, globals: `${base}globals.sql` };
+    return dumpBackupKeys(deps.prefix, database, backupId);
   };
   const checkScratch = (name: string) => {
     // Only databases this runbook created may be dropped: the name is the guard.
@@ -293,25 +322,17 @@ export function createBackupActivities(deps: BackupDeps) {
 
   async function applyRetention(input: { database: string; nowMs: number }): Promise<{ kept: string[]; deleted: string[] }> {
     const backups = await listBackups({ database: input.database });
-    const { keepLast, maxAgeMs } = deps.retention;
-    if (keepLast === undefined && maxAgeMs === undefined) return { kept: backups.map((b) => b.backupId), deleted: [] };
-    const kept: string[] = [];
+    const verdict = retentionVerdict(backups, deps.retention, input.nowMs);
     const deleted: string[] = [];
-    for (const [i, b] of backups.entries()) {
-      const young = maxAgeMs !== undefined && input.nowMs - Date.parse(b.endedAt) < maxAgeMs;
-      const recent = keepLast !== undefined && i < keepLast;
-      if (i === 0 || young || recent) {
-        kept.push(b.backupId);
-        continue;
-      }
-      const keys = keysFor(input.database, b.backupId);
+    for (const backupId of verdict.deleted) {
+      const keys = keysFor(input.database, backupId);
       await deps.store.deleteKeys([keys.manifest]);
       const rest = (await deps.store.list(keys.base)).map((o) => o.key);
       if (rest.length) await deps.store.deleteKeys(rest);
-      deleted.push(b.backupId);
+      deleted.push(backupId);
     }
-    if (deleted.length) log.info('retention applied', { kept: kept.length, deleted });
-    return { kept, deleted };
+    if (deleted.length) log.info('retention applied', { kept: verdict.kept.length, deleted });
+    return { kept: verdict.kept, deleted };
   }
 
   /** The restored schema_version row of Temporal's database against the one the running server uses. */
@@ -715,9 +736,9 @@ export function createBackupActivities(deps: BackupDeps) {
       const { report } = input;
       target(report.database);
       if (!/^[a-z0-9-]{4,64}$/.test(report.testId)) throw failure('InvalidInput', `report testId '${report.testId}' is not a test id`);
-      const dir = report.backupId ? keysFor(report.database, report.backupId).base : backupPrefix(report.database);
-      const base = `${dir}restore-tests/${report.testId}`;
-      const keys = { jsonKey: `${base}.json`, markdownKey: `${base}.md`, htmlKey: `${base}.html` };
+      // keysFor refuses a malformed backup id before anything is written.
+      if (report.backupId) keysFor(report.database, report.backupId);
+      const keys = restoreReportKeys(deps.prefix, report.database, report.backupId, report.testId);
       return withHeartbeat(async () => {
         await deps.store.putJson(keys.jsonKey, report);
         await deps.store.putText(keys.markdownKey, renderRestoreReportMarkdown(report), 'text/markdown');

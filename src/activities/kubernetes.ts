@@ -12,9 +12,9 @@ export const ANNOTATION_UNDONE_FROM = 'runbook.dev/undone-from-revision';
 export const ANNOTATION_STABLE_REPLICAS = 'runbook.dev/stable-replicas';
 export const LABEL_TRACK = 'runbook.dev/track';
 /** Flux's per-object switch: reconciliation of an object carrying it is suspended. */
-const FLUX_RECONCILE = 'kustomize.toolkit.fluxcd.io/reconcile';
+export const FLUX_RECONCILE = 'kustomize.toolkit.fluxcd.io/reconcile';
 /** What the Flux annotation was before a rollout suspended reconciliation ("" when absent), so it is put back as it was. */
-const ANNOTATION_RECONCILE_WAS = 'runbook.dev/reconcile-was';
+export const ANNOTATION_RECONCILE_WAS = 'runbook.dev/reconcile-was';
 const REVISION = 'deployment.kubernetes.io/revision';
 
 export interface KubernetesTarget {
@@ -197,7 +197,7 @@ function stateOf(d: k8s.V1Deployment): DeploymentState {
   };
 }
 
-function withoutHash(t: k8s.V1PodTemplateSpec): k8s.V1PodTemplateSpec {
+export function withoutHash(t: k8s.V1PodTemplateSpec): k8s.V1PodTemplateSpec {
   const copy = JSON.parse(JSON.stringify(t)) as k8s.V1PodTemplateSpec;
   if (copy.metadata?.labels) delete copy.metadata.labels['pod-template-hash'];
   return copy;
@@ -258,8 +258,20 @@ export function applyTemplateChange(current: k8s.V1PodTemplateSpec, selector: Re
   return { template: t, changes: canonical(t) === canonical(base) ? [] : changes.length ? changes : ['the pod template changes'] };
 }
 
-function changeAnnotations(by: ChangeContext): Record<string, string> {
+export function changeAnnotations(by: ChangeContext): Record<string, string> {
   return { [ANNOTATION_WORKFLOW]: by.workflowId, [ANNOTATION_STEP]: by.step.slice(0, 200) };
+}
+
+/** A canary's pod template: the given one, with a track label that keeps its pods apart from the stable Deployment's. */
+export function canaryPodTemplate(t: k8s.V1PodTemplateSpec): k8s.V1PodTemplateSpec {
+  const copy = withoutHash(t);
+  copy.metadata = { ...copy.metadata, labels: { ...(copy.metadata?.labels ?? {}), [LABEL_TRACK]: 'canary' } };
+  return copy;
+}
+
+/** The ReplicaSet an undo goes back to (sets oldest first): the named revision, or as `kubectl rollout undo`, the newest before the current. */
+export function undoTarget<T>(sets: T[], revision: (rs: T) => number, fromRevision: number, toRevision?: number): T | undefined {
+  return toRevision !== undefined ? sets.find((rs) => revision(rs) === toRevision) : [...sets].reverse().find((rs) => revision(rs) < fromRevision);
 }
 
 /** What an analysis measures once: HTTP checks, Prometheus instant queries, pod health. */
@@ -541,13 +553,8 @@ export function createKubernetesActivities(opts: { environment: string; target: 
       const stable = await mustRead(input.deployment);
       const name = `${input.deployment}-canary`;
       const existing = await read(name);
-      const canaryTemplate = (t: k8s.V1PodTemplateSpec): k8s.V1PodTemplateSpec => {
-        const copy = withoutHash(t);
-        copy.metadata = { ...copy.metadata, labels: { ...(copy.metadata?.labels ?? {}), [LABEL_TRACK]: 'canary' } };
-        return copy;
-      };
       if (existing) {
-        const templateChanged = input.template ? (await setTemplate(name, canaryTemplate(input.template as k8s.V1PodTemplateSpec), input.by)).changed : (await setImages(name, input.images ?? [], input.by)).changed;
+        const templateChanged = input.template ? (await setTemplate(name, canaryPodTemplate(input.template as k8s.V1PodTemplateSpec), input.by)).changed : (await setImages(name, input.images ?? [], input.by)).changed;
         const scaled = (await scale(name, input.replicas, input.by)).changed;
         // The stable Deployment's full size when the canary goes (a rollback reads it): kept current as an autoscaler moves it.
         if (input.stableReplicas !== undefined && existing.metadata?.annotations?.[ANNOTATION_STABLE_REPLICAS] !== String(input.stableReplicas)) {
@@ -555,7 +562,7 @@ export function createKubernetesActivities(opts: { environment: string; target: 
         }
         return { name, created: false, changed: templateChanged || scaled };
       }
-      const template = canaryTemplate(input.template ? (input.template as k8s.V1PodTemplateSpec) : stable.spec!.template);
+      const template = canaryPodTemplate(input.template ? (input.template as k8s.V1PodTemplateSpec) : stable.spec!.template);
       if (!input.template) {
         for (const c of template.spec?.containers ?? []) {
           const img = (input.images ?? []).find((i) => i.name === c.name);
@@ -634,7 +641,7 @@ export function createKubernetesActivities(opts: { environment: string; target: 
       }
       const sets = await replicaSets(d);
       const current = canonical(withoutHash(d.spec!.template));
-      const target = input.toRevision !== undefined ? sets.find((rs) => revisionOf(rs) === input.toRevision) : [...sets].reverse().find((rs) => revisionOf(rs) < fromRevision);
+      const target = undoTarget(sets, revisionOf, fromRevision, input.toRevision);
       if (!target) {
         const known = sets.map((rs) => revisionOf(rs)).join(', ') || 'none';
         throw failure('RevisionNotFound', input.toRevision !== undefined ? `deployment ${input.deployment} has no revision ${input.toRevision} (revisions: ${known})` : `deployment ${input.deployment} has no revision before ${fromRevision} to go back to`);

@@ -35,6 +35,17 @@ export interface RepositoryCheck {
   missing: string[];
 }
 
+/** pgBackRest's backup command: annotated with the runbook's backup id, so a retry finds a backup already taken. */
+export function physicalBackupArgs(type: BackupType, backupId: string, node: string): string[] {
+  return ['backup', `--type=${type}`, '--start-fast', '--no-expire-auto', '--log-level-console=detail', `--annotation=runbook-backup-id=${backupId}`, `--annotation=runbook-node=${node}`];
+}
+
+/** A pgBackRest restore test's report, under <prefix><database>/pgbackrest/restore-tests/. */
+export function physicalRestoreReportKeys(prefix: string, database: string, testId: string): { jsonKey: string; markdownKey: string; htmlKey: string } {
+  const base = `${prefix}${database}/pgbackrest/restore-tests/${testId}`;
+  return { jsonKey: `${base}.json`, markdownKey: `${base}.md`, htmlKey: `${base}.html` };
+}
+
 export function createPhysicalBackupActivities(deps: PhysicalDeps) {
   const ctx = physicalContext(deps);
   const { target, pgFor, pgbackrest, info, primaryNode, withSource, archiverState, overview, history, archivedSegments } = ctx;
@@ -75,7 +86,7 @@ export function createPhysicalBackupActivities(deps: PhysicalDeps) {
         hb.beat({ phase: 'backup', type: input.type, node: node.name, percent });
         const run = await pgbackrest(
           t,
-          ['backup', `--type=${input.type}`, '--start-fast', '--no-expire-auto', '--log-level-console=detail', `--annotation=runbook-backup-id=${input.backupId}`, `--annotation=runbook-node=${node.name}`],
+          physicalBackupArgs(input.type, input.backupId, node.name),
           {
             pg: pgFor(t, node),
             signal: hb.signal,
@@ -173,8 +184,7 @@ export function createPhysicalBackupActivities(deps: PhysicalDeps) {
       target(report.database);
       if (!deps.reports) throw failure('InvalidInput', `environment ${deps.environment} has no backups: section to write restore-test reports to`);
       if (!/^[a-z0-9-]{4,64}$/.test(report.testId)) throw failure('InvalidInput', `report testId '${report.testId}' is not a test id`);
-      const base = `${deps.reports.prefix}${report.database}/pgbackrest/restore-tests/${report.testId}`;
-      const keys = { jsonKey: `${base}.json`, markdownKey: `${base}.md`, htmlKey: `${base}.html` };
+      const keys = physicalRestoreReportKeys(deps.reports.prefix, report.database, report.testId);
       const store = deps.reports.store;
       const links = deps.reports.links;
       return withHeartbeat(async () => {

@@ -33,6 +33,18 @@ export interface PhysicalRestoreResult {
   replacedLeftover: boolean;
 }
 
+/** pgBackRest's restore command for a target (the set's label is checked by the caller). */
+export function physicalRestoreArgs(target: PhysicalRestoreTarget): string[] {
+  const args = ['restore', `--set=${target.set}`, '--archive-mode=off', '--log-level-console=warn'];
+  // With a target, promote once it is reached; without one (the end of the archive) recovery promotes by itself.
+  if (target.type !== 'end') args.push('--target-action=promote');
+  if (target.type === 'immediate') args.push('--type=immediate');
+  // PostgreSQL's recovery_target_time does not take the ISO 8601 "T" form: "2026-11-25 03:00:00.000+00".
+  else if (target.type === 'time') args.push('--type=time', `--target=${new Date(target.time!).toISOString().replace('T', ' ').replace('Z', '+00')}`);
+  else args.push('--type=default');
+  return args;
+}
+
 export function createPhysicalRestoreActivities(ctx: PhysicalContext) {
   const { target, options, pgbackrest, info, primaryNode, withSource, validateConnection, scratchName } = ctx;
   return {
@@ -64,13 +76,7 @@ export function createPhysicalRestoreActivities(ctx: PhysicalContext) {
           throw failure('InsufficientScratchSpace', `restoring ${set.label} needs about ${(need / 1e9).toFixed(1)} GB in ${t.restore.scratchDir}; ${(free / 1e9).toFixed(1)} GB are free (restoreTest.scratchDir)`);
         }
         const pg: PgBackRestPg = { dataDir: inst.dataDir, port };
-        const args = ['restore', `--set=${set.label}`, '--archive-mode=off', '--log-level-console=warn'];
-        // With a target, promote once it is reached; without one (the end of the archive) recovery promotes by itself.
-        if (input.target.type !== 'end') args.push('--target-action=promote');
-        if (input.target.type === 'immediate') args.push('--type=immediate');
-        // PostgreSQL's recovery_target_time does not take the ISO 8601 "T" form: "2026-11-25 03:00:00.000+00".
-        else if (input.target.type === 'time') args.push('--type=time', `--target=${new Date(input.target.time!).toISOString().replace('T', ' ').replace('Z', '+00')}`);
-        else args.push('--type=default');
+        const args = physicalRestoreArgs(input.target);
         hb.beat({ phase: 'restore', set: set.label, scratch: name });
         const restore = await pgbackrest(t, args, { pg, signal: hb.signal });
         if (hb.signal.aborted) throw new CancelledFailure('restore cancelled; pgbackrest stopped');

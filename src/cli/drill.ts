@@ -11,6 +11,7 @@ import { ConnectedClient, failureMessage, newWorkflowId, startRunbook } from './
 import { decideGate, resolveSigner, runIdOf, signAct, Signer, signStart } from './sign';
 import { GlobalOptions, parseWorkflowId, printJson, shown, UsageError, withClient } from './common';
 import { waitWithProgress } from './progress';
+import { printPlan, runPlan } from './plan';
 import { renderTimeline } from './render';
 
 export interface DrillOutcome {
@@ -57,27 +58,23 @@ export async function awaitDrill(handle: WorkflowHandle, workflowId: string, sho
   }
 }
 
-/** Starts a drill with the requester's signed start statement (bound to the workflow id and the input). */
-export async function startDrill(
-  c: ConnectedClient,
-  opts: {
-    database: string;
-    mode: 'failover' | 'switchover';
-    failback: boolean;
-    switchBack?: boolean;
-    approvalTimeoutSeconds?: number;
-    requireRestoreTestWithinDays?: number;
-    writeLoad?: { rate: number; warmupSeconds?: number };
-    targets?: { rpoMs?: number; rtoMs?: number };
-    signer: Signer;
-    reason?: string;
-  },
-) {
+export interface DrillStartOptions {
+  database: string;
+  mode: 'failover' | 'switchover';
+  failback: boolean;
+  switchBack?: boolean;
+  approvalTimeoutSeconds?: number;
+  requireRestoreTestWithinDays?: number;
+  writeLoad?: { rate: number; warmupSeconds?: number };
+  targets?: { rpoMs?: number; rtoMs?: number };
+}
+
+/** A drill's input as the workflow takes it (unsigned), after the CLI's own checks against the config. */
+export function drillInput(c: ConnectedClient, opts: DrillStartOptions): Record<string, unknown> {
   const db = c.env.databases[opts.database];
   if (!db) throw new UsageError(`--database: ${shown(opts.database)} is not configured for environment ${c.environment}; configured: ${Object.keys(c.env.databases).join(', ') || 'none'}`);
   if (!db.topology) throw new UsageError(`databases.${opts.database}.topology is not configured: the drill needs the cluster it acts on (driver local or patroni)`);
-  const workflowId = newWorkflowId('drDrill', c.environment);
-  const input: Record<string, unknown> = JSON.parse(
+  return JSON.parse(
     JSON.stringify({
       environment: c.environment,
       database: opts.database,
@@ -90,6 +87,12 @@ export async function startDrill(
       targets: opts.targets,
     }),
   );
+}
+
+/** Starts a drill with the requester's signed start statement (bound to the workflow id and the input). */
+export async function startDrill(c: ConnectedClient, opts: DrillStartOptions & { signer: Signer; reason?: string }) {
+  const input = drillInput(c, opts);
+  const workflowId = newWorkflowId('drDrill', c.environment);
   input.start = await signStart(c, opts.signer, 'drDrill', workflowId, input, opts.reason);
   return startRunbook(c, 'drDrill', [input], { workflowId });
 }
@@ -161,7 +164,10 @@ export function registerDrill(program: Command, globals: () => GlobalOptions): v
     .option('--by <principal>', 'the principal your key is listed for (default: the allowed signers\' entry for the key)')
     .option('--reason <text>', 'why, for the record (signed)')
     .option('--wait', 'wait for the drill to finish, showing progress (exit 0 only if it passed)')
-    .action(async (opts: { database: string; mode: string; failback: boolean; switchBack?: boolean; approvalTimeout: string; requireRestoreTestWithin?: string; writeLoad?: string; warmup: string; rpoTarget?: string; rtoTarget?: string; key?: string; by?: string; reason?: string; wait?: boolean }) => {
+    .option('--plan', 'change nothing: run the drill on the plan queue and print what each step would do (exit 0 only if the real run would go through)')
+    .option('--markdown', 'with --plan: print the plan as a manual procedure (Markdown)')
+    .action(async (opts: { database: string; mode: string; failback: boolean; switchBack?: boolean; approvalTimeout: string; requireRestoreTestWithin?: string; writeLoad?: string; warmup: string; rpoTarget?: string; rtoTarget?: string; key?: string; by?: string; reason?: string; wait?: boolean; plan?: boolean; markdown?: boolean }) => {
+      if (opts.markdown && !opts.plan) throw new UsageError('--markdown: only with --plan');
       if (opts.switchBack && !opts.failback) throw new UsageError('--switch-back needs failback: drop --no-failback');
       const days = opts.requireRestoreTestWithin === undefined ? undefined : Number(opts.requireRestoreTestWithin);
       if (days !== undefined && (!Number.isFinite(days) || days <= 0 || days > 366)) throw new UsageError(`--require-restore-test-within: expected days from 1 to 366, found ${shown(opts.requireRestoreTestWithin!)}`);
@@ -177,8 +183,7 @@ export function registerDrill(program: Command, globals: () => GlobalOptions): v
       if (rtoMs === 0) throw new UsageError('--rto-target: expected a duration such as 60s; an RTO of 0 cannot be met');
       const targets = rpoMs === undefined && rtoMs === undefined ? undefined : { rpoMs, rtoMs };
       await withDrillClient(async (c, g) => {
-        const signer = resolveSigner(c, opts);
-        const { handle, workflowId } = await startDrill(c, {
+        const start: DrillStartOptions = {
           database: opts.database,
           mode: opts.mode as 'failover' | 'switchover',
           failback: opts.failback,
@@ -187,9 +192,10 @@ export function registerDrill(program: Command, globals: () => GlobalOptions): v
           requireRestoreTestWithinDays: days,
           writeLoad: rate === undefined ? undefined : { rate, warmupSeconds: warmup },
           targets,
-          signer,
-          reason: reasonOf(opts.reason),
-        });
+        };
+        if (opts.plan) return printPlan(await runPlan(c, 'drDrill', drillInput(c, start)), { json: g.json, markdown: opts.markdown });
+        const signer = resolveSigner(c, opts);
+        const { handle, workflowId } = await startDrill(c, { ...start, signer, reason: reasonOf(opts.reason) });
         if (!g.json) process.stderr.write(`drill started by ${signer.principal}: workflow ${workflowId}\napprove with: runbook drill approve ${workflowId} --key YOUR_KEY\n`);
         if (!opts.wait) return g.json ? printJson({ ok: true, workflowId }) : process.stdout.write(`${workflowId}\n`);
         const outcome = await awaitDrill(handle, workflowId, !g.json);

@@ -1,0 +1,35 @@
+import { evidencePrefix } from '../../evidence/log';
+import type { PlannedChange } from '../types';
+import type { PlanContext, Planners } from '../recording';
+
+const nowIso = () => new Date().toISOString();
+
+/** s3://bucket/key for what a plan says would be written, or undefined where the environment keeps no reports. */
+export function objectUrl(ctx: PlanContext, key: string): string | undefined {
+  return ctx.env.backups ? `s3://${ctx.env.backups.bucket}/${key}` : undefined;
+}
+
+/** The report objects a real run writes under the environment's prefix: each key planned as a write. */
+export function reportWrites(ctx: PlanContext, by: string, keys: string[]): { keys: string[]; planned: PlannedChange[] } {
+  if (!ctx.env.backups) return { keys: [], planned: [] };
+  return { keys, planned: keys.map((k) => ({ kind: 'write' as const, by, what: `writes ${objectUrl(ctx, k)}`, detail: { key: k } })) };
+}
+
+export const reportPrefix = (ctx: PlanContext): string => ctx.env.backups?.prefix ?? '';
+
+/** What every runbook does beside its steps: evidence records and notifications. */
+export const commonPlanners: Planners = {
+  async appendEvidence(input, ctx) {
+    const where = ctx.env.backups ? `s3://${ctx.env.backups.bucket}/${evidencePrefix(ctx.env.backups.prefix, ctx.environment)}` : undefined;
+    const planned: PlannedChange[] = where ? [{ kind: 'write', by: 'appendEvidence', what: `appends a '${input.body.kind}' record to the evidence log (${where})`, detail: { kind: input.body.kind } }] : [];
+    return { result: { seq: null, hash: null }, planned };
+  },
+  async deliverNotification(input, ctx) {
+    const channel = ctx.env.notifications?.channels.find((c) => c.name === input.channel);
+    const type = channel?.type ?? 'unknown';
+    return {
+      result: { channel: input.channel, type },
+      planned: [{ kind: 'notify', by: 'deliverNotification', what: `notifies ${input.channel} (${type}): ${input.event.kind}: ${input.event.summary}`, detail: { channel: input.channel, kind: input.event.kind, at: nowIso() } }],
+    };
+  },
+};
