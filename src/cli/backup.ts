@@ -9,6 +9,7 @@ import type { RepositoryOverview } from '../activities/pgbackrest';
 import type { BackupDatabaseResult, PhysicalBackupDatabaseResult } from '../workflows/backupDatabase';
 import { PGBACKREST_LABEL, RecoveryPointSelection, validateVerifyBackupInput, VerifyBackupResult } from '../workflows/verifyBackup';
 import { ConnectedClient, failureMessage, startRunbook } from './client';
+import { checkPlanFlags, MARKDOWN_HELP, PLAN_FLAG, PLAN_HELP, planCommand } from './plan';
 import { cliEnvironment, GlobalOptions, loadCliConfig, printJson, runAndReport, shown, UsageError } from './common';
 import { waitWithProgress } from './progress';
 
@@ -26,15 +27,19 @@ function checkDatabase(c: ConnectedClient, database: string): void {
   if (!c.env.backups) throw new UsageError(`environment ${c.environment} has no backups: section; add the bucket to back up to`);
 }
 
+function checkBackupType(c: ConnectedClient, database: string, type: string | undefined): void {
+  checkDatabase(c, database);
+  const method = c.env.databases[database].backups.method;
+  if (type !== undefined && method !== 'pgbackrest') throw new UsageError(`--type: ${database} is backed up with pg_dump (backups.method: dump); --type applies to pgBackRest databases`);
+}
+
 export async function runBackup(
   c: ConnectedClient,
   database: string,
   showProgress: boolean,
   type?: 'full' | 'diff' | 'incr',
 ): Promise<RunOutcome<BackupDatabaseResult | PhysicalBackupDatabaseResult>> {
-  checkDatabase(c, database);
-  const method = c.env.databases[database].backups.method;
-  if (type !== undefined && method !== 'pgbackrest') throw new UsageError(`--type: ${database} is backed up with pg_dump (backups.method: dump); --type applies to pgBackRest databases`);
+  checkBackupType(c, database, type);
   const { handle, workflowId } = await startRunbook(c, 'backupDatabase', [{ environment: c.environment, database, ...(type ? { type } : {}) }], {});
   if (showProgress) process.stderr.write(`backup of ${database} started: workflow ${workflowId}\n`);
   try {
@@ -117,8 +122,17 @@ export function registerBackup(program: Command, globals: () => GlobalOptions): 
     .description('take a backup now: pg_dump streamed to S3 with a manifest, or a pgBackRest backup; then retention')
     .option('--database <key>', 'database key from the config', 'main')
     .option('--type <type>', 'pgBackRest databases: full, diff or incr (default incr)')
-    .action(async (opts: { database: string; type?: string }) => {
+    .option(PLAN_FLAG, PLAN_HELP)
+    .option('--markdown', MARKDOWN_HELP)
+    .action(async (opts: { database: string; type?: string; plan?: boolean; markdown?: boolean }) => {
       if (opts.type !== undefined && !['full', 'diff', 'incr'].includes(opts.type)) throw new UsageError(`--type: expected full, diff or incr, found ${shown(opts.type)}`);
+      checkPlanFlags(opts);
+      if (opts.plan) {
+        return planCommand(globals(), 'backupDatabase', opts, (c) => {
+          checkBackupType(c, opts.database, opts.type);
+          return { environment: c.environment, database: opts.database, ...(opts.type ? { type: opts.type } : {}) };
+        });
+      }
       await runAndReport(globals(), (c, progress) => runBackup(c, opts.database, progress, opts.type as 'full' | 'diff' | 'incr' | undefined), describeBackup);
     });
 
@@ -133,7 +147,10 @@ export function registerBackup(program: Command, globals: () => GlobalOptions): 
     .option('--at <time>', 'pgBackRest: a point in time, with its zone (2026-11-25T03:00:00Z)')
     .option('--random-time', 'pgBackRest: a random point in time the WAL covers')
     .option('--within <duration>', 'with --random-time: how far back (default restoreTest.randomWindow), e.g. 7d')
-    .action(async (opts: { database: string; latest?: boolean; random?: boolean; key?: string; label?: string; at?: string; randomTime?: boolean; within?: string }) => {
+    .option(PLAN_FLAG, PLAN_HELP)
+    .option('--markdown', MARKDOWN_HELP)
+    .action(async (opts: { database: string; latest?: boolean; random?: boolean; key?: string; label?: string; at?: string; randomTime?: boolean; within?: string; plan?: boolean; markdown?: boolean }) => {
+      checkPlanFlags(opts);
       const chosen = [opts.latest, opts.random, opts.key !== undefined, opts.label !== undefined, opts.at !== undefined, opts.randomTime].filter(Boolean).length;
       if (chosen > 1) throw new UsageError('choose one of --latest, --random, --key, --label, --at, --random-time');
       if (opts.key !== undefined && !/^\d{8}T\d{6}Z-[a-z0-9]{4,16}$/.test(opts.key)) throw new UsageError(`--key: expected a backup id such as 20261125T030000Z-a1b2c3, found ${shown(opts.key)}`);
@@ -159,6 +176,12 @@ export function registerBackup(program: Command, globals: () => GlobalOptions): 
       const g = globals();
       const loaded = loadCliConfig(g);
       await refuseUnreachable(loaded, cliEnvironment(loaded, g), opts.database, selection);
+      if (opts.plan) {
+        return planCommand(g, 'verifyBackup', opts, (c) => {
+          checkDatabase(c, opts.database);
+          return { environment: c.environment, database: opts.database, selection };
+        });
+      }
       await runAndReport(g, (c, progress) => runVerify(c, opts.database, selection, progress), describeVerify);
     });
 

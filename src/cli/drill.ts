@@ -11,7 +11,7 @@ import { ConnectedClient, failureMessage, newWorkflowId, startRunbook } from './
 import { decideGate, resolveSigner, runIdOf, signAct, Signer, signStart } from './sign';
 import { GlobalOptions, parseWorkflowId, printJson, shown, UsageError, withClient } from './common';
 import { waitWithProgress } from './progress';
-import { printPlan, runPlan } from './plan';
+import { checkPlanFlags, MARKDOWN_HELP, PLAN_FLAG, PLAN_HELP, printPlan, runPlan } from './plan';
 import { renderTimeline } from './render';
 
 export interface DrillOutcome {
@@ -164,10 +164,10 @@ export function registerDrill(program: Command, globals: () => GlobalOptions): v
     .option('--by <principal>', 'the principal your key is listed for (default: the allowed signers\' entry for the key)')
     .option('--reason <text>', 'why, for the record (signed)')
     .option('--wait', 'wait for the drill to finish, showing progress (exit 0 only if it passed)')
-    .option('--plan', 'change nothing: run the drill on the plan queue and print what each step would do (exit 0 only if the real run would go through)')
-    .option('--markdown', 'with --plan: print the plan as a manual procedure (Markdown)')
+    .option(PLAN_FLAG, PLAN_HELP)
+    .option('--markdown', MARKDOWN_HELP)
     .action(async (opts: { database: string; mode: string; failback: boolean; switchBack?: boolean; approvalTimeout: string; requireRestoreTestWithin?: string; writeLoad?: string; warmup: string; rpoTarget?: string; rtoTarget?: string; key?: string; by?: string; reason?: string; wait?: boolean; plan?: boolean; markdown?: boolean }) => {
-      if (opts.markdown && !opts.plan) throw new UsageError('--markdown: only with --plan');
+      checkPlanFlags(opts);
       if (opts.switchBack && !opts.failback) throw new UsageError('--switch-back needs failback: drop --no-failback');
       const days = opts.requireRestoreTestWithin === undefined ? undefined : Number(opts.requireRestoreTestWithin);
       if (days !== undefined && (!Number.isFinite(days) || days <= 0 || days > 366)) throw new UsageError(`--require-restore-test-within: expected days from 1 to 366, found ${shown(opts.requireRestoreTestWithin!)}`);

@@ -5,6 +5,7 @@ import { GoLiveInput, GoLiveResult, GoLiveStatus, goLiveStatusQuery, GoLiveWaive
 import { decideUpdate } from '../workflows/lib/gate';
 import type { GoLiveReport } from '../reports/golive';
 import { ConnectedClient, failureMessage, startRunbook } from './client';
+import { checkPlanFlags, MARKDOWN_HELP, PLAN_FLAG, PLAN_HELP, printPlan, runPlan } from './plan';
 import { GlobalOptions, printJson, shown, UsageError, withClient } from './common';
 import { openGate, resolveSigner, runIdOf, signAct, Signer, signStart } from './sign';
 import { waitWithProgress } from './progress';
@@ -156,7 +157,10 @@ export function registerGoLive(program: Command, globals: () => GlobalOptions): 
     .option('--by <principal>', "the principal your key is listed for (default: the allowed signers' entry for the key)")
     .option('--approval-timeout <duration>', 'how long the go-live approval waits', '4h')
     .option('--wait', 'wait for the go-live to finish, showing progress (exit 0 only if live)')
+    .option(PLAN_FLAG, PLAN_HELP)
+    .option('--markdown', MARKDOWN_HELP)
     .action(async (dep: string, opts: Record<string, string | string[] | boolean | undefined>) => {
+      checkPlanFlags(opts as { plan?: boolean; markdown?: boolean });
       if (!DEPLOYMENT.test(dep)) throw new UsageError(`DEPLOYMENT: expected a Deployment name (lower-case letters, digits and -, at most 56 characters), found ${shown(dep)}`);
       const o = opts as { image: string; container?: string; strategy: string; steps?: string; analysis?: string; healthTimeout: string; watch: string; watchInterval: string; watchAnalysis?: string; waitAttestations?: string; checkTimeout?: string; certificateMinDays?: string; waive: string[]; waiverWait?: string; key?: string; by?: string; approvalTimeout: string; wait?: boolean };
       if (o.strategy !== 'canary' && o.strategy !== 'rolling') throw new UsageError(`--strategy: expected canary or rolling, found ${shown(o.strategy)}`);
@@ -182,6 +186,10 @@ export function registerGoLive(program: Command, globals: () => GlobalOptions): 
       if ((input.watch!.intervalSeconds ?? 0) > (input.watch!.durationSeconds ?? 0)) throw new UsageError(`--watch-interval: ${o.watchInterval} is longer than the watch window (--watch ${o.watch})`);
       await run(async (c, g) => {
         input.environment = c.environment;
+        if (opts.plan) {
+          if (waivers.length) throw new UsageError('--waive: a plan takes no waivers (they are signed acts on a real run); plan without them');
+          return printPlan(await runPlan(c, 'goLive', JSON.parse(JSON.stringify(input))), { json: g.json, markdown: Boolean(opts.markdown) });
+        }
         const signer = resolveSigner(c, o);
         const { handle, workflowId } = await startGoLive(c, JSON.parse(JSON.stringify(input)) as GoLiveInput, signer);
         if (!g.json) process.stderr.write(`go-live started by ${signer.principal}: workflow ${workflowId}\nfollow with: runbook golive status ${dep}; approve with: runbook golive approve ${dep} --key YOUR_KEY\n`);

@@ -10,7 +10,7 @@ import type { ImplementedRunbook } from '../workflows/catalog';
 import { timelineQuery, type StepOutcome, type TimelineSnapshot } from '../workflows/lib/timeline';
 import { PLAN_WORKFLOW_PREFIX, planQueue, PlannedChange } from '../plan/types';
 import { ConnectedClient, failureMessage, newWorkflowId, pollerCount, taskQueueFor } from './client';
-import { UsageError } from './common';
+import { GlobalOptions, UsageError, withClient } from './common';
 
 export interface PlanStep {
   name: string;
@@ -137,4 +137,19 @@ export function printPlan(p: RunbookPlan, format: { json?: boolean; markdown?: b
   if (format.json) process.stdout.write(`${JSON.stringify(p, null, 2)}\n`);
   else process.stdout.write(`${format.markdown ? renderPlanMarkdown(p) : renderPlanText(p)}\n`);
   process.exitCode = p.ok ? 0 : 1;
+}
+
+/** The options every planned command takes. */
+export const PLAN_FLAG = '--plan';
+export const PLAN_HELP = 'change nothing: run it on the plan queue and print what each step would do (exit 0 only if the real run would go through)';
+export const MARKDOWN_HELP = 'with --plan: print the plan as a manual procedure (Markdown)';
+
+/** Runs a plan of a runbook from a command: the input is built (and checked) with the client at hand. */
+export async function planCommand(g: GlobalOptions, runbook: ImplementedRunbook, opts: { markdown?: boolean }, input: (c: ConnectedClient) => unknown): Promise<void> {
+  await withClient(g, async (c) => printPlan(await runPlan(c, runbook, input(c)), { json: g.json, markdown: opts.markdown }));
+}
+
+/** --markdown without --plan is a mistake worth naming. */
+export function checkPlanFlags(opts: { plan?: boolean; markdown?: boolean }): void {
+  if (opts.markdown && !opts.plan) throw new UsageError('--markdown: only with --plan');
 }

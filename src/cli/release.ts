@@ -5,6 +5,7 @@ import type { ReleaseReport } from '../reports/release';
 import type { CompareSpec } from '../workflows/lib/analysis';
 import { ReleaseInput, ReleaseResult, ReleaseStatus, releaseStatusQuery, validateReleaseInput } from '../workflows/release';
 import { ConnectedClient, failureMessage, startRunbook } from './client';
+import { checkPlanFlags, MARKDOWN_HELP, PLAN_FLAG, PLAN_HELP, printPlan, runPlan } from './plan';
 import { GlobalOptions, printJson, shown, UsageError, withClient } from './common';
 import { abortRun } from './drill';
 import { waitWithProgress } from './progress';
@@ -136,8 +137,11 @@ export function registerRelease(program: Command, globals: () => GlobalOptions):
       .option('--on-gate-timeout <policy>', 'rollback or remind')
       .option('--approval-timeout <duration>', 'how long the release approval waits', '4h')
       .option('--decision-timeout <duration>', 'how long a restore approval or a forward-fix gate waits', '24h')
-      .option('--wait', 'wait for the release to finish, showing progress (exit 0 only when released)'),
-  ).action(async (dep: string, opts: { image: string; strategy: string; steps?: string; analysis?: string; backgroundAnalysis?: string; comparison?: string; healthTimeout: string; gateTimeout?: string; onGateTimeout?: string; approvalTimeout: string; decisionTimeout: string; wait?: boolean; key?: string; by?: string }) => {
+      .option('--wait', 'wait for the release to finish, showing progress (exit 0 only when released)')
+      .option(PLAN_FLAG, PLAN_HELP)
+      .option('--markdown', MARKDOWN_HELP),
+  ).action(async (dep: string, opts: { image: string; strategy: string; steps?: string; analysis?: string; backgroundAnalysis?: string; comparison?: string; healthTimeout: string; gateTimeout?: string; onGateTimeout?: string; approvalTimeout: string; decisionTimeout: string; wait?: boolean; key?: string; by?: string; plan?: boolean; markdown?: boolean }) => {
+    checkPlanFlags(opts);
     const deployment = parseDeployment(dep);
     if (opts.strategy !== 'canary' && opts.strategy !== 'rolling') throw new UsageError(`--strategy: expected canary or rolling, found ${shown(opts.strategy)}`);
     if (opts.onGateTimeout !== undefined && opts.onGateTimeout !== 'rollback' && opts.onGateTimeout !== 'remind') throw new UsageError(`--on-gate-timeout: expected rollback or remind, found ${shown(opts.onGateTimeout)}`);
@@ -160,6 +164,7 @@ export function registerRelease(program: Command, globals: () => GlobalOptions):
     checked(validateReleaseInput, { ...(JSON.parse(JSON.stringify(input)) as ReleaseInput), environment: 'environment' });
     await run(async (c, g) => {
       input.environment = c.environment;
+      if (opts.plan) return printPlan(await runPlan(c, 'release', JSON.parse(JSON.stringify(input))), { json: g.json, markdown: opts.markdown });
       const signer = resolveSigner(c, opts);
       const { handle, workflowId } = await startRelease(c, JSON.parse(JSON.stringify(input)) as ReleaseInput, signer);
       if (!g.json) process.stderr.write(`release started by ${signer.principal}: workflow ${workflowId}\nfollow with: runbook release status ${deployment}; approve with: runbook release approve ${deployment} --key YOUR_KEY\n`);

@@ -9,6 +9,7 @@ import type { PodTemplateChange } from '../activities/kubernetes';
 import { RollbackResult, validateRollbackInput } from '../workflows/rollback';
 import { abortUpdate, describeStep, promoteUpdate, RolloutInput, RolloutResult, RolloutStatus, rolloutStatusQuery, RolloutStep, validateRolloutInput } from '../workflows/rollout';
 import { ConnectedClient, failureMessage, startRunbook } from './client';
+import { checkPlanFlags, MARKDOWN_HELP, PLAN_FLAG, PLAN_HELP, printPlan, runPlan } from './plan';
 import { GlobalOptions, printJson, shown, UsageError, withClient } from './common';
 import { openGate, resolveSigner, runIdOf, signAct, Signer, signStart } from './sign';
 import { waitWithProgress } from './progress';
@@ -198,7 +199,10 @@ export function registerRollout(program: Command, globals: () => GlobalOptions):
     .option('--wait', 'wait for the rollout to finish, showing progress (exit 0 only if promoted)')
     .option('--key <file>', 'your SSH key that signs the start (default: $RUNBOOK_SIGNING_KEY, then signing.key in the config)')
     .option('--by <principal>', "the principal your key is listed for (default: the allowed signers' entry for the key)")
-    .action(async (dep: string, opts: { image?: string; container?: string; change?: string; strategy: string; steps?: string; analysis?: string; backgroundAnalysis?: string; comparison?: string; healthTimeout: string; gateTimeout?: string; onGateTimeout?: string; wait?: boolean; key?: string; by?: string }) => {
+    .option(PLAN_FLAG, PLAN_HELP)
+    .option('--markdown', MARKDOWN_HELP)
+    .action(async (dep: string, opts: { image?: string; container?: string; change?: string; strategy: string; steps?: string; analysis?: string; backgroundAnalysis?: string; comparison?: string; healthTimeout: string; gateTimeout?: string; onGateTimeout?: string; wait?: boolean; key?: string; by?: string; plan?: boolean; markdown?: boolean }) => {
+      checkPlanFlags(opts);
       const deployment = parseDeployment(dep);
       const seconds = (flag: string, v: string | undefined) => {
         if (v === undefined) return undefined;
@@ -227,6 +231,7 @@ export function registerRollout(program: Command, globals: () => GlobalOptions):
           gateTimeoutSeconds: seconds('--gate-timeout', opts.gateTimeout),
           onGateTimeout: opts.onGateTimeout as 'rollback' | 'remind' | undefined,
         };
+        if (opts.plan) return printPlan(await runPlan(c, 'rollout', checked(validateRolloutInput, input)), { json: g.json, markdown: opts.markdown });
         const signer = resolveSigner(c, opts);
         const { handle, workflowId } = await startRollout(c, input, signer);
         if (!g.json) process.stderr.write(`rollout started by ${signer.principal}: workflow ${workflowId}\nfollow with: runbook rollout status ${deployment} --watch; approve with: runbook rollout approve ${deployment} --key YOUR_KEY\n`);
@@ -345,7 +350,10 @@ export function registerRollout(program: Command, globals: () => GlobalOptions):
     .option('--analysis <file>', 'verify with this analysis template after the rollback')
     .option('--health-timeout <duration>', 'how long the Deployment may take to become healthy', '5m')
     .option('--reason <text>', 'why, for the record')
-    .action(async (dep: string, opts: { toRevision?: string; toImage?: string; container?: string; analysis?: string; healthTimeout: string; reason?: string }) => {
+    .option(PLAN_FLAG, PLAN_HELP)
+    .option('--markdown', MARKDOWN_HELP)
+    .action(async (dep: string, opts: { toRevision?: string; toImage?: string; container?: string; analysis?: string; healthTimeout: string; reason?: string; plan?: boolean; markdown?: boolean }) => {
+      checkPlanFlags(opts);
       const deployment = parseDeployment(dep);
       const revision = opts.toRevision === undefined ? undefined : Number(opts.toRevision);
       if (revision !== undefined && !(Number.isInteger(revision) && revision >= 1)) throw new UsageError(`--to-revision: expected a revision number, found ${shown(opts.toRevision!)}`);
@@ -365,6 +373,7 @@ export function registerRollout(program: Command, globals: () => GlobalOptions):
           reason: opts.reason,
           requestedBy: requestedBy && /^[A-Za-z0-9._@+-]{1,128}$/.test(requestedBy) ? requestedBy : undefined,
         });
+        if (opts.plan) return printPlan(await runPlan(c, 'rollback', input), { json: g.json, markdown: opts.markdown });
         const { handle, workflowId } = await startRunbook(c, 'rollback', [input], { target: deployment });
         try {
           const r = await waitWithProgress<RollbackResult>(handle, !g.json);

@@ -132,6 +132,33 @@ describe('plan mode', () => {
     assert.deepEqual(result.timeline.steps.map((s) => s.name), p.steps.map((s) => s.name));
   });
 
+  test('backup and restore-test plans change nothing and name the dump, the keys and the scratch database; the real backup runs the plan\'s steps', async () => {
+    // A backup to restore-test: taken for real first.
+    const first = await c.client.workflow.execute('backupDatabase', { taskQueue: 'batch-queue', workflowId: `backup-before-plan-${Date.now()}`, args: [{ environment: 'sandbox', database: 'main' }] });
+    assert.ok(first);
+    const before = await world();
+
+    const b = await plan(['backup', 'run', '--plan']);
+    assert.equal(b.code, 0, `${b.stderr}\n${b.stdout}`);
+    const bp = b.plan!;
+    assert.equal(bp.ok, true, bp.problems.join('; '));
+    const changes = bp.steps.flatMap((s) => s.planned.map((x) => x.what));
+    assert.ok(changes.some((w) => /pg_dump/.test(w)), JSON.stringify(changes));
+    assert.ok(changes.some((w) => /s3:\/\/[^ ]+\/manifest\.json|manifest/.test(w)), JSON.stringify(changes));
+
+    const v = await plan(['backup', 'verify', '--plan']);
+    assert.equal(v.code, 0, `${v.stderr}\n${v.stdout}`);
+    const vp = v.plan!;
+    assert.equal(vp.ok, true, vp.problems.join('; '));
+    const restore = vp.steps.flatMap((s) => s.planned.map((x) => x.what));
+    assert.ok(restore.some((w) => /pg_restore/.test(w)), JSON.stringify(restore));
+    assert.ok(restore.some((w) => /scratch/i.test(w)), JSON.stringify(restore));
+    assert.deepEqual(await world(), before, 'neither plan changed anything');
+
+    const real = await c.client.workflow.execute('backupDatabase', { taskQueue: 'batch-queue', workflowId: `backup-after-plan-${Date.now()}`, args: [{ environment: 'sandbox', database: 'main' }] });
+    assert.deepEqual((real as { timeline: { steps: { name: string }[] } }).timeline.steps.map((s) => s.name), bp.steps.map((s) => s.name));
+  });
+
   test('a drill plan that preflight refuses exits 1 with the problem listed, and changes nothing', async () => {
     const before = await world();
     const r = await plan(['drill', 'start', '--plan', '--require-restore-test-within', '1']);

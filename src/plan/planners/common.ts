@@ -33,3 +33,33 @@ export const commonPlanners: Planners = {
     };
   },
 };
+
+const runReport = (kind: string, withHtml: boolean) => (ctx: PlanContext, by: string, id: string) => {
+  const base = `${reportPrefix(ctx)}${kind}/${id}/report`;
+  return reportWrites(ctx, by, [`${base}.json`, `${base}.md`, ...(withHtml ? [`${base}.html`] : [])]);
+};
+
+/** The reports of the runbooks that orchestrate others: each writes its report objects beside the others. */
+export const reportPlanners: Planners = {
+  async writeAuditReport(input, ctx) {
+    const w = runReport('audits', true)(ctx, 'writeAuditReport', input.auditId);
+    return { result: { keys: w.keys }, planned: w.planned };
+  },
+  async writeGoLiveReport(input, ctx) {
+    const w = runReport('golive', true)(ctx, 'writeGoLiveReport', input.goLiveId);
+    return { result: { keys: w.keys }, planned: w.planned };
+  },
+  async writeReleaseReport(input, ctx) {
+    const w = runReport('releases', true)(ctx, 'writeReleaseReport', input.releaseId);
+    return { result: { keys: w.keys }, planned: w.planned };
+  },
+  async writePromotionReport(input, ctx) {
+    const w = runReport('promotions', false)(ctx, 'writePromotionReport', input.promotionId);
+    return { result: { keys: w.keys }, planned: w.planned };
+  },
+  async saveAttestation(input, ctx) {
+    if (!ctx.env.backups) return { result: { key: null }, planned: [] };
+    const key = `${reportPrefix(ctx)}attestations/${input.item}.json`;
+    return { result: { key }, planned: [{ kind: 'write', by: 'saveAttestation', what: `writes the attestation of ${input.item} by ${input.by} to ${objectUrl(ctx, key)}`, detail: { key } }] };
+  },
+};
