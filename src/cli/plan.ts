@@ -100,6 +100,10 @@ function foundLines(s: PlanStep): string[] {
   if (Array.isArray(f.members)) out.push(`members: ${(f.members as string[]).join('; ')}`);
   if (typeof f.candidate === 'string') out.push(`candidate: ${f.candidate}`);
   if (typeof f.serviceEndpoint === 'string') out.push(`service endpoint: ${f.serviceEndpoint}${typeof f.endpointReaches === 'string' ? ` (reaches ${f.endpointReaches})` : ''}`);
+  // Whatever else the step found that fits on a line (the backup chosen, its age, the Deployment's revision).
+  const shownKeys = new Set(['members', 'candidate', 'serviceEndpoint', 'endpointReaches', 'plan', 'reason']);
+  const plain = Object.entries(f).filter(([k, v]) => !shownKeys.has(k) && (typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean') && String(v).length <= 120);
+  if (plain.length) out.push(plain.slice(0, 8).map(([k, v]) => `${k}=${String(v)}`).join(', '));
   return out;
 }
 

@@ -5,6 +5,7 @@ import { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { runPlan } from '../../src/cli/plan';
 import * as k8s from '@kubernetes/client-node';
 import { WorkflowHandle, WorkflowUpdateFailedError } from '@temporalio/client';
 import { parse, stringify } from 'yaml';
@@ -84,6 +85,18 @@ after(async () => {
 
 const createDeployment = (name: string, image: string, replicas = 4) => createSampleDeployment(apps, { name, image, replicas });
 
+let rollbackPlanSteps: string[] | undefined;
+
+/** What a plan must leave alone: every Deployment's spec and annotations, and every ReplicaSet. */
+async function deploymentsWorld(): Promise<unknown> {
+  const ds = await apps.listNamespacedDeployment({ namespace: 'default' });
+  const rs = await apps.listNamespacedReplicaSet({ namespace: 'default' });
+  return {
+    deployments: ds.items.map((d) => ({ name: d.metadata?.name, spec: d.spec, annotations: d.metadata?.annotations })).sort((a, b) => String(a.name).localeCompare(String(b.name))),
+    replicaSets: rs.items.map((r) => `${r.metadata?.name} ${r.metadata?.annotations?.['deployment.kubernetes.io/revision']} ${r.spec?.replicas}`).sort(),
+  };
+}
+
 async function image(name: string): Promise<string | undefined> {
   const d = await apps.readNamespacedDeployment({ name, namespace: 'default' });
   return d.spec?.template.spec?.containers[0].image;
@@ -159,10 +172,32 @@ describe('rollout', () => {
     for (const g of gates) assert.match(String((g.evidence as { at: string }).at), /^\d{4}-\d\d-\d\dT/);
   });
 
+  test('rollout and rollback plans change nothing and show the Deployment patches, the canary and the gates', async () => {
+    const before = await deploymentsWorld();
+    const rollout = await runPlan(c, 'rollout', { environment: 'sandbox', deployment: 'shop', image: 'registry.sandbox.test/shop:1.2', steps: [{ setWeight: 50 }, { pause: {} }] });
+    assert.equal(rollout.ok, true, rollout.problems.join('; '));
+    const changes = rollout.steps.flatMap((st) => st.planned);
+    assert.ok(changes.some((x) => x.kind === 'gate' && /sandbox-operator/.test(x.what)), JSON.stringify(changes.map((x) => x.what)));
+    // The canary as it would be created, then the stable Deployment's own patch to the new image.
+    assert.ok(changes.some((x) => x.by === 'ensureCanary' && JSON.stringify(x.detail).includes('shop-canary') && JSON.stringify(x.detail).includes('registry.sandbox.test/shop:1.2')), JSON.stringify(changes.map((x) => x.what)));
+    const patch = changes.find((x) => (x.by === 'setDeploymentImage' || x.by === 'setDeploymentTemplate') && JSON.stringify(x.detail).includes('/spec/template/spec/containers/0/image'));
+    assert.ok(patch, JSON.stringify(changes.map((x) => [x.by, x.detail])));
+    assert.ok(JSON.stringify(patch.detail).includes('"op":"replace"') && JSON.stringify(patch.detail).includes('registry.sandbox.test/shop:1.2'), JSON.stringify(patch.detail));
+
+    const rollback = await runPlan(c, 'rollback', { environment: 'sandbox', deployment: 'shop', reason: 'test' });
+    assert.equal(rollback.ok, true, rollback.problems.join('; '));
+    const undo = rollback.steps.flatMap((st) => st.planned).find((x) => x.by === 'undoDeployment');
+    assert.ok(undo && /registry\.sandbox\.test\/shop:1\.0/.test(undo.what), JSON.stringify(rollback.steps));
+    rollbackPlanSteps = rollback.steps.map((st) => st.name);
+    assert.deepEqual(await deploymentsWorld(), before, 'the plans changed nothing');
+  });
+
   test('rollback alone returns the Deployment to its previous revision', async () => {
     const before = await apps.readNamespacedDeployment({ name: 'shop', namespace: 'default' });
     const { handle } = await startRunbook(c, 'rollback', [{ environment: 'sandbox', deployment: 'shop', reason: 'test' }], { workflowId: `rollback-test-shop-${Date.now()}` });
     const r = (await handle.result()) as RollbackResult;
+    // The plan of this same rollback, made just before, named these steps.
+    if (rollbackPlanSteps) assert.deepEqual(r.timeline.steps.map((st) => st.name), rollbackPlanSteps);
     assert.equal(r.changed, true);
     assert.equal(await image('shop'), 'registry.sandbox.test/shop:1.0');
     const after = await apps.readNamespacedDeployment({ name: 'shop', namespace: 'default' });
