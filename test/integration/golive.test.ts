@@ -14,6 +14,7 @@ import { parse, stringify } from 'yaml';
 import { createS3Client, ObjectStore } from '../../src/activities/s3';
 import { runBackup, runVerify } from '../../src/cli/backup';
 import { ConnectedClient, connectClient, startRunbook } from '../../src/cli/client';
+import { runPlan } from '../../src/cli/plan';
 import { awaitDrill, startDrill, waitForOpenGate } from '../../src/cli/drill';
 import { runSmokeTest } from '../../src/cli/smoke';
 import { loadConfig, LoadedConfig } from '../../src/config/load';
@@ -164,6 +165,21 @@ async function completedInVisibility(runbook: string, workflowId: string): Promi
 }
 
 describe('go-live', () => {
+  test('a go-live plan runs the audit for real and says the go-live would stop at the audit gate, naming the items, and changes nothing', async () => {
+    const before = await deployment('shop');
+    const reportsBefore = (await store.list('sandbox/')).map((o) => o.key).sort();
+    const p = await runPlan(c, 'goLive', goLiveInput('shop', 'registry.sandbox.test/shop:1.1'));
+    assert.equal(p.ok, false);
+    assert.match(p.problems.join('; '), /stopped at the audit gate, nothing was changed.*dr-drills-quarterly/);
+    const audit = p.children.find((ch) => ch.runbook === 'readinessAudit');
+    assert.ok(audit && audit.ok && audit.steps.length > 0, JSON.stringify(p.children.map((ch) => [ch.runbook, ch.ok, ch.problems])));
+    assert.ok(audit.steps.flatMap((st) => st.planned).some((x) => x.by === 'writeAuditReport' && /\/audits\/.+\/report\.json/.test(x.what)));
+    const after = await deployment('shop');
+    assert.equal(after?.metadata?.generation, before?.metadata?.generation);
+    assert.equal(await deployment('shop-canary'), undefined);
+    assert.deepEqual((await store.list('sandbox/')).map((o) => o.key).sort(), reportsBefore, 'no report or evidence was written');
+  });
+
   test('go-live stops at the audit gate when critical items fail, naming each with the reason, and changes nothing', async () => {
     const before = await deployment('shop');
     const handle = await startGoLive(goLiveInput('shop', 'registry.sandbox.test/shop:1.1'));
