@@ -8,7 +8,8 @@ import { loadConfig, LoadedConfig } from '../config/load';
 import { primaryLocator, reachServer } from '../activities/primary';
 import { seedSampleDatabase } from '../sandbox/seed';
 import { describeBackup, describeVerify, runBackup, runVerify } from './backup';
-import { awaitDrill, decideDrill, describeDrill, startDrill, waitForOpenGate } from './drill';
+import { awaitDrill, decideDrill, describeDrill, drillInput, startDrill, waitForOpenGate } from './drill';
+import { renderPlanText, RunbookPlan, runPlan } from './plan';
 import { QUEUE_KINDS } from '../config/schema';
 import { createLogger } from '../observability/logger';
 import { freePort } from '../system/process';
@@ -64,6 +65,7 @@ export async function runDemo(opts: { keep: boolean; json: boolean }): Promise<n
   let prodWorker: RunbookWorker | undefined;
   let generator: RunbookWorker | undefined;
   const runs: DemoRun[] = [];
+  let drillPlan: RunbookPlan | undefined;
   /** Records a demo run that reports its own queue and text, and prints the text. */
   const record = (runbook: string, o: { queue: string; ok: boolean; text: string }) => {
     runs.push({ runbook, queue: o.queue, ok: o.ok, detail: o });
@@ -104,8 +106,12 @@ export async function runDemo(opts: { keep: boolean; json: boolean }): Promise<n
       // Every decision is signed with the sandbox's throwaway SSH keys: sandbox-operator requests, sandbox-reviewer approves (four-eyes).
       const requester = { keyFile: sandboxKey(stack, 'sandbox-operator'), principal: 'sandbox-operator' };
       const approver = { keyFile: sandboxKey(stack, 'sandbox-reviewer'), principal: 'sandbox-reviewer' };
+      say('plan of the DR drill (runbook drill start --plan: the drill on its plan queue, where nothing can change anything)...');
+      const drillStart = { database: 'main', mode: 'failover' as const, failback: true, approvalTimeoutSeconds: 300 };
+      drillPlan = await runPlan(c, 'drDrill', drillInput(c, drillStart));
+      say(renderPlanText(drillPlan));
       say('DR drill: failover of the PostgreSQL primary with DNS switch and failback (signed: requested by sandbox-operator, approved by sandbox-reviewer)...');
-      const { handle, workflowId } = await startDrill(c, { database: 'main', mode: 'failover', failback: true, approvalTimeoutSeconds: 300, signer: requester, reason: 'demo drill' });
+      const { handle, workflowId } = await startDrill(c, { ...drillStart, signer: requester, reason: 'demo drill' });
       const drill = awaitDrill(handle, workflowId, !opts.json);
       await waitForOpenGate(handle);
       await decideDrill(c, workflowId, 'approve', approver, 'demo');
@@ -137,7 +143,7 @@ export async function runDemo(opts: { keep: boolean; json: boolean }): Promise<n
     }
     const passed = runs.filter((r) => r.ok).length;
     if (opts.json) {
-      printJson({ ok: passed === runs.length, stackStartMs: stackMs, temporalUi: stack.temporal?.uiUrl, kept: opts.keep, stack, runs });
+      printJson({ ok: passed === runs.length, stackStartMs: stackMs, temporalUi: stack.temporal?.uiUrl, kept: opts.keep, stack, runs, drillPlan });
     } else {
       say('');
       say(`summary (stack up in ${(stackMs / 1000).toFixed(1)} s, runbooks ${((Date.now() - t0 - stackMs) / 1000).toFixed(1)} s):`);

@@ -196,6 +196,9 @@ describe('runbook demo', () => {
     assert.equal(approval?.evidence?.by, 'sandbox-reviewer', JSON.stringify(promotion.timeline.steps.map((s: { name: string }) => s.name)));
     const drill = report.runs[5].detail.report;
     assert.equal(drill.rpo.markerPresent, true);
+    // The drill's plan, made just before it, named the steps the drill then ran.
+    assert.equal(report.drillPlan.ok, true, JSON.stringify(report.drillPlan.problems));
+    assert.deepEqual(report.drillPlan.steps.map((s: { name: string }) => s.name), drill.steps.map((s: { name: string }) => s.name));
     assert.ok(drill.rto.ms > 0);
     // The rollback: web back from the promotion's 1.3 to the release's 1.2, verified by its pods.
     const rollback = report.runs[9].detail.result;
