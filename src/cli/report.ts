@@ -16,7 +16,7 @@ import type { LoadedConfig } from '../config/load';
 import { evidencePrefix, readChain } from '../evidence/log';
 import type { ReadinessReport } from '../reports/audit';
 import type { DrillReport } from '../reports/drill';
-import { chartSpecs, missedDueTimes, renderCharts, renderSite, SiteData, SiteEnvironment, SiteSchedule } from '../reports/site';
+import { changesFrom, chartSpecs, missedDueTimes, renderCharts, renderSite, SiteData, SiteEnvironment, SiteSchedule } from '../reports/site';
 import { connectClient } from './client';
 import { decisionRows } from './evidence';
 import { GlobalOptions, loadCliConfig, printJson, shown, UsageError } from './common';
@@ -26,7 +26,7 @@ const KEEP_RUN_PAGE = /^[a-z0-9-]{1,100}$/;
 /** Reads one environment's history from its bucket and its Temporal server; what cannot be read becomes a listed problem. */
 export async function gatherEnvironment(loaded: LoadedConfig, name: string, env: EnvironmentConfig, opts: { since?: number; outDir: string; now?: Date }): Promise<SiteEnvironment> {
   const now = opts.now ?? new Date();
-  const site: SiteEnvironment = { name, drills: [], restoreTests: [], audits: [], backups: [], schedules: [], decisions: [], problems: [], links: { temporalUi: env.notifications?.temporalUiUrl, namespace: env.temporal.namespace } };
+  const site: SiteEnvironment = { name, drills: [], restoreTests: [], audits: [], backups: [], schedules: [], decisions: [], changes: [], problems: [], links: { temporalUi: env.notifications?.temporalUiUrl, namespace: env.temporal.namespace } };
   const inWindow = (at: string | undefined) => at !== undefined && (opts.since === undefined || Date.parse(at) >= opts.since);
   if (!env.backups) {
     site.problems.push(`environment ${name} has no backups: section, so no reports are kept to read`);
@@ -96,9 +96,11 @@ export async function gatherEnvironment(loaded: LoadedConfig, name: string, env:
         });
       }
       site.backups.sort((a, b) => Date.parse(a.at) - Date.parse(b.at));
-      site.decisions = decisionRows((await readChain(store, evidencePrefix(prefix, name))).map((x) => x.record))
+      const records = (await readChain(store, evidencePrefix(prefix, name))).map((x) => x.record);
+      site.decisions = decisionRows(records)
         .filter((d) => inWindow(d.at))
         .map((d) => ({ at: d.at, runbook: d.runbook, workflowId: d.workflowId, act: d.act, gate: d.gate, principal: d.principal, fingerprint: d.fingerprint, verified: d.verified, problem: d.problem, outcome: d.outcome }));
+      site.changes = changesFrom(site.decisions, records.filter((r) => r.kind === 'outcome' && inWindow(r.at)));
     } catch (err) {
       site.problems.push(`the bucket ${env.backups.bucket} (${prefix}) could not be read: ${(err as Error).message}`);
     } finally {
@@ -237,7 +239,7 @@ export function registerReport(program: Command, globals: () => GlobalOptions): 
       for (const e of data.environments) {
         const failed = [...e.drills, ...e.restoreTests].filter((r) => !r.passed).length;
         const missed = e.schedules.filter((s) => s.missed.length > 0 || !s.onServer).length;
-        process.stdout.write(`${e.name}: ${e.drills.length} drill(s), ${e.restoreTests.length} restore test(s), ${e.backups.length} backup(s), ${e.audits.length} audit(s), ${e.schedules.length} schedule(s), ${e.decisions.length} signed decision(s); ${failed} failed run(s), ${missed} schedule(s) missing runs${e.problems.length ? `; problems: ${e.problems.join('; ')}` : ''}\n`);
+        process.stdout.write(`${e.name}: ${e.drills.length} drill(s), ${e.restoreTests.length} restore test(s), ${e.backups.length} backup(s), ${e.audits.length} audit(s), ${e.schedules.length} schedule(s), ${e.changes.length} change(s), ${e.decisions.length} signed decision(s); ${failed} failed run(s), ${missed} schedule(s) missing runs${e.problems.length ? `; problems: ${e.problems.join('; ')}` : ''}\n`);
       }
       process.stdout.write(`wrote ${resolve(opts.out, 'index.html')} (${files.length} files)\n`);
     });

@@ -1,7 +1,7 @@
 /**
  * The DR-posture site: per environment, the drills with RTO and RPO against target, the restore
  * tests, backup age, the readiness score, the schedules and whether each due run happened, and the
- * signed decisions, each run linked to its own page and to the Temporal UI. Built from data the CLI
+ * changes to production with their verified approvers, the signed decisions, each run linked to its own page and to the Temporal UI. Built from data the CLI
  * gathers (src/cli/report.ts); charts are SVG drawn by Vega-Lite, inlined, so the site is static and
  * self-contained.
  */
@@ -77,6 +77,51 @@ export interface SiteDecision {
   outcome?: string;
 }
 
+/** A change to production (a rollout, a release, a go-live, a promotion) with the people who let it happen. */
+export interface SiteChange {
+  runbook: string;
+  workflowId: string;
+  /** When its first signed act or its outcome was recorded. */
+  at: string;
+  outcome?: string;
+  summary?: string;
+  requestedBy?: string;
+  /** Verified approvals (principal and key fingerprint), in order. */
+  approvedBy: string[];
+  /** Signed acts of this run whose signature does not verify against the record. */
+  unverified: number;
+}
+
+/** The runbooks whose runs change what serves production: listed with their approvers on the site. */
+export const CHANGE_RUNBOOKS = ['rollout', 'release', 'goLive', 'promotion'];
+
+const SUCCESS = new Set(['succeeded']);
+
+/**
+ * The changes of an environment from its evidence log: every run of a change runbook that left a
+ * signed act or an outcome, with the requester, the verified approvals and how it ended.
+ */
+export function changesFrom(decisions: SiteDecision[], outcomes: { runbook: string; workflowId: string; at: string; outcome?: string; summary?: string }[]): SiteChange[] {
+  const byRun = new Map<string, SiteChange>();
+  const of = (runbook: string, workflowId: string, at: string) => {
+    let c = byRun.get(workflowId);
+    if (!c) {
+      c = { runbook, workflowId, at, approvedBy: [], unverified: 0 };
+      byRun.set(workflowId, c);
+    }
+    if (at < c.at) c.at = at;
+    return c;
+  };
+  for (const d of decisions.filter((x) => CHANGE_RUNBOOKS.includes(x.runbook))) {
+    const c = of(d.runbook, d.workflowId, d.at);
+    if (!d.verified) c.unverified++;
+    else if (d.act === 'start') c.requestedBy = `${d.principal} (${d.fingerprint})`;
+    else if (d.act === 'approve' || d.act === 'promote') c.approvedBy.push(`${d.principal} (${d.fingerprint})`);
+  }
+  for (const o of outcomes.filter((x) => CHANGE_RUNBOOKS.includes(x.runbook))) Object.assign(of(o.runbook, o.workflowId, o.at), { outcome: o.outcome, summary: o.summary });
+  return [...byRun.values()].sort((a, b) => a.at.localeCompare(b.at));
+}
+
 export interface SiteEnvironment {
   name: string;
   drills: SiteDrill[];
@@ -85,6 +130,7 @@ export interface SiteEnvironment {
   backups: SiteBackup[];
   schedules: SiteSchedule[];
   decisions: SiteDecision[];
+  changes: SiteChange[];
   /** What could not be read (a bucket, the schedules), said on the page rather than left out silently. */
   problems: string[];
   links: ReportLinks;
@@ -194,6 +240,14 @@ function environmentSection(env: SiteEnvironment, charts: Record<string, string>
     (d) =>
       `<tr class="${d.verified ? 'passed' : 'failed'}"><td>${esc(day(d.at))}</td><td>${esc(d.runbook)}</td><td>${esc(d.gate ? `${d.act} (${d.gate})` : d.act)}</td><td>${esc(d.principal)}</td><td><code>${esc(d.fingerprint)}</code></td><td class="verdict">${d.verified ? 'verified' : `NOT VERIFIED: ${esc(d.problem ?? '')}`}</td><td>${esc(d.outcome ?? '-')}</td><td>${runCell({ id: '', workflowId: d.workflowId, at: d.at, passed: d.verified }, env.links)}</td></tr>`,
   );
+  const changes = env.changes.map((c) => {
+    const ok = c.outcome !== undefined && SUCCESS.has(c.outcome) && c.unverified === 0;
+    const state = c.outcome === undefined ? 'no outcome recorded (running, or ended before its log)' : `${c.outcome}${c.summary && c.summary !== c.outcome ? `: ${c.summary}` : ''}`;
+    return (
+      `<tr class="${ok ? 'passed' : 'failed'}" data-change="${esc(c.workflowId)}"><td>${esc(day(c.at))}</td><td>${esc(c.runbook)}</td><td class="verdict">${esc(state)}</td><td>${esc(c.requestedBy ?? 'unsigned or scheduled')}</td>` +
+      `<td>${esc(c.approvedBy.join(', ') || '-')}${c.unverified ? ` <span class="red">${c.unverified} act(s) NOT VERIFIED</span>` : ''}</td><td>${runCell({ id: '', workflowId: c.workflowId, at: c.at, passed: ok }, env.links)}</td></tr>`
+    );
+  });
   const problems = env.problems.length ? `<ul class="problems">${env.problems.map((p) => `<li>${esc(p)}</li>`).join('')}</ul>` : '';
   return `<section id="env-${esc(env.name)}"><h2>${esc(env.name)}</h2>${problems}
 <h3>DR drills</h3>${chart('rto')}${chart('rpo')}${table(['when', 'database', 'result', 'RTO / target', 'RPO / target', 'approved by', 'why it failed', 'run'], drills)}
@@ -201,6 +255,7 @@ function environmentSection(env: SiteEnvironment, charts: Record<string, string>
 <h3>Backups</h3>${chart('backups')}<p>${env.backups.length} backup(s)${env.backups.length ? `, the newest ${esc(day(env.backups[env.backups.length - 1].at))}` : ''}.</p>
 <h3>Readiness</h3>${chart('audits')}${table(['when', 'verdict', 'score', 'critical items not proved', 'run'], audits)}
 <h3>Schedules</h3>${table(['schedule', 'runbook', 'state', 'last run', 'next run', 'due runs'], schedules)}
+<h3>Changes: rollouts, releases, go-lives, promotions</h3>${table(['when', 'runbook', 'outcome', 'requested by', 'approved by (verified)', 'run'], changes)}
 <h3>Signed decisions</h3>${table(['when', 'runbook', 'act', 'by', 'key', 'signature', 'outcome', 'run'], decisions)}
 </section>`;
 }

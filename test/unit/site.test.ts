@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { chartSpecs, missedDueTimes, renderCharts, SiteEnvironment } from '../../src/reports/site';
+import { changesFrom, chartSpecs, missedDueTimes, renderCharts, SiteEnvironment } from '../../src/reports/site';
 
 const at = (s: string) => new Date(`2026-12-01T${s}Z`);
 
@@ -29,6 +29,7 @@ test('one chart point per run, with the target as a rule, and the SVG marked for
     backups: [],
     schedules: [],
     decisions: [],
+    changes: [],
     problems: [],
     links: { namespace: 'default' },
   };
@@ -38,4 +39,28 @@ test('one chart point per run, with the target as a rule, and the SVG marked for
   assert.match(svg, /^<svg role="img" aria-label="Drill RTO \(s\), target dashed" data-chart="rto" /);
   assert.equal((svg.match(/<g class="mark-symbol role-mark[^"]*"[^>]*>(.*?)<\/g>/)?.[1].match(/<path/g) ?? []).length, 2, 'two points');
   assert.match(svg, /mark-rule/);
+});
+
+test('changes: each rollout, release, go-live or promotion once, with its signed requester, verified approvers and outcome; an unverified act marks it', () => {
+  const d = (at: string, runbook: string, workflowId: string, act: string, principal: string, verified = true) => ({ at, runbook, workflowId, act, gate: act === 'start' ? 'start' : 'g1', principal, fingerprint: `SHA256:${principal}`, verified });
+  const changes = changesFrom(
+    [
+      d('2026-03-01T10:00:05Z', 'rollout', 'r1', 'approve', 'bob'),
+      d('2026-03-01T10:00:00Z', 'rollout', 'r1', 'start', 'alice'),
+      d('2026-03-02T10:00:00Z', 'release', 'rel1', 'approve', 'mallory', false),
+      d('2026-03-03T10:00:00Z', 'drDrill', 'dr1', 'approve', 'bob'),
+    ],
+    [
+      { runbook: 'rollout', workflowId: 'r1', at: '2026-03-01T10:05:00Z', outcome: 'succeeded' },
+      { runbook: 'goLive', workflowId: 'g1', at: '2026-03-04T10:00:00Z', outcome: 'failed', summary: 'stopped at the audit gate' },
+    ],
+  );
+  assert.deepEqual(
+    changes.map((c) => [c.runbook, c.workflowId, c.at, c.requestedBy, c.approvedBy, c.unverified, c.outcome]),
+    [
+      ['rollout', 'r1', '2026-03-01T10:00:00Z', 'alice (SHA256:alice)', ['bob (SHA256:bob)'], 0, 'succeeded'],
+      ['release', 'rel1', '2026-03-02T10:00:00Z', undefined, [], 1, undefined],
+      ['goLive', 'g1', '2026-03-04T10:00:00Z', undefined, [], 0, 'failed'],
+    ],
+  );
 });
