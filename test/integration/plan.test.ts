@@ -33,6 +33,9 @@ before(async () => {
   await worker.start();
   await worker.waitUntilReady();
   c = await connectClient(loaded, 'sandbox', loaded.config.environments.sandbox);
+  // The sandbox's schedules exist on the server, so a plan that touched them would show.
+  const applied = await runCli(['--config', stack.configFile, 'schedule', 'apply'], { timeoutMs: 120_000 });
+  assert.equal(applied.code, 0, applied.stderr);
 });
 
 after(async () => {
@@ -78,7 +81,9 @@ async function world(): Promise<Record<string, unknown>> {
   s3.destroy();
   const runs: string[] = [];
   for await (const w of c.client.workflow.list({ query: `RunbookEnvironment = 'sandbox'` })) runs.push(`${w.workflowId} ${w.status.name}`);
-  return { roles, dns: await resolver.resolve4('db.sandbox.test'), objects, runs: runs.sort() };
+  const schedules: string[] = [];
+  for await (const sc of c.client.schedule.list()) schedules.push(`${sc.scheduleId} ${sc.state.paused ? 'paused' : 'active'} ${sc.action?.type === 'startWorkflow' ? sc.action.workflowType : ''}`);
+  return { roles, dns: await resolver.resolve4('db.sandbox.test'), objects, runs: runs.sort(), schedules: schedules.sort() };
 }
 
 async function plan(args: string[]): Promise<{ code: number | null; plan?: RunbookPlan; stdout: string; stderr: string }> {
@@ -97,6 +102,7 @@ const planned = (p: RunbookPlan, step: string) => p.steps.find((s) => s.name ===
 describe('plan mode', () => {
   test('a drill plan changes nothing, names the node stopped, the DNS record switched and the gate; the real drill then runs the same steps', async () => {
     const before = await world();
+    assert.ok((before.schedules as string[]).length >= 2, JSON.stringify(before.schedules));
     const primary = nodes().find((n) => (before.roles as Record<string, { rec: boolean }>)[n.name].rec === false)!;
     const replica = nodes().find((n) => n.name !== primary.name)!;
 

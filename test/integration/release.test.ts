@@ -9,6 +9,7 @@ import { Client as PgClient } from 'pg';
 import { parse, stringify } from 'yaml';
 import { connectClient, ConnectedClient } from '../../src/cli/client';
 import { decideRelease, startRelease } from '../../src/cli/release';
+import { runPlan } from '../../src/cli/plan';
 import { loadConfig, LoadedConfig } from '../../src/config/load';
 import type { ReleaseReport } from '../../src/reports/release';
 import { seedSampleDatabase } from '../../src/sandbox/seed';
@@ -170,6 +171,25 @@ describe('release: backup, migration, canary, compensation in one run', () => {
   test('new pods that fail readiness after the migration: the Deployment is rolled back and the down-migration Job runs, the schema back as it was', async () => {
     await createApp('shop', 'registry.sandbox.test/shop:1.0');
     assert.deepEqual(await columns('orders'), ['amount', 'customer_id', 'id', 'note', 'padding', 'placed_at'], 'the schema before the release');
+
+    // Its plan first: the backup, the approval, the migration Job as it would be created, the rollout; nothing happens.
+    const world = async () => ({
+      deployments: (await apps.listNamespacedDeployment({ namespace: 'default' })).items.map((d) => [d.metadata?.name, d.metadata?.generation, d.spec?.template.spec?.containers[0].image]),
+      jobs: (await batch.listNamespacedJob({ namespace: 'default' })).items.map((j) => j.metadata?.name),
+      columns: await columns('orders'),
+      log: await query('SELECT * FROM release_log').catch(() => 'no release_log'),
+    });
+    const before = await world();
+    const plan = await runPlan(c, 'release', { environment: 'sandbox', deployment: 'shop', image: 'registry.sandbox.test/shop:2.0-bad', steps: [{ setWeight: 50 }, { pause: { durationSeconds: 1 } }], healthTimeoutSeconds: 60 });
+    assert.equal(plan.ok, true, plan.problems.join('; '));
+    assert.deepEqual(plan.steps.filter((st) => !st.name.startsWith('notify')).map((st) => st.name), ['preflight', 'backup', 'restore test', 'approval', 'migrate', 'rollout', 'watch window', 'write report']);
+    const planned = plan.steps.flatMap((st) => st.planned);
+    assert.ok(planned.some((x) => x.kind === 'gate' && /sandbox-reviewer/.test(x.what)), JSON.stringify(planned.map((x) => x.what)));
+    const job = planned.find((x) => x.by === 'startJob');
+    assert.ok(job && JSON.stringify(job.detail).includes('registry.sandbox.test/shop:2.0-bad') && JSON.stringify(job.detail).includes('ALTER TABLE'), JSON.stringify(job?.detail));
+    assert.deepEqual(plan.children.map((ch) => [ch.runbook, ch.ok]), [['backupDatabase', true], ['rollout', true]]);
+    assert.deepEqual(await world(), before, 'the plan changed nothing');
+
     const { handle } = await startRelease(c, { environment: 'sandbox', deployment: 'shop', image: 'registry.sandbox.test/shop:2.0-bad', steps: [{ setWeight: 50 }, { pause: { durationSeconds: 1 } }], healthTimeoutSeconds: 60 }, requester());
     await atGate(handle, /^release registry.sandbox.test\/shop:2.0-bad to shop, migrating main$/);
     // The requester may not approve their own release (four-eyes): the reviewer does.
