@@ -78,7 +78,7 @@ async function planOf(c: ConnectedClient, runbook: string, workflowId: string, s
   return { runbook, environment: c.environment, workflowId, ok: !problem, problems, steps, children, plannedAt: new Date().toISOString() };
 }
 
-const MARK: Record<PlannedChange['kind'], string> = { change: 'change', gate: 'gate', wait: 'wait', write: 'write', notify: 'notify', child: 'child run' };
+const MARK: Record<PlannedChange['kind'], string> = { change: 'change', gate: 'gate', wait: 'wait', write: 'write', notify: 'notify', child: 'child run', compensation: 'on fail' };
 
 /** The plan for a terminal: each step and what it would do; problems last. */
 export function renderPlanText(p: RunbookPlan, indent = ''): string {
@@ -125,7 +125,7 @@ export function renderPlanMarkdown(p: RunbookPlan, level = 1): string {
     if (s.outcome === 'skipped') out.push(`Skipped: ${String(s.found.reason ?? '')}`, '');
     for (const line of foundLines(s)) out.push(`- check: ${line}`);
     for (const c of s.planned) {
-      const verb = c.kind === 'gate' ? 'get approval' : c.kind === 'wait' ? 'wait' : c.kind === 'notify' ? 'tell' : c.kind === 'write' ? 'record' : c.kind === 'child' ? 'run' : 'do';
+      const verb = c.kind === 'gate' ? 'get approval' : c.kind === 'wait' ? 'wait' : c.kind === 'notify' ? 'tell' : c.kind === 'write' ? 'record' : c.kind === 'child' ? 'run' : c.kind === 'compensation' ? 'if it fails from here' : 'do';
       out.push(`- [ ] ${verb}: ${c.what}`);
       if (c.detail !== undefined && (c.kind === 'change' || c.kind === 'write')) out.push('', '  ```json', ...JSON.stringify(c.detail, null, 2).split('\n').map((l) => `  ${l}`), '  ```', '');
     }

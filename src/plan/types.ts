@@ -15,8 +15,12 @@ export const PLAN_WORKFLOW_PREFIX = 'plan-';
 
 /** One thing a real run would do at a step. */
 export interface PlannedChange {
-  /** change: the world is changed; gate: the run waits for people; wait: the run waits for time; write: evidence or a report is written. */
-  kind: 'change' | 'gate' | 'wait' | 'write' | 'notify' | 'child';
+  /**
+   * change: the world is changed; gate: the run waits for people; wait: the run waits for time or for
+   * an earlier change to take effect; write: evidence or a report is written; notify: a message is
+   * sent; child: a runbook is started as a child run; compensation: what a failure from here on undoes.
+   */
+  kind: 'change' | 'gate' | 'wait' | 'write' | 'notify' | 'child' | 'compensation';
   /** The activity (or the workflow feature) that would do it. */
   by: string;
   /** In words an operator acts on: which node is stopped how, which record goes from what to what. */

@@ -116,6 +116,7 @@ describe('plan mode', () => {
     assert.ok(planned(p, 'approval gate').some((w) => /waits at gate 'start the drill' for 1 signed approval from .*sandbox-reviewer/.test(w)), JSON.stringify(planned(p, 'approval gate')));
     assert.ok(planned(p, 'write marker').some((w) => w.includes(`on ${primary.name}`)), JSON.stringify(planned(p, 'write marker')));
     assert.ok(planned(p, 'fault: the primary dies hard').some((w) => w.includes(`stop ${primary.name} hard`) && w.includes('pg_ctl stop -m immediate')), JSON.stringify(planned(p, 'fault: the primary dies hard')));
+    assert.ok(planned(p, 'fault: the primary dies hard').some((w) => /^from here on, if a step fails or the run is aborted: restore a writable primary and point the service endpoint at it$/.test(w)), 'the compensation, from the fault on');
     const dns = p.steps.find((s) => s.name === 'switch the service endpoint')!.planned.find((x) => x.by === 'switchServiceEndpoint')!;
     assert.deepEqual(dns.detail, { record: 'db.sandbox.test', type: 'A', from: [primary.host], to: replica.host, provider: 'rfc2136' });
     assert.ok(planned(p, 'failback: rejoin the old primary as a replica').some((w) => w.includes(`makes ${primary.name} a replica of ${replica.name}`)));

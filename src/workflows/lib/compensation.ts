@@ -1,5 +1,6 @@
 import { CancellationScope } from '@temporalio/workflow';
 import type { Timeline } from './timeline';
+import { isPlanRun, recordPlanned } from './plan';
 
 /**
  * Undo actions registered as a runbook changes the world. On failure (or abort) they run in reverse
@@ -10,6 +11,7 @@ export class Compensations {
 
   add(name: string, fn: () => Promise<unknown>): void {
     this.stack.push({ name, fn });
+    if (isPlanRun()) recordPlanned([{ kind: 'compensation', by: 'compensation', what: `from here on, if a step fails or the run is aborted: ${name}` }]);
   }
 
   get pending(): number {

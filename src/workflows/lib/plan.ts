@@ -19,12 +19,30 @@ export function setRunningStepLookup(fn: () => Evidence | undefined): void {
   (globalThis as StepHolder)[RUNNING_STEP] = fn;
 }
 
-/** Records what a real run would do on the step running now (or on the run, before its first step). */
+const PENDING = Symbol.for('runbook.plannedBetweenSteps');
+type PendingHolder = { [PENDING]?: PlannedChange[] };
+
+/**
+ * Records what a real run would do on the step running now; between steps (a compensation registered
+ * before the fault), on the step that starts next.
+ */
 export function recordPlanned(changes: PlannedChange[]): void {
   if (changes.length === 0) return;
   const evidence = (globalThis as StepHolder)[RUNNING_STEP]?.();
-  if (!evidence) return;
+  if (!evidence) {
+    const g = globalThis as PendingHolder;
+    g[PENDING] = [...(g[PENDING] ?? []), ...changes];
+    return;
+  }
   const list = (evidence.planned as PlannedChange[] | undefined) ?? [];
   list.push(...changes);
   evidence.planned = list;
+}
+
+/** What was recorded between steps, for the step that starts now (empty outside plan runs). */
+export function takePlannedBetweenSteps(): PlannedChange[] {
+  const g = globalThis as PendingHolder;
+  const pending = g[PENDING] ?? [];
+  g[PENDING] = [];
+  return pending;
 }

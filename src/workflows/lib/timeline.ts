@@ -1,6 +1,6 @@
 import { defineQuery, isCancellation, log, proxySinks, setHandler } from '@temporalio/workflow';
 import type { RunbookSinks } from './sinks';
-import { setRunningStepLookup } from './plan';
+import { setRunningStepLookup, takePlannedBetweenSteps } from './plan';
 
 export type StepOutcome = 'running' | 'succeeded' | 'failed' | 'skipped' | 'cancelled';
 export type RunOutcome = 'running' | 'succeeded' | 'failed' | 'cancelled';
@@ -68,7 +68,8 @@ export class Timeline {
    * cancelled with the error text, and the error is rethrown for the runbook to handle.
    */
   async step<T>(name: string, fn: (evidence: Evidence) => Promise<T>): Promise<T> {
-    const record: StepRecord = { name, startedAt: isoNow(), outcome: 'running', evidence: {} };
+    const pending = takePlannedBetweenSteps();
+    const record: StepRecord = { name, startedAt: isoNow(), outcome: 'running', evidence: pending.length ? { planned: pending } : {} };
     this.state.steps.push(record);
     const started = Date.now();
     log.info('step started', { runbook: this.state.runbook, environment: this.state.environment, step: name });
