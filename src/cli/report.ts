@@ -16,8 +16,8 @@ import type { LoadedConfig } from '../config/load';
 import { evidencePrefix, readChain } from '../evidence/log';
 import type { ReadinessReport } from '../reports/audit';
 import type { DrillReport } from '../reports/drill';
-import { changesFrom, chartSpecs, missedDueTimes, renderCharts, renderSite, SiteData, SiteEnvironment, SiteSchedule } from '../reports/site';
-import { connectClient } from './client';
+import { changesFrom, chartSpecs, missedDueTimes, renderCharts, renderSite, SiteData, SiteEnvironment, SiteSchedule, SiteUnreportedRun } from '../reports/site';
+import { connectClient, RUNBOOK_TARGET_KEY } from './client';
 import { decisionRows } from './evidence';
 import { GlobalOptions, loadCliConfig, printJson, shown, UsageError } from './common';
 
@@ -26,7 +26,7 @@ const KEEP_RUN_PAGE = /^[a-z0-9-]{1,100}$/;
 /** Reads one environment's history from its bucket and its Temporal server; what cannot be read becomes a listed problem. */
 export async function gatherEnvironment(loaded: LoadedConfig, name: string, env: EnvironmentConfig, opts: { since?: number; outDir: string; now?: Date }): Promise<SiteEnvironment> {
   const now = opts.now ?? new Date();
-  const site: SiteEnvironment = { name, drills: [], restoreTests: [], audits: [], backups: [], schedules: [], decisions: [], changes: [], problems: [], links: { temporalUi: env.notifications?.temporalUiUrl, namespace: env.temporal.namespace } };
+  const site: SiteEnvironment = { name, drills: [], restoreTests: [], audits: [], backups: [], schedules: [], decisions: [], changes: [], unreported: [], problems: [], links: { temporalUi: env.notifications?.temporalUiUrl, namespace: env.temporal.namespace } };
   const inWindow = (at: string | undefined) => at !== undefined && (opts.since === undefined || Date.parse(at) >= opts.since);
   if (!env.backups) {
     site.problems.push(`environment ${name} has no backups: section, so no reports are kept to read`);
@@ -112,7 +112,34 @@ export async function gatherEnvironment(loaded: LoadedConfig, name: string, env:
     site.problems.push(`the schedules could not be read from Temporal ${env.temporal.address}: ${err.message}`);
     return [];
   });
+  const reported = new Set([...site.drills, ...site.restoreTests, ...site.audits].map((r) => r.workflowId));
+  site.unreported = await unsuccessfulRuns(loaded, name, env, opts.since)
+    .then((runs) => runs.filter((r) => !reported.has(r.workflowId)))
+    .catch((err: Error) => {
+      site.problems.push(`the runs could not be listed from Temporal ${env.temporal.address}: ${err.message}`);
+      return [];
+    });
   return site;
+}
+
+/**
+ * Runs of the environment that failed, timed out, were terminated or cancelled, from visibility (so
+ * within the namespace's retention): those that died before writing a report are seen nowhere else.
+ */
+async function unsuccessfulRuns(loaded: LoadedConfig, name: string, env: EnvironmentConfig, since?: number): Promise<SiteUnreportedRun[]> {
+  const c = await connectClient(loaded, name, env);
+  try {
+    const statuses = ['Failed', 'TimedOut', 'Terminated', 'Canceled'].map((st) => `ExecutionStatus = '${st}'`).join(' OR ');
+    const window = since === undefined ? '' : ` AND CloseTime >= '${new Date(since).toISOString()}'`;
+    const out: SiteUnreportedRun[] = [];
+    for await (const w of c.client.workflow.list({ query: `RunbookEnvironment = '${name}' AND (${statuses})${window}`, pageSize: 200 })) {
+      if (out.length >= 500) break;
+      out.push({ runbook: w.type, workflowId: w.workflowId, status: w.status.name, at: (w.closeTime ?? w.startTime).toISOString(), target: w.typedSearchAttributes.get(RUNBOOK_TARGET_KEY) });
+    }
+    return out.sort((a, b) => a.at.localeCompare(b.at));
+  } finally {
+    await c.close();
+  }
 }
 
 /** Each configured schedule of the environment: on the server?, paused?, its last and next run, and the due runs that did not happen. */

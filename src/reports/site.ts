@@ -92,6 +92,15 @@ export interface SiteChange {
   unverified: number;
 }
 
+/** A run that failed, timed out or was stopped, as visibility lists it, with no report of its own on the site. */
+export interface SiteUnreportedRun {
+  runbook: string;
+  workflowId: string;
+  status: string;
+  at: string;
+  target?: string;
+}
+
 /** The runbooks whose runs change what serves production: listed with their approvers on the site. */
 export const CHANGE_RUNBOOKS = ['rollout', 'release', 'goLive', 'promotion'];
 
@@ -131,6 +140,7 @@ export interface SiteEnvironment {
   schedules: SiteSchedule[];
   decisions: SiteDecision[];
   changes: SiteChange[];
+  unreported: SiteUnreportedRun[];
   /** What could not be read (a bucket, the schedules), said on the page rather than left out silently. */
   problems: string[];
   links: ReportLinks;
@@ -248,6 +258,10 @@ function environmentSection(env: SiteEnvironment, charts: Record<string, string>
       `<td>${esc(c.approvedBy.join(', ') || '-')}${c.unverified ? ` <span class="red">${c.unverified} act(s) NOT VERIFIED</span>` : ''}</td><td>${runCell({ id: '', workflowId: c.workflowId, at: c.at, passed: ok }, env.links)}</td></tr>`
     );
   });
+  const unreported = env.unreported.map(
+    (r) =>
+      `<tr class="failed" data-unreported="${esc(r.workflowId)}"><td>${esc(day(r.at))}</td><td>${esc(r.runbook)}</td><td>${esc(r.target ?? '-')}</td><td class="verdict">${esc(r.status.toLowerCase().replace('timed_out', 'timed out'))}</td><td>${runCell({ id: '', workflowId: r.workflowId, at: r.at, passed: false }, env.links)}</td></tr>`,
+  );
   const problems = env.problems.length ? `<ul class="problems">${env.problems.map((p) => `<li>${esc(p)}</li>`).join('')}</ul>` : '';
   return `<section id="env-${esc(env.name)}"><h2>${esc(env.name)}</h2>${problems}
 <h3>DR drills</h3>${chart('rto')}${chart('rpo')}${table(['when', 'database', 'result', 'RTO / target', 'RPO / target', 'approved by', 'why it failed', 'run'], drills)}
@@ -255,6 +269,7 @@ function environmentSection(env: SiteEnvironment, charts: Record<string, string>
 <h3>Backups</h3>${chart('backups')}<p>${env.backups.length} backup(s)${env.backups.length ? `, the newest ${esc(day(env.backups[env.backups.length - 1].at))}` : ''}.</p>
 <h3>Readiness</h3>${chart('audits')}${table(['when', 'verdict', 'score', 'critical items not proved', 'run'], audits)}
 <h3>Schedules</h3>${table(['schedule', 'runbook', 'state', 'last run', 'next run', 'due runs'], schedules)}
+<h3>Runs that failed without a report</h3><p>Failed, timed out, terminated or cancelled runs that left no report above, from Temporal visibility (within the namespace's retention).</p>${table(['closed', 'runbook', 'target', 'status', 'run'], unreported)}
 <h3>Changes: rollouts, releases, go-lives, promotions</h3>${table(['when', 'runbook', 'outcome', 'requested by', 'approved by (verified)', 'run'], changes)}
 <h3>Signed decisions</h3>${table(['when', 'runbook', 'act', 'by', 'key', 'signature', 'outcome', 'run'], decisions)}
 </section>`;

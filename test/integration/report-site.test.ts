@@ -5,7 +5,7 @@ import { dirname, join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { WorkflowHandle } from '@temporalio/client';
 import { parse, stringify } from 'yaml';
-import { ConnectedClient, connectClient, startRunbook } from '../../src/cli/client';
+import { ConnectedClient, connectClient, searchAttributesFor, startRunbook } from '../../src/cli/client';
 import { buildSite, serveDirectory } from '../../src/cli/report';
 import { applySchedules } from '../../src/cli/schedule';
 import { signedDecision } from '../../src/cli/sign';
@@ -89,6 +89,11 @@ describe('runbook report site', () => {
     await drill({ targets: { rtoMs: 1 } });
     await run('readinessAudit', {});
     await run('readinessAudit', {});
+    // Two runs that leave no report: a backup of a database the worker does not know, and a drill terminated at its gate.
+    await run('backupDatabase', { database: 'nosuchdb' });
+    const stopped = await c.client.workflow.start('drDrill', { taskQueue: 'critical-queue', workflowId: `site-drill-terminated-${Date.now()}`, args: [{ environment: 'sandbox', database: 'main', mode: 'failover' }], typedSearchAttributes: await searchAttributesFor(c, 'drDrill', 'main') });
+    await waitFor('its approval gate', async () => (await stopped.query(gatesQuery)).some((g) => g.outcome === 'waiting'), 30_000, 100);
+    await stopped.terminate('site test: a run that dies without a report');
     // The paused schedule's first due time must be a minute (its grace) old.
     const firstDue = Math.ceil((scheduledAt + 1) / 60_000) * 60_000;
     await waitFor('a missed due time past its grace', async () => Date.now() > firstDue + 62_000, 150_000, 1_000);
@@ -104,6 +109,9 @@ describe('runbook report site', () => {
     assert.equal(env.backups.length, 3);
     assert.equal(env.backups.filter((b) => b.gapMs !== undefined).length, 1, 'one database has two backups');
     assert.equal(env.audits.length, 2);
+    // Visibility adds what no report shows; runs with a report (the failed restore test, the drill that missed its RTO) are not repeated.
+    assert.deepEqual(env.unreported.map((r) => [r.runbook, r.status, r.target]).sort(), [['backupDatabase', 'FAILED', 'nosuchdb'], ['drDrill', 'TERMINATED', 'main']]);
+    assert.equal(env.unreported.find((r) => r.runbook === 'drDrill')?.workflowId, stopped.workflowId);
     assert.ok(env.decisions.filter((d) => d.runbook === 'drDrill' && d.verified).length >= 2, JSON.stringify(env.decisions));
     const s = Object.fromEntries(env.schedules.map((x) => [x.scheduleId, x]));
     assert.equal(s['site-never-applied'].onServer, false);

@@ -30,6 +30,7 @@ test('one chart point per run, with the target as a rule, and the SVG marked for
     schedules: [],
     decisions: [],
     changes: [],
+    unreported: [],
     problems: [],
     links: { namespace: 'default' },
   };
