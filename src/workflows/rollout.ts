@@ -25,6 +25,7 @@ import { acquireTarget } from './lib/exclusive';
 import type { SignedAct } from '../identity/policy';
 import type { RunbookSinks } from './lib/sinks';
 import { runRunbook, Timeline } from './lib/timeline';
+import { isPlanRun, recordPlanned } from './lib/plan';
 import { rolloutV1 } from './legacy/rolloutV1';
 import type { RollbackInput, RollbackResult } from './rollback';
 import {
@@ -339,6 +340,8 @@ export async function rollout(rawInput: RolloutInput): Promise<RolloutResult> {
       if (g.outcome === 'aborted') throw new RolloutStop('aborted', abortReason());
     }
 
+    // A plan says what a stop from here on would undo (it never takes that path itself).
+    if (isPlanRun()) recordPlanned([{ kind: 'compensation', by: 'rollback', what: `from here on, if a step, a health wait or an analysis fails, a gate is rejected or the run is aborted: the rollback runbook returns ${input.deployment} to the revision it had before this rollout, removes the canary, restores the autoscaler and verifies` }]);
     // Everything forward runs in a scope that an abort cancels; the rollback runs outside it.
     const forward = new CancellationScope();
     void condition(() => gates.aborted !== undefined && status.phase !== 'done').then(() => forward.cancel());

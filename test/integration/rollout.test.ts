@@ -178,6 +178,7 @@ describe('rollout', () => {
     assert.equal(rollout.ok, true, rollout.problems.join('; '));
     const changes = rollout.steps.flatMap((st) => st.planned);
     assert.ok(changes.some((x) => x.kind === 'gate' && /sandbox-operator/.test(x.what)), JSON.stringify(changes.map((x) => x.what)));
+    assert.ok(changes.some((x) => x.kind === 'compensation' && /the rollback runbook returns shop to the revision it had before this rollout/.test(x.what)), 'what a stop would undo');
     // The canary as it would be created, then the stable Deployment's own patch to the new image.
     assert.ok(changes.some((x) => x.by === 'ensureCanary' && JSON.stringify(x.detail).includes('shop-canary') && JSON.stringify(x.detail).includes('registry.sandbox.test/shop:1.2')), JSON.stringify(changes.map((x) => x.what)));
     const patch = changes.find((x) => (x.by === 'setDeploymentImage' || x.by === 'setDeploymentTemplate') && JSON.stringify(x.detail).includes('/spec/template/spec/containers/0/image'));
