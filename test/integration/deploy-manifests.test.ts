@@ -502,7 +502,7 @@ describe('the worker container as the Deployment runs it', () => {
       assert.equal((await httpStatus(`http://127.0.0.1:${port}/health`)).status, 200);
       const ready = await httpStatus(`http://127.0.0.1:${port}/ready`);
       assert.equal(ready.status, 503);
-      assert.deepEqual(JSON.parse(ready.body).taskQueues, ['critical-queue']);
+      assert.deepEqual(JSON.parse(ready.body).taskQueues, ['critical-queue', 'critical-queue-plan']);
     } finally {
       worker.child.kill('SIGTERM');
       const exit = await worker.exited;
