@@ -7,7 +7,7 @@ import type { AddressInfo } from 'node:net';
 import { createActivities, lazyClient } from './activities';
 import { createPlanActivities } from './plan/recording';
 import { PLANNERS } from './plan/planners';
-import { planQueue } from './plan/types';
+import { planQueueFor } from './plan/types';
 import { scratchHostQueue } from './activities/scratchHost';
 import { dataConverterFor } from './codec';
 import { credentialFiles, temporalConnectionSettings, TemporalConnectionSettings } from './config/connection';
@@ -225,7 +225,7 @@ export class RunbookWorker {
 
   isReady(): boolean {
     const gen = this.generation;
-    return !this.stopping && gen !== undefined && gen.workers.length === 2 * this.queues.length + extraWorkers(this.queues) + (this.options.loadGenerator ? 1 : 0) && gen.workers.every((w) => w.getState() === 'RUNNING');
+    return !this.stopping && gen !== undefined && gen.workers.length === this.queues.length + (this.queues.length > 0 ? 1 : 0) + extraWorkers(this.queues) + (this.options.loadGenerator ? 1 : 0) && gen.workers.every((w) => w.getState() === 'RUNNING');
   }
 
   /** Waits until every queue is polling; rejects if the worker fails or stops first. */
@@ -247,7 +247,7 @@ export class RunbookWorker {
 
   taskQueueNames(): string[] {
     const { env } = selectEnvironment(this.loaded, this.environment);
-    return [...this.queues.map((q) => env.temporal.taskQueues[q]), ...this.queues.map((q) => planQueue(env.temporal.taskQueues[q])), ...(this.options.loadGenerator ? [loadGeneratorQueue(env.temporal.taskQueues.batch)] : [])];
+    return [...this.queues.map((q) => env.temporal.taskQueues[q]), ...(this.queues.length > 0 ? [planQueueFor(env.temporal.taskQueues)] : []), ...(this.options.loadGenerator ? [loadGeneratorQueue(env.temporal.taskQueues.batch)] : [])];
   }
 
   private async connectAndRun(): Promise<void> {
@@ -325,17 +325,16 @@ export class RunbookWorker {
         };
         workers.push(await Worker.create(options));
       }
-      // Plans: the same workflows on each queue's plan queue, with no activity that changes anything
-      // (recording stand-ins instead) and no metrics, so a plan is neither an action nor a run.
-      const planActivities = createPlanActivities({ environment: this.environment, env, real: activities, planners: PLANNERS });
-      for (const kind of this.queues) {
+      if (this.queues.length > 0) {
+        // Plans: the same workflows on the environment's plan queue, with no activity that changes
+        // anything (recording stand-ins instead) and no metrics, so a plan is neither an action nor a run.
         workers.push(
           await Worker.create({
             connection,
             namespace,
-            taskQueue: planQueue(env.temporal.taskQueues[kind]),
+            taskQueue: planQueueFor(env.temporal.taskQueues),
             workflowBundle,
-            activities: planActivities,
+            activities: createPlanActivities({ environment: this.environment, env, real: activities, planners: PLANNERS }),
             sinks: silentSinks(),
             dataConverter: this.dataConverter,
             maxConcurrentActivityTaskExecutions: 10,

@@ -8,8 +8,8 @@ import { WorkflowFailedError } from '@temporalio/client';
 import type { EnvironmentConfig } from '../config/schema';
 import type { ImplementedRunbook } from '../workflows/catalog';
 import { timelineQuery, type StepOutcome, type TimelineSnapshot } from '../workflows/lib/timeline';
-import { PLAN_WORKFLOW_PREFIX, planQueue, PlannedChange } from '../plan/types';
-import { ConnectedClient, failureMessage, newWorkflowId, pollerCount, taskQueueFor } from './client';
+import { PLAN_WORKFLOW_PREFIX, planQueueFor, PlannedChange } from '../plan/types';
+import { ConnectedClient, failureMessage, newWorkflowId, pollerCount } from './client';
 import { GlobalOptions, UsageError, withClient } from './common';
 
 export interface PlanStep {
@@ -40,9 +40,9 @@ const PLAN_TIMEOUT_MS = 10 * 60_000;
 
 /** Runs a plan of a runbook with this input and reads back what each step would do. */
 export async function runPlan(c: ConnectedClient, runbook: ImplementedRunbook, input: unknown, opts: { env?: EnvironmentConfig } = {}): Promise<RunbookPlan> {
-  const taskQueue = planQueue(taskQueueFor(opts.env ?? c.env, runbook));
+  const taskQueue = planQueueFor((opts.env ?? c.env).temporal.taskQueues);
   if ((await pollerCount(c, taskQueue)) === 0) {
-    throw new UsageError(`no worker polls ${taskQueue}: plans run on environment ${c.environment}'s worker, on the plan queue beside its ${taskQueue.replace(/-plan$/, '')} queue; start one (runbook worker) or upgrade it`);
+    throw new UsageError(`no worker polls ${taskQueue}: plans of ${runbook} run on environment ${c.environment}'s workers, which serve that queue beside their own; start one (runbook worker) or upgrade it`);
   }
   const workflowId = `${PLAN_WORKFLOW_PREFIX}${newWorkflowId(runbook, c.environment)}`;
   // No search attributes: a plan is no run of the runbook, and no listing of runs (freshness, the site) finds it.

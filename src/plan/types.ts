@@ -4,8 +4,15 @@
  * real run's; what would change is recorded on the step that would change it.
  */
 
-/** A plan task queue is the runbook's queue with this suffix; only plan workers poll it. */
+/** A plan task queue ends with this suffix; only plan workers poll it. */
 export const PLAN_QUEUE_SUFFIX = '-plan';
+
+/**
+ * An environment's plan queue: one for all its runbooks (every worker process of the environment
+ * serves it, whichever queues it serves otherwise), named after its critical queue so that two
+ * environments in one namespace never share it.
+ */
+export const planQueueFor = (taskQueues: { critical: string }): string => planQueue(taskQueues.critical);
 
 export const planQueue = (queue: string): string => (queue.endsWith(PLAN_QUEUE_SUFFIX) ? queue : `${queue}${PLAN_QUEUE_SUFFIX}`);
 export const isPlanQueue = (queue: string): boolean => queue.endsWith(PLAN_QUEUE_SUFFIX);

@@ -6,7 +6,7 @@ import { renderPlanMarkdown, renderPlanText, RunbookPlan } from '../../src/cli/p
 import { ACTIVITY_EFFECTS } from '../../src/plan/effects';
 import { PLANNERS } from '../../src/plan/planners';
 import { createPlanActivities } from '../../src/plan/recording';
-import { isPlanEnvelope, isPlanQueue, planQueue } from '../../src/plan/types';
+import { isPlanEnvelope, isPlanQueue, planQueue, planQueueFor } from '../../src/plan/types';
 
 /** Stand-ins for the real activities, each one recognisable. */
 function realActivities(): Activities {
@@ -41,6 +41,7 @@ describe('plan workers', () => {
     assert.equal(planQueue('critical-queue'), 'critical-queue-plan');
     assert.equal(planQueue('critical-queue-plan'), 'critical-queue-plan');
     assert.equal(isPlanQueue('critical-queue'), false);
+    assert.equal(planQueueFor({ critical: 'prod-critical' }), 'prod-critical-plan');
     assert.equal(isPlanEnvelope({ runbookPlan: 1, result: 1, planned: [] }), true);
     assert.equal(isPlanEnvelope({ result: 1, planned: [] }), false);
     assert.equal(isPlanEnvelope(null), false);
