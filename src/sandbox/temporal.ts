@@ -54,6 +54,19 @@ export interface TemporalDevServerInfo {
 }
 
 export async function startTemporalDevServer(opts: TemporalDevServerOptions): Promise<TemporalDevServerInfo> {
+  // The dev server picks its internal services' ports itself, and the ports chosen here are free only
+  // when chosen: another process starting at the same moment can take one first. Such a start is
+  // tried again (the dev server's own log says so), with fresh ports; any other failure is not.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startDevServerOnce(opts);
+    } catch (err) {
+      if (attempt >= 3 || !/address already in use/.test((err as Error).message)) throw err;
+    }
+  }
+}
+
+async function startDevServerOnce(opts: TemporalDevServerOptions): Promise<TemporalDevServerInfo> {
   const binary = findTemporalCli();
   const host = opts.host ?? '127.0.0.1';
   const port = opts.port ?? (await freePort(host));
