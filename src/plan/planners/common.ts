@@ -2,7 +2,7 @@ import { evidencePrefix } from '../../evidence/log';
 import type { PlannedChange } from '../types';
 import type { PlanContext, Planners } from '../recording';
 
-const nowIso = () => new Date().toISOString();
+export const nowIso = (): string => new Date().toISOString();
 
 /** s3://bucket/key for what a plan says would be written, or undefined where the environment keeps no reports. */
 export function objectUrl(ctx: PlanContext, key: string): string | undefined {
@@ -34,29 +34,19 @@ export const commonPlanners: Planners = {
   },
 };
 
-const runReport = (kind: string, withHtml: boolean) => (ctx: PlanContext, by: string, id: string) => {
+/** A run's report objects (JSON, Markdown, and HTML where the runbook draws a page) under `<prefix><kind>/<id>/report`. */
+export function runReport(ctx: PlanContext, by: string, kind: string, id: string, withHtml = true): { result: { keys: string[] }; planned: PlannedChange[] } {
   const base = `${reportPrefix(ctx)}${kind}/${id}/report`;
-  return reportWrites(ctx, by, [`${base}.json`, `${base}.md`, ...(withHtml ? [`${base}.html`] : [])]);
-};
+  const w = reportWrites(ctx, by, [`${base}.json`, `${base}.md`, ...(withHtml ? [`${base}.html`] : [])]);
+  return { result: { keys: w.keys }, planned: w.planned };
+}
 
 /** The reports of the runbooks that orchestrate others: each writes its report objects beside the others. */
 export const reportPlanners: Planners = {
-  async writeAuditReport(input, ctx) {
-    const w = runReport('audits', true)(ctx, 'writeAuditReport', input.auditId);
-    return { result: { keys: w.keys }, planned: w.planned };
-  },
-  async writeGoLiveReport(input, ctx) {
-    const w = runReport('golive', true)(ctx, 'writeGoLiveReport', input.goLiveId);
-    return { result: { keys: w.keys }, planned: w.planned };
-  },
-  async writeReleaseReport(input, ctx) {
-    const w = runReport('releases', true)(ctx, 'writeReleaseReport', input.releaseId);
-    return { result: { keys: w.keys }, planned: w.planned };
-  },
-  async writePromotionReport(input, ctx) {
-    const w = runReport('promotions', false)(ctx, 'writePromotionReport', input.promotionId);
-    return { result: { keys: w.keys }, planned: w.planned };
-  },
+  writeAuditReport: async (input, ctx) => runReport(ctx, 'writeAuditReport', 'audits', input.auditId),
+  writeGoLiveReport: async (input, ctx) => runReport(ctx, 'writeGoLiveReport', 'golive', input.goLiveId),
+  writeReleaseReport: async (input, ctx) => runReport(ctx, 'writeReleaseReport', 'releases', input.releaseId),
+  writePromotionReport: async (input, ctx) => runReport(ctx, 'writePromotionReport', 'promotions', input.promotionId, false),
   async saveAttestation(input, ctx) {
     if (!ctx.env.backups) return { result: { key: null }, planned: [] };
     const key = `${reportPrefix(ctx)}attestations/${input.item}.json`;

@@ -1,8 +1,6 @@
 import type { PlanContext, Planners } from '../recording';
 import type { PlannedChange } from '../types';
-import { reportPrefix, reportWrites } from './common';
-
-const nowIso = () => new Date().toISOString();
+import { nowIso, runReport } from './common';
 
 interface DrillWorld {
   /** The member that would be primary at this point of the drill. */
@@ -127,9 +125,5 @@ export const drillPlanners: Planners = {
     };
   },
 
-  async writeDrillReport(input, ctx) {
-    const base = `${reportPrefix(ctx)}drills/${input.drillId}/report`;
-    const w = reportWrites(ctx, 'writeDrillReport', [`${base}.json`, `${base}.md`, `${base}.html`]);
-    return { result: { keys: w.keys }, planned: w.planned };
-  },
+  writeDrillReport: async (input, ctx) => runReport(ctx, 'writeDrillReport', 'drills', input.drillId),
 };
