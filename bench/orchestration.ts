@@ -184,6 +184,9 @@ async function main(): Promise<void> {
     variant('bare', 'bare SDK, regular activities', sandbox, bareQueue, 'benchSteps', false);
     variant('machinery', 'runbook machinery (timeline, sinks, logging, encryption), regular activities', sandbox, machineryQueue, 'benchRunbookSteps', false, encrypted);
     variant('local', 'bare SDK, local activities', sandbox, bareQueue, 'benchSteps', true);
+    // Where the machinery's time goes: each half of it alone.
+    variant('bareEncrypted', 'bare SDK, regular activities, with the payload encryption only', sandbox, await worker(sandbox, { dataConverter: encrypted }), 'benchSteps', false, encrypted);
+    variant('machineryPlain', 'runbook machinery without payload encryption (timeline, sinks, logging), regular activities', sandbox, await worker(sandbox, { sinks }), 'benchRunbookSteps', false);
     variant('sdkDefaults', "bare SDK, regular activities, the SDK's default worker options instead of the production tuning", sandbox, await worker(sandbox, { tuning: {} }), 'benchSteps', false);
     variant('freshContext', 'bare SDK, regular activities, reuseV8Context off (a V8 context per workflow)', sandbox, await worker(sandbox, { tuning: { ...tuning, reuseV8Context: false } }), 'benchSteps', false);
     if (stock) variant('stock', "bare SDK, regular activities, dev server with the server's default dynamic config", stock, await worker(stock), 'benchSteps', false);
@@ -261,6 +264,8 @@ async function main(): Promise<void> {
     const m = (k: string) => figures[k].perStepMs.median;
     const ratios = [
       ratio('machinery/bare', m('machinery'), m('bare'), 'a regular step through the runbook machinery / the same step as a bare SDK activity (goal: at most 1.15)'),
+      ratio('encrypted/bare', m('bareEncrypted'), m('bare'), 'a bare SDK step with payload encryption / without: the codec alone'),
+      ratio('machinery without encryption/bare', m('machineryPlain'), m('bare'), 'a step through the timeline, sinks and logging, without encryption / a bare SDK step'),
       ratio('regular/local', m('bare'), m('local'), 'a regular activity step / a local activity step'),
       ...(stock ? [ratio('stock/sandbox', m('stock'), m('bare'), "a regular step on the dev server with the server's default dynamic config / with the sandbox's")] : []),
       ...(sqlite ? [ratio('sqlite/memory', m('sqlite'), m('bare'), 'a regular step on the dev server with its SQLite file / in memory')] : []),

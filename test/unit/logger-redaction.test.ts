@@ -37,6 +37,29 @@ describe('log redaction', () => {
     }
   });
 
+  test('a secret field deeper than any fixed path list, in an error of its own, and in a child logger\'s bindings is redacted too; a value too deep to walk is dropped, not written', () => {
+    const { logger, lines } = capture();
+    const deep = secret('deep');
+    const onError = secret('on-error');
+    const bound = secret('bound');
+    const tooDeep = secret('too-deep');
+    let nested: Record<string, unknown> = { password: deep, keep: 'visible' };
+    for (let i = 0; i < 6; i++) nested = { level: nested };
+    const err = Object.assign(new Error('connect failed'), { token: onError, code: 'ECONNREFUSED' });
+    let overflow: Record<string, unknown> = { note: tooDeep };
+    for (let i = 0; i < 12; i++) overflow = { level: overflow };
+    logger.child({ component: 'driver', apiKey: bound }).info({ nested, err, overflow }, 'deep fields');
+    assert.equal(lines.length, 1);
+    for (const value of [deep, onError, bound, tooDeep]) assert.ok(!lines[0].includes(value), `a secret survived: ${lines[0]}`);
+    const parsed = JSON.parse(lines[0]) as { component: string; apiKey: string; err: { code: string; token: string } };
+    assert.equal(parsed.component, 'driver');
+    assert.equal(parsed.apiKey, '[redacted]');
+    assert.equal(parsed.err.code, 'ECONNREFUSED');
+    assert.equal(parsed.err.token, '[redacted]');
+    assert.match(lines[0], /"keep":"visible"/);
+    assert.match(lines[0], /\[too deep\]/);
+  });
+
   test('the fields the runbooks log by name: database, TSIG, S3, Route 53, codec, webhook, SMTP, signing and Temporal credentials', () => {
     const { logger, lines } = capture();
     const values = {
