@@ -31,7 +31,7 @@ import { RunbookMetrics } from '../src/observability/metrics';
 import { SANDBOX_DYNAMIC_CONFIG, startTemporalDevServer, stopTemporalDevServer, TemporalDevServerInfo } from '../src/sandbox/temporal';
 import { DEFAULT_TUNING, runbookSinks } from '../src/worker';
 import type { RunbookSinks } from '../src/workflows/lib/sinks';
-import { beginBench, formatSummary, parseBenchArgs, Profile, ratio, runMain, summarize, Summary, toolVersion } from './lib/report';
+import { beginBench, formatSummary, pairedRatio, parseBenchArgs, Profile, ratio, runMain, summarize, Summary, toolVersion } from './lib/report';
 import { findTemporalCli } from '../src/sandbox/temporal';
 
 /** The smoke profile only checks that the script runs: the variants on the sandbox's dev server, not the two extra servers. */
@@ -262,8 +262,12 @@ async function main(): Promise<void> {
       .sort((a, b) => b.perStep * b.meanMs - a.perStep * a.meanMs);
     console.log(`the dev server, per regular step of the bare variant: ${serverPerStep.map((o) => `${o.operation} x${o.perStep} (${o.meanMs} ms)`).join(', ')}`);
     const m = (k: string) => figures[k].perStepMs.median;
+    // CPU is steadier than wall time on a shared machine: both processes' CPU per step, the dev server's and the worker's.
+    const cpu = (k: string) => figures[k].serverCpuMsPerStep.median + figures[k].processCpuMsPerStep.median;
     const ratios = [
       ratio('machinery/bare', m('machinery'), m('bare'), 'a regular step through the runbook machinery / the same step as a bare SDK activity (goal: at most 1.15)'),
+      pairedRatio('machinery/bare, paired by round', variants.find((v) => v.key === 'machinery')!.perStepMs, variants.find((v) => v.key === 'bare')!.perStepMs, "the median of each round's machinery / bare ratio (the two ran in the same round, under its load)"),
+      ratio('machinery/bare, CPU', cpu('machinery'), cpu('bare'), 'the CPU a step through the runbook machinery costs the dev server and the worker together / a bare SDK step'),
       ratio('encrypted/bare', m('bareEncrypted'), m('bare'), 'a bare SDK step with payload encryption / without: the codec alone'),
       ratio('machinery without encryption/bare', m('machineryPlain'), m('bare'), 'a step through the timeline, sinks and logging, without encryption / a bare SDK step'),
       ratio('regular/local', m('bare'), m('local'), 'a regular activity step / a local activity step'),

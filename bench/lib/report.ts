@@ -83,6 +83,15 @@ export function ratio(name: string, numerator: number, denominator: number, of: 
   return { name, value: denominator > 0 ? Number((numerator / denominator).toFixed(2)) : NaN, of };
 }
 
+/**
+ * The median of per-round ratios a[i] / b[i], for two variants measured in the same rounds: each
+ * round's pair shares that round's machine load, so drift between rounds cancels out.
+ */
+export function pairedRatio(name: string, a: number[], b: number[], of: string): Ratio {
+  const per = a.map((x, i) => x / b[i]).filter((x) => Number.isFinite(x) && x > 0);
+  return { name, value: per.length ? Number(median(per).toFixed(2)) : NaN, of };
+}
+
 export function printRatios(ratios: Ratio[]): void {
   for (const r of ratios) console.log(`ratio ${r.name}: ${r.value.toFixed(2)}x (${r.of})`);
 }

@@ -58,15 +58,30 @@ export const CHECK_IDS = [
 export type CheckId = (typeof CHECK_IDS)[number];
 
 /**
+ * What a run's result must show before it proves an item (judged on the result by the visibility
+ * activity, src/activities/visibility.ts): a completed run alone proves only that it ran.
+ */
+export const RUN_REQUIREMENTS = {
+  verifiedChange: 'that changed a Deployment (one of kubernetes.deployments, when listed) and was verified by its analysis',
+  loadBaselineHeld: 'whose baseline phase held its SLAs (p99 start-to-complete, error rate, nothing lost)',
+  loadPeakHeld: 'whose peak phase, at 2x the baseline rate or more, held its SLAs',
+  loadFaultSurvived: 'whose failure phase lost and failed nothing under its fault, and whose fault was ended',
+  loadRecovered: "whose backlog drained after the fault (within sla.drainWithin, when set) and whose recovery phase held its SLAs",
+  loadPassed: 'that passed: every phase held its SLAs and the failure phase lost nothing',
+} as const;
+export type RunRequirement = keyof typeof RUN_REQUIREMENTS;
+
+/**
  * How an item is proved:
  * - automated: every listed check passes (any failure fails the item; otherwise an unknown makes it unknown);
  * - runbook: a run of one of this project's runbooks completed within the window, found through
- *   Temporal visibility (`rpo`: the environment's RPO target, 26 hours when none is set);
+ *   Temporal visibility (`rpo`: the environment's RPO target, 26 hours when none is set), and with
+ *   `requires` its result shows what the item asks (RUN_REQUIREMENTS);
  * - attested: a person on the environment's approver list vouches, valid for validForDays.
  */
 export type Proof =
   | { kind: 'automated'; checks: CheckId[] }
-  | { kind: 'runbook'; runbook: string; within: { days: number } | 'rpo' }
+  | { kind: 'runbook'; runbook: string; within: { days: number } | 'rpo'; requires?: RunRequirement }
   | { kind: 'attested'; validForDays: number };
 
 export interface ChecklistItem {
@@ -105,7 +120,7 @@ export interface CheckInput {
 export const DEFAULT_RPO_WINDOW_MS = 26 * 3_600_000;
 
 const auto = (...checks: CheckId[]): Proof => ({ kind: 'automated', checks });
-const runbook = (name: string, within: { days: number } | 'rpo'): Proof => ({ kind: 'runbook', runbook: name, within });
+const runbook = (name: string, within: { days: number } | 'rpo', requires?: RunRequirement): Proof => ({ kind: 'runbook', runbook: name, within, ...(requires ? { requires } : {}) });
 const attested = (validForDays = 90): Proof => ({ kind: 'attested', validForDays });
 
 type Row = [id: string, title: string, text: string, severity: Severity, proof: Proof];
@@ -319,7 +334,7 @@ const BLOCKS: Block[] = [
     subsection: 'Worker Tuning',
     rows: [
       ['poller-count', 'Poller count', 'Based on task queue load', 'normal', attested()],
-      ['concurrency-tested', 'Concurrency limits', 'Tested under load', 'normal', attested()],
+      ['concurrency-tested', 'Concurrency limits', 'Tested under load', 'normal', runbook('loadTest', { days: 180 }, 'loadPeakHeld')],
       ['sticky-cache-tradeoff', 'Sticky cache', 'Memory vs. performance tradeoff', 'normal', attested()],
       ['activity-timeouts', 'Activity timeouts', 'Based on actual performance', 'normal', attested()],
     ],
@@ -328,10 +343,10 @@ const BLOCKS: Block[] = [
     section: 'Performance Tuning',
     subsection: 'Load Testing',
     rows: [
-      ['load-baseline', 'Baseline established', 'Normal load metrics', 'normal', attested(180)],
-      ['peak-load-tested', 'Peak load tested', '2-3x normal', 'high', attested(180)],
-      ['stress-failure-tested', 'Failure tested', 'Behavior under stress', 'normal', attested(180)],
-      ['overload-recovery-tested', 'Recovery tested', 'After overload', 'normal', attested(180)],
+      ['load-baseline', 'Baseline established', 'Normal load metrics', 'normal', runbook('loadTest', { days: 180 }, 'loadBaselineHeld')],
+      ['peak-load-tested', 'Peak load tested', '2-3x normal', 'high', runbook('loadTest', { days: 180 }, 'loadPeakHeld')],
+      ['stress-failure-tested', 'Failure tested', 'Behavior under stress', 'normal', runbook('loadTest', { days: 180 }, 'loadFaultSurvived')],
+      ['overload-recovery-tested', 'Recovery tested', 'After overload', 'normal', runbook('loadTest', { days: 180 }, 'loadRecovered')],
     ],
   },
   {
@@ -340,7 +355,7 @@ const BLOCKS: Block[] = [
     rows: [
       ['smoke-tests', 'Smoke tests passed', 'Basic workflow execution', 'critical', runbook('smokeTest', { days: 7 })],
       ['integration-tests', 'Integration tests passed', 'End-to-end flows', 'high', attested(30)],
-      ['performance-validated', 'Performance validated', 'Meets SLAs', 'high', attested(90)],
+      ['performance-validated', 'Performance validated', 'Meets SLAs', 'high', runbook('loadTest', { days: 90 }, 'loadPassed')],
       ['security-audit', 'Security audit', 'Passed review', 'high', attested(365)],
     ],
   },
@@ -359,7 +374,7 @@ const BLOCKS: Block[] = [
     subsection: 'Rollback Plan',
     rows: [
       ['rollback-procedure', 'Rollback procedure', 'Documented steps', 'high', attested(180)],
-      ['rollback-tested', 'Rollback tested', 'Verified works', 'critical', runbook('rollback', { days: 90 })],
+      ['rollback-tested', 'Rollback tested', 'Verified works', 'critical', runbook('rollback', { days: 90 }, 'verifiedChange')],
       ['rollback-criteria', 'Rollback criteria', 'When to trigger', 'high', attested(180)],
       ['communication-plan', 'Communication plan', 'Stakeholder notification', 'high', attested(180)],
     ],
@@ -395,6 +410,23 @@ export const SECTIONS: readonly string[] = [...new Set(CHECKLIST.map((i) => i.se
 
 export function checklistItem(id: string): ChecklistItem | undefined {
   return CHECKLIST.find((i) => i.id === id);
+}
+
+/** The runs the catalog asks for, each (runbook, requirement) pair once, in catalog order; the key names the pair. */
+export function runProofsInUse(): { key: string; runbook: string; requires?: RunRequirement }[] {
+  const seen = new Map<string, { key: string; runbook: string; requires?: RunRequirement }>();
+  for (const i of CHECKLIST) {
+    if (i.proof.kind !== 'runbook') continue;
+    const key = runProofKey(i.proof);
+    if (!seen.has(key)) seen.set(key, { key, runbook: i.proof.runbook, ...(i.proof.requires ? { requires: i.proof.requires } : {}) });
+  }
+  return [...seen.values()];
+}
+
+/** A runbook proof's key: the runbook, and its requirement after a colon. */
+export function runProofKey(p: { runbook: string; requires?: RunRequirement }): string {
+  // The rollback's requirement predates requirements: its key stays the runbook's name.
+  return p.requires && p.requires !== 'verifiedChange' ? `${p.runbook}:${p.requires}` : p.runbook;
 }
 
 /** The automated checks the catalog uses, each once, in catalog order. */

@@ -3,7 +3,7 @@
  * from the catalog alone (no config, no server): its id, section, severity, and how it is proved.
  */
 import type { Command } from 'commander';
-import { CHECKLIST, ChecklistItem, DEFAULT_RPO_WINDOW_MS, Proof, SECTIONS, Severity } from '../checklist/catalog';
+import { CHECKLIST, ChecklistItem, DEFAULT_RPO_WINDOW_MS, Proof, RUN_REQUIREMENTS, SECTIONS, Severity } from '../checklist/catalog';
 import { GlobalOptions, printJson, shown, UsageError } from './common';
 
 const PROOF_KINDS = ['automated', 'runbook', 'attested'] as const;
@@ -14,7 +14,7 @@ export function describeProof(p: Proof): string {
   if (p.kind === 'automated') return `${p.checks.length === 1 ? 'check' : 'checks'} ${p.checks.join(', ')}`;
   if (p.kind === 'runbook') {
     const window = p.within === 'rpo' ? `within the environment's RPO (${DEFAULT_RPO_WINDOW_MS / 3_600_000} h without one)` : `within ${p.within.days} days`;
-    return `a completed ${p.runbook} run ${window}${p.runbook === 'rollback' ? ' that changed a Deployment (one of kubernetes.deployments, when listed) and was verified by its analysis' : ''}`;
+    return `a completed ${p.runbook} run ${window}${p.requires ? ` ${RUN_REQUIREMENTS[p.requires]}` : ''}`;
   }
   return `attested by an approver, valid ${p.validForDays} days`;
 }

@@ -5,7 +5,7 @@ import type { createVisibilityActivities } from '../activities/visibility';
 import { Attestation, attestationDays, attestationProblem, recordAttestation } from '../checklist/attestation';
 import { parseStatement, SignedStatement } from '../identity/statement';
 import { Gates } from './lib/gate';
-import { CHECKLIST, CheckId, CheckInput, CheckResult, ChecklistItem, checksInUse, combineChecks, DEFAULT_RPO_WINDOW_MS, ItemStatus, SECTIONS } from '../checklist/catalog';
+import { CHECKLIST, CheckId, CheckInput, CheckResult, ChecklistItem, checksInUse, combineChecks, DEFAULT_RPO_WINDOW_MS, ItemStatus, runProofKey, runProofsInUse, RUN_REQUIREMENTS, SECTIONS } from '../checklist/catalog';
 import { AuditItemResult, coverageOf, ReadinessReport, renderAuditHtml, renderAuditMarkdown, scoreOf } from '../reports/audit';
 import { PERMANENT_FAILURES } from './lib/failures';
 import { describe, ENVIRONMENT_NAME, InputChecker } from './lib/input';
@@ -33,6 +33,8 @@ const sinks = proxySinks<RunbookSinks>();
  */
 const TEMPORAL_TARGETS_PATCH = 'temporal-checks-read-their-targets';
 const RESTORE_TESTED_PATCH = 'database-backups-need-a-restore-test';
+/** The load items are proved by loadTest runs whose phases held their SLAs; audits started before read no loadTest run. */
+const LOAD_TEST_PROOFS_PATCH = 'load-items-proved-by-load-tests';
 const CHECKS_BEFORE_TEMPORAL_TARGETS = [
   'checkTemporalVersion', 'checkKubernetesReplicas', 'checkTemporalPersistence', 'checkPostgresVersion', 'checkTemporalVisibilityStore', 'checkNamespaceArchival',
   'checkTemporalTls', 'checkTemporalMtls', 'checkKubernetesNetworkPolicies', 'checkDnsRecords', 'checkPostgresConnections', 'checkPostgresTimeouts', 'checkPostgresReplica',
@@ -276,12 +278,16 @@ export async function readinessAudit(rawInput: ReadinessAuditInput): Promise<Rea
       Object.assign(evidence, { checks: found.length, pass: count('pass'), fail: count('fail'), unknown: count('unknown') });
     });
 
-    const runs = new Map<string, { workflowId: string; closedAt: string; deployment?: string } | null | { error: string }>();
+    const runs = new Map<string, { workflowId: string; closedAt: string; deployment?: string; proved?: Record<string, unknown> } | null | { error: string }>();
     await timeline.step('runbook evidence', async (evidence) => {
-      const names = readsTargets ? [...new Set(CHECKLIST.flatMap((i) => (i.proof.kind === 'runbook' ? [i.proof.runbook] : [])))] : RUNBOOKS_BEFORE_TEMPORAL_TARGETS;
-      for (const name of names) {
-        // A rollback proves rollback-tested only when it changed a Deployment and its analysis verified the result.
-        runs.set(name, await inspect.lastSuccessfulRun({ runbook: name, ...(name === 'rollback' ? { verifiedChange: true } : {}) }).catch((err: unknown) => ({ error: err instanceof Error && err.cause instanceof Error ? err.cause.message : String(err) })));
+      const wanted = readsTargets
+        ? runProofsInUse().filter((p) => p.runbook !== 'loadTest' || patched(LOAD_TEST_PROOFS_PATCH))
+        : RUNBOOKS_BEFORE_TEMPORAL_TARGETS.map((runbook) => ({ key: runbook, runbook, requires: runbook === 'rollback' ? ('verifiedChange' as const) : undefined }));
+      for (const p of wanted) {
+        // A rollback proves rollback-tested only when it changed a Deployment and its analysis verified the
+        // result (asked the way audits always have); a load test proves a load item only when its phases held.
+        const ask = p.requires === 'verifiedChange' ? { verifiedChange: true } : p.requires ? { requires: p.requires } : {};
+        runs.set(p.key, await inspect.lastSuccessfulRun({ runbook: p.runbook, ...ask }).catch((err: unknown) => ({ error: err instanceof Error && err.cause instanceof Error ? err.cause.message : String(err) })));
       }
       Object.assign(evidence, Object.fromEntries(runs));
     });
@@ -316,14 +322,17 @@ export async function readinessAudit(rawInput: ReadinessAuditInput): Promise<Rea
       if (p.kind === 'runbook') {
         const windowMs = p.within === 'rpo' ? rpoWindowMs : p.within.days * 86_400_000;
         const window = p.within === 'rpo' ? `the RPO window (${daysText(windowMs)})` : `${p.within.days} days`;
-        const run = runs.get(p.runbook);
+        const key = runProofKey(p);
+        const asked = p.requires ? ` ${RUN_REQUIREMENTS[p.requires]}` : '';
+        if (!runs.has(key)) return { status: 'unknown', summary: `this audit started before ${p.runbook} runs proved this item`, evidence: { runbook: p.runbook, requires: p.requires } };
+        const run = runs.get(key);
         if (run && 'error' in run) return { status: 'unknown', summary: `cannot search Temporal visibility: ${run.error}`, evidence: { runbook: p.runbook, error: run.error } };
-        if (!run) return { status: 'fail', summary: p.runbook === 'rollback' ? 'no completed rollback that changed a Deployment and was verified by its analysis found' : `no completed ${p.runbook} run found`, evidence: { runbook: p.runbook, windowDays: windowMs / 86_400_000, lastRun: null } };
+        if (!run) return { status: 'fail', summary: `no completed ${p.runbook} run${asked} found`, evidence: { runbook: p.runbook, ...(p.requires ? { requires: p.requires } : {}), windowDays: windowMs / 86_400_000, lastRun: null } };
         const ageMs = now - Date.parse(run.closedAt);
-        const evidence = { runbook: p.runbook, windowDays: Number((windowMs / 86_400_000).toFixed(4)), lastRun: run, ageDays: Number((ageMs / 86_400_000).toFixed(4)) };
+        const evidence = { runbook: p.runbook, ...(p.requires ? { requires: p.requires } : {}), windowDays: Number((windowMs / 86_400_000).toFixed(4)), lastRun: run, ageDays: Number((ageMs / 86_400_000).toFixed(4)) };
         return ageMs <= windowMs
-          ? { status: 'pass', summary: `${p.runbook} ${run.workflowId}${'deployment' in run && run.deployment ? ` of ${run.deployment}, changed and verified,` : ''} completed ${daysText(ageMs)} ago (within ${window})`, evidence }
-          : { status: 'fail', summary: `the last completed ${p.runbook} run is ${daysText(ageMs)} old, older than ${window}`, evidence };
+          ? { status: 'pass', summary: `${p.runbook} ${run.workflowId}${'deployment' in run && run.deployment ? ` of ${run.deployment}, changed and verified,` : ''}${p.requires && p.requires !== 'verifiedChange' ? `${asked},` : ''} completed ${daysText(ageMs)} ago (within ${window})`, evidence }
+          : { status: 'fail', summary: `the last completed ${p.runbook} run${asked} is ${daysText(ageMs)} old, older than ${window}`, evidence };
       }
       const a = current.get(item.id);
       if (a) return { status: 'attested', summary: `attested by ${a.by} at ${a.at} until ${a.expiresAt}: ${a.comment}`, evidence: { ...a } };

@@ -5,12 +5,16 @@ import { generateKey } from '../../src/identity/signer';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { createVisibilityActivities } from '../../src/activities/visibility';
+import { RUN_REQUIREMENTS, RunRequirement } from '../../src/checklist/catalog';
 import { loadConfig, parseConfig } from '../../src/config/load';
 import { createLogger } from '../../src/observability/logger';
 import { startTemporalDevServer, stopTemporalDevServer, TemporalDevServerInfo } from '../../src/sandbox/temporal';
 import type { LoadTestResult } from '../../src/workflows/loadTest';
 import { RunbookWorker } from '../../src/worker';
 import { runCli, waitFor } from '../helpers';
+
+const LOAD_REQUIREMENTS = (Object.keys(RUN_REQUIREMENTS) as RunRequirement[]).filter((r) => r.startsWith('load'));
 
 const dir = mkdtempSync(join(tmpdir(), 'runbook-loadtest-test-'));
 let temporal: TemporalDevServerInfo;
@@ -242,6 +246,38 @@ describe('the loadTest runbook with a real fault (failure.mode: command)', () =>
     const text = result.reasons.join('\n');
     assert.match(text, /failure phase: the backlog of \d+ workflows took \d+ ms to drain after the fault ended, above sla.drainWithin of 1 ms/);
     assert.match(text, /failure phase: the recover command .* failed \(3\).*; the fault \(the Temporal server .*\) may still be in place/);
+  });
+
+  test('the load items each completed run proves, found through Temporal visibility as the audit finds them: the lab run proves all five, the slow one neither the fault, the recovery nor the SLAs', async () => {
+    const proofs = async (environment: string) => {
+      const inspect = createVisibilityActivities({ environment, client: async () => client });
+      const found: Record<string, string | null> = {};
+      for (const requires of LOAD_REQUIREMENTS) found[requires] = (await inspect.lastSuccessfulRun({ runbook: 'loadTest', requires }))?.workflowId ?? null;
+      return found;
+    };
+    const runOf = async (environment: string) => {
+      const ids: string[] = [];
+      for await (const w of client.workflow.list({ query: `WorkflowType = 'loadTest' AND ExecutionStatus = 'Completed' AND RunbookEnvironment = '${environment}'` })) ids.push(w.workflowId);
+      assert.equal(ids.length, 1, `${environment}: one completed load test`);
+      return { id: ids[0], result: (await client.workflow.getHandle(ids[0]).result()) as LoadTestResult };
+    };
+    const lab = await runOf('lab');
+    assert.equal(lab.result.passed, true);
+    assert.deepEqual(await proofs('lab'), Object.fromEntries(LOAD_REQUIREMENTS.map((r) => [r, lab.id])));
+
+    const slow = await runOf('slow');
+    const held = (phase: string) => slow.result.phases.find((p) => p.phase === phase)!.verdict.held;
+    assert.deepEqual(await proofs('slow'), {
+      // Its baseline and peak are judged on their own verdicts (10 s of p99 leaves room for a busy machine).
+      loadBaselineHeld: held('baseline') ? slow.id : null,
+      loadPeakHeld: held('peak') ? slow.id : null,
+      // The recover command failed (the fault may still be in place) and the backlog took longer than 1 ms.
+      loadFaultSurvived: null,
+      loadRecovered: null,
+      loadPassed: null,
+    });
+    // An unknown requirement is refused by name, not read as "no run".
+    await assert.rejects(createVisibilityActivities({ environment: 'lab', client: async () => client }).lastSuccessfulRun({ runbook: 'loadTest', requires: 'loadFast' as never }), /'loadFast' is not a run requirement; expected one of verifiedChange, loadBaselineHeld/);
   });
 
   test('an environment marked production refuses the fault before any load, unless allowInProduction; without a load generator the run says how to start one', async () => {
