@@ -52,6 +52,8 @@ export const CHECK_IDS = [
   'checkAlertServiceDown',
   'checkAlertFailureRate',
   'checkAlertLatency',
+  'checkAlertQueueBuildup',
+  'checkAlertResources',
   'checkWorkerHealth',
   'checkRestoreTested',
 ] as const;
@@ -275,8 +277,8 @@ const BLOCKS: Block[] = [
       ['alert-service-down', 'Service down alerts', 'All components', 'high', auto('checkAlertServiceDown')],
       ['alert-failure-rate', 'High failure rate', 'By workflow type', 'high', auto('checkAlertFailureRate')],
       ['alert-latency', 'Latency alerts', 'Schedule-to-start > threshold', 'normal', auto('checkAlertLatency')],
-      ['alert-queue-buildup', 'Queue buildup', 'Tasks pending too long', 'normal', attested()],
-      ['alert-resources', 'Resource alerts', 'CPU, memory, disk', 'normal', attested()],
+      ['alert-queue-buildup', 'Queue buildup', 'Tasks pending too long', 'normal', auto('checkAlertQueueBuildup')],
+      ['alert-resources', 'Resource alerts', 'CPU, memory, disk', 'normal', auto('checkAlertResources')],
     ],
   },
   {

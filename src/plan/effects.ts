@@ -18,6 +18,8 @@ export const ACTIVITY_EFFECTS: Record<keyof Activities, Effect> = {
   backupTemporalConfiguration: 'changes',
   checkAlertFailureRate: 'reads',
   checkAlertLatency: 'reads',
+  checkAlertQueueBuildup: 'reads',
+  checkAlertResources: 'reads',
   checkAlertServiceDown: 'reads',
   checkDnsRecords: 'reads',
   checkHistoryShards: 'reads',

@@ -427,12 +427,34 @@ describe('the readiness audit', () => {
     await waitFor('Prometheus to scrape the worker', async () => (await monitored.checkPrometheusTargets({})).status === 'pass', 30_000, 500);
     const targets = await monitored.checkPrometheusTargets({});
     assert.deepEqual((targets.evidence.targets as { job: string; health: string }[]).map((t) => [t.job, t.health]), [['runbook-worker', 'up']]);
-    for (const id of ['checkAlertServiceDown', 'checkAlertFailureRate', 'checkAlertLatency'] as const) {
-      const alerts = await monitored[id]({});
-      assert.equal(alerts.status, 'pass', `${id}: ${alerts.summary}`);
+    // Every alert check against the project's rules (pass), against a Prometheus that loaded only the
+    // runbooks' group (fail, naming what is missing) and against a closed port (unknown).
+    const rulesText = readFileSync(join(REPO, 'deploy', 'prometheus', 'rules.yml'), 'utf8');
+    const partialRules = join(dir, 'rules-runbooks-only.yml');
+    writeFileSync(partialRules, `groups:\n${rulesText.slice(rulesText.indexOf('  - name: runbooks'), rulesText.indexOf('  - name: resources'))}`);
+    const partialProm = await startPrometheus({ dir: join(dir, 'prometheus-partial'), targets: [`127.0.0.1:${workerPort}`], ruleFiles: [partialRules] });
+    closers.push(() => stopPrometheus(partialProm.pid));
+    const partial = await checksFor((env) => (env.monitoring = { prometheusUrl: partialProm.url }), 'prometheus-partial');
+    const noProm = await checksFor((env) => (env.monitoring = { prometheusUrl: `http://127.0.0.1:${refusedPort}` }), 'no-prometheus-alerts');
+    const alertTable = {
+      checkAlertServiceDown: 'TemporalFrontendDown',
+      checkAlertFailureRate: 'HighWorkflowFailureRate',
+      checkAlertLatency: 'LongScheduleToStartLatency',
+      checkAlertQueueBuildup: 'TaskQueueBacklogBuildup',
+      checkAlertResources: 'ContainerMemoryNearLimit, ContainerCpuThrottled, DiskSpaceLow',
+    } as const;
+    for (const [id, missing] of Object.entries(alertTable) as [keyof typeof alertTable, string][]) {
+      const ok = await monitored[id]({});
+      assert.equal(ok.status, 'pass', `${id}: ${ok.summary}`);
+      const without = await partial[id]({});
+      assert.equal(without.status, 'fail', `${id} with the runbooks' rules only: ${without.summary}`);
+      assert.equal(without.summary, `alert rules not loaded in Prometheus: ${missing}`);
+      const unreachable = await noProm[id]({ timeoutMs: 2_000 });
+      assert.equal(unreachable.status, 'unknown', `${id} without Prometheus: ${unreachable.summary}`);
     }
     const serviceDown = await monitored.checkAlertServiceDown({});
     assert.deepEqual(Object.keys(serviceDown.evidence.loaded as object).sort(), ['RunbookWorkerNotReady', 'TemporalFrontendDown']);
+    assert.deepEqual(Object.keys((await partial.checkAlertServiceDown({})).evidence.loaded as object), ['RunbookWorkerNotReady'], 'the runbooks group is loaded, the rest is not');
     const retentionCheck = await monitored.checkPrometheusRetention({});
     assert.equal(retentionCheck.status, 'fail', 'Prometheus keeps 15 days by default, less than the 30 asked for');
     assert.equal(retentionCheck.evidence.retentionDays, 15);

@@ -11,6 +11,8 @@ const REQUIRED_ALERTS = {
   serviceDown: ['TemporalFrontendDown', 'RunbookWorkerNotReady'],
   failureRate: ['HighWorkflowFailureRate'],
   latency: ['LongScheduleToStartLatency'],
+  queueBuildup: ['TaskQueueBacklogBuildup'],
+  resources: ['ContainerMemoryNearLimit', 'ContainerCpuThrottled', 'DiskSpaceLow'],
 };
 /** Metric name prefixes the checklist calls key: workflows, activities, schedule-to-start. */
 const KEY_METRICS = ['temporal_workflow_completed', 'temporal_workflow_failed', 'temporal_activity_execution_latency', 'temporal_workflow_task_schedule_to_start_latency'];
@@ -75,6 +77,8 @@ export function createMonitoringChecks(deps: CheckDeps): Record<MonitoringCheck,
     checkAlertServiceDown: (_t, _i, signal) => alertsLoaded(REQUIRED_ALERTS.serviceDown)(signal),
     checkAlertFailureRate: (_t, _i, signal) => alertsLoaded(REQUIRED_ALERTS.failureRate)(signal),
     checkAlertLatency: (_t, _i, signal) => alertsLoaded(REQUIRED_ALERTS.latency)(signal),
+    checkAlertQueueBuildup: (_t, _i, signal) => alertsLoaded(REQUIRED_ALERTS.queueBuildup)(signal),
+    checkAlertResources: (_t, _i, signal) => alertsLoaded(REQUIRED_ALERTS.resources)(signal),
     async checkWorkerHealth(_t, _i, signal) {
       const urls = env.monitoring?.workerUrls ?? [];
       if (urls.length === 0) return unknown(`no monitoring.workerUrls for environment ${deps.environment}`);
