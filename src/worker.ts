@@ -119,6 +119,32 @@ function silentSinks(): InjectedSinks<RunbookSinks> {
 
 let runtimeInstalled: Promise<{ sdkMetricsUrl: string }> | undefined;
 
+/** Seconds: 5 ms to a minute, for calls to the server and task latencies (13 buckets). */
+const TASK_LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
+/** Seconds: 10 ms to two hours, for activities (a restore runs for an hour) and long polls. */
+const ACTIVITY_LATENCY_BUCKETS = [0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 1800, 3600, 7200];
+/** Seconds: 100 ms to a day, for whole workflows (a drill waits hours at its gate). */
+const WORKFLOW_LATENCY_BUCKETS = [0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 1800, 3600, 14400, 86400];
+
+/**
+ * The SDK's latency histograms with buckets fine enough for percentiles: its defaults have six or
+ * seven buckets for most of them (a p99 can only be one of those bounds), too coarse for the
+ * checklist's "histogram buckets appropriate for latency tracking" (checkHistogramBuckets).
+ */
+export const SDK_HISTOGRAM_BUCKETS: Record<string, number[]> = {
+  request_latency: TASK_LATENCY_BUCKETS,
+  long_request_latency: ACTIVITY_LATENCY_BUCKETS,
+  workflow_task_schedule_to_start_latency: TASK_LATENCY_BUCKETS,
+  workflow_task_execution_latency: TASK_LATENCY_BUCKETS,
+  workflow_task_replay_latency: TASK_LATENCY_BUCKETS,
+  activity_schedule_to_start_latency: TASK_LATENCY_BUCKETS,
+  activity_execution_latency: ACTIVITY_LATENCY_BUCKETS,
+  local_activity_execution_latency: TASK_LATENCY_BUCKETS,
+  local_activity_total_execution_latency: TASK_LATENCY_BUCKETS,
+  activity_execution_latency_total: ACTIVITY_LATENCY_BUCKETS,
+  workflow_endtoend_latency: WORKFLOW_LATENCY_BUCKETS,
+};
+
 /**
  * The SDK runtime is process-wide and can be installed once (the first worker's logger wins):
  * logs go to our JSON logger, metrics to a loopback exporter.
@@ -128,7 +154,7 @@ function installRuntime(logger: AppLogger): Promise<{ sdkMetricsUrl: string }> {
     Runtime.install({
       logger: new SdkLoggerAdapter(logger),
       // Prometheus conventions: counters end in _total, durations are seconds and say so.
-      telemetryOptions: { metrics: { prometheus: { bindAddress: `127.0.0.1:${port}`, countersTotalSuffix: true, unitSuffix: true, useSecondsForDurations: true } } },
+      telemetryOptions: { metrics: { prometheus: { bindAddress: `127.0.0.1:${port}`, countersTotalSuffix: true, unitSuffix: true, useSecondsForDurations: true, histogramBucketOverrides: SDK_HISTOGRAM_BUCKETS } } },
     });
     return { sdkMetricsUrl: `http://127.0.0.1:${port}/metrics` };
   });

@@ -54,6 +54,7 @@ export const CHECK_IDS = [
   'checkAlertLatency',
   'checkAlertQueueBuildup',
   'checkAlertResources',
+  'checkHistogramBuckets',
   'checkWorkerHealth',
   'checkRestoreTested',
 ] as const;
@@ -255,7 +256,7 @@ const BLOCKS: Block[] = [
     rows: [
       ['prometheus-configured', 'Prometheus configured', 'Scraping all components', 'high', auto('checkPrometheusTargets')],
       ['key-metrics', 'Key metrics identified', 'Workflows, activities, persistence', 'normal', auto('checkPrometheusKeyMetrics')],
-      ['histogram-buckets', 'Histogram buckets', 'Appropriate for latency tracking', 'normal', attested()],
+      ['histogram-buckets', 'Histogram buckets', 'Appropriate for latency tracking', 'normal', auto('checkHistogramBuckets')],
       ['metrics-retention', 'Retention period', 'Long enough for trending', 'normal', auto('checkPrometheusRetention')],
     ],
   },

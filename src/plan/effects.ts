@@ -20,6 +20,7 @@ export const ACTIVITY_EFFECTS: Record<keyof Activities, Effect> = {
   checkAlertLatency: 'reads',
   checkAlertQueueBuildup: 'reads',
   checkAlertResources: 'reads',
+  checkHistogramBuckets: 'reads',
   checkAlertServiceDown: 'reads',
   checkDnsRecords: 'reads',
   checkHistoryShards: 'reads',

@@ -33,9 +33,9 @@ const sinks = proxySinks<RunbookSinks>();
  */
 const TEMPORAL_TARGETS_PATCH = 'temporal-checks-read-their-targets';
 const RESTORE_TESTED_PATCH = 'database-backups-need-a-restore-test';
-/** alert-queue-buildup and alert-resources read the alert rules Prometheus has loaded. */
+/** alert-queue-buildup and alert-resources read the alert rules Prometheus has loaded, histogram-buckets its latency histograms. */
 const ALERT_CHECKS_PATCH = 'queue-and-resource-alert-checks';
-const ALERT_CHECKS: readonly CheckId[] = ['checkAlertQueueBuildup', 'checkAlertResources'];
+const ALERT_CHECKS: readonly CheckId[] = ['checkAlertQueueBuildup', 'checkAlertResources', 'checkHistogramBuckets'];
 /** The load items are proved by loadTest runs whose phases held their SLAs; audits started before read no loadTest run. */
 const LOAD_TEST_PROOFS_PATCH = 'load-items-proved-by-load-tests';
 const CHECKS_BEFORE_TEMPORAL_TARGETS = [
@@ -258,7 +258,7 @@ export async function readinessAudit(rawInput: ReadinessAuditInput): Promise<Rea
     status.phase = 'checking';
     const readsTargets = patched(TEMPORAL_TARGETS_PATCH);
     // database-backups needs a restore test of each database (checkRestoreTested): audits started before keep their checks.
-    // The queue-buildup and resource alert checks: audits started before them keep their checks too.
+    // The queue-buildup, resource-alert and histogram checks: audits started before them keep their checks too.
     const checkIds = readsTargets
       ? checksInUse().filter((id) => (id !== 'checkRestoreTested' || patched(RESTORE_TESTED_PATCH)) && (!ALERT_CHECKS.includes(id) || patched(ALERT_CHECKS_PATCH)))
       : CHECKS_BEFORE_TEMPORAL_TARGETS;

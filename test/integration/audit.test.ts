@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync, appendFileSync } from 'node:fs';
+import { createServer as createHttpServer } from 'node:http';
 import { createServer as createTcpServer, connect as tcpConnect, Server as TcpServer, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -432,7 +433,14 @@ describe('the readiness audit', () => {
     const rulesText = readFileSync(join(REPO, 'deploy', 'prometheus', 'rules.yml'), 'utf8');
     const partialRules = join(dir, 'rules-runbooks-only.yml');
     writeFileSync(partialRules, `groups:\n${rulesText.slice(rulesText.indexOf('  - name: runbooks'), rulesText.indexOf('  - name: resources'))}`);
-    const partialProm = await startPrometheus({ dir: join(dir, 'prometheus-partial'), targets: [`127.0.0.1:${workerPort}`], ruleFiles: [partialRules] });
+    // Beside the worker, a target whose server latency histogram has three coarse buckets (a p99 can only be 0.1, 1 or 10 s).
+    const coarse = createHttpServer((_req, res) => {
+      res.setHeader('content-type', 'text/plain; version=0.0.4');
+      res.end(['# TYPE service_latency histogram', ...['0.1', '1', '10', '+Inf'].map((le, i) => `service_latency_bucket{operation="StartWorkflowExecution",le="${le}"} ${i + 1}`), 'service_latency_sum 3', 'service_latency_count 4', ''].join('\n'));
+    });
+    await new Promise<void>((resolve) => coarse.listen(0, '127.0.0.1', resolve));
+    closers.push(() => new Promise<void>((resolve) => coarse.close(() => resolve())));
+    const partialProm = await startPrometheus({ dir: join(dir, 'prometheus-partial'), targets: [`127.0.0.1:${workerPort}`, `127.0.0.1:${(coarse.address() as { port: number }).port}`], ruleFiles: [partialRules] });
     closers.push(() => stopPrometheus(partialProm.pid));
     const partial = await checksFor((env) => (env.monitoring = { prometheusUrl: partialProm.url }), 'prometheus-partial');
     const noProm = await checksFor((env) => (env.monitoring = { prometheusUrl: `http://127.0.0.1:${refusedPort}` }), 'no-prometheus-alerts');
@@ -452,6 +460,19 @@ describe('the readiness audit', () => {
       const unreachable = await noProm[id]({ timeoutMs: 2_000 });
       assert.equal(unreachable.status, 'unknown', `${id} without Prometheus: ${unreachable.summary}`);
     }
+    // Histogram buckets: the worker's latency histograms (the SDK's with this project's bucket overrides) pass;
+    // the coarse server histogram beside them fails by name; without Prometheus, unknown.
+    const buckets = await waitFor('Prometheus to hold the worker\'s latency histograms', async () => {
+      const r = await monitored.checkHistogramBuckets({});
+      return r.status === 'pass' ? r : false;
+    }, 30_000, 500);
+    assert.ok('temporal_request_latency_seconds_bucket' in (buckets.evidence.histograms as object), JSON.stringify(buckets.evidence));
+    const coarseBuckets = await waitFor('Prometheus to scrape the coarse histogram', async () => {
+      const r = await partial.checkHistogramBuckets({});
+      return r.status === 'fail' && 'service_latency_bucket' in ((r.evidence.histograms as object) ?? {}) ? r : false;
+    }, 30_000, 500);
+    assert.equal(coarseBuckets.summary, 'latency histograms too coarse for percentiles: service_latency_bucket: 3 finite buckets (at least 8)');
+    assert.equal((await noProm.checkHistogramBuckets({ timeoutMs: 2_000 })).status, 'unknown');
     const serviceDown = await monitored.checkAlertServiceDown({});
     assert.deepEqual(Object.keys(serviceDown.evidence.loaded as object).sort(), ['RunbookWorkerNotReady', 'TemporalFrontendDown']);
     assert.deepEqual(Object.keys((await partial.checkAlertServiceDown({})).evidence.loaded as object), ['RunbookWorkerNotReady'], 'the runbooks group is loaded, the rest is not');

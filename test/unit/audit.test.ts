@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { prometheusDurationMs } from '../../src/activities/checks';
+import { judgeHistogramBuckets } from '../../src/activities/checks/monitoring';
+import { SDK_HISTOGRAM_BUCKETS } from '../../src/worker';
 import { attestationProblem, recordAttestation } from '../../src/checklist/attestation';
 import { CHECKLIST } from '../../src/checklist/catalog';
 import { renderAuditHtml, renderAuditMarkdown, ReadinessReport, scoreOf } from '../../src/reports/audit';
@@ -97,5 +99,18 @@ describe('audit report', () => {
     assert.equal(prometheusDurationMs('12h30m'), 45_000_000);
     assert.equal(prometheusDurationMs('15 days'), undefined);
     assert.equal(prometheusDurationMs(''), undefined);
+  });
+
+  test('latency histograms: enough buckets over three orders of magnitude pass; few buckets, or many over a narrow range, fail by name', () => {
+    const les = (xs: number[]) => [...xs.map(String), '+Inf'];
+    const { coarse, histograms } = judgeHistogramBuckets({
+      fine_latency_bucket: les([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]),
+      few_latency_bucket: les([0.1, 1, 10]),
+      narrow_latency_bucket: les([1, 1.5, 2, 2.5, 3, 3.5, 4, 4.5, 5]),
+    });
+    assert.deepEqual(coarse, { few_latency_bucket: '3 finite buckets (at least 8)', narrow_latency_bucket: 'buckets from 1 to 5 span less than 1000x' });
+    assert.deepEqual(histograms.fine_latency_bucket, { buckets: 11, smallest: 0.005, largest: 10 });
+    // The bucket overrides the worker gives the SDK pass the same judgement.
+    assert.deepEqual(judgeHistogramBuckets(Object.fromEntries(Object.entries(SDK_HISTOGRAM_BUCKETS).map(([k, v]) => [k, les(v)]))).coarse, {});
   });
 });

@@ -17,6 +17,32 @@ const REQUIRED_ALERTS = {
 /** Metric name prefixes the checklist calls key: workflows, activities, schedule-to-start. */
 const KEY_METRICS = ['temporal_workflow_completed', 'temporal_workflow_failed', 'temporal_activity_execution_latency', 'temporal_workflow_task_schedule_to_start_latency'];
 
+/**
+ * Latency histograms collected by Prometheus — the SDK's (`temporal_*latency*`), the server's
+ * (`service_latency`, `persistence_latency`, `task_latency*`) and this project's steps: each
+ * needs enough buckets over a wide enough range for a p99 to mean something (a histogram with a few
+ * coarse buckets reports every quantile as one of them).
+ */
+const LATENCY_HISTOGRAMS = '{__name__=~"temporal_.*latency.*_bucket|(service|persistence|task)_latency.*_bucket|runbook_step_duration_seconds_bucket"}';
+export const HISTOGRAM_MIN_BUCKETS = 8;
+/** The largest finite bound over the smallest: three orders of magnitude (e.g. 10 ms to 10 s). */
+export const HISTOGRAM_MIN_SPAN = 1_000;
+
+/** Judges each latency histogram's bucket bounds (the `le` values, +Inf included). */
+export function judgeHistogramBuckets(bounds: Record<string, string[]>): { coarse: Record<string, string>; histograms: Record<string, { buckets: number; smallest: number; largest: number }> } {
+  const coarse: Record<string, string> = {};
+  const histograms: Record<string, { buckets: number; smallest: number; largest: number }> = {};
+  for (const [name, les] of Object.entries(bounds)) {
+    const finite = [...new Set(les.map(Number).filter((n) => Number.isFinite(n) && n > 0))].sort((a, b) => a - b);
+    const smallest = finite[0] ?? NaN;
+    const largest = finite[finite.length - 1] ?? NaN;
+    histograms[name] = { buckets: finite.length, smallest, largest };
+    if (finite.length < HISTOGRAM_MIN_BUCKETS) coarse[name] = `${finite.length} finite bucket${finite.length === 1 ? '' : 's'} (at least ${HISTOGRAM_MIN_BUCKETS})`;
+    else if (largest / smallest < HISTOGRAM_MIN_SPAN) coarse[name] = `buckets from ${smallest} to ${largest} span less than ${HISTOGRAM_MIN_SPAN}x`;
+  }
+  return { coarse, histograms };
+}
+
 /** Prometheus durations: 15d, 1y, 2w, 12h30m. */
 export function prometheusDurationMs(text: string): number | undefined {
   const units: Record<string, number> = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000, d: DAY_MS, w: 7 * DAY_MS, y: 365 * DAY_MS };
@@ -25,7 +51,7 @@ export function prometheusDurationMs(text: string): number | undefined {
   return parts.reduce((sum, p) => sum + Number(p[1]) * units[p[2]], 0);
 }
 
-type MonitoringCheck = Extract<CheckId, `checkPrometheus${string}` | `checkAlert${string}` | 'checkWorkerHealth'>;
+type MonitoringCheck = Extract<CheckId, `checkPrometheus${string}` | `checkAlert${string}` | 'checkWorkerHealth' | 'checkHistogramBuckets'>;
 
 export function createMonitoringChecks(deps: CheckDeps): Record<MonitoringCheck, VerdictFn> {
   const { env } = deps;
@@ -73,6 +99,19 @@ export function createMonitoringChecks(deps: CheckDeps): Record<MonitoringCheck,
       const min = env.monitoring.minRetention;
       const evidence = { retention: raw, retentionDays: ms / DAY_MS, minimumDays: min / DAY_MS, sizeLimit: flags['storage.tsdb.retention.size'] ?? null };
       return ms >= min ? pass(`metrics kept ${ms / DAY_MS} days`, evidence) : fail(`metrics kept ${ms / DAY_MS} days, less than ${min / DAY_MS}`, evidence);
+    },
+    async checkHistogramBuckets(_t, _i, signal) {
+      if (!env.monitoring?.prometheusUrl) return noPrometheus();
+      const data = await prometheus<{ result: { metric: { __name__: string; le?: string } }[] }>(`/api/v1/query?query=${encodeURIComponent(`count by (__name__, le) (${LATENCY_HISTOGRAMS})`)}`, signal);
+      const bounds: Record<string, string[]> = {};
+      for (const r of data.result) (bounds[r.metric.__name__] ??= []).push(r.metric.le ?? '');
+      if (Object.keys(bounds).length === 0) return fail('Prometheus collects no latency histogram of Temporal or the runbooks', { query: LATENCY_HISTOGRAMS });
+      const { coarse, histograms } = judgeHistogramBuckets(bounds);
+      const evidence = { histograms, coarse, minimumBuckets: HISTOGRAM_MIN_BUCKETS, minimumSpan: HISTOGRAM_MIN_SPAN };
+      const names = Object.keys(coarse);
+      return names.length === 0
+        ? pass(`${Object.keys(histograms).length} latency histogram${Object.keys(histograms).length === 1 ? '' : 's'} with at least ${HISTOGRAM_MIN_BUCKETS} buckets over ${HISTOGRAM_MIN_SPAN}x or more`, evidence)
+        : fail(`latency histograms too coarse for percentiles: ${names.map((n) => `${n}: ${coarse[n]}`).join('; ')}`, evidence);
     },
     checkAlertServiceDown: (_t, _i, signal) => alertsLoaded(REQUIRED_ALERTS.serviceDown)(signal),
     checkAlertFailureRate: (_t, _i, signal) => alertsLoaded(REQUIRED_ALERTS.failureRate)(signal),
