@@ -114,4 +114,13 @@ describe('the checklist catalog', () => {
     for (const [statuses, expected] of cases) assert.equal(combineChecks(statuses.map(r)), expected, statuses.join(','));
     assert.equal(combineChecks([r('pass'), undefined]), 'unknown', 'a check that never reported is not a pass');
   });
+
+  test("the README's proof table and status line give the catalog's own counts", () => {
+    const readme = readFileSync(join(__dirname, '..', '..', 'README.md'), 'utf8');
+    const count = (k: string) => CHECKLIST.filter((i) => i.proof.kind === k).length;
+    assert.match(readme, new RegExp(`^\\| automated checks \\| ${count('automated')} \\|.*; ${checksInUse().length} checks, each under its own deadline\\)`, 'm'));
+    assert.match(readme, new RegExp(`^\\| runbook runs \\| ${count('runbook')} \\|`, 'm'));
+    assert.match(readme, new RegExp(`^\\| attestations \\| ${count('attested')} \\|`, 'm'));
+    assert.match(readme.replace(/\s+/g, ' '), new RegExp(`${count('automated') + count('runbook')} of its ${CHECKLIST.length} items proved by checks or runbook runs`));
+  });
 });
