@@ -196,7 +196,7 @@ const BLOCKS: Block[] = [
     section: 'Worker Deployment',
     subsection: 'Worker Configuration',
     rows: [
-      ['worker-concurrency-limits', 'Concurrency limits', 'Based on load testing', 'normal', attested()],
+      ['worker-concurrency-limits', 'Concurrency limits', 'Based on load testing', 'normal', runbook('loadTest', { days: 180 }, 'loadPeakHeld')],
       ['worker-replicas', 'Multiple replicas', 'At least 2 for HA', 'critical', auto('checkKubernetesReplicas')],
       ['worker-sticky-cache', 'Sticky cache sized', 'Memory-appropriate', 'normal', attested()],
       ['worker-graceful-shutdown', 'Graceful shutdown', 'Configured and tested', 'high', attested()],
@@ -306,7 +306,7 @@ const BLOCKS: Block[] = [
     section: 'Disaster Recovery',
     subsection: 'Recovery Procedures',
     rows: [
-      ['recovery-runbook', 'Runbook created', 'Step-by-step recovery', 'high', attested(180)],
+      ['recovery-runbook', 'Runbook created', 'Step-by-step recovery', 'high', runbook('drDrill', { days: 180 })],
       ['rto-defined', 'RTO defined', 'Recovery time objective', 'high', auto('checkRtoDefined')],
       ['rpo-defined', 'RPO defined', 'Recovery point objective', 'high', auto('checkRpoDefined')],
       ['dr-drills-quarterly', 'Tested quarterly', 'DR drills performed', 'critical', runbook('drDrill', { days: 92 })],

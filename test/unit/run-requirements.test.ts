@@ -77,9 +77,9 @@ describe('what a run must show to prove an item', () => {
         assert.ok(describeProof(item.proof).endsWith(RUN_REQUIREMENTS[item.proof.requires]), item.id);
       }
     }
-    // The six load items are proved by load tests, none by a bare completed run.
+    // The seven load items are proved by load tests, none by a bare completed run.
     const load = CHECKLIST.filter((i) => i.proof.kind === 'runbook' && i.proof.runbook === 'loadTest');
-    assert.deepEqual(load.map((i) => i.id).sort(), ['concurrency-tested', 'load-baseline', 'overload-recovery-tested', 'peak-load-tested', 'performance-validated', 'stress-failure-tested']);
+    assert.deepEqual(load.map((i) => i.id).sort(), ['concurrency-tested', 'load-baseline', 'overload-recovery-tested', 'peak-load-tested', 'performance-validated', 'stress-failure-tested', 'worker-concurrency-limits']);
     assert.ok(load.every((i) => i.proof.kind === 'runbook' && i.proof.requires));
   });
 });
