@@ -256,10 +256,14 @@ describe('the loadTest runbook with a real fault (failure.mode: command)', () =>
       return found;
     };
     const runOf = async (environment: string) => {
-      const ids: string[] = [];
-      for await (const w of client.workflow.list({ query: `WorkflowType = 'loadTest' AND ExecutionStatus = 'Completed' AND RunbookEnvironment = '${environment}'` })) ids.push(w.workflowId);
-      assert.equal(ids.length, 1, `${environment}: one completed load test`);
-      return { id: ids[0], result: (await client.workflow.getHandle(ids[0]).result()) as LoadTestResult };
+      // Each environment's one completed load test (the rejected one failed), once visibility lists it.
+      const id = await waitFor(`the completed load test of ${environment} in visibility`, async () => {
+        const ids: string[] = [];
+        for await (const w of client.workflow.list({ query: `WorkflowType = 'loadTest' AND ExecutionStatus = 'Completed' AND RunbookEnvironment = '${environment}'` })) ids.push(w.workflowId);
+        assert.ok(ids.length <= 1, `${environment}: one completed load test, found ${ids.join(', ')}`);
+        return ids[0];
+      }, 30_000, 250);
+      return { id, result: (await client.workflow.getHandle(id).result()) as LoadTestResult };
     };
     const lab = await runOf('lab');
     assert.equal(lab.result.passed, true);
