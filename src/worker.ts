@@ -127,7 +127,8 @@ const ACTIVITY_LATENCY_BUCKETS = [0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 9
 const WORKFLOW_LATENCY_BUCKETS = [0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 1800, 3600, 14400, 86400];
 
 /**
- * The SDK's latency histograms with buckets fine enough for percentiles: its defaults have six or
+ * Every latency histogram the SDK's Core records (the names as the Core spells them, before the
+ * temporal_ prefix and the _seconds suffix), with buckets fine enough for percentiles: its defaults have six or
  * seven buckets for most of them (a p99 can only be one of those bounds), too coarse for the
  * checklist's "histogram buckets appropriate for latency tracking" (checkHistogramBuckets).
  */
@@ -139,9 +140,12 @@ export const SDK_HISTOGRAM_BUCKETS: Record<string, number[]> = {
   workflow_task_replay_latency: TASK_LATENCY_BUCKETS,
   activity_schedule_to_start_latency: TASK_LATENCY_BUCKETS,
   activity_execution_latency: ACTIVITY_LATENCY_BUCKETS,
+  activity_succeed_endtoend_latency: ACTIVITY_LATENCY_BUCKETS,
   local_activity_execution_latency: TASK_LATENCY_BUCKETS,
-  local_activity_total_execution_latency: TASK_LATENCY_BUCKETS,
-  activity_execution_latency_total: ACTIVITY_LATENCY_BUCKETS,
+  local_activity_succeed_endtoend_latency: TASK_LATENCY_BUCKETS,
+  nexus_task_schedule_to_start_latency: TASK_LATENCY_BUCKETS,
+  nexus_task_execution_latency: ACTIVITY_LATENCY_BUCKETS,
+  nexus_task_endtoend_latency: ACTIVITY_LATENCY_BUCKETS,
   workflow_endtoend_latency: WORKFLOW_LATENCY_BUCKETS,
 };
 

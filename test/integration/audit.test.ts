@@ -462,10 +462,12 @@ describe('the readiness audit', () => {
     }
     // Histogram buckets: the worker's latency histograms (the SDK's with this project's bucket overrides) pass;
     // the coarse server histogram beside them fails by name; without Prometheus, unknown.
+    let lastBuckets: unknown;
     const buckets = await waitFor('Prometheus to hold the worker\'s latency histograms', async () => {
       const r = await monitored.checkHistogramBuckets({});
+      lastBuckets = r;
       return r.status === 'pass' ? r : false;
-    }, 30_000, 500);
+    }, 30_000, 500).catch((err: Error) => assert.fail(`${err.message}; the check said: ${JSON.stringify(lastBuckets)}`));
     assert.ok('temporal_request_latency_seconds_bucket' in (buckets.evidence.histograms as object), JSON.stringify(buckets.evidence));
     const coarseBuckets = await waitFor('Prometheus to scrape the coarse histogram', async () => {
       const r = await partial.checkHistogramBuckets({});
