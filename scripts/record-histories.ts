@@ -55,6 +55,14 @@ function noteRelease(file: string): void {
 }
 const out = join(repoRoot, 'test', 'histories');
 
+/**
+ * Failure stack traces carry absolute paths: this checkout's, and that of whichever checkout built the
+ * cached workflow bundle (src/system/bundleCache.ts). Each becomes `.`, so histories are machine-independent.
+ */
+function machineIndependent(json: string): string {
+  return json.split(repoRoot).join('.').replace(/(?<=[\s("'])\/[^\s"'():]*?\/(?=(?:node_modules|src)\/)/g, './');
+}
+
 async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'runbook-record-'));
   chmodSync(dir, 0o755);
@@ -120,10 +128,9 @@ async function main(): Promise<void> {
       await handle.result().catch(() => undefined);
       // The Temporal CLI writes the history JSON format every Temporal tool reads.
       const json = execFileSync(findTemporalCli(), ['workflow', 'show', '--address', stack.temporal!.address, '--workflow-id', handle.workflowId, '--output', 'json'], { encoding: 'utf8' });
-      // Failure stack traces carry this checkout's absolute path; keep histories machine-independent.
       const suffix = process.env.RUNBOOK_RECORD_SUFFIX ? `.${process.env.RUNBOOK_RECORD_SUFFIX.replace(/[^a-z0-9-]/g, '')}` : '';
       // The history does not carry its workflow id, which workflows derive child ids from: the replay test needs it.
-      const history = JSON.parse(json.split(repoRoot).join('.')) as Record<string, unknown>;
+      const history = JSON.parse(machineIndependent(json)) as Record<string, unknown>;
       writeFileSync(join(out, `${name}${suffix}.json`), `${JSON.stringify({ workflowId: handle.workflowId, ...history }, null, 2)}\n`);
       noteRelease(`${name}${suffix}.json`);
       console.log(`recorded ${name} (release ${version})`);

@@ -54,6 +54,13 @@ describe('replay of recorded runbook histories', () => {
     }
   });
 
+  test('no recording carries the absolute path of the checkout or machine that recorded it', () => {
+    for (const file of files) {
+      const absolute = readFileSync(join(dir, file), 'utf8').match(/[\s("']\/[^\s"'():]*?\/(?:node_modules|src)\/[^\s"'():]*/);
+      assert.equal(absolute, null, `${file}: ${absolute?.[0]} (scripts/record-histories.ts makes these relative)`);
+    }
+  });
+
   for (const file of files) {
     test(`${file} replays without a determinism error`, async () => {
       // Recordings name their workflow id beside the events (older ones only through signed statements).
