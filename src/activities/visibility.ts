@@ -27,7 +27,10 @@ export const REQUIREMENT_TESTS: Record<RunRequirement, (r: RunResult, deployment
     if (deployments?.length && !deployments.includes(r.deployment)) return undefined;
     return { deployment: r.deployment };
   },
-  loadBaselineHeld: (r) => (phaseOf(r, 'baseline')?.verdict?.held === true ? { baselineRate: phaseOf(r, 'baseline')?.figures?.targetRate } : undefined),
+  loadBaselineHeld: (r) => {
+    const baseline = phaseOf(r, 'baseline');
+    return baseline?.verdict?.held === true ? { baselineRate: baseline.figures?.targetRate } : undefined;
+  },
   loadPeakHeld: (r) => {
     const base = phaseOf(r, 'baseline')?.figures?.targetRate;
     const peak = phaseOf(r, 'peak');
@@ -49,7 +52,8 @@ export const REQUIREMENT_TESTS: Record<RunRequirement, (r: RunResult, deployment
   loadPassed: (r) => (r.passed === true ? { passed: true } : undefined),
 };
 
-export type ProvingRun = { workflowId: string; closedAt: string; target?: string; deployment?: string; proved?: Record<string, unknown> };
+/** A run that proves an item: which, when it closed, and (for a requirement) what its result showed. */
+export type ProvingRun = { workflowId: string; closedAt: string; target?: string; proved?: Record<string, unknown> };
 
 /**
  * What this project's own runbooks have proved, found through Temporal visibility: the checklist's
@@ -69,10 +73,7 @@ export function createVisibilityActivities(deps: { environment: string; client: 
     for (const r of runs.slice(0, 25)) {
       const result = (await client.workflow.getHandle(r.workflowId, r.runId).result().catch(() => undefined)) as RunResult | undefined;
       const proved = result && typeof result === 'object' ? REQUIREMENT_TESTS[requires](result, deps.deployments) : undefined;
-      if (!proved) continue;
-      // The rollback's evidence keeps the shape audits have always recorded.
-      if (requires === 'verifiedChange') return { workflowId: r.workflowId, closedAt: r.closedAt, deployment: proved.deployment as string };
-      return { workflowId: r.workflowId, closedAt: r.closedAt, proved };
+      if (proved) return { workflowId: r.workflowId, closedAt: r.closedAt, proved };
     }
     return null;
   }
@@ -80,8 +81,8 @@ export function createVisibilityActivities(deps: { environment: string; client: 
   return {
     /**
      * The newest completed run of a runbook in this environment (with target: of that database or
-     * Deployment only; with requires: whose result meets that requirement), or null. verifiedChange is
-     * the older spelling of requires: 'verifiedChange', kept for audits recorded with it.
+     * Deployment only; with requires: whose result meets that requirement), or null. verifiedChange: true
+     * is the older spelling of requires: 'verifiedChange', still asked by audits started before requirements.
      */
     async lastSuccessfulRun(input: { runbook: string; target?: string; verifiedChange?: boolean; requires?: RunRequirement }): Promise<ProvingRun | null> {
       if (!RUNBOOK.test(input.runbook) || !ENVIRONMENT.test(deps.environment)) throw failure('InvalidInput', `'${input.runbook}' is not a runbook name`);

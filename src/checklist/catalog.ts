@@ -428,8 +428,7 @@ export function runProofsInUse(): { key: string; runbook: string; requires?: Run
 
 /** A runbook proof's key: the runbook, and its requirement after a colon. */
 export function runProofKey(p: { runbook: string; requires?: RunRequirement }): string {
-  // The rollback's requirement predates requirements: its key stays the runbook's name.
-  return p.requires && p.requires !== 'verifiedChange' ? `${p.runbook}:${p.requires}` : p.runbook;
+  return p.requires ? `${p.runbook}:${p.requires}` : p.runbook;
 }
 
 /** The automated checks the catalog uses, each once, in catalog order. */

@@ -1,7 +1,7 @@
 import { allHandlersFinished, ApplicationFailure, condition, defineQuery, defineSignal, defineUpdate, log, patched, proxyActivities, proxySinks, setHandler, uuid4, workflowInfo } from '@temporalio/workflow';
 import type { AuditActivities } from '../activities/audit';
 import type { CheckActivities } from '../activities/checks';
-import type { createVisibilityActivities } from '../activities/visibility';
+import type { createVisibilityActivities, ProvingRun } from '../activities/visibility';
 import { Attestation, attestationDays, attestationProblem, recordAttestation } from '../checklist/attestation';
 import { parseStatement, SignedStatement } from '../identity/statement';
 import { Gates } from './lib/gate';
@@ -284,16 +284,19 @@ export async function readinessAudit(rawInput: ReadinessAuditInput): Promise<Rea
       Object.assign(evidence, { checks: found.length, pass: count('pass'), fail: count('fail'), unknown: count('unknown') });
     });
 
-    const runs = new Map<string, { workflowId: string; closedAt: string; deployment?: string; proved?: Record<string, unknown> } | null | { error: string }>();
+    // A rollback found by an audit started before requirements carries its Deployment at the top.
+    const runs = new Map<string, (ProvingRun & { deployment?: string }) | null | { error: string }>();
     await timeline.step('runbook evidence', async (evidence) => {
       const wanted = readsTargets
         ? runProofsInUse().filter((p) => p.runbook !== 'loadTest' || patched(LOAD_TEST_PROOFS_PATCH))
-        : RUNBOOKS_BEFORE_TEMPORAL_TARGETS.map((runbook) => ({ key: runbook, runbook, requires: runbook === 'rollback' ? ('verifiedChange' as const) : undefined }));
+        : RUNBOOKS_BEFORE_TEMPORAL_TARGETS.map((runbook) => {
+            const requires = runbook === 'rollback' ? ('verifiedChange' as const) : undefined;
+            return { key: runProofKey({ runbook, requires }), runbook, requires };
+          });
       for (const p of wanted) {
         // A rollback proves rollback-tested only when it changed a Deployment and its analysis verified the
-        // result (asked the way audits always have); a load test proves a load item only when its phases held.
-        const ask = p.requires === 'verifiedChange' ? { verifiedChange: true } : p.requires ? { requires: p.requires } : {};
-        runs.set(p.key, await inspect.lastSuccessfulRun({ runbook: p.runbook, ...ask }).catch((err: unknown) => ({ error: err instanceof Error && err.cause instanceof Error ? err.cause.message : String(err) })));
+        // result; a load test proves a load item only when its phases held (RUN_REQUIREMENTS).
+        runs.set(p.key, await inspect.lastSuccessfulRun({ runbook: p.runbook, ...(p.requires ? { requires: p.requires } : {}) }).catch((err: unknown) => ({ error: err instanceof Error && err.cause instanceof Error ? err.cause.message : String(err) })));
       }
       Object.assign(evidence, Object.fromEntries(runs));
     });
@@ -337,7 +340,7 @@ export async function readinessAudit(rawInput: ReadinessAuditInput): Promise<Rea
         const ageMs = now - Date.parse(run.closedAt);
         const evidence = { runbook: p.runbook, ...(p.requires ? { requires: p.requires } : {}), windowDays: Number((windowMs / 86_400_000).toFixed(4)), lastRun: run, ageDays: Number((ageMs / 86_400_000).toFixed(4)) };
         return ageMs <= windowMs
-          ? { status: 'pass', summary: `${p.runbook} ${run.workflowId}${'deployment' in run && run.deployment ? ` of ${run.deployment}, changed and verified,` : ''}${p.requires && p.requires !== 'verifiedChange' ? `${asked},` : ''} completed ${daysText(ageMs)} ago (within ${window})`, evidence }
+          ? { status: 'pass', summary: `${p.runbook} ${run.workflowId}${p.requires === 'verifiedChange' ? ` of ${String(run.proved?.deployment ?? run.deployment)}, changed and verified,` : p.requires ? `${asked},` : ''} completed ${daysText(ageMs)} ago (within ${window})`, evidence }
           : { status: 'fail', summary: `the last completed ${p.runbook} run${asked} is ${daysText(ageMs)} old, older than ${window}`, evidence };
       }
       const a = current.get(item.id);
